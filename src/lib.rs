@@ -1,0 +1,33 @@
+//! memtap: a passive memcached traffic analyzer.
+//!
+//! Data flows one way through the stages, each a module that imports only
+//! from the stages to its left:
+//!
+//! ```text
+//! capture ─Frame─▶ decode ─Packet─▶ reassembly ─bytes/gap─▶ protocol ─Message─▶ session ─Record─▶ output
+//! ```
+//!
+//! * `capture` reads frames (pcap/pcapng files, compressed or on stdin).
+//! * `decode` turns a frame into an IP/TCP/UDP view over the same bytes
+//!   (link layers, VLAN tags, bounded IPv4 defragmentation) and classifies it
+//!   against the watched targets.
+//! * `reassembly` rebuilds each TCP direction as an ordered byte stream and
+//!   reports gaps; it knows nothing of memcached commands.
+//! * `protocol` holds pure parsers: bytes in, one message out, no state.
+//! * `session` pairs requests with responses per connection (and per UDP
+//!   request id) and emits one `Record` per key-request.
+//! * `app` wires the stages together for the CLI; it is the only module that
+//!   knows every stage.
+//!
+//! Time is always the packet's timestamp; nothing below `app` reads a clock,
+//! so a replay is deterministic.
+#![deny(unsafe_code)]
+
+pub mod stats;
+pub mod capture;
+pub mod decode;
+pub mod reassembly;
+pub mod protocol;
+pub mod session;
+pub mod config;
+pub mod app;

@@ -1,0 +1,1 @@
+//! Per-connection pairing of requests and responses; emits records.

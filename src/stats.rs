@@ -1,0 +1,133 @@
+//! Every counter of input memtap gives up, and of work it did, in one place.
+//!
+//! Each stage owns a section. A counter is a plain `u64` bumped inline by
+//! the thread that owns the state (no atomics on the packet path); blocks
+//! from several threads are merged with `Counters::add`.
+
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])* $name:ident ),* $(,)?) => {
+        /// Counters of one pipeline (or the sum of several).
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct Counters {
+            $( $(#[doc = $doc])* pub $name: u64, )*
+        }
+
+        impl Counters {
+            /// Every counter with its name, in declaration order.
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+                [$( (stringify!($name), self.$name) ),*].into_iter()
+            }
+
+            /// Adds another block into this one.
+            pub fn add(&mut self, o: &Counters) {
+                $( self.$name += o.$name; )*
+            }
+        }
+    };
+}
+
+counters! {
+    // ---- capture ----
+    /// Frames read from the input.
+    packets,
+    /// Bytes of frames read (captured length).
+    bytes,
+    /// Input files opened.
+    files,
+    /// Frames whose captured length is below their wire length (snap length).
+    snaplen_truncated,
+    /// Files that ended in the middle of a record (truncated capture).
+    truncated_files,
+    /// Unreadable or corrupt capture blocks skipped.
+    capture_errors,
+    /// Frames on interfaces with a link type memtap does not decode.
+    unsupported_linktype,
+
+    // ---- decode ----
+    /// Frames that are not IPv4/IPv6 (ARP, LLDP, ...).
+    non_ip,
+    /// Frames whose link/IP/transport headers are malformed or cut short.
+    decode_errors,
+    /// IP packets that are neither TCP nor UDP.
+    non_tcp_udp,
+    /// TCP/UDP packets not to or from a watched target.
+    not_target,
+    /// IPv4 fragments seen.
+    ip_fragments,
+    /// Datagrams rebuilt from IPv4 fragments.
+    ip_reassembled,
+    /// Fragments given up: reassembly timed out or lost pieces.
+    ip_frag_timeout,
+    /// Fragments given up: the fragment pool's byte or entry budget was full.
+    ip_frag_overflow,
+    /// Fragments given up: overlapping or inconsistent pieces.
+    ip_frag_bad,
+    /// IPv6 fragments (not reassembled; counted and skipped).
+    ipv6_fragments,
+
+    // ---- TCP reassembly ----
+    /// TCP segments of watched connections.
+    tcp_segments,
+    /// TCP connections tracked.
+    tcp_flows,
+    /// Connections first seen without their SYN (capture started mid-stream).
+    tcp_midstream,
+    /// Connections closed by FIN or RST.
+    tcp_closed,
+    /// Connections evicted after the idle timeout.
+    tcp_evicted_idle,
+    /// New connections refused because the flow table was full.
+    tcp_flow_table_full,
+    /// Segments that arrived ahead of a hole and were buffered.
+    tcp_ooo_segments,
+    /// Bytes already seen again (retransmissions, overlaps).
+    tcp_retransmit_bytes,
+    /// Out-of-order bytes dropped because a per-flow or global budget was full.
+    tcp_ooo_dropped_bytes,
+    /// Holes declared in a byte stream (lost segments).
+    tcp_gaps,
+    /// Bytes missing in those holes.
+    tcp_gap_bytes,
+    /// Bytes skipped before the first message boundary (mid-stream start, resync).
+    tcp_resync_skipped_bytes,
+    /// Segments ignored as outside any plausible window (bogus sequence).
+    tcp_bad_seq,
+
+    // ---- UDP ----
+    /// UDP datagrams to or from a target.
+    udp_datagrams,
+    /// UDP datagrams shorter than memcached's 8-byte frame header.
+    udp_bad_frame,
+    /// UDP requests that span several datagrams (memcached rejects them).
+    udp_multi_datagram_requests,
+    /// UDP responses with no pending request (orphans).
+    udp_orphan_responses,
+    /// UDP requests whose answer did not complete before the timeout.
+    udp_timeouts,
+    /// UDP requests dropped because the pending table was full.
+    udp_pending_overflow,
+
+    // ---- protocol and pairing ----
+    /// Records emitted (one per key-request).
+    records,
+    /// Requests recorded as lost (the answer fell into a gap or never came).
+    lost_requests,
+    /// Responses that matched no request and were discarded.
+    orphan_responses,
+    /// Requests dropped because a connection's pending queue was full.
+    pending_overflow,
+    /// Unknown commands (counted, not fatal).
+    unknown_commands,
+    /// Request lines or packets that could not be parsed.
+    bad_requests,
+    /// Response lines or packets that could not be parsed.
+    bad_responses,
+    /// Text/meta lines over the length limit.
+    line_too_long,
+    /// Declared lengths over the sanity limit.
+    length_too_large,
+    /// Meta keys with invalid base64.
+    bad_base64,
+    /// Bytes of value blocks lost inside holes but skipped by length.
+    value_gap_bytes,
+}
