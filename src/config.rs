@@ -1,1 +1,243 @@
-//! Runtime configuration.
+//! Runtime configuration: the TOML model, its defaults and validation.
+//!
+//! Every limit memtap enforces lives here, with its default; the shipped
+//! `config/memtap.toml` lists each one with a comment. Command-line flags
+//! override the file (`app` applies them).
+
+use crate::decode::targets::{Target, Targets};
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Servers to watch: `[[target]]` tables.
+    #[serde(default)]
+    pub target: Vec<TargetCfg>,
+    #[serde(default)]
+    pub decode: DecodeCfg,
+    #[serde(default)]
+    pub tcp: TcpCfg,
+    #[serde(default)]
+    pub udp: UdpCfg,
+    #[serde(default)]
+    pub protocol: ProtocolCfg,
+    #[serde(default)]
+    pub output: OutputCfg,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetCfg {
+    /// An address, a CIDR block or `*`.
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+fn default_port() -> u16 {
+    crate::decode::targets::DEFAULT_PORT
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeCfg {
+    pub ip_frag_max_datagrams: usize,
+    pub ip_frag_max_bytes: usize,
+    pub ip_frag_timeout_ms: u64,
+}
+
+impl Default for DecodeCfg {
+    fn default() -> Self {
+        DecodeCfg {
+            ip_frag_max_datagrams: 1024,
+            ip_frag_max_bytes: 16 << 20,
+            ip_frag_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpCfg {
+    pub max_flows: usize,
+    pub idle_timeout_s: u64,
+    pub max_ooo_bytes_per_flow: u64,
+    pub max_ooo_bytes_total: u64,
+    pub max_carry_bytes: usize,
+    pub hole_timeout_ms: u64,
+}
+
+impl Default for TcpCfg {
+    fn default() -> Self {
+        TcpCfg {
+            max_flows: 262_144,
+            idle_timeout_s: 300,
+            max_ooo_bytes_per_flow: 1 << 20,
+            max_ooo_bytes_total: 64 << 20,
+            max_carry_bytes: 256 << 10,
+            hole_timeout_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdpCfg {
+    pub timeout_ms: u64,
+    pub max_pending: usize,
+}
+
+impl Default for UdpCfg {
+    fn default() -> Self {
+        UdpCfg {
+            timeout_ms: 5000,
+            max_pending: 65_536,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtocolCfg {
+    pub max_line_bytes: usize,
+    pub max_value_bytes: u64,
+    pub max_key_bytes: usize,
+    pub max_pending_per_conn: usize,
+}
+
+impl Default for ProtocolCfg {
+    fn default() -> Self {
+        let l = crate::protocol::Limits::default();
+        ProtocolCfg {
+            max_line_bytes: l.max_line,
+            max_value_bytes: l.max_value,
+            max_key_bytes: l.max_key,
+            max_pending_per_conn: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    #[default]
+    Json,
+    Tsv,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputCfg {
+    /// Record format of `memtap dump`.
+    pub dump_format: DumpFormat,
+}
+
+impl Config {
+    /// Reads and validates a config file; errors name the file and the
+    /// offending key.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.targets()?;
+        let nonzero = [
+            ("tcp.max_flows", self.tcp.max_flows as u64),
+            ("tcp.idle_timeout_s", self.tcp.idle_timeout_s),
+            ("tcp.max_carry_bytes", self.tcp.max_carry_bytes as u64),
+            ("udp.timeout_ms", self.udp.timeout_ms),
+            ("udp.max_pending", self.udp.max_pending as u64),
+            ("protocol.max_line_bytes", self.protocol.max_line_bytes as u64),
+            ("protocol.max_pending_per_conn", self.protocol.max_pending_per_conn as u64),
+        ];
+        for (name, v) in nonzero {
+            anyhow::ensure!(v > 0, "{name} must be greater than 0");
+        }
+        anyhow::ensure!(
+            self.protocol.max_line_bytes >= 1024,
+            "protocol.max_line_bytes must be at least 1024 (memcached's own line limit is 2048)"
+        );
+        Ok(())
+    }
+
+    pub fn targets(&self) -> anyhow::Result<Targets> {
+        let mut list = Vec::new();
+        for t in &self.target {
+            let mut parsed: Target = t
+                .host
+                .parse()
+                .map_err(|e| anyhow::anyhow!("[[target]] host: {e}"))?;
+            anyhow::ensure!(t.port != 0, "[[target]] port must be 1-65535");
+            parsed.port = t.port;
+            list.push(parsed);
+        }
+        Ok(Targets::new(list))
+    }
+
+    pub fn decode_config(&self) -> crate::decode::DecodeConfig {
+        crate::decode::DecodeConfig {
+            frag_max_datagrams: self.decode.ip_frag_max_datagrams,
+            frag_max_bytes: self.decode.ip_frag_max_bytes,
+            frag_timeout_ns: self.decode.ip_frag_timeout_ms * 1_000_000,
+        }
+    }
+
+    pub fn limits(&self) -> crate::protocol::Limits {
+        crate::protocol::Limits {
+            max_line: self.protocol.max_line_bytes,
+            max_value: self.protocol.max_value_bytes,
+            max_key: self.protocol.max_key_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_parses_and_equals_defaults() {
+        let text = include_str!("../config/memtap.toml");
+        let cfg = Config::parse(text).unwrap();
+        let d = Config::default();
+        assert_eq!(cfg.target.len(), 1);
+        assert_eq!(cfg.targets().unwrap().list()[0].to_string(), "*:11211");
+        assert_eq!(format!("{:?}", cfg.tcp), format!("{:?}", d.tcp));
+        assert_eq!(format!("{:?}", cfg.udp), format!("{:?}", d.udp));
+        assert_eq!(format!("{:?}", cfg.decode), format!("{:?}", d.decode));
+        assert_eq!(format!("{:?}", cfg.protocol), format!("{:?}", d.protocol));
+        assert_eq!(cfg.output.dump_format, DumpFormat::Json);
+    }
+
+    #[test]
+    fn garbage_is_rejected_with_the_key_named() {
+        let e = Config::parse("[tcp]\nmax_flowz = 3\n").unwrap_err().to_string();
+        assert!(e.contains("max_flowz"), "{e}");
+        let e = Config::parse("[tcp]\nmax_flows = 0\n").unwrap_err().to_string();
+        assert_eq!(e, "tcp.max_flows must be greater than 0");
+        let e = Config::parse("[[target]]\nhost = \"10.0.0.300\"\n").unwrap_err().to_string();
+        assert!(e.contains("10.0.0.300"), "{e}");
+        let e = Config::parse("[tcp]\nmax_flows = \"many\"\n").unwrap_err().to_string();
+        assert!(e.contains("max_flows"), "{e}");
+        assert!(Config::parse("not toml at all [").is_err());
+    }
+
+    #[test]
+    fn targets_from_tables() {
+        let cfg = Config::parse(
+            "[[target]]\nhost = \"10.1.0.0/16\"\n[[target]]\nhost = \"::1\"\nport = 11300\n",
+        )
+        .unwrap();
+        let t: Vec<String> = cfg.targets().unwrap().list().iter().map(|t| t.to_string()).collect();
+        assert_eq!(t, ["10.1.0.0/16:11211", "[::1/128]:11300"]);
+    }
+}

@@ -92,6 +92,8 @@ counters! {
     tcp_resync_skipped_bytes,
     /// Segments ignored as outside any plausible window (bogus sequence).
     tcp_bad_seq,
+    /// Holes given up early because an out-of-order budget (per flow or global) was full.
+    tcp_ooo_budget_gaps,
 
     // ---- UDP ----
     /// UDP datagrams to or from a target.
@@ -130,4 +132,6 @@ counters! {
     bad_base64,
     /// Bytes of value blocks lost inside holes but skipped by length.
     value_gap_bytes,
+    /// Keys longer than memcached's 250-byte limit, kept truncated.
+    keys_truncated,
 }

@@ -195,6 +195,27 @@ pub struct Request<'a> {
     pub echo_key: bool,
 }
 
+impl<'a> Request<'a> {
+    /// A request with no keys, no value block and every flag cleared; the
+    /// parsers start from this and fill in what the wire says.
+    pub fn new(proto: Proto, command: &'static str, kind: Kind) -> Self {
+        Request {
+            proto,
+            command,
+            kind,
+            keys: Keys::None,
+            key_base64: false,
+            value_len: 0,
+            skip_after: 0,
+            noreply: false,
+            quiet: false,
+            opaque: 0,
+            opaque_token: b"",
+            echo_key: false,
+        }
+    }
+}
+
 /// Keys of a request, borrowed from the parsed line/packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Keys<'a> {
@@ -260,6 +281,25 @@ pub struct Response<'a> {
     pub opcode: Option<u8>,
     /// Binary: status field.
     pub status: u16,
+}
+
+impl<'a> Response<'a> {
+    /// A response of the given shape with no key, no value block and
+    /// zeroed binary fields; the parsers fill in what the wire says.
+    pub fn new(proto: Proto, form: RespForm) -> Self {
+        Response {
+            proto,
+            form,
+            key: None,
+            key_base64: false,
+            value_len: 0,
+            skip_after: 0,
+            opaque: 0,
+            opaque_token: b"",
+            opcode: None,
+            status: 0,
+        }
+    }
 }
 
 /// The shape of a response line/packet, independent of the command it

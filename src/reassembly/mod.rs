@@ -42,6 +42,8 @@ pub struct SegInfo {
     /// sender of this segment, as an offset in that stream (same origin as
     /// the `stream_off` the handler gets for that direction); `None` when
     /// unknown (no ACK flag, or the other direction has no origin yet).
+    /// It is the highest acknowledgement that sender has sent so far
+    /// (including this segment's), so it never moves backwards.
     pub peer_acked: Option<u64>,
 }
 
@@ -52,7 +54,8 @@ pub trait StreamHandler {
     /// rest is kept by the reassembler and presented again, followed by new
     /// bytes, on the next call (this is the only place payload is copied).
     /// Returning 0 with `data.len()` above the reassembler's carry limit
-    /// makes it declare the stream desynchronised (`on_gap` with len 0).
+    /// makes it declare the stream desynchronised (`on_gap` with len 0);
+    /// so does leaving any remainder longer than that limit.
     fn on_data(&mut self, dir: Dir, data: &[u8], stream_off: u64, info: &SegInfo) -> usize;
 
     /// `len` bytes of `dir` will never be seen (lost segment, or bytes given

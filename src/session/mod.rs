@@ -1,1 +1,16 @@
 //! Per-connection pairing of requests and responses; emits records.
+//!
+//! `Session` implements `reassembly::StreamHandler` for one TCP connection
+//! (or one UDP exchange); `UdpTable` keeps UDP exchanges by request id;
+//! `Engine` is the whole per-packet path from a decoded packet to records,
+//! owned by one thread.
+
+pub mod conn;
+pub mod engine;
+pub mod pending;
+pub mod record;
+pub mod udp;
+
+pub use conn::Session;
+pub use engine::{Engine, EngineConfig};
+pub use record::{Record, RecordSink};

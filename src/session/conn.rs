@@ -1,0 +1,999 @@
+//! One memcached conversation: parses both directions of a TCP connection
+//! (or one UDP exchange) and pairs each response with its request.
+//!
+//! Pairing rules, by dialect:
+//! * text: strictly in order; a multi-key retrieval is answered by `VALUE`
+//!   blocks for the hits, in request order, then one `END`; `noreply` and
+//!   `quit` get nothing.
+//! * meta: in order, but quiet (`q`) requests are silent on their common
+//!   outcome; a reply (or `MN`) for a later request resolves every earlier
+//!   quiet request by its command's rule (an `mg` without reply is a miss).
+//!   An echoed opaque (`O`) or key (`k`) picks the request it answers.
+//! * binary: in order with the opaque echoed; quiet opcodes are silent on
+//!   success/miss, so a reply for a later request (or a Noop) resolves them.
+//!
+//! Safety rule: a response is never paired by guesswork. After anything
+//! that may have hidden requests or responses (a gap outside a value block,
+//! a mid-stream start, a response that does not fit its request), the
+//! requests still open are recorded `lost` and a marker makes later
+//! responses orphans until the server has acknowledged the next request.
+
+use super::pending::{Pending, Queue, State};
+use super::record::{Record, RecordSink};
+use crate::decode::{Transport, Ts};
+use crate::protocol::detect::{
+    find_request_boundary, find_response_boundary, parse_request, parse_response,
+};
+use crate::protocol::{
+    BadReason, Keys, Kind, Limits, Outcome, Parse, Proto, Request, RespForm, Response,
+};
+use crate::reassembly::{Dir, SegInfo, StreamHandler};
+use crate::stats::Counters;
+use base64::Engine as _;
+use std::net::SocketAddr;
+
+/// Per-direction parse state.
+#[derive(Debug, Default)]
+struct Side {
+    /// Bytes of a value block still to skip.
+    skip: u64,
+    /// Entry that completes when the skip ends.
+    skip_owner: Option<u64>,
+    /// At a known message boundary (false after a gap or mid-stream start).
+    synced: bool,
+    /// Timestamp of the first byte of the message being assembled.
+    msg_ts: Option<Ts>,
+}
+
+/// Counters a session bumps; merged into the pipeline's block by its owner.
+pub struct Session {
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub transport: Transport,
+    limits: Limits,
+    req: Side,
+    resp: Side,
+    queue: Queue,
+    next_group: u64,
+    pub counters: Counters,
+}
+
+/// Text and meta command words a malformed line may start with, so that
+/// the `CLIENT_ERROR`/`ERROR` it draws is recorded under its name.
+const KNOWN_WORDS: &[&str] = &[
+    "get", "gets", "gat", "gats", "set", "add", "replace", "append", "prepend", "cas", "delete",
+    "incr", "decr", "touch", "stats", "flush_all", "version", "verbosity", "quit", "mg", "ms",
+    "md", "ma", "mn", "me",
+];
+
+fn known_word(line: &[u8]) -> &'static str {
+    let w = line
+        .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or(b"");
+    KNOWN_WORDS
+        .iter()
+        .find(|k| k.as_bytes() == w)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+impl Session {
+    /// `synced` is false when the capture caught the connection mid-stream:
+    /// both directions then resynchronise and early responses are orphans.
+    pub fn new(
+        client: SocketAddr,
+        server: SocketAddr,
+        transport: Transport,
+        synced: bool,
+        limits: Limits,
+        max_pending: usize,
+    ) -> Session {
+        let mut s = Session {
+            client,
+            server,
+            transport,
+            limits,
+            req: Side::default(),
+            resp: Side::default(),
+            queue: Queue::new(max_pending),
+            next_group: 1,
+            counters: Counters::default(),
+        };
+        s.reset(client, server, synced);
+        s
+    }
+
+    /// Reuses the session for another conversation (UDP exchanges are
+    /// recycled to keep the steady state allocation-free).
+    pub fn reset(&mut self, client: SocketAddr, server: SocketAddr, synced: bool) {
+        self.client = client;
+        self.server = server;
+        self.req = Side {
+            synced,
+            ..Side::default()
+        };
+        self.resp = Side {
+            synced,
+            ..Side::default()
+        };
+        while self.queue.pop_front().is_some() {}
+        if !synced {
+            self.queue.push_marker();
+        }
+    }
+
+    /// True when no request is waiting for an answer.
+    pub fn idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Whether a UDP exchange is finished: nothing open and no value block
+    /// being skipped.
+    pub fn settled(&self) -> bool {
+        self.resp.skip == 0 && self.req.skip == 0 && (0..self.queue.len()).all(|i| {
+            let e = self.queue.get(i).expect("index in range");
+            e.marker || !e.is_open()
+        })
+    }
+
+    /// Pops every resolved entry at the front of the queue into `sink`.
+    pub fn emit(&mut self, sink: &mut dyn RecordSink) {
+        while let Some(front) = self.queue.front() {
+            let e = if front.marker && front.is_open() {
+                // An open marker keeps guarding the requests behind it, but
+                // requests already resolved need not wait for it.
+                match self.queue.get(1) {
+                    Some(next) if !next.marker && !next.is_open() => {
+                        self.queue.remove(1).expect("index 1 exists")
+                    }
+                    _ => break,
+                }
+            } else if front.is_open() {
+                break;
+            } else {
+                self.queue.pop_front().expect("front exists")
+            };
+            if e.marker {
+                continue;
+            }
+            self.counters.records += 1;
+            if e.outcome == Outcome::Lost {
+                self.counters.lost_requests += 1;
+            }
+            sink.record(&Record {
+                ts: e.ts,
+                client: self.client,
+                server: self.server,
+                transport: self.transport,
+                proto: e.proto,
+                command: e.command,
+                key: e.key(),
+                result: e.outcome,
+                req_bytes: e.req_bytes,
+                resp_bytes: e.resp_bytes,
+                latency_ns: e.latency(),
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------- requests
+
+    fn on_request_bytes(&mut self, data: &[u8], stream_off: u64, info: &SegInfo) -> usize {
+        if self.req.skip == 0 && self.req.skip_owner.is_some() {
+            // A hole ended exactly at the end of a value block.
+            self.finish_request_value(stream_off, info.ts);
+        }
+        let mut pos = 0;
+        while pos < data.len() {
+            if self.req.skip > 0 {
+                let n = (self.req.skip).min((data.len() - pos) as u64);
+                self.req.skip -= n;
+                pos += n as usize;
+                if self.req.skip == 0 {
+                    self.finish_request_value(stream_off + pos as u64, info.ts);
+                }
+                continue;
+            }
+            let buf = &data[pos..];
+            if !self.req.synced {
+                match find_request_boundary(buf, &self.limits) {
+                    Some(off) => {
+                        self.counters.tcp_resync_skipped_bytes += off as u64;
+                        pos += off;
+                        self.req.synced = true;
+                        continue;
+                    }
+                    None => {
+                        let drop = droppable_prefix(buf, self.limits.max_line);
+                        self.counters.tcp_resync_skipped_bytes += drop as u64;
+                        return pos + drop;
+                    }
+                }
+            }
+            if self.req.msg_ts.is_none() {
+                self.req.msg_ts = Some(info.ts);
+            }
+            match parse_request(buf, &self.limits) {
+                Parse::Need(_) => return pos,
+                Parse::Done { consumed, msg } => {
+                    let ts = self.req.msg_ts.take().unwrap_or(info.ts);
+                    pos += consumed;
+                    self.add_request(&msg, ts, stream_off + pos as u64, info.ts);
+                }
+                Parse::Bad(reason) => {
+                    let ts = self.req.msg_ts.take().unwrap_or(info.ts);
+                    match self.bad_request(buf, reason, ts, stream_off + pos as u64, info.ts) {
+                        Some(n) => pos += n,
+                        None => {
+                            self.req.synced = false;
+                            self.request_gap();
+                        }
+                    }
+                }
+            }
+        }
+        pos
+    }
+
+    /// A request line memcached will answer with an error: keeps pairing
+    /// aligned by queueing it as its own record. Returns the bytes consumed,
+    /// or `None` when the input is not line-shaped (resynchronise).
+    fn bad_request(
+        &mut self,
+        buf: &[u8],
+        reason: BadReason,
+        ts: Ts,
+        off: u64,
+        now: Ts,
+    ) -> Option<usize> {
+        self.count_bad(reason, true);
+        if buf.first() == Some(&0x80) || reason == BadReason::LineTooLong {
+            return None;
+        }
+        let nl = memchr::memchr(b'\n', buf)?;
+        let line = &buf[..nl + 1];
+        if line.iter().any(|&b| b == 0 || b >= 0x80) {
+            // Binary junk with a stray newline: not a command line.
+            return None;
+        }
+        if self.queue.is_full() {
+            self.overflow();
+        }
+        let name = known_word(line);
+        if name == "unknown" {
+            self.counters.unknown_commands += 1;
+        }
+        let group = self.new_group();
+        let e = self.queue.push();
+        e.proto = if name.len() == 2 && name.starts_with('m') {
+            Proto::Meta
+        } else {
+            Proto::Text
+        };
+        e.command = name;
+        e.kind = Kind::Other;
+        e.group = group;
+        e.ts = ts;
+        e.complete = true;
+        e.req_done_ts = now;
+        e.req_end_off = off + line.len() as u64;
+        Some(line.len())
+    }
+
+    fn new_group(&mut self) -> u64 {
+        let g = self.next_group;
+        self.next_group += 1;
+        g
+    }
+
+    fn add_request(&mut self, r: &Request<'_>, ts: Ts, end_off: u64, now: Ts) {
+        let nkeys = match r.keys {
+            Keys::None => 1,
+            _ => r.keys.count().max(1),
+        };
+        if self.queue.len() + nkeys > self.queue.cap() {
+            self.overflow();
+        }
+        let group = self.new_group();
+        let has_value = r.skip_after > 0;
+        let mut truncated = 0u64;
+        let mut bad_b64 = false;
+        let mut push = |q: &mut Queue, key: Option<&[u8]>| {
+            let e = q.push();
+            e.proto = r.proto;
+            e.command = r.command;
+            e.kind = r.kind;
+            e.quiet = r.quiet;
+            e.noreply = r.noreply;
+            e.group = group;
+            e.opaque = r.opaque;
+            e.opcode = binary_opcode(r);
+            e.set_token(r.opaque_token);
+            e.echo_key = r.echo_key;
+            e.ts = ts;
+            e.req_bytes = r.value_len;
+            if let Some(k) = key {
+                if r.key_base64 {
+                    let mut buf = [0u8; super::pending::KEY_CAP];
+                    match base64::engine::general_purpose::STANDARD.decode_slice(k, &mut buf) {
+                        Ok(n) => {
+                            e.set_key(&buf[..n]);
+                        }
+                        Err(_) => {
+                            bad_b64 = true;
+                            e.set_key(k);
+                        }
+                    }
+                } else if !e.set_key(k) {
+                    truncated += 1;
+                }
+            }
+            if !has_value {
+                e.complete = true;
+                e.req_done_ts = now;
+                e.req_end_off = end_off;
+            }
+        };
+        let mut any_key = false;
+        for k in r.keys.iter() {
+            any_key = true;
+            push(&mut self.queue, Some(k));
+        }
+        if !any_key {
+            push(&mut self.queue, None);
+        }
+        if bad_b64 {
+            self.counters.bad_base64 += 1;
+        }
+        self.counters.keys_truncated += truncated;
+        let id = self.queue.back_mut().map(|e| e.id);
+        if has_value {
+            self.req.skip = r.skip_after;
+            self.req.skip_owner = id;
+        } else {
+            self.settle_silent_group(group);
+        }
+    }
+
+    /// noreply and quit requests are final as soon as they are complete.
+    fn settle_silent_group(&mut self, group: u64) {
+        for e in self.queue.iter_mut().rev() {
+            if e.group != group {
+                break;
+            }
+            if e.noreply {
+                e.resolve_silent(Outcome::Noreply);
+            } else if e.kind == Kind::Quit && (e.proto != Proto::Binary || e.quiet) {
+                e.resolve_silent(Outcome::Noreply);
+            }
+        }
+    }
+
+    fn finish_request_value(&mut self, end_off: u64, now: Ts) {
+        let Some(id) = self.req.skip_owner.take() else {
+            return;
+        };
+        let mut group = None;
+        if let Some(e) = self.queue.find_id(id) {
+            e.complete = true;
+            e.req_done_ts = now;
+            e.req_end_off = end_off;
+            group = Some(e.group);
+        }
+        if let Some(g) = group {
+            self.settle_silent_group(g);
+        }
+    }
+
+    /// Requests were lost (gap, junk): responses to them would shift the
+    /// pairing, so a marker guards what follows.
+    fn request_gap(&mut self) {
+        self.req.skip = 0;
+        self.req.skip_owner = None;
+        self.req.msg_ts = None;
+        self.queue.push_marker();
+    }
+
+    /// Every open request may have lost its answer: record them `lost`.
+    fn response_gap(&mut self) {
+        self.resp.skip = 0;
+        self.resp.skip_owner = None;
+        self.resp.msg_ts = None;
+        self.resp.synced = false;
+        for e in self.queue.iter_mut() {
+            if e.is_open() && !e.marker {
+                e.resolve_silent(Outcome::Lost);
+            }
+        }
+        self.queue.push_marker();
+    }
+
+    fn overflow(&mut self) {
+        self.counters.pending_overflow += 1;
+        self.response_gap();
+        self.resp.synced = true;
+    }
+
+    // --------------------------------------------------------------- responses
+
+    fn on_response_bytes(&mut self, data: &[u8], info: &SegInfo) -> usize {
+        if self.resp.skip == 0 {
+            if let Some(id) = self.resp.skip_owner.take() {
+                self.complete_response(id, info.ts);
+            }
+        }
+        let mut pos = 0;
+        while pos < data.len() {
+            if self.resp.skip > 0 {
+                let n = (self.resp.skip).min((data.len() - pos) as u64);
+                self.resp.skip -= n;
+                pos += n as usize;
+                if self.resp.skip == 0 {
+                    if let Some(id) = self.resp.skip_owner.take() {
+                        self.complete_response(id, info.ts);
+                    }
+                }
+                continue;
+            }
+            let buf = &data[pos..];
+            if !self.resp.synced {
+                match find_response_boundary(buf, &self.limits) {
+                    Some(off) => {
+                        self.counters.tcp_resync_skipped_bytes += off as u64;
+                        pos += off;
+                        self.resp.synced = true;
+                        continue;
+                    }
+                    None => {
+                        let drop = droppable_prefix(buf, self.limits.max_line);
+                        self.counters.tcp_resync_skipped_bytes += drop as u64;
+                        return pos + drop;
+                    }
+                }
+            }
+            match parse_response(buf, &self.limits) {
+                Parse::Need(_) => return pos,
+                Parse::Done { consumed, msg } => {
+                    pos += consumed;
+                    self.on_response(&msg, info);
+                }
+                Parse::Bad(reason) => {
+                    if let Some(n) = self.listing_line(buf, reason, info.ts) {
+                        pos += n;
+                        continue;
+                    }
+                    self.count_bad(reason, false);
+                    self.response_gap();
+                }
+            }
+        }
+        pos
+    }
+
+    /// Lines of `stats`-like listings that are not response keywords (e.g.
+    /// `lru_crawler metadump` output) belong to the open listing.
+    fn listing_line(&mut self, buf: &[u8], reason: BadReason, ts: Ts) -> Option<usize> {
+        if reason != BadReason::UnknownCommand {
+            return None;
+        }
+        let i = self.first_open()?;
+        let e = self.queue.get_mut(i)?;
+        if e.proto != Proto::Text || e.kind != Kind::Other || e.command == "unknown" {
+            return None;
+        }
+        let nl = memchr::memchr(b'\n', buf)?;
+        if e.command != "stats" && e.command != "lru_crawler" && e.command != "watch" {
+            // A one-line answer memtap does not know: take it as the reply.
+            e.outcome = Outcome::Ok;
+            e.state = State::Resolved;
+            e.resp_ts = Some(ts);
+        } else {
+            e.state = State::Partial;
+        }
+        Some(nl + 1)
+    }
+
+    fn first_open(&self) -> Option<usize> {
+        (0..self.queue.len()).find(|&i| {
+            let e = self.queue.get(i).expect("in range");
+            e.marker || e.is_open()
+        })
+    }
+
+    fn count_bad(&mut self, reason: BadReason, request: bool) {
+        if request {
+            self.counters.bad_requests += 1;
+        } else {
+            self.counters.bad_responses += 1;
+        }
+        match reason {
+            BadReason::LineTooLong => self.counters.line_too_long += 1,
+            BadReason::LengthTooLarge => self.counters.length_too_large += 1,
+            BadReason::BadBase64 => self.counters.bad_base64 += 1,
+            _ => {}
+        }
+    }
+
+    fn complete_response(&mut self, id: u64, ts: Ts) {
+        if let Some(e) = self.queue.find_id(id) {
+            if e.state == State::Partial {
+                e.state = State::Resolved;
+                e.resp_ts = Some(ts);
+            }
+        }
+    }
+
+    /// Pairs one parsed response with the request it answers.
+    fn on_response(&mut self, r: &Response<'_>, info: &SegInfo) {
+        let mut i = 0;
+        loop {
+            let Some(e) = self.queue.get(i) else {
+                return self.orphan(r);
+            };
+            if !e.marker && !e.is_open() {
+                i += 1;
+                continue;
+            }
+            if e.marker {
+                if self.barrier_passed(i, info.peer_acked) {
+                    self.queue.get_mut(i).expect("in range").state = State::Resolved;
+                    i += 1;
+                    continue;
+                }
+                return self.orphan(r);
+            }
+            match fit(e, r) {
+                Fit::Match => return self.apply(i, r, info.ts),
+                Fit::SkipQuiet => {
+                    let e = self.queue.get_mut(i).expect("in range");
+                    let o = quiet_default(e);
+                    e.resolve_silent(o);
+                    i += 1;
+                }
+                Fit::Mismatch => {
+                    // Not what this request can receive: something was lost.
+                    self.counters.orphan_responses += 1;
+                    self.skip_response_value(r);
+                    self.response_gap();
+                    self.resp.synced = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A marker at `i` lets responses through once the server has
+    /// acknowledged the whole of the next real request.
+    fn barrier_passed(&self, i: usize, peer_acked: Option<u64>) -> bool {
+        let next = (i + 1..self.queue.len())
+            .map(|j| self.queue.get(j).expect("in range"))
+            .find(|e| !e.marker && e.is_open());
+        match next {
+            None => false,
+            Some(e) if !e.complete => false,
+            Some(e) => match peer_acked {
+                Some(a) => a >= e.req_end_off,
+                // No ACK information (UDP has none; a TCP capture without
+                // ACK flags is degenerate): the request's presence suffices.
+                None => self.transport == Transport::Udp,
+            },
+        }
+    }
+
+    fn orphan(&mut self, r: &Response<'_>) {
+        self.counters.orphan_responses += 1;
+        self.skip_response_value(r);
+    }
+
+    fn skip_response_value(&mut self, r: &Response<'_>) {
+        self.resp.skip = r.skip_after;
+        self.resp.skip_owner = None;
+    }
+
+    fn apply(&mut self, i: usize, r: &Response<'_>, ts: Ts) {
+        let e = self.queue.get_mut(i).expect("in range");
+        let group = e.group;
+        match r.form {
+            RespForm::Value => {
+                // One hit of a text retrieval: find its key in the group.
+                let Some(key) = r.key else {
+                    return self.orphan(r);
+                };
+                let mut j = i;
+                let mut found = None;
+                while let Some(e) = self.queue.get(j) {
+                    if e.group != group {
+                        break;
+                    }
+                    if e.state == State::Waiting && e.key() == Some(key) {
+                        found = Some(j);
+                        break;
+                    }
+                    j += 1;
+                }
+                let Some(j) = found else {
+                    // A VALUE for a key nobody asked for: pairing is off.
+                    self.counters.orphan_responses += 1;
+                    self.skip_response_value(r);
+                    self.response_gap();
+                    self.resp.synced = true;
+                    return;
+                };
+                for k in i..j {
+                    let e = self.queue.get_mut(k).expect("in range");
+                    if e.state == State::Waiting {
+                        e.outcome = Outcome::Miss;
+                        e.state = State::Partial;
+                    }
+                }
+                let e = self.queue.get_mut(j).expect("in range");
+                e.outcome = Outcome::Hit;
+                e.state = State::Partial;
+                e.resp_bytes += r.value_len;
+                self.resp.skip = r.skip_after;
+                self.resp.skip_owner = None;
+            }
+            RespForm::End | RespForm::Stat | RespForm::Line
+                if e.kind == Kind::Retrieve && e.proto == Proto::Text =>
+            {
+                if r.form != RespForm::End {
+                    return self.orphan(r);
+                }
+                // END closes the whole group; the keys without VALUE missed.
+                let mut j = i;
+                while let Some(e) = self.queue.get_mut(j) {
+                    if e.group != group {
+                        break;
+                    }
+                    if e.state == State::Waiting {
+                        e.outcome = Outcome::Miss;
+                    }
+                    e.state = State::Resolved;
+                    e.resp_ts = Some(ts);
+                    j += 1;
+                }
+            }
+            _ => {
+                let (outcome, done) = outcome_of(e, r);
+                let id = e.id;
+                if e.group_size_hint() {
+                    // Errors answer every key of a multi-key command.
+                    let mut j = i;
+                    while let Some(e) = self.queue.get_mut(j) {
+                        if e.group != group {
+                            break;
+                        }
+                        if e.is_open() {
+                            e.outcome = outcome;
+                            e.state = State::Resolved;
+                            e.resp_ts = Some(ts);
+                        }
+                        j += 1;
+                    }
+                    return;
+                }
+                let e = self.queue.get_mut(i).expect("in range");
+                e.outcome = outcome;
+                if e.kind == Kind::Retrieve && matches!(outcome, Outcome::Hit) {
+                    e.resp_bytes += r.value_len;
+                }
+                if !done {
+                    e.state = State::Partial;
+                    self.skip_response_value(r);
+                    return;
+                }
+                if r.skip_after > 0 {
+                    e.state = State::Partial;
+                    self.resp.skip = r.skip_after;
+                    self.resp.skip_owner = Some(id);
+                } else {
+                    e.state = State::Resolved;
+                    e.resp_ts = Some(ts);
+                }
+            }
+        }
+    }
+
+    /// Resolves every open request as lost (connection over).
+    fn close(&mut self) {
+        for e in self.queue.iter_mut() {
+            if e.marker {
+                e.state = State::Resolved;
+            } else if e.is_open() {
+                if e.state == State::Partial && e.kind == Kind::Retrieve && e.proto == Proto::Text
+                {
+                    // Hits already seen stand; the rest of the group is lost.
+                    if e.outcome != Outcome::Hit {
+                        e.outcome = Outcome::Lost;
+                    }
+                    e.state = State::Resolved;
+                    e.resp_ts = None;
+                } else if e.kind == Kind::Quit {
+                    e.resolve_silent(Outcome::Noreply);
+                } else {
+                    e.resolve_silent(Outcome::Lost);
+                }
+            }
+        }
+        // Markers left alone at the front would hold nothing back now.
+        self.req.skip = 0;
+        self.resp.skip = 0;
+    }
+
+    /// Ends the conversation and emits everything.
+    pub fn finish(&mut self, sink: &mut dyn RecordSink) {
+        self.close();
+        while let Some(e) = self.queue.front() {
+            if e.marker {
+                self.queue.pop_front();
+                continue;
+            }
+            break;
+        }
+        self.emit(sink);
+        while self.queue.pop_front().is_some() {}
+    }
+}
+
+trait GroupHint {
+    fn group_size_hint(&self) -> bool;
+}
+
+impl GroupHint for Pending {
+    /// Multi-key commands are text retrievals; errors then answer the group.
+    fn group_size_hint(&self) -> bool {
+        self.proto == Proto::Text && self.kind == Kind::Retrieve
+    }
+}
+
+fn binary_opcode(r: &Request<'_>) -> u8 {
+    if r.proto == Proto::Binary {
+        crate::protocol::binary::opcode_of_name(r.command).unwrap_or(0xff)
+    } else {
+        0
+    }
+}
+
+/// How much of an unsynchronised buffer can be dropped while keeping any
+/// tail that may still begin a message.
+fn droppable_prefix(buf: &[u8], max_line: usize) -> usize {
+    match memchr::memrchr(b'\n', buf) {
+        Some(i) => i + 1,
+        None if buf.len() > max_line => buf.len() - 24,
+        None => 0,
+    }
+}
+
+enum Fit {
+    Match,
+    SkipQuiet,
+    Mismatch,
+}
+
+fn is_error_form(f: RespForm) -> bool {
+    matches!(f, RespForm::Error | RespForm::ClientError | RespForm::ServerError)
+}
+
+/// Does response `r` answer open request `e`?
+fn fit(e: &Pending, r: &Response<'_>) -> Fit {
+    let quiet_skip = if e.quiet { Fit::SkipQuiet } else { Fit::Mismatch };
+    match (e.proto, r.proto) {
+        (Proto::Binary, Proto::Binary) => {
+            let op = r.opcode.unwrap_or(0xfe);
+            // GetK/GetKQ replies echo the key; Stat replies carry stat
+            // names against a key-less request, which is no conflict.
+            let key_conflict = match (r.key, e.key()) {
+                (Some(k), Some(ek)) if !k.is_empty() => !same_key(k, ek),
+                _ => false,
+            };
+            if op == e.opcode && r.opaque == e.opaque && !key_conflict {
+                Fit::Match
+            } else if e.quiet {
+                Fit::SkipQuiet
+            } else if op == e.opcode && !key_conflict {
+                // Clients that leave the opaque unset still pair by order.
+                Fit::Match
+            } else {
+                Fit::Mismatch
+            }
+        }
+        (Proto::Binary, _) => quiet_skip,
+        (Proto::Meta, _) if is_error_form(r.form) => Fit::Match,
+        (Proto::Meta, Proto::Meta) => {
+            let mut buf = [0u8; super::pending::KEY_CAP];
+            let rkey = match r.key {
+                Some(k) if r.key_base64 => {
+                    match base64::engine::general_purpose::STANDARD.decode_slice(k, &mut buf) {
+                        Ok(n) => Some(&buf[..n]),
+                        Err(_) => Some(k),
+                    }
+                }
+                k => k,
+            };
+            let rtok = r.opaque_token;
+            let conflict = (e.token_len > 0 && !rtok.is_empty() && rtok != e.token())
+                || matches!((rkey, e.key()), (Some(k), Some(ek)) if !same_key(k, ek));
+            // memcached echoes `k` and `O` on every reply of a request that
+            // asked for them, and never otherwise: a reply shaped for
+            // another request is not this quiet request's.
+            let shaped_otherwise = (e.token_len > 0) != !rtok.is_empty()
+                || (e.echo_key && rkey.is_none())
+                || (!e.echo_key && rkey.is_some() && r.form != RespForm::MetaMe);
+            if e.quiet && (conflict || shaped_otherwise) {
+                return Fit::SkipQuiet;
+            }
+            if conflict {
+                return Fit::Mismatch;
+            }
+            if meta_compatible(e, r.form) {
+                Fit::Match
+            } else {
+                quiet_skip
+            }
+        }
+        (Proto::Meta, _) => quiet_skip,
+        (Proto::Text, Proto::Text) => {
+            if text_compatible(e, r.form) {
+                Fit::Match
+            } else {
+                Fit::Mismatch
+            }
+        }
+        (Proto::Text, _) => Fit::Mismatch,
+    }
+}
+
+/// Keys are stored truncated at `KEY_CAP`; compare on that prefix.
+fn same_key(wire: &[u8], stored: &[u8]) -> bool {
+    let n = wire.len().min(super::pending::KEY_CAP);
+    stored.len() == n && &wire[..n] == stored
+}
+
+fn meta_compatible(e: &Pending, f: RespForm) -> bool {
+    use RespForm::*;
+    if is_error_form(f) {
+        return true;
+    }
+    match e.command {
+        "mg" => matches!(f, MetaVa | MetaHd | MetaEn),
+        "ms" => matches!(f, MetaHd | MetaNs | MetaEx | MetaNf),
+        "md" => matches!(f, MetaHd | MetaNf | MetaEx),
+        "ma" => matches!(f, MetaHd | MetaVa | MetaNf | MetaNs | MetaEx),
+        "mn" => f == MetaMn,
+        "me" => matches!(f, MetaMe | MetaEn),
+        _ => true,
+    }
+}
+
+fn text_compatible(e: &Pending, f: RespForm) -> bool {
+    use RespForm::*;
+    if is_error_form(f) {
+        return true;
+    }
+    match e.kind {
+        Kind::Retrieve => matches!(f, Value | End),
+        Kind::Store => matches!(f, Stored | NotStored | Exists | NotFound),
+        Kind::Delete => matches!(f, Deleted | NotFound),
+        Kind::Arith => matches!(f, Number | NotFound),
+        Kind::Touch => matches!(f, Touched | NotFound),
+        Kind::Noop | Kind::Quit => false,
+        Kind::Other => match e.command {
+            "stats" => matches!(f, Stat | End | Line | Ok | Other),
+            "version" => f == Version,
+            "unknown" => false,
+            _ => matches!(f, Ok | End | Stat | Line | Other | Version),
+        },
+    }
+}
+
+/// What a silent quiet request means.
+fn quiet_default(e: &Pending) -> Outcome {
+    match e.kind {
+        Kind::Retrieve => Outcome::Miss,
+        Kind::Store => Outcome::Stored,
+        Kind::Delete => Outcome::Deleted,
+        Kind::Arith => Outcome::Value,
+        Kind::Touch => Outcome::Touched,
+        Kind::Quit => Outcome::Noreply,
+        _ => Outcome::Ok,
+    }
+}
+
+/// Outcome of a non-`VALUE` response, and whether it ends the answer.
+fn outcome_of(e: &Pending, r: &Response<'_>) -> (Outcome, bool) {
+    use RespForm::*;
+    let o = match r.form {
+        Error => Outcome::Error,
+        ClientError => Outcome::ClientError,
+        ServerError => Outcome::ServerError,
+        Binary => return binary_outcome(e, r),
+        Stored => Outcome::Stored,
+        NotStored | MetaNs => Outcome::NotStored,
+        Exists | MetaEx => Outcome::Exists,
+        NotFound => Outcome::NotFound,
+        Deleted => Outcome::Deleted,
+        Touched => Outcome::Touched,
+        Number => Outcome::Value,
+        Stat | Line => return (Outcome::Ok, false),
+        Ok | End | Version | Other | MetaMn | MetaMe => Outcome::Ok,
+        MetaVa => match e.kind {
+            Kind::Arith => Outcome::Value,
+            _ => Outcome::Hit,
+        },
+        MetaHd => match e.kind {
+            Kind::Retrieve => Outcome::Hit,
+            Kind::Store => Outcome::Stored,
+            Kind::Delete => Outcome::Deleted,
+            Kind::Arith => Outcome::Value,
+            Kind::Touch => Outcome::Touched,
+            _ => Outcome::Ok,
+        },
+        MetaEn => Outcome::Miss,
+        MetaNf => match e.kind {
+            Kind::Retrieve => Outcome::Miss,
+            _ => Outcome::NotFound,
+        },
+        Value => Outcome::Hit,
+    };
+    (o, true)
+}
+
+/// Binary status codes (protocol_binary.h) to outcomes.
+fn binary_outcome(e: &Pending, r: &Response<'_>) -> (Outcome, bool) {
+    let o = match r.status {
+        0x0000 => match e.kind {
+            Kind::Retrieve => Outcome::Hit,
+            Kind::Store => Outcome::Stored,
+            Kind::Delete => Outcome::Deleted,
+            Kind::Arith => Outcome::Value,
+            Kind::Touch => Outcome::Touched,
+            _ => Outcome::Ok,
+        },
+        0x0001 => match e.kind {
+            Kind::Retrieve => Outcome::Miss,
+            _ => Outcome::NotFound,
+        },
+        0x0002 => Outcome::Exists,
+        0x0005 => Outcome::NotStored,
+        0x0004 | 0x0006 => Outcome::ClientError,
+        0x0021 => Outcome::Ok,
+        0x0003 | 0x0082 | 0x0084 | 0x0085 | 0x0086 => Outcome::ServerError,
+        _ => Outcome::Error,
+    };
+    // A Stat reply is a series of packets ended by one with an empty key.
+    let done = !(e.command == "stat" && r.status == 0 && r.key.is_some_and(|k| !k.is_empty()));
+    (o, done)
+}
+
+impl StreamHandler for Session {
+    fn on_data(&mut self, dir: Dir, data: &[u8], stream_off: u64, info: &SegInfo) -> usize {
+        match dir {
+            Dir::Request => self.on_request_bytes(data, stream_off, info),
+            Dir::Response => self.on_response_bytes(data, info),
+        }
+    }
+
+    fn on_gap(&mut self, dir: Dir, len: u64, _info: &SegInfo) {
+        let side = match dir {
+            Dir::Request => &mut self.req,
+            Dir::Response => &mut self.resp,
+        };
+        side.msg_ts = None;
+        if len > 0 && side.skip >= len {
+            // The hole lies inside a value block: skip it by its length.
+            side.skip -= len;
+            self.counters.value_gap_bytes += len;
+            return;
+        }
+        side.synced = false;
+        match dir {
+            Dir::Request => self.request_gap(),
+            Dir::Response => self.response_gap(),
+        }
+    }
+
+    fn on_close(&mut self, _info: &SegInfo) {
+        self.close();
+    }
+}

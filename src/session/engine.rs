@@ -1,0 +1,221 @@
+//! The per-packet path of one thread: decoded packet → flow → reassembly →
+//! session → records. Sans-IO: time is the packet's timestamp, and the
+//! engine owns all its state, so several engines (one per worker) never
+//! share anything.
+
+use super::conn::Session;
+use super::record::RecordSink;
+use super::udp::UdpTable;
+use crate::config::Config;
+use crate::decode::targets::{Side, Targets};
+use crate::decode::{Packet, Transport, Ts};
+use crate::protocol::Limits;
+use crate::reassembly::flows::{FlowKey, FlowTable};
+use crate::reassembly::tcp::{Budget, TcpConfig, TcpConn};
+use crate::reassembly::{Dir, SegInfo};
+use crate::stats::Counters;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub limits: Limits,
+    pub max_pending_per_conn: usize,
+    pub tcp: TcpConfig,
+    pub max_flows: usize,
+    pub idle_timeout_ns: u64,
+    pub max_ooo_total: u64,
+    pub udp_timeout_ns: u64,
+    pub udp_max_pending: usize,
+}
+
+impl EngineConfig {
+    pub fn from_config(c: &Config) -> EngineConfig {
+        EngineConfig {
+            limits: c.limits(),
+            max_pending_per_conn: c.protocol.max_pending_per_conn,
+            tcp: TcpConfig {
+                max_ooo_per_flow: c.tcp.max_ooo_bytes_per_flow,
+                max_carry: c.tcp.max_carry_bytes,
+                hole_timeout_ns: c.tcp.hole_timeout_ms * 1_000_000,
+                ..TcpConfig::default()
+            },
+            max_flows: c.tcp.max_flows,
+            idle_timeout_ns: c.tcp.idle_timeout_s * 1_000_000_000,
+            max_ooo_total: c.tcp.max_ooo_bytes_total,
+            udp_timeout_ns: c.udp.timeout_ms * 1_000_000,
+            udp_max_pending: c.udp.max_pending,
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig::from_config(&Config::default())
+    }
+}
+
+/// A TCP connection: its two byte streams and the conversation on them.
+pub struct Conn {
+    tcp: TcpConn,
+    session: Session,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    targets: Targets,
+    flows: FlowTable<Conn>,
+    udp: UdpTable,
+    budget: Budget,
+    counters: Counters,
+    last_ts: Ts,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig, targets: Targets) -> Engine {
+        Engine {
+            flows: FlowTable::new(cfg.max_flows, cfg.idle_timeout_ns),
+            udp: UdpTable::new(
+                cfg.limits,
+                cfg.udp_max_pending,
+                cfg.udp_timeout_ns,
+                cfg.tcp.max_carry,
+            ),
+            budget: Budget::new(cfg.max_ooo_total),
+            counters: Counters::default(),
+            last_ts: 0,
+            targets,
+            cfg,
+        }
+    }
+
+    /// Counters of this engine, including those of live sessions.
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counters.clone();
+        c.add(&self.udp.counters);
+        self.flows.for_each(|_, conn| c.add(&conn.session.counters));
+        c
+    }
+
+    pub fn packet(&mut self, p: &Packet<'_>, sink: &mut dyn RecordSink) {
+        let Some(side) = self.targets.classify(p.src, p.sport, p.dst, p.dport) else {
+            self.counters.not_target += 1;
+            return;
+        };
+        // Packet time only moves forward for the timers, even when a
+        // capture's timestamps step back.
+        if p.ts > self.last_ts {
+            self.last_ts = p.ts;
+        }
+        let (client, server) = match side {
+            Side::ToServer => (
+                SocketAddr::new(p.src, p.sport),
+                SocketAddr::new(p.dst, p.dport),
+            ),
+            Side::FromServer => (
+                SocketAddr::new(p.dst, p.dport),
+                SocketAddr::new(p.src, p.sport),
+            ),
+        };
+        let dir = match side {
+            Side::ToServer => Dir::Request,
+            Side::FromServer => Dir::Response,
+        };
+        match p.transport {
+            Transport::Udp => {
+                self.counters.udp_datagrams += 1;
+                let info = SegInfo {
+                    ts: p.ts,
+                    frame_no: p.frame_no,
+                    peer_acked: None,
+                };
+                match dir {
+                    Dir::Request => self.udp.request(client, server, p.payload, &info, sink),
+                    Dir::Response => self.udp.response(client, server, p.payload, &info, sink),
+                }
+            }
+            Transport::Tcp => self.tcp(p, dir, client, server, sink),
+        }
+    }
+
+    fn tcp(
+        &mut self,
+        p: &Packet<'_>,
+        dir: Dir,
+        client: SocketAddr,
+        server: SocketAddr,
+        sink: &mut dyn RecordSink,
+    ) {
+        self.counters.tcp_segments += 1;
+        let now = self.last_ts;
+        self.sweep(now, sink);
+        let key = FlowKey::new(client.ip(), client.port(), server.ip(), server.port());
+        let cfg = &self.cfg;
+        let counters = &mut self.counters;
+        let created = &mut false;
+        let conn = self.flows.get_or_insert_with(key, now, counters, || {
+            *created = true;
+            // A connection whose first packet is its SYN is seen whole;
+            // anything else started before the capture.
+            let whole = p.tcp.syn;
+            Conn {
+                tcp: TcpConn::new(cfg.tcp.clone()),
+                session: Session::new(
+                    client,
+                    server,
+                    Transport::Tcp,
+                    whole,
+                    cfg.limits,
+                    cfg.max_pending_per_conn,
+                ),
+            }
+        });
+        let Some(conn) = conn else {
+            return;
+        };
+        if *created {
+            self.counters.tcp_flows += 1;
+        }
+        conn.tcp.segment(
+            dir,
+            &p.tcp,
+            p.payload,
+            p.ts,
+            p.frame_no,
+            &mut conn.session,
+            &mut self.budget,
+            &mut self.counters,
+        );
+        conn.session.emit(sink);
+        if conn.tcp.is_closed() {
+            self.counters.tcp_closed += 1;
+            if let Some(mut conn) = self.flows.remove(&key) {
+                conn.session.finish(sink);
+                self.counters.add(&conn.session.counters);
+            }
+        }
+    }
+
+    /// Idle connections and UDP exchanges time out on packet time.
+    fn sweep(&mut self, now: Ts, sink: &mut dyn RecordSink) {
+        let budget = &mut self.budget;
+        let counters = &mut self.counters;
+        self.flows.sweep(now, |_, mut conn: Conn| {
+            conn.tcp.flush(now, &mut conn.session, budget, counters);
+            conn.session.finish(sink);
+            counters.add(&conn.session.counters);
+        });
+    }
+
+    /// End of input: every hole is declared, every open request resolved.
+    pub fn finish(&mut self, sink: &mut dyn RecordSink) {
+        let now = self.last_ts;
+        let budget = &mut self.budget;
+        let counters = &mut self.counters;
+        self.flows.drain_all(|_, mut conn: Conn| {
+            conn.tcp.flush(now, &mut conn.session, budget, counters);
+            conn.session.finish(sink);
+            counters.add(&conn.session.counters);
+        });
+        self.udp.finish(sink);
+    }
+}

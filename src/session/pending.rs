@@ -1,0 +1,250 @@
+//! The per-connection queue of requests awaiting their answers.
+//!
+//! Entries stay in request order; an entry is *resolved* when its outcome is
+//! known, and records leave only from the front, so a connection's records
+//! come out in request order even when a later `noreply` request resolves
+//! before an earlier `get` is answered.
+//!
+//! A *marker* entry stands for requests or responses memtap did not see
+//! (a gap, a capture that started mid-connection, an overflow). Responses
+//! that reach a marker are discarded as orphans until the server has
+//! provably received the next real request (its ACK covers that request's
+//! last byte); only then can a response be paired without guessing.
+
+use crate::decode::Ts;
+use crate::protocol::{Kind, Outcome, Proto};
+use std::collections::VecDeque;
+
+/// memcached's KEY_MAX_LENGTH. Longer keys (only the binary protocol can
+/// carry them, and memcached rejects them) are kept truncated.
+pub const KEY_CAP: usize = 250;
+/// Longest meta opaque token memcached accepts.
+pub const TOKEN_CAP: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for (more of) its response.
+    Waiting,
+    /// Outcome known, response still arriving (value block, more listing
+    /// lines, or the END of a multi-get).
+    Partial,
+    /// Final.
+    Resolved,
+}
+
+#[derive(Clone)]
+pub struct Pending {
+    pub id: u64,
+    /// A gap barrier, not a request.
+    pub marker: bool,
+    pub proto: Proto,
+    pub command: &'static str,
+    pub kind: Kind,
+    pub quiet: bool,
+    pub noreply: bool,
+    /// The keys of one multi-key command share a group id.
+    pub group: u64,
+    pub has_key: bool,
+    pub key_len: u16,
+    pub key: [u8; KEY_CAP],
+    pub opaque: u32,
+    pub opcode: u8,
+    pub token_len: u8,
+    pub token: [u8; TOKEN_CAP],
+    /// Meta `k`: replies echo the key.
+    pub echo_key: bool,
+    /// Request fully received (header and value block).
+    pub complete: bool,
+    pub ts: Ts,
+    pub req_done_ts: Ts,
+    /// Offset just past the request's last byte in the request stream.
+    pub req_end_off: u64,
+    pub req_bytes: u64,
+    pub state: State,
+    pub outcome: Outcome,
+    pub resp_bytes: u64,
+    pub resp_ts: Option<Ts>,
+}
+
+impl Pending {
+    pub fn blank() -> Pending {
+        Pending {
+            id: 0,
+            marker: false,
+            proto: Proto::Text,
+            command: "",
+            kind: Kind::Other,
+            quiet: false,
+            noreply: false,
+            group: 0,
+            has_key: false,
+            key_len: 0,
+            key: [0; KEY_CAP],
+            opaque: 0,
+            opcode: 0,
+            token_len: 0,
+            token: [0; TOKEN_CAP],
+            echo_key: false,
+            complete: false,
+            ts: 0,
+            req_done_ts: 0,
+            req_end_off: 0,
+            req_bytes: 0,
+            state: State::Waiting,
+            outcome: Outcome::Lost,
+            resp_bytes: 0,
+            resp_ts: None,
+        }
+    }
+
+    pub fn key(&self) -> Option<&[u8]> {
+        self.has_key.then(|| &self.key[..self.key_len as usize])
+    }
+
+    pub fn token(&self) -> &[u8] {
+        &self.token[..self.token_len as usize]
+    }
+
+    /// Stores a key, truncating at `KEY_CAP`; returns false if truncated.
+    pub fn set_key(&mut self, k: &[u8]) -> bool {
+        let n = k.len().min(KEY_CAP);
+        self.key[..n].copy_from_slice(&k[..n]);
+        self.key_len = n as u16;
+        self.has_key = true;
+        n == k.len()
+    }
+
+    pub fn set_token(&mut self, t: &[u8]) {
+        let n = t.len().min(TOKEN_CAP);
+        self.token[..n].copy_from_slice(&t[..n]);
+        self.token_len = n as u8;
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.state != State::Resolved
+    }
+
+    /// Final outcome without a response (`latency` stays null).
+    pub fn resolve_silent(&mut self, o: Outcome) {
+        self.outcome = o;
+        self.state = State::Resolved;
+        self.resp_ts = None;
+    }
+
+    pub fn latency(&self) -> Option<u64> {
+        self.resp_ts.map(|t| t.saturating_sub(self.req_done_ts))
+    }
+}
+
+/// The queue itself: a ring of entries reused across requests, so steady
+/// state allocates nothing.
+pub struct Queue {
+    q: VecDeque<Pending>,
+    next_id: u64,
+    cap: usize,
+}
+
+impl Queue {
+    pub fn new(cap: usize) -> Queue {
+        Queue {
+            q: VecDeque::new(),
+            next_id: 1,
+            cap: cap.max(2),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    pub fn remove(&mut self, i: usize) -> Option<Pending> {
+        self.q.remove(i)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.q.len() >= self.cap
+    }
+
+    /// Appends a blank entry and returns it for filling.
+    pub fn push(&mut self) -> &mut Pending {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.q.push_back(Pending::blank());
+        let e = self.q.back_mut().expect("just pushed");
+        e.id = id;
+        e
+    }
+
+    pub fn push_marker(&mut self) {
+        if self.q.back().is_some_and(|e| e.marker) {
+            return;
+        }
+        let e = self.push();
+        e.marker = true;
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Pending> {
+        self.q.get(i)
+    }
+
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Pending> {
+        self.q.get_mut(i)
+    }
+
+    pub fn back_mut(&mut self) -> Option<&mut Pending> {
+        self.q.back_mut()
+    }
+
+    pub fn find_id(&mut self, id: u64) -> Option<&mut Pending> {
+        // Ids grow along the queue: binary search by id.
+        let i = self.q.binary_search_by_key(&id, |e| e.id).ok()?;
+        self.q.get_mut(i)
+    }
+
+    pub fn iter_mut(&mut self) -> std::collections::vec_deque::IterMut<'_, Pending> {
+        self.q.iter_mut()
+    }
+
+    pub fn front(&self) -> Option<&Pending> {
+        self.q.front()
+    }
+
+    pub fn pop_front(&mut self) -> Option<Pending> {
+        self.q.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_truncate_at_cap() {
+        let mut p = Pending::blank();
+        assert!(p.set_key(b"abc"));
+        assert_eq!(p.key(), Some(&b"abc"[..]));
+        assert!(!p.set_key(&[b'x'; 300]));
+        assert_eq!(p.key().unwrap().len(), KEY_CAP);
+    }
+
+    #[test]
+    fn markers_do_not_stack_and_ids_are_searchable() {
+        let mut q = Queue::new(8);
+        q.push_marker();
+        q.push_marker();
+        assert_eq!(q.len(), 1);
+        let id = q.push().id;
+        q.push_marker();
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.find_id(id).unwrap().id, id);
+        assert!(q.find_id(999).is_none());
+    }
+}
