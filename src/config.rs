@@ -156,8 +156,14 @@ impl Config {
             ("tcp.max_carry_bytes", self.tcp.max_carry_bytes as u64),
             ("udp.timeout_ms", self.udp.timeout_ms),
             ("udp.max_pending", self.udp.max_pending as u64),
-            ("protocol.max_line_bytes", self.protocol.max_line_bytes as u64),
-            ("protocol.max_pending_per_conn", self.protocol.max_pending_per_conn as u64),
+            (
+                "protocol.max_line_bytes",
+                self.protocol.max_line_bytes as u64,
+            ),
+            (
+                "protocol.max_pending_per_conn",
+                self.protocol.max_pending_per_conn as u64,
+            ),
         ];
         for (name, v) in nonzero {
             anyhow::ensure!(v > 0, "{name} must be greater than 0");
@@ -220,13 +226,21 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_with_the_key_named() {
-        let e = Config::parse("[tcp]\nmax_flowz = 3\n").unwrap_err().to_string();
+        let e = Config::parse("[tcp]\nmax_flowz = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_flowz"), "{e}");
-        let e = Config::parse("[tcp]\nmax_flows = 0\n").unwrap_err().to_string();
+        let e = Config::parse("[tcp]\nmax_flows = 0\n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "tcp.max_flows must be greater than 0");
-        let e = Config::parse("[[target]]\nhost = \"10.0.0.300\"\n").unwrap_err().to_string();
+        let e = Config::parse("[[target]]\nhost = \"10.0.0.300\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("10.0.0.300"), "{e}");
-        let e = Config::parse("[tcp]\nmax_flows = \"many\"\n").unwrap_err().to_string();
+        let e = Config::parse("[tcp]\nmax_flows = \"many\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_flows"), "{e}");
         assert!(Config::parse("not toml at all [").is_err());
     }
@@ -237,7 +251,13 @@ mod tests {
             "[[target]]\nhost = \"10.1.0.0/16\"\n[[target]]\nhost = \"::1\"\nport = 11300\n",
         )
         .unwrap();
-        let t: Vec<String> = cfg.targets().unwrap().list().iter().map(|t| t.to_string()).collect();
+        let t: Vec<String> = cfg
+            .targets()
+            .unwrap()
+            .list()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
         assert_eq!(t, ["10.1.0.0/16:11211", "[::1/128]:11300"]);
     }
 }

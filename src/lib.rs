@@ -23,11 +23,11 @@
 //! so a replay is deterministic.
 #![deny(unsafe_code)]
 
-pub mod stats;
-pub mod capture;
-pub mod decode;
-pub mod reassembly;
-pub mod protocol;
-pub mod session;
-pub mod config;
 pub mod app;
+pub mod capture;
+pub mod config;
+pub mod decode;
+pub mod protocol;
+pub mod reassembly;
+pub mod session;
+pub mod stats;

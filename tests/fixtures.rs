@@ -56,12 +56,22 @@ fn rewritten_fixtures_give_the_same_records() {
     for case in cases() {
         let segs = read_segments(&fixture_dir(case).join("capture.pcap"));
         let rewritten = reorder_and_retransmit(&split(&segs, 1448));
-        assert!(rewritten.len() > segs.len() || case == "udp", "{case}: rewrite changed nothing");
+        assert!(
+            rewritten.len() > segs.len() || case == "udp",
+            "{case}: rewrite changed nothing"
+        );
         let path = dir.path().join(format!("{case}.pcap"));
         write_segments(&rewritten, &path);
         let run = run_case_file(case, &path);
-        assert_same(&format!("{case} rewritten"), &expected(case), &group(run.records));
-        assert!(run.counters.tcp_retransmit_bytes > 0 || case == "udp", "{case}");
+        assert_same(
+            &format!("{case} rewritten"),
+            &expected(case),
+            &group(run.records),
+        );
+        assert!(
+            run.counters.tcp_retransmit_bytes > 0 || case == "udp",
+            "{case}"
+        );
         assert_eq!(run.counters.tcp_gaps, 0, "{case}");
     }
 }
@@ -74,7 +84,11 @@ fn split_only_gives_the_same_records() {
         let path = dir.path().join(format!("{case}.pcap"));
         write_segments(&split(&segs, 1448), &path);
         let run = run_case_file(case, &path);
-        assert_same(&format!("{case} split"), &expected(case), &group(run.records));
+        assert_same(
+            &format!("{case} split"),
+            &expected(case),
+            &group(run.records),
+        );
     }
 }
 
@@ -87,7 +101,11 @@ fn tiny_segments_reordered_give_the_same_records() {
         let path = dir.path().join(format!("{case}.pcap"));
         write_segments(&reorder_and_retransmit(&split(&segs, mss)), &path);
         let run = run_case_file(case, &path);
-        assert_same(&format!("{case} mss {mss}"), &expected(case), &group(run.records));
+        assert_same(
+            &format!("{case} mss {mss}"),
+            &expected(case),
+            &group(run.records),
+        );
         assert_eq!(run.counters.tcp_gaps, 0, "{case}");
     }
 }

@@ -31,7 +31,12 @@ fn json_str(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 fn ts_secs(out: &mut Vec<u8>, ts: u64) {
-    let _ = write!(out, "{}.{:06}", ts / 1_000_000_000, (ts % 1_000_000_000) / 1000);
+    let _ = write!(
+        out,
+        "{}.{:06}",
+        ts / 1_000_000_000,
+        (ts % 1_000_000_000) / 1000
+    );
 }
 
 /// JSON-lines or TSV record writer with a reusable scratch buffer.
@@ -82,7 +87,13 @@ impl<W: Write> RecordWriter<W> {
                 r.command
             );
             l.extend_from_slice(&self.key);
-            let _ = write!(l, "\t{}\t{}\t{}\t", r.result.as_str(), r.req_bytes, r.resp_bytes);
+            let _ = write!(
+                l,
+                "\t{}\t{}\t{}\t",
+                r.result.as_str(),
+                r.req_bytes,
+                r.resp_bytes
+            );
             if let Some(ns) = r.latency_ns {
                 let _ = write!(l, "{}", ns / 1000);
             }

@@ -32,7 +32,10 @@ pub fn load_config(common: &CommonArgs) -> anyhow::Result<(Config, Targets)> {
         let list = common
             .target
             .iter()
-            .map(|t| t.parse::<Target>().map_err(|e| anyhow::anyhow!("--target: {e}")))
+            .map(|t| {
+                t.parse::<Target>()
+                    .map_err(|e| anyhow::anyhow!("--target: {e}"))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Targets::new(list)
     };
@@ -68,6 +71,7 @@ pub fn process_files(
         }
     }
     engine.finish(sink);
+    decoder.finish(&mut counters);
     warnings.extend(src.take_warnings());
     counters.add(&engine.counters());
     Ok(RunTotals { counters, warnings })

@@ -196,7 +196,11 @@ impl FileSource {
                     total = None;
                 }
             }
-            inputs.push(Input { path: p.clone(), name, stdin });
+            inputs.push(Input {
+                path: p.clone(),
+                name,
+                stdin,
+            });
         }
         let mut src = FileSource {
             inputs,
@@ -282,7 +286,10 @@ impl FileSource {
         if (info.len as u64) < u64::from(info.wire_len) {
             c.snaplen_truncated += 1;
         }
-        let f = self.cur.as_ref().ok_or_else(|| anyhow!("internal: frame without a file"))?;
+        let f = self
+            .cur
+            .as_ref()
+            .ok_or_else(|| anyhow!("internal: frame without a file"))?;
         let buf = f.reader.data();
         let start = info.ptr.wrapping_sub(buf.as_ptr() as usize);
         let data = start
@@ -316,7 +323,9 @@ impl FileSource {
 
     /// The input being read, as given (`-` for standard input).
     pub fn current_file(&self) -> &str {
-        self.inputs.get(self.cur_input).map_or("", |i| i.name.as_str())
+        self.inputs
+            .get(self.cur_input)
+            .map_or("", |i| i.name.as_str())
     }
 
     /// Warnings queued since the last call (corrupt blocks, read errors).
@@ -349,7 +358,10 @@ impl FileSource {
                 c.capture_errors += 1;
                 let e = st.error.lock().ok().and_then(|mut e| e.take());
                 let e = e.unwrap_or_else(|| "read error".to_string());
-                self.warn(format!("{name}: {e} after {} bytes; skipping the rest of the file", f.reader.consumed()));
+                self.warn(format!(
+                    "{name}: {e} after {} bytes; skipping the rest of the file",
+                    f.reader.consumed()
+                ));
             }
             End::Corrupt(msg) => {
                 c.capture_errors += 1;
@@ -375,14 +387,20 @@ impl FileSource {
         } else {
             Box::new(File::open(&input.path).with_context(|| format!("cannot open {name}"))?)
         };
-        let mut raw = Counting { inner: raw, state: state.clone() };
+        let mut raw = Counting {
+            inner: raw,
+            state: state.clone(),
+        };
         c.files += 1;
 
         let prefix = read_up_to(&mut raw, 4).with_context(|| format!("cannot read {name}"))?;
         let stream = Cursor::new(prefix.clone()).chain(raw);
         let (dec, what): (Box<dyn Read + Send>, &str) = if prefix.starts_with(&GZIP_MAGIC) {
             let br = BufReader::with_capacity(DECOMP_INPUT_BUF, stream);
-            (Box::new(flate2::bufread::MultiGzDecoder::new(br)), "gzip-compressed ")
+            (
+                Box::new(flate2::bufread::MultiGzDecoder::new(br)),
+                "gzip-compressed ",
+            )
         } else if prefix == ZSTD_MAGIC {
             let br = BufReader::with_capacity(DECOMP_INPUT_BUF, stream);
             let d = zstd::stream::read::Decoder::with_buffer(br)
@@ -391,7 +409,10 @@ impl FileSource {
         } else {
             (Box::new(stream), "")
         };
-        let mut dec = Trap { inner: dec, state: state.clone() };
+        let mut dec = Trap {
+            inner: dec,
+            state: state.clone(),
+        };
 
         let mut head = read_up_to(&mut dec, 4).with_context(|| format!("cannot read {name}"))?;
         let truncated = |s: &mut Self, c: &mut Counters, st: &ReadState| {
@@ -406,7 +427,11 @@ impl FileSource {
                 truncated(self, c, &state);
                 return Ok(());
             }
-            return Err(anyhow!("{name}: not a {what}pcap or pcapng file (only {} bytes: {})", head.len(), hex(&head)));
+            return Err(anyhow!(
+                "{name}: not a {what}pcap or pcapng file (only {} bytes: {})",
+                head.len(),
+                hex(&head)
+            ));
         }
         let magic = [head[0], head[1], head[2], head[3]];
         let format = if magic == PCAPNG_SHB {
@@ -421,14 +446,21 @@ impl FileSource {
                 [0x1a, 0x2b, 0x3c, 0x4d] => true,
                 [0x4d, 0x3c, 0x2b, 0x1a] => false,
                 bom => {
-                    return Err(anyhow!("{name}: not a valid pcapng file (bad byte-order magic {})", hex(&bom)));
+                    return Err(anyhow!(
+                        "{name}: not a valid pcapng file (bad byte-order magic {})",
+                        hex(&bom)
+                    ));
                 }
             };
             let len = u32_at(&head, 4, big) as usize;
             if len < 28 || len % 4 != 0 || len > BUF_CAPACITY / 2 {
-                return Err(anyhow!("{name}: not a valid pcapng file (section header length {len})"));
+                return Err(anyhow!(
+                    "{name}: not a valid pcapng file (section header length {len})"
+                ));
             }
-            head.extend(read_up_to(&mut dec, len - 12).with_context(|| format!("cannot read {name}"))?);
+            head.extend(
+                read_up_to(&mut dec, len - 12).with_context(|| format!("cannot read {name}"))?,
+            );
             if head.len() < len {
                 truncated(self, c, &state);
                 return Ok(());
@@ -457,8 +489,12 @@ impl FileSource {
             ));
         };
         let body = Cursor::new(head).chain(dec);
-        let reader = create_reader(BUF_CAPACITY, body)
-            .map_err(|e| anyhow!("{name}: not a valid {what}pcap or pcapng file ({})", short_err(&e)))?;
+        let reader = create_reader(BUF_CAPACITY, body).map_err(|e| {
+            anyhow!(
+                "{name}: not a valid {what}pcap or pcapng file ({})",
+                short_err(&e)
+            )
+        })?;
         self.cur = Some(OpenFile {
             reader,
             state,
@@ -482,7 +518,11 @@ fn next_block(f: &mut OpenFile, last_ts: &mut u64, warned: &mut Option<String>) 
         Err(PcapError::BufferTooSmall) => return Next::Grow,
         Err(PcapError::UnexpectedEof) => {
             // Nothing left over means the file ended on a block boundary.
-            let end = if f.reader.data().is_empty() { End::Eof } else { End::Truncated };
+            let end = if f.reader.data().is_empty() {
+                End::Eof
+            } else {
+                End::Truncated
+            };
             return Next::End(end);
         }
         Err(PcapError::ReadError) => return Next::End(End::ReadError),
@@ -490,7 +530,13 @@ fn next_block(f: &mut OpenFile, last_ts: &mut u64, warned: &mut Option<String>) 
     };
     match block {
         PcapBlockOwned::LegacyHeader(h) => {
-            if let Format::Legacy { nanos, linktype, snaplen, .. } = &mut f.format {
+            if let Format::Legacy {
+                nanos,
+                linktype,
+                snaplen,
+                ..
+            } = &mut f.format
+            {
                 *nanos = h.is_nanosecond_precision();
                 *linktype = h.network.0 as u32;
                 *snaplen = h.snaplen;
@@ -498,14 +544,24 @@ fn next_block(f: &mut OpenFile, last_ts: &mut u64, warned: &mut Option<String>) 
             Next::Skip(off)
         }
         PcapBlockOwned::Legacy(b) => {
-            let Format::Legacy { nanos, linktype, snaplen, .. } = f.format else {
+            let Format::Legacy {
+                nanos,
+                linktype,
+                snaplen,
+                ..
+            } = f.format
+            else {
                 return Next::End(End::Corrupt("legacy record in a pcapng file".into()));
             };
             let caplen = b.data.len();
             if legacy_caplen_bad(caplen, snaplen) {
                 return Next::End(End::Corrupt(format!("record length {caplen}")));
             }
-            let frac = if nanos { u64::from(b.ts_usec) } else { u64::from(b.ts_usec) * 1000 };
+            let frac = if nanos {
+                u64::from(b.ts_usec)
+            } else {
+                u64::from(b.ts_usec) * 1000
+            };
             let ts = u64::from(b.ts_sec) * 1_000_000_000 + frac;
             Next::Frame(FrameInfo {
                 consume: off,
@@ -538,8 +594,11 @@ fn next_block(f: &mut OpenFile, last_ts: &mut u64, warned: &mut Option<String>) 
                 snaplen: idb.snaplen,
                 units,
                 // pcap-parser reads if_tsoffset little-endian in every section.
-                offset_ns: i128::from(if f.ng_big_endian { idb.if_tsoffset.swap_bytes() } else { idb.if_tsoffset })
-                    * 1_000_000_000,
+                offset_ns: i128::from(if f.ng_big_endian {
+                    idb.if_tsoffset.swap_bytes()
+                } else {
+                    idb.if_tsoffset
+                }) * 1_000_000_000,
             });
             Next::Skip(off)
         }
@@ -569,7 +628,10 @@ fn next_block(f: &mut OpenFile, last_ts: &mut u64, warned: &mut Option<String>) 
             let Some(iface) = f.ifaces.first().copied() else {
                 if !f.warned_iface {
                     f.warned_iface = true;
-                    *warned = Some("pcapng simple packet block before any interface; skipping such packets".into());
+                    *warned = Some(
+                        "pcapng simple packet block before any interface; skipping such packets"
+                            .into(),
+                    );
                 }
                 return Next::Skip(off);
             };
@@ -599,7 +661,12 @@ fn legacy_caplen_bad(caplen: usize, snaplen: u32) -> bool {
 fn block_len_hint(f: &OpenFile) -> Result<usize, String> {
     let d = f.reader.data();
     match f.format {
-        Format::Legacy { little_endian, modified, snaplen, .. } => {
+        Format::Legacy {
+            little_endian,
+            modified,
+            snaplen,
+            ..
+        } => {
             if d.len() < 16 {
                 return Err("a record header larger than the buffer".into());
             }
@@ -613,7 +680,11 @@ fn block_len_hint(f: &OpenFile) -> Result<usize, String> {
             if d.len() < 12 {
                 return Err("a block header larger than the buffer".into());
             }
-            let big = if d[..4] == PCAPNG_SHB { d[8..12] == [0x1a, 0x2b, 0x3c, 0x4d] } else { f.ng_big_endian };
+            let big = if d[..4] == PCAPNG_SHB {
+                d[8..12] == [0x1a, 0x2b, 0x3c, 0x4d]
+            } else {
+                f.ng_big_endian
+            };
             let n = u32_at(d, 4, big) as usize;
             if n > MAX_BLOCK {
                 return Err(format!("block length {n}"));
@@ -679,7 +750,9 @@ fn hex(b: &[u8]) -> String {
 /// only the kind.
 fn short_err<I>(e: &PcapError<I>) -> String {
     match e {
-        PcapError::NomError(_, k) | PcapError::OwnedNomError(_, k) => format!("invalid block: {k:?}"),
+        PcapError::NomError(_, k) | PcapError::OwnedNomError(_, k) => {
+            format!("invalid block: {k:?}")
+        }
         PcapError::Eof => "end of file".into(),
         PcapError::BufferTooSmall => "block too large".into(),
         PcapError::UnexpectedEof => "unexpected end of file".into(),
@@ -728,7 +801,9 @@ impl Read for Trap {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    if e.kind() == io::ErrorKind::UnexpectedEof || self.state.raw_eof.load(Ordering::Relaxed) {
+                    if e.kind() == io::ErrorKind::UnexpectedEof
+                        || self.state.raw_eof.load(Ordering::Relaxed)
+                    {
                         self.state.truncated.store(true, Ordering::Relaxed);
                         return Ok(0);
                     }
@@ -775,7 +850,9 @@ mod tests {
     }
 
     fn data(n: usize, seed: u8) -> Vec<u8> {
-        (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
     }
 
     // ---- legacy pcap ----
@@ -789,16 +866,31 @@ mod tests {
 
     fn rec(sec: u32, frac: u32, data: Vec<u8>) -> Rec {
         let orig = data.len() as u32;
-        Rec { sec, frac, data, orig }
+        Rec {
+            sec,
+            frac,
+            data,
+            orig,
+        }
     }
 
     fn pcap(le: bool, nanos: bool, linktype: u32, recs: &[Rec]) -> Vec<u8> {
-        let w = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&if le { x.to_le_bytes() } else { x.to_be_bytes() });
+        let w = |v: &mut Vec<u8>, x: u32| {
+            v.extend_from_slice(&if le { x.to_le_bytes() } else { x.to_be_bytes() })
+        };
         let mut v = Vec::new();
         w(&mut v, if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 });
         let (maj, min) = (2u16, 4u16);
-        v.extend_from_slice(&if le { maj.to_le_bytes() } else { maj.to_be_bytes() });
-        v.extend_from_slice(&if le { min.to_le_bytes() } else { min.to_be_bytes() });
+        v.extend_from_slice(&if le {
+            maj.to_le_bytes()
+        } else {
+            maj.to_be_bytes()
+        });
+        v.extend_from_slice(&if le {
+            min.to_le_bytes()
+        } else {
+            min.to_be_bytes()
+        });
         w(&mut v, 0);
         w(&mut v, 0);
         w(&mut v, 65535);
@@ -816,13 +908,21 @@ mod tests {
     fn three_records() -> Vec<Rec> {
         let mut cut = rec(1_700_000_001, 999_999, data(60, 2));
         cut.orig = 1514;
-        vec![rec(1_700_000_000, 1, data(54, 1)), cut, rec(1_700_000_002, 0, data(1, 3))]
+        vec![
+            rec(1_700_000_000, 1, data(54, 1)),
+            cut,
+            rec(1_700_000_002, 0, data(1, 3)),
+        ]
     }
 
     #[test]
     fn pcap_microseconds_little_endian() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "a.pcap", &pcap(true, false, 1, &three_records()));
+        let p = write(
+            dir.path(),
+            "a.pcap",
+            &pcap(true, false, 1, &three_records()),
+        );
         let (got, c, w) = read_all(std::slice::from_ref(&p));
         assert_eq!(
             got,
@@ -832,7 +932,10 @@ mod tests {
                 (3, 1_700_000_002_000_000_000, 1, 1, data(1, 3)),
             ]
         );
-        assert_eq!((c.packets, c.bytes, c.files, c.snaplen_truncated), (3, 115, 1, 1));
+        assert_eq!(
+            (c.packets, c.bytes, c.files, c.snaplen_truncated),
+            (3, 115, 1, 1)
+        );
         assert_eq!((c.truncated_files, c.capture_errors), (0, 0));
         assert!(w.is_empty());
     }
@@ -840,14 +943,23 @@ mod tests {
     #[test]
     fn pcap_nanoseconds_big_endian() {
         let dir = tempfile::tempdir().unwrap();
-        let recs = vec![rec(10, 123_456_789, data(40, 9)), rec(11, 999_999_999, data(20, 8))];
+        let recs = vec![
+            rec(10, 123_456_789, data(40, 9)),
+            rec(11, 999_999_999, data(20, 8)),
+        ];
         let p = write(dir.path(), "b.pcap", &pcap(false, true, 101, &recs));
         let mut src = FileSource::open(std::slice::from_ref(&p)).unwrap();
         assert_eq!(src.current_file(), p.to_str().unwrap());
         assert_eq!(src.total_bytes(), Some(24 + 16 + 40 + 16 + 20));
         let mut c = Counters::default();
         let got = collect(&mut src, &mut c).unwrap();
-        assert_eq!(got, vec![(1, 10_123_456_789, 101, 40, data(40, 9)), (2, 11_999_999_999, 101, 20, data(20, 8))]);
+        assert_eq!(
+            got,
+            vec![
+                (1, 10_123_456_789, 101, 40, data(40, 9)),
+                (2, 11_999_999_999, 101, 20, data(20, 8))
+            ]
+        );
         assert_eq!((c.packets, c.bytes, c.files), (2, 60, 1));
         // At the end it stays at the end.
         assert!(src.next_frame(&mut c).unwrap().is_none());
@@ -891,7 +1003,7 @@ mod tests {
         b.extend_from_slice(&ng_u16(big, 1));
         b.extend_from_slice(&ng_u16(big, 0));
         b.extend_from_slice(&[0xff; 8]); // section length: unknown
-        // shb_userappl option, then end of options.
+                                         // shb_userappl option, then end of options.
         b.extend_from_slice(&ng_u16(big, 4));
         b.extend_from_slice(&ng_u16(big, 6));
         b.extend_from_slice(b"memtap\0\0");
@@ -948,7 +1060,13 @@ mod tests {
         v.extend(spb(false, &data(33, 3), 33));
         v.extend(shb(true));
         v.extend(idb(true, 0, 0, Some(0x80 | 10)));
-        v.extend(epb(true, 0, (1_600_000_002u64 << 10) | 512, &data(44, 4), 44));
+        v.extend(epb(
+            true,
+            0,
+            (1_600_000_002u64 << 10) | 512,
+            &data(44, 4),
+            44,
+        ));
         v.extend(epb(true, 1, 0, &data(10, 5), 10)); // no interface 1 in this section
         v.extend(epb(true, 0, 5 << 10, &data(8, 6), 8));
         let want = vec![
@@ -968,10 +1086,16 @@ mod tests {
         let p = write(dir.path(), "c.pcapng", &bytes);
         let (got, c, w) = read_all(&[p]);
         assert_eq!(got, want);
-        assert_eq!((c.packets, c.bytes, c.snaplen_truncated, c.files), (5, 186, 1, 1));
+        assert_eq!(
+            (c.packets, c.bytes, c.snaplen_truncated, c.files),
+            (5, 186, 1, 1)
+        );
         assert_eq!((c.capture_errors, c.truncated_files), (0, 0));
         assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("c.pcapng: pcapng packet on undeclared interface 1"), "{w:?}");
+        assert!(
+            w[0].contains("c.pcapng: pcapng packet on undeclared interface 1"),
+            "{w:?}"
+        );
     }
 
     #[test]
@@ -984,7 +1108,11 @@ mod tests {
             b.extend_from_slice(&ng_u32(big, 0));
             b.extend_from_slice(&ng_u16(big, 14)); // if_tsoffset
             b.extend_from_slice(&ng_u16(big, 8));
-            b.extend_from_slice(&if big { off.to_be_bytes() } else { off.to_le_bytes() });
+            b.extend_from_slice(&if big {
+                off.to_be_bytes()
+            } else {
+                off.to_le_bytes()
+            });
             b.extend_from_slice(&ng_u16(big, 9)); // if_tsresol: ms
             b.extend_from_slice(&ng_u16(big, 1));
             b.extend_from_slice(&[3, 0, 0, 0]);
@@ -1034,7 +1162,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (bytes, want) = pcapng_sample();
         let gz = write(dir.path(), "plain-looking.pcapng", &gzip(&bytes));
-        let zs = write(dir.path(), "x.gz", &zstd::encode_all(&bytes[..], 3).unwrap());
+        let zs = write(
+            dir.path(),
+            "x.gz",
+            &zstd::encode_all(&bytes[..], 3).unwrap(),
+        );
         // Two gzip members, split in the middle of a block.
         let mut multi = gzip(&bytes[..100]);
         multi.extend(gzip(&bytes[100..]));
@@ -1049,18 +1181,36 @@ mod tests {
     #[test]
     fn several_files_are_one_capture() {
         let dir = tempfile::tempdir().unwrap();
-        let a = write(dir.path(), "1.pcap", &pcap(true, false, 1, &three_records()));
+        let a = write(
+            dir.path(),
+            "1.pcap",
+            &pcap(true, false, 1, &three_records()),
+        );
         let (ng, _) = pcapng_sample();
-        let b = write(dir.path(), "2.pcapng.zst", &zstd::encode_all(&ng[..], 1).unwrap());
-        let cc = write(dir.path(), "3.pcap.gz", &gzip(&pcap(false, true, 113, &[rec(7, 7, data(20, 1))])));
+        let b = write(
+            dir.path(),
+            "2.pcapng.zst",
+            &zstd::encode_all(&ng[..], 1).unwrap(),
+        );
+        let cc = write(
+            dir.path(),
+            "3.pcap.gz",
+            &gzip(&pcap(false, true, 113, &[rec(7, 7, data(20, 1))])),
+        );
         let mut src = FileSource::open(&[a.clone(), b.clone(), cc.clone()]).unwrap();
-        let total = std::fs::metadata(&a).unwrap().len() + std::fs::metadata(&b).unwrap().len() + std::fs::metadata(&cc).unwrap().len();
+        let total = std::fs::metadata(&a).unwrap().len()
+            + std::fs::metadata(&b).unwrap().len()
+            + std::fs::metadata(&cc).unwrap().len();
         assert_eq!(src.total_bytes(), Some(total));
         let mut c = Counters::default();
         let mut seen = Vec::new();
         while let Some(f) = src.next_frame(&mut c).unwrap() {
             let (no, lt) = (f.frame_no, f.linktype);
-            seen.push((no, lt, src.current_file().rsplit('/').next().unwrap().to_string()));
+            seen.push((
+                no,
+                lt,
+                src.current_file().rsplit('/').next().unwrap().to_string(),
+            ));
         }
         let names: Vec<_> = seen.iter().map(|s| (s.0, s.1, s.2.as_str())).collect();
         assert_eq!(
@@ -1086,7 +1236,11 @@ mod tests {
     #[test]
     fn truncated_at_every_byte_of_the_last_record() {
         let dir = tempfile::tempdir().unwrap();
-        let good = write(dir.path(), "good.pcap", &pcap(true, false, 1, &[rec(1, 0, data(10, 0))]));
+        let good = write(
+            dir.path(),
+            "good.pcap",
+            &pcap(true, false, 1, &[rec(1, 0, data(10, 0))]),
+        );
         let full = pcap(true, false, 1, &three_records());
         let last_start = full.len() - 16 - 1;
         for cut in last_start..full.len() {
@@ -1130,15 +1284,24 @@ mod tests {
     fn truncated_compressed_files() {
         let dir = tempfile::tempdir().unwrap();
         let full = pcap(true, false, 1, &three_records());
-        for (kind, z) in [("gz", gzip(&full)), ("zst", zstd::encode_all(&full[..], 3).unwrap())] {
+        for (kind, z) in [
+            ("gz", gzip(&full)),
+            ("zst", zstd::encode_all(&full[..], 3).unwrap()),
+        ] {
             let min = if kind == "gz" { 2 } else { 4 };
             for cut in min..z.len() {
                 let p = write(dir.path(), "z", &z[..cut]);
                 let mut src = FileSource::open(&[p]).unwrap();
                 let mut c = Counters::default();
-                let got = collect(&mut src, &mut c).unwrap_or_else(|e| panic!("{kind} cut {cut}: {e:#}"));
+                let got =
+                    collect(&mut src, &mut c).unwrap_or_else(|e| panic!("{kind} cut {cut}: {e:#}"));
                 assert!(got.len() <= 3, "{kind} cut {cut}");
-                assert_eq!((c.truncated_files, c.capture_errors), (1, 0), "{kind} cut {cut}: {:?}", src.take_warnings());
+                assert_eq!(
+                    (c.truncated_files, c.capture_errors),
+                    (1, 0),
+                    "{kind} cut {cut}: {:?}",
+                    src.take_warnings()
+                );
             }
         }
     }
@@ -1147,23 +1310,41 @@ mod tests {
     fn garbage_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let g = write(dir.path(), "notes.pcap", b"hello, this is not a capture");
-        let e = FileSource::open(std::slice::from_ref(&g)).err().unwrap().to_string();
+        let e = FileSource::open(std::slice::from_ref(&g))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("notes.pcap"), "{e}");
-        assert!(e.contains("not a pcap or pcapng file (magic 0x68656c6c)"), "{e}");
+        assert!(
+            e.contains("not a pcap or pcapng file (magic 0x68656c6c)"),
+            "{e}"
+        );
         let gz = write(dir.path(), "notes.gz", &gzip(b"<html></html>"));
         let e = FileSource::open(&[gz]).err().unwrap().to_string();
-        assert!(e.contains("not a gzip-compressed pcap or pcapng file (magic 0x3c68746d)"), "{e}");
+        assert!(
+            e.contains("not a gzip-compressed pcap or pcapng file (magic 0x3c68746d)"),
+            "{e}"
+        );
         // Garbage as a later file: frames of the first, then the error.
-        let good = write(dir.path(), "good.pcap", &pcap(true, false, 1, &three_records()));
+        let good = write(
+            dir.path(),
+            "good.pcap",
+            &pcap(true, false, 1, &three_records()),
+        );
         let mut src = FileSource::open(&[good, g]).unwrap();
         let mut c = Counters::default();
         for _ in 0..3 {
             assert!(src.next_frame(&mut c).unwrap().is_some());
         }
         let e = src.next_frame(&mut c).err().unwrap().to_string();
-        assert!(e.contains("notes.pcap") && e.contains("magic 0x68656c6c"), "{e}");
+        assert!(
+            e.contains("notes.pcap") && e.contains("magic 0x68656c6c"),
+            "{e}"
+        );
         // Missing file and empty list.
-        let e = FileSource::open(&[dir.path().join("nope.pcap")]).err().unwrap();
+        let e = FileSource::open(&[dir.path().join("nope.pcap")])
+            .err()
+            .unwrap();
         assert!(format!("{e:#}").contains("nope.pcap"), "{e:#}");
         assert!(FileSource::open(&[]).is_err());
         assert!(FileSource::open(&[dir.path().to_path_buf()]).is_err());
@@ -1183,17 +1364,29 @@ mod tests {
         let ng = write(dir.path(), "bad.pcapng", &v);
         // Legacy: a record claiming 16 MiB.
         let mut l = pcap(true, false, 1, &three_records()[..1]);
-        l.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x00, 0xff, 0xff, 0xff, 0x00]);
+        l.extend_from_slice(&[
+            1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x00, 0xff, 0xff, 0xff, 0x00,
+        ]);
         l.extend_from_slice(&[0; 64]);
         let lg = write(dir.path(), "bad.pcap", &l);
-        let good = write(dir.path(), "good.pcap", &pcap(true, false, 1, &[rec(1, 0, data(10, 0))]));
+        let good = write(
+            dir.path(),
+            "good.pcap",
+            &pcap(true, false, 1, &[rec(1, 0, data(10, 0))]),
+        );
         let (got, c, w) = read_all(&[ng, lg, good]);
         assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(got[2].4, data(10, 0));
         assert_eq!((c.capture_errors, c.truncated_files, c.files), (2, 0, 3));
         assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains("bad.pcapng") && w[0].contains("skipping the rest"), "{w:?}");
-        assert!(w[1].contains("bad.pcap:") && w[1].contains("16777215"), "{w:?}");
+        assert!(
+            w[0].contains("bad.pcapng") && w[0].contains("skipping the rest"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("bad.pcap:") && w[1].contains("16777215"),
+            "{w:?}"
+        );
     }
 
     #[test]
@@ -1236,7 +1429,11 @@ mod tests {
             return;
         }
         let table = readme_packets(root);
-        assert!(table.len() >= 30, "README table not found ({} rows)", table.len());
+        assert!(
+            table.len() >= 30,
+            "README table not found ({} rows)",
+            table.len()
+        );
         let mut checked = 0;
         for (file, packets) in &table {
             let p = root.join(file);
@@ -1252,10 +1449,21 @@ mod tests {
         }
         assert!(checked >= 30);
         // The whole folder as one capture.
-        let paths: Vec<PathBuf> = table.iter().map(|(f, _)| root.join(f)).filter(|p| p.is_file()).collect();
+        let paths: Vec<PathBuf> = table
+            .iter()
+            .map(|(f, _)| root.join(f))
+            .filter(|p| p.is_file())
+            .collect();
         let (got, c, _) = read_all(&paths);
-        let want: u64 = table.iter().filter(|(f, _)| root.join(f).is_file()).map(|(_, n)| n).sum();
-        assert_eq!((got.len() as u64, c.packets, c.files), (want, want, paths.len() as u64));
+        let want: u64 = table
+            .iter()
+            .filter(|(f, _)| root.join(f).is_file())
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            (got.len() as u64, c.packets, c.files),
+            (want, want, paths.len() as u64)
+        );
         assert_eq!(got.last().unwrap().0, want);
     }
 }

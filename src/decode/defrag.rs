@@ -33,7 +33,11 @@ pub struct DefragLimits {
 
 impl Default for DefragLimits {
     fn default() -> Self {
-        DefragLimits { max_datagrams: 1024, max_bytes: 16 << 20, timeout_ns: 30_000_000_000 }
+        DefragLimits {
+            max_datagrams: 1024,
+            max_bytes: 16 << 20,
+            timeout_ns: 30_000_000_000,
+        }
     }
 }
 
@@ -174,7 +178,9 @@ impl DefragPool {
                     c.ip_frag_bad += 1;
                     return None;
                 }
-                if self.active.len() >= self.limits.max_datagrams || self.bytes_in_use + end > self.limits.max_bytes {
+                if self.active.len() >= self.limits.max_datagrams
+                    || self.bytes_in_use + end > self.limits.max_bytes
+                {
                     c.ip_frag_overflow += 1;
                     return None;
                 }
@@ -200,7 +206,11 @@ impl DefragPool {
                 self.active.len() - 1
             }
         };
-        let verdict = if sane { self.place(slot, f) } else { Verdict::Bad };
+        let verdict = if sane {
+            self.place(slot, f)
+        } else {
+            Verdict::Bad
+        };
         match verdict {
             Verdict::Keep => None,
             Verdict::Bad => {

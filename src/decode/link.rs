@@ -93,7 +93,11 @@ pub fn network_layer(linktype: u32, data: &[u8]) -> Result<L3<'_>, LinkError> {
             // order): whichever reading gives a small number is the family.
             let be = u32::from_be_bytes(raw);
             let le = u32::from_le_bytes(raw);
-            let family = if linktype == LOOP && be <= 0xffff { be } else { be.min(le) };
+            let family = if linktype == LOOP && be <= 0xffff {
+                be
+            } else {
+                be.min(le)
+            };
             let rest = &data[4..];
             match family {
                 2 => Ok(L3::Ipv4(rest)),
@@ -146,7 +150,9 @@ mod tests {
     #[test]
     fn ethernet_and_tags() {
         let mut f = vec![0u8; 12];
-        f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05, 0x88, 0xa8, 0x00, 0x06, 0x91, 0x00, 0x00, 0x07, 0x08, 0x00]);
+        f.extend_from_slice(&[
+            0x81, 0x00, 0x00, 0x05, 0x88, 0xa8, 0x00, 0x06, 0x91, 0x00, 0x00, 0x07, 0x08, 0x00,
+        ]);
         f.extend_from_slice(&[0x45, 0, 0, 20]);
         assert_eq!(network_layer(1, &f), Ok(L3::Ipv4(&[0x45, 0, 0, 20][..])));
         // Nine tags: too deep.
@@ -176,10 +182,22 @@ mod tests {
 
     #[test]
     fn null_either_byte_order() {
-        assert_eq!(network_layer(0, &[2, 0, 0, 0, 0x45]), Ok(L3::Ipv4(&[0x45][..])));
-        assert_eq!(network_layer(0, &[0, 0, 0, 2, 0x45]), Ok(L3::Ipv4(&[0x45][..])));
-        assert_eq!(network_layer(0, &[30, 0, 0, 0, 0x60]), Ok(L3::Ipv6(&[0x60][..])));
-        assert_eq!(network_layer(108, &[0, 0, 0, 24, 0x60]), Ok(L3::Ipv6(&[0x60][..])));
+        assert_eq!(
+            network_layer(0, &[2, 0, 0, 0, 0x45]),
+            Ok(L3::Ipv4(&[0x45][..]))
+        );
+        assert_eq!(
+            network_layer(0, &[0, 0, 0, 2, 0x45]),
+            Ok(L3::Ipv4(&[0x45][..]))
+        );
+        assert_eq!(
+            network_layer(0, &[30, 0, 0, 0, 0x60]),
+            Ok(L3::Ipv6(&[0x60][..]))
+        );
+        assert_eq!(
+            network_layer(108, &[0, 0, 0, 24, 0x60]),
+            Ok(L3::Ipv6(&[0x60][..]))
+        );
         assert_eq!(network_layer(108, &[0, 0, 0, 28]), Ok(L3::Ipv6(&[][..])));
         assert_eq!(network_layer(0, &[7, 0, 0, 0]), Ok(L3::Other(7)));
         assert_eq!(network_layer(0, &[2, 0, 0]), Err(LinkError::Malformed));

@@ -191,7 +191,13 @@ impl Decoder {
         let src = IpAddr::V4(Ipv4Addr::from(src4));
         let dst = IpAddr::V4(Ipv4Addr::from(dst4));
         if !more && offset == 0 {
-            return Some(Ip { src, dst, proto, payload, wire_len });
+            return Some(Ip {
+                src,
+                dst,
+                proto,
+                payload,
+                wire_len,
+            });
         }
         // A fragment. Cut pieces cannot be rebuilt: count them as bad
         // (the rest of their datagram then times out).
@@ -201,7 +207,12 @@ impl Decoder {
             return None;
         }
         let frag = Fragment {
-            key: FragKey { src: src4, dst: dst4, proto, id: u16::from_be_bytes([b[4], b[5]]) },
+            key: FragKey {
+                src: src4,
+                dst: dst4,
+                proto,
+                id: u16::from_be_bytes([b[4], b[5]]),
+            },
             offset,
             more,
             header_len: ihl,
@@ -209,7 +220,13 @@ impl Decoder {
             ts,
         };
         let whole = self.defrag.insert(&frag, c)?;
-        Some(Ip { src, dst, proto, payload: whole, wire_len: whole.len() })
+        Some(Ip {
+            src,
+            dst,
+            proto,
+            payload: whole,
+            wire_len: whole.len(),
+        })
     }
 }
 
@@ -272,7 +289,14 @@ fn transport<'a>(ip: Ip<'a>, frame: &Frame<'_>, c: &mut Counters) -> Option<Pack
                 rst: flags & 0x04 != 0,
                 ack_flag: flags & 0x10 != 0,
             };
-            (Transport::Tcp, be16(b, 0), be16(b, 2), tcp, &b[doff..], ip.wire_len - doff)
+            (
+                Transport::Tcp,
+                be16(b, 0),
+                be16(b, 2),
+                tcp,
+                &b[doff..],
+                ip.wire_len - doff,
+            )
         }
         PROTO_UDP => {
             if b.len() < 8 || ip.wire_len < 8 {
@@ -290,7 +314,14 @@ fn transport<'a>(ip: Ip<'a>, frame: &Frame<'_>, c: &mut Counters) -> Option<Pack
                 c.decode_errors += 1;
                 return None;
             };
-            (Transport::Udp, be16(b, 0), be16(b, 2), TcpInfo::default(), payload, wire)
+            (
+                Transport::Udp,
+                be16(b, 0),
+                be16(b, 2),
+                TcpInfo::default(),
+                payload,
+                wire,
+            )
         }
         _ => {
             c.non_tcp_udp += 1;
@@ -377,7 +408,13 @@ mod tests {
     }
 
     fn frame(linktype: u32, data: &[u8]) -> Frame<'_> {
-        Frame { ts: 5_000_000_000, frame_no: 7, linktype, wire_len: data.len() as u32, data }
+        Frame {
+            ts: 5_000_000_000,
+            frame_no: 7,
+            linktype,
+            wire_len: data.len() as u32,
+            data,
+        }
     }
 
     fn dec(d: &mut Decoder, f: &Frame<'_>, c: &mut Counters) -> Option<Got> {
@@ -410,7 +447,14 @@ mod tests {
             sport: 40000,
             dport: 11211,
             transport: Transport::Tcp,
-            tcp: TcpInfo { seq: 1000, ack: 77, syn: false, fin: false, rst: false, ack_flag: true },
+            tcp: TcpInfo {
+                seq: 1000,
+                ack: 77,
+                syn: false,
+                fin: false,
+                rst: false,
+                ack_flag: true,
+            },
             payload: PAYLOAD.to_vec(),
             truncated: false,
             wire_payload_len: PAYLOAD.len(),
@@ -422,13 +466,20 @@ mod tests {
     /// Raw IPv4/TCP bytes.
     fn ip4_tcp() -> Vec<u8> {
         let mut v = Vec::new();
-        PacketBuilder::ipv4(SRC4, DST4, 64).tcp(40000, 11211, 1000, 512).ack(77).write(&mut v, PAYLOAD).unwrap();
+        PacketBuilder::ipv4(SRC4, DST4, 64)
+            .tcp(40000, 11211, 1000, 512)
+            .ack(77)
+            .write(&mut v, PAYLOAD)
+            .unwrap();
         v
     }
 
     fn ip6_udp() -> Vec<u8> {
         let mut v = Vec::new();
-        PacketBuilder::ipv6(SRC6, DST6, 64).udp(40001, 11211).write(&mut v, PAYLOAD).unwrap();
+        PacketBuilder::ipv6(SRC6, DST6, 64)
+            .udp(40001, 11211)
+            .write(&mut v, PAYLOAD)
+            .unwrap();
         v
     }
 
@@ -458,12 +509,28 @@ mod tests {
     #[test]
     fn tcp_flags_and_options() {
         let mut v = Vec::new();
-        let mut b = PacketBuilder::ipv4(SRC4, DST4, 64).tcp(1, 2, u32::MAX, 9).syn().fin().rst();
-        b = b.options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)]).unwrap();
+        let mut b = PacketBuilder::ipv4(SRC4, DST4, 64)
+            .tcp(1, 2, u32::MAX, 9)
+            .syn()
+            .fin()
+            .rst();
+        b = b
+            .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap();
         b.write(&mut v, b"x").unwrap();
         let (g, _) = decode_one(101, &v);
         let g = g.unwrap();
-        assert_eq!(g.tcp, TcpInfo { seq: u32::MAX, ack: 0, syn: true, fin: true, rst: true, ack_flag: false });
+        assert_eq!(
+            g.tcp,
+            TcpInfo {
+                seq: u32::MAX,
+                ack: 0,
+                syn: true,
+                fin: true,
+                rst: true,
+                ack_flag: false
+            }
+        );
         assert_eq!(g.payload, b"x");
         assert_eq!(g.wire_payload_len, 1);
     }
@@ -525,7 +592,10 @@ mod tests {
         sll2.extend_from_slice(&ip);
         let cases: Vec<(u32, Vec<u8>)> = vec![
             (1, eth(0x86dd, &ip)),
-            (113, with(&[0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x86, 0xdd])),
+            (
+                113,
+                with(&[0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x86, 0xdd]),
+            ),
             (276, sll2),
             (101, ip.clone()),
             (229, ip.clone()),
@@ -544,7 +614,11 @@ mod tests {
     #[test]
     fn ipv6_extension_headers_are_skipped() {
         let mut v = Vec::new();
-        PacketBuilder::ipv6(SRC6, DST6, 64).tcp(40000, 11211, 1000, 512).ack(77).write(&mut v, PAYLOAD).unwrap();
+        PacketBuilder::ipv6(SRC6, DST6, 64)
+            .tcp(40000, 11211, 1000, 512)
+            .ack(77)
+            .write(&mut v, PAYLOAD)
+            .unwrap();
         // Insert a hop-by-hop header (PadN) and a destination-options header.
         let tcp = v.split_off(40);
         v[6] = 0; // next header: hop-by-hop
@@ -555,7 +629,10 @@ mod tests {
         v.extend_from_slice(&tcp);
         let (g, c) = decode_one(229, &v);
         let g = g.unwrap();
-        assert_eq!((g.sport, g.dport, g.transport), (40000, 11211, Transport::Tcp));
+        assert_eq!(
+            (g.sport, g.dport, g.transport),
+            (40000, 11211, Transport::Tcp)
+        );
         assert_eq!(g.payload, PAYLOAD);
         assert_eq!((g.truncated, g.wire_payload_len), (false, PAYLOAD.len()));
         assert_eq!(c, Counters::default());
@@ -577,7 +654,11 @@ mod tests {
             } else {
                 b.single_vlan(VlanId::try_new(100).unwrap())
             };
-            b.ipv4(SRC4, DST4, 64).tcp(40000, 11211, 1000, 512).ack(77).write(&mut f, PAYLOAD).unwrap();
+            b.ipv4(SRC4, DST4, 64)
+                .tcp(40000, 11211, 1000, 512)
+                .ack(77)
+                .write(&mut f, PAYLOAD)
+                .unwrap();
             f
         };
         let single = build(false);
@@ -597,13 +678,20 @@ mod tests {
             eight.extend_from_slice(&next.to_be_bytes());
         }
         eight.extend_from_slice(&ip);
-        for (name, f) in [("single", single), ("double", double), ("triple", triple), ("eight", eight)] {
+        for (name, f) in [
+            ("single", single),
+            ("double", double),
+            ("triple", triple),
+            ("eight", eight),
+        ] {
             let (g, c) = decode_one(1, &f);
             assert_eq!(g.as_ref(), Some(&want), "{name}");
             assert_eq!(c, Counters::default(), "{name}");
         }
         // VLAN after a Linux cooked header.
-        let mut sll = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x81, 0x00, 0, 5, 0x08, 0x00];
+        let mut sll = vec![
+            0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x81, 0x00, 0, 5, 0x08, 0x00,
+        ];
         sll.extend_from_slice(&ip);
         assert_eq!(decode_one(113, &sll).0, Some(want));
     }
@@ -611,12 +699,24 @@ mod tests {
     #[test]
     fn ethernet_padding_is_not_payload() {
         let mut f = Vec::new();
-        PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(SRC4, DST4, 64).udp(40001, 11211).write(&mut f, b"ab").unwrap();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(SRC4, DST4, 64)
+            .udp(40001, 11211)
+            .write(&mut f, b"ab")
+            .unwrap();
         assert_eq!(f.len(), 14 + 20 + 8 + 2);
         f.resize(60, 0);
         let (g, c) = decode_one(1, &f);
         let g = g.unwrap();
-        assert_eq!((g.transport, g.payload.as_slice(), g.wire_payload_len, g.truncated), (Transport::Udp, &b"ab"[..], 2, false));
+        assert_eq!(
+            (
+                g.transport,
+                g.payload.as_slice(),
+                g.wire_payload_len,
+                g.truncated
+            ),
+            (Transport::Udp, &b"ab"[..], 2, false)
+        );
         assert_eq!(c, Counters::default());
     }
 
@@ -625,7 +725,11 @@ mod tests {
         let (g, c) = decode_one(1, &eth(0x0806, &[0; 28]));
         assert_eq!((g, c.non_ip), (None, 1));
         let mut icmp = Vec::new();
-        PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(SRC4, DST4, 64).icmpv4_echo_request(1, 2).write(&mut icmp, b"ping").unwrap();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(SRC4, DST4, 64)
+            .icmpv4_echo_request(1, 2)
+            .write(&mut icmp, b"ping")
+            .unwrap();
         let (g, c) = decode_one(1, &icmp);
         assert_eq!((g, c.non_tcp_udp, c.decode_errors), (None, 1, 0));
         let (g, c) = decode_one(147, &ip4_tcp());
@@ -640,7 +744,10 @@ mod tests {
         bad[0] = 0x44;
         assert_eq!(decode_one(101, &bad).1.decode_errors, 1);
         let mut v = Vec::new();
-        PacketBuilder::ipv4(SRC4, DST4, 64).udp(1, 2).write(&mut v, b"abc").unwrap();
+        PacketBuilder::ipv4(SRC4, DST4, 64)
+            .udp(1, 2)
+            .write(&mut v, b"abc")
+            .unwrap();
         v[24..26].copy_from_slice(&5u16.to_be_bytes());
         assert_eq!(decode_one(101, &v).1.decode_errors, 1);
     }
@@ -652,7 +759,13 @@ mod tests {
         let mut c = Counters::default();
         let mut failed = 0;
         for cut in 0..=full.len() {
-            let f = Frame { ts: 1, frame_no: 1, linktype, wire_len: full.len() as u32, data: &full[..cut] };
+            let f = Frame {
+                ts: 1,
+                frame_no: 1,
+                linktype,
+                wire_len: full.len() as u32,
+                data: &full[..cut],
+            };
             match dec(&mut d, &f, &mut c) {
                 Some(g) => {
                     assert!(cut >= headers, "cut {cut} decoded");
@@ -667,7 +780,10 @@ mod tests {
             }
         }
         assert_eq!(c.decode_errors, failed);
-        assert_eq!(c.decode_errors + c.non_ip + c.non_tcp_udp + c.unsupported_linktype, failed);
+        assert_eq!(
+            c.decode_errors + c.non_ip + c.non_tcp_udp + c.unsupported_linktype,
+            failed
+        );
         failed
     }
 
@@ -675,7 +791,11 @@ mod tests {
     fn truncated_frames_at_every_length() {
         let payload: Vec<u8> = (0..200u8).collect();
         let mut f = Vec::new();
-        PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(SRC4, DST4, 64).tcp(1, 2, 3, 4).write(&mut f, &payload).unwrap();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(SRC4, DST4, 64)
+            .tcp(1, 2, 3, 4)
+            .write(&mut f, &payload)
+            .unwrap();
         assert_eq!(cut_everywhere(1, &f, 54, &payload), 54);
 
         let mut f = Vec::new();
@@ -689,15 +809,25 @@ mod tests {
 
         let mut f = vec![0x08, 0x00];
         f.extend_from_slice(&[0u8; 18]);
-        PacketBuilder::ipv4(SRC4, DST4, 64).udp(1, 2).write(&mut f, &payload).unwrap();
+        PacketBuilder::ipv4(SRC4, DST4, 64)
+            .udp(1, 2)
+            .write(&mut f, &payload)
+            .unwrap();
         assert_eq!(cut_everywhere(276, &f, 48, &payload), 48);
 
         let mut f = vec![30, 0, 0, 0];
-        PacketBuilder::ipv6(SRC6, DST6, 64).tcp(1, 2, 3, 4).write(&mut f, &payload).unwrap();
+        PacketBuilder::ipv6(SRC6, DST6, 64)
+            .tcp(1, 2, 3, 4)
+            .write(&mut f, &payload)
+            .unwrap();
         assert_eq!(cut_everywhere(0, &f, 64, &payload), 64);
 
         let mut f = Vec::new();
-        PacketBuilder::linux_sll(LinuxSllPacketType::OUTGOING, 6, [0; 8]).ipv4(SRC4, DST4, 64).udp(1, 2).write(&mut f, &payload).unwrap();
+        PacketBuilder::linux_sll(LinuxSllPacketType::OUTGOING, 6, [0; 8])
+            .ipv4(SRC4, DST4, 64)
+            .udp(1, 2)
+            .write(&mut f, &payload)
+            .unwrap();
         assert_eq!(cut_everywhere(113, &f, 44, &payload), 44);
     }
 
@@ -720,7 +850,13 @@ mod tests {
             buf[14] = if i % 2 == 0 { 0x45 } else { 0x60 };
             let lt = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276][(i % 10) as usize];
             let len = (x % 97) as usize;
-            let f = Frame { ts: i * 1_000_000_000, frame_no: i, linktype: lt, wire_len: 96, data: &buf[..len] };
+            let f = Frame {
+                ts: i * 1_000_000_000,
+                frame_no: i,
+                linktype: lt,
+                wire_len: 96,
+                data: &buf[..len],
+            };
             let _ = dec(&mut d, &f, &mut c);
         }
         d.finish(&mut c);
@@ -733,7 +869,10 @@ mod tests {
     fn udp_datagram(n: usize) -> (Vec<u8>, Vec<u8>) {
         let payload: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
         let mut v = Vec::new();
-        PacketBuilder::ipv4(SRC4, DST4, 64).udp(40001, 11211).write(&mut v, &payload).unwrap();
+        PacketBuilder::ipv4(SRC4, DST4, 64)
+            .udp(40001, 11211)
+            .write(&mut v, &payload)
+            .unwrap();
         (v.split_off(20), payload)
     }
 
@@ -762,11 +901,23 @@ mod tests {
         out
     }
 
-    fn feed(d: &mut Decoder, c: &mut Counters, id: u16, pieces: &[(usize, bool, Vec<u8>)], ts: u64) -> Vec<Got> {
+    fn feed(
+        d: &mut Decoder,
+        c: &mut Counters,
+        id: u16,
+        pieces: &[(usize, bool, Vec<u8>)],
+        ts: u64,
+    ) -> Vec<Got> {
         let mut out = Vec::new();
         for (off, more, data) in pieces {
             let f = frag(id, *off, *more, 17, data);
-            let fr = Frame { ts, frame_no: 1, linktype: 1, wire_len: f.len() as u32, data: &f };
+            let fr = Frame {
+                ts,
+                frame_no: 1,
+                linktype: 1,
+                wire_len: f.len() as u32,
+                data: &f,
+            };
             if let Some(g) = dec(d, &fr, c) {
                 out.push(g);
             }
@@ -775,7 +926,10 @@ mod tests {
     }
 
     fn assert_udp_whole(g: &Got, payload: &[u8]) {
-        assert_eq!((g.transport, g.sport, g.dport), (Transport::Udp, 40001, 11211));
+        assert_eq!(
+            (g.transport, g.sport, g.dport),
+            (Transport::Udp, 40001, 11211)
+        );
         assert_eq!(g.payload, payload);
         assert_eq!((g.wire_payload_len, g.truncated), (payload.len(), false));
     }
@@ -798,7 +952,15 @@ mod tests {
         assert_udp_whole(&got[0], &payload);
         let mixed = vec![pieces[1].clone(), pieces[2].clone(), pieces[0].clone()];
         assert_eq!(feed(&mut d, &mut c, 3, &mixed, 3).len(), 1);
-        assert_eq!((c.ip_fragments, c.ip_reassembled, c.ip_frag_bad, c.ip_frag_timeout), (9, 3, 0, 0));
+        assert_eq!(
+            (
+                c.ip_fragments,
+                c.ip_reassembled,
+                c.ip_frag_bad,
+                c.ip_frag_timeout
+            ),
+            (9, 3, 0, 0)
+        );
         assert_eq!(d.fragments_in_flight(), 0);
     }
 
@@ -848,11 +1010,17 @@ mod tests {
         let mut d = Decoder::new(DecodeConfig::default());
         let mut c = Counters::default();
         // Two different "last" pieces.
-        let pieces = vec![(1480, false, dg[1480..2000].to_vec()), (1480, false, dg[1480..].to_vec())];
+        let pieces = vec![
+            (1480, false, dg[1480..2000].to_vec()),
+            (1480, false, dg[1480..].to_vec()),
+        ];
         assert!(feed(&mut d, &mut c, 1, &pieces, 1).is_empty());
         assert_eq!(c.ip_frag_bad, 2);
         // A middle piece whose length is not a multiple of 8.
-        let pieces = vec![(0, true, dg[..1480].to_vec()), (1480, true, dg[1480..1483].to_vec())];
+        let pieces = vec![
+            (0, true, dg[..1480].to_vec()),
+            (1480, true, dg[1480..1483].to_vec()),
+        ];
         assert!(feed(&mut d, &mut c, 2, &pieces, 1).is_empty());
         assert_eq!(c.ip_frag_bad, 4);
         // A piece past the end of the datagram.
@@ -864,10 +1032,16 @@ mod tests {
         assert!(feed(&mut d, &mut c, 4, &pieces, 1).is_empty());
         assert_eq!(c.ip_frag_bad, 7);
         // A last piece shorter than what was already received.
-        let pieces = vec![(1480, true, dg[1480..2960].to_vec()), (8, false, dg[8..1480].to_vec())];
+        let pieces = vec![
+            (1480, true, dg[1480..2960].to_vec()),
+            (8, false, dg[8..1480].to_vec()),
+        ];
         assert!(feed(&mut d, &mut c, 5, &pieces, 1).is_empty());
         assert_eq!(c.ip_frag_bad, 9);
-        assert_eq!((c.ip_fragments, c.ip_reassembled, d.fragments_in_flight()), (9, 0, 0));
+        assert_eq!(
+            (c.ip_fragments, c.ip_reassembled, d.fragments_in_flight()),
+            (9, 0, 0)
+        );
     }
 
     #[test]
@@ -876,11 +1050,24 @@ mod tests {
         let p = split(&dg, 1480);
         let mut d = Decoder::new(DecodeConfig::default());
         let mut c = Counters::default();
-        assert!(feed(&mut d, &mut c, 1, &[p[0].clone(), p[2].clone()], 1_000_000_000).is_empty());
+        assert!(feed(
+            &mut d,
+            &mut c,
+            1,
+            &[p[0].clone(), p[2].clone()],
+            1_000_000_000
+        )
+        .is_empty());
         assert_eq!(d.fragments_in_flight(), 1);
         // 29 s later: still waiting.
         let ip = eth(0x0800, &ip4_tcp());
-        let mk = |ts| Frame { ts, frame_no: 2, linktype: 1, wire_len: ip.len() as u32, data: &ip };
+        let mk = |ts| Frame {
+            ts,
+            frame_no: 2,
+            linktype: 1,
+            wire_len: ip.len() as u32,
+            data: &ip,
+        };
         assert!(dec(&mut d, &mk(30_000_000_000), &mut c).is_some());
         assert_eq!((d.fragments_in_flight(), c.ip_frag_timeout), (1, 0));
         // 31 s after the first piece: given up, on an unrelated packet.
@@ -888,17 +1075,30 @@ mod tests {
         assert_eq!((d.fragments_in_flight(), c.ip_frag_timeout), (0, 2));
         // The missing piece alone now starts a new datagram.
         assert!(feed(&mut d, &mut c, 1, &[p[1].clone()], 32_000_000_000).is_empty());
-        let got = feed(&mut d, &mut c, 1, &[p[0].clone(), p[2].clone()], 32_000_000_000);
+        let got = feed(
+            &mut d,
+            &mut c,
+            1,
+            &[p[0].clone(), p[2].clone()],
+            32_000_000_000,
+        );
         assert_eq!(got.len(), 1);
         assert_udp_whole(&got[0], &payload);
-        assert_eq!((c.ip_fragments, c.ip_reassembled, c.ip_frag_timeout), (5, 1, 2));
+        assert_eq!(
+            (c.ip_fragments, c.ip_reassembled, c.ip_frag_timeout),
+            (5, 1, 2)
+        );
     }
 
     #[test]
     fn fragment_pool_budgets() {
         let (dg, payload) = udp_datagram(3000);
         let p = split(&dg, 1480);
-        let cfg = DecodeConfig { frag_max_datagrams: 2, frag_max_bytes: 6000, frag_timeout_ns: 30_000_000_000 };
+        let cfg = DecodeConfig {
+            frag_max_datagrams: 2,
+            frag_max_bytes: 6000,
+            frag_timeout_ns: 30_000_000_000,
+        };
         let mut d = Decoder::new(cfg);
         let mut c = Counters::default();
         assert!(feed(&mut d, &mut c, 1, &p[..1], 1).is_empty());
@@ -922,14 +1122,26 @@ mod tests {
         let got = feed(&mut d, &mut c, 4, &p[..2], 1);
         assert_udp_whole(&got[0], &payload);
         assert_eq!((d.defrag.bytes_in_use(), d.fragments_in_flight()), (0, 0));
-        assert_eq!((c.ip_fragments, c.ip_reassembled, c.ip_frag_bad, c.ip_frag_timeout), (12, 3, 0, 0));
+        assert_eq!(
+            (
+                c.ip_fragments,
+                c.ip_reassembled,
+                c.ip_frag_bad,
+                c.ip_frag_timeout
+            ),
+            (12, 3, 0, 0)
+        );
     }
 
     #[test]
     fn fragmented_tcp_and_cut_fragments() {
         let payload: Vec<u8> = (0..2000u32).map(|i| i as u8).collect();
         let mut v = Vec::new();
-        PacketBuilder::ipv4(SRC4, DST4, 64).tcp(40000, 11211, 1000, 512).ack(77).write(&mut v, &payload).unwrap();
+        PacketBuilder::ipv4(SRC4, DST4, 64)
+            .tcp(40000, 11211, 1000, 512)
+            .ack(77)
+            .write(&mut v, &payload)
+            .unwrap();
         let dg = v.split_off(20);
         let p = split(&dg, 1000);
         let mut d = Decoder::new(DecodeConfig::default());
@@ -937,15 +1149,38 @@ mod tests {
         let mut got = Vec::new();
         for (off, more, data) in &p {
             let f = frag(9, *off, *more, 6, data);
-            let fr = Frame { ts: 1, frame_no: 3, linktype: 1, wire_len: f.len() as u32, data: &f };
+            let fr = Frame {
+                ts: 1,
+                frame_no: 3,
+                linktype: 1,
+                wire_len: f.len() as u32,
+                data: &f,
+            };
             got.extend(dec(&mut d, &fr, &mut c));
         }
         assert_eq!(got.len(), 1);
-        assert_eq!((got[0].transport, got[0].tcp.seq, got[0].tcp.ack, got[0].frame_no), (Transport::Tcp, 1000, 77, 3));
-        assert_eq!((got[0].payload.as_slice(), got[0].wire_payload_len), (payload.as_slice(), 2000));
+        assert_eq!(
+            (
+                got[0].transport,
+                got[0].tcp.seq,
+                got[0].tcp.ack,
+                got[0].frame_no
+            ),
+            (Transport::Tcp, 1000, 77, 3)
+        );
+        assert_eq!(
+            (got[0].payload.as_slice(), got[0].wire_payload_len),
+            (payload.as_slice(), 2000)
+        );
         // A fragment cut by the snap length cannot be used.
         let f = frag(10, 0, true, 6, &dg[..1000]);
-        let fr = Frame { ts: 1, frame_no: 4, linktype: 1, wire_len: f.len() as u32, data: &f[..500] };
+        let fr = Frame {
+            ts: 1,
+            frame_no: 4,
+            linktype: 1,
+            wire_len: f.len() as u32,
+            data: &f[..500],
+        };
         assert!(dec(&mut d, &fr, &mut c).is_none());
         assert_eq!((c.ip_fragments, c.ip_reassembled, c.ip_frag_bad), (4, 1, 1));
     }
@@ -953,7 +1188,10 @@ mod tests {
     #[test]
     fn ipv6_fragments_are_counted_and_skipped() {
         let mut v = Vec::new();
-        PacketBuilder::ipv6(SRC6, DST6, 64).udp(1, 2).write(&mut v, PAYLOAD).unwrap();
+        PacketBuilder::ipv6(SRC6, DST6, 64)
+            .udp(1, 2)
+            .write(&mut v, PAYLOAD)
+            .unwrap();
         let udp = v.split_off(40);
         v[6] = 44;
         let plen = (udp.len() + 8) as u16;
@@ -982,7 +1220,10 @@ mod tests {
         for port in 0..16_000u16 {
             shards[(flow_hash(a, 30000 + port, b, 11211) % 16) as usize] += 1;
         }
-        assert!(shards.iter().all(|&n| (800..1200).contains(&n)), "{shards:?}");
+        assert!(
+            shards.iter().all(|&n| (800..1200).contains(&n)),
+            "{shards:?}"
+        );
     }
     #[test]
     fn public_captures_decode_like_tshark() {
@@ -1013,7 +1254,9 @@ mod tests {
             let mut c = Counters::default();
             let (mut n, mut t, mut u, mut s) = (0u64, 0usize, 0usize, 0u64);
             while let Some(f) = src.next_frame(&mut c).unwrap() {
-                let p = d.decode(&f, &mut c).unwrap_or_else(|| panic!("{file} frame {} did not decode", f.frame_no));
+                let p = d
+                    .decode(&f, &mut c)
+                    .unwrap_or_else(|| panic!("{file} frame {} did not decode", f.frame_no));
                 assert!(!p.truncated, "{file}");
                 n += 1;
                 match p.transport {
@@ -1023,7 +1266,16 @@ mod tests {
                 s += u64::from(p.tcp.syn);
             }
             assert_eq!((n, t, u, s), (frames, tcp_bytes, udp_bytes, syns), "{file}");
-            assert_eq!((c.decode_errors, c.non_ip, c.non_tcp_udp, c.unsupported_linktype), (0, 0, 0, 0), "{file}");
+            assert_eq!(
+                (
+                    c.decode_errors,
+                    c.non_ip,
+                    c.non_tcp_udp,
+                    c.unsupported_linktype
+                ),
+                (0, 0, 0, 0),
+                "{file}"
+            );
         }
     }
 

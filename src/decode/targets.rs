@@ -111,7 +111,10 @@ pub struct Targets {
 impl Default for Targets {
     fn default() -> Self {
         Targets {
-            list: vec![Target { net: None, port: DEFAULT_PORT }],
+            list: vec![Target {
+                net: None,
+                port: DEFAULT_PORT,
+            }],
         }
     }
 }
@@ -157,8 +160,20 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        assert_eq!(t("*"), Target { net: None, port: 11211 });
-        assert_eq!(t("*:11300"), Target { net: None, port: 11300 });
+        assert_eq!(
+            t("*"),
+            Target {
+                net: None,
+                port: 11211
+            }
+        );
+        assert_eq!(
+            t("*:11300"),
+            Target {
+                net: None,
+                port: 11300
+            }
+        );
         assert_eq!(t("10.0.0.5").to_string(), "10.0.0.5/32:11211");
         assert_eq!(t("10.0.0.7/24:11212").to_string(), "10.0.0.0/24:11212");
         assert_eq!(t("[::1]:11211").to_string(), "[::1/128]:11211");
@@ -168,11 +183,22 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_a_message() {
-        for bad in ["", "host.example:11211", "10.0.0.1:0", "10.0.0.1:99999", "10.0.0.0/40", "[::1", "[::1]x"] {
+        for bad in [
+            "",
+            "host.example:11211",
+            "10.0.0.1:0",
+            "10.0.0.1:99999",
+            "10.0.0.0/40",
+            "[::1",
+            "[::1]x",
+        ] {
             let e = bad.parse::<Target>().unwrap_err();
             assert!(!e.is_empty(), "{bad}");
         }
-        assert!("10.0.0.1:abc".parse::<Target>().unwrap_err().contains("bad port"));
+        assert!("10.0.0.1:abc"
+            .parse::<Target>()
+            .unwrap_err()
+            .contains("bad port"));
     }
 
     #[test]

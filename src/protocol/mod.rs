@@ -229,9 +229,18 @@ pub enum Keys<'a> {
 impl<'a> Keys<'a> {
     pub fn iter(&self) -> KeyIter<'a> {
         match *self {
-            Keys::None => KeyIter { rest: b"", single: None },
-            Keys::One(k) => KeyIter { rest: b"", single: Some(k) },
-            Keys::Many(list) => KeyIter { rest: list, single: None },
+            Keys::None => KeyIter {
+                rest: b"",
+                single: None,
+            },
+            Keys::One(k) => KeyIter {
+                rest: b"",
+                single: Some(k),
+            },
+            Keys::Many(list) => KeyIter {
+                rest: list,
+                single: None,
+            },
         }
     }
     pub fn count(&self) -> usize {
@@ -253,7 +262,10 @@ impl<'a> Iterator for KeyIter<'a> {
         let s = self.rest;
         let start = s.iter().position(|&b| b != b' ' && b != b'\t')?;
         let s = &s[start..];
-        let end = s.iter().position(|&b| b == b' ' || b == b'\t').unwrap_or(s.len());
+        let end = s
+            .iter()
+            .position(|&b| b == b' ' || b == b'\t')
+            .unwrap_or(s.len());
         self.rest = &s[end..];
         Some(&s[..end])
     }

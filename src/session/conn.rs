@@ -61,9 +61,31 @@ pub struct Session {
 /// Text and meta command words a malformed line may start with, so that
 /// the `CLIENT_ERROR`/`ERROR` it draws is recorded under its name.
 const KNOWN_WORDS: &[&str] = &[
-    "get", "gets", "gat", "gats", "set", "add", "replace", "append", "prepend", "cas", "delete",
-    "incr", "decr", "touch", "stats", "flush_all", "version", "verbosity", "quit", "mg", "ms",
-    "md", "ma", "mn", "me",
+    "get",
+    "gets",
+    "gat",
+    "gats",
+    "set",
+    "add",
+    "replace",
+    "append",
+    "prepend",
+    "cas",
+    "delete",
+    "incr",
+    "decr",
+    "touch",
+    "stats",
+    "flush_all",
+    "version",
+    "verbosity",
+    "quit",
+    "mg",
+    "ms",
+    "md",
+    "ma",
+    "mn",
+    "me",
 ];
 
 fn known_word(line: &[u8]) -> &'static str {
@@ -131,10 +153,12 @@ impl Session {
     /// Whether a UDP exchange is finished: nothing open and no value block
     /// being skipped.
     pub fn settled(&self) -> bool {
-        self.resp.skip == 0 && self.req.skip == 0 && (0..self.queue.len()).all(|i| {
-            let e = self.queue.get(i).expect("index in range");
-            e.marker || !e.is_open()
-        })
+        self.resp.skip == 0
+            && self.req.skip == 0
+            && (0..self.queue.len()).all(|i| {
+                let e = self.queue.get(i).expect("index in range");
+                e.marker || !e.is_open()
+            })
     }
 
     /// Pops every resolved entry at the front of the queue into `sink`.
@@ -362,9 +386,10 @@ impl Session {
             if e.group != group {
                 break;
             }
-            if e.noreply {
-                e.resolve_silent(Outcome::Noreply);
-            } else if e.kind == Kind::Quit && (e.proto != Proto::Binary || e.quiet) {
+            // Binary Quit is answered before the close; text quit and QuitQ
+            // are not.
+            let silent_quit = e.kind == Kind::Quit && (e.proto != Proto::Binary || e.quiet);
+            if e.noreply || silent_quit {
                 e.resolve_silent(Outcome::Noreply);
             }
         }
@@ -701,8 +726,7 @@ impl Session {
             if e.marker {
                 e.state = State::Resolved;
             } else if e.is_open() {
-                if e.state == State::Partial && e.kind == Kind::Retrieve && e.proto == Proto::Text
-                {
+                if e.state == State::Partial && e.kind == Kind::Retrieve && e.proto == Proto::Text {
                     // Hits already seen stand; the rest of the group is lost.
                     if e.outcome != Outcome::Hit {
                         e.outcome = Outcome::Lost;
@@ -772,12 +796,19 @@ enum Fit {
 }
 
 fn is_error_form(f: RespForm) -> bool {
-    matches!(f, RespForm::Error | RespForm::ClientError | RespForm::ServerError)
+    matches!(
+        f,
+        RespForm::Error | RespForm::ClientError | RespForm::ServerError
+    )
 }
 
 /// Does response `r` answer open request `e`?
 fn fit(e: &Pending, r: &Response<'_>) -> Fit {
-    let quiet_skip = if e.quiet { Fit::SkipQuiet } else { Fit::Mismatch };
+    let quiet_skip = if e.quiet {
+        Fit::SkipQuiet
+    } else {
+        Fit::Mismatch
+    };
     match (e.proto, r.proto) {
         (Proto::Binary, Proto::Binary) => {
             let op = r.opcode.unwrap_or(0xfe);
@@ -817,7 +848,7 @@ fn fit(e: &Pending, r: &Response<'_>) -> Fit {
             // memcached echoes `k` and `O` on every reply of a request that
             // asked for them, and never otherwise: a reply shaped for
             // another request is not this quiet request's.
-            let shaped_otherwise = (e.token_len > 0) != !rtok.is_empty()
+            let shaped_otherwise = (e.token_len > 0) == rtok.is_empty()
                 || (e.echo_key && rkey.is_none())
                 || (!e.echo_key && rkey.is_some() && r.form != RespForm::MetaMe);
             if e.quiet && (conflict || shaped_otherwise) {

@@ -149,11 +149,27 @@ impl Engine {
         let now = self.last_ts;
         self.sweep(now, sink);
         let key = FlowKey::new(client.ip(), client.port(), server.ip(), server.port());
+        if let Some(conn) = self.flows.get_mut(&key, now) {
+            if conn.tcp.is_new_syn(&p.tcp) {
+                // Port reuse before the old connection was seen to close.
+                if let Some(mut old) = self.flows.remove(&key) {
+                    old.tcp
+                        .flush(now, &mut old.session, &mut self.budget, &mut self.counters);
+                    old.session.finish(sink);
+                    self.counters.add(&old.session.counters);
+                    self.counters.tcp_closed += 1;
+                }
+            }
+        } else if p.payload.is_empty() && !p.tcp.syn {
+            // A bare ACK/FIN/RST of a connection already closed (or never
+            // seen carrying data) starts nothing.
+            return;
+        }
         let cfg = &self.cfg;
         let counters = &mut self.counters;
-        let created = &mut false;
+        let mut created = false;
         let conn = self.flows.get_or_insert_with(key, now, counters, || {
-            *created = true;
+            created = true;
             // A connection whose first packet is its SYN is seen whole;
             // anything else started before the capture.
             let whole = p.tcp.syn;
@@ -172,13 +188,14 @@ impl Engine {
         let Some(conn) = conn else {
             return;
         };
-        if *created {
+        if created {
             self.counters.tcp_flows += 1;
         }
-        conn.tcp.segment(
+        conn.tcp.segment_wire(
             dir,
             &p.tcp,
             p.payload,
+            p.wire_payload_len,
             p.ts,
             p.frame_no,
             &mut conn.session,

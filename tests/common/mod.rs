@@ -60,7 +60,10 @@ pub fn group(records: impl IntoIterator<Item = Value>) -> ByConn {
 
 pub fn expected(case: &str) -> ByConn {
     let text = std::fs::read_to_string(fixture_dir(case).join("expected.jsonl")).unwrap();
-    group(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()))
+    group(
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+    )
 }
 
 /// The server port a fixture was captured against (scripts pick free ports).
@@ -147,8 +150,10 @@ impl PcapOut {
         let usecs = ((ts_ns % 1_000_000_000) / 1000) as u32;
         self.buf.extend_from_slice(&secs.to_le_bytes());
         self.buf.extend_from_slice(&usecs.to_le_bytes());
-        self.buf.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(frame.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(frame);
     }
 
@@ -203,8 +208,12 @@ impl Seg {
         use etherparse::PacketBuilder;
         let b = PacketBuilder::ethernet2([0; 6], [0; 6]);
         let b = match (self.src, self.dst) {
-            (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => b.ipv4(s.octets(), d.octets(), 64),
-            (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => b.ipv6(s.octets(), d.octets(), 64),
+            (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+                b.ipv4(s.octets(), d.octets(), 64)
+            }
+            (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
+                b.ipv6(s.octets(), d.octets(), 64)
+            }
             _ => panic!("mixed address families"),
         };
         let mut out = Vec::new();
