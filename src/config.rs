@@ -24,6 +24,93 @@ pub struct Config {
     pub protocol: ProtocolCfg,
     #[serde(default)]
     pub output: OutputCfg,
+    #[serde(default)]
+    pub pipeline: PipelineCfg,
+    #[serde(default)]
+    pub collect: CollectCfg,
+    #[serde(default)]
+    pub report: ReportCfg,
+    #[serde(default)]
+    pub families: crate::collect::families::FamilyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineCfg {
+    /// Worker threads; 0 = the number of cores.
+    pub workers: usize,
+    /// Collector threads; 0 = half the cores, at least 1.
+    pub collectors: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectCfg {
+    pub window: String,
+    pub max_keys: usize,
+    pub max_clients: usize,
+    pub max_families: usize,
+    pub client_granularity: crate::collect::tables::ClientGranularity,
+    pub redact_keys: String,
+}
+
+impl Default for CollectCfg {
+    fn default() -> Self {
+        CollectCfg {
+            window: "60s".into(),
+            max_keys: 100_000,
+            max_clients: 10_000,
+            max_families: 10_000,
+            client_granularity: Default::default(),
+            redact_keys: "none".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportCfg {
+    pub top: usize,
+    pub sort: crate::report::SortBy,
+}
+
+impl Default for ReportCfg {
+    fn default() -> Self {
+        ReportCfg {
+            top: 20,
+            sort: Default::default(),
+        }
+    }
+}
+
+/// Parses a duration: a number of seconds, or a number with a unit
+/// (`ms`, `s`, `m`, `h`, `d`). Returns nanoseconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?} (expected e.g. 60, 60s, 5m, 1h)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "s" => 1_000_000_000,
+        "ms" => 1_000_000,
+        "m" | "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        u => {
+            return Err(format!(
+                "bad duration unit {u:?} in {s:?} (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    let ns = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("duration {s:?} is too long"))?;
+    if ns == 0 {
+        return Err(format!("duration {s:?} must be greater than 0"));
+    }
+    Ok(ns)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +255,20 @@ impl Config {
         for (name, v) in nonzero {
             anyhow::ensure!(v > 0, "{name} must be greater than 0");
         }
+        parse_duration(&self.collect.window).map_err(|e| anyhow::anyhow!("collect.window: {e}"))?;
+        self.collect
+            .redact_keys
+            .parse::<crate::collect::redact::Redact>()
+            .map_err(|e| anyhow::anyhow!("collect.redact_keys: {e}"))?;
+        for (name, v) in [
+            ("collect.max_keys", self.collect.max_keys),
+            ("collect.max_clients", self.collect.max_clients),
+            ("collect.max_families", self.collect.max_families),
+        ] {
+            anyhow::ensure!(v > 0, "{name} must be greater than 0");
+        }
+        crate::collect::families::FamilyRules::new(&self.families)
+            .map_err(|e| anyhow::anyhow!("families: {e}"))?;
         anyhow::ensure!(
             self.protocol.max_line_bytes >= 1024,
             "protocol.max_line_bytes must be at least 1024 (memcached's own line limit is 2048)"
@@ -243,6 +344,21 @@ mod tests {
             .to_string();
         assert!(e.contains("max_flows"), "{e}");
         assert!(Config::parse("not toml at all [").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60"), Ok(60_000_000_000));
+        assert_eq!(parse_duration("60s"), Ok(60_000_000_000));
+        assert_eq!(parse_duration("5m"), Ok(300_000_000_000));
+        assert_eq!(parse_duration("1h"), Ok(3_600_000_000_000));
+        assert_eq!(parse_duration("250ms"), Ok(250_000_000));
+        assert!(parse_duration("0").unwrap_err().contains("greater than 0"));
+        assert!(parse_duration("5 fortnights").unwrap_err().contains("unit"));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999d")
+            .unwrap_err()
+            .contains("too long"));
     }
 
     #[test]

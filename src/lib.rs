@@ -25,9 +25,12 @@
 
 pub mod app;
 pub mod capture;
+pub mod collect;
 pub mod config;
 pub mod decode;
+pub mod escape;
 pub mod protocol;
 pub mod reassembly;
+pub mod report;
 pub mod session;
 pub mod stats;

@@ -29,6 +29,101 @@ pub enum Command {
     /// packets, flows, records and every counter of input given up goes to
     /// standard error.
     Dump(DumpArgs),
+
+    /// Analyse capture files and print a report: hot keys, hot clients,
+    /// hot clients per key, commands, servers, key families, value-size
+    /// and latency distributions, and every counter of input given up.
+    ///
+    /// Reads captures as `dump` does, through the same pipeline live
+    /// capture uses (workers own flows, collectors own keys), in bounded
+    /// memory: past --max-keys distinct keys the key table keeps the
+    /// heaviest ones and reports an error bound for each.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Calamaris-style text tables.
+    Text,
+    /// The JSON report (`memtap_report: 1`), the contract for other tools.
+    Json,
+    /// One CSV file per table, written to --output-dir.
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+
+    /// Report format.
+    #[arg(long, short = 'f', value_enum, default_value = "text")]
+    pub format: ReportFormat,
+
+    /// Directory for --format csv (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Rows in the key, client and family tables (0: every tracked one).
+    /// Default 20 (config: report.top).
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+
+    /// Order of the key, client and family tables. Default: requests.
+    #[arg(long, value_enum)]
+    pub sort: Option<crate::report::SortBy>,
+
+    /// Add each window's tables to the report.
+    #[arg(long)]
+    pub per_window: bool,
+
+    /// No progress bar and no warnings on standard error.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    /// Capture files (pcap, pcapng; .gz/.zst accepted; `-` = stdin).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Options of the analysis pipeline shared by replay and live capture.
+#[derive(Debug, Args, Clone)]
+pub struct AnalysisArgs {
+    /// Worker threads (each owns a share of the flows). Default: the
+    /// number of cores (config: pipeline.workers).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Collector threads (each owns a share of the keys). Default: half
+    /// the cores, at least 1 (config: pipeline.collectors).
+    #[arg(long, value_name = "N")]
+    pub collectors: Option<usize>,
+
+    /// Window length in packet time, e.g. 60, 60s, 5m, 1h (Seafood's peak
+    /// interval). Default 60s (config: collect.window).
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
+
+    /// Keys tracked exactly before the heavy-hitter table starts evicting.
+    /// Default 100000 (config: collect.max_keys).
+    #[arg(long, value_name = "N")]
+    pub max_keys: Option<usize>,
+
+    /// Clients tracked. Default 10000 (config: collect.max_clients).
+    #[arg(long, value_name = "N")]
+    pub max_clients: Option<usize>,
+
+    /// How clients are told apart. Default: ip.
+    #[arg(long, value_enum, value_name = "ip|ip:port")]
+    pub client_granularity: Option<crate::collect::tables::ClientGranularity>,
+
+    /// Key privacy in every output: none, hash (a stable pseudonym) or
+    /// truncate:N (first N bytes). Default: none.
+    #[arg(long, value_name = "MODE")]
+    pub redact_keys: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,21 +3,7 @@
 use crate::session::Record;
 use std::io::{self, Write};
 
-/// Writes a key with bytes outside printable ASCII (and the backslash
-/// itself, so the escape is unambiguous) as `\xNN`.
-pub fn escape_key(out: &mut Vec<u8>, key: &[u8]) {
-    for &b in key {
-        if (0x20..0x7f).contains(&b) && b != b'\\' {
-            out.push(b);
-        } else {
-            out.extend_from_slice(b"\\x");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 15) as usize]);
-        }
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
+pub use crate::escape::escape_key;
 
 /// Escapes an already key-escaped string for a JSON string body.
 fn json_str(out: &mut Vec<u8>, s: &[u8]) {
@@ -159,6 +145,7 @@ mod tests {
             transport: Transport::Tcp,
             proto: Proto::Binary,
             command: "getk",
+            first: true,
             key,
             result: Outcome::Hit,
             req_bytes: 0,

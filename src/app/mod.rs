@@ -2,6 +2,9 @@
 
 pub mod cli;
 pub mod format;
+pub mod pipeline;
+pub mod progress;
+pub mod replay;
 pub mod summary;
 
 use crate::capture::file::FileSource;
@@ -17,7 +20,21 @@ use std::process::ExitCode;
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dump(a) => dump(a),
+        Command::Replay(a) => replay::run(a),
     }
+}
+
+/// Where a long replay reports how far it got.
+pub trait ReplayProgress {
+    /// `bytes` of input read so far out of `total` (when known).
+    fn update(&mut self, bytes: u64, total: Option<u64>, packets: u64);
+}
+
+/// No progress reporting (tests, `--quiet`).
+pub struct NoProgress;
+
+impl ReplayProgress for NoProgress {
+    fn update(&mut self, _: u64, _: Option<u64>, _: u64) {}
 }
 
 /// Loads the config file (if any) and applies the common flags over it.

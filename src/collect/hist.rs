@@ -145,7 +145,7 @@ mod tests {
             h.classes().collect::<Vec<_>>(),
             vec![(0, 1), (1, 1), (7, 3), (127, 4), (4095, 1)]
         );
-        assert_eq!(h.quantile(0.5), 127);
+        assert_eq!(h.quantile(0.5), 7);
         assert_eq!(h.quantile(0.2), 1);
         assert_eq!(h.quantile(0.99), 3000);
         let mut g = Log2Hist::default();

@@ -18,7 +18,7 @@
 //! requests still open are recorded `lost` and a marker makes later
 //! responses orphans until the server has acknowledged the next request.
 
-use super::pending::{Pending, Queue, State};
+use super::pending::{Pending, Queue, State, TS_UNKNOWN};
 use super::record::{Record, RecordSink};
 use crate::decode::{Transport, Ts};
 use crate::protocol::detect::{
@@ -43,6 +43,8 @@ struct Side {
     synced: bool,
     /// Timestamp of the first byte of the message being assembled.
     msg_ts: Option<Ts>,
+    /// Stream offset just past the last consumed byte (request side).
+    next_off: u64,
 }
 
 /// Counters a session bumps; merged into the pipeline's block by its owner.
@@ -192,6 +194,7 @@ impl Session {
                 transport: self.transport,
                 proto: e.proto,
                 command: e.command,
+                first: e.first,
                 key: e.key(),
                 result: e.outcome,
                 req_bytes: e.req_bytes,
@@ -242,8 +245,11 @@ impl Session {
                 Parse::Need(_) => return pos,
                 Parse::Done { consumed, msg } => {
                     let ts = self.req.msg_ts.take().unwrap_or(info.ts);
+                    // The opcode as sent: undocumented ones are answered
+                    // with their own opcode too.
+                    let opcode = if msg.proto == Proto::Binary { buf[1] } else { 0 };
                     pos += consumed;
-                    self.add_request(&msg, ts, stream_off + pos as u64, info.ts);
+                    self.add_request(&msg, opcode, ts, stream_off + pos as u64, info.ts);
                 }
                 Parse::Bad(reason) => {
                     let ts = self.req.msg_ts.take().unwrap_or(info.ts);
@@ -298,6 +304,7 @@ impl Session {
         e.command = name;
         e.kind = Kind::Other;
         e.group = group;
+        e.first = true;
         e.ts = ts;
         e.complete = true;
         e.req_done_ts = now;
@@ -311,7 +318,7 @@ impl Session {
         g
     }
 
-    fn add_request(&mut self, r: &Request<'_>, ts: Ts, end_off: u64, now: Ts) {
+    fn add_request(&mut self, r: &Request<'_>, opcode: u8, ts: Ts, end_off: u64, now: Ts) {
         let nkeys = match r.keys {
             Keys::None => 1,
             _ => r.keys.count().max(1),
@@ -323,8 +330,10 @@ impl Session {
         let has_value = r.skip_after > 0;
         let mut truncated = 0u64;
         let mut bad_b64 = false;
+        let mut first = true;
         let mut push = |q: &mut Queue, key: Option<&[u8]>| {
             let e = q.push();
+            e.first = std::mem::replace(&mut first, false);
             e.proto = r.proto;
             e.command = r.command;
             e.kind = r.kind;
@@ -332,7 +341,7 @@ impl Session {
             e.noreply = r.noreply;
             e.group = group;
             e.opaque = r.opaque;
-            e.opcode = binary_opcode(r);
+            e.opcode = opcode;
             e.set_token(r.opaque_token);
             e.echo_key = r.echo_key;
             e.ts = ts;
@@ -411,6 +420,30 @@ impl Session {
         }
     }
 
+    /// A hole ended exactly at the end of a value block: the message is
+    /// whole, but the time of its last byte is unknown.
+    fn value_end_lost(&mut self, dir: Dir, len: u64) {
+        match dir {
+            Dir::Request => {
+                // Inside a value block nothing is left unconsumed, so the
+                // hole starts where the last consumed byte ended.
+                let end = self.req.next_off + len;
+                self.req.next_off = end;
+                self.finish_request_value(end, TS_UNKNOWN);
+            }
+            Dir::Response => {
+                if let Some(id) = self.resp.skip_owner.take() {
+                    if let Some(e) = self.queue.find_id(id) {
+                        if e.state == State::Partial {
+                            e.state = State::Resolved;
+                            e.resp_ts = None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Requests were lost (gap, junk): responses to them would shift the
     /// pairing, so a marker guards what follows.
     fn request_gap(&mut self) {
@@ -422,13 +455,14 @@ impl Session {
 
     /// Every open request may have lost its answer: record them `lost`.
     fn response_gap(&mut self) {
+        let owner = self.resp.skip_owner.take();
         self.resp.skip = 0;
-        self.resp.skip_owner = None;
         self.resp.msg_ts = None;
         self.resp.synced = false;
         for e in self.queue.iter_mut() {
             if e.is_open() && !e.marker {
-                e.resolve_silent(Outcome::Lost);
+                let cut = owner == Some(e.id);
+                give_up(e, cut);
             }
         }
         self.queue.push_marker();
@@ -484,7 +518,7 @@ impl Session {
                     self.on_response(&msg, info);
                 }
                 Parse::Bad(reason) => {
-                    if let Some(n) = self.listing_line(buf, reason, info.ts) {
+                    if let Some(n) = self.listing_line(buf, reason, info) {
                         pos += n;
                         continue;
                     }
@@ -498,11 +532,31 @@ impl Session {
 
     /// Lines of `stats`-like listings that are not response keywords (e.g.
     /// `lru_crawler metadump` output) belong to the open listing.
-    fn listing_line(&mut self, buf: &[u8], reason: BadReason, ts: Ts) -> Option<usize> {
+    fn listing_line(
+        &mut self,
+        buf: &[u8],
+        reason: BadReason,
+        info: &SegInfo,
+    ) -> Option<usize> {
         if reason != BadReason::UnknownCommand {
             return None;
         }
-        let i = self.first_open()?;
+        let ts = info.ts;
+        let mut i = self.first_open()?;
+        while self.queue.get(i)?.marker {
+            // Behind a gap marker the line is an orphan, like any other
+            // response, until the barrier is passed.
+            if !self.barrier_passed(i, info.peer_acked) {
+                let nl = memchr::memchr(b'\n', buf)?;
+                self.counters.orphan_responses += 1;
+                return Some(nl + 1);
+            }
+            self.queue.get_mut(i)?.state = State::Resolved;
+            i = (i + 1..self.queue.len()).find(|&j| {
+                let e = self.queue.get(j).expect("in range");
+                e.marker || e.is_open()
+            })?;
+        }
         let e = self.queue.get_mut(i)?;
         if e.proto != Proto::Text || e.kind != Kind::Other || e.command == "unknown" {
             return None;
@@ -578,11 +632,7 @@ impl Session {
                 }
                 Fit::Mismatch => {
                     // Not what this request can receive: something was lost.
-                    self.counters.orphan_responses += 1;
-                    self.skip_response_value(r);
-                    self.response_gap();
-                    self.resp.synced = true;
-                    return;
+                    return self.unpairable(r);
                 }
             }
         }
@@ -604,6 +654,16 @@ impl Session {
                 None => self.transport == Transport::Udp,
             },
         }
+    }
+
+    /// A well-framed response that cannot answer the request in front:
+    /// the open requests are lost, and its data block is still skipped
+    /// (after the gap handling, which clears any skip in progress).
+    fn unpairable(&mut self, r: &Response<'_>) {
+        self.counters.orphan_responses += 1;
+        self.response_gap();
+        self.resp.synced = true;
+        self.skip_response_value(r);
     }
 
     fn orphan(&mut self, r: &Response<'_>) {
@@ -639,11 +699,7 @@ impl Session {
                 }
                 let Some(j) = found else {
                     // A VALUE for a key nobody asked for: pairing is off.
-                    self.counters.orphan_responses += 1;
-                    self.skip_response_value(r);
-                    self.response_gap();
-                    self.resp.synced = true;
-                    return;
+                    return self.unpairable(r);
                 };
                 for k in i..j {
                     let e = self.queue.get_mut(k).expect("in range");
@@ -722,21 +778,16 @@ impl Session {
 
     /// Resolves every open request as lost (connection over).
     fn close(&mut self) {
+        let owner = self.resp.skip_owner.take();
         for e in self.queue.iter_mut() {
             if e.marker {
                 e.state = State::Resolved;
             } else if e.is_open() {
-                if e.state == State::Partial && e.kind == Kind::Retrieve && e.proto == Proto::Text {
-                    // Hits already seen stand; the rest of the group is lost.
-                    if e.outcome != Outcome::Hit {
-                        e.outcome = Outcome::Lost;
-                    }
-                    e.state = State::Resolved;
-                    e.resp_ts = None;
-                } else if e.kind == Kind::Quit {
+                if e.kind == Kind::Quit {
                     e.resolve_silent(Outcome::Noreply);
                 } else {
-                    e.resolve_silent(Outcome::Lost);
+                    let cut = owner == Some(e.id);
+                    give_up(e, cut);
                 }
             }
         }
@@ -760,6 +811,22 @@ impl Session {
     }
 }
 
+/// An open request whose answer will not be seen, or not all of it: what
+/// the response already proved stands, the rest is `lost`. A text
+/// retrieval's `VALUE` lines prove its hits, and misses for the keys
+/// before them (hits come back in request order); a reply whose data
+/// block was cut (`cut`) proved its outcome. The latency is unknown.
+fn give_up(e: &mut Pending, cut: bool) {
+    let proven = e.state == State::Partial
+        && (cut || (e.kind == Kind::Retrieve && e.proto == Proto::Text));
+    if proven {
+        e.state = State::Resolved;
+        e.resp_ts = None;
+    } else {
+        e.resolve_silent(Outcome::Lost);
+    }
+}
+
 trait GroupHint {
     fn group_size_hint(&self) -> bool;
 }
@@ -768,14 +835,6 @@ impl GroupHint for Pending {
     /// Multi-key commands are text retrievals; errors then answer the group.
     fn group_size_hint(&self) -> bool {
         self.proto == Proto::Text && self.kind == Kind::Retrieve
-    }
-}
-
-fn binary_opcode(r: &Request<'_>) -> u8 {
-    if r.proto == Proto::Binary {
-        crate::protocol::binary::opcode_of_name(r.command).unwrap_or(0xff)
-    } else {
-        0
     }
 }
 
@@ -813,9 +872,12 @@ fn fit(e: &Pending, r: &Response<'_>) -> Fit {
         (Proto::Binary, Proto::Binary) => {
             let op = r.opcode.unwrap_or(0xfe);
             // GetK/GetKQ replies echo the key; Stat replies carry stat
-            // names against a key-less request, which is no conflict.
+            // names (the request's key, if any, names a stats group),
+            // which is no conflict.
             let key_conflict = match (r.key, e.key()) {
-                (Some(k), Some(ek)) if !k.is_empty() => !same_key(k, ek),
+                (Some(k), Some(ek)) if !k.is_empty() && e.opcode != STAT_OPCODE => {
+                    !same_key(k, ek)
+                }
                 _ => false,
             };
             if op == e.opcode && r.opaque == e.opaque && !key_conflict {
@@ -830,6 +892,12 @@ fn fit(e: &Pending, r: &Response<'_>) -> Fit {
             }
         }
         (Proto::Binary, _) => quiet_skip,
+        // A parsed meta request is never answered a bare `ERROR` (memcached's
+        // answer to an unknown command); a quiet one is silent on the
+        // outcome its `q` suppresses. Either reply is a later request's.
+        (Proto::Meta, _) if e.quiet && (r.form == RespForm::Error || quiet_suppresses(e, r.form)) => {
+            Fit::SkipQuiet
+        }
         (Proto::Meta, _) if is_error_form(r.form) => Fit::Match,
         (Proto::Meta, Proto::Meta) => {
             let mut buf = [0u8; super::pending::KEY_CAP];
@@ -872,6 +940,21 @@ fn fit(e: &Pending, r: &Response<'_>) -> Fit {
             }
         }
         (Proto::Text, _) => Fit::Mismatch,
+    }
+}
+
+/// Binary Stat, answered by one packet per statistic.
+const STAT_OPCODE: u8 = 0x10;
+
+/// The replies memcached 1.6 leaves out for a quiet (`q`) meta request:
+/// `EN` of mg, `HD` of ms/md, `HD` or `VA` of a successful ma (`NF`, `NS`,
+/// `EX` and errors are still sent; an mg hit is still sent).
+fn quiet_suppresses(e: &Pending, f: RespForm) -> bool {
+    match e.command {
+        "mg" => f == RespForm::MetaEn,
+        "ms" | "md" => f == RespForm::MetaHd,
+        "ma" => matches!(f, RespForm::MetaHd | RespForm::MetaVa),
+        _ => false,
     }
 }
 
@@ -960,6 +1043,8 @@ fn outcome_of(e: &Pending, r: &Response<'_>) -> (Outcome, bool) {
             Kind::Touch => Outcome::Touched,
             _ => Outcome::Ok,
         },
+        // `me` is a debug command, not a retrieval: its EN is "no such key".
+        MetaEn if e.kind != Kind::Retrieve => Outcome::NotFound,
         MetaEn => Outcome::Miss,
         MetaNf => match e.kind {
             Kind::Retrieve => Outcome::Miss,
@@ -1000,7 +1085,11 @@ fn binary_outcome(e: &Pending, r: &Response<'_>) -> (Outcome, bool) {
 impl StreamHandler for Session {
     fn on_data(&mut self, dir: Dir, data: &[u8], stream_off: u64, info: &SegInfo) -> usize {
         match dir {
-            Dir::Request => self.on_request_bytes(data, stream_off, info),
+            Dir::Request => {
+                let n = self.on_request_bytes(data, stream_off, info);
+                self.req.next_off = stream_off + n as u64;
+                n
+            }
             Dir::Response => self.on_response_bytes(data, info),
         }
     }
@@ -1015,6 +1104,9 @@ impl StreamHandler for Session {
             // The hole lies inside a value block: skip it by its length.
             side.skip -= len;
             self.counters.value_gap_bytes += len;
+            if side.skip == 0 {
+                self.value_end_lost(dir, len);
+            }
             return;
         }
         side.synced = false;

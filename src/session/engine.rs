@@ -223,8 +223,26 @@ impl Engine {
         });
     }
 
+    /// Moves packet time forward without a packet (a reader's tick, or an
+    /// idle interface), so idle connections and UDP exchanges still time
+    /// out.
+    pub fn advance(&mut self, now: Ts, sink: &mut dyn RecordSink) {
+        if now > self.last_ts {
+            self.last_ts = now;
+        }
+        let now = self.last_ts;
+        self.sweep(now, sink);
+        self.udp.sweep(now, sink);
+    }
+
+    /// Packet time this engine has reached.
+    pub fn now(&self) -> Ts {
+        self.last_ts
+    }
+
     /// End of input: every hole is declared, every open request resolved.
     pub fn finish(&mut self, sink: &mut dyn RecordSink) {
+        self.flows.report(&mut self.counters);
         let now = self.last_ts;
         let budget = &mut self.budget;
         let counters = &mut self.counters;

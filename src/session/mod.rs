@@ -14,3 +14,6 @@ pub mod udp;
 pub use conn::Session;
 pub use engine::{Engine, EngineConfig};
 pub use record::{Record, RecordSink};
+
+#[cfg(test)]
+mod tests;

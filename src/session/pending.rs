@@ -20,6 +20,8 @@ use std::collections::VecDeque;
 pub const KEY_CAP: usize = 250;
 /// Longest meta opaque token memcached accepts.
 pub const TOKEN_CAP: usize = 32;
+/// `req_done_ts` of a request whose last bytes were lost in a hole.
+pub const TS_UNKNOWN: Ts = Ts::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -44,6 +46,8 @@ pub struct Pending {
     pub noreply: bool,
     /// The keys of one multi-key command share a group id.
     pub group: u64,
+    /// First entry of its command.
+    pub first: bool,
     pub has_key: bool,
     pub key_len: u16,
     pub key: [u8; KEY_CAP],
@@ -77,6 +81,7 @@ impl Pending {
             quiet: false,
             noreply: false,
             group: 0,
+            first: false,
             has_key: false,
             key_len: 0,
             key: [0; KEY_CAP],
@@ -131,8 +136,14 @@ impl Pending {
         self.resp_ts = None;
     }
 
+    /// Unknown (`None`) until the request is whole (an answer can pair
+    /// with a request whose tail is still in a hole), when its last byte
+    /// was lost (`TS_UNKNOWN`), and when the answer came first.
     pub fn latency(&self) -> Option<u64> {
-        self.resp_ts.map(|t| t.saturating_sub(self.req_done_ts))
+        if !self.complete {
+            return None;
+        }
+        self.resp_ts.and_then(|t| t.checked_sub(self.req_done_ts))
     }
 }
 

@@ -16,6 +16,10 @@ pub struct Record<'a> {
     pub proto: Proto,
     /// Lower-case wire name of the command.
     pub command: &'static str,
+    /// True for the first record of a command on the wire (a `get a b c`
+    /// yields three records, only the first with `first` set), so
+    /// commands can be counted as well as key-requests.
+    pub first: bool,
     /// The key (meta base64 keys decoded); `None` for key-less commands.
     pub key: Option<&'a [u8]>,
     pub result: Outcome,

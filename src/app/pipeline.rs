@@ -1,0 +1,458 @@
+//! The threaded replay pipeline:
+//!
+//! ```text
+//! reader (this thread): file → decode → target? → flow hash ──PacketBatch──▶ worker i
+//! worker i: Engine (reassembly, parsing, pairing) → Batcher ──RecordBatch──▶ collector hash(key)
+//! collector j: Tables (run totals, windows) ──WindowPart──▶ reader (merges windows)
+//! ```
+//!
+//! Both directions of a connection hash to the same worker, so each worker
+//! owns its flows outright; each key lives in exactly one collector. Every
+//! channel is bounded and, for files, blocking: replay never drops. Batches
+//! flow back to their producer over recycle channels, so the steady state
+//! allocates nothing. With one worker, the reader runs the engine itself
+//! and no packet is copied.
+//!
+//! Copy note: with several workers, the reader copies each watched packet's
+//! payload into a batch (the reader's buffer is reused for the next
+//! frame). Live capture avoids this with one ring per worker.
+
+use super::ReplayProgress;
+use crate::capture::file::FileSource;
+use crate::collect::batch::{Backpressure, Batcher, RecordBatch};
+use crate::collect::collector::{self, CollectorConfig, CollectorResult, WindowPart};
+use crate::collect::tables::{TableLimits, Tables};
+use crate::config::Config;
+use crate::decode::targets::Targets;
+use crate::decode::{flow_hash, Decoder, Packet, TcpInfo, Transport, Ts};
+use crate::session::{Engine, EngineConfig};
+use crate::stats::Counters;
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::thread;
+
+/// Shape of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub workers: usize,
+    pub collectors: usize,
+    pub window_ns: u64,
+    /// Keep per-window tables (for `--per-window` and exporters).
+    pub windows: bool,
+    pub limits: TableLimits,
+    pub families: Option<std::sync::Arc<crate::collect::families::FamilyRules>>,
+}
+
+/// Records per batch: large enough to amortise the channel, small enough
+/// to keep latency and memory low.
+const BATCH_RECORDS: usize = 1024;
+/// Packets per reader batch.
+const BATCH_PACKETS: usize = 512;
+const BATCH_BYTES: usize = 512 << 10;
+const CHANNEL_DEPTH: usize = 16;
+
+#[derive(Debug, Clone, Copy)]
+struct PMeta {
+    ts: Ts,
+    frame_no: u64,
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    transport: Transport,
+    tcp: TcpInfo,
+    off: u32,
+    len: u32,
+    truncated: bool,
+    wire_payload_len: usize,
+}
+
+#[derive(Default)]
+struct PacketBatch {
+    arena: Vec<u8>,
+    pkts: Vec<PMeta>,
+    /// Reader's packet time when the batch was sent.
+    tick: Ts,
+}
+
+impl PacketBatch {
+    fn push(&mut self, p: &Packet<'_>) {
+        let off = self.arena.len() as u32;
+        self.arena.extend_from_slice(p.payload);
+        self.pkts.push(PMeta {
+            ts: p.ts,
+            frame_no: p.frame_no,
+            src: p.src,
+            dst: p.dst,
+            sport: p.sport,
+            dport: p.dport,
+            transport: p.transport,
+            tcp: p.tcp,
+            off,
+            len: p.payload.len() as u32,
+            truncated: p.truncated,
+            wire_payload_len: p.wire_payload_len,
+        });
+    }
+
+    fn packet(&self, m: &PMeta) -> Packet<'_> {
+        Packet {
+            ts: m.ts,
+            frame_no: m.frame_no,
+            src: m.src,
+            dst: m.dst,
+            sport: m.sport,
+            dport: m.dport,
+            transport: m.transport,
+            tcp: m.tcp,
+            payload: &self.arena[m.off as usize..(m.off + m.len) as usize],
+            truncated: m.truncated,
+            wire_payload_len: m.wire_payload_len,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.arena.clear();
+        self.pkts.clear();
+        self.tick = 0;
+    }
+}
+
+/// What a run produced.
+pub struct PipelineOutput {
+    pub run: Tables,
+    /// Closed windows in time order: (start, end, merged tables).
+    pub windows: Vec<(Ts, Ts, Tables)>,
+    pub counters: Counters,
+    pub warnings: Vec<String>,
+    pub first_ts: Ts,
+    pub last_ts: Ts,
+}
+
+/// Keeps a worker's packet time, its engine and its record batcher together.
+struct Worker {
+    engine: Engine,
+    batcher: Batcher,
+    window_ns: u64,
+    last_flush_window: Ts,
+}
+
+impl Worker {
+    fn packet(&mut self, p: &Packet<'_>) {
+        if p.ts > self.batcher.now {
+            self.batcher.now = p.ts;
+        }
+        self.engine.packet(p, &mut self.batcher);
+        self.maybe_flush();
+    }
+
+    fn tick(&mut self, now: Ts) {
+        self.engine.advance(now, &mut self.batcher);
+        if now > self.batcher.now {
+            self.batcher.now = now;
+        }
+        self.maybe_flush();
+    }
+
+    /// Crossing into a new window sends the batches (possibly empty): their
+    /// watermark lets collectors close the window just left.
+    fn maybe_flush(&mut self) {
+        if self.window_ns == 0 {
+            return;
+        }
+        let w = collector::window_start(self.batcher.now, self.window_ns);
+        if w > self.last_flush_window {
+            self.last_flush_window = w;
+            self.batcher.flush();
+        }
+    }
+
+    fn finish(mut self) {
+        self.engine.finish(&mut self.batcher);
+        let counters = self.engine.counters();
+        self.batcher.finish(counters);
+    }
+}
+
+struct Collectors {
+    senders: Vec<Sender<RecordBatch>>,
+    handles: Vec<thread::JoinHandle<CollectorResult>>,
+    windows_rx: Option<Receiver<WindowPart>>,
+}
+
+fn spawn_collectors(pc: &PipelineConfig, recycle: &[Sender<RecordBatch>]) -> Collectors {
+    let (wtx, wrx) = if pc.windows && pc.window_ns > 0 {
+        let (t, r) = unbounded();
+        (Some(t), Some(r))
+    } else {
+        (None, None)
+    };
+    let mut senders = Vec::new();
+    let mut handles = Vec::new();
+    for id in 0..pc.collectors {
+        let (tx, rx) = bounded::<RecordBatch>(CHANNEL_DEPTH * pc.workers.max(1));
+        senders.push(tx);
+        let cfg = CollectorConfig {
+            limits: collector_limits(pc),
+            window_ns: pc.window_ns,
+            workers: pc.workers,
+            families: pc.families.clone(),
+        };
+        let recycle = recycle.to_vec();
+        let wtx = wtx.clone();
+        handles.push(
+            thread::Builder::new()
+                .name(format!("memtap-collect-{id}"))
+                .spawn(move || collector::run(id, cfg, rx, recycle, wtx))
+                .expect("spawn collector thread"),
+        );
+    }
+    Collectors {
+        senders,
+        handles,
+        windows_rx: wrx,
+    }
+}
+
+/// Keys are sharded, so each collector holds its share of `max_keys`;
+/// clients and families are not (any collector may see any of them).
+fn collector_limits(pc: &PipelineConfig) -> TableLimits {
+    TableLimits {
+        max_keys: pc.limits.max_keys.div_ceil(pc.collectors.max(1)),
+        ..pc.limits
+    }
+}
+
+/// Merges window parts as they arrive; a window is complete when every
+/// collector has sent its part.
+struct WindowMerger {
+    parts: BTreeMap<Ts, (Ts, usize, Tables)>,
+    collectors: usize,
+    limits: TableLimits,
+    done: Vec<(Ts, Ts, Tables)>,
+}
+
+impl WindowMerger {
+    fn take(&mut self, p: WindowPart) {
+        match self.parts.get_mut(&p.start) {
+            Some((_, n, t)) => {
+                t.merge(&p.tables);
+                *n += 1;
+            }
+            None => {
+                let mut t = Tables::new(&self.limits);
+                t.merge(&p.tables);
+                self.parts.insert(p.start, (p.end, 1, t));
+            }
+        }
+        let complete: Vec<Ts> = self
+            .parts
+            .iter()
+            .filter(|(_, (_, n, _))| *n == self.collectors)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in complete {
+            let (e, _, t) = self.parts.remove(&s).expect("present");
+            self.done.push((s, e, t));
+        }
+    }
+
+    fn drain(&mut self, rx: &Receiver<WindowPart>) {
+        while let Ok(p) = rx.try_recv() {
+            self.take(p);
+        }
+    }
+}
+
+/// Runs the whole replay of `files`.
+pub fn run(
+    cfg: &Config,
+    targets: &Targets,
+    files: &[PathBuf],
+    pc: &PipelineConfig,
+    progress: &mut dyn ReplayProgress,
+) -> anyhow::Result<PipelineOutput> {
+    anyhow::ensure!(pc.workers >= 1, "--workers must be at least 1");
+    anyhow::ensure!(pc.collectors >= 1, "--collectors must be at least 1");
+    let mut src = FileSource::open(files)?;
+    let mut counters = Counters::default();
+    let mut decoder = Decoder::new(cfg.decode_config());
+    let ecfg = EngineConfig::from_config(cfg);
+
+    // Record-batch recycling, one channel per worker.
+    let mut rec_spare_tx = Vec::new();
+    let mut rec_spare_rx = Vec::new();
+    for _ in 0..pc.workers {
+        let (t, r) = bounded::<RecordBatch>(CHANNEL_DEPTH * pc.collectors * 2);
+        rec_spare_tx.push(t);
+        rec_spare_rx.push(r);
+    }
+    let cols = spawn_collectors(pc, &rec_spare_tx);
+    drop(rec_spare_tx);
+    let mut merger = WindowMerger {
+        parts: BTreeMap::new(),
+        collectors: pc.collectors,
+        limits: pc.limits,
+        done: Vec::new(),
+    };
+
+    let make_worker = |i: usize, spare: Receiver<RecordBatch>| Worker {
+        engine: Engine::new(ecfg.clone(), targets.clone()),
+        batcher: Batcher::new(
+            i,
+            cols.senders.clone(),
+            spare,
+            BATCH_RECORDS,
+            Backpressure::Block,
+        ),
+        window_ns: pc.window_ns,
+        last_flush_window: 0,
+    };
+
+    let mut first_ts = None;
+    let mut last_ts: Ts = 0;
+    let mut frames_since_progress = 0u32;
+    let result: anyhow::Result<()> = if pc.workers == 1 {
+        let mut w = make_worker(0, rec_spare_rx.pop().expect("one worker"));
+        let r = (|| {
+            while let Some(frame) = src.next_frame(&mut counters)? {
+                if let Some(p) = decoder.decode(&frame, &mut counters) {
+                    first_ts.get_or_insert(p.ts);
+                    last_ts = last_ts.max(p.ts);
+                    w.packet(&p);
+                }
+                frames_since_progress += 1;
+                if frames_since_progress >= 4096 {
+                    frames_since_progress = 0;
+                    progress.update(src.bytes_read(), src.total_bytes(), counters.packets);
+                    if let Some(rx) = &cols.windows_rx {
+                        merger.drain(rx);
+                    }
+                }
+            }
+            Ok(())
+        })();
+        w.finish();
+        r
+    } else {
+        // Packet batches to workers and back.
+        let mut to_workers = Vec::new();
+        let mut back_rx = Vec::new();
+        let mut handles = Vec::new();
+        for (i, spare) in rec_spare_rx.drain(..).enumerate() {
+            let (tx, rx) = bounded::<PacketBatch>(CHANNEL_DEPTH);
+            let (btx, brx) = bounded::<PacketBatch>(CHANNEL_DEPTH + 2);
+            to_workers.push(tx);
+            back_rx.push(brx);
+            let mut w = make_worker(i, spare);
+            handles.push(
+                thread::Builder::new()
+                    .name(format!("memtap-worker-{i}"))
+                    .spawn(move || {
+                        while let Ok(mut b) = rx.recv() {
+                            for m in &b.pkts {
+                                w.packet(&b.packet(m));
+                            }
+                            w.tick(b.tick);
+                            b.clear();
+                            let _ = btx.try_send(b);
+                        }
+                        w.finish();
+                    })
+                    .expect("spawn worker thread"),
+            );
+        }
+        let n = pc.workers;
+        let mut cur: Vec<PacketBatch> = (0..n).map(|_| PacketBatch::default()).collect();
+        let mut last_window = 0;
+        let send = |i: usize, cur: &mut Vec<PacketBatch>, tick: Ts| {
+            let fresh = back_rx[i].try_recv().unwrap_or_default();
+            let mut b = std::mem::replace(&mut cur[i], fresh);
+            b.tick = tick;
+            let _ = to_workers[i].send(b);
+        };
+        let r = (|| {
+            while let Some(frame) = src.next_frame(&mut counters)? {
+                if let Some(p) = decoder.decode(&frame, &mut counters) {
+                    first_ts.get_or_insert(p.ts);
+                    last_ts = last_ts.max(p.ts);
+                    if targets.classify(p.src, p.sport, p.dst, p.dport).is_none() {
+                        counters.not_target += 1;
+                    } else {
+                        let i = (flow_hash(p.src, p.sport, p.dst, p.dport) % n as u64) as usize;
+                        cur[i].push(&p);
+                        if cur[i].pkts.len() >= BATCH_PACKETS || cur[i].arena.len() >= BATCH_BYTES {
+                            send(i, &mut cur, last_ts);
+                        }
+                    }
+                }
+                if pc.window_ns > 0 {
+                    // Every worker hears of a new window, even one with
+                    // no packets for it: windows close on time alone.
+                    let w = collector::window_start(last_ts, pc.window_ns);
+                    if w > last_window {
+                        last_window = w;
+                        for i in 0..n {
+                            send(i, &mut cur, last_ts);
+                        }
+                    }
+                }
+                frames_since_progress += 1;
+                if frames_since_progress >= 4096 {
+                    frames_since_progress = 0;
+                    progress.update(src.bytes_read(), src.total_bytes(), counters.packets);
+                    if let Some(rx) = &cols.windows_rx {
+                        merger.drain(rx);
+                    }
+                }
+            }
+            Ok(())
+        })();
+        for i in 0..n {
+            send(i, &mut cur, last_ts);
+        }
+        drop(to_workers);
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
+        }
+        r
+    };
+    decoder.finish(&mut counters);
+    progress.update(src.bytes_read(), src.total_bytes(), counters.packets);
+    drop(cols.senders);
+    let mut run: Option<Tables> = None;
+    for h in cols.handles {
+        let res = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a collector thread panicked"))?;
+        counters.add(&res.counters);
+        match run.as_mut() {
+            // One collector already holds the whole table: no copy.
+            None if pc.collectors == 1 => run = Some(res.run),
+            None => {
+                let mut t = Tables::new(&pc.limits);
+                t.merge(&res.run);
+                run = Some(t);
+            }
+            Some(t) => t.merge(&res.run),
+        }
+    }
+    let run = run.expect("at least one collector");
+    if let Some(rx) = &cols.windows_rx {
+        merger.drain(rx);
+    }
+    result?;
+    let mut windows = merger.done;
+    windows.sort_by_key(|(s, _, _)| *s);
+    Ok(PipelineOutput {
+        run,
+        windows,
+        counters,
+        warnings: src.take_warnings(),
+        first_ts: first_ts.unwrap_or(0),
+        last_ts,
+    })
+}

@@ -1,0 +1,170 @@
+//! `memtap replay`: the pipeline over capture files, then the report.
+
+use super::cli::{ReplayArgs, ReportFormat};
+use super::pipeline::{self, PipelineConfig, PipelineOutput};
+use super::{load_config, ReplayProgress};
+use crate::collect::families::FamilyRules;
+use crate::collect::redact::Redact;
+use crate::collect::tables::TableLimits;
+use crate::config::{parse_duration, Config};
+use crate::decode::targets::Targets;
+use crate::report::{self, LimitsOut, Report, ReportOptions, RunInfo};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Everything a replay needs, resolved from config and flags.
+#[derive(Debug, Clone)]
+pub struct ReplaySetup {
+    pub pipeline: PipelineConfig,
+    pub options: ReportOptions,
+    pub per_window: bool,
+}
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Merges `[pipeline]`, `[collect]`, `[report]` and `[families]` with the
+/// flags (flags win).
+pub fn setup(
+    cfg: &Config,
+    a: &super::cli::AnalysisArgs,
+    top: Option<usize>,
+    sort: Option<crate::report::SortBy>,
+    per_window: bool,
+) -> anyhow::Result<ReplaySetup> {
+    let workers = a.workers.unwrap_or(match cfg.pipeline.workers {
+        0 => cores(),
+        n => n,
+    });
+    let collectors = a.collectors.unwrap_or(match cfg.pipeline.collectors {
+        0 => (cores() / 2).max(1),
+        n => n,
+    });
+    anyhow::ensure!(workers >= 1, "--workers must be at least 1");
+    anyhow::ensure!(collectors >= 1, "--collectors must be at least 1");
+    let window = a
+        .window
+        .clone()
+        .unwrap_or_else(|| cfg.collect.window.clone());
+    let window_ns = parse_duration(&window).map_err(|e| anyhow::anyhow!("--window: {e}"))?;
+    let redact_s = a
+        .redact_keys
+        .clone()
+        .unwrap_or_else(|| cfg.collect.redact_keys.clone());
+    let redact: Redact = redact_s
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--redact-keys: {e}"))?;
+    let max_keys = a.max_keys.unwrap_or(cfg.collect.max_keys);
+    let max_clients = a.max_clients.unwrap_or(cfg.collect.max_clients);
+    anyhow::ensure!(max_keys >= 1, "--max-keys must be at least 1");
+    anyhow::ensure!(max_clients >= 1, "--max-clients must be at least 1");
+    let rules = FamilyRules::new(&cfg.families).map_err(|e| anyhow::anyhow!("families: {e}"))?;
+    Ok(ReplaySetup {
+        pipeline: PipelineConfig {
+            workers,
+            collectors,
+            window_ns,
+            windows: per_window,
+            limits: TableLimits {
+                max_keys,
+                max_clients,
+                max_families: cfg.collect.max_families,
+                client_granularity: a
+                    .client_granularity
+                    .unwrap_or(cfg.collect.client_granularity),
+            },
+            families: Some(Arc::new(rules)),
+        },
+        options: ReportOptions {
+            top: top.unwrap_or(cfg.report.top),
+            sort: sort.unwrap_or(cfg.report.sort),
+            redact,
+        },
+        per_window,
+    })
+}
+
+/// Runs the pipeline and builds the report (no output).
+pub fn replay_report(
+    cfg: &Config,
+    targets: &Targets,
+    files: &[PathBuf],
+    s: &ReplaySetup,
+    progress: &mut dyn ReplayProgress,
+) -> anyhow::Result<(Report, Vec<String>)> {
+    let out = pipeline::run(cfg, targets, files, &s.pipeline, progress)?;
+    Ok((make_report(&out, files, s), out.warnings))
+}
+
+pub fn make_report(out: &PipelineOutput, files: &[PathBuf], s: &ReplaySetup) -> Report {
+    let windows: Vec<_> = if s.per_window {
+        out.windows
+            .iter()
+            .map(|(start, end, t)| (*start, *end, report::tables_out(t, &s.options)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let l = &s.pipeline.limits;
+    let limits = LimitsOut {
+        max_keys: l.max_keys,
+        max_clients: l.max_clients,
+        max_families: l.max_families,
+        tracked_keys: out.run.keys.len(),
+        tracked_clients: out.run.clients.len(),
+        tracked_families: out.run.families.len(),
+        key_evictions: out.run.keys.evictions(),
+        client_evictions: out.run.clients.evictions(),
+        family_evictions: out.run.families.evictions(),
+    };
+    let info = RunInfo {
+        files: files.iter().map(|f| f.display().to_string()).collect(),
+        counters: out.counters.clone(),
+        first_ts: out.first_ts,
+        last_ts: out.last_ts,
+    };
+    report::build(&out.run, &windows, &info, limits, &s.options)
+}
+
+pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let (cfg, targets) = load_config(&a.common)?;
+    let s = setup(&cfg, &a.analysis, a.top, a.sort, a.per_window)?;
+    if a.format == ReportFormat::Csv && a.output_dir.is_none() {
+        anyhow::bail!("--format csv writes one file per table: give --output-dir DIR");
+    }
+    let mut bar = super::progress::Bar::new(!a.quiet);
+    let (report, warnings) = replay_report(&cfg, &targets, &a.files, &s, &mut bar)?;
+    bar.finish();
+    if !a.quiet {
+        let mut err = std::io::stderr().lock();
+        for w in &warnings {
+            let _ = writeln!(err, "memtap: warning: {w}");
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let res = match a.format {
+        ReportFormat::Json => serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::other)
+            .and_then(|_| writeln!(out)),
+        ReportFormat::Text => crate::report::text::write(&mut out, &report),
+        ReportFormat::Csv => {
+            let dir = a.output_dir.as_ref().expect("checked above");
+            let files = crate::report::csv::write_dir(dir, &report)?;
+            if !a.quiet {
+                eprintln!("memtap: wrote {} CSV files to {}", files, dir.display());
+            }
+            Ok(())
+        }
+    };
+    match res.and_then(|_| out.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(anyhow::anyhow!("writing the report: {e}")),
+    }
+}

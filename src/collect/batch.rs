@@ -1,0 +1,271 @@
+//! Records crossing from workers to collectors, in batches.
+//!
+//! A worker's `Batcher` is its `RecordSink`: it routes each record to the
+//! collector that owns its key (a seeded-free, deterministic key hash, so
+//! every key lives in exactly one collector) and copies the key into that
+//! batch's byte arena — the one copy of a key between threads. Full
+//! batches go over a bounded channel; empty ones come back over a recycle
+//! channel, so the steady state allocates nothing.
+
+use crate::decode::{Transport, Ts};
+use crate::protocol::{Outcome, Proto};
+use crate::session::{Record, RecordSink};
+use crate::stats::Counters;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::net::SocketAddr;
+
+/// A record with its key moved into the batch arena.
+#[derive(Debug, Clone, Copy)]
+pub struct BRec {
+    pub ts: Ts,
+    /// Packet time at which the worker resolved the record (it decides the
+    /// window, so windows close on packet time alone).
+    pub seen: Ts,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub transport: Transport,
+    pub proto: Proto,
+    pub command: &'static str,
+    pub first: bool,
+    key_off: u32,
+    /// `u32::MAX`: no key.
+    key_len: u32,
+    pub result: Outcome,
+    pub req_bytes: u64,
+    pub resp_bytes: u64,
+    pub latency_ns: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct RecordBatch {
+    pub worker: usize,
+    /// Packet time the worker had reached when it sent the batch: every
+    /// later record from that worker is resolved at or after it.
+    pub watermark: Ts,
+    pub recs: Vec<BRec>,
+    pub keys: Vec<u8>,
+    /// Set on the worker's last batch: its counters for the run.
+    pub last: Option<Box<Counters>>,
+}
+
+impl RecordBatch {
+    pub fn key(&self, r: &BRec) -> Option<&[u8]> {
+        if r.key_len == u32::MAX {
+            None
+        } else {
+            let s = r.key_off as usize;
+            Some(&self.keys[s..s + r.key_len as usize])
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.recs.clear();
+        self.keys.clear();
+        self.last = None;
+        self.watermark = 0;
+    }
+
+    pub fn push(&mut self, r: &Record<'_>, seen: Ts) {
+        let (key_off, key_len) = match r.key {
+            Some(k) => {
+                let off = self.keys.len() as u32;
+                self.keys.extend_from_slice(k);
+                (off, k.len() as u32)
+            }
+            None => (0, u32::MAX),
+        };
+        self.recs.push(BRec {
+            ts: r.ts,
+            seen,
+            client: r.client,
+            server: r.server,
+            transport: r.transport,
+            proto: r.proto,
+            command: r.command,
+            first: r.first,
+            key_off,
+            key_len,
+            result: r.result,
+            req_bytes: r.req_bytes,
+            resp_bytes: r.resp_bytes,
+            latency_ns: r.latency_ns,
+        });
+    }
+}
+
+/// FNV-1a: stable across runs and builds, so a key always lands in the same
+/// collector. Not a defence against crafted keys — a skewed shard only
+/// slows one collector; each table is bounded anyway.
+pub fn shard_of(key: Option<&[u8]>, shards: usize) -> usize {
+    let Some(k) = key else { return 0 };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in k {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Fold the high bits in: FNV's low bits are weak for short keys.
+    ((h ^ (h >> 32)) % shards as u64) as usize
+}
+
+/// What to do when a collector's channel is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backpressure {
+    /// File replay: wait, never lose a record.
+    Block,
+    /// Live capture: drop the batch and count it.
+    Drop,
+}
+
+/// A worker's record sink: per-collector batches and their channels.
+pub struct Batcher {
+    worker: usize,
+    cur: Vec<RecordBatch>,
+    to: Vec<Sender<RecordBatch>>,
+    spare: Receiver<RecordBatch>,
+    batch_records: usize,
+    mode: Backpressure,
+    /// Packet time of the packet being processed (records resolved now).
+    pub now: Ts,
+    pub dropped_batches: u64,
+    pub dropped_records: u64,
+}
+
+impl Batcher {
+    pub fn new(
+        worker: usize,
+        to: Vec<Sender<RecordBatch>>,
+        spare: Receiver<RecordBatch>,
+        batch_records: usize,
+        mode: Backpressure,
+    ) -> Batcher {
+        let cur = (0..to.len())
+            .map(|_| RecordBatch {
+                worker,
+                ..RecordBatch::default()
+            })
+            .collect();
+        Batcher {
+            worker,
+            cur,
+            to,
+            spare,
+            batch_records: batch_records.max(1),
+            mode,
+            now: 0,
+            dropped_batches: 0,
+            dropped_records: 0,
+        }
+    }
+
+    fn fresh(&mut self) -> RecordBatch {
+        let mut b = self.spare.try_recv().unwrap_or_default();
+        b.clear();
+        b.worker = self.worker;
+        b
+    }
+
+    fn send(&mut self, shard: usize) {
+        let fresh = self.fresh();
+        let mut b = std::mem::replace(&mut self.cur[shard], fresh);
+        b.watermark = self.now;
+        match self.mode {
+            Backpressure::Block => {
+                // A closed channel means the collector is gone (shutdown).
+                let _ = self.to[shard].send(b);
+            }
+            Backpressure::Drop => match self.to[shard].try_send(b) {
+                Ok(()) => {}
+                Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
+                    self.dropped_batches += 1;
+                    self.dropped_records += b.recs.len() as u64;
+                }
+            },
+        }
+    }
+
+    /// Sends every batch (even empty ones, which carry the watermark that
+    /// lets collectors close windows).
+    pub fn flush(&mut self) {
+        for shard in 0..self.cur.len() {
+            self.send(shard);
+        }
+    }
+
+    /// Sends the final batches, the first carrying the worker's counters.
+    pub fn finish(mut self, counters: Counters) {
+        self.cur[0].last = Some(Box::new(counters));
+        for shard in 1..self.cur.len() {
+            self.cur[shard].last = Some(Box::default());
+        }
+        self.flush();
+    }
+}
+
+impl RecordSink for Batcher {
+    fn record(&mut self, r: &Record<'_>) {
+        let shard = shard_of(r.key, self.cur.len());
+        let now = self.now;
+        self.cur[shard].push(r, now);
+        if self.cur[shard].recs.len() >= self.batch_records {
+            self.send(shard);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard_of(None, 4), 0);
+        assert_eq!(shard_of(Some(b"user:1"), 1), 0);
+        let a = shard_of(Some(b"user:1"), 4);
+        assert_eq!(a, shard_of(Some(b"user:1"), 4));
+        let mut seen = [0usize; 4];
+        for i in 0..1000 {
+            seen[shard_of(Some(format!("key:{i}").as_bytes()), 4)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 150), "{seen:?}");
+    }
+
+    #[test]
+    fn batches_carry_keys_and_recycle() {
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let (_spare_tx, spare_rx) = crossbeam_channel::bounded(4);
+        let mut b = Batcher::new(3, vec![tx], spare_rx, 2, Backpressure::Block);
+        let rec = Record {
+            ts: 5,
+            client: "10.0.0.1:4000".parse().unwrap(),
+            server: "10.0.0.2:11211".parse().unwrap(),
+            transport: Transport::Tcp,
+            proto: Proto::Text,
+            command: "get",
+            first: true,
+            key: Some(b"abc"),
+            result: Outcome::Hit,
+            req_bytes: 0,
+            resp_bytes: 7,
+            latency_ns: Some(1000),
+        };
+        b.now = 9;
+        b.record(&rec);
+        b.record(&Record {
+            key: None,
+            ..rec.clone()
+        });
+        let got = rx.try_recv().unwrap();
+        assert_eq!(got.worker, 3);
+        assert_eq!(got.watermark, 9);
+        assert_eq!(got.recs.len(), 2);
+        assert_eq!(got.key(&got.recs[0]), Some(&b"abc"[..]));
+        assert_eq!(got.key(&got.recs[1]), None);
+        assert_eq!(got.recs[0].seen, 9);
+        b.finish(Counters {
+            records: 2,
+            ..Counters::default()
+        });
+        let last = rx.try_recv().unwrap();
+        assert_eq!(last.last.unwrap().records, 2);
+    }
+}

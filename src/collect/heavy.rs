@@ -1,0 +1,1413 @@
+//! A bounded heavy-hitter table: Space-Saving (Metwally, Agrawal, El Abbadi,
+//! 2005) over byte-string keys, with a caller-defined stats payload per item.
+//!
+//! Collector threads keep per-key and per-client statistics in one
+//! [`HeavyHitters`] each: memory is bounded by the capacity set at
+//! construction, whatever the number of distinct keys in the traffic.
+//!
+//! # Guarantees
+//!
+//! Let `N` be the total weight given to [`HeavyHitters::update`] and `k` the
+//! capacity.
+//!
+//! * While at most `k` distinct keys were seen the table is exact: every
+//!   count is the true total and every `error_bound` is 0.
+//! * Once full, a new key takes the place of the item with the smallest
+//!   count `min` (ties: the least recently updated one goes first) and starts
+//!   at `count = min + weight`, `error_bound = min`. For every item in the
+//!   table `true <= count <= true + error_bound`, and
+//!   `error_bound <= min <= N / k`.
+//! * Every key whose true total exceeds [`HeavyHitters::unmonitored_bound`]
+//!   (at most `N / k`) is in the table.
+//!
+//! # Payload
+//!
+//! `T: Default` is the caller's per-item payload (hits, misses, bytes, ...),
+//! reached through [`Entry::stats`]. The table never reads it. When a key
+//! is evicted its payload is dropped and the newcomer starts from
+//! `T::default()`, so payload fields are *lower bounds* over the item's
+//! tenure: they miss whatever the key did before it was (last) admitted.
+//! [`Entry::error_bound`] is 0 exactly when the item has been in the table
+//! since its first occurrence, i.e. when its payload is complete; reports
+//! should flag the others.
+//!
+//! # Cost
+//!
+//! A hashbrown `HashTable` of slot indices (foldhash with a per-process,
+//! per-table random seed, since keys are attacker-controlled) finds a key
+//! without allocating; a binary min-heap on `(count, last update)` finds the
+//! item to evict. An update of a present key is one hash, one probe and a
+//! sift-down (O(1) for hot items, which sit at the leaves); an admission or
+//! eviction is O(log k). Keys are stored in owned buffers allocated only
+//! when a key is admitted; an evicted key's buffer is reused for its
+//! successor when the size fits, and [`HeavyHitters::clear`] keeps every
+//! buffer for the next window.
+//!
+//! # Determinism
+//!
+//! The table's content, the order of [`HeavyHitters::iter`], and the result
+//! of [`HeavyHitters::top_n`] and [`HeavyHitters::merge`] depend only on the
+//! sequence of operations, never on hash values or hash-table iteration
+//! order: eviction ties go to the least recently updated item, and sorted
+//! outputs break ties by key bytes.
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::mem::size_of;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+/// A key buffer no larger than this is reused for any key that fits in it.
+const MIN_REUSE: usize = 64;
+
+/// One item of a [`HeavyHitters`] table: its key, its (over)estimated count,
+/// how much of that count may be overestimate, and the caller's payload.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Entry<T> {
+    key: Vec<u8>,
+    count: u64,
+    error_bound: u64,
+    /// The caller's payload. Reset to `T::default()` when the key is
+    /// admitted in place of an evicted one: its fields cover only the
+    /// item's current tenure and are lower bounds when
+    /// [`error_bound`](Entry::error_bound) is not 0.
+    pub stats: T,
+}
+
+impl<T> Entry<T> {
+    /// The key's bytes.
+    #[inline]
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The estimated total weight of the key: `true <= count <= true +
+    /// error_bound`.
+    #[inline]
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// How much of [`count`](Entry::count) may not belong to this key: the
+    /// count it inherited when it was admitted in place of an evicted item
+    /// (plus, after [`HeavyHitters::merge`], what it may have had in the
+    /// other table). 0 means the count and the payload are exact.
+    #[inline]
+    pub fn error_bound(&self) -> u64 {
+        self.error_bound
+    }
+
+    /// The weight the key certainly had: `count - error_bound <= true`.
+    #[inline]
+    pub fn guaranteed_count(&self) -> u64 {
+        self.count.saturating_sub(self.error_bound)
+    }
+
+    /// Whether count and payload are exact (`error_bound == 0`).
+    #[inline]
+    pub fn is_exact(&self) -> bool {
+        self.error_bound == 0
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Entry<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("key", &self.key.escape_ascii().to_string())
+            .field("count", &self.count)
+            .field("error_bound", &self.error_bound)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// Payloads that can be combined by [`HeavyHitters::merge`]: `self` becomes
+/// the payload of the union of both streams. For payloads that need
+/// something else (a closure, context), use [`HeavyHitters::merge_with`].
+pub trait Merge {
+    /// Folds `other` into `self`.
+    fn merge(&mut self, other: &Self);
+}
+
+impl Merge for () {
+    fn merge(&mut self, _: &()) {}
+}
+
+macro_rules! merge_by_saturating_add {
+    ($($t:ty),*) => {$(
+        impl Merge for $t {
+            #[inline]
+            fn merge(&mut self, other: &$t) {
+                *self = self.saturating_add(*other);
+            }
+        }
+    )*};
+}
+merge_by_saturating_add!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+
+impl Merge for f64 {
+    #[inline]
+    fn merge(&mut self, other: &f64) {
+        *self += *other;
+    }
+}
+
+impl Merge for f32 {
+    #[inline]
+    fn merge(&mut self, other: &f32) {
+        *self += *other;
+    }
+}
+
+impl<T: Merge, const N: usize> Merge for [T; N] {
+    fn merge(&mut self, other: &[T; N]) {
+        for (a, b) in self.iter_mut().zip(other) {
+            a.merge(b);
+        }
+    }
+}
+
+macro_rules! merge_tuple {
+    ($($n:tt $t:ident),+) => {
+        impl<$($t: Merge),+> Merge for ($($t,)+) {
+            fn merge(&mut self, other: &Self) {
+                $( self.$n.merge(&other.$n); )+
+            }
+        }
+    };
+}
+merge_tuple!(0 A);
+merge_tuple!(0 A, 1 B);
+merge_tuple!(0 A, 1 B, 2 C);
+merge_tuple!(0 A, 1 B, 2 C, 3 D);
+merge_tuple!(0 A, 1 B, 2 C, 3 D, 4 E);
+merge_tuple!(0 A, 1 B, 2 C, 3 D, 4 E, 5 F);
+
+#[derive(Clone)]
+struct Slot<T> {
+    entry: Entry<T>,
+    /// The key's hash under this table's hasher (for rehashing and removal).
+    hash: u64,
+}
+
+/// A min-heap node: ordered by count, then by the tick of the item's last
+/// update (so the least recently updated of equal counts is evicted first).
+/// Ticks are unique, so the order is total.
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    count: u64,
+    seq: u64,
+    slot: u32,
+}
+
+impl Node {
+    #[inline(always)]
+    fn lt(&self, other: &Node) -> bool {
+        (self.count, self.seq) < (other.count, other.seq)
+    }
+}
+
+/// A bounded heavy-hitter table (Space-Saving) over byte-string keys with a
+/// `T` payload per item. See the [module documentation](self) for the
+/// guarantees.
+#[derive(Clone)]
+pub struct HeavyHitters<T = ()> {
+    capacity: usize,
+    /// Items, dense: slot indices `0..len`.
+    slots: Vec<Slot<T>>,
+    /// Min-heap of all items.
+    heap: Vec<Node>,
+    /// Slot index -> index of its node in `heap`.
+    pos: Vec<u32>,
+    /// Key -> slot index.
+    table: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    /// Key buffers kept by `clear` for later admissions.
+    spare_keys: Vec<Vec<u8>>,
+    /// Approximate heap bytes of all key buffers, live and spare.
+    key_bytes: usize,
+    /// Number of updates (and merge admissions); orders heap ties.
+    tick: u64,
+    /// Total weight seen (N), merges included.
+    total: u64,
+    evictions: u64,
+    /// Upper bound on the true count of keys not in the table, left by a
+    /// merge; 0 otherwise.
+    floor: u64,
+}
+
+impl<T: Default> HeavyHitters<T> {
+    /// A table that holds at most `capacity` items. Memory is allocated as
+    /// items arrive, up to what `capacity` items need.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0 or does not fit in a `u32`.
+    pub fn new(capacity: usize) -> Self {
+        assert!(capacity > 0, "HeavyHitters capacity must be at least 1");
+        assert!(
+            u32::try_from(capacity).is_ok(),
+            "HeavyHitters capacity must fit in a u32"
+        );
+        HeavyHitters {
+            capacity,
+            slots: Vec::new(),
+            heap: Vec::new(),
+            pos: Vec::new(),
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            spare_keys: Vec::new(),
+            key_bytes: 0,
+            tick: 0,
+            total: 0,
+            evictions: 0,
+            floor: 0,
+        }
+    }
+
+    /// Adds `weight` to `key`'s count and returns its entry, admitting the
+    /// key if it is not in the table (evicting the item with the smallest
+    /// count when the table is full: the newcomer gets `count = min +
+    /// weight`, `error_bound = min` and a `T::default()` payload).
+    ///
+    /// Does not allocate when `key` is present; admitting a key allocates
+    /// its buffer only when no reusable one is at hand.
+    pub fn update(&mut self, key: &[u8], weight: u64) -> &mut Entry<T> {
+        self.total = self.total.saturating_add(weight);
+        self.tick += 1;
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        if let Some(&s) = self
+            .table
+            .find(hash, |&i| slots[i as usize].entry.key.as_slice() == key)
+        {
+            let s = s as usize;
+            let entry = &mut self.slots[s].entry;
+            entry.count = entry.count.saturating_add(weight);
+            let at = self.pos[s] as usize;
+            let node = &mut self.heap[at];
+            node.count = entry.count;
+            node.seq = self.tick;
+            self.sift_down(at);
+            return &mut self.slots[s].entry;
+        }
+        if self.slots.len() < self.capacity {
+            let floor = self.floor;
+            self.admit(key, hash, floor.saturating_add(weight), floor)
+        } else {
+            self.replace_min(key, hash, weight)
+        }
+    }
+
+    /// Appends a new item in a fresh slot (the table is not full).
+    fn admit(&mut self, key: &[u8], hash: u64, count: u64, error_bound: u64) -> &mut Entry<T> {
+        let s = self.slots.len();
+        if s == self.slots.capacity() {
+            // Grow by doubling, but never past `capacity` items.
+            let add = s.max(16).min(self.capacity - s);
+            self.slots.reserve_exact(add);
+            self.heap.reserve_exact(add);
+            self.pos.reserve_exact(add);
+        }
+        let mut buf = self.spare_keys.pop().unwrap_or_default();
+        self.store_key(&mut buf, key);
+        self.slots.push(Slot {
+            entry: Entry {
+                key: buf,
+                count,
+                error_bound,
+                stats: T::default(),
+            },
+            hash,
+        });
+        let slots = &self.slots;
+        self.table
+            .insert_unique(hash, s as u32, |&i| slots[i as usize].hash);
+        let at = self.heap.len();
+        self.pos.push(at as u32);
+        self.heap.push(Node {
+            count,
+            seq: self.tick,
+            slot: s as u32,
+        });
+        self.sift_up(at);
+        &mut self.slots[s].entry
+    }
+
+    /// Replaces the minimum item with `key` (the table is full).
+    fn replace_min(&mut self, key: &[u8], hash: u64, weight: u64) -> &mut Entry<T> {
+        let root = self.heap[0];
+        let s = root.slot as usize;
+        self.unlink(s);
+        let mut buf = std::mem::take(&mut self.slots[s].entry.key);
+        self.store_key(&mut buf, key);
+        let count = root.count.saturating_add(weight);
+        let slot = &mut self.slots[s];
+        slot.entry = Entry {
+            key: buf,
+            count,
+            error_bound: root.count,
+            stats: T::default(),
+        };
+        slot.hash = hash;
+        let slots = &self.slots;
+        self.table
+            .insert_unique(hash, s as u32, |&i| slots[i as usize].hash);
+        self.heap[0].count = count;
+        self.heap[0].seq = self.tick;
+        self.sift_down(0);
+        self.evictions += 1;
+        &mut self.slots[s].entry
+    }
+}
+
+impl<T> HeavyHitters<T> {
+    /// The entry of `key`, if it is in the table.
+    pub fn get(&self, key: &[u8]) -> Option<&Entry<T>> {
+        self.find(key).map(|s| &self.slots[s].entry)
+    }
+
+    /// The entry of `key`, if it is in the table, to change its payload
+    /// without counting.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry<T>> {
+        self.find(key).map(|s| &mut self.slots[s].entry)
+    }
+
+    /// Whether `key` is in the table.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// Number of items in the table (at most [`capacity`](Self::capacity)).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the table holds no item.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The most items the table holds.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Whether the table holds [`capacity`](Self::capacity) items.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.slots.len() == self.capacity
+    }
+
+    /// Keys evicted to admit others (including items dropped by
+    /// [`merge`](Self::merge), and the evictions of merged tables).
+    #[inline]
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Total weight given to the table (`N`), merged tables included.
+    #[inline]
+    pub fn total_weight(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether every count is exact and every key seen is in the table.
+    #[inline]
+    pub fn is_exact(&self) -> bool {
+        self.evictions == 0 && self.floor == 0
+    }
+
+    /// The smallest count in the table (0 when empty).
+    #[inline]
+    pub fn min_count(&self) -> u64 {
+        self.heap.first().map_or(0, |n| n.count)
+    }
+
+    /// An upper bound on the true total of any key *not* in the table: 0
+    /// while the table is exact, else the smallest count (at most
+    /// `total_weight() / capacity()` for a table that was never merged).
+    /// Every key whose true total exceeds it is in the table, and every
+    /// item's `error_bound` is at most it.
+    pub fn unmonitored_bound(&self) -> u64 {
+        if self.is_exact() {
+            0
+        } else if self.is_full() {
+            self.min_count().max(self.floor)
+        } else {
+            self.floor
+        }
+    }
+
+    /// Every item, in slot order: deterministic for a given sequence of
+    /// operations, otherwise unspecified. Use [`top_n`](Self::top_n) for a
+    /// ranking.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter {
+            inner: self.slots.iter(),
+        }
+    }
+
+    /// The `n` items with the largest `by(entry)`, largest first; ties are
+    /// broken by key bytes (ascending), so the result is deterministic.
+    pub fn top_n(&self, n: usize, by: impl Fn(&Entry<T>) -> u64) -> Vec<&Entry<T>> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut ranked: Vec<(u64, &Entry<T>)> = self
+            .slots
+            .iter()
+            .map(|s| (by(&s.entry), &s.entry))
+            .collect();
+        let order = |a: &(u64, &Entry<T>), b: &(u64, &Entry<T>)| {
+            b.0.cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key))
+        };
+        if n < ranked.len() {
+            ranked.select_nth_unstable_by(n - 1, order);
+            ranked.truncate(n);
+        }
+        ranked.sort_unstable_by(order);
+        ranked.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Empties the table and resets its counters (evictions, total weight),
+    /// keeping every allocation, key buffers included, for the next window.
+    /// The same updates then give the same table as a new one would.
+    pub fn clear(&mut self) {
+        for slot in self.slots.drain(..) {
+            self.spare_keys.push(slot.entry.key);
+        }
+        self.heap.clear();
+        self.pos.clear();
+        self.table.clear();
+        self.tick = 0;
+        self.total = 0;
+        self.evictions = 0;
+        self.floor = 0;
+    }
+
+    /// Approximate heap and inline memory of the table in bytes: item
+    /// storage, heap, hash table, and key buffers (with a malloc-like
+    /// per-allocation overhead). Heap memory owned by `T` is not counted.
+    /// Bounded by what `capacity` items with the longest keys need, however
+    /// many distinct keys were seen.
+    pub fn memory_bytes(&self) -> usize {
+        size_of::<Self>()
+            + self.slots.capacity() * size_of::<Slot<T>>()
+            + self.heap.capacity() * size_of::<Node>()
+            + self.pos.capacity() * size_of::<u32>()
+            + self.table.allocation_size()
+            + self.spare_keys.capacity() * size_of::<Vec<u8>>()
+            + self.key_bytes
+    }
+
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        let hash = self.hasher.hash_one(key);
+        self.table
+            .find(hash, |&i| {
+                self.slots[i as usize].entry.key.as_slice() == key
+            })
+            .map(|&s| s as usize)
+    }
+
+    /// Removes slot `s`'s key from the hash table.
+    fn unlink(&mut self, s: usize) {
+        let hash = self.slots[s].hash;
+        match self.table.find_entry(hash, |&i| i as usize == s) {
+            Ok(found) => {
+                found.remove();
+            }
+            Err(_) => unreachable!("slot {s} missing from the hash table"),
+        }
+    }
+
+    /// Copies `key` into `buf`, reusing its allocation when it fits and is
+    /// not much larger; keeps `key_bytes` current.
+    fn store_key(&mut self, buf: &mut Vec<u8>, key: &[u8]) {
+        let cap = buf.capacity();
+        if cap < key.len() || cap > (2 * key.len()).max(MIN_REUSE) {
+            self.key_bytes -= alloc_size(cap);
+            *buf = key.to_vec();
+            self.key_bytes += alloc_size(buf.capacity());
+        } else {
+            buf.clear();
+            buf.extend_from_slice(key);
+        }
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        let node = self.heap[i];
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            let p = self.heap[parent];
+            if !node.lt(&p) {
+                break;
+            }
+            self.heap[i] = p;
+            self.pos[p.slot as usize] = i as u32;
+            i = parent;
+        }
+        self.heap[i] = node;
+        self.pos[node.slot as usize] = i as u32;
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.heap.len();
+        let node = self.heap[i];
+        loop {
+            let left = 2 * i + 1;
+            if left >= n {
+                break;
+            }
+            let right = left + 1;
+            let mut c = left;
+            if right < n && self.heap[right].lt(&self.heap[left]) {
+                c = right;
+            }
+            let child = self.heap[c];
+            if !child.lt(&node) {
+                break;
+            }
+            self.heap[i] = child;
+            self.pos[child.slot as usize] = i as u32;
+            i = c;
+        }
+        self.heap[i] = node;
+        self.pos[node.slot as usize] = i as u32;
+    }
+
+    /// Restores the heap property over the whole heap (Floyd) and `pos`.
+    fn rebuild_heap(&mut self) {
+        for i in (0..self.heap.len() / 2).rev() {
+            self.sift_down(i);
+        }
+        for (i, node) in self.heap.iter().enumerate() {
+            self.pos[node.slot as usize] = i as u32;
+        }
+    }
+}
+
+impl<T: Default> HeavyHitters<T> {
+    /// Folds `other` (another shard, or another time window) into `self`,
+    /// combining payloads with [`Merge`]. See
+    /// [`merge_with`](Self::merge_with).
+    pub fn merge(&mut self, other: &HeavyHitters<T>)
+    where
+        T: Merge,
+    {
+        self.merge_with(other, |a, b| a.merge(b));
+    }
+
+    /// Folds `other` into `self` (mergeable Space-Saving, Agarwal et al.
+    /// 2012), combining payloads of keys present in both with `combine`; a
+    /// key only in `other` gets `T::default()` combined with its payload.
+    ///
+    /// With `m1`, `m2` the [`unmonitored_bound`](Self::unmonitored_bound)s
+    /// of `self` and `other` before the merge (0 for an exact table), a key
+    /// present in only one table is counted as if it had `m` (count and
+    /// error) in the other; then the `capacity` items with the largest
+    /// counts are kept (ties: smaller key bytes first) and the rest are
+    /// counted as evictions. So for the union of both streams:
+    ///
+    /// * `true <= count <= true + error_bound` for every item;
+    /// * `error_bound <= m1 + m2`, hence at most `N1/k1 + N2/k2`, i.e.
+    ///   `(N1 + N2) / k` for tables of equal capacity `k` — the same bound
+    ///   as one table fed both streams;
+    /// * every key whose true total exceeds the new `unmonitored_bound()` is
+    ///   kept.
+    ///
+    /// Two exact tables whose union fits give the exact union. Payloads of
+    /// items that were missing from one side miss that side's part.
+    pub fn merge_with(&mut self, other: &HeavyHitters<T>, mut combine: impl FnMut(&mut T, &T)) {
+        let m1 = self.unmonitored_bound();
+        let m2 = other.unmonitored_bound();
+        self.total = self.total.saturating_add(other.total);
+        self.evictions = self.evictions.saturating_add(other.evictions);
+
+        // Fold other's counts into the items we have.
+        let mut matched = vec![false; other.slots.len()];
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            let entry = &mut slot.entry;
+            let (add, err) = match other.find(&entry.key) {
+                Some(j) => {
+                    matched[j] = true;
+                    let theirs = &other.slots[j].entry;
+                    combine(&mut entry.stats, &theirs.stats);
+                    (theirs.count, theirs.error_bound)
+                }
+                None => (m2, m2),
+            };
+            entry.count = entry.count.saturating_add(add);
+            entry.error_bound = entry.error_bound.saturating_add(err);
+            self.heap[self.pos[s] as usize].count = entry.count;
+        }
+
+        // Keys only in `other`, in its slot order.
+        let mut incoming: Vec<u32> = (0..other.slots.len() as u32)
+            .filter(|&j| !matched[j as usize])
+            .collect();
+        let mut freed: Vec<u32> = Vec::new();
+        if self.slots.len() + incoming.len() > self.capacity {
+            #[derive(Clone, Copy)]
+            enum Src {
+                Ours(u32),
+                Theirs(u32),
+            }
+            let mut ranked: Vec<(u64, Src)> = self
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(s, slot)| (slot.entry.count, Src::Ours(s as u32)))
+                .chain(incoming.iter().map(|&j| {
+                    let count = other.slots[j as usize].entry.count.saturating_add(m1);
+                    (count, Src::Theirs(j))
+                }))
+                .collect();
+            let key_of = |src: Src| -> &[u8] {
+                match src {
+                    Src::Ours(s) => &self.slots[s as usize].entry.key,
+                    Src::Theirs(j) => &other.slots[j as usize].entry.key,
+                }
+            };
+            ranked.select_nth_unstable_by(self.capacity, |a, b| {
+                b.0.cmp(&a.0).then_with(|| key_of(a.1).cmp(key_of(b.1)))
+            });
+            incoming.clear();
+            for &(_, src) in &ranked[..self.capacity] {
+                if let Src::Theirs(j) = src {
+                    incoming.push(j);
+                }
+            }
+            for &(_, src) in &ranked[self.capacity..] {
+                if let Src::Ours(s) = src {
+                    freed.push(s);
+                }
+            }
+            incoming.sort_unstable();
+            freed.sort_unstable();
+            self.evictions = self
+                .evictions
+                .saturating_add((ranked.len() - self.capacity) as u64);
+        }
+        debug_assert!(freed.len() <= incoming.len());
+
+        // Admit the kept newcomers: first into the freed slots, then new ones.
+        for &s in &freed {
+            self.unlink(s as usize);
+        }
+        for (n, &j) in incoming.iter().enumerate() {
+            let theirs = &other.slots[j as usize].entry;
+            let count = theirs.count.saturating_add(m1);
+            let error_bound = theirs.error_bound.saturating_add(m1);
+            let mut stats = T::default();
+            combine(&mut stats, &theirs.stats);
+            self.tick += 1;
+            let hash = self.hasher.hash_one(theirs.key.as_slice());
+            if let Some(&s) = freed.get(n) {
+                let s = s as usize;
+                let mut buf = std::mem::take(&mut self.slots[s].entry.key);
+                self.store_key(&mut buf, &theirs.key);
+                self.slots[s] = Slot {
+                    entry: Entry {
+                        key: buf,
+                        count,
+                        error_bound,
+                        stats,
+                    },
+                    hash,
+                };
+                let node = &mut self.heap[self.pos[s] as usize];
+                node.count = count;
+                node.seq = self.tick;
+                let slots = &self.slots;
+                self.table
+                    .insert_unique(hash, s as u32, |&i| slots[i as usize].hash);
+            } else {
+                let entry = self.admit(&theirs.key, hash, count, error_bound);
+                entry.stats = stats;
+            }
+        }
+        self.floor = m1.saturating_add(m2);
+        self.rebuild_heap();
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for HeavyHitters<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeavyHitters")
+            .field("capacity", &self.capacity)
+            .field("len", &self.slots.len())
+            .field("total_weight", &self.total)
+            .field("evictions", &self.evictions)
+            .field("items", &self.iter().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Iterator over the items of a [`HeavyHitters`], in slot order.
+pub struct Iter<'a, T> {
+    inner: std::slice::Iter<'a, Slot<T>>,
+}
+
+impl<'a, T> Iterator for Iter<'a, T> {
+    type Item = &'a Entry<T>;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a Entry<T>> {
+        self.inner.next().map(|s| &s.entry)
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<T> ExactSizeIterator for Iter<'_, T> {}
+
+impl<'a, T> IntoIterator for &'a HeavyHitters<T> {
+    type Item = &'a Entry<T>;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+/// Approximate bytes a heap allocation of `cap` bytes takes (glibc-like:
+/// 8-byte header, 16-byte granularity, 32-byte minimum).
+#[inline]
+fn alloc_size(cap: usize) -> usize {
+    if cap == 0 {
+        0
+    } else {
+        ((cap + 8 + 15) & !15).max(32)
+    }
+}
+
+#[cfg(test)]
+impl<T> HeavyHitters<T> {
+    /// Checks every internal invariant (test helper).
+    fn check_invariants(&self) {
+        let n = self.slots.len();
+        assert!(n <= self.capacity);
+        assert_eq!(self.heap.len(), n);
+        assert_eq!(self.pos.len(), n);
+        assert_eq!(self.table.len(), n);
+        for i in 1..n {
+            assert!(
+                !self.heap[i].lt(&self.heap[(i - 1) / 2]),
+                "heap order broken at {i}"
+            );
+        }
+        for (i, node) in self.heap.iter().enumerate() {
+            assert_eq!(self.pos[node.slot as usize] as usize, i);
+            assert_eq!(node.count, self.slots[node.slot as usize].entry.count);
+        }
+        let mut key_bytes = 0;
+        for (s, slot) in self.slots.iter().enumerate() {
+            assert_eq!(slot.hash, self.hasher.hash_one(slot.entry.key.as_slice()));
+            assert_eq!(self.find(&slot.entry.key), Some(s));
+            assert!(slot.entry.error_bound <= slot.entry.count);
+            key_bytes += alloc_size(slot.entry.key.capacity());
+        }
+        for buf in &self.spare_keys {
+            key_bytes += alloc_size(buf.capacity());
+        }
+        assert_eq!(key_bytes, self.key_bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// SplitMix64: a small seeded RNG, deterministic across platforms.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform in [0, 1).
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Zipf(s) over ranks `0..n` (rank 0 the most frequent), by inverse CDF.
+    struct Zipf {
+        cdf: Vec<f64>,
+    }
+
+    impl Zipf {
+        fn new(n: usize, s: f64) -> Self {
+            let mut acc = 0.0;
+            let mut cdf: Vec<f64> = (1..=n)
+                .map(|r| {
+                    acc += (r as f64).powf(-s);
+                    acc
+                })
+                .collect();
+            for c in &mut cdf {
+                *c /= acc;
+            }
+            Zipf { cdf }
+        }
+
+        fn sample(&self, rng: &mut Rng) -> usize {
+            let u = rng.unit();
+            self.cdf
+                .partition_point(|&c| c <= u)
+                .min(self.cdf.len() - 1)
+        }
+    }
+
+    fn key(rank: usize) -> Vec<u8> {
+        format!("key:{rank}").into_bytes()
+    }
+
+    fn rank_of(key: &[u8]) -> usize {
+        std::str::from_utf8(&key[4..]).unwrap().parse().unwrap()
+    }
+
+    /// A Zipf stream of `(rank, weight)`.
+    fn zipf_stream(
+        seed: u64,
+        universe: usize,
+        s: f64,
+        n: usize,
+        max_weight: u64,
+    ) -> Vec<(usize, u64)> {
+        let zipf = Zipf::new(universe, s);
+        let mut rng = Rng(seed);
+        (0..n)
+            .map(|_| {
+                let r = zipf.sample(&mut rng);
+                let w = if max_weight == 1 {
+                    1
+                } else {
+                    1 + rng.below(max_weight)
+                };
+                (r, w)
+            })
+            .collect()
+    }
+
+    #[derive(Default, Clone, Debug, PartialEq)]
+    struct Stats {
+        weight: u64,
+        updates: u64,
+    }
+
+    impl Merge for Stats {
+        fn merge(&mut self, o: &Stats) {
+            self.weight += o.weight;
+            self.updates += o.updates;
+        }
+    }
+
+    fn feed(t: &mut HeavyHitters<Stats>, keys: &[Vec<u8>], stream: &[(usize, u64)]) {
+        for &(r, w) in stream {
+            let e = t.update(&keys[r], w);
+            e.stats.weight += w;
+            e.stats.updates += 1;
+        }
+    }
+
+    fn truth(stream: &[(usize, u64)], universe: usize) -> Vec<u64> {
+        let mut t = vec![0u64; universe];
+        for &(r, w) in stream {
+            t[r] += w;
+        }
+        t
+    }
+
+    /// Checks the Space-Saving guarantees of `t` against the true totals
+    /// `truth` of a stream of total weight `n`, for a table of `capacity`.
+    fn check_guarantees(
+        t: &HeavyHitters<Stats>,
+        truth: &[u64],
+        n: u64,
+        capacity: usize,
+        top: usize,
+    ) {
+        t.check_invariants();
+        assert_eq!(t.total_weight(), n);
+        let bound = t.unmonitored_bound();
+        assert!(
+            bound as u128 * capacity as u128 <= n as u128,
+            "bound {bound} > N/k"
+        );
+        let mut sum = 0u64;
+        for e in t.iter() {
+            let tr = truth[rank_of(e.key())];
+            assert!(tr <= e.count(), "{e:?}: true {tr} above count");
+            assert!(
+                e.count() <= tr + e.error_bound(),
+                "{e:?}: true {tr} too low"
+            );
+            assert!(e.error_bound() <= bound, "{e:?}: error above bound {bound}");
+            assert!(e.stats.weight <= tr, "payload above truth");
+            assert!(e.guaranteed_count() <= e.stats.weight);
+            if e.is_exact() {
+                assert_eq!(e.stats.weight, tr, "exact item has partial payload");
+            }
+            sum += e.count();
+        }
+        assert!(sum <= n);
+        // Every key above the bound is present.
+        for (r, &tr) in truth.iter().enumerate() {
+            if tr > bound {
+                assert!(
+                    t.contains(&key(r)),
+                    "rank {r} (true {tr} > {bound}) missing"
+                );
+            }
+        }
+        // The true top `top` keys are present.
+        let mut ranks: Vec<usize> = (0..truth.len()).collect();
+        ranks.sort_by(|&a, &b| truth[b].cmp(&truth[a]).then(a.cmp(&b)));
+        for &r in &ranks[..top] {
+            assert!(t.contains(&key(r)), "true top-{top} rank {r} missing");
+        }
+    }
+
+    fn keys(universe: usize) -> Vec<Vec<u8>> {
+        (0..universe).map(key).collect()
+    }
+
+    fn contents<T: Clone>(t: &HeavyHitters<T>) -> Vec<(Vec<u8>, u64, u64, T)> {
+        t.iter()
+            .map(|e| {
+                (
+                    e.key().to_vec(),
+                    e.count(),
+                    e.error_bound(),
+                    e.stats.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exact_while_under_capacity() {
+        let mut t: HeavyHitters<Stats> = HeavyHitters::new(1000);
+        let mut want: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut rng = Rng(7);
+        for _ in 0..20_000 {
+            let k = format!("k{}", rng.below(1000)).into_bytes();
+            let w = rng.below(100);
+            let e = t.update(&k, w);
+            e.stats.weight += w;
+            *want.entry(k).or_default() += w;
+        }
+        t.check_invariants();
+        assert_eq!(t.len(), want.len());
+        assert_eq!(t.evictions(), 0);
+        assert!(t.is_exact());
+        assert_eq!(t.unmonitored_bound(), 0);
+        assert_eq!(t.total_weight(), want.values().sum::<u64>());
+        for (k, &c) in &want {
+            let e = t.get(k).unwrap();
+            assert_eq!((e.count(), e.error_bound(), e.stats.weight), (c, 0, c));
+        }
+        assert!(t.get(b"absent").is_none());
+        // Full but never evicted is still exact.
+        let mut t: HeavyHitters = HeavyHitters::new(3);
+        for k in [b"a", b"b", b"c", b"a"] {
+            t.update(k, 1);
+        }
+        assert!(t.is_full() && t.is_exact());
+        assert_eq!(t.unmonitored_bound(), 0);
+    }
+
+    #[test]
+    fn eviction_inherits_min_oldest_first() {
+        let mut t: HeavyHitters<u64> = HeavyHitters::new(2);
+        t.update(b"a", 1).stats += 1;
+        t.update(b"b", 1).stats += 1;
+        // a and b tie at 1: a, updated longer ago, goes.
+        let c = t.update(b"c", 1);
+        assert_eq!((c.count(), c.error_bound(), c.stats), (2, 1, 0));
+        c.stats += 1;
+        assert!(!t.contains(b"a"));
+        assert_eq!(t.evictions(), 1);
+        let d = t.update(b"d", 5);
+        assert_eq!(
+            (d.count(), d.error_bound(), d.guaranteed_count()),
+            (6, 1, 5)
+        );
+        assert!(!t.contains(b"b"));
+        // c (2) is now the minimum.
+        t.update(b"d", 1);
+        let e = t.update(b"e", 3);
+        assert_eq!((e.count(), e.error_bound()), (5, 2));
+        assert_eq!(t.get(b"d").unwrap().count(), 7);
+        assert_eq!(t.evictions(), 3);
+        assert!(!t.is_exact());
+        assert_eq!(t.unmonitored_bound(), 5);
+        assert_eq!(t.total_weight(), 12);
+        t.check_invariants();
+        // A re-admitted key starts over: its payload is reset.
+        let a = t.update(b"a", 1);
+        assert_eq!((a.count(), a.error_bound(), a.stats), (6, 5, 0));
+    }
+
+    #[test]
+    fn weight_zero_and_empty_key() {
+        let mut t: HeavyHitters = HeavyHitters::new(2);
+        assert_eq!(t.update(b"", 0).count(), 0);
+        assert_eq!(t.update(b"x", 0).count(), 0);
+        t.update(b"", 2);
+        let y = t.update(b"y", 0);
+        assert_eq!((y.count(), y.error_bound()), (0, 0));
+        assert!(t.contains(b"") && !t.contains(b"x"));
+        t.check_invariants();
+    }
+
+    #[test]
+    fn top_n_sorted_with_key_tie_break() {
+        let mut t: HeavyHitters<u64> = HeavyHitters::new(10);
+        for (k, c, s) in [
+            ("d", 5, 1),
+            ("b", 7, 9),
+            ("a", 5, 3),
+            ("c", 5, 2),
+            ("e", 1, 8),
+        ] {
+            t.update(k.as_bytes(), c).stats = s;
+        }
+        let keys = |v: Vec<&Entry<u64>>| -> Vec<String> {
+            v.iter()
+                .map(|e| String::from_utf8(e.key().to_vec()).unwrap())
+                .collect()
+        };
+        assert_eq!(keys(t.top_n(10, |e| e.count())), ["b", "a", "c", "d", "e"]);
+        assert_eq!(keys(t.top_n(3, |e| e.count())), ["b", "a", "c"]);
+        assert_eq!(keys(t.top_n(2, |e| e.stats)), ["b", "e"]);
+        assert!(t.top_n(0, |e| e.count()).is_empty());
+        assert_eq!(t.iter().len(), 5);
+    }
+
+    #[test]
+    fn zipf_fixed_seeds() {
+        let universe = 200_000;
+        let keys = keys(universe);
+        for (seed, s, capacity, max_weight) in [
+            (1, 1.1, 2000, 1),
+            (2, 1.1, 5000, 1),
+            (3, 1.05, 2500, 1),
+            (4, 1.2, 2000, 1000),
+        ] {
+            let stream = zipf_stream(seed, universe, s, 300_000, max_weight);
+            let truth = truth(&stream, universe);
+            let n: u64 = truth.iter().sum();
+            let distinct = truth.iter().filter(|&&c| c > 0).count();
+            assert!(distinct > 5 * capacity, "{distinct} distinct keys");
+            let mut t = HeavyHitters::new(capacity);
+            feed(&mut t, &keys, &stream);
+            assert!(t.evictions() > 0);
+            check_guarantees(&t, &truth, n, capacity, 100);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn zipf_streams_keep_the_top(seed in any::<u64>(), s in 1.05f64..1.3, capacity in 2000usize..5000) {
+            let universe = 200_000;
+            let keys = keys(universe);
+            let stream = zipf_stream(seed, universe, s, 200_000, 1);
+            let truth = truth(&stream, universe);
+            let mut t = HeavyHitters::new(capacity);
+            feed(&mut t, &keys, &stream);
+            check_guarantees(&t, &truth, stream.len() as u64, capacity, 100);
+        }
+
+        /// The table equals a brute-force Space-Saving with the same
+        /// tie-break after every update.
+        #[test]
+        fn matches_reference_model(
+            capacity in 1usize..8,
+            ops in proptest::collection::vec((0u8..20, 0u64..5), 0..300),
+        ) {
+            let mut t: HeavyHitters = HeavyHitters::new(capacity);
+            // (key, count, error, last update)
+            let mut model: Vec<(Vec<u8>, u64, u64, u64)> = Vec::new();
+            for (tick, &(k, w)) in ops.iter().enumerate() {
+                let k = vec![b'k'; k as usize];
+                t.update(&k, w);
+                if let Some(m) = model.iter_mut().find(|m| m.0 == k) {
+                    m.1 += w;
+                    m.3 = tick as u64;
+                } else if model.len() < capacity {
+                    model.push((k, w, 0, tick as u64));
+                } else {
+                    let m = model.iter_mut().min_by_key(|m| (m.1, m.3)).unwrap();
+                    let min = m.1;
+                    *m = (k, min + w, min, tick as u64);
+                }
+                t.check_invariants();
+                let mut got: Vec<_> = t.iter().map(|e| (e.key().to_vec(), e.count(), e.error_bound())).collect();
+                let mut want: Vec<_> = model.iter().map(|m| (m.0.clone(), m.1, m.2)).collect();
+                got.sort();
+                want.sort();
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+
+    #[test]
+    fn deterministic_regardless_of_hash_seed() {
+        let universe = 50_000;
+        let keys = keys(universe);
+        let stream = zipf_stream(11, universe, 1.0, 100_000, 10);
+        let run = || {
+            // Every table has its own random hash seed.
+            let mut a = HeavyHitters::new(500);
+            feed(&mut a, &keys, &stream[..60_000]);
+            let mut b = HeavyHitters::new(500);
+            feed(&mut b, &keys, &stream[60_000..]);
+            let before = contents(&a);
+            a.merge(&b);
+            let top: Vec<_> = a
+                .top_n(50, |e| e.count())
+                .iter()
+                .map(|e| e.key().to_vec())
+                .collect();
+            (before, contents(&a), top, a.evictions())
+        };
+        let first = run();
+        for _ in 0..3 {
+            assert_eq!(run(), first);
+        }
+    }
+
+    #[test]
+    fn merge_exact_union() {
+        let mut a: HeavyHitters<Stats> = HeavyHitters::new(100);
+        let mut b: HeavyHitters<Stats> = HeavyHitters::new(100);
+        let mut want: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut rng = Rng(5);
+        for i in 0..5000 {
+            let k = format!("k{}", rng.below(80)).into_bytes();
+            let w = 1 + rng.below(9);
+            let t = if i % 3 == 0 { &mut a } else { &mut b };
+            let e = t.update(&k, w);
+            e.stats.weight += w;
+            e.stats.updates += 1;
+            *want.entry(k).or_default() += w;
+        }
+        a.merge(&b);
+        a.check_invariants();
+        assert!(a.is_exact());
+        assert_eq!(a.len(), want.len());
+        assert_eq!(a.total_weight(), want.values().sum::<u64>());
+        for (k, &c) in &want {
+            let e = a.get(k).unwrap();
+            assert_eq!((e.count(), e.error_bound(), e.stats.weight), (c, 0, c));
+        }
+        assert_eq!(a.iter().map(|e| e.stats.updates).sum::<u64>(), 5000);
+        // Merging an empty table changes nothing.
+        let before = contents(&a);
+        a.merge(&HeavyHitters::new(7));
+        assert_eq!(contents(&a), before);
+    }
+
+    #[test]
+    fn merge_truncates_exact_tables() {
+        // Two exact tables whose union does not fit: the largest counts stay.
+        let mut a: HeavyHitters<Stats> = HeavyHitters::new(3);
+        let mut b: HeavyHitters<Stats> = HeavyHitters::new(3);
+        for (k, c) in [("a", 5), ("b", 1), ("c", 3)] {
+            a.update(k.as_bytes(), c);
+        }
+        for (k, c) in [("b", 1), ("d", 4), ("e", 3)] {
+            b.update(k.as_bytes(), c);
+        }
+        a.merge(&b);
+        a.check_invariants();
+        let got: Vec<_> = a
+            .top_n(3, |e| e.count())
+            .iter()
+            .map(|e| (e.key().to_vec(), e.count(), e.error_bound()))
+            .collect();
+        // c and e tie at 3: c (smaller key) stays; b (2) and e go.
+        assert_eq!(
+            got,
+            [
+                (b"a".to_vec(), 5, 0),
+                (b"d".to_vec(), 4, 0),
+                (b"c".to_vec(), 3, 0)
+            ]
+        );
+        assert_eq!(a.evictions(), 2);
+        assert!(!a.is_exact());
+        assert_eq!(a.unmonitored_bound(), 3);
+        // The next newcomer inherits the minimum.
+        let f = a.update(b"f", 1);
+        assert_eq!((f.count(), f.error_bound()), (4, 3));
+    }
+
+    #[test]
+    fn merge_shards_and_windows_keep_guarantees() {
+        let universe = 200_000;
+        let keys = keys(universe);
+        let capacity = 2000;
+        let stream = zipf_stream(21, universe, 1.1, 300_000, 1);
+        let truth = truth(&stream, universe);
+        let n = stream.len() as u64;
+
+        // Shards: split by key, as collector threads would.
+        let mut shards: Vec<HeavyHitters<Stats>> =
+            (0..4).map(|_| HeavyHitters::new(capacity)).collect();
+        for &(r, w) in &stream {
+            let e = shards[r % 4].update(&keys[r], w);
+            e.stats.weight += w;
+        }
+        let mut merged = shards.remove(0);
+        for s in &shards {
+            merged.merge(s);
+            merged.check_invariants();
+        }
+        check_guarantees(&merged, &truth, n, capacity, 100);
+
+        // Windows: consecutive slices, each in a reused (cleared) table,
+        // folded into an accumulator.
+        let mut acc: HeavyHitters<Stats> = HeavyHitters::new(capacity);
+        let mut window = HeavyHitters::new(capacity);
+        for part in stream.chunks(40_000) {
+            window.clear();
+            feed(&mut window, &keys, part);
+            acc.merge(&window);
+            acc.check_invariants();
+        }
+        check_guarantees(&acc, &truth, n, capacity, 100);
+
+        // Shards of different capacity: error <= N1/k1 + N2/k2.
+        let (left, right) = stream.split_at(100_000);
+        let mut a = HeavyHitters::new(1000);
+        feed(&mut a, &keys, left);
+        let mut b = HeavyHitters::new(4000);
+        feed(&mut b, &keys, right);
+        let limit = left.len() as u64 / 1000 + right.len() as u64 / 4000;
+        a.merge(&b);
+        a.check_invariants();
+        for e in a.iter() {
+            let tr = truth[rank_of(e.key())];
+            assert!(tr <= e.count() && e.count() <= tr + e.error_bound());
+            assert!(e.error_bound() <= limit);
+        }
+    }
+
+    #[test]
+    fn merge_into_larger_table_keeps_floor() {
+        // A full, evicting table merged into a larger, empty one: keys seen
+        // only later must still get the merged error bound.
+        let mut small: HeavyHitters = HeavyHitters::new(2);
+        for k in [b"a", b"b", b"c", b"a", b"a"] {
+            small.update(k, 1);
+        }
+        let m = small.unmonitored_bound();
+        assert!(m > 0);
+        let mut big: HeavyHitters = HeavyHitters::new(10);
+        big.merge(&small);
+        assert!(!big.is_full());
+        assert_eq!(big.unmonitored_bound(), m);
+        // "b" was evicted from `small` and may have had up to `m`.
+        let b = big.update(b"b", 1);
+        assert_eq!((b.count(), b.error_bound()), (m + 1, m));
+        big.check_invariants();
+    }
+
+    #[test]
+    fn clear_keeps_allocations_and_replays_identically() {
+        let universe = 20_000;
+        let keys = keys(universe);
+        let stream = zipf_stream(3, universe, 1.0, 50_000, 3);
+        let mut t = HeavyHitters::new(1000);
+        feed(&mut t, &keys, &stream);
+        let full = contents(&t);
+        let mem = t.memory_bytes();
+        t.clear();
+        assert!(t.is_empty() && t.is_exact());
+        assert_eq!((t.evictions(), t.total_weight()), (0, 0));
+        assert!(t.get(&keys[0]).is_none());
+        // Only the list of kept key buffers is new.
+        let cleared = t.memory_bytes();
+        assert!(cleared >= mem && cleared <= mem + 1024 * size_of::<Vec<u8>>());
+        t.check_invariants();
+        for _ in 0..2 {
+            feed(&mut t, &keys, &stream);
+            t.check_invariants();
+            assert_eq!(contents(&t), full);
+            assert_eq!(t.memory_bytes(), cleared);
+            t.clear();
+            assert_eq!(t.memory_bytes(), cleared);
+        }
+    }
+
+    /// A key of 8..64 bytes for `i`, distinct for every `i`.
+    fn varied_key(i: u64, buf: &mut Vec<u8>) {
+        use std::io::Write;
+        buf.clear();
+        write!(buf, "u{i}:").unwrap();
+        let len = 8 + (Rng(i).next() % 57) as usize;
+        buf.resize(len.max(buf.len()), b'x');
+    }
+
+    #[test]
+    fn memory_flat_as_distinct_keys_grow_tenfold() {
+        let capacity = 10_000;
+        let mut t: HeavyHitters<Stats> = HeavyHitters::new(capacity);
+        let mut rng = Rng(99);
+        let mut buf = Vec::new();
+        let mut next_new = 0u64;
+        let mut mem_at = Vec::new();
+        for target in [100_000u64, 1_000_000] {
+            while next_new < target {
+                // Half the updates repeat a hot key, half bring a new one.
+                let i = if rng.below(2) == 0 {
+                    rng.below(100)
+                } else {
+                    next_new += 1;
+                    100 + next_new
+                };
+                varied_key(i, &mut buf);
+                t.update(&buf, 1).stats.updates += 1;
+            }
+            mem_at.push(t.memory_bytes());
+        }
+        t.check_invariants();
+        let (small, large) = (mem_at[0] as f64, mem_at[1] as f64);
+        assert!((large - small).abs() / small < 0.10, "{mem_at:?}");
+        // And it is bounded by the capacity: under 256 bytes an item here.
+        assert!(mem_at[1] < capacity * 256, "{mem_at:?}");
+        for h in 0..100 {
+            varied_key(h, &mut buf);
+            assert!(t.contains(&buf), "hot key {h} lost");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "capacity")]
+    fn zero_capacity_panics() {
+        let _: HeavyHitters = HeavyHitters::new(0);
+    }
+}

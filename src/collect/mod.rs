@@ -1,0 +1,21 @@
+//! Per-thread statistics collection in bounded memory.
+//!
+//! * [`batch`]: records crossing from workers to collectors, sharded by key.
+//! * [`collector`]: the collector thread loop and window closing.
+//! * [`tables`]: what a collector keeps (hot keys, hot clients, families,
+//!   commands, servers, results, distributions).
+//! * [`hist`]: log2-class distributions.
+//!
+//! * [`heavy`]: a bounded heavy-hitter table (Space-Saving) keyed by byte
+//!   strings, generic over a per-item stats payload, used for per-key and
+//!   per-client statistics.
+
+pub mod batch;
+pub mod collector;
+pub mod families;
+pub mod heavy;
+pub mod hist;
+pub mod redact;
+pub mod tables;
+
+pub use heavy::{Entry, HeavyHitters, Merge};

@@ -1,0 +1,626 @@
+//! What a collector keeps: hot keys with their hot clients, hot clients,
+//! key families (all bounded heavy-hitter tables), and exact small tables
+//! (commands, servers, results, distributions).
+
+use super::batch::{BRec, RecordBatch};
+use super::families::FamilyRules;
+use super::heavy::{HeavyHitters, Merge};
+use super::hist::Log2Hist;
+use crate::decode::Transport;
+use crate::protocol::{Outcome, Proto};
+use hashbrown::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// How clients are told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientGranularity {
+    /// One client per host address.
+    #[default]
+    Ip,
+    /// One client per connection endpoint (address and port).
+    #[value(name = "ip:port")]
+    #[serde(rename = "ip:port")]
+    IpPort,
+}
+
+/// A client address in a fixed-size form (no allocation per record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ClientId {
+    /// IPv4 addresses are stored mapped into IPv6.
+    ip: [u8; 16],
+    /// 0 with `ClientGranularity::Ip`.
+    port: u16,
+    v4: bool,
+}
+
+impl ClientId {
+    pub fn new(a: SocketAddr, g: ClientGranularity) -> ClientId {
+        let (ip, v4) = match a.ip() {
+            IpAddr::V4(v) => (v.to_ipv6_mapped().octets(), true),
+            IpAddr::V6(v) => (v.octets(), false),
+        };
+        let port = match g {
+            ClientGranularity::Ip => 0,
+            ClientGranularity::IpPort => a.port(),
+        };
+        ClientId { ip, port, v4 }
+    }
+
+    /// The bytes under which the client is kept in the heavy-hitter table.
+    pub fn bytes(&self) -> [u8; 19] {
+        let mut b = [0u8; 19];
+        b[..16].copy_from_slice(&self.ip);
+        b[16..18].copy_from_slice(&self.port.to_be_bytes());
+        b[18] = self.v4 as u8;
+        b
+    }
+
+    pub fn from_bytes(b: &[u8]) -> ClientId {
+        let mut ip = [0u8; 16];
+        ip.copy_from_slice(&b[..16]);
+        ClientId {
+            ip,
+            port: u16::from_be_bytes([b[16], b[17]]),
+            v4: b[18] != 0,
+        }
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        let v6 = std::net::Ipv6Addr::from(self.ip);
+        if self.v4 {
+            IpAddr::V4(
+                v6.to_ipv4_mapped()
+                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            )
+        } else {
+            IpAddr::V6(v6)
+        }
+    }
+
+    pub fn render(&self) -> String {
+        if self.port == 0 {
+            self.ip().to_string()
+        } else {
+            SocketAddr::new(self.ip(), self.port).to_string()
+        }
+    }
+}
+
+/// Compact per-key histogram: 32 log2 classes of saturating u32 counts
+/// (values above 2^31 share the last class), to keep a tracked key small.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SmallHist {
+    counts: [u32; 32],
+    max: u64,
+}
+
+impl SmallHist {
+    #[inline]
+    pub fn add(&mut self, v: u64) {
+        let c = super::hist::class_of(v).min(31);
+        self.counts[c] = self.counts[c].saturating_add(1);
+        self.max = self.max.max(v);
+    }
+
+    pub fn merge(&mut self, o: &SmallHist) {
+        for (a, b) in self.counts.iter_mut().zip(o.counts.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        self.max = self.max.max(o.max);
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|&c| c as u64).sum()
+    }
+
+    /// Upper bound of the class holding quantile `q`, capped at the max.
+    pub fn quantile(&self, q: f64) -> u64 {
+        let total = self.total();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c as u64;
+            if seen >= rank {
+                // The last class is open-ended: its bound is the maximum.
+                if i == 31 {
+                    return self.max;
+                }
+                return super::hist::class_le(i).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// Per-key top clients: a tiny Space-Saving table (linear scan; a key's
+/// hot clients are few). Counts of clients admitted by eviction are upper
+/// bounds, as in the big tables.
+pub const KEY_CLIENTS: usize = 8;
+
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TopClients {
+    slots: [(ClientId, u64); KEY_CLIENTS],
+    len: u8,
+}
+
+impl TopClients {
+    #[inline]
+    pub fn add(&mut self, c: ClientId, w: u64) {
+        let n = self.len as usize;
+        if let Some(s) = self.slots[..n].iter_mut().find(|s| s.0 == c) {
+            s.1 += w;
+            return;
+        }
+        if n < KEY_CLIENTS {
+            self.slots[n] = (c, w);
+            self.len += 1;
+            return;
+        }
+        // Replace the smallest (first on ties, for determinism).
+        let (i, _) = self
+            .slots
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, s)| (s.1, *i))
+            .expect("non-empty");
+        self.slots[i] = (c, self.slots[i].1 + w);
+    }
+
+    pub fn merge(&mut self, o: &TopClients) {
+        for &(c, n) in o.iter() {
+            self.add(c, n);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(ClientId, u64)> {
+        self.slots[..self.len as usize].iter()
+    }
+
+    /// Sorted by requests descending, then client.
+    pub fn sorted(&self) -> Vec<(ClientId, u64)> {
+        let mut v: Vec<_> = self.iter().copied().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+}
+
+/// Up to four servers a key was seen on (consistent hashing puts a key on
+/// one; more means a pool resize or a misbehaving client).
+pub const KEY_SERVERS: usize = 4;
+
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Servers {
+    list: [Option<SocketAddr>; KEY_SERVERS],
+    pub overflow: bool,
+}
+
+impl Servers {
+    #[inline]
+    pub fn add(&mut self, s: SocketAddr) {
+        for slot in self.list.iter_mut() {
+            match slot {
+                Some(x) if *x == s => return,
+                Some(_) => {}
+                None => {
+                    *slot = Some(s);
+                    return;
+                }
+            }
+        }
+        self.overflow = true;
+    }
+
+    pub fn merge(&mut self, o: &Servers) {
+        for s in o.list.iter().flatten() {
+            self.add(*s);
+        }
+        self.overflow |= o.overflow;
+    }
+
+    pub fn sorted(&self) -> Vec<SocketAddr> {
+        let mut v: Vec<_> = self.list.iter().flatten().copied().collect();
+        v.sort();
+        v
+    }
+}
+
+/// Traffic counters shared by keys, clients, families and servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub errors: u64,
+}
+
+impl Traffic {
+    #[inline]
+    pub fn add(&mut self, r: &BRec) {
+        self.requests += 1;
+        match r.result {
+            Outcome::Hit => self.hits += 1,
+            Outcome::Miss => self.misses += 1,
+            Outcome::Error | Outcome::ClientError | Outcome::ServerError => self.errors += 1,
+            _ => {}
+        }
+        self.bytes_in += r.req_bytes;
+        self.bytes_out += r.resp_bytes;
+    }
+
+    pub fn merge(&mut self, o: &Traffic) {
+        self.requests += o.requests;
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.errors += o.errors;
+    }
+}
+
+/// Up to four commands per key, counted (a key is read and written by a
+/// handful of commands; the rest are folded into `other`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KeyCommands {
+    slots: [(&'static str, u64); 4],
+    len: u8,
+    pub other: u64,
+}
+
+impl KeyCommands {
+    #[inline]
+    pub fn add(&mut self, c: &'static str, n: u64) {
+        let len = self.len as usize;
+        if let Some(s) = self.slots[..len].iter_mut().find(|s| s.0 == c) {
+            s.1 += n;
+        } else if len < 4 {
+            self.slots[len] = (c, n);
+            self.len += 1;
+        } else {
+            self.other += n;
+        }
+    }
+
+    pub fn merge(&mut self, o: &KeyCommands) {
+        for &(c, n) in &o.slots[..o.len as usize] {
+            self.add(c, n);
+        }
+        self.other += o.other;
+    }
+
+    pub fn sorted(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<_> = self.slots[..self.len as usize].to_vec();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v
+    }
+}
+
+/// Everything kept per tracked key.
+#[derive(Clone, Default)]
+pub struct KeyStats {
+    pub traffic: Traffic,
+    pub commands: KeyCommands,
+    pub latency_us: SmallHist,
+    pub value_size: SmallHist,
+    pub servers: Servers,
+    pub clients: TopClients,
+}
+
+impl Merge for KeyStats {
+    fn merge(&mut self, o: &Self) {
+        self.traffic.merge(&o.traffic);
+        self.commands.merge(&o.commands);
+        self.latency_us.merge(&o.latency_us);
+        self.value_size.merge(&o.value_size);
+        self.servers.merge(&o.servers);
+        self.clients.merge(&o.clients);
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct ClientStats {
+    pub traffic: Traffic,
+}
+
+impl Merge for ClientStats {
+    fn merge(&mut self, o: &Self) {
+        self.traffic.merge(&o.traffic);
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct FamilyStats {
+    pub traffic: Traffic,
+}
+
+impl Merge for FamilyStats {
+    fn merge(&mut self, o: &Self) {
+        self.traffic.merge(&o.traffic);
+    }
+}
+
+/// A command as counted in the commands table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommandId {
+    pub proto: &'static str,
+    pub transport: &'static str,
+    pub command: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommandCounts {
+    /// Commands on the wire.
+    pub count: u64,
+    /// Key-requests.
+    pub requests: u64,
+}
+
+/// Bounds of a collector's tables.
+#[derive(Debug, Clone, Copy)]
+pub struct TableLimits {
+    pub max_keys: usize,
+    pub max_clients: usize,
+    pub max_families: usize,
+    pub client_granularity: ClientGranularity,
+}
+
+/// The statistics of one collector for one period (the whole run, or one
+/// window).
+pub struct Tables {
+    pub keys: HeavyHitters<KeyStats>,
+    pub clients: HeavyHitters<ClientStats>,
+    pub families: HeavyHitters<FamilyStats>,
+    pub commands: HashMap<CommandId, CommandCounts>,
+    pub servers: HashMap<SocketAddr, Traffic>,
+    pub results: HashMap<&'static str, u64>,
+    pub value_size: Log2Hist,
+    pub latency_us: Log2Hist,
+    pub totals: Totals,
+    granularity: ClientGranularity,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub commands: u64,
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Records without a key (stats, version, noop, ...).
+    pub keyless: u64,
+}
+
+impl Tables {
+    pub fn new(l: &TableLimits) -> Tables {
+        Tables {
+            keys: HeavyHitters::new(l.max_keys.max(1)),
+            clients: HeavyHitters::new(l.max_clients.max(1)),
+            families: HeavyHitters::new(l.max_families.max(1)),
+            commands: HashMap::new(),
+            servers: HashMap::new(),
+            results: HashMap::new(),
+            value_size: Log2Hist::default(),
+            latency_us: Log2Hist::default(),
+            totals: Totals::default(),
+            granularity: l.client_granularity,
+        }
+    }
+
+    /// Adds one record. `family` is scratch space for the family name.
+    pub fn add(
+        &mut self,
+        b: &RecordBatch,
+        r: &BRec,
+        rules: Option<&FamilyRules>,
+        family: &mut Vec<u8>,
+    ) {
+        let t = &mut self.totals;
+        t.requests += 1;
+        if r.first {
+            t.commands += 1;
+        }
+        match r.result {
+            Outcome::Hit => t.hits += 1,
+            Outcome::Miss => t.misses += 1,
+            _ => {}
+        }
+        t.bytes_in += r.req_bytes;
+        t.bytes_out += r.resp_bytes;
+
+        let cmd = self
+            .commands
+            .entry(CommandId {
+                proto: r.proto.as_str(),
+                transport: r.transport.as_str(),
+                command: r.command,
+            })
+            .or_default();
+        cmd.requests += 1;
+        cmd.count += r.first as u64;
+        self.servers.entry(r.server).or_default().add(r);
+        *self.results.entry(r.result.as_str()).or_default() += 1;
+
+        let size = if r.req_bytes > 0 {
+            Some(r.req_bytes)
+        } else if r.resp_bytes > 0 {
+            Some(r.resp_bytes)
+        } else {
+            None
+        };
+        if let Some(s) = size {
+            self.value_size.add(s);
+        }
+        let lat_us = r.latency_ns.map(|ns| ns / 1000);
+        if let Some(l) = lat_us {
+            self.latency_us.add(l);
+        }
+
+        let client = ClientId::new(r.client, self.granularity);
+        self.clients.update(&client.bytes(), 1).stats.traffic.add(r);
+
+        let Some(key) = b.key(r) else {
+            self.totals.keyless += 1;
+            return;
+        };
+        let k = &mut self.keys.update(key, 1).stats;
+        k.traffic.add(r);
+        k.commands.add(r.command, 1);
+        if let Some(l) = lat_us {
+            k.latency_us.add(l);
+        }
+        if let Some(s) = size {
+            k.value_size.add(s);
+        }
+        k.servers.add(r.server);
+        k.clients.add(client, 1);
+
+        if let Some(rules) = rules {
+            if rules.family_into(key, family) {
+                self.families.update(family, 1).stats.traffic.add(r);
+            }
+        }
+    }
+
+    /// Folds another collector's (or window's) tables into these.
+    pub fn merge(&mut self, o: &Tables) {
+        self.keys.merge(&o.keys);
+        self.clients.merge(&o.clients);
+        self.families.merge(&o.families);
+        for (k, v) in &o.commands {
+            let e = self.commands.entry(*k).or_default();
+            e.count += v.count;
+            e.requests += v.requests;
+        }
+        for (k, v) in &o.servers {
+            self.servers.entry(*k).or_default().merge(v);
+        }
+        for (k, v) in &o.results {
+            *self.results.entry(k).or_default() += v;
+        }
+        self.value_size.merge(&o.value_size);
+        self.latency_us.merge(&o.latency_us);
+        let t = &mut self.totals;
+        let u = &o.totals;
+        t.commands += u.commands;
+        t.requests += u.requests;
+        t.hits += u.hits;
+        t.misses += u.misses;
+        t.bytes_in += u.bytes_in;
+        t.bytes_out += u.bytes_out;
+        t.keyless += u.keyless;
+    }
+
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.clients.clear();
+        self.families.clear();
+        self.commands.clear();
+        self.servers.clear();
+        self.results.clear();
+        self.value_size.clear();
+        self.latency_us.clear();
+        self.totals = Totals::default();
+    }
+}
+
+/// Interprets the proto/transport strings back (for reports).
+pub fn proto_of(s: &str) -> Option<Proto> {
+    match s {
+        "text" => Some(Proto::Text),
+        "meta" => Some(Proto::Meta),
+        "binary" => Some(Proto::Binary),
+        _ => None,
+    }
+}
+
+pub fn transport_of(s: &str) -> Option<Transport> {
+    match s {
+        "tcp" => Some(Transport::Tcp),
+        "udp" => Some(Transport::Udp),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_round_trip() {
+        for (a, g, want) in [
+            ("10.1.2.3:555", ClientGranularity::Ip, "10.1.2.3"),
+            ("10.1.2.3:555", ClientGranularity::IpPort, "10.1.2.3:555"),
+            ("[fe80::1]:7", ClientGranularity::IpPort, "[fe80::1]:7"),
+            ("[::1]:7", ClientGranularity::Ip, "::1"),
+        ] {
+            let c = ClientId::new(a.parse().unwrap(), g);
+            assert_eq!(c.render(), want);
+            assert_eq!(ClientId::from_bytes(&c.bytes()), c);
+        }
+    }
+
+    #[test]
+    fn top_clients_keep_the_heaviest() {
+        let mut t = TopClients::default();
+        let c = |i: u8| ClientId::new(SocketAddr::from(([10, 0, 0, i], 1)), ClientGranularity::Ip);
+        for i in 0..8u8 {
+            t.add(c(i), 10 + i as u64);
+        }
+        t.add(c(100), 1); // replaces c(0) (10) → 11
+        let s = t.sorted();
+        assert_eq!(s.len(), 8);
+        assert_eq!(s[0], (c(7), 17));
+        assert!(s.contains(&(c(100), 11)));
+        assert!(!s.iter().any(|x| x.0 == c(0)));
+    }
+
+    #[test]
+    fn small_hist_quantiles() {
+        let mut h = SmallHist::default();
+        for v in [1u64, 2, 3, 100, 5000] {
+            h.add(v);
+        }
+        assert_eq!(h.quantile(0.5), 3);
+        assert_eq!(h.quantile(0.99), 5000);
+        assert_eq!(h.max(), 5000);
+        h.add(u64::MAX);
+        assert_eq!(h.quantile(1.0), u64::MAX);
+    }
+
+    #[test]
+    fn servers_and_commands_are_bounded() {
+        let mut s = Servers::default();
+        for p in 1..=6u16 {
+            s.add(SocketAddr::from(([10, 0, 0, 1], p)));
+            s.add(SocketAddr::from(([10, 0, 0, 1], p)));
+        }
+        assert_eq!(s.sorted().len(), 4);
+        assert!(s.overflow);
+        let mut c = KeyCommands::default();
+        for (cmd, n) in [
+            ("get", 3),
+            ("set", 1),
+            ("get", 2),
+            ("mg", 1),
+            ("touch", 1),
+            ("delete", 4),
+        ] {
+            c.add(cmd, n);
+        }
+        assert_eq!(
+            c.sorted(),
+            vec![("get", 5), ("mg", 1), ("set", 1), ("touch", 1)]
+        );
+        assert_eq!(c.other, 4);
+    }
+}

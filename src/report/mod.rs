@@ -1,0 +1,433 @@
+//! The replay report: a plain data model built from merged collector
+//! tables, serialisable as the JSON contract (`memtap_report: 1`), and
+//! rendered as text tables or CSV files by the submodules.
+
+pub mod csv;
+pub mod text;
+
+use crate::collect::heavy::Entry;
+use crate::collect::redact::Redact;
+use crate::collect::tables::{ClientId, KeyStats, Tables};
+use crate::stats::Counters;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How the top tables are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SortBy {
+    #[default]
+    Requests,
+    /// Bytes in plus bytes out.
+    Bytes,
+    Misses,
+    /// 99th percentile latency, then maximum.
+    Latency,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub memtap_report: u32,
+    pub capture: Capture,
+    pub health: BTreeMap<&'static str, u64>,
+    pub totals: TotalsOut,
+    pub results: BTreeMap<&'static str, u64>,
+    pub commands: Vec<CommandOut>,
+    pub servers: Vec<ServerOut>,
+    pub keys: Vec<KeyOut>,
+    pub clients: Vec<ClientOut>,
+    pub families: Vec<FamilyOut>,
+    pub distributions: Distributions,
+    pub limits: LimitsOut,
+    pub windows: Vec<WindowOut>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Capture {
+    pub files: Vec<String>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub first_ts: f64,
+    pub last_ts: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct TotalsOut {
+    pub commands: u64,
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CommandOut {
+    pub proto: &'static str,
+    pub transport: &'static str,
+    pub command: &'static str,
+    pub count: u64,
+    pub requests: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServerOut {
+    pub server: String,
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LatencyOut {
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeyClientOut {
+    pub client: String,
+    pub requests: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeyOut {
+    pub key: String,
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub errors: u64,
+    pub error_bound: u64,
+    pub servers: Vec<String>,
+    pub latency_us: LatencyOut,
+    pub value_size_max: u64,
+    pub commands: BTreeMap<&'static str, u64>,
+    pub clients: Vec<KeyClientOut>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClientOut {
+    pub client: String,
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub errors: u64,
+    pub error_bound: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FamilyOut {
+    pub family: String,
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub errors: u64,
+    pub error_bound: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Bucket {
+    pub le: u64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct Distributions {
+    pub value_size_bytes: Vec<Bucket>,
+    pub latency_us: Vec<Bucket>,
+}
+
+/// How much the bounded tables held, and what they gave up.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct LimitsOut {
+    pub max_keys: usize,
+    pub max_clients: usize,
+    pub max_families: usize,
+    pub tracked_keys: usize,
+    pub tracked_clients: usize,
+    pub tracked_families: usize,
+    pub key_evictions: u64,
+    pub client_evictions: u64,
+    pub family_evictions: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WindowOut {
+    pub start: f64,
+    pub end: f64,
+    pub totals: TotalsOut,
+    pub results: BTreeMap<&'static str, u64>,
+    pub commands: Vec<CommandOut>,
+    pub servers: Vec<ServerOut>,
+    pub keys: Vec<KeyOut>,
+    pub clients: Vec<ClientOut>,
+    pub families: Vec<FamilyOut>,
+    pub distributions: Distributions,
+}
+
+/// What shapes the report besides the data.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Rows of the key/client/family tables; 0 = all tracked.
+    pub top: usize,
+    pub sort: SortBy,
+    pub redact: Redact,
+}
+
+pub fn secs(ts: u64) -> f64 {
+    // Microsecond precision, like the records.
+    (ts / 1000) as f64 / 1e6
+}
+
+fn key_string(k: &[u8], redact: &Redact) -> String {
+    let mut red = Vec::with_capacity(k.len());
+    redact.apply(k, &mut red);
+    crate::escape::key_string(&red)
+}
+
+fn sort_key_of(e: &Entry<KeyStats>, by: SortBy) -> (u64, u64) {
+    let t = &e.stats.traffic;
+    match by {
+        SortBy::Requests => (t.requests, 0),
+        SortBy::Bytes => (t.bytes_in + t.bytes_out, t.requests),
+        SortBy::Misses => (t.misses, t.requests),
+        SortBy::Latency => (e.stats.latency_us.quantile(0.99), e.stats.latency_us.max()),
+    }
+}
+
+fn traffic_sort(t: &crate::collect::tables::Traffic, by: SortBy) -> (u64, u64) {
+    match by {
+        SortBy::Requests | SortBy::Latency => (t.requests, 0),
+        SortBy::Bytes => (t.bytes_in + t.bytes_out, t.requests),
+        SortBy::Misses => (t.misses, t.requests),
+    }
+}
+
+/// Sorts descending by `f`, ties by key bytes ascending, and keeps `top`.
+fn top_sorted<'a, T>(
+    items: impl Iterator<Item = &'a Entry<T>>,
+    top: usize,
+    f: impl Fn(&Entry<T>) -> (u64, u64),
+) -> Vec<&'a Entry<T>>
+where
+    T: 'a,
+{
+    let mut v: Vec<&Entry<T>> = items.collect();
+    v.sort_by(|a, b| f(b).cmp(&f(a)).then_with(|| a.key().cmp(b.key())));
+    if top > 0 {
+        v.truncate(top);
+    }
+    v
+}
+
+/// The tables part shared by the whole run and each window.
+pub struct TablesOut {
+    pub totals: TotalsOut,
+    pub results: BTreeMap<&'static str, u64>,
+    pub commands: Vec<CommandOut>,
+    pub servers: Vec<ServerOut>,
+    pub keys: Vec<KeyOut>,
+    pub clients: Vec<ClientOut>,
+    pub families: Vec<FamilyOut>,
+    pub distributions: Distributions,
+}
+
+pub fn tables_out(t: &Tables, o: &ReportOptions) -> TablesOut {
+    let mut commands: Vec<CommandOut> = t
+        .commands
+        .iter()
+        .map(|(id, c)| CommandOut {
+            proto: id.proto,
+            transport: id.transport,
+            command: id.command,
+            count: c.count,
+            requests: c.requests,
+        })
+        .collect();
+    commands.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(b.requests.cmp(&a.requests))
+            .then((a.proto, a.transport, a.command).cmp(&(b.proto, b.transport, b.command)))
+    });
+    let mut servers: Vec<(std::net::SocketAddr, ServerOut)> = t
+        .servers
+        .iter()
+        .map(|(s, tr)| {
+            (
+                *s,
+                ServerOut {
+                    server: s.to_string(),
+                    requests: tr.requests,
+                    hits: tr.hits,
+                    misses: tr.misses,
+                    bytes_in: tr.bytes_in,
+                    bytes_out: tr.bytes_out,
+                    errors: tr.errors,
+                },
+            )
+        })
+        .collect();
+    servers.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(&b.0)));
+    let keys = top_sorted(t.keys.iter(), o.top, |e| sort_key_of(e, o.sort))
+        .into_iter()
+        .map(|e| {
+            let v = &e.stats;
+            KeyOut {
+                key: key_string(e.key(), &o.redact),
+                requests: e.count(),
+                hits: v.traffic.hits,
+                misses: v.traffic.misses,
+                bytes_in: v.traffic.bytes_in,
+                bytes_out: v.traffic.bytes_out,
+                errors: v.traffic.errors,
+                error_bound: e.error_bound(),
+                servers: v.servers.sorted().iter().map(|s| s.to_string()).collect(),
+                latency_us: LatencyOut {
+                    p50: v.latency_us.quantile(0.5),
+                    p99: v.latency_us.quantile(0.99),
+                    max: v.latency_us.max(),
+                },
+                value_size_max: v.value_size.max(),
+                commands: v.commands.sorted().into_iter().collect(),
+                clients: v
+                    .clients
+                    .sorted()
+                    .into_iter()
+                    .map(|(c, n)| KeyClientOut {
+                        client: c.render(),
+                        requests: n,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let clients = top_sorted(t.clients.iter(), o.top, |e| {
+        traffic_sort(&e.stats.traffic, o.sort)
+    })
+    .into_iter()
+    .map(|e| {
+        let tr = &e.stats.traffic;
+        ClientOut {
+            client: ClientId::from_bytes(e.key()).render(),
+            requests: e.count(),
+            hits: tr.hits,
+            misses: tr.misses,
+            bytes_in: tr.bytes_in,
+            bytes_out: tr.bytes_out,
+            errors: tr.errors,
+            error_bound: e.error_bound(),
+        }
+    })
+    .collect();
+    let families = top_sorted(t.families.iter(), o.top, |e| {
+        traffic_sort(&e.stats.traffic, o.sort)
+    })
+    .into_iter()
+    .map(|e| {
+        let tr = &e.stats.traffic;
+        FamilyOut {
+            family: crate::escape::key_string(e.key()),
+            requests: e.count(),
+            hits: tr.hits,
+            misses: tr.misses,
+            bytes_in: tr.bytes_in,
+            bytes_out: tr.bytes_out,
+            errors: tr.errors,
+            error_bound: e.error_bound(),
+        }
+    })
+    .collect();
+    let tt = &t.totals;
+    TablesOut {
+        totals: TotalsOut {
+            commands: tt.commands,
+            requests: tt.requests,
+            hits: tt.hits,
+            misses: tt.misses,
+            bytes_in: tt.bytes_in,
+            bytes_out: tt.bytes_out,
+        },
+        results: t.results.iter().map(|(k, v)| (*k, *v)).collect(),
+        commands,
+        servers: servers.into_iter().map(|(_, s)| s).collect(),
+        keys,
+        clients,
+        families,
+        distributions: Distributions {
+            value_size_bytes: t
+                .value_size
+                .classes()
+                .map(|(le, count)| Bucket { le, count })
+                .collect(),
+            latency_us: t
+                .latency_us
+                .classes()
+                .map(|(le, count)| Bucket { le, count })
+                .collect(),
+        },
+    }
+}
+
+/// Everything the report needs that is not in the tables.
+pub struct RunInfo {
+    pub files: Vec<String>,
+    pub counters: Counters,
+    pub first_ts: u64,
+    pub last_ts: u64,
+}
+
+pub fn build(
+    run: &Tables,
+    windows: &[(u64, u64, TablesOut)],
+    info: &RunInfo,
+    limits: LimitsOut,
+    o: &ReportOptions,
+) -> Report {
+    let t = tables_out(run, o);
+    Report {
+        memtap_report: 1,
+        capture: Capture {
+            files: info.files.clone(),
+            packets: info.counters.packets,
+            bytes: info.counters.bytes,
+            first_ts: secs(info.first_ts),
+            last_ts: secs(info.last_ts),
+        },
+        health: info.counters.iter().collect(),
+        totals: t.totals,
+        results: t.results,
+        commands: t.commands,
+        servers: t.servers,
+        keys: t.keys,
+        clients: t.clients,
+        families: t.families,
+        distributions: t.distributions,
+        limits,
+        windows: windows
+            .iter()
+            .map(|(s, e, w)| WindowOut {
+                start: secs(*s),
+                end: secs(*e),
+                totals: w.totals.clone(),
+                results: w.results.clone(),
+                commands: w.commands.clone(),
+                servers: w.servers.clone(),
+                keys: w.keys.clone(),
+                clients: w.clients.clone(),
+                families: w.families.clone(),
+                distributions: w.distributions.clone(),
+            })
+            .collect(),
+    }
+}
