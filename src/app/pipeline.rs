@@ -20,7 +20,7 @@
 use super::ReplayProgress;
 use crate::capture::file::FileSource;
 use crate::collect::batch::{Backpressure, Batcher, RecordBatch};
-use crate::collect::collector::{self, CollectorConfig, CollectorResult, WindowPart};
+use crate::collect::collector::{self, CollectorConfig, CollectorResult, WindowMsg};
 use crate::collect::tables::{TableLimits, Tables};
 use crate::config::Config;
 use crate::decode::targets::Targets;
@@ -179,7 +179,7 @@ impl Worker {
 struct Collectors {
     senders: Vec<Sender<RecordBatch>>,
     handles: Vec<thread::JoinHandle<CollectorResult>>,
-    windows_rx: Option<Receiver<WindowPart>>,
+    windows_rx: Option<Receiver<WindowMsg>>,
 }
 
 fn spawn_collectors(pc: &PipelineConfig, recycle: &[Sender<RecordBatch>]) -> Collectors {
@@ -225,43 +225,45 @@ fn collector_limits(pc: &PipelineConfig) -> TableLimits {
     }
 }
 
-/// Merges window parts as they arrive; a window is complete when every
-/// collector has sent its part.
+/// Merges window parts as they arrive; a window is complete once every
+/// collector has closed past its end.
 struct WindowMerger {
-    parts: BTreeMap<Ts, (Ts, usize, Tables)>,
-    collectors: usize,
+    parts: BTreeMap<Ts, (Ts, Tables)>,
+    upto: Vec<Ts>,
     limits: TableLimits,
     done: Vec<(Ts, Ts, Tables)>,
 }
 
 impl WindowMerger {
-    fn take(&mut self, p: WindowPart) {
-        match self.parts.get_mut(&p.start) {
-            Some((_, n, t)) => {
-                t.merge(&p.tables);
-                *n += 1;
-            }
-            None => {
-                let mut t = Tables::new(&self.limits);
-                t.merge(&p.tables);
-                self.parts.insert(p.start, (p.end, 1, t));
+    fn take(&mut self, m: WindowMsg) {
+        match m {
+            WindowMsg::Part { start, end, tables } => match self.parts.get_mut(&start) {
+                Some((_, t)) => t.merge(&tables),
+                None => {
+                    let mut t = Tables::new(&self.limits);
+                    t.merge(&tables);
+                    self.parts.insert(start, (end, t));
+                }
+            },
+            WindowMsg::Upto { collector, upto } => {
+                if let Some(u) = self.upto.get_mut(collector) {
+                    *u = (*u).max(upto);
+                }
             }
         }
-        let complete: Vec<Ts> = self
-            .parts
-            .iter()
-            .filter(|(_, (_, n, _))| *n == self.collectors)
-            .map(|(s, _)| *s)
-            .collect();
-        for s in complete {
-            let (e, _, t) = self.parts.remove(&s).expect("present");
-            self.done.push((s, e, t));
+        let low = self.upto.iter().copied().min().unwrap_or(0);
+        while let Some((&start, (end, _))) = self.parts.first_key_value() {
+            if *end > low {
+                break;
+            }
+            let (end, t) = self.parts.remove(&start).expect("present");
+            self.done.push((start, end, t));
         }
     }
 
-    fn drain(&mut self, rx: &Receiver<WindowPart>) {
-        while let Ok(p) = rx.try_recv() {
-            self.take(p);
+    fn drain(&mut self, rx: &Receiver<WindowMsg>) {
+        while let Ok(m) = rx.try_recv() {
+            self.take(m);
         }
     }
 }
@@ -293,7 +295,7 @@ pub fn run(
     drop(rec_spare_tx);
     let mut merger = WindowMerger {
         parts: BTreeMap::new(),
-        collectors: pc.collectors,
+        upto: vec![0; pc.collectors],
         limits: pc.limits,
         done: Vec::new(),
     };

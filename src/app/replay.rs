@@ -103,10 +103,13 @@ pub fn replay_report(
 
 pub fn make_report(out: &PipelineOutput, files: &[PathBuf], s: &ReplaySetup) -> Report {
     let windows: Vec<_> = if s.per_window {
-        out.windows
+        let mut v: Vec<_> = out
+            .windows
             .iter()
             .map(|(start, end, t)| (*start, *end, report::tables_out(t, &s.options)))
-            .collect()
+            .collect();
+        fill_quiet_windows(&mut v, out, s);
+        v
     } else {
         Vec::new()
     };
@@ -167,4 +170,32 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e) => Err(anyhow::anyhow!("writing the report: {e}")),
     }
+}
+
+/// Windows without a single record still belong in the report (a quiet
+/// minute is news when charting), unless the capture spans so many windows
+/// that listing empty ones would swamp it.
+fn fill_quiet_windows(
+    v: &mut Vec<(u64, u64, report::TablesOut)>,
+    out: &PipelineOutput,
+    s: &ReplaySetup,
+) {
+    let w = s.pipeline.window_ns;
+    if w == 0 || out.last_ts < out.first_ts {
+        return;
+    }
+    let first = crate::collect::collector::window_start(out.first_ts, w);
+    let count = (out.last_ts - first) / w + 1;
+    if count > 100_000 {
+        return;
+    }
+    let empty = crate::collect::tables::Tables::new(&s.pipeline.limits);
+    let have: std::collections::BTreeSet<u64> = v.iter().map(|(st, _, _)| *st).collect();
+    for i in 0..count {
+        let st = first + i * w;
+        if !have.contains(&st) {
+            v.push((st, st + w, report::tables_out(&empty, &s.options)));
+        }
+    }
+    v.sort_by_key(|(st, _, _)| *st);
 }

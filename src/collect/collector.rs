@@ -25,12 +25,17 @@ pub struct CollectorConfig {
     pub families: Option<Arc<FamilyRules>>,
 }
 
-/// One collector's share of a closed window.
-pub struct WindowPart {
-    pub collector: usize,
-    pub start: Ts,
-    pub end: Ts,
-    pub tables: Box<Tables>,
+/// What a collector says about windows.
+pub enum WindowMsg {
+    /// Its share of a closed window (only windows it had records for).
+    Part {
+        start: Ts,
+        end: Ts,
+        tables: Box<Tables>,
+    },
+    /// It has closed every window that ends at or before `upto`: a window
+    /// is complete once every collector has said so.
+    Upto { collector: usize, upto: Ts },
 }
 
 /// What a collector hands back when every worker is done.
@@ -51,24 +56,23 @@ pub fn run(
     cfg: CollectorConfig,
     rx: Receiver<RecordBatch>,
     recycle: Vec<Sender<RecordBatch>>,
-    windows_out: Option<Sender<WindowPart>>,
+    windows_out: Option<Sender<WindowMsg>>,
 ) -> CollectorResult {
     let mut run = Tables::new(&cfg.limits);
     let mut open: VecDeque<(Ts, Tables)> = VecDeque::new();
-    // Tables of closed windows, cleared and reused for later windows.
-    let mut spare: Vec<Tables> = Vec::new();
     let mut watermark: Vec<Option<Ts>> = vec![Some(0); cfg.workers];
     let mut counters = Counters::default();
     let mut family = Vec::with_capacity(256);
     let rules = cfg.families.as_deref();
     let windows = cfg.window_ns > 0 && windows_out.is_some();
+    let mut said_upto: Ts = 0;
 
     while let Ok(mut b) = rx.recv() {
         for r in &b.recs {
             run.add(&b, r, rules, &mut family);
             if windows {
                 let start = window_start(r.seen, cfg.window_ns);
-                let t = window_tables(&mut open, &mut spare, start, &cfg.limits);
+                let t = window_tables(&mut open, start, &cfg.limits);
                 t.add(&b, r, rules, &mut family);
             }
         }
@@ -88,7 +92,19 @@ pub fn run(
                     break;
                 }
                 let (start, t) = open.pop_front().expect("front exists");
-                send_window(out, id, start, cfg.window_ns, t, &mut spare);
+                send_window(out, start, cfg.window_ns, t);
+            }
+            // Every window ending at or before `low` is closed here.
+            let upto = match low {
+                Some(l) => window_start(l, cfg.window_ns),
+                None => Ts::MAX,
+            };
+            if upto > said_upto {
+                said_upto = upto;
+                let _ = out.send(WindowMsg::Upto {
+                    collector: id,
+                    upto,
+                });
             }
         }
         b.clear();
@@ -101,15 +117,20 @@ pub fn run(
     }
     if let Some(out) = &windows_out {
         while let Some((start, t)) = open.pop_front() {
-            send_window(out, id, start, cfg.window_ns, t, &mut spare);
+            send_window(out, start, cfg.window_ns, t);
         }
+        let _ = out.send(WindowMsg::Upto {
+            collector: id,
+            upto: Ts::MAX,
+        });
     }
     CollectorResult { run, counters }
 }
 
+/// The open window starting at `start`, created on first use (one
+/// allocation per window, not per record).
 fn window_tables<'a>(
     open: &'a mut VecDeque<(Ts, Tables)>,
-    spare: &mut Vec<Tables>,
     start: Ts,
     limits: &TableLimits,
 ) -> &'a mut Tables {
@@ -117,32 +138,19 @@ fn window_tables<'a>(
     let idx = match pos {
         Some(i) if open[i].0 == start => i,
         Some(i) => {
-            open.insert(
-                i,
-                (start, spare.pop().unwrap_or_else(|| Tables::new(limits))),
-            );
+            open.insert(i, (start, Tables::new(limits)));
             i
         }
         None => {
-            open.push_back((start, spare.pop().unwrap_or_else(|| Tables::new(limits))));
+            open.push_back((start, Tables::new(limits)));
             open.len() - 1
         }
     };
     &mut open[idx].1
 }
 
-fn send_window(
-    out: &Sender<WindowPart>,
-    id: usize,
-    start: Ts,
-    window_ns: u64,
-    t: Tables,
-    _spare: &mut Vec<Tables>,
-) {
-    // The reader merges and trims the part; its allocation goes with it
-    // (one per window, not per record).
-    let _ = out.send(WindowPart {
-        collector: id,
+fn send_window(out: &Sender<WindowMsg>, start: Ts, window_ns: u64, t: Tables) {
+    let _ = out.send(WindowMsg::Part {
         start,
         end: start + window_ns,
         tables: Box::new(t),

@@ -1,12 +1,987 @@
-//! Calamaris-style text tables (being written).
+//! Calamaris-style plain-text report: titled sections, aligned columns
+//! (numbers right-aligned, percentages of the total beside counts), a rule
+//! line under each header, `(none)` for an empty table.
+//!
+//! The output depends only on the report: no clock, no locale, no
+//! environment. Timestamps are UTC ISO-8601, numbers carry no thousands
+//! separators, percentages have one decimal.
 
-use super::Report;
+use super::{Bucket, ClientOut, CommandOut, FamilyOut, KeyOut, Report, ServerOut, TotalsOut};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+/// Keys longer than this many characters are cut and end in `…`.
+const KEY_WIDTH: usize = 48;
+/// Width of the longest bar of a distribution.
+const BAR_WIDTH: usize = 30;
+/// Between two columns.
+const GAP: &str = "  ";
+
+/// The work counters of `health`: everything else counts input given up.
+const WORK_COUNTERS: &[&str] = &[
+    "packets",
+    "bytes",
+    "files",
+    "tcp_segments",
+    "tcp_flows",
+    "tcp_closed",
+    "udp_datagrams",
+    "records",
+    "ip_fragments",
+    "ip_reassembled",
+];
+
 pub fn write(w: &mut dyn Write, r: &Report) -> io::Result<()> {
-    writeln!(
+    writeln!(w, "memtap replay report")?;
+    capture(w, r)?;
+    health(w, &r.health)?;
+    title(w, "Totals")?;
+    totals(w, &r.totals)?;
+    title(w, "Results")?;
+    results(w, &r.results)?;
+    title(w, "Commands")?;
+    commands(w, &r.commands, r.totals.commands)?;
+    title(w, "Servers")?;
+    servers(w, &r.servers, r.totals.requests)?;
+
+    let cut = (r.keys.len() < r.limits.tracked_keys).then(|| {
+        format!(
+            "--top cut: the {} keys of the report out of {} tracked, re-sorted in each key table",
+            r.keys.len(),
+            r.limits.tracked_keys
+        )
+    });
+    for by in [By::Requests, By::Bytes, By::Misses] {
+        title(w, &format!("Top keys by {}", by.name()))?;
+        if let Some(note) = &cut {
+            writeln!(w, "{note}")?;
+        }
+        key_table(&sorted_keys(&r.keys, by), r.totals.requests).write(w)?;
+    }
+
+    title(w, "Top clients")?;
+    if r.clients.len() < r.limits.tracked_clients {
+        writeln!(
+            w,
+            "--top cut: the {} clients of the report out of {} tracked",
+            r.clients.len(),
+            r.limits.tracked_clients
+        )?;
+    }
+    client_table(&r.clients, r.totals.requests).write(w)?;
+    title(w, "Hot clients of the top keys")?;
+    hot_clients(&sorted_keys(&r.keys, By::Requests)).write(w)?;
+    title(w, "Key families")?;
+    if r.families.len() < r.limits.tracked_families {
+        writeln!(
+            w,
+            "--top cut: the {} families of the report out of {} tracked",
+            r.families.len(),
+            r.limits.tracked_families
+        )?;
+    }
+    family_table(&r.families, r.totals.requests).write(w)?;
+    title(w, "Value sizes")?;
+    distribution(&r.distributions.value_size_bytes, "bytes").write(w)?;
+    title(w, "Latencies")?;
+    distribution(&r.distributions.latency_us, "µs").write(w)?;
+    limits(w, r)?;
+
+    let n = r.windows.len();
+    for (i, win) in r.windows.iter().enumerate() {
+        title(
+            w,
+            &format!(
+                "Window {} of {n}: {} .. {}",
+                i + 1,
+                iso_time(win.start),
+                iso_time(win.end)
+            ),
+        )?;
+        kv(
+            w,
+            &[
+                ("start", iso_time(win.start)),
+                ("end", iso_time(win.end)),
+                ("duration", duration(win.start, win.end)),
+            ],
+        )?;
+        totals(w, &win.totals)?;
+        subtitle(w, "Top keys by requests")?;
+        key_table(&sorted_keys(&win.keys, By::Requests), win.totals.requests).write(w)?;
+        subtitle(w, "Top clients")?;
+        client_table(&win.clients, win.totals.requests).write(w)?;
+        subtitle(w, "Commands")?;
+        commands(w, &win.commands, win.totals.commands)?;
+    }
+    Ok(())
+}
+
+fn title(w: &mut dyn Write, t: &str) -> io::Result<()> {
+    writeln!(w)?;
+    writeln!(w, "# {t}")
+}
+
+fn subtitle(w: &mut dyn Write, t: &str) -> io::Result<()> {
+    writeln!(w)?;
+    writeln!(w, "## {t}")
+}
+
+fn capture(w: &mut dyn Write, r: &Report) -> io::Result<()> {
+    title(w, "Capture summary")?;
+    let c = &r.capture;
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    if c.files.is_empty() {
+        rows.push(("file", "(none)".into()));
+    }
+    for f in &c.files {
+        rows.push(("file", f.clone()));
+    }
+    let empty = c.first_ts == 0.0 && c.last_ts == 0.0;
+    let ts = |t: f64| if empty { "-".to_string() } else { iso_time(t) };
+    rows.extend([
+        ("packets", c.packets.to_string()),
+        ("bytes", bytes_both(c.bytes)),
+        ("first packet", ts(c.first_ts)),
+        ("last packet", ts(c.last_ts)),
+        (
+            "duration",
+            if empty {
+                "-".into()
+            } else {
+                duration(c.first_ts, c.last_ts)
+            },
+        ),
+        (
+            "records",
+            r.health.get("records").copied().unwrap_or(0).to_string(),
+        ),
+    ]);
+    kv(w, &rows)
+}
+
+fn health(w: &mut dyn Write, h: &BTreeMap<&'static str, u64>) -> io::Result<()> {
+    title(w, "Health: input given up")?;
+    let mut t = Table::new(&[("counter", L), ("count", R)]);
+    for (name, &v) in h {
+        if v > 0 && !WORK_COUNTERS.contains(name) {
+            t.row(vec![name.to_string(), v.to_string()]);
+        }
+    }
+    if t.is_empty() {
+        writeln!(w, "nothing given up")
+    } else {
+        t.write(w)
+    }
+}
+
+fn totals(w: &mut dyn Write, t: &TotalsOut) -> io::Result<()> {
+    kv(
         w,
-        "{}",
-        serde_json::to_string_pretty(r).map_err(io::Error::other)?
+        &[
+            ("commands", t.commands.to_string()),
+            ("key-requests", t.requests.to_string()),
+            ("hits", t.hits.to_string()),
+            ("misses", t.misses.to_string()),
+            ("hit ratio", ratio(t.hits, t.misses)),
+            ("bytes in (request values)", bytes_both(t.bytes_in)),
+            ("bytes out (response values)", bytes_both(t.bytes_out)),
+        ],
     )
+}
+
+fn results(w: &mut dyn Write, res: &BTreeMap<&'static str, u64>) -> io::Result<()> {
+    let total: u64 = res.values().sum();
+    let mut v: Vec<(&str, u64)> = res.iter().map(|(k, n)| (*k, *n)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut t = Table::new(&[("result", L), ("count", R), ("%", R)]);
+    for (k, n) in v {
+        t.row(vec![k.into(), n.to_string(), pct(n, total)]);
+    }
+    t.sum(vec!["Sum".into(), total.to_string(), pct(total, total)]);
+    t.write(w)
+}
+
+fn commands(w: &mut dyn Write, cmds: &[CommandOut], total: u64) -> io::Result<()> {
+    let mut t = Table::new(&[
+        ("proto", L),
+        ("transport", L),
+        ("command", L),
+        ("commands", R),
+        ("key-requests", R),
+        ("% of commands", R),
+    ]);
+    for c in cmds {
+        t.row(vec![
+            c.proto.into(),
+            c.transport.into(),
+            c.command.into(),
+            c.count.to_string(),
+            c.requests.to_string(),
+            pct(c.count, total),
+        ]);
+    }
+    let (n, k) = cmds
+        .iter()
+        .fold((0, 0), |(n, k), c| (n + c.count, k + c.requests));
+    t.sum(vec![
+        "Sum".into(),
+        String::new(),
+        String::new(),
+        n.to_string(),
+        k.to_string(),
+        pct(n, total),
+    ]);
+    t.write(w)
+}
+
+fn servers(w: &mut dyn Write, s: &[ServerOut], total: u64) -> io::Result<()> {
+    let mut t = Table::new(&[
+        ("server", L),
+        ("requests", R),
+        ("%", R),
+        ("hits", R),
+        ("misses", R),
+        ("hit ratio", R),
+        ("bytes in", R),
+        ("bytes out", R),
+        ("errors", R),
+    ]);
+    for v in s {
+        t.row(vec![
+            v.server.clone(),
+            v.requests.to_string(),
+            pct(v.requests, total),
+            v.hits.to_string(),
+            v.misses.to_string(),
+            ratio(v.hits, v.misses),
+            human_bytes(v.bytes_in),
+            human_bytes(v.bytes_out),
+            v.errors.to_string(),
+        ]);
+    }
+    t.write(w)
+}
+
+#[derive(Clone, Copy)]
+enum By {
+    Requests,
+    Bytes,
+    Misses,
+}
+
+impl By {
+    fn name(self) -> &'static str {
+        match self {
+            By::Requests => "requests",
+            By::Bytes => "bytes",
+            By::Misses => "misses",
+        }
+    }
+}
+
+/// The report's keys re-sorted (stable, so ties keep the report's order);
+/// by bytes or misses, keys with none are left out.
+fn sorted_keys(keys: &[KeyOut], by: By) -> Vec<&KeyOut> {
+    let f = |k: &KeyOut| match by {
+        By::Requests => (k.requests, 0),
+        By::Bytes => (k.bytes_in + k.bytes_out, k.requests),
+        By::Misses => (k.misses, k.requests),
+    };
+    let mut v: Vec<&KeyOut> = keys
+        .iter()
+        .filter(|k| match by {
+            By::Requests => true,
+            By::Bytes => k.bytes_in + k.bytes_out > 0,
+            By::Misses => k.misses > 0,
+        })
+        .collect();
+    v.sort_by(|a, b| f(b).cmp(&f(a)));
+    v
+}
+
+fn key_table(keys: &[&KeyOut], total: u64) -> Table {
+    let bound = keys.iter().any(|k| k.error_bound > 0);
+    let mut cols = vec![("key", L), ("requests", R)];
+    if bound {
+        cols.push(("±", R));
+    }
+    cols.extend([
+        ("%", R),
+        ("hits", R),
+        ("misses", R),
+        ("bytes in", R),
+        ("bytes out", R),
+        ("p50 µs", R),
+        ("p99 µs", R),
+        ("max µs", R),
+        ("servers", L),
+    ]);
+    let mut t = Table::new(&cols);
+    for k in keys {
+        let mut row = vec![short_key(&k.key), k.requests.to_string()];
+        if bound {
+            row.push(k.error_bound.to_string());
+        }
+        let servers = match k.servers.as_slice() {
+            [] => "-".to_string(),
+            [one] => one.clone(),
+            [first, rest @ ..] => format!("{first} +{}", rest.len()),
+        };
+        row.extend([
+            pct(k.requests, total),
+            k.hits.to_string(),
+            k.misses.to_string(),
+            human_bytes(k.bytes_in),
+            human_bytes(k.bytes_out),
+            k.latency_us.p50.to_string(),
+            k.latency_us.p99.to_string(),
+            k.latency_us.max.to_string(),
+            servers,
+        ]);
+        t.row(row);
+    }
+    t
+}
+
+/// The columns shared by the client and family tables.
+struct TrafficRow<'a> {
+    name: &'a str,
+    requests: u64,
+    hits: u64,
+    misses: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    errors: u64,
+    error_bound: u64,
+}
+
+fn traffic_table(first: &'static str, rows: &[TrafficRow], total: u64) -> Table {
+    let bound = rows.iter().any(|r| r.error_bound > 0);
+    let mut cols = vec![(first, L), ("requests", R)];
+    if bound {
+        cols.push(("±", R));
+    }
+    cols.extend([
+        ("%", R),
+        ("hits", R),
+        ("misses", R),
+        ("hit ratio", R),
+        ("bytes in", R),
+        ("bytes out", R),
+        ("errors", R),
+    ]);
+    let mut t = Table::new(&cols);
+    for r in rows {
+        let mut row = vec![short_key(r.name), r.requests.to_string()];
+        if bound {
+            row.push(r.error_bound.to_string());
+        }
+        row.extend([
+            pct(r.requests, total),
+            r.hits.to_string(),
+            r.misses.to_string(),
+            ratio(r.hits, r.misses),
+            human_bytes(r.bytes_in),
+            human_bytes(r.bytes_out),
+            r.errors.to_string(),
+        ]);
+        t.row(row);
+    }
+    t
+}
+
+fn client_table(clients: &[ClientOut], total: u64) -> Table {
+    let rows: Vec<TrafficRow> = clients
+        .iter()
+        .map(|c| TrafficRow {
+            name: &c.client,
+            requests: c.requests,
+            hits: c.hits,
+            misses: c.misses,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            errors: c.errors,
+            error_bound: c.error_bound,
+        })
+        .collect();
+    traffic_table("client", &rows, total)
+}
+
+fn family_table(families: &[FamilyOut], total: u64) -> Table {
+    let rows: Vec<TrafficRow> = families
+        .iter()
+        .map(|f| TrafficRow {
+            name: &f.family,
+            requests: f.requests,
+            hits: f.hits,
+            misses: f.misses,
+            bytes_in: f.bytes_in,
+            bytes_out: f.bytes_out,
+            errors: f.errors,
+            error_bound: f.error_bound,
+        })
+        .collect();
+    traffic_table("family", &rows, total)
+}
+
+/// Each key, then its clients indented under it with their share of the
+/// key's requests.
+fn hot_clients(keys: &[&KeyOut]) -> Table {
+    let mut t = Table::new(&[("key / client", L), ("requests", R), ("% of key", R)]);
+    for k in keys {
+        t.row(vec![short_key(&k.key), k.requests.to_string(), String::new()]);
+        for c in &k.clients {
+            t.row(vec![
+                format!("  {}", c.client),
+                c.requests.to_string(),
+                pct(c.requests, k.requests),
+            ]);
+        }
+    }
+    t
+}
+
+fn distribution(buckets: &[Bucket], unit: &str) -> Table {
+    let total: u64 = buckets.iter().map(|b| b.count).sum();
+    let max = buckets.iter().map(|b| b.count).max().unwrap_or(0);
+    let mut t = Table::new(&[
+        (if unit == "µs" { "≤ µs" } else { "≤ bytes" }, R),
+        ("count", R),
+        ("%", R),
+        ("cum %", R),
+        ("", L),
+    ]);
+    let mut cum = 0;
+    for b in buckets {
+        cum += b.count;
+        t.row(vec![
+            format!("≤ {}", b.le),
+            b.count.to_string(),
+            pct(b.count, total),
+            pct(cum, total),
+            bar(b.count, max),
+        ]);
+    }
+    t.sum(vec![
+        "Sum".into(),
+        total.to_string(),
+        pct(total, total),
+        String::new(),
+        String::new(),
+    ]);
+    t
+}
+
+fn limits(w: &mut dyn Write, r: &Report) -> io::Result<()> {
+    title(w, "Bounded tables")?;
+    let l = &r.limits;
+    let mut t = Table::new(&[
+        ("table", L),
+        ("tracked", R),
+        ("max", R),
+        ("% full", R),
+        ("evictions", R),
+    ]);
+    let rows = [
+        ("keys", l.tracked_keys, l.max_keys, l.key_evictions),
+        ("clients", l.tracked_clients, l.max_clients, l.client_evictions),
+        (
+            "families",
+            l.tracked_families,
+            l.max_families,
+            l.family_evictions,
+        ),
+    ];
+    for (name, tracked, max, ev) in rows {
+        t.row(vec![
+            name.into(),
+            tracked.to_string(),
+            max.to_string(),
+            pct(tracked as u64, max as u64),
+            ev.to_string(),
+        ]);
+    }
+    t.write(w)?;
+    let evicted: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.3 > 0)
+        .map(|r| r.0)
+        .collect();
+    if !evicted.is_empty() {
+        let names = match evicted.as_slice() {
+            [a] => a.to_string(),
+            [a, b] => format!("{a} and {b}"),
+            [a, b, c] => format!("{a}, {b} and {c}"),
+            _ => unreachable!("three tables"),
+        };
+        writeln!(
+            w,
+            "counts of {names} admitted after evictions are upper bounds; see ± \
+             (their hits, misses and bytes are lower bounds)"
+        )?;
+    }
+    Ok(())
+}
+
+// ---- formatting ----
+
+/// Percentage of `n` in `d` with one decimal; `-` when `d` is 0.
+fn pct(n: u64, d: u64) -> String {
+    if d == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}", n as f64 * 100.0 / d as f64)
+    }
+}
+
+/// hits / (hits + misses) as a percentage; `-` without either.
+fn ratio(hits: u64, misses: u64) -> String {
+    match hits.checked_add(misses) {
+        Some(0) => "-".into(),
+        Some(d) => format!("{}%", pct(hits, d)),
+        None => format!("{:.1}%", hits as f64 * 100.0 / (hits as f64 + misses as f64)),
+    }
+}
+
+/// Binary units with one decimal above 1 KiB.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+/// Human-readable and exact.
+fn bytes_both(n: u64) -> String {
+    if n < 1024 {
+        format!("{n} B")
+    } else {
+        format!("{} ({n})", human_bytes(n))
+    }
+}
+
+/// Keys are already escaped to printable ASCII; very long ones are cut.
+fn short_key(k: &str) -> String {
+    if k.chars().count() <= KEY_WIDTH {
+        k.to_string()
+    } else {
+        let mut s: String = k.chars().take(KEY_WIDTH - 1).collect();
+        s.push('…');
+        s
+    }
+}
+
+fn bar(n: u64, max: u64) -> String {
+    if max == 0 || n == 0 {
+        return String::new();
+    }
+    let len = (n as u128 * BAR_WIDTH as u128 + max as u128 / 2) / max as u128;
+    "#".repeat((len as usize).max(1))
+}
+
+/// Seconds since the epoch (microsecond precision) to microseconds.
+fn micros(ts: f64) -> i64 {
+    (ts * 1e6).round() as i64
+}
+
+/// UTC ISO-8601 with microseconds, e.g. `2026-11-22T13:20:45.954381Z`.
+fn iso_time(ts: f64) -> String {
+    let us = micros(ts);
+    let secs = us.div_euclid(1_000_000);
+    let frac = us.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `last - first` in seconds with microseconds, plus h/m/s past a minute.
+fn duration(first: f64, last: f64) -> String {
+    let us = micros(last) - micros(first);
+    let sign = if us < 0 { "-" } else { "" };
+    let us = us.unsigned_abs();
+    let s = us / 1_000_000;
+    let mut out = format!("{sign}{s}.{:06} s", us % 1_000_000);
+    if s >= 60 {
+        let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+        if h > 0 {
+            out.push_str(&format!(" ({h}h {m:02}m {s:02}s)"));
+        } else {
+            out.push_str(&format!(" ({m}m {s:02}s)"));
+        }
+    }
+    out
+}
+
+/// Label / value lines: labels left, values right-aligned.
+fn kv(w: &mut dyn Write, rows: &[(&str, String)]) -> io::Result<()> {
+    let lw = rows.iter().map(|r| width(r.0)).max().unwrap_or(0);
+    let vw = rows.iter().map(|r| width(&r.1)).max().unwrap_or(0);
+    for (k, v) in rows {
+        let line = format!("{}{GAP}{}", pad(k, lw, L), pad(v, vw, R));
+        writeln!(w, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+// ---- tables ----
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Align {
+    L,
+    R,
+}
+use Align::{L, R};
+
+fn width(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn pad(s: &str, w: usize, a: Align) -> String {
+    let fill = " ".repeat(w.saturating_sub(width(s)));
+    match a {
+        L => format!("{s}{fill}"),
+        R => format!("{fill}{s}"),
+    }
+}
+
+enum Line {
+    Cells(Vec<String>),
+    Rule,
+}
+
+struct Table {
+    cols: Vec<(&'static str, Align)>,
+    lines: Vec<Line>,
+    rows: usize,
+}
+
+impl Table {
+    fn new(cols: &[(&'static str, Align)]) -> Table {
+        Table {
+            cols: cols.to_vec(),
+            lines: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.cols.len());
+        self.lines.push(Line::Cells(cells));
+        self.rows += 1;
+    }
+
+    /// A rule, then a total line (shown only under data rows).
+    fn sum(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.cols.len());
+        if self.rows > 0 {
+            self.lines.push(Line::Rule);
+            self.lines.push(Line::Cells(cells));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    fn write(&self, w: &mut dyn Write) -> io::Result<()> {
+        if self.is_empty() {
+            return writeln!(w, "(none)");
+        }
+        let mut widths: Vec<usize> = self.cols.iter().map(|c| width(c.0)).collect();
+        for l in &self.lines {
+            if let Line::Cells(cells) = l {
+                for (wd, c) in widths.iter_mut().zip(cells) {
+                    *wd = (*wd).max(width(c));
+                }
+            }
+        }
+        let rule = widths
+            .iter()
+            .map(|&n| "-".repeat(n))
+            .collect::<Vec<_>>()
+            .join(GAP);
+        let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+            let s = cells
+                .zip(self.cols.iter().zip(&widths))
+                .map(|(c, ((_, a), &wd))| pad(c, wd, *a))
+                .collect::<Vec<_>>()
+                .join(GAP);
+            s.trim_end().to_string()
+        };
+        writeln!(w, "{}", line(&mut self.cols.iter().map(|c| c.0)))?;
+        writeln!(w, "{}", rule.trim_end())?;
+        for l in &self.lines {
+            match l {
+                Line::Cells(cells) => {
+                    writeln!(w, "{}", line(&mut cells.iter().map(String::as_str)))?
+                }
+                Line::Rule => writeln!(w, "{}", rule.trim_end())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::report::*;
+
+    fn key(name: &str, requests: u64, hits: u64, misses: u64, bytes: (u64, u64)) -> KeyOut {
+        KeyOut {
+            key: name.into(),
+            requests,
+            hits,
+            misses,
+            bytes_in: bytes.0,
+            bytes_out: bytes.1,
+            errors: 0,
+            error_bound: 0,
+            servers: vec!["10.0.0.1:11211".into()],
+            latency_us: LatencyOut {
+                p50: 20,
+                p99: 90,
+                max: 120,
+            },
+            value_size_max: bytes.0.max(bytes.1),
+            commands: [("get", hits + misses), ("set", requests - hits - misses)]
+                .into_iter()
+                .filter(|c| c.1 > 0)
+                .collect(),
+            clients: vec![KeyClientOut {
+                client: "10.0.0.9".into(),
+                requests,
+            }],
+        }
+    }
+
+    /// A small report exercising every section: odd keys (commas, quotes,
+    /// escapes, a long one), an error bound, evictions and one window.
+    pub(crate) fn sample() -> Report {
+        let mut odd = key("say \"hi\",\\xc3\\xa9", 3, 1, 2, (0, 1500));
+        odd.error_bound = 2;
+        odd.servers = vec!["10.0.0.1:11211".into(), "10.0.0.2:11211".into()];
+        odd.clients.push(KeyClientOut {
+            client: "10.0.0.7".into(),
+            requests: 1,
+        });
+        odd.clients[0].requests = 2;
+        let long = key(&"x".repeat(60), 1, 0, 0, (2_000_000, 0));
+        let keys = vec![key("user:1", 6, 4, 0, (10, 40)), odd, long];
+        let commands = vec![
+            CommandOut {
+                proto: "text",
+                transport: "tcp",
+                command: "get",
+                count: 5,
+                requests: 7,
+            },
+            CommandOut {
+                proto: "meta",
+                transport: "udp",
+                command: "ms",
+                count: 3,
+                requests: 3,
+            },
+        ];
+        let totals = TotalsOut {
+            commands: 8,
+            requests: 10,
+            hits: 5,
+            misses: 2,
+            bytes_in: 2_000_010,
+            bytes_out: 1540,
+        };
+        let servers = vec![ServerOut {
+            server: "10.0.0.1:11211".into(),
+            requests: 10,
+            hits: 5,
+            misses: 2,
+            bytes_in: 2_000_010,
+            bytes_out: 1540,
+            errors: 1,
+        }];
+        let clients = vec![ClientOut {
+            client: "10.0.0.9".into(),
+            requests: 10,
+            hits: 5,
+            misses: 2,
+            bytes_in: 2_000_010,
+            bytes_out: 1540,
+            errors: 1,
+            error_bound: 0,
+        }];
+        let families = vec![FamilyOut {
+            family: "user:*".into(),
+            requests: 6,
+            hits: 4,
+            misses: 0,
+            bytes_in: 10,
+            bytes_out: 40,
+            errors: 0,
+            error_bound: 0,
+        }];
+        let distributions = Distributions {
+            value_size_bytes: vec![
+                Bucket { le: 15, count: 4 },
+                Bucket { le: 2047, count: 1 },
+                Bucket {
+                    le: 2_097_151,
+                    count: 1,
+                },
+            ],
+            latency_us: vec![Bucket { le: 31, count: 9 }, Bucket { le: 127, count: 1 }],
+        };
+        let results: BTreeMap<&'static str, u64> =
+            [("hit", 5), ("miss", 2), ("stored", 3)].into_iter().collect();
+        let mut health: BTreeMap<&'static str, u64> = crate::stats::Counters::default()
+            .iter()
+            .collect();
+        health.insert("packets", 40);
+        health.insert("bytes", 2_010_000);
+        health.insert("files", 2);
+        health.insert("records", 10);
+        health.insert("tcp_gaps", 1);
+        health.insert("bad_requests", 3);
+        let window = WindowOut {
+            start: 1_700_000_000.0,
+            end: 1_700_000_060.0,
+            totals: TotalsOut {
+                commands: 2,
+                requests: 3,
+                hits: 1,
+                misses: 2,
+                bytes_in: 0,
+                bytes_out: 1500,
+            },
+            results: [("hit", 1), ("miss", 2)].into_iter().collect(),
+            commands: vec![CommandOut {
+                proto: "text",
+                transport: "tcp",
+                command: "get",
+                count: 2,
+                requests: 3,
+            }],
+            servers: servers.clone(),
+            keys: vec![keys[1].clone()],
+            clients: clients.clone(),
+            families: Vec::new(),
+            distributions: Distributions {
+                value_size_bytes: Vec::new(),
+                latency_us: vec![Bucket { le: 31, count: 3 }],
+            },
+        };
+        Report {
+            memtap_report: 1,
+            capture: Capture {
+                files: vec!["a.pcap".into(), "dir,1/b \"q\".pcap".into()],
+                packets: 40,
+                bytes: 2_010_000,
+                first_ts: 1_700_000_000.123456,
+                last_ts: 1_700_003_725.5,
+            },
+            health,
+            totals,
+            results,
+            commands,
+            servers,
+            keys,
+            clients,
+            families,
+            distributions,
+            limits: LimitsOut {
+                max_keys: 4,
+                max_clients: 100,
+                max_families: 100,
+                tracked_keys: 4,
+                tracked_clients: 1,
+                tracked_families: 1,
+                key_evictions: 7,
+                client_evictions: 0,
+                family_evictions: 0,
+            },
+            windows: vec![window],
+        }
+    }
+
+    pub(crate) fn empty() -> Report {
+        Report {
+            memtap_report: 1,
+            capture: Capture {
+                files: Vec::new(),
+                packets: 0,
+                bytes: 0,
+                first_ts: 0.0,
+                last_ts: 0.0,
+            },
+            health: crate::stats::Counters::default().iter().collect(),
+            totals: TotalsOut::default(),
+            results: BTreeMap::new(),
+            commands: Vec::new(),
+            servers: Vec::new(),
+            keys: Vec::new(),
+            clients: Vec::new(),
+            families: Vec::new(),
+            distributions: Distributions::default(),
+            limits: LimitsOut {
+                max_keys: 100_000,
+                max_clients: 10_000,
+                max_families: 10_000,
+                ..LimitsOut::default()
+            },
+            windows: Vec::new(),
+        }
+    }
+
+    fn render(r: &Report) -> String {
+        let mut out = Vec::new();
+        write(&mut out, r).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn sample_report() {
+        let got = render(&sample());
+        println!("{got}");
+        assert_eq!(got, SAMPLE);
+    }
+
+    #[test]
+    fn empty_report() {
+        let got = render(&empty());
+        println!("{got}");
+        assert_eq!(got, EMPTY);
+    }
+
+    const SAMPLE: &str = "";
+    const EMPTY: &str = "";
 }

@@ -247,7 +247,11 @@ impl Session {
                     let ts = self.req.msg_ts.take().unwrap_or(info.ts);
                     // The opcode as sent: undocumented ones are answered
                     // with their own opcode too.
-                    let opcode = if msg.proto == Proto::Binary { buf[1] } else { 0 };
+                    let opcode = if msg.proto == Proto::Binary {
+                        buf[1]
+                    } else {
+                        0
+                    };
                     pos += consumed;
                     self.add_request(&msg, opcode, ts, stream_off + pos as u64, info.ts);
                 }
@@ -532,12 +536,7 @@ impl Session {
 
     /// Lines of `stats`-like listings that are not response keywords (e.g.
     /// `lru_crawler metadump` output) belong to the open listing.
-    fn listing_line(
-        &mut self,
-        buf: &[u8],
-        reason: BadReason,
-        info: &SegInfo,
-    ) -> Option<usize> {
+    fn listing_line(&mut self, buf: &[u8], reason: BadReason, info: &SegInfo) -> Option<usize> {
         if reason != BadReason::UnknownCommand {
             return None;
         }
@@ -817,8 +816,8 @@ impl Session {
 /// before them (hits come back in request order); a reply whose data
 /// block was cut (`cut`) proved its outcome. The latency is unknown.
 fn give_up(e: &mut Pending, cut: bool) {
-    let proven = e.state == State::Partial
-        && (cut || (e.kind == Kind::Retrieve && e.proto == Proto::Text));
+    let proven =
+        e.state == State::Partial && (cut || (e.kind == Kind::Retrieve && e.proto == Proto::Text));
     if proven {
         e.state = State::Resolved;
         e.resp_ts = None;
@@ -875,9 +874,7 @@ fn fit(e: &Pending, r: &Response<'_>) -> Fit {
             // names (the request's key, if any, names a stats group),
             // which is no conflict.
             let key_conflict = match (r.key, e.key()) {
-                (Some(k), Some(ek)) if !k.is_empty() && e.opcode != STAT_OPCODE => {
-                    !same_key(k, ek)
-                }
+                (Some(k), Some(ek)) if !k.is_empty() && e.opcode != STAT_OPCODE => !same_key(k, ek),
                 _ => false,
             };
             if op == e.opcode && r.opaque == e.opaque && !key_conflict {
@@ -895,7 +892,9 @@ fn fit(e: &Pending, r: &Response<'_>) -> Fit {
         // A parsed meta request is never answered a bare `ERROR` (memcached's
         // answer to an unknown command); a quiet one is silent on the
         // outcome its `q` suppresses. Either reply is a later request's.
-        (Proto::Meta, _) if e.quiet && (r.form == RespForm::Error || quiet_suppresses(e, r.form)) => {
+        (Proto::Meta, _)
+            if e.quiet && (r.form == RespForm::Error || quiet_suppresses(e, r.form)) =>
+        {
             Fit::SkipQuiet
         }
         (Proto::Meta, _) if is_error_form(r.form) => Fit::Match,
