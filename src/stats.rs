@@ -135,3 +135,115 @@ counters! {
     /// Keys longer than memcached's 250-byte limit, kept truncated.
     keys_truncated,
 }
+
+/// The first few offenders of each kind of input given up, by frame number
+/// and flow, and a count of the rest — enough to go and look at them with
+/// a packet tool, bounded however bad the input is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Warnings {
+    kinds: Vec<WarningKind>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WarningKind {
+    name: &'static str,
+    /// (frame number, message), the earliest first.
+    first: Vec<(u64, String)>,
+    more: u64,
+}
+
+/// Offenders kept per kind.
+pub const WARNINGS_PER_KIND: usize = 5;
+
+impl Warnings {
+    /// Notes an offender; `msg` is only built for the first few.
+    pub fn note(&mut self, name: &'static str, frame: u64, msg: impl FnOnce() -> String) {
+        let k = match self.kinds.iter_mut().position(|k| k.name == name) {
+            Some(i) => &mut self.kinds[i],
+            None => {
+                self.kinds.push(WarningKind {
+                    name,
+                    first: Vec::new(),
+                    more: 0,
+                });
+                self.kinds.last_mut().expect("just pushed")
+            }
+        };
+        if k.first.len() < WARNINGS_PER_KIND {
+            k.first.push((frame, msg()));
+        } else {
+            k.more += 1;
+        }
+    }
+
+    /// Folds another thread's warnings in, keeping the earliest frames.
+    pub fn merge(&mut self, o: &Warnings) {
+        for ok in &o.kinds {
+            let k = match self.kinds.iter_mut().position(|k| k.name == ok.name) {
+                Some(i) => &mut self.kinds[i],
+                None => {
+                    self.kinds.push(WarningKind {
+                        name: ok.name,
+                        first: Vec::new(),
+                        more: 0,
+                    });
+                    self.kinds.last_mut().expect("just pushed")
+                }
+            };
+            k.first.extend(ok.first.iter().cloned());
+            k.first.sort();
+            let extra = k.first.len().saturating_sub(WARNINGS_PER_KIND);
+            k.first.truncate(WARNINGS_PER_KIND);
+            k.more += ok.more + extra as u64;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
+    /// One line per offender, then one per kind with more, sorted by kind.
+    pub fn lines(&self) -> Vec<String> {
+        let mut kinds: Vec<&WarningKind> = self.kinds.iter().collect();
+        kinds.sort_by_key(|k| k.name);
+        let mut out = Vec::new();
+        for k in kinds {
+            for (frame, m) in &k.first {
+                out.push(format!("{}: frame {frame}: {m}", k.name));
+            }
+            if k.more > 0 {
+                out.push(format!("{}: {} more not shown", k.name, k.more));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_keep_the_first_few_and_count_the_rest() {
+        let mut a = Warnings::default();
+        for f in 1..=7 {
+            a.note("tcp_gaps", f * 10, || format!("gap {f}"));
+        }
+        a.note("bad_requests", 3, || "junk".into());
+        let mut b = Warnings::default();
+        b.note("tcp_gaps", 5, || "early gap".into());
+        a.merge(&b);
+        assert_eq!(
+            a.lines(),
+            vec![
+                "bad_requests: frame 3: junk",
+                "tcp_gaps: frame 5: early gap",
+                "tcp_gaps: frame 10: gap 1",
+                "tcp_gaps: frame 20: gap 2",
+                "tcp_gaps: frame 30: gap 3",
+                "tcp_gaps: frame 40: gap 4",
+                "tcp_gaps: 3 more not shown",
+            ]
+        );
+    }
+}

@@ -90,6 +90,7 @@ pub fn process_files(
     engine.finish(sink);
     decoder.finish(&mut counters);
     warnings.extend(src.take_warnings());
+    warnings.extend(engine.warnings().lines());
     counters.add(&engine.counters());
     Ok(RunTotals { counters, warnings })
 }

@@ -19,14 +19,14 @@
 
 use super::ReplayProgress;
 use crate::capture::file::FileSource;
-use crate::collect::batch::{Backpressure, Batcher, RecordBatch};
+use crate::collect::batch::{Backpressure, Batcher, RecordBatch, WorkerTotals};
 use crate::collect::collector::{self, CollectorConfig, CollectorResult, WindowMsg};
 use crate::collect::tables::{TableLimits, Tables};
 use crate::config::Config;
 use crate::decode::targets::Targets;
 use crate::decode::{flow_hash, Decoder, Packet, TcpInfo, Transport, Ts};
 use crate::session::{Engine, EngineConfig};
-use crate::stats::Counters;
+use crate::stats::{Counters, Warnings};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -171,8 +171,11 @@ impl Worker {
 
     fn finish(mut self) {
         self.engine.finish(&mut self.batcher);
-        let counters = self.engine.counters();
-        self.batcher.finish(counters);
+        let totals = WorkerTotals {
+            counters: self.engine.counters(),
+            warnings: self.engine.warnings().clone(),
+        };
+        self.batcher.finish(totals);
     }
 }
 
@@ -426,11 +429,13 @@ pub fn run(
     progress.update(src.bytes_read(), src.total_bytes(), counters.packets);
     drop(cols.senders);
     let mut run: Option<Tables> = None;
+    let mut warnings = Warnings::default();
     for h in cols.handles {
         let res = h
             .join()
             .map_err(|_| anyhow::anyhow!("a collector thread panicked"))?;
         counters.add(&res.counters);
+        warnings.merge(&res.warnings);
         match run.as_mut() {
             // One collector already holds the whole table: no copy.
             None if pc.collectors == 1 => run = Some(res.run),
@@ -453,7 +458,11 @@ pub fn run(
         run,
         windows,
         counters,
-        warnings: src.take_warnings(),
+        warnings: {
+            let mut w = src.take_warnings();
+            w.extend(warnings.lines());
+            w
+        },
         first_ts: first_ts.unwrap_or(0),
         last_ts,
     })

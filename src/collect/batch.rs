@@ -10,7 +10,7 @@
 use crate::decode::{Transport, Ts};
 use crate::protocol::{Outcome, Proto};
 use crate::session::{Record, RecordSink};
-use crate::stats::Counters;
+use crate::stats::{Counters, Warnings};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::net::SocketAddr;
 
@@ -44,8 +44,16 @@ pub struct RecordBatch {
     pub watermark: Ts,
     pub recs: Vec<BRec>,
     pub keys: Vec<u8>,
-    /// Set on the worker's last batch: its counters for the run.
-    pub last: Option<Box<Counters>>,
+    /// Set on the worker's last batches (the first collector gets the
+    /// real totals, the others empty ones): the worker is done.
+    pub last: Option<Box<WorkerTotals>>,
+}
+
+/// What a worker hands over when it finishes.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerTotals {
+    pub counters: Counters,
+    pub warnings: Warnings,
 }
 
 impl RecordBatch {
@@ -192,8 +200,8 @@ impl Batcher {
     }
 
     /// Sends the final batches, the first carrying the worker's counters.
-    pub fn finish(mut self, counters: Counters) {
-        self.cur[0].last = Some(Box::new(counters));
+    pub fn finish(mut self, totals: WorkerTotals) {
+        self.cur[0].last = Some(Box::new(totals));
         for shard in 1..self.cur.len() {
             self.cur[shard].last = Some(Box::default());
         }

@@ -11,7 +11,7 @@ use super::batch::RecordBatch;
 use super::families::FamilyRules;
 use super::tables::{TableLimits, Tables};
 use crate::decode::Ts;
-use crate::stats::Counters;
+use crate::stats::{Counters, Warnings};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -41,8 +41,9 @@ pub enum WindowMsg {
 /// What a collector hands back when every worker is done.
 pub struct CollectorResult {
     pub run: Tables,
-    /// Counters the workers sent with their last batches.
+    /// Counters and warnings the workers sent with their last batches.
     pub counters: Counters,
+    pub warnings: Warnings,
 }
 
 pub fn window_start(ts: Ts, window_ns: u64) -> Ts {
@@ -62,6 +63,7 @@ pub fn run(
     let mut open: VecDeque<(Ts, Tables)> = VecDeque::new();
     let mut watermark: Vec<Option<Ts>> = vec![Some(0); cfg.workers];
     let mut counters = Counters::default();
+    let mut warnings = Warnings::default();
     let mut family = Vec::with_capacity(256);
     let rules = cfg.families.as_deref();
     let windows = cfg.window_ns > 0 && windows_out.is_some();
@@ -78,7 +80,8 @@ pub fn run(
         }
         let w = b.worker.min(cfg.workers - 1);
         if let Some(last) = b.last.take() {
-            counters.add(&last);
+            counters.add(&last.counters);
+            warnings.merge(&last.warnings);
             watermark[w] = None;
         } else if let Some(m) = watermark[w].as_mut() {
             *m = (*m).max(b.watermark);
@@ -124,7 +127,11 @@ pub fn run(
             upto: Ts::MAX,
         });
     }
-    CollectorResult { run, counters }
+    CollectorResult {
+        run,
+        counters,
+        warnings,
+    }
 }
 
 /// The open window starting at `start`, created on first use (one

@@ -60,6 +60,10 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 /// A key buffer no larger than this is reused for any key that fits in it.
 const MIN_REUSE: usize = 64;
 
+/// Children per heap node: a 4-ary heap is half as deep as a binary one,
+/// and a node's children share a cache line or two.
+const ARITY: usize = 4;
+
 /// One item of a [`HeavyHitters`] table: its key, its (over)estimated count,
 /// how much of that count may be overestimate, and the caller's payload.
 #[derive(Clone, PartialEq, Eq)]
@@ -541,7 +545,7 @@ impl<T> HeavyHitters<T> {
     fn sift_up(&mut self, mut i: usize) {
         let node = self.heap[i];
         while i > 0 {
-            let parent = (i - 1) / 2;
+            let parent = (i - 1) / ARITY;
             let p = self.heap[parent];
             if !node.lt(&p) {
                 break;
@@ -558,14 +562,16 @@ impl<T> HeavyHitters<T> {
         let n = self.heap.len();
         let node = self.heap[i];
         loop {
-            let left = 2 * i + 1;
-            if left >= n {
+            let first = ARITY * i + 1;
+            if first >= n {
                 break;
             }
-            let right = left + 1;
-            let mut c = left;
-            if right < n && self.heap[right].lt(&self.heap[left]) {
-                c = right;
+            let last = (first + ARITY).min(n);
+            let mut c = first;
+            for j in first + 1..last {
+                if self.heap[j].lt(&self.heap[c]) {
+                    c = j;
+                }
             }
             let child = self.heap[c];
             if !child.lt(&node) {
@@ -581,7 +587,7 @@ impl<T> HeavyHitters<T> {
 
     /// Restores the heap property over the whole heap (Floyd) and `pos`.
     fn rebuild_heap(&mut self) {
-        for i in (0..self.heap.len() / 2).rev() {
+        for i in (0..self.heap.len().div_ceil(ARITY)).rev() {
             self.sift_down(i);
         }
         for (i, node) in self.heap.iter().enumerate() {
@@ -799,7 +805,7 @@ impl<T> HeavyHitters<T> {
         assert_eq!(self.table.len(), n);
         for i in 1..n {
             assert!(
-                !self.heap[i].lt(&self.heap[(i - 1) / 2]),
+                !self.heap[i].lt(&self.heap[(i - 1) / ARITY]),
                 "heap order broken at {i}"
             );
         }

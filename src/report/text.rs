@@ -36,7 +36,7 @@ pub fn write(w: &mut dyn Write, r: &Report) -> io::Result<()> {
     capture(w, r)?;
     health(w, &r.health)?;
     title(w, "Totals")?;
-    totals(w, &r.totals)?;
+    kv(w, &totals_rows(&r.totals))?;
     title(w, "Results")?;
     results(w, &r.results)?;
     title(w, "Commands")?;
@@ -89,24 +89,14 @@ pub fn write(w: &mut dyn Write, r: &Report) -> io::Result<()> {
 
     let n = r.windows.len();
     for (i, win) in r.windows.iter().enumerate() {
-        title(
-            w,
-            &format!(
-                "Window {} of {n}: {} .. {}",
-                i + 1,
-                iso_time(win.start),
-                iso_time(win.end)
-            ),
-        )?;
-        kv(
-            w,
-            &[
-                ("start", iso_time(win.start)),
-                ("end", iso_time(win.end)),
-                ("duration", duration(win.start, win.end)),
-            ],
-        )?;
-        totals(w, &win.totals)?;
+        title(w, &format!("Window {} of {n}", i + 1))?;
+        let mut rows = vec![
+            ("start", iso_time(win.start)),
+            ("end", iso_time(win.end)),
+            ("duration", duration(win.start, win.end)),
+        ];
+        rows.extend(totals_rows(&win.totals));
+        kv(w, &rows)?;
         subtitle(w, "Top keys by requests")?;
         key_table(&sorted_keys(&win.keys, By::Requests), win.totals.requests).write(w)?;
         subtitle(w, "Top clients")?;
@@ -175,19 +165,16 @@ fn health(w: &mut dyn Write, h: &BTreeMap<&'static str, u64>) -> io::Result<()> 
     }
 }
 
-fn totals(w: &mut dyn Write, t: &TotalsOut) -> io::Result<()> {
-    kv(
-        w,
-        &[
-            ("commands", t.commands.to_string()),
-            ("key-requests", t.requests.to_string()),
-            ("hits", t.hits.to_string()),
-            ("misses", t.misses.to_string()),
-            ("hit ratio", ratio(t.hits, t.misses)),
-            ("bytes in (request values)", bytes_both(t.bytes_in)),
-            ("bytes out (response values)", bytes_both(t.bytes_out)),
-        ],
-    )
+fn totals_rows(t: &TotalsOut) -> Vec<(&'static str, String)> {
+    vec![
+        ("commands", t.commands.to_string()),
+        ("key-requests", t.requests.to_string()),
+        ("hits", t.hits.to_string()),
+        ("misses", t.misses.to_string()),
+        ("hit ratio", ratio(t.hits, t.misses)),
+        ("bytes in (request values)", bytes_both(t.bytes_in)),
+        ("bytes out (response values)", bytes_both(t.bytes_out)),
+    ]
 }
 
 fn results(w: &mut dyn Write, res: &BTreeMap<&'static str, u64>) -> io::Result<()> {
@@ -430,7 +417,11 @@ fn family_table(families: &[FamilyOut], total: u64) -> Table {
 fn hot_clients(keys: &[&KeyOut]) -> Table {
     let mut t = Table::new(&[("key / client", L), ("requests", R), ("% of key", R)]);
     for k in keys {
-        t.row(vec![short_key(&k.key), k.requests.to_string(), String::new()]);
+        t.row(vec![
+            short_key(&k.key),
+            k.requests.to_string(),
+            String::new(),
+        ]);
         for c in &k.clients {
             t.row(vec![
                 format!("  {}", c.client),
@@ -442,16 +433,10 @@ fn hot_clients(keys: &[&KeyOut]) -> Table {
     t
 }
 
-fn distribution(buckets: &[Bucket], unit: &str) -> Table {
+fn distribution(buckets: &[Bucket], unit: &'static str) -> Table {
     let total: u64 = buckets.iter().map(|b| b.count).sum();
     let max = buckets.iter().map(|b| b.count).max().unwrap_or(0);
-    let mut t = Table::new(&[
-        (if unit == "µs" { "≤ µs" } else { "≤ bytes" }, R),
-        ("count", R),
-        ("%", R),
-        ("cum %", R),
-        ("", L),
-    ]);
+    let mut t = Table::new(&[(unit, R), ("count", R), ("%", R), ("cum %", R), ("", L)]);
     let mut cum = 0;
     for b in buckets {
         cum += b.count;
@@ -485,7 +470,12 @@ fn limits(w: &mut dyn Write, r: &Report) -> io::Result<()> {
     ]);
     let rows = [
         ("keys", l.tracked_keys, l.max_keys, l.key_evictions),
-        ("clients", l.tracked_clients, l.max_clients, l.client_evictions),
+        (
+            "clients",
+            l.tracked_clients,
+            l.max_clients,
+            l.client_evictions,
+        ),
         (
             "families",
             l.tracked_families,
@@ -503,11 +493,7 @@ fn limits(w: &mut dyn Write, r: &Report) -> io::Result<()> {
         ]);
     }
     t.write(w)?;
-    let evicted: Vec<&str> = rows
-        .iter()
-        .filter(|r| r.3 > 0)
-        .map(|r| r.0)
-        .collect();
+    let evicted: Vec<&str> = rows.iter().filter(|r| r.3 > 0).map(|r| r.0).collect();
     if !evicted.is_empty() {
         let names = match evicted.as_slice() {
             [a] => a.to_string(),
@@ -540,7 +526,10 @@ fn ratio(hits: u64, misses: u64) -> String {
     match hits.checked_add(misses) {
         Some(0) => "-".into(),
         Some(d) => format!("{}%", pct(hits, d)),
-        None => format!("{:.1}%", hits as f64 * 100.0 / (hits as f64 + misses as f64)),
+        None => format!(
+            "{:.1}%",
+            hits as f64 * 100.0 / (hits as f64 + misses as f64)
+        ),
     }
 }
 
@@ -861,11 +850,11 @@ pub(crate) mod tests {
             ],
             latency_us: vec![Bucket { le: 31, count: 9 }, Bucket { le: 127, count: 1 }],
         };
-        let results: BTreeMap<&'static str, u64> =
-            [("hit", 5), ("miss", 2), ("stored", 3)].into_iter().collect();
-        let mut health: BTreeMap<&'static str, u64> = crate::stats::Counters::default()
-            .iter()
+        let results: BTreeMap<&'static str, u64> = [("hit", 5), ("miss", 2), ("stored", 3)]
+            .into_iter()
             .collect();
+        let mut health: BTreeMap<&'static str, u64> =
+            crate::stats::Counters::default().iter().collect();
         health.insert("packets", 40);
         health.insert("bytes", 2_010_000);
         health.insert("files", 2);
@@ -891,9 +880,26 @@ pub(crate) mod tests {
                 count: 2,
                 requests: 3,
             }],
-            servers: servers.clone(),
+            servers: vec![ServerOut {
+                server: "10.0.0.1:11211".into(),
+                requests: 3,
+                hits: 1,
+                misses: 2,
+                bytes_in: 0,
+                bytes_out: 1500,
+                errors: 0,
+            }],
             keys: vec![keys[1].clone()],
-            clients: clients.clone(),
+            clients: vec![ClientOut {
+                client: "10.0.0.9".into(),
+                requests: 3,
+                hits: 1,
+                misses: 2,
+                bytes_in: 0,
+                bytes_out: 1500,
+                errors: 0,
+                error_bound: 0,
+            }],
             families: Vec::new(),
             distributions: Distributions {
                 value_size_bytes: Vec::new(),
@@ -971,14 +977,14 @@ pub(crate) mod tests {
     #[test]
     fn sample_report() {
         let got = render(&sample());
-        println!("{got}");
+        std::fs::write("/tmp/gold_text_sample", &got).unwrap();
         assert_eq!(got, SAMPLE);
     }
 
     #[test]
     fn empty_report() {
         let got = render(&empty());
-        println!("{got}");
+        std::fs::write("/tmp/gold_text_empty", &got).unwrap();
         assert_eq!(got, EMPTY);
     }
 

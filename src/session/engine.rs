@@ -13,8 +13,37 @@ use crate::protocol::Limits;
 use crate::reassembly::flows::{FlowKey, FlowTable};
 use crate::reassembly::tcp::{Budget, TcpConfig, TcpConn};
 use crate::reassembly::{Dir, SegInfo};
-use crate::stats::Counters;
+use crate::stats::{Counters, Warnings};
 use std::net::SocketAddr;
+
+/// Counters whose offenders are worth naming (frame and flow) in warnings.
+type Watch = (&'static str, fn(&Counters) -> u64);
+const WATCHED: [Watch; 14] = [
+    ("tcp_gaps", |c| c.tcp_gaps),
+    ("tcp_ooo_budget_gaps", |c| c.tcp_ooo_budget_gaps),
+    ("tcp_resync_skipped_bytes", |c| c.tcp_resync_skipped_bytes),
+    ("tcp_bad_seq", |c| c.tcp_bad_seq),
+    ("tcp_flow_table_full", |c| c.tcp_flow_table_full),
+    ("orphan_responses", |c| c.orphan_responses),
+    ("bad_requests", |c| c.bad_requests),
+    ("bad_responses", |c| c.bad_responses),
+    ("unknown_commands", |c| c.unknown_commands),
+    ("pending_overflow", |c| c.pending_overflow),
+    ("udp_orphan_responses", |c| c.udp_orphan_responses),
+    ("udp_bad_frame", |c| c.udp_bad_frame),
+    ("udp_multi_datagram_requests", |c| {
+        c.udp_multi_datagram_requests
+    }),
+    ("udp_pending_overflow", |c| c.udp_pending_overflow),
+];
+
+fn watched(a: &Counters, b: &Counters) -> [u64; WATCHED.len()] {
+    let mut v = [0u64; WATCHED.len()];
+    for (i, (_, f)) in WATCHED.iter().enumerate() {
+        v[i] = f(a) + f(b);
+    }
+    v
+}
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -67,6 +96,7 @@ pub struct Engine {
     udp: UdpTable,
     budget: Budget,
     counters: Counters,
+    warnings: Warnings,
     last_ts: Ts,
 }
 
@@ -82,6 +112,7 @@ impl Engine {
             ),
             budget: Budget::new(cfg.max_ooo_total),
             counters: Counters::default(),
+            warnings: Warnings::default(),
             last_ts: 0,
             targets,
             cfg,
@@ -94,6 +125,34 @@ impl Engine {
         c.add(&self.udp.counters);
         self.flows.for_each(|_, conn| c.add(&conn.session.counters));
         c
+    }
+
+    /// The first offenders of each kind, by frame and flow.
+    pub fn warnings(&self) -> &Warnings {
+        &self.warnings
+    }
+
+    fn note_changes(
+        &mut self,
+        before: &[u64; WATCHED.len()],
+        after: &[u64; WATCHED.len()],
+        p: &Packet<'_>,
+    ) {
+        for (i, (name, _)) in WATCHED.iter().enumerate() {
+            if after[i] > before[i] {
+                let d = after[i] - before[i];
+                self.warnings.note(name, p.frame_no, || {
+                    format!(
+                        "{}:{} > {}:{} ({}): +{d}",
+                        p.src,
+                        p.sport,
+                        p.dst,
+                        p.dport,
+                        p.transport.as_str()
+                    )
+                });
+            }
+        }
     }
 
     pub fn packet(&mut self, p: &Packet<'_>, sink: &mut dyn RecordSink) {
@@ -128,9 +187,14 @@ impl Engine {
                     frame_no: p.frame_no,
                     peer_acked: None,
                 };
+                let before = watched(&self.counters, &self.udp.counters);
                 match dir {
                     Dir::Request => self.udp.request(client, server, p.payload, &info, sink),
                     Dir::Response => self.udp.response(client, server, p.payload, &info, sink),
+                }
+                let after = watched(&self.counters, &self.udp.counters);
+                if after != before {
+                    self.note_changes(&before, &after, p);
                 }
             }
             Transport::Tcp => self.tcp(p, dir, client, server, sink),
@@ -191,6 +255,7 @@ impl Engine {
         if created {
             self.counters.tcp_flows += 1;
         }
+        let before = watched(&self.counters, &conn.session.counters);
         conn.tcp.segment_wire(
             dir,
             &p.tcp,
@@ -203,7 +268,12 @@ impl Engine {
             &mut self.counters,
         );
         conn.session.emit(sink);
-        if conn.tcp.is_closed() {
+        let after = watched(&self.counters, &conn.session.counters);
+        let closed = conn.tcp.is_closed();
+        if after != before {
+            self.note_changes(&before, &after, p);
+        }
+        if closed {
             self.counters.tcp_closed += 1;
             if let Some(mut conn) = self.flows.remove(&key) {
                 conn.session.finish(sink);
