@@ -269,11 +269,14 @@ mod tests {
         assert_eq!(got.key(&got.recs[0]), Some(&b"abc"[..]));
         assert_eq!(got.key(&got.recs[1]), None);
         assert_eq!(got.recs[0].seen, 9);
-        b.finish(Counters {
-            records: 2,
-            ..Counters::default()
+        b.finish(WorkerTotals {
+            counters: Counters {
+                records: 2,
+                ..Counters::default()
+            },
+            warnings: Warnings::default(),
         });
         let last = rx.try_recv().unwrap();
-        assert_eq!(last.last.unwrap().records, 2);
+        assert_eq!(last.last.unwrap().counters.records, 2);
     }
 }
