@@ -323,6 +323,11 @@ mod tests {
         assert_eq!(format!("{:?}", cfg.decode), format!("{:?}", d.decode));
         assert_eq!(format!("{:?}", cfg.protocol), format!("{:?}", d.protocol));
         assert_eq!(cfg.output.dump_format, DumpFormat::Json);
+        assert_eq!(cfg.pipeline.workers, d.pipeline.workers);
+        assert_eq!(cfg.pipeline.collectors, d.pipeline.collectors);
+        assert_eq!(format!("{:?}", cfg.collect), format!("{:?}", d.collect));
+        assert_eq!(format!("{:?}", cfg.report), format!("{:?}", d.report));
+        assert_eq!(cfg.families, d.families);
     }
 
     #[test]
