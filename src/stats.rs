@@ -92,6 +92,10 @@ counters! {
     tcp_resync_skipped_bytes,
     /// Segments ignored as outside any plausible window (bogus sequence).
     tcp_bad_seq,
+    /// Data segments that arrived just after their connection closed (a
+    /// reply overtaken by the peer's RST); ignored rather than taken for a
+    /// new connection.
+    tcp_after_close,
     /// Holes given up early because an out-of-order budget (per flow or global) was full.
     tcp_ooo_budget_gaps,
 

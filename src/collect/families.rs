@@ -516,11 +516,17 @@ fn collapse(src: &[u8], digits: bool, hex: bool, out: &mut Vec<u8>) {
         }
         // The maximal hex run [s, e).
         let s = i;
+        let mut seen = class(src[i]);
         let mut e = i + 1;
         while e < n && class(src[e]) & HEX != 0 {
+            seen |= class(src[e]);
             e += 1;
         }
         i = e;
+        // Fast path: a few hex letters inside a word ("user", "profile").
+        if seen & DIGIT == 0 && e - s < 8 {
+            continue;
+        }
         // Its core [cs, ce): hex letters glued to a word on either side
         // stay with the word.
         let mut cs = s;
@@ -529,7 +535,7 @@ fn collapse(src: &[u8], digits: bool, hex: bool, out: &mut Vec<u8>) {
                 cs += 1;
             }
         }
-        if hex && uuid_at(src, cs) {
+        if hex && e - cs == 8 && uuid_at(src, cs) {
             out.extend_from_slice(&src[lit..cs]);
             out.extend_from_slice(H);
             lit = cs + 36;

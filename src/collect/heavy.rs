@@ -13,10 +13,10 @@
 //! * While at most `k` distinct keys were seen the table is exact: every
 //!   count is the true total and every `error_bound` is 0.
 //! * Once full, a new key takes the place of the item with the smallest
-//!   count `min` (ties: the least recently updated one goes first) and starts
-//!   at `count = min + weight`, `error_bound = min`. For every item in the
-//!   table `true <= count <= true + error_bound`, and
-//!   `error_bound <= min <= N / k`.
+//!   count `min` (the eviction is counted) and starts at `count = min +
+//!   weight`, `error_bound = min`. For every item in the table `true <=
+//!   count <= true + error_bound`, and `error_bound <= min <= N / k`.
+//! * The counts of the items add up to `N` (at most `N` after a merge).
 //! * Every key whose true total exceeds [`HeavyHitters::unmonitored_bound`]
 //!   (at most `N / k`) is in the table.
 //!
@@ -27,18 +27,19 @@
 //! is evicted its payload is dropped and the newcomer starts from
 //! `T::default()`, so payload fields are *lower bounds* over the item's
 //! tenure: they miss whatever the key did before it was (last) admitted.
-//! [`Entry::error_bound`] is 0 exactly when the item has been in the table
-//! since its first occurrence, i.e. when its payload is complete; reports
-//! should flag the others.
+//! [`Entry::error_bound`] is 0 when the item's count is exact, which (for
+//! positive weights) means the key has been in the table since its first
+//! occurrence, so its payload is complete too; reports should flag the
+//! others.
 //!
 //! # Cost
 //!
 //! A hashbrown `HashTable` of slot indices (foldhash with a per-process,
 //! per-table random seed, since keys are attacker-controlled) finds a key
-//! without allocating; a binary min-heap on `(count, last update)` finds the
-//! item to evict. An update of a present key is one hash, one probe and a
-//! sift-down (O(1) for hot items, which sit at the leaves); an admission or
-//! eviction is O(log k). Keys are stored in owned buffers allocated only
+//! without allocating; a binary min-heap on counts finds the item to evict.
+//! An update of a present key is one hash, one probe and a sift-down that
+//! stops at the first child not below the new count (O(1) for hot items,
+//! which sit at the leaves); an admission or eviction is O(log k). Keys are stored in owned buffers allocated only
 //! when a key is admitted; an evicted key's buffer is reused for its
 //! successor when the size fits, and [`HeavyHitters::clear`] keeps every
 //! buffer for the next window.
@@ -48,8 +49,11 @@
 //! The table's content, the order of [`HeavyHitters::iter`], and the result
 //! of [`HeavyHitters::top_n`] and [`HeavyHitters::merge`] depend only on the
 //! sequence of operations, never on hash values or hash-table iteration
-//! order: eviction ties go to the least recently updated item, and sorted
-//! outputs break ties by key bytes.
+//! order. Slots are assigned in admission order (an evicted item's slot goes
+//! to its successor), and the heap only ever compares counts and moves slot
+//! indices, so which of several items tied at the minimum count is evicted
+//! (the one at the heap's root) is a function of the operation sequence
+//! alone. Sorted outputs break ties by key bytes.
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -59,10 +63,6 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// A key buffer no larger than this is reused for any key that fits in it.
 const MIN_REUSE: usize = 64;
-
-/// Children per heap node: a 4-ary heap is half as deep as a binary one,
-/// and a node's children share a cache line or two.
-const ARITY: usize = 4;
 
 /// One item of a [`HeavyHitters`] table: its key, its (over)estimated count,
 /// how much of that count may be overestimate, and the caller's payload.
@@ -194,20 +194,17 @@ struct Slot<T> {
     hash: u64,
 }
 
-/// A min-heap node: ordered by count, then by the tick of the item's last
-/// update (so the least recently updated of equal counts is evicted first).
-/// Ticks are unique, so the order is total.
+/// A min-heap node: an item's count (a copy, for locality) and its slot.
 #[derive(Clone, Copy, Debug)]
 struct Node {
     count: u64,
-    seq: u64,
     slot: u32,
 }
 
 impl Node {
     #[inline(always)]
     fn lt(&self, other: &Node) -> bool {
-        (self.count, self.seq) < (other.count, other.seq)
+        self.count < other.count
     }
 }
 
@@ -230,8 +227,6 @@ pub struct HeavyHitters<T = ()> {
     spare_keys: Vec<Vec<u8>>,
     /// Approximate heap bytes of all key buffers, live and spare.
     key_bytes: usize,
-    /// Number of updates (and merge admissions); orders heap ties.
-    tick: u64,
     /// Total weight seen (N), merges included.
     total: u64,
     evictions: u64,
@@ -262,7 +257,6 @@ impl<T: Default> HeavyHitters<T> {
             hasher: DefaultHashBuilder::default(),
             spare_keys: Vec::new(),
             key_bytes: 0,
-            tick: 0,
             total: 0,
             evictions: 0,
             floor: 0,
@@ -278,7 +272,6 @@ impl<T: Default> HeavyHitters<T> {
     /// its buffer only when no reusable one is at hand.
     pub fn update(&mut self, key: &[u8], weight: u64) -> &mut Entry<T> {
         self.total = self.total.saturating_add(weight);
-        self.tick += 1;
         let hash = self.hasher.hash_one(key);
         let slots = &self.slots;
         if let Some(&s) = self
@@ -289,9 +282,7 @@ impl<T: Default> HeavyHitters<T> {
             let entry = &mut self.slots[s].entry;
             entry.count = entry.count.saturating_add(weight);
             let at = self.pos[s] as usize;
-            let node = &mut self.heap[at];
-            node.count = entry.count;
-            node.seq = self.tick;
+            self.heap[at].count = entry.count;
             self.sift_down(at);
             return &mut self.slots[s].entry;
         }
@@ -331,7 +322,6 @@ impl<T: Default> HeavyHitters<T> {
         self.pos.push(at as u32);
         self.heap.push(Node {
             count,
-            seq: self.tick,
             slot: s as u32,
         });
         self.sift_up(at);
@@ -358,7 +348,6 @@ impl<T: Default> HeavyHitters<T> {
         self.table
             .insert_unique(hash, s as u32, |&i| slots[i as usize].hash);
         self.heap[0].count = count;
-        self.heap[0].seq = self.tick;
         self.sift_down(0);
         self.evictions += 1;
         &mut self.slots[s].entry
@@ -487,7 +476,6 @@ impl<T> HeavyHitters<T> {
         self.heap.clear();
         self.pos.clear();
         self.table.clear();
-        self.tick = 0;
         self.total = 0;
         self.evictions = 0;
         self.floor = 0;
@@ -545,7 +533,7 @@ impl<T> HeavyHitters<T> {
     fn sift_up(&mut self, mut i: usize) {
         let node = self.heap[i];
         while i > 0 {
-            let parent = (i - 1) / ARITY;
+            let parent = (i - 1) / 2;
             let p = self.heap[parent];
             if !node.lt(&p) {
                 break;
@@ -562,16 +550,14 @@ impl<T> HeavyHitters<T> {
         let n = self.heap.len();
         let node = self.heap[i];
         loop {
-            let first = ARITY * i + 1;
-            if first >= n {
+            let left = 2 * i + 1;
+            if left >= n {
                 break;
             }
-            let last = (first + ARITY).min(n);
-            let mut c = first;
-            for j in first + 1..last {
-                if self.heap[j].lt(&self.heap[c]) {
-                    c = j;
-                }
+            let right = left + 1;
+            let mut c = left;
+            if right < n && self.heap[right].lt(&self.heap[left]) {
+                c = right;
             }
             let child = self.heap[c];
             if !child.lt(&node) {
@@ -587,7 +573,7 @@ impl<T> HeavyHitters<T> {
 
     /// Restores the heap property over the whole heap (Floyd) and `pos`.
     fn rebuild_heap(&mut self) {
-        for i in (0..self.heap.len().div_ceil(ARITY)).rev() {
+        for i in (0..self.heap.len() / 2).rev() {
             self.sift_down(i);
         }
         for (i, node) in self.heap.iter().enumerate() {
@@ -710,7 +696,6 @@ impl<T: Default> HeavyHitters<T> {
             let error_bound = theirs.error_bound.saturating_add(m1);
             let mut stats = T::default();
             combine(&mut stats, &theirs.stats);
-            self.tick += 1;
             let hash = self.hasher.hash_one(theirs.key.as_slice());
             if let Some(&s) = freed.get(n) {
                 let s = s as usize;
@@ -725,9 +710,7 @@ impl<T: Default> HeavyHitters<T> {
                     },
                     hash,
                 };
-                let node = &mut self.heap[self.pos[s] as usize];
-                node.count = count;
-                node.seq = self.tick;
+                self.heap[self.pos[s] as usize].count = count;
                 let slots = &self.slots;
                 self.table
                     .insert_unique(hash, s as u32, |&i| slots[i as usize].hash);
@@ -805,7 +788,7 @@ impl<T> HeavyHitters<T> {
         assert_eq!(self.table.len(), n);
         for i in 1..n {
             assert!(
-                !self.heap[i].lt(&self.heap[(i - 1) / ARITY]),
+                !self.heap[i].lt(&self.heap[(i - 1) / 2]),
                 "heap order broken at {i}"
             );
         }

@@ -471,7 +471,6 @@ mod tests {
         let files = read_all(&out);
         assert_eq!(n, files.len());
         let got = dump(&files);
-        std::fs::write("/tmp/gold_csv_sample", &got).unwrap();
         assert_eq!(got, SAMPLE);
     }
 
@@ -482,10 +481,131 @@ mod tests {
         let files = read_all(dir.path());
         assert_eq!(n, files.len());
         let got = dump(&files);
-        std::fs::write("/tmp/gold_csv_empty", &got).unwrap();
         assert_eq!(got, EMPTY);
     }
 
-    const SAMPLE: &str = "";
-    const EMPTY: &str = "";
+    const SAMPLE: &str = r#"== capture.csv
+files,packets,bytes,first_ts,last_ts
+"a.pcap;dir,1/b ""q"".pcap",40,2010000,1700000000.123456,1700003725.5
+== clients.csv
+client,requests,hits,misses,bytes_in,bytes_out,errors,error_bound
+10.0.0.9,10,5,2,2000010,1540,1,0
+== commands.csv
+proto,transport,command,count,requests
+text,tcp,get,5,7
+meta,udp,ms,3,3
+== families.csv
+family,requests,hits,misses,bytes_in,bytes_out,errors,error_bound
+user:*,6,4,0,10,40,0,0
+== health.csv
+counter,value
+bad_requests,3
+bytes,2010000
+files,2
+lost_requests,0
+packets,40
+records,10
+tcp_flows,4
+tcp_gaps,1
+== key_clients.csv
+key,client,requests
+user:1,10.0.0.9,6
+"say ""hi"",\xc3\xa9",10.0.0.9,2
+"say ""hi"",\xc3\xa9",10.0.0.7,1
+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,10.0.0.9,1
+== keys.csv
+key,requests,hits,misses,bytes_in,bytes_out,errors,error_bound,servers,p50_us,p99_us,max_us,value_size_max,commands
+user:1,6,4,0,10,40,0,0,10.0.0.1:11211,20,90,120,40,get=4;set=2
+"say ""hi"",\xc3\xa9",3,1,2,0,1500,0,2,10.0.0.1:11211;10.0.0.2:11211,20,90,120,1500,get=3
+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,1,0,0,2000000,0,0,0,10.0.0.1:11211,20,90,120,2000000,set=1
+== latency.csv
+le,count
+31,9
+127,1
+== limits.csv
+max_keys,max_clients,max_families,tracked_keys,tracked_clients,tracked_families,key_evictions,client_evictions,family_evictions
+4,100,100,4,1,1,7,0,0
+== results.csv
+result,count
+hit,5
+miss,2
+stored,3
+== servers.csv
+server,requests,hits,misses,bytes_in,bytes_out,errors
+10.0.0.1:11211,10,5,2,2000010,1540,1
+== totals.csv
+commands,requests,hits,misses,bytes_in,bytes_out
+8,10,5,2,2000010,1540
+== value_size.csv
+le,count
+15,4
+2047,1
+2097151,1
+== windows.csv
+start,end,dir,commands,requests,hits,misses,bytes_in,bytes_out
+1700000000,1700000060,windows/1700000000-1700000060,2,3,1,2,0,1500
+== windows/1700000000-1700000060/clients.csv
+client,requests,hits,misses,bytes_in,bytes_out,errors,error_bound
+10.0.0.9,3,1,2,0,1500,0,0
+== windows/1700000000-1700000060/commands.csv
+proto,transport,command,count,requests
+text,tcp,get,2,3
+== windows/1700000000-1700000060/families.csv
+family,requests,hits,misses,bytes_in,bytes_out,errors,error_bound
+== windows/1700000000-1700000060/key_clients.csv
+key,client,requests
+"say ""hi"",\xc3\xa9",10.0.0.9,2
+"say ""hi"",\xc3\xa9",10.0.0.7,1
+== windows/1700000000-1700000060/keys.csv
+key,requests,hits,misses,bytes_in,bytes_out,errors,error_bound,servers,p50_us,p99_us,max_us,value_size_max,commands
+"say ""hi"",\xc3\xa9",3,1,2,0,1500,0,2,10.0.0.1:11211;10.0.0.2:11211,20,90,120,1500,get=3
+== windows/1700000000-1700000060/latency.csv
+le,count
+31,3
+== windows/1700000000-1700000060/results.csv
+result,count
+hit,1
+miss,2
+== windows/1700000000-1700000060/servers.csv
+server,requests,hits,misses,bytes_in,bytes_out,errors
+10.0.0.1:11211,3,1,2,0,1500,0
+== windows/1700000000-1700000060/totals.csv
+commands,requests,hits,misses,bytes_in,bytes_out
+2,3,1,2,0,1500
+== windows/1700000000-1700000060/value_size.csv
+le,count
+"#;
+    const EMPTY: &str = r#"== capture.csv
+files,packets,bytes,first_ts,last_ts
+,0,0,0,0
+== clients.csv
+client,requests,hits,misses,bytes_in,bytes_out,errors,error_bound
+== commands.csv
+proto,transport,command,count,requests
+== families.csv
+family,requests,hits,misses,bytes_in,bytes_out,errors,error_bound
+== health.csv
+counter,value
+packets,0
+records,0
+tcp_gaps,0
+== key_clients.csv
+key,client,requests
+== keys.csv
+key,requests,hits,misses,bytes_in,bytes_out,errors,error_bound,servers,p50_us,p99_us,max_us,value_size_max,commands
+== latency.csv
+le,count
+== limits.csv
+max_keys,max_clients,max_families,tracked_keys,tracked_clients,tracked_families,key_evictions,client_evictions,family_evictions
+100000,10000,10000,0,0,0,0,0,0
+== results.csv
+result,count
+== servers.csv
+server,requests,hits,misses,bytes_in,bytes_out,errors
+== totals.csv
+commands,requests,hits,misses,bytes_in,bytes_out
+0,0,0,0,0,0
+== value_size.csv
+le,count
+"#;
 }

@@ -457,7 +457,8 @@ impl Session {
         self.queue.push_marker();
     }
 
-    /// Every open request may have lost its answer: record them `lost`.
+    /// Every open request may have lost its answer: record them `lost`,
+    /// keeping only what a partial answer already proved (`give_up`).
     fn response_gap(&mut self) {
         let owner = self.resp.skip_owner.take();
         self.resp.skip = 0;
@@ -775,14 +776,17 @@ impl Session {
         }
     }
 
-    /// Resolves every open request as lost (connection over).
+    /// Resolves every open request as lost, keeping what a partial answer
+    /// already proved (connection over).
     fn close(&mut self) {
         let owner = self.resp.skip_owner.take();
         for e in self.queue.iter_mut() {
             if e.marker {
                 e.state = State::Resolved;
             } else if e.is_open() {
-                if e.kind == Kind::Quit {
+                // Text quit and QuitQ are never answered; a binary Quit
+                // always is, so one whose answer was not seen is lost.
+                if e.kind == Kind::Quit && (e.proto != Proto::Binary || e.quiet) {
                     e.resolve_silent(Outcome::Noreply);
                 } else {
                     let cut = owner == Some(e.id);

@@ -98,7 +98,15 @@ pub struct Engine {
     counters: Counters,
     warnings: Warnings,
     last_ts: Ts,
+    /// Connections closed in the last `LINGER_NS`: stragglers of theirs
+    /// must not open phantom mid-stream connections.
+    recently_closed: hashbrown::HashMap<FlowKey, Ts>,
 }
+
+/// How long a closed connection's stragglers are recognised.
+const LINGER_NS: u64 = 2_000_000_000;
+/// Bound on remembered closed connections.
+const LINGER_CAP: usize = 65_536;
 
 impl Engine {
     pub fn new(cfg: EngineConfig, targets: Targets) -> Engine {
@@ -114,6 +122,7 @@ impl Engine {
             counters: Counters::default(),
             warnings: Warnings::default(),
             last_ts: 0,
+            recently_closed: hashbrown::HashMap::new(),
             targets,
             cfg,
         }
@@ -156,10 +165,22 @@ impl Engine {
     }
 
     pub fn packet(&mut self, p: &Packet<'_>, sink: &mut dyn RecordSink) {
-        let Some(side) = self.targets.classify(p.src, p.sport, p.dst, p.dport) else {
+        let Some(mut side) = self.targets.classify(p.src, p.sport, p.dst, p.dport) else {
             self.counters.not_target += 1;
             return;
         };
+        if side == Side::ToServer
+            && p.transport == Transport::Udp
+            && self
+                .targets
+                .classify(p.src, p.sport, p.src, p.sport)
+                .is_some()
+        {
+            // Both ends look like targets (same port both ways): each
+            // datagram stands alone, so its payload decides. (A TCP stream
+            // cannot be judged packet by packet; its destination decides.)
+            side = guess_side(p);
+        }
         // Packet time only moves forward for the timers, even when a
         // capture's timestamps step back.
         if p.ts > self.last_ts {
@@ -228,6 +249,13 @@ impl Engine {
             // A bare ACK/FIN/RST of a connection already closed (or never
             // seen carrying data) starts nothing.
             return;
+        } else if !p.tcp.syn {
+            if let Some(&t) = self.recently_closed.get(&key) {
+                if now.saturating_sub(t) <= LINGER_NS {
+                    self.counters.tcp_after_close += 1;
+                    return;
+                }
+            }
         }
         let cfg = &self.cfg;
         let counters = &mut self.counters;
@@ -275,11 +303,24 @@ impl Engine {
         }
         if closed {
             self.counters.tcp_closed += 1;
+            self.remember_closed(key, now);
             if let Some(mut conn) = self.flows.remove(&key) {
                 conn.session.finish(sink);
                 self.counters.add(&conn.session.counters);
             }
         }
+    }
+
+    fn remember_closed(&mut self, key: FlowKey, now: Ts) {
+        if self.recently_closed.len() >= LINGER_CAP {
+            self.recently_closed
+                .retain(|_, t| now.saturating_sub(*t) <= LINGER_NS);
+            if self.recently_closed.len() >= LINGER_CAP {
+                // A storm of short connections: forget rather than grow.
+                self.recently_closed.clear();
+            }
+        }
+        self.recently_closed.insert(key, now);
     }
 
     /// Idle connections and UDP exchanges time out on packet time.
@@ -322,5 +363,24 @@ impl Engine {
             counters.add(&conn.session.counters);
         });
         self.udp.finish(sink);
+    }
+}
+
+/// Direction of a packet whose both ends match a target: a payload that
+/// parses as a response (and not as a request) is a response.
+fn guess_side(p: &Packet<'_>) -> Side {
+    use crate::protocol::detect::{parse_request, parse_response};
+    use crate::protocol::{Limits, Parse};
+    let body = match p.transport {
+        Transport::Udp => p.payload.get(8..).unwrap_or(&[]),
+        Transport::Tcp => p.payload,
+    };
+    let lim = Limits::default();
+    let is_resp = !matches!(parse_response(body, &lim), Parse::Bad(_));
+    let is_req = !matches!(parse_request(body, &lim), Parse::Bad(_));
+    if is_resp && !is_req {
+        Side::FromServer
+    } else {
+        Side::ToServer
     }
 }
