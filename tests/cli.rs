@@ -652,6 +652,16 @@ fn summary_lists_every_counter() {
     let case = "text_tcp";
     let o = dump_case(case, &[]);
     let err = stderr(&o);
+    // Warnings (naming the fixture's deliberate bad command) come first.
+    assert!(
+        err.lines().next().unwrap().starts_with("memtap: warning: "),
+        "{err}"
+    );
+    let err: String = err
+        .lines()
+        .skip_while(|l| l.starts_with("memtap: warning: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let first = err.lines().next().unwrap();
     assert!(
         first.starts_with("memtap: ") && first.contains(" packets, "),

@@ -25,7 +25,10 @@ pub fn write_summary(w: &mut dyn Write, c: &Counters) -> io::Result<()> {
     )?;
     let given_up: Vec<(&str, u64)> = c.iter().filter(|(n, _)| !WORK.contains(n)).collect();
     let width = given_up.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
-    writeln!(w, "memtap: input given up or unusual (all counters):")?;
+    writeln!(
+        w,
+        "memtap: input given up or unusual (every other counter):"
+    )?;
     for chunk in given_up.chunks(3) {
         let mut line = String::from("  ");
         for (n, v) in chunk {

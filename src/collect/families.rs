@@ -152,11 +152,8 @@ impl FamilyRules {
             (Some(d), _) if d.is_empty() => {
                 return Err("families.delimiter must not be empty".into())
             }
-            (Some(d), 0) => {
-                return Err(format!(
-                    "families.delimiter = {d:?} needs families.prefix_segments >= 1"
-                ))
-            }
+            // A delimiter with prefix_segments = 0: the cut is off.
+            (Some(_), 0) => None,
             (None, n) => {
                 return Err(format!(
                     "families.prefix_segments = {n} needs families.delimiter (e.g. \":\")"
@@ -969,13 +966,12 @@ mod tests {
             }),
             "families.delimiter must not be empty"
         );
-        assert_eq!(
-            err(FamilyConfig {
-                delimiter: Some(":".into()),
-                ..Default::default()
-            }),
-            "families.delimiter = \":\" needs families.prefix_segments >= 1"
-        );
+        // A delimiter alone is allowed: prefix_segments = 0 is "off".
+        let r = rules(&FamilyConfig {
+            delimiter: Some(":".into()),
+            ..Default::default()
+        });
+        check(&r, &[("a:1:b", "a:{n}:b")]);
         assert_eq!(
             err(FamilyConfig {
                 prefix_segments: 2,

@@ -1026,31 +1026,33 @@ mod tests {
     }
 
     #[test]
-    fn eviction_inherits_min_oldest_first() {
+    fn eviction_inherits_min() {
         let mut t: HeavyHitters<u64> = HeavyHitters::new(2);
-        t.update(b"a", 1).stats += 1;
+        t.update(b"a", 3).stats += 1;
         t.update(b"b", 1).stats += 1;
-        // a and b tie at 1: a, updated longer ago, goes.
+        // b has the minimum (1).
         let c = t.update(b"c", 1);
         assert_eq!((c.count(), c.error_bound(), c.stats), (2, 1, 0));
         c.stats += 1;
-        assert!(!t.contains(b"a"));
+        assert!(!t.contains(b"b"));
         assert_eq!(t.evictions(), 1);
+        // Now c (2).
         let d = t.update(b"d", 5);
         assert_eq!(
             (d.count(), d.error_bound(), d.guaranteed_count()),
-            (6, 1, 5)
+            (7, 2, 5)
         );
-        assert!(!t.contains(b"b"));
-        // c (2) is now the minimum.
-        t.update(b"d", 1);
-        let e = t.update(b"e", 3);
-        assert_eq!((e.count(), e.error_bound()), (5, 2));
+        assert!(!t.contains(b"c"));
+        // Now a (4).
+        assert_eq!(t.update(b"a", 1).count(), 4);
+        let e = t.update(b"e", 1);
+        assert_eq!((e.count(), e.error_bound()), (5, 4));
         assert_eq!(t.get(b"d").unwrap().count(), 7);
         assert_eq!(t.evictions(), 3);
         assert!(!t.is_exact());
         assert_eq!(t.unmonitored_bound(), 5);
         assert_eq!(t.total_weight(), 12);
+        assert_eq!(t.iter().map(|e| e.count()).sum::<u64>(), 12);
         t.check_invariants();
         // A re-admitted key starts over: its payload is reset.
         let a = t.update(b"a", 1);
@@ -1129,35 +1131,41 @@ mod tests {
             check_guarantees(&t, &truth, stream.len() as u64, capacity, 100);
         }
 
-        /// The table equals a brute-force Space-Saving with the same
-        /// tie-break after every update.
+        /// Every update does what Space-Saving says, checked against a
+        /// brute-force model after every step: counts, errors, and that an
+        /// evicted key had the minimum count.
         #[test]
         fn matches_reference_model(
             capacity in 1usize..8,
             ops in proptest::collection::vec((0u8..20, 0u64..5), 0..300),
         ) {
-            let mut t: HeavyHitters = HeavyHitters::new(capacity);
-            // (key, count, error, last update)
-            let mut model: Vec<(Vec<u8>, u64, u64, u64)> = Vec::new();
-            for (tick, &(k, w)) in ops.iter().enumerate() {
+            let mut t: HeavyHitters<u64> = HeavyHitters::new(capacity);
+            // key -> (count, error, payload)
+            let mut model: HashMap<Vec<u8>, (u64, u64, u64)> = HashMap::new();
+            let mut evictions = 0;
+            for &(k, w) in &ops {
                 let k = vec![b'k'; k as usize];
-                t.update(&k, w);
-                if let Some(m) = model.iter_mut().find(|m| m.0 == k) {
-                    m.1 += w;
-                    m.3 = tick as u64;
+                t.update(&k, w).stats += w;
+                if let Some(m) = model.get_mut(&k) {
+                    m.0 += w;
+                    m.2 += w;
                 } else if model.len() < capacity {
-                    model.push((k, w, 0, tick as u64));
+                    model.insert(k, (w, 0, w));
                 } else {
-                    let m = model.iter_mut().min_by_key(|m| (m.1, m.3)).unwrap();
-                    let min = m.1;
-                    *m = (k, min + w, min, tick as u64);
+                    let min = model.values().map(|m| m.0).min().unwrap();
+                    let gone: Vec<Vec<u8>> = model.keys().filter(|m| !t.contains(m)).cloned().collect();
+                    prop_assert_eq!(gone.len(), 1);
+                    prop_assert_eq!(model[&gone[0]].0, min, "evicted a non-minimum item");
+                    model.remove(&gone[0]);
+                    model.insert(k, (min + w, min, w));
+                    evictions += 1;
                 }
                 t.check_invariants();
-                let mut got: Vec<_> = t.iter().map(|e| (e.key().to_vec(), e.count(), e.error_bound())).collect();
-                let mut want: Vec<_> = model.iter().map(|m| (m.0.clone(), m.1, m.2)).collect();
-                got.sort();
-                want.sort();
-                prop_assert_eq!(got, want);
+                prop_assert_eq!(t.evictions(), evictions);
+                prop_assert_eq!(t.len(), model.len());
+                for e in t.iter() {
+                    prop_assert_eq!(Some(&(e.count(), e.error_bound(), e.stats)), model.get(e.key()));
+                }
             }
         }
     }

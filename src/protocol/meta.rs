@@ -84,8 +84,20 @@ pub fn request_from_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>
         // "<data block>\r\n", as for text storage commands.
         req.skip_after = len + 2;
     }
-    let flags = Flags::parse(toks, Side::Request, lim)?;
-    check_key_encoding(key, flags.base64)?;
+    let flags = match Flags::parse(toks, Side::Request, lim)
+        .and_then(|f| check_key_encoding(key, f.base64).map(|_| f))
+    {
+        Ok(f) => f,
+        Err(_) if kind == Kind::Store => {
+            // memcached reads <datalen> before the flags: a line it then
+            // rejects is answered CLIENT_ERROR *and* its data block is
+            // swallowed. Framing it (flags ignored, key as on the wire)
+            // keeps the stream in step; the answer records the error.
+            req.keys = Keys::One(key);
+            return Ok(req);
+        }
+        Err(e) => return Err(e),
+    };
     req.keys = Keys::One(key);
     req.key_base64 = flags.base64;
     req.quiet = flags.quiet;

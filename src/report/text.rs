@@ -95,6 +95,15 @@ pub fn write(w: &mut dyn Write, r: &Report) -> io::Result<()> {
             ("end", iso_time(win.end)),
             ("duration", duration(win.start, win.end)),
         ];
+        let quiet = win.totals.commands == 0
+            && win.commands.is_empty()
+            && win.keys.is_empty()
+            && win.clients.is_empty();
+        if quiet {
+            kv(w, &rows)?;
+            writeln!(w, "no traffic")?;
+            continue;
+        }
         rows.extend(totals_rows(&win.totals));
         kv(w, &rows)?;
         subtitle(w, "Top keys by requests")?;
@@ -1027,6 +1036,30 @@ pub(crate) mod tests {
             ),
             "{got}"
         );
+    }
+
+    #[test]
+    fn quiet_window_is_one_line() {
+        let mut r = empty();
+        r.windows.push(WindowOut {
+            start: 60.0,
+            end: 120.0,
+            totals: TotalsOut::default(),
+            results: BTreeMap::new(),
+            commands: Vec::new(),
+            servers: Vec::new(),
+            keys: Vec::new(),
+            clients: Vec::new(),
+            families: Vec::new(),
+            distributions: Distributions::default(),
+        });
+        let got = render(&r);
+        let tail = "\n# Window 1 of 1\n\
+                    start     1970-01-01T00:01:00.000000Z\n\
+                    end       1970-01-01T00:02:00.000000Z\n\
+                    duration         60.000000 s (1m 00s)\n\
+                    no traffic\n";
+        assert!(got.ends_with(tail), "{got}");
     }
 
     #[test]
