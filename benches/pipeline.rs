@@ -11,28 +11,71 @@
 //!   reading the file and printing).
 //!
 //! Cases: every fixture in `testdata/pcaps/` (small, corner-case heavy), and
-//! `big_slice`: 50,000 packets of `bench-out/big.pcap` from frame 600,000 on
+//! `big_slice`: 20,000 packets of `bench-out/big.pcap` from frame 600,000 on
 //! (steady-state get/set traffic), when that file exists (make it with
 //! `benches/gen-capture.sh`).
 //!
 //! Throughput is packets and frame bytes per iteration.
+//!
+//! Before measuring, a counting global allocator reports for each case the
+//! heap allocations of one whole run and of the second half of the packets
+//! alone (run over all packets minus run over the first half): the latter
+//! is the steady-state cost per packet, 0 when the per-packet path does not
+//! allocate.
+//!
 //! `cargo bench --bench pipeline`
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use memtap::capture::file::FileSource;
 use memtap::capture::Frame;
 use memtap::decode::targets::{Target, Targets};
 use memtap::decode::{DecodeConfig, Decoder, Packet, TcpInfo, Transport, Ts};
 use memtap::session::{Engine, EngineConfig, Record, RecordSink};
 use memtap::stats::Counters;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// The system allocator, counting allocations (and reallocations).
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call unchanged to `System`.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations made by `f`.
+fn allocations(f: impl FnOnce()) -> u64 {
+    let before = ALLOCS.load(Ordering::Relaxed);
+    f();
+    ALLOCS.load(Ordering::Relaxed) - before
+}
 
 const FIXTURES: &[&str] = &["text_tcp", "meta_tcp", "binary_tcp", "mixed_noreply", "udp"];
 const BIG_SKIP: u64 = 600_000;
-const BIG_TAKE: usize = 50_000;
+const BIG_TAKE: usize = 20_000;
 
 /// A frame copied out of the reader's buffer.
 struct OwnedFrame {
@@ -195,15 +238,21 @@ fn cases() -> Vec<Case> {
 }
 
 fn run_engine(case: &Case, cfg: &EngineConfig) -> Count {
+    run_packets(&case.packets, &case.targets, cfg)
+}
+
+#[inline(never)]
+fn run_packets(packets: &[OwnedPacket], targets: &Targets, cfg: &EngineConfig) -> Count {
     let mut sink = Count::default();
-    let mut engine = Engine::new(cfg.clone(), case.targets.clone());
-    for p in &case.packets {
+    let mut engine = Engine::new(cfg.clone(), targets.clone());
+    for p in packets {
         engine.packet(&p.packet(), &mut sink);
     }
     engine.finish(&mut sink);
     sink
 }
 
+#[inline(never)]
 fn run_decode_engine(case: &Case, cfg: &EngineConfig) -> Count {
     let mut sink = Count::default();
     let mut c = Counters::default();
@@ -233,12 +282,27 @@ fn bench(c: &mut Criterion) {
         let n = run_engine(case, &cfg).records;
         assert!(n > 0, "{}: no records", case.name);
         assert_eq!(run_decode_engine(case, &cfg).records, n, "{}", case.name);
+        let all = allocations(|| {
+            black_box(run_packets(&case.packets, &case.targets, &cfg));
+        });
+        let half = case.packets.len() / 2;
+        let first = allocations(|| {
+            black_box(run_packets(&case.packets[..half], &case.targets, &cfg));
+        });
+        eprintln!(
+            "pipeline: {}: {} packets, {n} records, {all} heap allocations per run, {:.4} per packet in the second half",
+            case.name,
+            case.packets.len(),
+            all.saturating_sub(first) as f64 / (case.packets.len() - half).max(1) as f64,
+        );
     }
     for (group, f) in [
         ("engine", run_engine as fn(&Case, &EngineConfig) -> Count),
         ("decode_engine", run_decode_engine),
     ] {
         let mut g = c.benchmark_group(group);
+        // Equal iteration counts per sample: big_slice takes milliseconds.
+        g.sampling_mode(SamplingMode::Flat);
         for case in &cases {
             g.throughput(Throughput::ElementsAndBytes {
                 elements: case.frames.len() as u64,

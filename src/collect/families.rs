@@ -12,6 +12,7 @@
 //! 2. **Prefix cut**: with `delimiter` and `prefix_segments = N`, the key is
 //!    cut before the `N`th delimiter, keeping its first `N` segments (and no
 //!    trailing delimiter). A key with fewer segments is kept whole.
+//!    `prefix_segments = 0` turns the cut off, delimiter or not.
 //! 3. **Built-in collapsing** of numbers (`digits`) and hex ids (`hex`).
 //!
 //! # Built-in collapsing
