@@ -123,7 +123,7 @@ ROWS=()
 row() {
     ROWS+=("$(awk -v n="$1" -v w="$BEST_WALL" -v c="$BEST_CPU" -v r="$MAX_RSS_KB" \
         -v p="$PACKETS" -v b="$BYTES" -v f="$2" 'BEGIN {
-        printf "| %-34s | %7.2f | %7.2f | %10.0f | %7.1f | %8.1f | %s |", n, w, c, p / w, b / w / 1e6, r / 1024, f
+        printf "| %-34s | %7.3f | %7.2f | %10.0f | %7.1f | %7.1f | %8s |", n, w, c, p / w, b / w / 1e6, r / 1024, f
     }')")
 }
 
@@ -143,7 +143,7 @@ row "(c) memtap dump --format tsv" "$(awk -v a="$BEST_WALL" -v f="$FLOOR" 'BEGIN
 
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 CPU_MODEL="$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
-COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo 'unknown commit')"
 DIRTY="$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo '+dirty' || true)"
 
 mkdir -p "$(dirname "$OUT_TXT")"
@@ -155,8 +155,8 @@ mkdir -p "$(dirname "$OUT_TXT")"
     echo "# best of $RUNS runs, page cache warm; peak RSS is the largest of the runs; MB = 10^6 bytes of file"
     echo "# load average before: $LOAD_BEFORE, after: $LOAD_AFTER"
     echo
-    echo "| command                            |  wall s |   CPU s |  packets/s |    MB/s | RSS MiB  | vs floor |"
-    echo "| ---------------------------------- | ------: | ------: | ---------: | ------: | -------: | -------: |"
+    echo "| command                            |  wall s |   CPU s |  packets/s |    MB/s | RSS MiB | vs floor |"
+    echo "| ---------------------------------- | ------: | ------: | ---------: | ------: | ------: | -------: |"
     printf '%s\n' "${ROWS[@]}"
 } | tee "$OUT_TXT"
 log "written to $OUT_TXT"

@@ -364,6 +364,96 @@ pub struct CommandCounts {
     pub requests: u64,
 }
 
+/// The commands seen: a handful, so a vector with a one-entry cache beats
+/// hashing three strings per record.
+#[derive(Debug, Clone, Default)]
+pub struct CommandTable {
+    list: Vec<(CommandId, CommandCounts)>,
+    last: usize,
+}
+
+impl CommandId {
+    #[inline]
+    fn same(&self, o: &CommandId) -> bool {
+        // Names are static strings: pointer equality is the fast path.
+        let eq = |a: &'static str, b: &'static str| std::ptr::eq(a, b) || a == b;
+        eq(self.command, o.command) && eq(self.proto, o.proto) && eq(self.transport, o.transport)
+    }
+}
+
+impl CommandTable {
+    #[inline]
+    pub fn get(&mut self, id: CommandId) -> &mut CommandCounts {
+        if self.last < self.list.len() && self.list[self.last].0.same(&id) {
+            return &mut self.list[self.last].1;
+        }
+        let i = match self.list.iter().position(|(k, _)| k.same(&id)) {
+            Some(i) => i,
+            None => {
+                self.list.push((id, CommandCounts::default()));
+                self.list.len() - 1
+            }
+        };
+        self.last = i;
+        &mut self.list[i].1
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&CommandId, &CommandCounts)> {
+        self.list.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn clear(&mut self) {
+        self.list.clear();
+        self.last = 0;
+    }
+}
+
+/// Per-server traffic: an index by address and a one-entry cache (records
+/// of one batch mostly come from a few servers).
+#[derive(Debug, Clone, Default)]
+pub struct ServerTable {
+    list: Vec<(SocketAddr, Traffic)>,
+    index: HashMap<SocketAddr, usize>,
+    last: usize,
+}
+
+impl ServerTable {
+    #[inline]
+    pub fn get(&mut self, s: SocketAddr) -> &mut Traffic {
+        if self.last < self.list.len() && self.list[self.last].0 == s {
+            return &mut self.list[self.last].1;
+        }
+        let i = match self.index.get(&s) {
+            Some(&i) => i,
+            None => {
+                self.list.push((s, Traffic::default()));
+                self.index.insert(s, self.list.len() - 1);
+                self.list.len() - 1
+            }
+        };
+        self.last = i;
+        &mut self.list[i].1
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&SocketAddr, &Traffic)> {
+        self.list.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.list.clear();
+        self.index.clear();
+        self.last = 0;
+    }
+}
+
 /// Bounds of a collector's tables.
 #[derive(Debug, Clone, Copy)]
 pub struct TableLimits {
@@ -379,9 +469,10 @@ pub struct Tables {
     pub keys: HeavyHitters<KeyStats>,
     pub clients: HeavyHitters<ClientStats>,
     pub families: HeavyHitters<FamilyStats>,
-    pub commands: HashMap<CommandId, CommandCounts>,
-    pub servers: HashMap<SocketAddr, Traffic>,
-    pub results: HashMap<&'static str, u64>,
+    pub commands: CommandTable,
+    pub servers: ServerTable,
+    /// Records per outcome, indexed by `Outcome as usize`.
+    pub results: [u64; Outcome::ALL.len()],
     pub value_size: Log2Hist,
     pub latency_us: Log2Hist,
     pub totals: Totals,
@@ -406,9 +497,9 @@ impl Tables {
             keys: HeavyHitters::new(l.max_keys.max(1)),
             clients: HeavyHitters::new(l.max_clients.max(1)),
             families: HeavyHitters::new(l.max_families.max(1)),
-            commands: HashMap::new(),
-            servers: HashMap::new(),
-            results: HashMap::new(),
+            commands: CommandTable::default(),
+            servers: ServerTable::default(),
+            results: [0; Outcome::ALL.len()],
             value_size: Log2Hist::default(),
             latency_us: Log2Hist::default(),
             totals: Totals::default(),
@@ -437,18 +528,15 @@ impl Tables {
         t.bytes_in += r.req_bytes;
         t.bytes_out += r.resp_bytes;
 
-        let cmd = self
-            .commands
-            .entry(CommandId {
-                proto: r.proto.as_str(),
-                transport: r.transport.as_str(),
-                command: r.command,
-            })
-            .or_default();
+        let cmd = self.commands.get(CommandId {
+            proto: r.proto.as_str(),
+            transport: r.transport.as_str(),
+            command: r.command,
+        });
         cmd.requests += 1;
         cmd.count += r.first as u64;
-        self.servers.entry(r.server).or_default().add(r);
-        *self.results.entry(r.result.as_str()).or_default() += 1;
+        self.servers.get(r.server).add(r);
+        self.results[r.result as usize] += 1;
 
         let size = if r.req_bytes > 0 {
             Some(r.req_bytes)
@@ -496,16 +584,16 @@ impl Tables {
         self.keys.merge(&o.keys);
         self.clients.merge(&o.clients);
         self.families.merge(&o.families);
-        for (k, v) in &o.commands {
-            let e = self.commands.entry(*k).or_default();
+        for (k, v) in o.commands.iter() {
+            let e = self.commands.get(*k);
             e.count += v.count;
             e.requests += v.requests;
         }
-        for (k, v) in &o.servers {
-            self.servers.entry(*k).or_default().merge(v);
+        for (k, v) in o.servers.iter() {
+            self.servers.get(*k).merge(v);
         }
-        for (k, v) in &o.results {
-            *self.results.entry(k).or_default() += v;
+        for (a, b) in self.results.iter_mut().zip(o.results.iter()) {
+            *a += b;
         }
         self.value_size.merge(&o.value_size);
         self.latency_us.merge(&o.latency_us);
@@ -526,7 +614,7 @@ impl Tables {
         self.families.clear();
         self.commands.clear();
         self.servers.clear();
-        self.results.clear();
+        self.results = [0; Outcome::ALL.len()];
         self.value_size.clear();
         self.latency_us.clear();
         self.totals = Totals::default();

@@ -143,6 +143,25 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order (`o as usize` indexes it).
+    pub const ALL: [Outcome; 15] = [
+        Outcome::Hit,
+        Outcome::Miss,
+        Outcome::Stored,
+        Outcome::NotStored,
+        Outcome::Exists,
+        Outcome::NotFound,
+        Outcome::Deleted,
+        Outcome::Touched,
+        Outcome::Value,
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::ClientError,
+        Outcome::ServerError,
+        Outcome::Noreply,
+        Outcome::Lost,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Hit => "hit",
@@ -160,6 +179,18 @@ impl Outcome {
             Outcome::ServerError => "server_error",
             Outcome::Noreply => "noreply",
             Outcome::Lost => "lost",
+        }
+    }
+}
+
+#[cfg(test)]
+mod outcome_tests {
+    use super::Outcome;
+
+    #[test]
+    fn all_is_indexed_by_discriminant() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i, "{o:?}");
         }
     }
 }
