@@ -31,6 +31,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread;
 
 /// Shape of the pipeline.
@@ -201,7 +202,9 @@ fn spawn_collectors(pc: &PipelineConfig, recycle: &[Sender<RecordBatch>]) -> Col
             limits: collector_limits(pc),
             window_ns: pc.window_ns,
             workers: pc.workers,
-            families: pc.families.clone(),
+            // Each collector its own copy: the regex scratch pool inside is
+            // then never contended (one thread per copy).
+            families: pc.families.as_ref().map(|f| Arc::new((**f).clone())),
         };
         let recycle = recycle.to_vec();
         let wtx = wtx.clone();
