@@ -1,0 +1,244 @@
+//! The per-packet path allocates nothing in steady state: once a
+//! connection is established and its buffers are warm, requests and
+//! responses (text, meta, binary; whole or split across segments) go
+//! through decode-free engine input, reassembly, parsing, pairing and a
+//! record sink without a single heap allocation.
+
+use memtap::decode::targets::Targets;
+use memtap::decode::{Packet, TcpInfo, Transport};
+use memtap::session::{Engine, EngineConfig, Record, RecordSink};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::IpAddr;
+
+struct Counting;
+
+thread_local! {
+    // Per thread: tests run in parallel and must not see each other's.
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn allocs() -> u64 {
+    ALLOCS.with(|a| a.get())
+}
+
+fn count() {
+    // `try_with`: the allocator also runs while thread-locals are torn down.
+    let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        count();
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+struct Conn {
+    client: IpAddr,
+    server: IpAddr,
+    cport: u16,
+    seq_c: u32,
+    seq_s: u32,
+    ts: u64,
+}
+
+impl Conn {
+    fn pkt<'a>(&mut self, to_server: bool, payload: &'a [u8], syn: bool) -> Packet<'a> {
+        self.ts += 10_000;
+        let (src, dst, sport, dport, seq, ack) = if to_server {
+            (
+                self.client,
+                self.server,
+                self.cport,
+                11211,
+                self.seq_c,
+                self.seq_s,
+            )
+        } else {
+            (
+                self.server,
+                self.client,
+                11211,
+                self.cport,
+                self.seq_s,
+                self.seq_c,
+            )
+        };
+        let adv = payload.len() as u32 + syn as u32;
+        if to_server {
+            self.seq_c = self.seq_c.wrapping_add(adv);
+        } else {
+            self.seq_s = self.seq_s.wrapping_add(adv);
+        }
+        Packet {
+            ts: self.ts,
+            frame_no: 0,
+            src,
+            dst,
+            sport,
+            dport,
+            transport: Transport::Tcp,
+            tcp: TcpInfo {
+                seq,
+                ack,
+                syn,
+                fin: false,
+                rst: false,
+                ack_flag: !(syn && to_server),
+            },
+            payload,
+            truncated: false,
+            wire_payload_len: payload.len(),
+        }
+    }
+}
+
+fn exchange(e: &mut Engine, c: &mut Conn, req: &[u8], resp: &[u8], sink: &mut dyn RecordSink) {
+    // Requests whole; responses split in two segments (a message spanning
+    // segments is carried — into a buffer that is warm by now).
+    let p = c.pkt(true, req, false);
+    e.packet(&p, sink);
+    let (a, b) = resp.split_at(resp.len() / 2);
+    let p = c.pkt(false, a, false);
+    e.packet(&p, sink);
+    let p = c.pkt(false, b, false);
+    e.packet(&p, sink);
+}
+
+#[test]
+fn steady_state_allocates_nothing() {
+    let mut e = Engine::new(EngineConfig::default(), Targets::default());
+    let mut c = Conn {
+        client: "10.0.0.1".parse().unwrap(),
+        server: "10.0.0.2".parse().unwrap(),
+        cport: 40000,
+        seq_c: 1000,
+        seq_s: 5000,
+        ts: 1_700_000_000_000_000_000,
+    };
+    let mut records = 0u64;
+    let mut hits = 0u64;
+    let mut sink = |r: &Record<'_>| {
+        records += 1;
+        if r.result == memtap::protocol::Outcome::Hit {
+            hits += 1;
+        }
+    };
+    let syn = c.pkt(true, b"", true);
+    e.packet(&syn, &mut sink);
+    let synack = c.pkt(false, b"", true);
+    e.packet(&synack, &mut sink);
+    let bin_get = {
+        let mut v = vec![0x80, 0x0c, 0, 3, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 7];
+        v.extend_from_slice(&[0; 8]);
+        v.extend_from_slice(b"bin");
+        v
+    };
+    let bin_resp = {
+        let mut v = vec![0x81, 0x0c, 0, 3, 4, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 7];
+        v.extend_from_slice(&[0; 8]);
+        v.extend_from_slice(&[0, 0, 0, 0]);
+        v.extend_from_slice(b"bin");
+        v.extend_from_slice(b"value");
+        v
+    };
+    let round = |e: &mut Engine, c: &mut Conn, sink: &mut dyn RecordSink| {
+        exchange(
+            e,
+            c,
+            b"get a b c\r\n",
+            b"VALUE a 0 5\r\nhello\r\nVALUE c 0 3\r\nabc\r\nEND\r\n",
+            sink,
+        );
+        exchange(e, c, b"set k 0 0 5\r\nworld\r\n", b"STORED\r\n", sink);
+        exchange(
+            e,
+            c,
+            b"mg a v k q\r\nmg zz v k q\r\nmn\r\n",
+            b"VA 5 ka\r\nhello\r\nMN\r\n",
+            sink,
+        );
+        exchange(e, c, &bin_get, &bin_resp, sink);
+    };
+    for _ in 0..200 {
+        round(&mut e, &mut c, &mut sink);
+    }
+    let before = allocs();
+    for _ in 0..2000 {
+        round(&mut e, &mut c, &mut sink);
+    }
+    let allocs = allocs() - before;
+    // 8 records a round (3 get keys, set, 2 mg, mn, getk), 4 of them hits
+    // (a, c, mg a, getk) — checked so the
+    // test cannot pass by doing nothing.
+    assert_eq!(records, 2200 * 8);
+    assert_eq!(hits, 2200 * 4);
+    assert_eq!(allocs, 0, "allocations in 2000 steady-state rounds");
+}
+
+#[test]
+fn collector_tables_allocate_nothing_for_known_keys() {
+    use memtap::collect::batch::RecordBatch;
+    use memtap::collect::families::{FamilyConfig, FamilyRules};
+    use memtap::collect::tables::{ClientGranularity, TableLimits, Tables};
+    use memtap::protocol::{Outcome, Proto};
+    let limits = TableLimits {
+        max_keys: 1000,
+        max_clients: 100,
+        max_families: 100,
+        client_granularity: ClientGranularity::Ip,
+    };
+    let mut t = Tables::new(&limits);
+    let rules = FamilyRules::new(&FamilyConfig::default()).unwrap();
+    let mut fam = Vec::with_capacity(256);
+    let mut b = RecordBatch::default();
+    let keys: Vec<String> = (0..500).map(|i| format!("user:{i}:profile")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        b.push(
+            &Record {
+                ts: 1,
+                client: format!("10.0.{}.1:4000", i % 50).parse().unwrap(),
+                server: "10.1.0.1:11211".parse().unwrap(),
+                transport: Transport::Tcp,
+                proto: Proto::Text,
+                command: "get",
+                first: true,
+                key: Some(k.as_bytes()),
+                result: if i % 3 == 0 {
+                    Outcome::Miss
+                } else {
+                    Outcome::Hit
+                },
+                req_bytes: 0,
+                resp_bytes: 100,
+                latency_ns: Some(20_000),
+            },
+            1,
+        );
+    }
+    let pass = |t: &mut Tables, fam: &mut Vec<u8>| {
+        for r in &b.recs {
+            t.add(&b, r, Some(&rules), fam);
+        }
+    };
+    pass(&mut t, &mut fam);
+    let before = allocs();
+    for _ in 0..20 {
+        pass(&mut t, &mut fam);
+    }
+    assert_eq!(allocs() - before, 0);
+    assert_eq!(t.totals.requests, 21 * 500);
+    assert_eq!(t.keys.len(), 500);
+    assert_eq!(t.families.len(), 1);
+}
