@@ -148,9 +148,14 @@ pub struct DumpArgs {
     #[arg(long, short = 'f', value_enum, value_name = "FORMAT")]
     pub format: Option<DumpFormat>,
 
-    /// Do not print the summary on standard error.
+    /// Do not print the summary or warnings on standard error.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Key privacy: none, hash (a stable pseudonym) or truncate:N.
+    /// Default: none (config: collect.redact_keys).
+    #[arg(long, value_name = "MODE")]
+    pub redact_keys: Option<String>,
 
     /// Capture files (pcap, pcapng; .gz/.zst accepted; `-` = stdin).
     #[arg(required = true, value_name = "FILE")]

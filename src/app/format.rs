@@ -29,6 +29,7 @@ fn ts_secs(out: &mut Vec<u8>, ts: u64) {
 pub struct RecordWriter<W: Write> {
     out: W,
     tsv: bool,
+    redact: crate::collect::redact::Redact,
     line: Vec<u8>,
     key: Vec<u8>,
     pub error: Option<io::Error>,
@@ -45,10 +46,17 @@ impl<W: Write> RecordWriter<W> {
         Ok(RecordWriter {
             out,
             tsv,
+            redact: Default::default(),
             line: Vec::with_capacity(512),
             key: Vec::with_capacity(512),
             error: None,
         })
+    }
+
+    /// Applies key privacy to every record written.
+    pub fn with_redaction(mut self, r: crate::collect::redact::Redact) -> Self {
+        self.redact = r;
+        self
     }
 
     pub fn write(&mut self, r: &Record<'_>) {
@@ -58,7 +66,12 @@ impl<W: Write> RecordWriter<W> {
         self.line.clear();
         self.key.clear();
         if let Some(k) = r.key {
-            escape_key(&mut self.key, k);
+            if self.redact == crate::collect::redact::Redact::None {
+                escape_key(&mut self.key, k);
+            } else {
+                let s = crate::report::key_string(k, &self.redact);
+                self.key.extend_from_slice(s.as_bytes());
+            }
         }
         let l = &mut self.line;
         if self.tsv {

@@ -100,7 +100,13 @@ fn dump(a: DumpArgs) -> anyhow::Result<ExitCode> {
     let tsv = a.format.unwrap_or(cfg.output.dump_format) == crate::config::DumpFormat::Tsv;
     let stdout = std::io::stdout();
     let out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut w = format::RecordWriter::new(out, tsv)?;
+    let redact: crate::collect::redact::Redact = a
+        .redact_keys
+        .clone()
+        .unwrap_or_else(|| cfg.collect.redact_keys.clone())
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--redact-keys: {e}"))?;
+    let mut w = format::RecordWriter::new(out, tsv)?.with_redaction(redact);
     let broken = std::cell::Cell::new(false);
     let totals = process_files(
         &cfg,

@@ -190,9 +190,17 @@ pub fn secs(ts: u64) -> f64 {
     (ts / 1000) as f64 / 1e6
 }
 
-fn key_string(k: &[u8], redact: &Redact) -> String {
+/// A key as every output shows it: redacted, then escaped. The "…" that
+/// marks a truncated key is kept as is (it is not part of the key).
+pub fn key_string(k: &[u8], redact: &Redact) -> String {
     let mut red = Vec::with_capacity(k.len());
     redact.apply(k, &mut red);
+    const MORE: &str = "\u{2026}";
+    if matches!(redact, Redact::Truncate(_)) && red.as_slice() != k {
+        if let Some(cut) = red.strip_suffix(MORE.as_bytes()) {
+            return crate::escape::key_string(cut) + MORE;
+        }
+    }
     crate::escape::key_string(&red)
 }
 
@@ -342,7 +350,8 @@ pub fn tables_out(t: &Tables, o: &ReportOptions) -> TablesOut {
     .map(|e| {
         let tr = &e.stats.traffic;
         FamilyOut {
-            family: crate::escape::key_string(e.key()),
+            // Families are derived from keys: privacy applies to them too.
+            family: key_string(e.key(), &o.redact),
             requests: e.count(),
             hits: tr.hits,
             misses: tr.misses,
@@ -439,5 +448,23 @@ pub fn build(
                 distributions: w.distributions.clone(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_redacted_then_escaped() {
+        assert_eq!(key_string(b"ab\x00cd", &Redact::None), "ab\\x00cd");
+        assert_eq!(
+            key_string(b"ab\x00cd", &Redact::Truncate(3)),
+            "ab\\x00\u{2026}"
+        );
+        assert_eq!(key_string(b"ab", &Redact::Truncate(3)), "ab");
+        let h = key_string(b"user:1", &Redact::Hash);
+        assert!(h.starts_with('#') && h.len() == 17, "{h}");
+        assert_eq!(h, key_string(b"user:1", &Redact::Hash));
     }
 }
