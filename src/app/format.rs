@@ -16,13 +16,53 @@ fn json_str(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// Decimal digits of `v`, without `core::fmt` (numbers through `write!`
+/// were a tenth of `dump`'s instructions).
+fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 fn ts_secs(out: &mut Vec<u8>, ts: u64) {
-    let _ = write!(
-        out,
-        "{}.{:06}",
-        ts / 1_000_000_000,
-        (ts % 1_000_000_000) / 1000
-    );
+    put_u64(out, ts / 1_000_000_000);
+    out.push(b'.');
+    let mut v = (ts % 1_000_000_000) / 1000;
+    let mut frac = [b'0'; 6];
+    for d in frac.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&frac);
+}
+
+/// `ip:port` as `SocketAddr`'s Display writes it; IPv4 by hand (the two
+/// addresses through `core::fmt` were a quarter of `dump`'s
+/// instructions), IPv6 through `Display`.
+fn put_addr(out: &mut Vec<u8>, a: &std::net::SocketAddr) {
+    match a {
+        std::net::SocketAddr::V4(v4) => {
+            for (i, o) in v4.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                put_u64(out, *o as u64);
+            }
+            out.push(b':');
+            put_u64(out, v4.port() as u64);
+        }
+        std::net::SocketAddr::V6(_) => {
+            let _ = write!(out, "{a}");
+        }
+    }
 }
 
 /// JSON-lines or TSV record writer with a reusable scratch buffer.
@@ -76,39 +116,43 @@ impl<W: Write> RecordWriter<W> {
         let l = &mut self.line;
         if self.tsv {
             ts_secs(l, r.ts);
-            let _ = write!(
-                l,
-                "\t{}\t{}\t{}\t{}\t{}\t",
-                r.client,
-                r.server,
-                r.transport.as_str(),
-                r.proto.as_str(),
-                r.command
-            );
+            l.push(b'\t');
+            put_addr(l, &r.client);
+            l.push(b'\t');
+            put_addr(l, &r.server);
+            l.push(b'\t');
+            l.extend_from_slice(r.transport.as_str().as_bytes());
+            l.push(b'\t');
+            l.extend_from_slice(r.proto.as_str().as_bytes());
+            l.push(b'\t');
+            l.extend_from_slice(r.command.as_bytes());
+            l.push(b'\t');
             l.extend_from_slice(&self.key);
-            let _ = write!(
-                l,
-                "\t{}\t{}\t{}\t",
-                r.result.as_str(),
-                r.req_bytes,
-                r.resp_bytes
-            );
+            l.push(b'\t');
+            l.extend_from_slice(r.result.as_str().as_bytes());
+            l.push(b'\t');
+            put_u64(l, r.req_bytes);
+            l.push(b'\t');
+            put_u64(l, r.resp_bytes);
+            l.push(b'\t');
             if let Some(ns) = r.latency_ns {
-                let _ = write!(l, "{}", ns / 1000);
+                put_u64(l, ns / 1000);
             }
             l.push(b'\n');
         } else {
             l.extend_from_slice(b"{\"ts\":");
             ts_secs(l, r.ts);
-            let _ = write!(
-                l,
-                ",\"client\":\"{}\",\"server\":\"{}\",\"transport\":\"{}\",\"proto\":\"{}\",\"command\":\"{}\",\"key\":",
-                r.client,
-                r.server,
-                r.transport.as_str(),
-                r.proto.as_str(),
-                r.command
-            );
+            l.extend_from_slice(b",\"client\":\"");
+            put_addr(l, &r.client);
+            l.extend_from_slice(b"\",\"server\":\"");
+            put_addr(l, &r.server);
+            l.extend_from_slice(b"\",\"transport\":\"");
+            l.extend_from_slice(r.transport.as_str().as_bytes());
+            l.extend_from_slice(b"\",\"proto\":\"");
+            l.extend_from_slice(r.proto.as_str().as_bytes());
+            l.extend_from_slice(b"\",\"command\":\"");
+            l.extend_from_slice(r.command.as_bytes());
+            l.extend_from_slice(b"\",\"key\":");
             if r.key.is_some() {
                 l.push(b'"');
                 json_str(l, &self.key);
@@ -116,17 +160,15 @@ impl<W: Write> RecordWriter<W> {
             } else {
                 l.extend_from_slice(b"null");
             }
-            let _ = write!(
-                l,
-                ",\"result\":\"{}\",\"req_bytes\":{},\"resp_bytes\":{},\"latency_us\":",
-                r.result.as_str(),
-                r.req_bytes,
-                r.resp_bytes
-            );
+            l.extend_from_slice(b",\"result\":\"");
+            l.extend_from_slice(r.result.as_str().as_bytes());
+            l.extend_from_slice(b"\",\"req_bytes\":");
+            put_u64(l, r.req_bytes);
+            l.extend_from_slice(b",\"resp_bytes\":");
+            put_u64(l, r.resp_bytes);
+            l.extend_from_slice(b",\"latency_us\":");
             match r.latency_ns {
-                Some(ns) => {
-                    let _ = write!(l, "{}", ns / 1000);
-                }
+                Some(ns) => put_u64(l, ns / 1000),
                 None => l.extend_from_slice(b"null"),
             }
             l.extend_from_slice(b"}\n");
@@ -182,6 +224,30 @@ mod tests {
         assert_eq!(v["key"], "a\"b\\x5cc\\x00\\xff d");
         let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert!(v["key"].is_null() && v["latency_us"].is_null());
+    }
+
+    #[test]
+    fn numbers_and_addresses_match_display() {
+        for v in [0u64, 7, 10, 99, 1000, 1_234_567, u64::MAX] {
+            let mut o = Vec::new();
+            put_u64(&mut o, v);
+            assert_eq!(String::from_utf8(o).unwrap(), v.to_string());
+        }
+        for a in [
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.1.20.3:11211",
+            "[::1]:80",
+            "[fe80::1%2]:7",
+        ] {
+            let a: std::net::SocketAddr = a.parse().unwrap();
+            let mut o = Vec::new();
+            put_addr(&mut o, &a);
+            assert_eq!(String::from_utf8(o).unwrap(), a.to_string());
+        }
+        let mut o = Vec::new();
+        ts_secs(&mut o, 1_700_000_000_000_001_999);
+        assert_eq!(o, b"1700000000.000001");
     }
 
     #[test]
