@@ -37,6 +37,59 @@ const WATCHED: [Watch; 14] = [
     ("udp_pending_overflow", |c| c.udp_pending_overflow),
 ];
 
+fn note_changes(
+    warnings: &mut Warnings,
+    before: &[u64; WATCHED.len()],
+    after: &[u64; WATCHED.len()],
+    p: &Packet<'_>,
+) {
+    for (i, (name, _)) in WATCHED.iter().enumerate() {
+        if after[i] > before[i] {
+            let d = after[i] - before[i];
+            warnings.note(name, p.frame_no, || {
+                format!(
+                    "{}:{} > {}:{} ({}): +{d}",
+                    p.src,
+                    p.sport,
+                    p.dst,
+                    p.dport,
+                    p.transport.as_str()
+                )
+            });
+        }
+    }
+}
+
+/// One segment through a known connection; true when it closed it.
+fn feed(
+    conn: &mut Conn,
+    p: &Packet<'_>,
+    dir: Dir,
+    budget: &mut Budget,
+    counters: &mut Counters,
+    warnings: &mut Warnings,
+    sink: &mut dyn RecordSink,
+) -> bool {
+    let before = watched(counters, &conn.session.counters);
+    conn.tcp.segment_wire(
+        dir,
+        &p.tcp,
+        p.payload,
+        p.wire_payload_len,
+        p.ts,
+        p.frame_no,
+        &mut conn.session,
+        budget,
+        counters,
+    );
+    conn.session.emit(sink);
+    let after = watched(counters, &conn.session.counters);
+    if after != before {
+        note_changes(warnings, &before, &after, p);
+    }
+    conn.tcp.is_closed()
+}
+
 fn watched(a: &Counters, b: &Counters) -> [u64; WATCHED.len()] {
     let mut v = [0u64; WATCHED.len()];
     for (i, (_, f)) in WATCHED.iter().enumerate() {
@@ -147,22 +200,9 @@ impl Engine {
         after: &[u64; WATCHED.len()],
         p: &Packet<'_>,
     ) {
-        for (i, (name, _)) in WATCHED.iter().enumerate() {
-            if after[i] > before[i] {
-                let d = after[i] - before[i];
-                self.warnings.note(name, p.frame_no, || {
-                    format!(
-                        "{}:{} > {}:{} ({}): +{d}",
-                        p.src,
-                        p.sport,
-                        p.dst,
-                        p.dport,
-                        p.transport.as_str()
-                    )
-                });
-            }
-        }
+        note_changes(&mut self.warnings, before, after, p);
     }
+
 
     pub fn packet(&mut self, p: &Packet<'_>, sink: &mut dyn RecordSink) {
         let Some(mut side) = self.targets.classify(p.src, p.sport, p.dst, p.dport) else {
@@ -235,7 +275,23 @@ impl Engine {
         self.sweep(now, sink);
         let key = FlowKey::new(client.ip(), client.port(), server.ip(), server.port());
         if let Some(conn) = self.flows.get_mut(&key, now) {
-            if conn.tcp.is_new_syn(&p.tcp) {
+            // The common case, one lookup: a packet of a known connection.
+            if !conn.tcp.is_new_syn(&p.tcp) {
+                let closed = feed(
+                    conn,
+                    p,
+                    dir,
+                    &mut self.budget,
+                    &mut self.counters,
+                    &mut self.warnings,
+                    sink,
+                );
+                if closed {
+                    self.close_flow(key, now, sink);
+                }
+                return;
+            }
+            {
                 // Port reuse before the old connection was seen to close.
                 if let Some(mut old) = self.flows.remove(&key) {
                     old.tcp
@@ -283,31 +339,26 @@ impl Engine {
         if created {
             self.counters.tcp_flows += 1;
         }
-        let before = watched(&self.counters, &conn.session.counters);
-        conn.tcp.segment_wire(
+        let closed = feed(
+            conn,
+            p,
             dir,
-            &p.tcp,
-            p.payload,
-            p.wire_payload_len,
-            p.ts,
-            p.frame_no,
-            &mut conn.session,
             &mut self.budget,
             &mut self.counters,
+            &mut self.warnings,
+            sink,
         );
-        conn.session.emit(sink);
-        let after = watched(&self.counters, &conn.session.counters);
-        let closed = conn.tcp.is_closed();
-        if after != before {
-            self.note_changes(&before, &after, p);
-        }
         if closed {
-            self.counters.tcp_closed += 1;
-            self.remember_closed(key, now);
-            if let Some(mut conn) = self.flows.remove(&key) {
-                conn.session.finish(sink);
-                self.counters.add(&conn.session.counters);
-            }
+            self.close_flow(key, now, sink);
+        }
+    }
+
+    fn close_flow(&mut self, key: FlowKey, now: Ts, sink: &mut dyn RecordSink) {
+        self.counters.tcp_closed += 1;
+        self.remember_closed(key, now);
+        if let Some(mut conn) = self.flows.remove(&key) {
+            conn.session.finish(sink);
+            self.counters.add(&conn.session.counters);
         }
     }
 
