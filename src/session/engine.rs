@@ -203,7 +203,6 @@ impl Engine {
         note_changes(&mut self.warnings, before, after, p);
     }
 
-
     pub fn packet(&mut self, p: &Packet<'_>, sink: &mut dyn RecordSink) {
         let Some(mut side) = self.targets.classify(p.src, p.sport, p.dst, p.dport) else {
             self.counters.not_target += 1;
