@@ -307,6 +307,34 @@ impl Config {
     }
 }
 
+// The engine's bounds come from the config file; the impls live here so
+// that `session` never depends on the application's config model.
+impl crate::session::EngineConfig {
+    pub fn from_config(c: &Config) -> crate::session::EngineConfig {
+        crate::session::EngineConfig {
+            limits: c.limits(),
+            max_pending_per_conn: c.protocol.max_pending_per_conn,
+            tcp: crate::reassembly::tcp::TcpConfig {
+                max_ooo_per_flow: c.tcp.max_ooo_bytes_per_flow,
+                max_carry: c.tcp.max_carry_bytes,
+                hole_timeout_ns: c.tcp.hole_timeout_ms * 1_000_000,
+                ..crate::reassembly::tcp::TcpConfig::default()
+            },
+            max_flows: c.tcp.max_flows,
+            idle_timeout_ns: c.tcp.idle_timeout_s * 1_000_000_000,
+            max_ooo_total: c.tcp.max_ooo_bytes_total,
+            udp_timeout_ns: c.udp.timeout_ms * 1_000_000,
+            udp_max_pending: c.udp.max_pending,
+        }
+    }
+}
+
+impl Default for crate::session::EngineConfig {
+    fn default() -> Self {
+        crate::session::EngineConfig::from_config(&Config::default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,11 @@
 //! memtap: a passive memcached traffic analyzer.
 //!
 //! Data flows one way through the stages, each a module that imports only
-//! from the stages to its left:
+//! from the stages to its left (`tests/layering.rs` checks it):
 //!
 //! ```text
-//! capture ─Frame─▶ decode ─Packet─▶ reassembly ─bytes/gap─▶ protocol ─Message─▶ session ─Record─▶ output
+//! capture ─Frame─▶ decode ─Packet─▶ reassembly ─bytes/gap─▶ protocol ─Request/Response─▶
+//!   session ─Record─▶ collect ─Tables─▶ report / export ─▶ app
 //! ```
 //!
 //! * `capture` reads frames (pcap/pcapng files, compressed or on stdin).
@@ -15,9 +16,14 @@
 //!   reports gaps; it knows nothing of memcached commands.
 //! * `protocol` holds pure parsers: bytes in, one message out, no state.
 //! * `session` pairs requests with responses per connection (and per UDP
-//!   request id) and emits one `Record` per key-request.
-//! * `app` wires the stages together for the CLI; it is the only module that
-//!   knows every stage.
+//!   request id) and emits one `Record` per key-request; its `Engine` is
+//!   the whole per-packet path of one thread.
+//! * `collect` batches records to collector threads (sharded by key) and
+//!   keeps the bounded hot-key / hot-client tables and windows.
+//! * `report` turns tables into the report (JSON, text, CSV).
+//! * `app` (with `config`) wires the stages together for the CLI and spawns
+//!   the threads; it is the only module that knows every stage.
+//! * `stats` (counters, warnings), `time` and `escape` are shared by all.
 //!
 //! Time is always the packet's timestamp; nothing below `app` reads a clock,
 //! so a replay is deterministic.
@@ -26,6 +32,7 @@
 pub mod app;
 pub mod capture;
 pub mod collect;
+pub mod export;
 pub mod config;
 pub mod decode;
 pub mod escape;
@@ -34,3 +41,4 @@ pub mod reassembly;
 pub mod report;
 pub mod session;
 pub mod stats;
+pub mod time;

@@ -2,7 +2,7 @@
 
 pub mod file;
 
-use crate::decode::Ts;
+use crate::time::Ts;
 
 /// One captured frame, borrowed from the reader's buffer.
 #[derive(Debug, Clone, Copy)]

@@ -10,8 +10,7 @@ pub mod defrag;
 pub mod link;
 pub mod targets;
 
-/// Packet timestamp in nanoseconds since the Unix epoch.
-pub type Ts = u64;
+pub use crate::time::Ts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

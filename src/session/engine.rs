@@ -6,7 +6,6 @@
 use super::conn::Session;
 use super::record::RecordSink;
 use super::udp::UdpTable;
-use crate::config::Config;
 use crate::decode::targets::{Side, Targets};
 use crate::decode::{Packet, Transport, Ts};
 use crate::protocol::Limits;
@@ -98,6 +97,9 @@ fn watched(a: &Counters, b: &Counters) -> [u64; WATCHED.len()] {
     v
 }
 
+/// Bounds and timers of one engine. Built from the config file by
+/// `EngineConfig::from_config` (in `config.rs`, so that this stage does not
+/// depend on the application's config model).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub limits: Limits,
@@ -108,32 +110,6 @@ pub struct EngineConfig {
     pub max_ooo_total: u64,
     pub udp_timeout_ns: u64,
     pub udp_max_pending: usize,
-}
-
-impl EngineConfig {
-    pub fn from_config(c: &Config) -> EngineConfig {
-        EngineConfig {
-            limits: c.limits(),
-            max_pending_per_conn: c.protocol.max_pending_per_conn,
-            tcp: TcpConfig {
-                max_ooo_per_flow: c.tcp.max_ooo_bytes_per_flow,
-                max_carry: c.tcp.max_carry_bytes,
-                hole_timeout_ns: c.tcp.hole_timeout_ms * 1_000_000,
-                ..TcpConfig::default()
-            },
-            max_flows: c.tcp.max_flows,
-            idle_timeout_ns: c.tcp.idle_timeout_s * 1_000_000_000,
-            max_ooo_total: c.tcp.max_ooo_bytes_total,
-            udp_timeout_ns: c.udp.timeout_ms * 1_000_000,
-            udp_max_pending: c.udp.max_pending,
-        }
-    }
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig::from_config(&Config::default())
-    }
 }
 
 /// A TCP connection: its two byte streams and the conversation on them.
