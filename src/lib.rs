@@ -32,10 +32,10 @@
 pub mod app;
 pub mod capture;
 pub mod collect;
-pub mod export;
 pub mod config;
 pub mod decode;
 pub mod escape;
+pub mod export;
 pub mod protocol;
 pub mod reassembly;
 pub mod report;

@@ -356,7 +356,12 @@ fn top_keys(out: &mut String, w: &Tables, top: usize, redact: &Redact) {
     for (name, help, value) in families {
         family(out, name, "gauge", help);
         for r in &merged {
-            sample(out, name, &[("key", &r.key), ("server", &r.server)], value(r));
+            sample(
+                out,
+                name,
+                &[("key", &r.key), ("server", &r.server)],
+                value(r),
+            );
         }
     }
     family(
@@ -442,13 +447,13 @@ fn limit_label(k: &str) -> String {
     let (mut used, mut end) = (0, 0);
     while end < k.len() {
         let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
-        let (bytes, cost) = if b[end] == b'\\' && b.get(end + 1) == Some(&b'x') && hex(end + 2) && hex(end + 3)
-        {
-            (4, 5)
-        } else {
-            let c = k[end..].chars().next().expect("in bounds");
-            (c.len_utf8(), escaped_len(c))
-        };
+        let (bytes, cost) =
+            if b[end] == b'\\' && b.get(end + 1) == Some(&b'x') && hex(end + 2) && hex(end + 3) {
+                (4, 5)
+            } else {
+                let c = k[end..].chars().next().expect("in bounds");
+                (c.len_utf8(), escaped_len(c))
+            };
         if used + cost > budget {
             break;
         }
@@ -486,7 +491,11 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Log2Hist, classes: us
     let mut twice_sum = 0u128;
     let mut add = |i: usize, n: u64, cum: &mut u64| {
         *cum += n;
-        let twice_mid = if i == 0 { 0 } else { 3u128 * (1u128 << (i - 1)) - 1 };
+        let twice_mid = if i == 0 {
+            0
+        } else {
+            3u128 * (1u128 << (i - 1)) - 1
+        };
         twice_sum = twice_sum.saturating_add(twice_mid.saturating_mul(n as u128));
     };
     for i in 0..classes {
@@ -511,4 +520,789 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Log2Hist, classes: us
     write_scaled(out, twice_sum.saturating_mul(5), d + 1);
     out.push('\n');
     let _ = writeln!(out, "{name}_count {}", h.total());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::batch::RecordBatch;
+    use crate::collect::tables::{ClientGranularity, TableLimits};
+    use crate::decode::Transport;
+    use crate::protocol::Proto;
+    use crate::session::Record;
+
+    /// (key, client, server, command, first, result, req, resp, latency ns)
+    type Rec<'a> = (
+        Option<&'a [u8]>,
+        &'a str,
+        &'a str,
+        &'static str,
+        bool,
+        Outcome,
+        u64,
+        u64,
+        Option<u64>,
+    );
+
+    fn tables(recs: &[Rec<'_>]) -> Tables {
+        let mut t = Tables::new(&TableLimits {
+            max_keys: 1000,
+            max_clients: 1000,
+            max_families: 10,
+            client_granularity: ClientGranularity::Ip,
+        });
+        let mut b = RecordBatch::default();
+        for &(key, client, server, command, first, result, req, resp, lat) in recs {
+            let proto = if command.starts_with('m') {
+                Proto::Meta
+            } else {
+                Proto::Text
+            };
+            b.push(
+                &Record {
+                    ts: 1,
+                    client: client.parse().unwrap(),
+                    server: server.parse().unwrap(),
+                    transport: Transport::Tcp,
+                    proto,
+                    command,
+                    first,
+                    key,
+                    result,
+                    req_bytes: req,
+                    resp_bytes: resp,
+                    latency_ns: lat,
+                },
+                1,
+            );
+        }
+        let mut fam = Vec::new();
+        for r in &b.recs {
+            t.add(&b, r, None, &mut fam);
+        }
+        t
+    }
+
+    const S1: &str = "10.1.0.1:11211";
+    const S2: &str = "10.1.0.2:11211";
+
+    fn tiny() -> Tables {
+        tables(&[
+            (
+                Some(b"user:1"),
+                "10.0.0.1:4000",
+                S1,
+                "get",
+                true,
+                Outcome::Hit,
+                0,
+                100,
+                Some(20_000),
+            ),
+            (
+                Some(b"user:2"),
+                "10.0.0.1:4000",
+                S1,
+                "get",
+                false,
+                Outcome::Miss,
+                0,
+                0,
+                Some(20_000),
+            ),
+            (
+                Some(b"user:1"),
+                "10.0.0.2:4000",
+                S2,
+                "set",
+                true,
+                Outcome::Stored,
+                1000,
+                0,
+                Some(150_000),
+            ),
+            (
+                None,
+                "10.0.0.2:4000",
+                S2,
+                "version",
+                true,
+                Outcome::Ok,
+                0,
+                0,
+                Some(500),
+            ),
+        ])
+    }
+
+    fn render_with(run: &Tables, w: Option<&Tables>, top: usize, redact: Redact) -> String {
+        let counters = Counters {
+            packets: 7,
+            tcp_gaps: 2,
+            ..Counters::default()
+        };
+        let mut out = String::new();
+        render(
+            &mut out,
+            &ExportInput {
+                run,
+                last_window: w,
+                counters: &counters,
+                top,
+                redact: &redact,
+                version: "0.1.0-test",
+            },
+        );
+        out
+    }
+
+    /// Sample lines only.
+    fn samples(out: &str) -> impl Iterator<Item = &str> {
+        out.lines().filter(|l| !l.starts_with('#'))
+    }
+
+    /// The output without the lines of the health-counter families (those
+    /// are checked by `health_counters`, so adding a counter does not
+    /// break the exact test).
+    fn without_health(out: &str) -> String {
+        let names: Vec<String> = Counters::default()
+            .iter()
+            .map(|(n, _)| format!("memtap_{n}_total"))
+            .collect();
+        out.lines()
+            .filter(|l| {
+                let body = l
+                    .strip_prefix("# HELP ")
+                    .or_else(|| l.strip_prefix("# TYPE "))
+                    .unwrap_or(l);
+                let name = body.split([' ', '{']).next().unwrap();
+                !names.iter().any(|n| n == name)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn exact_output_for_a_tiny_input() {
+        let run = tiny();
+        let w = tiny();
+        let out = render_with(&run, Some(&w), 2, Redact::None);
+        let mut lat = String::new();
+        for (le, n) in [
+            ("0", 1),
+            ("0.000001", 1),
+            ("0.000003", 1),
+            ("0.000007", 1),
+            ("0.000015", 1),
+            ("0.000031", 3),
+            ("0.000063", 3),
+            ("0.000127", 3),
+            ("0.000255", 4),
+            ("0.000511", 4),
+            ("0.001023", 4),
+            ("0.002047", 4),
+            ("0.004095", 4),
+            ("0.008191", 4),
+            ("0.016383", 4),
+            ("0.032767", 4),
+            ("0.065535", 4),
+            ("0.131071", 4),
+            ("0.262143", 4),
+            ("0.524287", 4),
+            ("1.048575", 4),
+            ("2.097151", 4),
+            ("4.194303", 4),
+            ("8.388607", 4),
+            ("16.777215", 4),
+            ("33.554431", 4),
+            ("67.108863", 4),
+            ("+Inf", 4),
+        ] {
+            lat += &format!("memtap_request_latency_seconds_bucket{{le=\"{le}\"}} {n}\n");
+        }
+        // 500 ns (the version) is 0 µs, class 0; 20 µs class 5 (midpoint 23.5);
+        // 150 µs class 8 (midpoint 191.5): 0 + 2 × 23.5 + 191.5 = 238.5 µs.
+        let mut size = String::new();
+        for i in 0..31 {
+            let le = if i == 0 { 0 } else { (1u64 << i) - 1 };
+            let n = match i {
+                0..=6 => 0,
+                7..=9 => 1, // 100 is class 7
+                _ => 2,     // 1000 is class 10
+            };
+            size += &format!("memtap_value_size_bytes_bucket{{le=\"{le}\"}} {n}\n");
+        }
+        // 100 → class 7 (midpoint 95.5), 1000 → class 10 (midpoint 767.5).
+        let want = format!(
+            r#"# HELP memtap_build_info memtap version that produced these metrics (always 1).
+# TYPE memtap_build_info gauge
+memtap_build_info{{version="0.1.0-test"}} 1
+# HELP memtap_requests_total Key-requests (one per key of a multi-key command) by protocol, transport and command.
+# TYPE memtap_requests_total counter
+memtap_requests_total{{proto="text",transport="tcp",command="get"}} 2
+memtap_requests_total{{proto="text",transport="tcp",command="set"}} 1
+memtap_requests_total{{proto="text",transport="tcp",command="version"}} 1
+# HELP memtap_commands_total Commands on the wire by protocol, transport and command.
+# TYPE memtap_commands_total counter
+memtap_commands_total{{proto="text",transport="tcp",command="get"}} 1
+memtap_commands_total{{proto="text",transport="tcp",command="set"}} 1
+memtap_commands_total{{proto="text",transport="tcp",command="version"}} 1
+# HELP memtap_results_total Key-requests by outcome.
+# TYPE memtap_results_total counter
+memtap_results_total{{result="hit"}} 1
+memtap_results_total{{result="miss"}} 1
+memtap_results_total{{result="stored"}} 1
+memtap_results_total{{result="not_stored"}} 0
+memtap_results_total{{result="exists"}} 0
+memtap_results_total{{result="not_found"}} 0
+memtap_results_total{{result="deleted"}} 0
+memtap_results_total{{result="touched"}} 0
+memtap_results_total{{result="value"}} 0
+memtap_results_total{{result="ok"}} 1
+memtap_results_total{{result="error"}} 0
+memtap_results_total{{result="client_error"}} 0
+memtap_results_total{{result="server_error"}} 0
+memtap_results_total{{result="noreply"}} 0
+memtap_results_total{{result="lost"}} 0
+# HELP memtap_server_requests_total Key-requests by server.
+# TYPE memtap_server_requests_total counter
+memtap_server_requests_total{{server="10.1.0.1:11211"}} 2
+memtap_server_requests_total{{server="10.1.0.2:11211"}} 2
+# HELP memtap_server_hits_total Retrieval hits by server.
+# TYPE memtap_server_hits_total counter
+memtap_server_hits_total{{server="10.1.0.1:11211"}} 1
+memtap_server_hits_total{{server="10.1.0.2:11211"}} 0
+# HELP memtap_server_misses_total Retrieval misses by server.
+# TYPE memtap_server_misses_total counter
+memtap_server_misses_total{{server="10.1.0.1:11211"}} 1
+memtap_server_misses_total{{server="10.1.0.2:11211"}} 0
+# HELP memtap_server_errors_total Error responses (ERROR, CLIENT_ERROR, SERVER_ERROR) by server.
+# TYPE memtap_server_errors_total counter
+memtap_server_errors_total{{server="10.1.0.1:11211"}} 0
+memtap_server_errors_total{{server="10.1.0.2:11211"}} 0
+# HELP memtap_server_bytes_in_total Value bytes sent to the server (storage payloads).
+# TYPE memtap_server_bytes_in_total counter
+memtap_server_bytes_in_total{{server="10.1.0.1:11211"}} 0
+memtap_server_bytes_in_total{{server="10.1.0.2:11211"}} 1000
+# HELP memtap_server_bytes_out_total Value bytes returned by the server (retrievals).
+# TYPE memtap_server_bytes_out_total counter
+memtap_server_bytes_out_total{{server="10.1.0.1:11211"}} 100
+memtap_server_bytes_out_total{{server="10.1.0.2:11211"}} 0
+# HELP memtap_request_latency_seconds Request latency (last request byte to last response byte) in log2 classes of microseconds; _sum is estimated from class midpoints.
+# TYPE memtap_request_latency_seconds histogram
+{lat}memtap_request_latency_seconds_sum 0.0002385
+memtap_request_latency_seconds_count 4
+# HELP memtap_value_size_bytes Value size of key-requests carrying a value, in log2 classes; _sum is estimated from class midpoints.
+# TYPE memtap_value_size_bytes histogram
+{size}memtap_value_size_bytes_bucket{{le="+Inf"}} 2
+memtap_value_size_bytes_sum 863
+memtap_value_size_bytes_count 2
+# HELP memtap_top_key_requests Requests (heavy-hitter estimate) of the top keys in the last closed window.
+# TYPE memtap_top_key_requests gauge
+memtap_top_key_requests{{key="user:1",server="10.1.0.1:11211"}} 2
+memtap_top_key_requests{{key="user:2",server="10.1.0.1:11211"}} 1
+# HELP memtap_top_key_bytes Value bytes in and out of the top keys in the last closed window.
+# TYPE memtap_top_key_bytes gauge
+memtap_top_key_bytes{{key="user:1",server="10.1.0.1:11211"}} 1100
+memtap_top_key_bytes{{key="user:2",server="10.1.0.1:11211"}} 0
+# HELP memtap_top_key_misses Misses of the top keys in the last closed window.
+# TYPE memtap_top_key_misses gauge
+memtap_top_key_misses{{key="user:1",server="10.1.0.1:11211"}} 0
+memtap_top_key_misses{{key="user:2",server="10.1.0.1:11211"}} 1
+# HELP memtap_top_key_client_requests Requests of each top key's own top clients in the last closed window.
+# TYPE memtap_top_key_client_requests gauge
+memtap_top_key_client_requests{{key="user:1",client="10.0.0.1"}} 1
+memtap_top_key_client_requests{{key="user:1",client="10.0.0.2"}} 1
+memtap_top_key_client_requests{{key="user:2",client="10.0.0.1"}} 1
+# HELP memtap_top_client_requests Requests of the top clients in the last closed window.
+# TYPE memtap_top_client_requests gauge
+memtap_top_client_requests{{client="10.0.0.1"}} 2
+memtap_top_client_requests{{client="10.0.0.2"}} 2
+"#
+        );
+        let got = without_health(&out);
+        if got != want {
+            for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
+                assert_eq!(g, w, "line {}", i + 1);
+            }
+            assert_eq!(got.lines().count(), want.lines().count());
+        }
+        // Deterministic: a second render is identical.
+        assert_eq!(out, render_with(&run, Some(&w), 2, Redact::None));
+    }
+
+    #[test]
+    fn health_counters() {
+        let run = tiny();
+        let out = render_with(&run, None, 2, Redact::None);
+        assert!(out.contains(
+            "# HELP memtap_packets_total Health counter packets (see memtap::stats::Counters).\n\
+             # TYPE memtap_packets_total counter\n\
+             memtap_packets_total 7\n"
+        ));
+        assert!(out.contains("\nmemtap_tcp_gaps_total 2\n"));
+        for (name, _) in Counters::default().iter() {
+            let n = format!("memtap_{name}_total");
+            assert_eq!(
+                samples(&out)
+                    .filter(|l| l.split(' ').next() == Some(&n))
+                    .count(),
+                1,
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_window_no_top_families() {
+        let run = tiny();
+        let out = render_with(&run, None, 5, Redact::None);
+        assert!(!out.contains("memtap_top_"), "{out}");
+        let out = render_with(&run, Some(&run), 0, Redact::None);
+        assert!(
+            !samples(&out).any(|l| l.starts_with("memtap_top_")),
+            "{out}"
+        );
+    }
+
+    /// The label values of `family`'s samples, in order, for label `label`.
+    fn label_values(out: &str, family: &str, label: &str) -> Vec<String> {
+        let pre = format!("{family}{{");
+        let at = format!("{label}=\"");
+        samples(out)
+            .filter_map(|l| l.strip_prefix(&pre))
+            .map(|l| {
+                let s = &l[l.find(&at).unwrap() + at.len()..];
+                // Up to the first unescaped quote.
+                let mut end = 0;
+                let b = s.as_bytes();
+                while b[end] != b'"' {
+                    end += if b[end] == b'\\' { 2 } else { 1 };
+                }
+                s[..end].to_string()
+            })
+            .collect()
+    }
+
+    fn one_key(key: &[u8]) -> Tables {
+        tables(&[(
+            Some(key),
+            "10.0.0.1:1",
+            S1,
+            "get",
+            true,
+            Outcome::Hit,
+            0,
+            1,
+            None,
+        )])
+    }
+
+    #[test]
+    fn keys_are_escaped_for_label_values() {
+        let w = one_key(b"a\"b\\c\nd\xffe");
+        let out = render_with(&w, Some(&w), 3, Redact::None);
+        // The report's form is a"b\x5cc\x0ad\xffe; its `"` and `\` are then
+        // escaped for the label.
+        assert_eq!(
+            label_values(&out, "memtap_top_key_requests", "key"),
+            vec![r#"a\"b\\x5cc\\x0ad\\xffe"#]
+        );
+        assert!(out.contains(
+            r#"memtap_top_key_requests{key="a\"b\\x5cc\\x0ad\\xffe",server="10.1.0.1:11211"} 1"#
+        ));
+        // A quote, a backslash and a newline that survive into the key
+        // string are escaped too (e.g. the version label).
+        let mut s = String::new();
+        escape_label(&mut s, "x\"y\\z\nw…");
+        assert_eq!(s, r#"x\"y\\z\nw…"#);
+        // Redaction comes first.
+        let out = render_with(&w, Some(&w), 3, Redact::Hash);
+        let k = label_values(&out, "memtap_top_key_requests", "key");
+        assert_eq!(
+            k,
+            vec![crate::report::key_string(b"a\"b\\c\nd\xffe", &Redact::Hash)]
+        );
+        assert!(!out.contains("a\\\"b"));
+    }
+
+    #[test]
+    fn long_keys_are_cut_to_the_label_limit() {
+        let w = one_key(&[b'k'; 300]);
+        let out = render_with(&w, Some(&w), 1, Redact::None);
+        let k = &label_values(&out, "memtap_top_key_requests", "key")[0];
+        assert_eq!(k.len(), MAX_LABEL_BYTES);
+        assert_eq!(*k, format!("{}…", "k".repeat(125)));
+
+        // Exactly at the limit: kept whole.
+        assert_eq!(limit_label(&"k".repeat(128)), "k".repeat(128));
+        assert_eq!(
+            limit_label(&"k".repeat(129)),
+            format!("{}…", "k".repeat(125))
+        );
+        // Escapes are never split: `\xff` costs 5 bytes as a label.
+        let ks = format!("{}\\xff{}", "k".repeat(122), "k".repeat(10));
+        assert_eq!(limit_label(&ks), format!("{}…", "k".repeat(122)));
+        let ks = format!("{}\\xffkkkkkkkk", "k".repeat(120));
+        assert_eq!(limit_label(&ks), format!("{}\\xff…", "k".repeat(120)));
+        // A `"` costs 2.
+        let ks = format!("{}\"\"kkkkkk", "k".repeat(122));
+        assert_eq!(limit_label(&ks), format!("{}\"…", "k".repeat(122)));
+        for n in 0..400 {
+            let key: Vec<u8> = (0..n).map(|i| [b'a', b'"', 0xff, b'\\'][i % 4]).collect();
+            let ks = crate::report::key_string(&key, &Redact::None);
+            let mut l = String::new();
+            escape_label(&mut l, &limit_label(&ks));
+            assert!(l.len() <= MAX_LABEL_BYTES, "{n}: {l}");
+        }
+
+        // Keys that become equal once cut are one series, their counts summed.
+        let a = [b"x".repeat(200), b"1".to_vec()].concat();
+        let b = [b"x".repeat(200), b"2".to_vec()].concat();
+        let w = tables(&[
+            (
+                Some(&a),
+                "10.0.0.1:1",
+                S1,
+                "get",
+                true,
+                Outcome::Hit,
+                0,
+                10,
+                None,
+            ),
+            (
+                Some(&a),
+                "10.0.0.2:1",
+                S1,
+                "get",
+                true,
+                Outcome::Hit,
+                0,
+                10,
+                None,
+            ),
+            (
+                Some(&b),
+                "10.0.0.1:1",
+                S1,
+                "get",
+                true,
+                Outcome::Miss,
+                0,
+                0,
+                None,
+            ),
+            (
+                Some(b"y"),
+                "10.0.0.3:1",
+                S1,
+                "get",
+                true,
+                Outcome::Miss,
+                0,
+                0,
+                None,
+            ),
+        ]);
+        let out = render_with(&w, Some(&w), 10, Redact::None);
+        let cut = format!("{}…", "x".repeat(125));
+        assert!(
+            out.contains(&format!(
+                "memtap_top_key_requests{{key=\"{cut}\",server=\"{S1}\"}} 3\n"
+            )),
+            "{out}"
+        );
+        assert!(out.contains(&format!(
+            "memtap_top_key_misses{{key=\"{cut}\",server=\"{S1}\"}} 1\n"
+        )));
+        assert!(out.contains(&format!(
+            "memtap_top_key_bytes{{key=\"{cut}\",server=\"{S1}\"}} 20\n"
+        )));
+        assert_eq!(
+            samples(&out)
+                .filter(|l| l.starts_with("memtap_top_key_client_requests"))
+                .collect::<Vec<_>>(),
+            vec![
+                format!("memtap_top_key_client_requests{{key=\"{cut}\",client=\"10.0.0.1\"}} 2"),
+                format!("memtap_top_key_client_requests{{key=\"{cut}\",client=\"10.0.0.2\"}} 1"),
+                "memtap_top_key_client_requests{key=\"y\",client=\"10.0.0.3\"} 1".to_string(),
+            ]
+        );
+        assert_no_duplicate_series(&out);
+    }
+
+    fn assert_no_duplicate_series(out: &str) {
+        let mut seen: Vec<&str> = samples(out)
+            .map(|l| l.rsplit_once(' ').unwrap().0)
+            .collect();
+        let n = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "duplicate series");
+    }
+
+    /// `keys` keys, key i requested i + 1 times by each of `per_key`
+    /// clients (of `clients`), over `servers` servers.
+    fn busy(keys: usize, per_key: usize, clients: usize, servers: usize) -> Tables {
+        let mut recs = Vec::new();
+        let names: Vec<String> = (0..keys).map(|i| format!("key:{i}")).collect();
+        let cl: Vec<String> = (0..clients)
+            .map(|i| format!("10.0.{}.{}:1", i / 200, i % 200))
+            .collect();
+        let sv: Vec<String> = (0..servers)
+            .map(|i| format!("10.1.0.{}:11211", i + 1))
+            .collect();
+        for (i, k) in names.iter().enumerate() {
+            for j in 0..per_key {
+                for _ in 0..=i {
+                    recs.push((
+                        Some(k.as_bytes()),
+                        cl[(i + j) % clients].as_str(),
+                        sv[i % servers].as_str(),
+                        ["get", "set", "mg"][j % 3],
+                        true,
+                        if j % 2 == 0 {
+                            Outcome::Hit
+                        } else {
+                            Outcome::Miss
+                        },
+                        0,
+                        (j * 100) as u64,
+                        Some((i * j * 1_000_000) as u64),
+                    ));
+                }
+            }
+        }
+        let recs: Vec<Rec<'_>> = recs;
+        tables(&recs)
+    }
+
+    #[test]
+    fn top_n_is_bounded_and_the_worst_case_holds() {
+        let t = busy(40, 12, 50, 3);
+        let commands = t.commands.iter().count();
+        assert_eq!(commands, 3);
+        for top in [0, 1, 5, 39, 40, 100] {
+            let out = render_with(&t, Some(&t), top, Redact::None);
+            let count = |f: &str| {
+                samples(&out)
+                    .filter(|l| l.starts_with(&format!("{f}{{")))
+                    .count()
+            };
+            let k = top.min(40);
+            assert_eq!(count("memtap_top_key_requests"), k);
+            assert_eq!(count("memtap_top_key_bytes"), k);
+            assert_eq!(count("memtap_top_key_misses"), k);
+            assert_eq!(count("memtap_top_key_client_requests"), k * KEY_CLIENTS);
+            assert_eq!(count("memtap_top_client_requests"), top.min(50));
+            // The heaviest keys, heaviest first.
+            let keys = label_values(&out, "memtap_top_key_requests", "key");
+            let want: Vec<String> = (0..k).map(|i| format!("key:{}", 39 - i)).collect();
+            assert_eq!(keys, want);
+            let n = samples(&out).count();
+            let bound = worst_case_series(top, 3, commands);
+            assert!(n <= bound, "{n} > {bound}");
+            if top <= 40 {
+                // Every table full: the bound is reached.
+                assert_eq!(n, bound, "top {top}");
+            }
+            assert_no_duplicate_series(&out);
+        }
+    }
+
+    #[test]
+    fn families_are_emitted_once_with_help_and_type() {
+        let t = busy(20, 10, 30, 2);
+        let out = render_with(&t, Some(&t), 5, Redact::None);
+        let mut families: Vec<(String, String)> = Vec::new();
+        let mut last_help: Option<String> = None;
+        for l in out.lines() {
+            if let Some(h) = l.strip_prefix("# HELP ") {
+                let (name, text) = h.split_once(' ').unwrap();
+                assert!(!text.is_empty());
+                last_help = Some(name.to_string());
+            } else if let Some(t) = l.strip_prefix("# TYPE ") {
+                let (name, kind) = t.split_once(' ').unwrap();
+                assert_eq!(
+                    last_help.take().as_deref(),
+                    Some(name),
+                    "HELP right before TYPE"
+                );
+                assert!(!families.iter().any(|f| f.0 == name), "{name} twice");
+                assert!(["counter", "gauge", "histogram"].contains(&kind));
+                assert!(name.starts_with("memtap_"));
+                assert_eq!(kind == "counter", name.ends_with("_total"), "{name}");
+                families.push((name.to_string(), kind.to_string()));
+            } else {
+                // A sample belongs to the family declared last.
+                let (f, kind) = families.last().expect("sample before any TYPE");
+                let name = l.split(['{', ' ']).next().unwrap();
+                if kind == "histogram" {
+                    let suffix = name
+                        .strip_prefix(f.as_str())
+                        .unwrap_or_else(|| panic!("{l}"));
+                    assert!(["_bucket", "_sum", "_count"].contains(&suffix), "{l}");
+                } else {
+                    assert_eq!(name, f, "{l}");
+                }
+                let v = l.rsplit_once(' ').unwrap().1;
+                assert!(v.parse::<f64>().is_ok(), "{l}");
+            }
+        }
+        assert_eq!(
+            families.len(),
+            1 + 3 + 6 + 2 + Counters::default().iter().count() + 5
+        );
+    }
+
+    /// (le, count) of a histogram's buckets, then its `_count`.
+    fn buckets(out: &str, name: &str) -> (Vec<(f64, u64)>, u64) {
+        let pre = format!("{name}_bucket{{le=\"");
+        let v = samples(out)
+            .filter_map(|l| l.strip_prefix(&pre))
+            .map(|l| {
+                let (le, n) = l.split_once("\"} ").unwrap();
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap()
+                };
+                (le, n.parse().unwrap())
+            })
+            .collect();
+        let c = samples(out)
+            .find_map(|l| l.strip_prefix(&format!("{name}_count ")))
+            .unwrap()
+            .parse()
+            .unwrap();
+        (v, c)
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_with_inf() {
+        let mut recs: Vec<Rec<'_>> = Vec::new();
+        for v in [
+            0u64,
+            1,
+            999,
+            1_000,
+            1_500,
+            3_000_000,
+            67_108_863_000,
+            67_108_864_000,
+            u64::MAX,
+        ] {
+            // Sizes capped so that the byte totals do not overflow.
+            recs.push((
+                None,
+                "10.0.0.1:1",
+                S1,
+                "get",
+                true,
+                Outcome::Hit,
+                v.min(1 << 50),
+                0,
+                Some(v),
+            ));
+        }
+        recs.push((
+            None,
+            "10.0.0.1:1",
+            S1,
+            "get",
+            true,
+            Outcome::Hit,
+            1 << 40,
+            0,
+            None,
+        ));
+        let t = tables(&recs);
+        let out = render_with(&t, None, 0, Redact::None);
+        for (name, classes, total) in [
+            ("memtap_request_latency_seconds", LATENCY_CLASSES, 9),
+            ("memtap_value_size_bytes", VALUE_SIZE_CLASSES, 9),
+        ] {
+            let (b, count) = buckets(&out, name);
+            assert_eq!(b.len(), classes + 1);
+            assert_eq!(count, total);
+            assert!(
+                b.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+                "{b:?}"
+            );
+            assert_eq!(*b.last().unwrap(), (f64::INFINITY, count));
+        }
+        // Latency: 0 and 999 ns are 0 µs, 1000/1500 ns 1 µs, 3 s, and the
+        // three beyond 67.108863 s count only in +Inf.
+        let (b, _) = buckets(&out, "memtap_request_latency_seconds");
+        assert_eq!(b[0], (0.0, 3));
+        assert_eq!(b[1], (0.000001, 5));
+        assert_eq!(b[LATENCY_CLASSES - 1], (67.108863, 7));
+        // Sizes (0 is not a size): 1, 999, 1000, 1500 and 3e6 bytes fit the
+        // buckets; 67e9 (twice), 2^50 and 2^40 bytes count only in +Inf.
+        let (b, _) = buckets(&out, "memtap_value_size_bytes");
+        assert_eq!(b[0], (0.0, 0));
+        assert_eq!(b[1], (1.0, 1));
+        assert_eq!(b[VALUE_SIZE_CLASSES - 1], (1073741823.0, 5));
+        // Empty tables: all zeros, sum 0.
+        let e = tables(&[]);
+        let out = render_with(&e, None, 0, Redact::None);
+        assert!(out.contains("memtap_value_size_bytes_bucket{le=\"+Inf\"} 0\nmemtap_value_size_bytes_sum 0\nmemtap_value_size_bytes_count 0\n"));
+    }
+
+    #[test]
+    fn scaled_decimals_are_exact() {
+        let w = |n: u128, d| {
+            let mut s = String::new();
+            write_scaled(&mut s, n, d);
+            s
+        };
+        assert_eq!(w(0, 6), "0");
+        assert_eq!(w(3, 6), "0.000003");
+        assert_eq!(w(1_048_575, 6), "1.048575");
+        assert_eq!(w(2_000_000, 6), "2");
+        assert_eq!(w(2_385, 7), "0.0002385");
+        assert_eq!(w(8_630, 1), "863");
+        assert_eq!(w(5, 1), "0.5");
+        assert_eq!(w(u128::MAX, 7), "34028236692093846346337460743176.8211455");
+    }
+
+    #[test]
+    fn promtool_accepts_the_output() {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let Some(promtool) = std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("promtool"))
+                .find(|f| f.is_file())
+        }) else {
+            eprintln!("skipped: promtool is not on PATH (Debian package `prometheus`)");
+            return;
+        };
+        let t = busy(20, 10, 30, 2);
+        let k = one_key(b"a\"b\\c\nd\xff");
+        for (run, w) in [(&t, Some(&t)), (&k, Some(&k)), (&t, None)] {
+            let out = render_with(run, w, 5, Redact::None);
+            let mut child = Command::new(&promtool)
+                .args(["check", "metrics"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(out.as_bytes())
+                .unwrap();
+            let r = child.wait_with_output().unwrap();
+            assert!(
+                r.status.success(),
+                "promtool: {}{}",
+                String::from_utf8_lossy(&r.stdout),
+                String::from_utf8_lossy(&r.stderr)
+            );
+        }
+    }
 }
