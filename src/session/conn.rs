@@ -738,7 +738,7 @@ impl Session {
             _ => {
                 let (outcome, done) = outcome_of(e, r);
                 let id = e.id;
-                if e.group_size_hint() {
+                if answers_group(e) {
                     // Errors answer every key of a multi-key command.
                     let mut j = i;
                     while let Some(e) = self.queue.get_mut(j) {
@@ -830,15 +830,10 @@ fn give_up(e: &mut Pending, cut: bool) {
     }
 }
 
-trait GroupHint {
-    fn group_size_hint(&self) -> bool;
-}
-
-impl GroupHint for Pending {
-    /// Multi-key commands are text retrievals; errors then answer the group.
-    fn group_size_hint(&self) -> bool {
-        self.proto == Proto::Text && self.kind == Kind::Retrieve
-    }
+/// Multi-key commands are text retrievals; an error answers the whole
+/// group of keys.
+fn answers_group(e: &Pending) -> bool {
+    e.proto == Proto::Text && e.kind == Kind::Retrieve
 }
 
 /// How much of an unsynchronised buffer can be dropped while keeping any

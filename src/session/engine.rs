@@ -170,15 +170,6 @@ impl Engine {
         &self.warnings
     }
 
-    fn note_changes(
-        &mut self,
-        before: &[u64; WATCHED.len()],
-        after: &[u64; WATCHED.len()],
-        p: &Packet<'_>,
-    ) {
-        note_changes(&mut self.warnings, before, after, p);
-    }
-
     pub fn packet(&mut self, p: &Packet<'_>, sink: &mut dyn RecordSink) {
         let Some(mut side) = self.targets.classify(p.src, p.sport, p.dst, p.dport) else {
             self.counters.not_target += 1;
@@ -230,7 +221,7 @@ impl Engine {
                 }
                 let after = watched(&self.counters, &self.udp.counters);
                 if after != before {
-                    self.note_changes(&before, &after, p);
+                    note_changes(&mut self.warnings, &before, &after, p);
                 }
             }
             Transport::Tcp => self.tcp(p, dir, client, server, sink),
