@@ -42,6 +42,23 @@ counters! {
     capture_errors,
     /// Frames on interfaces with a link type memtap does not decode.
     unsupported_linktype,
+    /// Live capture: packets the kernel dropped because a ring or buffer
+    /// was full (AF_PACKET `tp_drops`, libpcap `ps_drop`).
+    kernel_drops,
+    /// Live capture: packets the interface or driver dropped (libpcap
+    /// `ps_ifdrop`).
+    if_drops,
+    /// Live capture: times an AF_PACKET ring was found full and frozen
+    /// (`tp_freeze_q_cnt`).
+    ring_freezes,
+    /// Live capture on a loopback interface: outgoing copies skipped (each
+    /// packet is seen leaving and arriving; it is counted once).
+    loopback_duplicates,
+    /// Live capture: packet batches a worker dropped because its channel
+    /// was full (software fanout only; capture never waits).
+    packet_batches_dropped,
+    /// Live capture: packets in those batches.
+    packets_dropped,
 
     // ---- decode ----
     /// Frames that are not IPv4/IPv6 (ARP, LLDP, ...).
@@ -138,6 +155,13 @@ counters! {
     value_gap_bytes,
     /// Keys longer than memcached's 250-byte limit, kept truncated.
     keys_truncated,
+
+    // ---- collect ----
+    /// Live capture: record batches dropped because a collector's channel
+    /// was full (capture never waits for a collector).
+    record_batches_dropped,
+    /// Live capture: records in those batches.
+    records_dropped,
 }
 
 /// The first few offenders of each kind of input given up, by frame number

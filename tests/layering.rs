@@ -14,6 +14,8 @@ const ORDER: &[&str] = &[
     "collect",
     "report",
     "export",
+    "store",
+    "web",
     "app",
 ];
 const TOP: &[&str] = &["config", "app"];
