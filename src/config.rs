@@ -32,6 +32,85 @@ pub struct Config {
     pub report: ReportCfg,
     #[serde(default)]
     pub families: crate::collect::families::FamilyConfig,
+    #[serde(default)]
+    pub capture: CaptureCfg,
+    #[serde(default)]
+    pub http: HttpCfg,
+}
+
+/// Live capture (`memtap capture`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureCfg {
+    /// Interface to capture on (`-i`); empty = must be given on the command line.
+    pub interface: String,
+    /// `afpacket` (per-worker TPACKET_V3 rings in one fanout group) or `pcap`.
+    pub engine: CaptureEngine,
+    /// Bytes per ring block (afpacket); a power of two, multiple of the page size.
+    pub block_size: usize,
+    /// Blocks per ring (afpacket): each worker's ring holds block_size x block_count.
+    pub block_count: usize,
+    /// Bytes kept of each packet.
+    pub snaplen: u32,
+    /// Put the interface in promiscuous mode (a SPAN port needs it unless
+    /// the mirror delivers to the interface's own MAC).
+    pub promisc: bool,
+    /// Extra libpcap filter, AND-ed with the one built from the targets.
+    pub filter: String,
+    /// Kernel buffer for the pcap engine, bytes.
+    pub pcap_buffer: usize,
+    /// Fanout group id (afpacket); 0 = derived from the process id. Two
+    /// memtaps on one interface need different groups.
+    pub fanout_group: u16,
+    /// Pin capture threads to cores (one per worker).
+    pub pin_cores: bool,
+    /// User to switch to once the sockets are open; empty = stay.
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureEngine {
+    #[default]
+    Afpacket,
+    Pcap,
+}
+
+impl Default for CaptureCfg {
+    fn default() -> Self {
+        CaptureCfg {
+            interface: String::new(),
+            engine: CaptureEngine::Afpacket,
+            block_size: 1 << 20,
+            block_count: 64,
+            snaplen: 65535,
+            promisc: false,
+            filter: String::new(),
+            pcap_buffer: 64 << 20,
+            fanout_group: 0,
+            pin_cores: true,
+            user: String::new(),
+        }
+    }
+}
+
+/// The HTTP listener (`--listen`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpCfg {
+    /// ADDR:PORT; empty = no listener for `capture` unless `--listen`.
+    pub listen: String,
+    /// Closed windows kept in memory for /api/windows and /api/report?window=.
+    pub keep_windows: usize,
+}
+
+impl Default for HttpCfg {
+    fn default() -> Self {
+        HttpCfg {
+            listen: "127.0.0.1:9718".into(),
+            keep_windows: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -356,6 +435,8 @@ mod tests {
         assert_eq!(format!("{:?}", cfg.collect), format!("{:?}", d.collect));
         assert_eq!(format!("{:?}", cfg.report), format!("{:?}", d.report));
         assert_eq!(cfg.families, d.families);
+        assert_eq!(cfg.capture, d.capture);
+        assert_eq!(cfg.http, d.http);
     }
 
     #[test]

@@ -42,3 +42,4 @@ pub mod report;
 pub mod session;
 pub mod stats;
 pub mod time;
+pub mod web;

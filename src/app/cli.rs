@@ -84,6 +84,16 @@ pub struct ReplayArgs {
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
+    /// After the report, keep serving /metrics, /healthz, /api/report and
+    /// /api/windows on --listen until interrupted (Ctrl-C or SIGTERM).
+    #[arg(long)]
+    pub serve: bool,
+
+    /// HTTP listener for --serve, ADDR:PORT (port 0 picks a free one and
+    /// prints it). Default 127.0.0.1:9718 (config: http.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+
     /// Capture files (pcap, pcapng; .gz/.zst accepted; `-` = stdin).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,

@@ -2,9 +2,11 @@
 
 pub mod cli;
 pub mod format;
+pub mod live;
 pub mod pipeline;
 pub mod progress;
 pub mod replay;
+pub mod serve;
 pub mod summary;
 
 use crate::capture::file::FileSource;

@@ -71,15 +71,15 @@ struct PMeta {
 }
 
 #[derive(Default)]
-struct PacketBatch {
+pub(crate) struct PacketBatch {
     arena: Vec<u8>,
     pkts: Vec<PMeta>,
     /// Reader's packet time when the batch was sent.
-    tick: Ts,
+    pub tick: Ts,
 }
 
 impl PacketBatch {
-    fn push(&mut self, p: &Packet<'_>) {
+    pub fn push(&mut self, p: &Packet<'_>) {
         let off = self.arena.len() as u32;
         self.arena.extend_from_slice(p.payload);
         self.pkts.push(PMeta {
@@ -98,6 +98,22 @@ impl PacketBatch {
         });
     }
 
+    pub fn len(&self) -> usize {
+        self.pkts.len()
+    }
+
+    pub fn arena_len(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// Runs every packet of the batch through `w`, then its tick.
+    pub fn feed(&self, w: &mut Worker) {
+        for m in &self.pkts {
+            w.packet(&self.packet(m));
+        }
+        w.tick(self.tick);
+    }
+
     fn packet(&self, m: &PMeta) -> Packet<'_> {
         Packet {
             ts: m.ts,
@@ -114,7 +130,7 @@ impl PacketBatch {
         }
     }
 
-    fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.arena.clear();
         self.pkts.clear();
         self.tick = 0;
@@ -133,15 +149,15 @@ pub struct PipelineOutput {
 }
 
 /// Keeps a worker's packet time, its engine and its record batcher together.
-struct Worker {
-    engine: Engine,
-    batcher: Batcher,
-    window_ns: u64,
-    last_flush_window: Ts,
+pub(crate) struct Worker {
+    pub engine: Engine,
+    pub batcher: Batcher,
+    pub window_ns: u64,
+    pub last_flush_window: Ts,
 }
 
 impl Worker {
-    fn packet(&mut self, p: &Packet<'_>) {
+    pub fn packet(&mut self, p: &Packet<'_>) {
         if p.ts > self.batcher.now {
             self.batcher.now = p.ts;
         }
@@ -149,7 +165,7 @@ impl Worker {
         self.maybe_flush();
     }
 
-    fn tick(&mut self, now: Ts) {
+    pub fn tick(&mut self, now: Ts) {
         self.engine.advance(now, &mut self.batcher);
         if now > self.batcher.now {
             self.batcher.now = now;
@@ -170,23 +186,47 @@ impl Worker {
         }
     }
 
-    fn finish(mut self) {
+    fn finish(self) {
+        self.finish_with(&Counters::default());
+    }
+
+    /// Counters a worker's engine and batcher hold now, plus `extra`.
+    pub fn counters(&self, extra: &Counters) -> Counters {
+        let mut c = self.engine.counters();
+        c.add(extra);
+        c.record_batches_dropped += self.batcher.dropped_batches;
+        c.records_dropped += self.batcher.dropped_records;
+        c
+    }
+
+    /// Ends the worker: open requests are resolved, and the last batches
+    /// (always delivered, even on a live pipeline) carry its counters,
+    /// `extra` (a live worker's capture and decode counters) included.
+    pub fn finish_with(mut self, extra: &Counters) {
         self.engine.finish(&mut self.batcher);
+        self.batcher.set_mode(Backpressure::Block);
         let totals = WorkerTotals {
-            counters: self.engine.counters(),
+            counters: self.counters(extra),
             warnings: self.engine.warnings().clone(),
         };
         self.batcher.finish(totals);
     }
 }
 
-struct Collectors {
-    senders: Vec<Sender<RecordBatch>>,
-    handles: Vec<thread::JoinHandle<CollectorResult>>,
-    windows_rx: Option<Receiver<WindowMsg>>,
+pub(crate) struct Collectors {
+    pub senders: Vec<Sender<RecordBatch>>,
+    pub handles: Vec<thread::JoinHandle<CollectorResult>>,
+    pub windows_rx: Option<Receiver<WindowMsg>>,
+    /// Live pipelines only: one control channel per collector.
+    pub ctls: Vec<Sender<collector::Ctl>>,
 }
 
-fn spawn_collectors(pc: &PipelineConfig, recycle: &[Sender<RecordBatch>]) -> Collectors {
+pub(crate) fn spawn_collectors(
+    pc: &PipelineConfig,
+    recycle: &[Sender<RecordBatch>],
+    live: bool,
+) -> Collectors {
+    let mut ctls = Vec::new();
     let (wtx, wrx) = if pc.windows && pc.window_ns > 0 {
         let (t, r) = unbounded();
         (Some(t), Some(r))
@@ -208,10 +248,17 @@ fn spawn_collectors(pc: &PipelineConfig, recycle: &[Sender<RecordBatch>]) -> Col
         };
         let recycle = recycle.to_vec();
         let wtx = wtx.clone();
+        let ctl = if live {
+            let (t, r) = unbounded();
+            ctls.push(t);
+            Some(r)
+        } else {
+            None
+        };
         handles.push(
             thread::Builder::new()
                 .name(format!("memtap-collect-{id}"))
-                .spawn(move || collector::run(id, cfg, rx, recycle, wtx))
+                .spawn(move || collector::run(id, cfg, rx, recycle, wtx, ctl))
                 .expect("spawn collector thread"),
         );
     }
@@ -219,12 +266,13 @@ fn spawn_collectors(pc: &PipelineConfig, recycle: &[Sender<RecordBatch>]) -> Col
         senders,
         handles,
         windows_rx: wrx,
+        ctls,
     }
 }
 
 /// Keys are sharded, so each collector holds its share of `max_keys`;
 /// clients and families are not (any collector may see any of them).
-fn collector_limits(pc: &PipelineConfig) -> TableLimits {
+pub(crate) fn collector_limits(pc: &PipelineConfig) -> TableLimits {
     TableLimits {
         max_keys: pc.limits.max_keys.div_ceil(pc.collectors.max(1)),
         ..pc.limits
@@ -233,14 +281,23 @@ fn collector_limits(pc: &PipelineConfig) -> TableLimits {
 
 /// Merges window parts as they arrive; a window is complete once every
 /// collector has closed past its end.
-struct WindowMerger {
+pub(crate) struct WindowMerger {
     parts: BTreeMap<Ts, (Ts, Tables)>,
     upto: Vec<Ts>,
     limits: TableLimits,
-    done: Vec<(Ts, Ts, Tables)>,
+    pub done: Vec<(Ts, Ts, Tables)>,
 }
 
 impl WindowMerger {
+    pub fn new(collectors: usize, limits: TableLimits) -> WindowMerger {
+        WindowMerger {
+            parts: BTreeMap::new(),
+            upto: vec![0; collectors],
+            limits,
+            done: Vec::new(),
+        }
+    }
+
     fn take(&mut self, m: WindowMsg) {
         match m {
             WindowMsg::Part { start, end, tables } => match self.parts.get_mut(&start) {
@@ -267,7 +324,7 @@ impl WindowMerger {
         }
     }
 
-    fn drain(&mut self, rx: &Receiver<WindowMsg>) {
+    pub fn drain(&mut self, rx: &Receiver<WindowMsg>) {
         while let Ok(m) = rx.try_recv() {
             self.take(m);
         }
@@ -297,14 +354,9 @@ pub fn run(
         rec_spare_tx.push(t);
         rec_spare_rx.push(r);
     }
-    let cols = spawn_collectors(pc, &rec_spare_tx);
+    let cols = spawn_collectors(pc, &rec_spare_tx, false);
     drop(rec_spare_tx);
-    let mut merger = WindowMerger {
-        parts: BTreeMap::new(),
-        upto: vec![0; pc.collectors],
-        limits: pc.limits,
-        done: Vec::new(),
-    };
+    let mut merger = WindowMerger::new(pc.collectors, pc.limits);
 
     let make_worker = |i: usize, spare: Receiver<RecordBatch>| Worker {
         engine: Engine::new(ecfg.clone(), targets.clone()),
@@ -430,28 +482,10 @@ pub fn run(
     };
     decoder.finish(&mut counters);
     progress.update(src.bytes_read(), src.total_bytes(), counters.packets);
-    drop(cols.senders);
-    let mut run: Option<Tables> = None;
+    let windows_rx = cols.windows_rx.clone();
     let mut warnings = Warnings::default();
-    for h in cols.handles {
-        let res = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a collector thread panicked"))?;
-        counters.add(&res.counters);
-        warnings.merge(&res.warnings);
-        match run.as_mut() {
-            // One collector already holds the whole table: no copy.
-            None if pc.collectors == 1 => run = Some(res.run),
-            None => {
-                let mut t = Tables::new(&pc.limits);
-                t.merge(&res.run);
-                run = Some(t);
-            }
-            Some(t) => t.merge(&res.run),
-        }
-    }
-    let run = run.expect("at least one collector");
-    if let Some(rx) = &cols.windows_rx {
+    let run = join_collectors(cols, pc, &mut counters, &mut warnings)?;
+    if let Some(rx) = &windows_rx {
         merger.drain(rx);
     }
     result?;
@@ -469,4 +503,36 @@ pub fn run(
         first_ts: first_ts.unwrap_or(0),
         last_ts,
     })
+}
+
+/// Waits for every collector to finish (their workers must be done) and
+/// merges their whole-run tables; their counters and warnings are added to
+/// the caller's.
+pub(crate) fn join_collectors(
+    cols: Collectors,
+    pc: &PipelineConfig,
+    counters: &mut Counters,
+    warnings: &mut Warnings,
+) -> anyhow::Result<Tables> {
+    drop(cols.senders);
+    drop(cols.ctls);
+    let mut run: Option<Tables> = None;
+    for h in cols.handles {
+        let res = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a collector thread panicked"))?;
+        counters.add(&res.counters);
+        warnings.merge(&res.warnings);
+        match run.as_mut() {
+            // One collector already holds the whole table: no copy.
+            None if pc.collectors == 1 => run = Some(res.run),
+            None => {
+                let mut t = Tables::new(&pc.limits);
+                t.merge(&res.run);
+                run = Some(t);
+            }
+            Some(t) => t.merge(&res.run),
+        }
+    }
+    Ok(run.expect("at least one collector"))
 }

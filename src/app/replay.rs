@@ -20,6 +20,8 @@ pub struct ReplaySetup {
     pub pipeline: PipelineConfig,
     pub options: ReportOptions,
     pub per_window: bool,
+    /// Keys and clients in the top-N gauges of /metrics.
+    pub metrics_top: usize,
 }
 
 pub fn cores() -> usize {
@@ -86,6 +88,7 @@ pub fn setup(
             redact,
         },
         per_window,
+        metrics_top: 10,
     })
 }
 
@@ -113,18 +116,7 @@ pub fn make_report(out: &PipelineOutput, files: &[PathBuf], s: &ReplaySetup) -> 
     } else {
         Vec::new()
     };
-    let l = &s.pipeline.limits;
-    let limits = LimitsOut {
-        max_keys: l.max_keys,
-        max_clients: l.max_clients,
-        max_families: l.max_families,
-        tracked_keys: out.run.keys.len(),
-        tracked_clients: out.run.clients.len(),
-        tracked_families: out.run.families.len(),
-        key_evictions: out.run.keys.evictions(),
-        client_evictions: out.run.clients.evictions(),
-        family_evictions: out.run.families.evictions(),
-    };
+    let limits = run_limits(out, s);
     let info = RunInfo {
         files: files.iter().map(|f| f.display().to_string()).collect(),
         counters: out.counters.clone(),
@@ -134,14 +126,43 @@ pub fn make_report(out: &PipelineOutput, files: &[PathBuf], s: &ReplaySetup) -> 
     report::build(&out.run, &windows, &info, limits, &s.options)
 }
 
+fn run_limits(out: &PipelineOutput, s: &ReplaySetup) -> LimitsOut {
+    let l = &s.pipeline.limits;
+    LimitsOut {
+        max_keys: l.max_keys,
+        max_clients: l.max_clients,
+        max_families: l.max_families,
+        tracked_keys: out.run.keys.len(),
+        tracked_clients: out.run.clients.len(),
+        tracked_families: out.run.families.len(),
+        key_evictions: out.run.keys.evictions(),
+        client_evictions: out.run.clients.evictions(),
+        family_evictions: out.run.families.evictions(),
+    }
+}
+
 pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let (cfg, targets) = load_config(&a.common)?;
-    let s = setup(&cfg, &a.analysis, a.top, a.sort, a.per_window)?;
+    let mut s = setup(&cfg, &a.analysis, a.top, a.sort, a.per_window)?;
     if a.format == ReportFormat::Csv && a.output_dir.is_none() {
         anyhow::bail!("--format csv writes one file per table: give --output-dir DIR");
     }
+    // Bind before the (possibly long) replay: a busy port fails at once.
+    let listener = if a.serve {
+        // The top-N gauges show the last closed window: keep windows.
+        s.pipeline.windows = true;
+        let listen = a.listen.clone().unwrap_or_else(|| cfg.http.listen.clone());
+        Some(super::serve::Pending::bind(&listen)?)
+    } else {
+        if a.listen.is_some() {
+            anyhow::bail!("--listen needs --serve (replay serves only when asked)");
+        }
+        None
+    };
     let mut bar = super::progress::Bar::new(!a.quiet);
-    let (report, warnings) = replay_report(&cfg, &targets, &a.files, &s, &mut bar)?;
+    let pipe_out = pipeline::run(&cfg, &targets, &a.files, &s.pipeline, &mut bar)?;
+    let report = make_report(&pipe_out, &a.files, &s);
+    let warnings = pipe_out.warnings.clone();
     bar.finish();
     if !a.quiet {
         let mut err = std::io::stderr().lock();
@@ -166,9 +187,49 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     };
     match res.and_then(|_| out.flush()) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(anyhow::anyhow!("writing the report: {e}")),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(anyhow::anyhow!("writing the report: {e}")),
+    }
+    drop(out);
+    if let Some(l) = listener {
+        let view = finished_view(pipe_out, &a.files, &s, cfg.http.keep_windows);
+        l.serve_until_signal(std::sync::Arc::new(crate::web::server::FixedView(
+            std::sync::Arc::new(view),
+        )))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The view `--serve` shows once the files are read.
+fn finished_view(
+    out: PipelineOutput,
+    files: &[PathBuf],
+    s: &ReplaySetup,
+    keep_windows: usize,
+) -> crate::web::server::View {
+    let limits = run_limits(&out, s);
+    let windows_closed = out.windows.len() as u64;
+    let skip = out.windows.len().saturating_sub(keep_windows);
+    crate::web::server::View {
+        windows: out
+            .windows
+            .into_iter()
+            .skip(skip)
+            .map(|(st, en, t)| (st, en, Arc::new(t)))
+            .collect(),
+        run: out.run,
+        info: RunInfo {
+            files: files.iter().map(|f| f.display().to_string()).collect(),
+            counters: out.counters,
+            first_ts: out.first_ts,
+            last_ts: out.last_ts,
+        },
+        limits,
+        options: s.options.clone(),
+        metrics_top: s.metrics_top,
+        windows_closed,
+        threads: Vec::new(),
     }
 }
 

@@ -191,6 +191,10 @@ impl Batcher {
         }
     }
 
+    pub fn set_mode(&mut self, mode: Backpressure) {
+        self.mode = mode;
+    }
+
     /// Sends every batch (even empty ones, which carry the watermark that
     /// lets collectors close windows).
     pub fn flush(&mut self) {

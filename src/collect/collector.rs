@@ -38,6 +38,15 @@ pub enum WindowMsg {
     Upto { collector: usize, upto: Ts },
 }
 
+/// Requests a live pipeline sends a running collector.
+pub enum Ctl {
+    /// A copy of the whole-run tables so far (for HTTP views).
+    Snapshot(Sender<Tables>),
+    /// New table limits, for windows opened from now on (the whole-run
+    /// table keeps the size it was made with).
+    Limits(TableLimits),
+}
+
 /// What a collector hands back when every worker is done.
 pub struct CollectorResult {
     pub run: Tables,
@@ -58,7 +67,9 @@ pub fn run(
     rx: Receiver<RecordBatch>,
     recycle: Vec<Sender<RecordBatch>>,
     windows_out: Option<Sender<WindowMsg>>,
+    mut ctl: Option<Receiver<Ctl>>,
 ) -> CollectorResult {
+    let mut cfg = cfg;
     let mut run = Tables::new(&cfg.limits);
     let mut open: VecDeque<(Ts, Tables)> = VecDeque::new();
     let mut watermark: Vec<Option<Ts>> = vec![Some(0); cfg.workers];
@@ -69,7 +80,28 @@ pub fn run(
     let windows = cfg.window_ns > 0 && windows_out.is_some();
     let mut said_upto: Ts = 0;
 
-    while let Ok(mut b) = rx.recv() {
+    loop {
+        let next = match &ctl {
+            None => rx.recv(),
+            Some(c) => crossbeam_channel::select! {
+                recv(rx) -> m => m,
+                recv(c) -> m => {
+                    match m {
+                        Ok(Ctl::Snapshot(tx)) => {
+                            let mut t = Tables::new(&cfg.limits);
+                            t.merge(&run);
+                            let _ = tx.send(t);
+                        }
+                        Ok(Ctl::Limits(l)) => cfg.limits = l,
+                        // Nobody will ask again: stop selecting on it (a
+                        // disconnected channel is always ready).
+                        Err(_) => ctl = None,
+                    }
+                    continue;
+                }
+            },
+        };
+        let Ok(mut b) = next else { break };
         for r in &b.recs {
             run.add(&b, r, rules, &mut family);
             if windows {

@@ -158,6 +158,12 @@ impl Engine {
     }
 
     /// Counters of this engine, including those of live sessions.
+    /// New targets (config reload). Connections already tracked keep
+    /// their roles; new ones are classified by the new list.
+    pub fn set_targets(&mut self, targets: Targets) {
+        self.targets = targets;
+    }
+
     pub fn counters(&self) -> Counters {
         let mut c = self.counters.clone();
         c.add(&self.udp.counters);

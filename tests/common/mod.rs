@@ -328,3 +328,71 @@ pub fn reorder_and_retransmit(segs: &[Seg]) -> Vec<Seg> {
 pub fn cases() -> Vec<&'static str> {
     vec!["text_tcp", "meta_tcp", "binary_tcp", "udp", "mixed_noreply"]
 }
+
+/// A plain HTTP/1.1 GET over a fresh connection: (status, content type,
+/// body). Enough for memtap's own listener; no client library needed.
+pub fn http_get(addr: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to memtap's listener");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("header end");
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, ctype, body.to_string())
+}
+
+/// Reads a child's stderr until memtap announces its listener; returns
+/// the address and a thread that keeps draining (and collecting) stderr.
+pub fn wait_for_listener(
+    child: &mut std::process::Child,
+) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
+    let err = child.stderr.take().expect("piped stderr");
+    let mut r = std::io::BufReader::new(err);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap() == 0 {
+            panic!("memtap exited before listening; stderr:\n{seen}");
+        }
+        seen.push_str(&line);
+        if let Some(rest) = line.strip_prefix("memtap: listening on http://") {
+            let addr = rest.split('/').next().unwrap().to_string();
+            let h = std::thread::spawn(move || {
+                let mut rest = String::new();
+                let _ = std::io::Read::read_to_string(&mut r, &mut rest);
+                seen + &rest
+            });
+            return (addr, h);
+        }
+    }
+}
+
+/// Sends a signal to a child process.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}

@@ -1,0 +1,3 @@
+//! What memtap serves over HTTP: metrics, the JSON API, and pages.
+
+pub mod server;

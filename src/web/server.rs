@@ -1,0 +1,412 @@
+//! The HTTP listener: `/metrics`, `/healthz`, `/api/report`, `/api/windows`.
+//!
+//! It runs on its own small tokio runtime (two threads, never the capture
+//! or collector threads), so a slow scraper cannot stall the pipeline. The
+//! pipeline is reached only through [`ViewSource`]: a replay hands over a
+//! finished view once, a live capture builds one on demand from its
+//! collectors. Building a view may block (it waits for collector
+//! snapshots), so handlers call it on tokio's blocking pool.
+
+use crate::collect::tables::Tables;
+use crate::export::prometheus::{self, ExportInput};
+use crate::report::{self, LimitsOut, Report, ReportOptions, RunInfo, TotalsOut};
+use crate::time::Ts;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The documented default listener: loopback only (the tables name keys
+/// and clients; exposing them is a decision), on a port outside the
+/// common exporter range.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9718";
+
+/// Everything one request may show: the whole run so far and the recent
+/// closed windows.
+pub struct View {
+    pub run: Tables,
+    /// Recent closed windows, oldest first: (start, end, tables).
+    pub windows: Vec<(Ts, Ts, Arc<Tables>)>,
+    pub info: RunInfo,
+    pub limits: LimitsOut,
+    pub options: ReportOptions,
+    /// Keys and clients in the top-N gauges.
+    pub metrics_top: usize,
+    /// Windows closed since the start (the retained ones are a suffix).
+    pub windows_closed: u64,
+    /// Live capture: each thread's counters (capture-N, or reader and
+    /// worker-N), for per-thread rates; empty for a replay.
+    pub threads: Vec<(String, crate::stats::Counters)>,
+}
+
+impl View {
+    pub fn last_window(&self) -> Option<&(Ts, Ts, Arc<Tables>)> {
+        self.windows.last()
+    }
+}
+
+/// How the pipeline is doing, for `/healthz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub ok: bool,
+    /// One line per problem (empty when ok).
+    pub problems: Vec<String>,
+}
+
+/// Where the listener gets its data.
+pub trait ViewSource: Send + Sync + 'static {
+    /// A consistent view of the tables; may block briefly.
+    fn view(&self) -> anyhow::Result<Arc<View>>;
+    fn health(&self) -> Health;
+}
+
+/// A view that never changes: a finished replay.
+pub struct FixedView(pub Arc<View>);
+
+impl ViewSource for FixedView {
+    fn view(&self) -> anyhow::Result<Arc<View>> {
+        Ok(self.0.clone())
+    }
+    fn health(&self) -> Health {
+        Health {
+            ok: true,
+            problems: Vec::new(),
+        }
+    }
+}
+
+/// A running listener; dropping it (or [`Server::stop`]) shuts it down.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// The address actually bound (port 0 picks a free one).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Binds `listen` and serves `source` (plus any `extra` routes, e.g. the
+/// history pages) until stopped. A bind failure is returned at once, with
+/// the address in the message.
+pub fn start(
+    listen: &str,
+    source: Arc<dyn ViewSource>,
+    extra: Option<Router>,
+) -> anyhow::Result<Server> {
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        anyhow::anyhow!("--listen {listen}: expected ADDR:PORT, e.g. {DEFAULT_LISTEN}")
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .thread_name("memtap-http")
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the HTTP runtime: {e}"))?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| anyhow::anyhow!("--listen {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let mut app = Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/api/report", get(api_report))
+        .route("/api/windows", get(api_windows))
+        .with_state(source);
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("memtap-http".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let shutdown = async {
+                    let _ = stop_rx.await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    eprintln!("memtap: HTTP listener stopped: {e}");
+                }
+            });
+        })
+        .map_err(|e| anyhow::anyhow!("spawning the HTTP thread: {e}"))?;
+    Ok(Server {
+        addr,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+type Src = Arc<dyn ViewSource>;
+
+const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+async fn view_of(src: &Src) -> Result<Arc<View>, Response> {
+    let s = src.clone();
+    match tokio::task::spawn_blocking(move || s.view()).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}"))),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
+    }
+}
+
+fn error(code: StatusCode, msg: &str) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{msg}\n"),
+    )
+        .into_response()
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<!doctype html><title>memtap</title><h1>memtap</h1><ul>\
+         <li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>\
+         <li><a href=\"/healthz\">/healthz</a>: pipeline health</li>\
+         <li><a href=\"/api/report\">/api/report</a>: the report of the whole run \
+         (<a href=\"/api/report?window=last\">?window=last</a>: the last closed window)</li>\
+         <li><a href=\"/api/windows\">/api/windows</a>: recent closed windows</li></ul>\n",
+    )
+}
+
+/// Prometheus text format 0.0.4 unless the scraper asks for OpenMetrics.
+async fn metrics(State(src): State<Src>, headers: HeaderMap) -> Response {
+    let v = match view_of(&src).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let body = render_metrics(&v, openmetrics);
+    let ctype = if openmetrics {
+        OPENMETRICS_CONTENT_TYPE
+    } else {
+        TEXT_CONTENT_TYPE
+    };
+    ([(header::CONTENT_TYPE, ctype)], body).into_response()
+}
+
+/// One scrape's text, from a view.
+pub fn render_metrics(v: &View, openmetrics: bool) -> String {
+    let mut out = String::with_capacity(64 << 10);
+    let input = ExportInput {
+        run: &v.run,
+        last_window: v.last_window().map(|(_, _, t)| &**t),
+        counters: &v.info.counters,
+        top: v.metrics_top,
+        redact: &v.options.redact,
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let _ = openmetrics;
+    prometheus::render(&mut out, &input);
+    render_threads(&mut out, &v.threads);
+    out
+}
+
+/// Per-thread packet, byte, record and flow counters: the fanout's balance
+/// and each thread's rate. Thread names are memtap's own (no escaping).
+fn render_threads(out: &mut String, threads: &[(String, crate::stats::Counters)]) {
+    use std::fmt::Write;
+    if threads.is_empty() {
+        return;
+    }
+    type Get = fn(&crate::stats::Counters) -> u64;
+    let fams: [(&str, &str, Get); 5] = [
+        ("packets", "Frames read, by capture thread.", |c| c.packets),
+        ("bytes", "Bytes of frames read, by capture thread.", |c| {
+            c.bytes
+        }),
+        ("records", "Records emitted, by thread.", |c| c.records),
+        ("tcp_flows", "TCP connections tracked, by thread.", |c| {
+            c.tcp_flows
+        }),
+        (
+            "udp_datagrams",
+            "UDP datagrams to or from a target, by thread.",
+            |c| c.udp_datagrams,
+        ),
+    ];
+    for (name, help, get) in fams {
+        let _ = writeln!(out, "# HELP memtap_thread_{name}_total {help}");
+        let _ = writeln!(out, "# TYPE memtap_thread_{name}_total counter");
+        for (t, c) in threads {
+            let _ = writeln!(
+                out,
+                "memtap_thread_{name}_total{{thread=\"{t}\"}} {}",
+                get(c)
+            );
+        }
+    }
+}
+
+async fn healthz(State(src): State<Src>) -> Response {
+    let h = tokio::task::spawn_blocking(move || src.health()).await;
+    match h {
+        Ok(h) if h.ok => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "ok\n",
+        )
+            .into_response(),
+        Ok(h) => error(StatusCode::SERVICE_UNAVAILABLE, &h.problems.join("\n")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReportQuery {
+    /// `last`, or a window's start in Unix seconds.
+    window: Option<String>,
+}
+
+async fn api_report(State(src): State<Src>, Query(q): Query<ReportQuery>) -> Response {
+    let v = match view_of(&src).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let report = match q.window.as_deref() {
+        None => whole_run_report(&v),
+        Some(w) => {
+            let found = match w {
+                "last" => v.last_window(),
+                s => match s.parse::<f64>() {
+                    Ok(secs) => v
+                        .windows
+                        .iter()
+                        .find(|(st, _, _)| report::secs(*st) == secs),
+                    Err(_) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "window: expected `last` or a window start in Unix seconds",
+                        )
+                    }
+                },
+            };
+            match found {
+                Some((start, end, t)) => window_report(&v, *start, *end, t),
+                None => {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        "no such closed window (see /api/windows)",
+                    )
+                }
+            }
+        }
+    };
+    json(&report)
+}
+
+fn json<T: Serialize>(v: &T) -> Response {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{s}\n"),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// The replay report's JSON, for the whole run so far.
+pub fn whole_run_report(v: &View) -> Report {
+    report::build(&v.run, &[], &v.info, v.limits.clone(), &v.options)
+}
+
+/// The same schema over one closed window: its tables, its time span, and
+/// the run's health counters so far (counters are not kept per window).
+pub fn window_report(v: &View, start: Ts, end: Ts, t: &Tables) -> Report {
+    let info = RunInfo {
+        files: v.info.files.clone(),
+        counters: v.info.counters.clone(),
+        first_ts: start,
+        last_ts: end,
+    };
+    let limits = LimitsOut {
+        tracked_keys: t.keys.len(),
+        tracked_clients: t.clients.len(),
+        tracked_families: t.families.len(),
+        key_evictions: t.keys.evictions(),
+        client_evictions: t.clients.evictions(),
+        family_evictions: t.families.evictions(),
+        ..v.limits.clone()
+    };
+    report::build(t, &[], &info, limits, &v.options)
+}
+
+#[derive(Serialize)]
+struct WindowSummary {
+    start: f64,
+    end: f64,
+    totals: TotalsOut,
+    results: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Serialize)]
+struct WindowList {
+    /// Windows closed since the start; only the most recent are kept.
+    windows_closed: u64,
+    windows: Vec<WindowSummary>,
+}
+
+async fn api_windows(State(src): State<Src>) -> Response {
+    let v = match view_of(&src).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let windows = v
+        .windows
+        .iter()
+        .map(|(s, e, t)| {
+            let o = report::tables_out(t, &v.options);
+            WindowSummary {
+                start: report::secs(*s),
+                end: report::secs(*e),
+                totals: o.totals,
+                results: o.results,
+            }
+        })
+        .collect();
+    json(&WindowList {
+        windows_closed: v.windows_closed,
+        windows,
+    })
+}
