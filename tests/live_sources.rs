@@ -16,6 +16,7 @@ use memtap::capture::afpacket::{AfPacketSource, Fanout, RingConfig};
 use memtap::capture::bpf::compile_filter;
 use memtap::capture::live_pcap::{PcapConfig, PcapSource};
 use memtap::capture::{CaptureError, Frame};
+use memtap::decode::targets::{Target, Targets};
 use memtap::stats::Counters;
 
 fn random() -> u64 {
@@ -162,7 +163,9 @@ fn send_udp(to: u16, n: usize, tag: &str) -> Vec<Vec<u8>> {
 fn afpacket_on_lo_delivers_each_filtered_datagram_once() {
     let (rx, port) = udp_socket();
     let (_other, other_port) = udp_socket();
-    let Some(mut src) = open_ring(&ring(&format!("udp dst port {port}"))) else {
+    // The filter memtap builds from its targets: the kernel must take it.
+    let target: Target = format!("127.0.0.1:{port}").parse().unwrap();
+    let Some(mut src) = open_ring(&ring(&Targets::new(vec![target]).bpf_expr())) else {
         return;
     };
     assert_eq!(src.linktype(), 1);
