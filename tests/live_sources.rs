@@ -534,3 +534,165 @@ fn unprivileged_open_says_cap_net_raw() {
         assert!(line.contains("AmbientCapabilities=CAP_NET_RAW"), "{line}");
     }
 }
+
+/// A veth pair made for one test and deleted when dropped (deleting one
+/// end deletes both).
+struct Veth {
+    a: String,
+    b: String,
+}
+
+fn ip(args: &[&str]) -> bool {
+    std::process::Command::new("ip")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Veth {
+    /// `None` (with the reason printed) where veth pairs cannot be made.
+    fn new(up: bool) -> Option<Veth> {
+        let n = random() % 100_000;
+        let v = Veth {
+            a: format!("mtap{n}a"),
+            b: format!("mtap{n}b"),
+        };
+        if !ip(&["link", "add", &v.a, "type", "veth", "peer", "name", &v.b]) {
+            eprintln!("SKIPPED: cannot create a veth pair (not root, or no veth support)");
+            return None;
+        }
+        if up && !(ip(&["link", "set", &v.a, "up"]) && ip(&["link", "set", &v.b, "up"])) {
+            panic!("cannot bring {}/{} up", v.a, v.b);
+        }
+        Some(v)
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        ip(&["link", "del", &self.a]);
+    }
+}
+
+/// Ethernet (optionally 802.1Q-tagged) IPv4 UDP frame to 192.0.2.2:dport.
+fn udp_frame(vlan: Option<u16>, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0xbb, 0x02, 0, 0, 0, 0, 0xaa];
+    if let Some(id) = vlan {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&id.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+    f.extend_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2]);
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn vlan_tags_the_kernel_strips_are_put_back() {
+    let Some(v) = Veth::new(true) else { return };
+    let port = 23000 + (random() % 1000) as u16;
+    let target: Target = format!("192.0.2.2:{port}").parse().unwrap();
+    let expr = Targets::new(vec![target]).bpf_expr();
+    // Capture on b what is sent on a: the receive path takes the tag off
+    // into the packet's metadata before packet sockets see it.
+    let mut cfg = ring(&expr);
+    cfg.iface = v.b.clone();
+    let Some(mut ring_src) = open_ring(&cfg) else {
+        return;
+    };
+    let mut pcfg = PcapConfig::new(&v.b);
+    pcfg.buffer_size = 2 << 20;
+    pcfg.filter = Some(expr.clone());
+    let mut pcap_src = PcapSource::open(&pcfg).unwrap();
+    // Let IPv6 autoconfiguration noise pass before sending (filtered
+    // anyway), and give both sockets time to settle.
+    std::thread::sleep(Duration::from_millis(50));
+
+    let frames = [
+        udp_frame(Some(42), port, b"tagged"),
+        udp_frame(None, port, b"plain"),
+        udp_frame(Some(42), port.wrapping_add(1), b"other port"),
+        udp_frame(Some(7), port, b"tagged again"),
+    ];
+    let mut tx = pcap::Capture::from_device(v.a.as_str())
+        .unwrap()
+        .open()
+        .unwrap();
+    for f in &frames {
+        tx.sendpacket(f.as_slice()).unwrap();
+    }
+    let want = [&frames[0], &frames[1], &frames[3]];
+
+    let mut c = Counters::default();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut got_pcap: Vec<Vec<u8>> = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        ring_src
+            .poll(Duration::from_millis(10), &mut c, &mut |f| {
+                assert_eq!(f.wire_len as usize, f.data.len());
+                got.push(f.data.to_vec());
+            })
+            .unwrap();
+        pcap_src
+            .poll(Duration::from_millis(10), &mut c, &mut |f| {
+                got_pcap.push(f.data.to_vec())
+            })
+            .unwrap();
+        if got.len() >= want.len()
+            && got_pcap.len() >= want.len()
+            && start.elapsed() > Duration::from_millis(300)
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        got.iter().collect::<Vec<_>>(),
+        want,
+        "af-packet: the frames as sent, tags included"
+    );
+    assert_eq!(
+        got_pcap.iter().collect::<Vec<_>>(),
+        want,
+        "libpcap: the frames as sent, tags included"
+    );
+    assert_eq!(c.loopback_duplicates, 0);
+}
+
+#[test]
+fn down_and_non_ethernet_interfaces_are_refused_clearly() {
+    if let Some(v) = Veth::new(false) {
+        match AfPacketSource::open(&RingConfig::new(&v.a)) {
+            Err(CaptureError::PermissionDenied(_)) => {}
+            Err(e) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "interface `{0}` is down (bring it up with `ip link set {0} up`)",
+                    v.a
+                )
+            ),
+            Ok(_) => panic!("opened a down interface"),
+        }
+    }
+    let tun = format!("mtap{}t", random() % 100_000);
+    if !ip(&["tuntap", "add", "dev", &tun, "mode", "tun"]) {
+        eprintln!("SKIPPED the tun check: cannot create a tun device");
+        return;
+    }
+    ip(&["link", "set", &tun, "up"]);
+    let r = AfPacketSource::open(&RingConfig::new(&tun))
+        .err()
+        .map(|e| e.to_string());
+    ip(&["link", "del", &tun]);
+    let e = r.expect("a tun device (no link header) must be refused");
+    assert!(
+        e.contains(&format!("`{tun}`")) && e.contains("use `--engine pcap`"),
+        "{e}"
+    );
+}
