@@ -25,6 +25,13 @@ fn random() -> u64 {
     h.finish()
 }
 
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
 /// A UDP socket on 127.0.0.1 at a random port in 23000..24000.
 fn udp_socket() -> (UdpSocket, u16) {
     for _ in 0..200 {
@@ -132,6 +139,11 @@ fn collect(
             let p = parse(f.data).expect("an IPv4 TCP/UDP frame");
             assert_eq!(f.linktype, 1);
             assert_eq!(f.wire_len as usize, f.data.len());
+            assert!(
+                f.ts.abs_diff(now_ns()) < 10_000_000_000,
+                "timestamp {} is not now",
+                f.ts
+            );
             got.push((p.payload.to_vec(), f.frame_no));
         });
         if n > 0 {
@@ -214,7 +226,11 @@ fn afpacket_snap_length_cuts_packets_and_counts_them() {
     let (_rx, port) = udp_socket();
     let mut cfg = ring(&format!("udp dst port {port}"));
     cfg.snaplen = 60;
-    cfg.filter = Some(compile_filter(&format!("udp dst port {port}"), 1, 60).unwrap());
+    // Compiled for the full length: the source caps the filter's returns.
+    assert_eq!(
+        cfg.filter,
+        Some(compile_filter(&format!("udp dst port {port}"), 1, 65535).unwrap())
+    );
     let Some(mut src) = open_ring(&cfg) else {
         return;
     };
@@ -603,9 +619,11 @@ fn vlan_tags_the_kernel_strips_are_put_back() {
     // into the packet's metadata before packet sockets see it.
     let mut cfg = ring(&expr);
     cfg.iface = v.b.clone();
+    cfg.promisc = true;
     let Some(mut ring_src) = open_ring(&cfg) else {
         return;
     };
+    assert!(promisc(&v.b), "promiscuous while open");
     let mut pcfg = PcapConfig::new(&v.b);
     pcfg.buffer_size = 2 << 20;
     pcfg.filter = Some(expr.clone());
@@ -663,6 +681,26 @@ fn vlan_tags_the_kernel_strips_are_put_back() {
         "libpcap: the frames as sent, tags included"
     );
     assert_eq!(c.loopback_duplicates, 0);
+
+    // The interface going down is reported by the next poll.
+    drop(pcap_src);
+    assert!(ip(&["link", "set", &v.b, "down"]));
+    let r = ring_src.poll(Duration::from_millis(200), &mut c, &mut |_| {});
+    let e = r
+        .expect_err("poll after the interface went down")
+        .to_string();
+    assert!(
+        e.contains(&format!("`{}`", v.b)) && e.contains("down"),
+        "{e}"
+    );
+    drop(ring_src);
+    assert!(!promisc(&v.b), "promiscuous mode left on after close");
+}
+
+/// IFF_PROMISC as the kernel reports it.
+fn promisc(iface: &str) -> bool {
+    let f = std::fs::read_to_string(format!("/sys/class/net/{iface}/flags")).unwrap();
+    u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).unwrap() & 0x100 != 0
 }
 
 #[test]

@@ -48,7 +48,7 @@ pub struct RingConfig {
     pub fanout: Option<Fanout>,
     pub promisc: bool,
     /// Compiled filter (see [`bpf::compile_filter`]); `None` keeps every
-    /// packet.
+    /// packet. Its accepting returns are capped at `snaplen`.
     pub filter: Option<Vec<BpfInsn>>,
 }
 
@@ -143,6 +143,8 @@ const PKT_HDR_MIN: usize = PKT_SLL + 20;
 const RING_OVERHEAD: usize = 48 + PKT_HDR_MIN + 16 + 16;
 
 const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();
+/// asm-generic value (every architecture but mips, sparc and parisc);
+/// libc exports it only for some targets.
 const SO_ATTACH_FILTER: libc::c_int = 26;
 
 impl AfPacketSource {
@@ -297,16 +299,15 @@ impl AfPacketSource {
             })?;
         }
 
-        // The real filter. Without one, a filter returning the snap length
-        // is what makes the kernel cut packets to it.
-        let accept;
+        // The real filter. The kernel cuts each packet to the filter's
+        // return value, so that is where the snap length is applied: a
+        // program's constant returns are capped at it, and without a
+        // program one that returns it is installed.
         let prog = match &cfg.filter {
-            Some(p) => p.as_slice(),
-            None => {
-                accept = bpf::accept_all(cfg.snaplen);
-                accept.as_slice()
-            }
+            Some(p) => bpf::cap_returns(p, cfg.snaplen),
+            None => bpf::accept_all(cfg.snaplen),
         };
+        let prog = prog.as_slice();
         attach_filter(&src.fd, prog).map_err(|e| os_error(iface, "attaching the filter", e))?;
 
         // Blocks the kernel filled before the real filter was attached hold
@@ -784,6 +785,13 @@ fn ring_error(cfg: &RingConfig, e: io::Error) -> CaptureError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_can_move_to_capture_threads() {
+        fn send<T: Send>() {}
+        send::<AfPacketSource>();
+        send::<crate::capture::live_pcap::PcapSource>();
+    }
 
     #[test]
     fn bpf_insn_has_sock_filter_layout() {

@@ -39,6 +39,20 @@ pub fn drop_all() -> [BpfInsn; 1] {
     }]
 }
 
+/// `prog` with every nonzero constant return capped at `snaplen` (a
+/// program compiled for a longer snap length would keep more).
+pub fn cap_returns(prog: &[BpfInsn], snaplen: u32) -> Vec<BpfInsn> {
+    prog.iter()
+        .map(|i| match i.code {
+            RET_K if i.k != 0 => BpfInsn {
+                k: i.k.min(snaplen),
+                ..*i
+            },
+            _ => *i,
+        })
+        .collect()
+}
+
 /// Compiles a libpcap filter expression for frames of `linktype`.
 ///
 /// libpcap's "accept" returns its own snap length (a dead handle's is
@@ -99,6 +113,20 @@ mod tests {
         let rets: Vec<u32> = p.iter().filter(|i| i.code == RET_K).map(|i| i.k).collect();
         assert!(rets.contains(&9000) && rets.contains(&0), "{rets:?}");
         assert!(rets.iter().all(|&k| k == 0 || k == 9000));
+    }
+
+    #[test]
+    fn returns_are_capped_not_raised() {
+        let p = compile_filter("tcp", 1, 9000).unwrap();
+        let capped = cap_returns(&p, 100);
+        assert_eq!(capped.len(), p.len());
+        for (a, b) in p.iter().zip(&capped) {
+            match a.code {
+                RET_K if a.k != 0 => assert_eq!(b.k, 100),
+                _ => assert_eq!(a, b),
+            }
+        }
+        assert_eq!(cap_returns(&p, 100_000), p);
     }
 
     #[test]
