@@ -445,6 +445,38 @@ fn pcap_on_lo_delivers_each_filtered_datagram_once() {
     assert_eq!(c.kernel_drops, 0);
 }
 
+/// libpcap's `any`: cooked frames from every interface, each loopback
+/// packet once (libpcap drops the outgoing copy on `lo` there too).
+#[test]
+fn pcap_on_any_delivers_cooked_frames_once() {
+    let (_rx, port) = udp_socket();
+    let mut cfg = PcapConfig::new("any");
+    cfg.buffer_size = 2 << 20;
+    cfg.filter = Some(format!("udp dst port {port}"));
+    let mut src = match PcapSource::open(&cfg) {
+        Ok(s) => s,
+        Err(e @ CaptureError::PermissionDenied(_)) => {
+            eprintln!("SKIPPED: live capture needs CAP_NET_RAW: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let lt = src.linktype();
+    assert!(lt == 113 || lt == 276, "LINUX_SLL or LINUX_SLL2, got {lt}");
+    let sent = send_udp(port, 10, "any");
+    let mut c = Counters::default();
+    let mut n = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(800) {
+        n += src
+            .poll(Duration::from_millis(20), &mut c, &mut |f| {
+                assert!(f.data.ends_with(&sent[0]) || sent.iter().any(|p| f.data.ends_with(p)));
+            })
+            .unwrap();
+    }
+    assert_eq!(n, sent.len());
+}
+
 #[test]
 fn errors_name_the_interface_and_the_expression() {
     let e = AfPacketSource::open(&RingConfig::new("memtap-nope0"))

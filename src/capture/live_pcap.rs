@@ -74,7 +74,11 @@ impl PcapSource {
         let iface = cfg.iface.as_str();
         // Checked first so that a typo is reported as such, whatever
         // libpcap would say (it needs privileges to get that far).
-        super::afpacket::check_iface_exists(iface)?;
+        // `any` is libpcap's pseudo-interface (all interfaces, Linux
+        // cooked frames); the kernel does not know it by name.
+        if iface != "any" {
+            super::afpacket::check_iface_exists(iface)?;
+        }
         let snap = i32::try_from(cfg.snaplen).unwrap_or(i32::MAX);
         let buf = i32::try_from(cfg.buffer_size).unwrap_or(i32::MAX);
         let timeout = i32::try_from(cfg.timeout_ms.max(1)).unwrap_or(i32::MAX);
