@@ -812,3 +812,69 @@ fn down_and_non_ethernet_interfaces_are_refused_clearly() {
         "{e}"
     );
 }
+
+/// Not a check: rough delivery rates of both engines on `lo` with default
+/// rings. `cargo test --release --test live_sources -- --ignored
+/// --nocapture throughput`.
+#[test]
+#[ignore]
+fn throughput_report() {
+    const N: usize = 200_000;
+    let (_rx, port) = udp_socket();
+    let expr = format!("udp dst port {port}");
+    // `step(c, false)` polls once; `step(c, true)` reads the statistics.
+    let run = |name: &str, step: &mut dyn FnMut(&mut Counters, bool) -> usize| {
+        let sender = std::thread::spawn(move || {
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            tx.connect(("127.0.0.1", port)).unwrap();
+            let p = [7u8; 100];
+            let t = Instant::now();
+            for _ in 0..N {
+                let _ = tx.send(&p);
+            }
+            t.elapsed()
+        });
+        let mut c = Counters::default();
+        let t = Instant::now();
+        let mut idle = Instant::now();
+        while idle.elapsed() < Duration::from_millis(300) {
+            if step(&mut c, false) > 0 {
+                idle = Instant::now();
+            }
+        }
+        let send_time = sender.join().unwrap();
+        step(&mut c, true);
+        let secs = t.elapsed().as_secs_f64() - 0.3;
+        eprintln!(
+            "{name}: sent {N} in {:.2}s, delivered {} ({:.0} pkt/s), kernel drops {}, freezes {}",
+            send_time.as_secs_f64(),
+            c.packets,
+            c.packets as f64 / secs,
+            c.kernel_drops,
+            c.ring_freezes
+        );
+    };
+    let mut cfg = RingConfig::new("lo");
+    cfg.filter = Some(compile_filter(&expr, 1, cfg.snaplen).unwrap());
+    let Some(mut a) = open_ring(&cfg) else {
+        return;
+    };
+    run("af-packet (64 x 1 MiB)", &mut |c, fin| {
+        if fin {
+            a.update_stats(c);
+            return 0;
+        }
+        a.poll(Duration::from_millis(20), c, &mut |_| {}).unwrap()
+    });
+    drop(a);
+    let mut cfg = PcapConfig::new("lo");
+    cfg.filter = Some(expr);
+    let mut p = PcapSource::open(&cfg).unwrap();
+    run("libpcap (64 MiB)", &mut |c, fin| {
+        if fin {
+            p.update_stats(c);
+            return 0;
+        }
+        p.poll(Duration::from_millis(20), c, &mut |_| {}).unwrap()
+    });
+}
