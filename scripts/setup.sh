@@ -16,6 +16,10 @@ have_cmd tshark || need+=(tshark)
 have_cmd tcpdump || need+=(tcpdump)
 have_cmd memcached || need+=(memcached)
 have_pkg libpcap-dev || need+=(libpcap-dev)
+# Live-capture tests (tests/live_sources.rs, as root): veth pairs and tun
+# devices with `ip`, an unprivileged helper run with `setpriv`.
+have_cmd ip || need+=(iproute2)
+have_cmd setpriv || need+=(util-linux)
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}" >&2

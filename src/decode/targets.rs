@@ -16,6 +16,9 @@ pub struct Target {
 
 pub const DEFAULT_PORT: u16 = 11211;
 
+/// libpcap: an IPv4 packet whose fragment offset is not zero.
+const NON_FIRST_FRAGMENT: &str = "ip[6:2] & 0x1fff != 0";
+
 impl FromStr for Target {
     type Err = String;
 
@@ -90,6 +93,27 @@ impl Target {
     pub fn matches(&self, ip: IpAddr, port: u16) -> bool {
         port == self.port && self.net.is_none_or(|n| n.contains(&ip))
     }
+
+    /// This target as one parenthesised libpcap filter term.
+    ///
+    /// A non-first IPv4 fragment carries no transport header, so libpcap's
+    /// `port` never matches it; IPv4 terms also admit those fragments of the
+    /// target's addresses, or decode could not reassemble the datagram.
+    /// IPv6 fragments are not reassembled by memtap, so IPv6 terms do not.
+    fn bpf_term(&self) -> String {
+        let p = self.port;
+        match &self.net {
+            None => format!("(port {p} or {NON_FIRST_FRAGMENT})"),
+            Some(IpNet::V4(n)) if n.prefix_len() == n.max_prefix_len() => {
+                format!("(host {} and (port {p} or {NON_FIRST_FRAGMENT}))", n.addr())
+            }
+            Some(IpNet::V4(n)) => format!("(net {n} and (port {p} or {NON_FIRST_FRAGMENT}))"),
+            Some(IpNet::V6(n)) if n.prefix_len() == n.max_prefix_len() => {
+                format!("(host {} and port {p})", n.addr())
+            }
+            Some(IpNet::V6(n)) => format!("(net {n} and port {p})"),
+        }
+    }
 }
 
 /// Which way a packet goes relative to the watched servers.
@@ -130,6 +154,28 @@ impl Targets {
 
     pub fn list(&self) -> &[Target] {
         &self.list
+    }
+
+    /// The libpcap filter expression that keeps the targets' traffic (TCP
+    /// and UDP on their ports, plus IPv4 fragments of their hosts), also
+    /// behind one 802.1Q/802.1ad tag.
+    ///
+    /// libpcap's `and` and `or` have equal precedence and associate left
+    /// to right, so every term is parenthesised. The `vlan` keyword shifts
+    /// the offsets of everything after it in the expression (pcap-filter(7)),
+    /// so the tagged alternative comes last and repeats the terms. Where the
+    /// kernel has already taken the tag off (AF_PACKET on Linux), the
+    /// untagged terms match.
+    pub fn bpf_expr(&self) -> String {
+        let mut terms: Vec<String> = Vec::with_capacity(self.list.len());
+        for t in &self.list {
+            let term = t.bpf_term();
+            if !terms.contains(&term) {
+                terms.push(term);
+            }
+        }
+        let base = terms.join(" or ");
+        format!("{base} or (vlan and ({base}))")
     }
 
     fn any(&self, ip: IpAddr, port: u16) -> bool {
@@ -214,5 +260,247 @@ mod tests {
         assert_eq!(ts.classify(v6, 11300, v6, 40000), Some(Side::FromServer));
         let any = Targets::default();
         assert_eq!(any.classify(c, 1, a, 11211), Some(Side::ToServer));
+    }
+
+    #[test]
+    fn bpf_expr_exact() {
+        let nff = "ip[6:2] & 0x1fff != 0";
+        let any = Targets::default().bpf_expr();
+        let b = format!("(port 11211 or {nff})");
+        assert_eq!(any, format!("{b} or (vlan and ({b}))"));
+
+        let ts = Targets::new(vec![
+            t("10.0.0.5:11211"),
+            t("10.1.0.0/16:11300"),
+            t("[fd00::1]:11211"),
+            t("[fd00:1::/64]:9"),
+            t("10.0.0.5"),
+        ]);
+        let b = format!(
+            "(host 10.0.0.5 and (port 11211 or {nff})) or (net 10.1.0.0/16 and (port 11300 or {nff})) \
+             or (host fd00::1 and port 11211) or (net fd00:1::/64 and port 9)"
+        );
+        assert_eq!(ts.bpf_expr(), format!("{b} or (vlan and ({b}))"));
+
+        let ts = Targets::new(vec![t("*:11211"), t("192.168.7.7:11212")]);
+        let b = format!("(port 11211 or {nff}) or (host 192.168.7.7 and (port 11212 or {nff}))");
+        assert_eq!(ts.bpf_expr(), format!("{b} or (vlan and ({b}))"));
+    }
+
+    // ---- frames for the compiled filters ----
+
+    fn eth(vlan: Option<u16>, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+        if let Some(id) = vlan {
+            f.extend_from_slice(&[0x81, 0x00]);
+            f.extend_from_slice(&id.to_be_bytes());
+        }
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// TCP/UDP ports, then filler (20 bytes: enough for a TCP header).
+    fn ports(sport: u16, dport: u16) -> Vec<u8> {
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&sport.to_be_bytes());
+        l4.extend_from_slice(&dport.to_be_bytes());
+        l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        l4.extend_from_slice(b"get k\r\n");
+        l4
+    }
+
+    /// IPv4 with `frag` as the flags+offset field.
+    fn v4(src: &str, dst: &str, proto: u8, frag: u16, l4: &[u8]) -> Vec<u8> {
+        let s: std::net::Ipv4Addr = src.parse().unwrap();
+        let d: std::net::Ipv4Addr = dst.parse().unwrap();
+        let mut p = vec![0x45, 0];
+        p.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0x12, 0x34]);
+        p.extend_from_slice(&frag.to_be_bytes());
+        p.extend_from_slice(&[64, proto, 0, 0]);
+        p.extend_from_slice(&s.octets());
+        p.extend_from_slice(&d.octets());
+        p.extend_from_slice(l4);
+        p
+    }
+
+    fn v6(src: &str, dst: &str, next: u8, l4: &[u8]) -> Vec<u8> {
+        let s: std::net::Ipv6Addr = src.parse().unwrap();
+        let d: std::net::Ipv6Addr = dst.parse().unwrap();
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[next, 64]);
+        p.extend_from_slice(&s.octets());
+        p.extend_from_slice(&d.octets());
+        p.extend_from_slice(l4);
+        p
+    }
+
+    fn tcp4(src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+        v4(src, dst, 6, 0x4000, &ports(sport, dport))
+    }
+
+    fn udp4(src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+        v4(src, dst, 17, 0, &ports(sport, dport))
+    }
+
+    /// A non-first fragment: offset 185 (x8 bytes), payload with no ports.
+    fn frag4(src: &str, dst: &str) -> Vec<u8> {
+        v4(src, dst, 17, 185, &[0xab; 40])
+    }
+
+    /// Checks each (frame, expected) untagged and with a VLAN tag, through
+    /// libpcap's own matcher, after checking `compile_filter` accepts the
+    /// expression (what the kernel gets).
+    fn check(ts: &Targets, cases: &[(&str, Vec<u8>, u16, bool)]) {
+        let expr = ts.bpf_expr();
+        let insns = crate::capture::bpf::compile_filter(&expr, 1, 65535).unwrap();
+        assert!(insns.len() > 10);
+        let dead = pcap::Capture::dead(pcap::Linktype(1)).unwrap();
+        let prog = dead.compile(&expr, true).unwrap();
+        for (what, ip, ethertype, want) in cases {
+            let plain = eth(None, *ethertype, ip);
+            assert_eq!(prog.filter(&plain), *want, "{what} (untagged) with {expr}");
+            let tagged = eth(Some(42), *ethertype, ip);
+            assert_eq!(prog.filter(&tagged), *want, "{what} (VLAN 42) with {expr}");
+        }
+    }
+
+    #[test]
+    fn compiled_filter_keeps_target_traffic_only() {
+        let ts = Targets::new(vec![
+            t("10.0.0.5:11211"),
+            t("10.1.0.0/16:11300"),
+            t("[fd00::1]:11211"),
+        ]);
+        let ip4 = 0x0800;
+        let ip6 = 0x86dd;
+        let arp = {
+            let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1];
+            a.extend_from_slice(&[0; 20]);
+            a
+        };
+        check(
+            &ts,
+            &[
+                (
+                    "request to host",
+                    udp4("10.0.0.9", 5000, "10.0.0.5", 11211),
+                    ip4,
+                    true,
+                ),
+                (
+                    "response from host",
+                    tcp4("10.0.0.5", 11211, "10.0.0.9", 40000),
+                    ip4,
+                    true,
+                ),
+                (
+                    "host, other port",
+                    tcp4("10.0.0.5", 22, "10.0.0.9", 40000),
+                    ip4,
+                    false,
+                ),
+                (
+                    "other host, the port",
+                    tcp4("10.0.0.6", 11211, "10.0.0.9", 40000),
+                    ip4,
+                    false,
+                ),
+                (
+                    "net member",
+                    tcp4("10.0.0.9", 40000, "10.1.2.3", 11300),
+                    ip4,
+                    true,
+                ),
+                (
+                    "net member, default port",
+                    tcp4("10.0.0.9", 40000, "10.1.2.3", 11211),
+                    ip4,
+                    false,
+                ),
+                (
+                    "outside the net",
+                    tcp4("10.0.0.9", 40000, "10.2.0.1", 11300),
+                    ip4,
+                    false,
+                ),
+                (
+                    "first fragment with ports",
+                    v4("10.0.0.9", "10.0.0.5", 17, 0x2000, &ports(5000, 11211)),
+                    ip4,
+                    true,
+                ),
+                (
+                    "non-first fragment from host",
+                    frag4("10.0.0.5", "10.0.0.9"),
+                    ip4,
+                    true,
+                ),
+                (
+                    "non-first fragment to net",
+                    frag4("10.0.0.9", "10.1.9.9"),
+                    ip4,
+                    true,
+                ),
+                (
+                    "non-first fragment elsewhere",
+                    frag4("10.0.0.7", "10.0.0.9"),
+                    ip4,
+                    false,
+                ),
+                (
+                    "IPv6 host",
+                    v6("fd00::9", "fd00::1", 6, &ports(40000, 11211)),
+                    ip6,
+                    true,
+                ),
+                (
+                    "IPv6 host, other port",
+                    v6("fd00::9", "fd00::1", 6, &ports(40000, 80)),
+                    ip6,
+                    false,
+                ),
+                (
+                    "IPv6 other host",
+                    v6("fd00::9", "fd00::2", 6, &ports(40000, 11211)),
+                    ip6,
+                    false,
+                ),
+                ("ARP", arp, 0x0806, false),
+            ],
+        );
+
+        let any = Targets::default();
+        check(
+            &any,
+            &[
+                (
+                    "any host, the port",
+                    udp4("1.2.3.4", 11211, "5.6.7.8", 999),
+                    ip4,
+                    true,
+                ),
+                (
+                    "IPv6, the port",
+                    v6("::1", "::2", 17, &ports(11211, 5)),
+                    ip6,
+                    true,
+                ),
+                (
+                    "other port",
+                    tcp4("1.2.3.4", 80, "5.6.7.8", 999),
+                    ip4,
+                    false,
+                ),
+                (
+                    "any non-first fragment",
+                    frag4("1.2.3.4", "5.6.7.8"),
+                    ip4,
+                    true,
+                ),
+            ],
+        );
     }
 }
