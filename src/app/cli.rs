@@ -39,6 +39,108 @@ pub enum Command {
     /// memory: past --max-keys distinct keys the key table keeps the
     /// heaviest ones and reports an error bound for each.
     Replay(ReplayArgs),
+
+    /// Capture live from a network interface (a SPAN/mirror port, or the
+    /// memcached host itself) until interrupted, serving metrics and the
+    /// JSON API, then print the report of the whole run.
+    ///
+    /// The afpacket engine gives every worker its own memory-mapped
+    /// TPACKET_V3 ring in one PACKET_FANOUT_HASH group, so both directions
+    /// of a connection reach the same worker and no packet is copied; a
+    /// kernel filter built from the targets keeps other traffic out of
+    /// user space. The pcap engine uses libpcap and fans out in software.
+    /// Capture never waits: what cannot be kept up with is dropped and
+    /// counted (kernel, ring and channel drops are all in the report).
+    ///
+    /// Signals: SIGINT/SIGTERM stop, drain, close the open window and print
+    /// the report (a second SIGINT exits at once); SIGHUP re-reads the
+    /// config file (targets, filter, limits, report options) keeping all
+    /// tables. Needs root or CAP_NET_RAW (CAP_NET_ADMIN for promiscuous
+    /// mode) to open the sockets; --user then drops to an unprivileged user.
+    Capture(CaptureArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+
+    /// Interface to capture on (config: capture.interface).
+    #[arg(long, short = 'i', value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// Capture engine. Default afpacket (config: capture.engine).
+    #[arg(long, value_enum)]
+    pub engine: Option<crate::config::CaptureEngine>,
+
+    /// Extra libpcap filter expression, AND-ed with the targets' filter
+    /// (config: capture.filter).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+
+    /// Put the interface in promiscuous mode (config: capture.promisc).
+    #[arg(long)]
+    pub promisc: bool,
+
+    /// Bytes per ring block, afpacket (config: capture.block_size).
+    #[arg(long, value_name = "BYTES")]
+    pub block_size: Option<usize>,
+
+    /// Blocks per ring, afpacket (config: capture.block_count).
+    #[arg(long, value_name = "N")]
+    pub block_count: Option<usize>,
+
+    /// Bytes kept of each packet (config: capture.snaplen).
+    #[arg(long, value_name = "BYTES")]
+    pub snaplen: Option<u32>,
+
+    /// Switch to this user once the sockets are open (config: capture.user).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// HTTP listener, ADDR:PORT (port 0 picks a free one and prints it).
+    /// Default 127.0.0.1:9718 (config: http.listen).
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "no_listen")]
+    pub listen: Option<String>,
+
+    /// No HTTP listener.
+    #[arg(long)]
+    pub no_listen: bool,
+
+    /// Stop by itself after this long (e.g. 30s, 10m), as if interrupted.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Report format at exit.
+    #[arg(long, short = 'f', value_enum, default_value = "text")]
+    pub format: ReportFormat,
+
+    /// Write the final report here instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub report_file: Option<PathBuf>,
+
+    /// Directory for --format csv (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Rows in the key, client and family tables (0: every tracked one).
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+
+    /// Order of the key, client and family tables. Default: requests.
+    #[arg(long, value_enum)]
+    pub sort: Option<crate::report::SortBy>,
+
+    /// Add each retained window's tables to the final report.
+    #[arg(long)]
+    pub per_window: bool,
+
+    /// No per-window log lines on standard error.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

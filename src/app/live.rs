@@ -459,6 +459,11 @@ impl Live {
         }
     }
 
+    /// Kernel drops counted so far, all threads.
+    pub fn kernel_drops(&self) -> u64 {
+        sum_slots(&self.view.slots).0.kernel_drops
+    }
+
     /// Problems the capture threads report (for the operator's log).
     pub fn problems(&self) -> Vec<String> {
         self.view.health().problems

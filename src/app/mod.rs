@@ -1,9 +1,11 @@
 //! Wiring of the stages for the CLI: the only module that knows them all.
 
+pub mod capture;
 pub mod cli;
 pub mod format;
 pub mod live;
 pub mod pipeline;
+pub mod privileges;
 pub mod progress;
 pub mod replay;
 pub mod serve;
@@ -23,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dump(a) => dump(a),
         Command::Replay(a) => replay::run(a),
+        Command::Capture(a) => capture::run(a),
     }
 }
 

@@ -170,28 +170,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             let _ = writeln!(err, "memtap: warning: {w}");
         }
     }
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let res = match a.format {
-        ReportFormat::Json => serde_json::to_writer_pretty(&mut out, &report)
-            .map_err(std::io::Error::other)
-            .and_then(|_| writeln!(out)),
-        ReportFormat::Text => crate::report::text::write(&mut out, &report),
-        ReportFormat::Csv => {
-            let dir = a.output_dir.as_ref().expect("checked above");
-            let files = crate::report::csv::write_dir(dir, &report)?;
-            if !a.quiet {
-                eprintln!("memtap: wrote {} CSV files to {}", files, dir.display());
-            }
-            Ok(())
-        }
-    };
-    match res.and_then(|_| out.flush()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(anyhow::anyhow!("writing the report: {e}")),
-    }
-    drop(out);
+    emit(&report, a.format, a.output_dir.as_deref(), None, a.quiet)?;
     if let Some(l) = listener {
         let view = finished_view(pipe_out, &a.files, &s, cfg.http.keep_windows);
         l.serve_until_signal(std::sync::Arc::new(crate::web::server::FixedView(
@@ -199,6 +178,43 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         )))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the report in `format` to `file` (or standard output); CSV goes
+/// to `dir`. A closed pipe (`| head`) is not an error.
+pub fn emit(
+    report: &Report,
+    format: ReportFormat,
+    dir: Option<&std::path::Path>,
+    file: Option<&std::path::Path>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let mut out: Box<dyn Write> = match file {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .map_err(|e| anyhow::anyhow!("--report-file {}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let res = match format {
+        ReportFormat::Json => serde_json::to_writer_pretty(&mut out, report)
+            .map_err(std::io::Error::other)
+            .and_then(|_| writeln!(out)),
+        ReportFormat::Text => crate::report::text::write(&mut out, report),
+        ReportFormat::Csv => {
+            let dir = dir.ok_or_else(|| anyhow::anyhow!("--format csv needs --output-dir DIR"))?;
+            let files = crate::report::csv::write_dir(dir, report)?;
+            if !quiet {
+                eprintln!("memtap: wrote {} CSV files to {}", files, dir.display());
+            }
+            Ok(())
+        }
+    };
+    match res.and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("writing the report: {e}")),
+    }
 }
 
 /// The view `--serve` shows once the files are read.

@@ -5,9 +5,16 @@
 use crate::web::server::{self, Health, Server, View, ViewSource};
 use std::sync::{Arc, OnceLock};
 
-/// The view arrives once the replay is done; until then requests get 503.
+/// The view arrives once the pipeline is up (or the replay is done);
+/// until then requests get 503.
 #[derive(Default)]
-struct LateView(OnceLock<Arc<dyn ViewSource>>);
+pub struct LateView(OnceLock<Arc<dyn ViewSource>>);
+
+impl LateView {
+    pub fn set(&self, s: Arc<dyn ViewSource>) {
+        let _ = self.0.set(s);
+    }
+}
 
 impl ViewSource for LateView {
     fn view(&self) -> anyhow::Result<Arc<View>> {

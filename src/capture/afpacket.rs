@@ -390,6 +390,13 @@ impl AfPacketSource {
         counters.ring_freezes += d.freezes;
     }
 
+    /// Replaces the kernel filter (config reload). The new program applies
+    /// to packets queued from now on; blocks already in the ring passed
+    /// the old one.
+    pub fn set_filter(&mut self, prog: &[BpfInsn]) -> Result<(), CaptureError> {
+        attach_filter(&self.fd, prog).map_err(|e| os_error(&self.iface, "attach filter", e))
+    }
+
     /// Totals since open, as of the last [`Self::update_stats`].
     pub fn kernel_stats(&self) -> KernelStats {
         self.totals

@@ -125,6 +125,16 @@ impl PcapSource {
     }
 
     /// LINKTYPE_* of the frames delivered.
+    /// Replaces the filter (config reload).
+    pub fn set_filter(&mut self, expr: &str) -> Result<(), CaptureError> {
+        self.cap
+            .filter(expr, true)
+            .map_err(|e| CaptureError::BadFilter {
+                expr: expr.to_string(),
+                msg: pcap_msg(e),
+            })
+    }
+
     pub fn linktype(&self) -> u32 {
         self.linktype
     }

@@ -1,0 +1,354 @@
+//! `memtap capture`: the appliance. Opens the capture sockets, binds the
+//! HTTP listener, drops privileges, runs the live pipeline until a signal
+//! (or --duration), then prints the report of the whole run.
+
+use super::cli::{CaptureArgs, ReportFormat};
+use super::live::{Live, LiveConfig, LiveSource, Reload, Sources};
+use super::load_config;
+use super::replay::{self, ReplaySetup};
+use super::serve::LateView;
+use crate::capture::afpacket::{AfPacketSource, Fanout, RingConfig};
+use crate::capture::bpf::{compile_filter, BpfInsn};
+use crate::capture::live_pcap::{PcapConfig, PcapSource};
+use crate::capture::{Frame, LINKTYPE_ETHERNET};
+use crate::config::{parse_duration, CaptureEngine, Config};
+use crate::decode::targets::Targets;
+use crate::stats::Counters;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Capture options resolved from config and flags (flags win).
+#[derive(Debug, Clone)]
+struct Settings {
+    iface: String,
+    engine: CaptureEngine,
+    extra_filter: String,
+    promisc: bool,
+    block_size: usize,
+    block_count: usize,
+    snaplen: u32,
+    pcap_buffer: usize,
+    fanout_group: u16,
+    user: String,
+    listen: Option<String>,
+}
+
+fn settings(cfg: &Config, a: &CaptureArgs) -> anyhow::Result<Settings> {
+    let c = &cfg.capture;
+    let iface = a.interface.clone().unwrap_or_else(|| c.interface.clone());
+    anyhow::ensure!(
+        !iface.is_empty(),
+        "no interface: give -i IFACE (or capture.interface in the config); `ip link` lists them"
+    );
+    let listen = if a.no_listen {
+        None
+    } else {
+        Some(a.listen.clone().unwrap_or_else(|| cfg.http.listen.clone())).filter(|l| !l.is_empty())
+    };
+    Ok(Settings {
+        iface,
+        engine: a.engine.unwrap_or(c.engine),
+        extra_filter: a.filter.clone().unwrap_or_else(|| c.filter.clone()),
+        promisc: a.promisc || c.promisc,
+        block_size: a.block_size.unwrap_or(c.block_size),
+        block_count: a.block_count.unwrap_or(c.block_count),
+        snaplen: a.snaplen.unwrap_or(c.snaplen),
+        pcap_buffer: c.pcap_buffer,
+        fanout_group: match c.fanout_group {
+            // Distinct per process, so two memtaps on one interface do
+            // not share (and split) each other's packets.
+            0 => (std::process::id() & 0xffff) as u16,
+            g => g,
+        },
+        user: a.user.clone().unwrap_or_else(|| c.user.clone()),
+        listen,
+    })
+}
+
+/// The kernel filter: the targets' traffic, narrowed by --filter.
+fn filter_expr(targets: &Targets, extra: &str) -> String {
+    let base = targets.bpf_expr();
+    if extra.trim().is_empty() {
+        base
+    } else {
+        format!("({base}) and ({extra})")
+    }
+}
+
+struct Ring {
+    src: AfPacketSource,
+    snaplen: u32,
+}
+
+impl LiveSource for Ring {
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        c: &mut Counters,
+        f: &mut dyn FnMut(&Frame<'_>),
+    ) -> std::io::Result<usize> {
+        self.src.poll(timeout, c, f)
+    }
+    fn update_stats(&mut self, c: &mut Counters) {
+        self.src.update_stats(c);
+    }
+    fn set_filter(&mut self, expr: &str) -> anyhow::Result<()> {
+        let prog = compile_filter(expr, LINKTYPE_ETHERNET, self.snaplen)?;
+        Ok(self.src.set_filter(&prog)?)
+    }
+}
+
+struct Pcap(PcapSource);
+
+impl LiveSource for Pcap {
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        c: &mut Counters,
+        f: &mut dyn FnMut(&Frame<'_>),
+    ) -> std::io::Result<usize> {
+        self.0.poll(timeout, c, f)
+    }
+    fn update_stats(&mut self, c: &mut Counters) {
+        self.0.update_stats(c);
+    }
+    fn set_filter(&mut self, expr: &str) -> anyhow::Result<()> {
+        Ok(self.0.set_filter(expr)?)
+    }
+}
+
+fn compile(expr: &str, snaplen: u32) -> anyhow::Result<Vec<BpfInsn>> {
+    Ok(compile_filter(expr, LINKTYPE_ETHERNET, snaplen)?)
+}
+
+/// Opens every socket (the only step that needs privileges).
+fn open_sources(st: &Settings, workers: usize, expr: &str) -> anyhow::Result<Sources> {
+    match st.engine {
+        CaptureEngine::Afpacket => {
+            let prog = compile(expr, st.snaplen)?;
+            let mut v: Vec<Box<dyn LiveSource>> = Vec::with_capacity(workers);
+            for _ in 0..workers {
+                let mut rc = RingConfig::new(&st.iface);
+                rc.block_size = st.block_size;
+                rc.block_count = st.block_count;
+                rc.snaplen = st.snaplen;
+                rc.promisc = st.promisc;
+                rc.fanout = Some(Fanout {
+                    group: st.fanout_group,
+                });
+                rc.filter = Some(prog.clone());
+                v.push(Box::new(Ring {
+                    src: AfPacketSource::open(&rc)?,
+                    snaplen: st.snaplen,
+                }));
+            }
+            Ok(Sources::PerWorker(v))
+        }
+        CaptureEngine::Pcap => {
+            let mut pc = PcapConfig::new(&st.iface);
+            pc.snaplen = st.snaplen;
+            pc.buffer_size = st.pcap_buffer;
+            pc.promisc = st.promisc;
+            pc.filter = Some(expr.to_string());
+            Ok(Sources::Shared(Box::new(Pcap(PcapSource::open(&pc)?))))
+        }
+    }
+}
+
+enum Event {
+    Stop,
+    Reload,
+}
+
+/// SIGINT/SIGTERM ask for a clean stop; a second one exits at once.
+/// SIGHUP asks for a reload.
+fn watch_signals() -> anyhow::Result<crossbeam_channel::Receiver<Event>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("memtap-signals".into())
+        .spawn(move || {
+            let mut stops = 0;
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    let _ = tx.send(Event::Reload);
+                    continue;
+                }
+                stops += 1;
+                if stops > 1 {
+                    eprintln!("memtap: interrupted again: exiting without a report");
+                    std::process::exit(130);
+                }
+                let _ = tx.send(Event::Stop);
+            }
+        })?;
+    Ok(rx)
+}
+
+pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
+    let (cfg, targets) = load_config(&a.common)?;
+    let st = settings(&cfg, &a)?;
+    let s = replay::setup(&cfg, &a.analysis, a.top, a.sort, a.per_window)?;
+    if a.format == ReportFormat::Csv && a.output_dir.is_none() {
+        anyhow::bail!("--format csv writes one file per table: give --output-dir DIR");
+    }
+    let duration = match &a.duration {
+        Some(d) => Some(Duration::from_nanos(
+            parse_duration(d).map_err(|e| anyhow::anyhow!("--duration: {e}"))?,
+        )),
+        None => None,
+    };
+    let expr = filter_expr(&targets, &st.extra_filter);
+    let sources = open_sources(&st, s.pipeline.workers, &expr)?;
+    let late = Arc::new(LateView::default());
+    let server = match &st.listen {
+        Some(l) => {
+            let srv = crate::web::server::start(l, late.clone(), None)?;
+            super::serve::announce(&srv);
+            Some(srv)
+        }
+        None => None,
+    };
+    if !st.user.is_empty() {
+        super::privileges::drop_to(&st.user)?;
+    }
+    let events = watch_signals()?;
+    let input_name = format!("interface {}", st.iface);
+    let mut live = Live::start(
+        LiveConfig {
+            pipeline: s.pipeline.clone(),
+            engine: crate::session::EngineConfig::from_config(&cfg),
+            decode: cfg.decode_config(),
+            targets: targets.clone(),
+            keep_windows: cfg.http.keep_windows,
+            pin_cores: cfg.capture.pin_cores,
+            input_name: input_name.clone(),
+            options: s.options.clone(),
+            metrics_top: s.metrics_top,
+        },
+        sources,
+    )?;
+    late.set(live.view_source());
+    if !a.quiet {
+        eprintln!(
+            "memtap: capturing on {} ({:?} engine, {} workers, filter `{expr}`){}",
+            st.iface,
+            st.engine,
+            s.pipeline.workers,
+            if st.user.is_empty() {
+                String::new()
+            } else {
+                format!(", running as {}", st.user)
+            }
+        );
+    }
+    let started = Instant::now();
+    let mut current = s.clone();
+    let mut kernel_drops_seen = 0;
+    loop {
+        match events.recv_timeout(Duration::from_millis(200)) {
+            Ok(Event::Stop) => break,
+            Ok(Event::Reload) => match reload(&a, &current, &st) {
+                Ok((r, ns)) => {
+                    eprintln!(
+                        "memtap: config reloaded: targets {}; max keys {}, max clients {}",
+                        r.targets
+                            .list()
+                            .iter()
+                            .map(|t| t.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        r.limits.max_keys,
+                        r.limits.max_clients
+                    );
+                    live.reload(r);
+                    current = ns;
+                }
+                Err(e) => eprintln!("memtap: reload failed, keeping the running config: {e:#}"),
+            },
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        for (start, end, t) in live.pump() {
+            if !a.quiet {
+                eprintln!(
+                    "memtap: window {:.0}-{:.0} closed: {} requests, {} hits, {} misses",
+                    crate::report::secs(start),
+                    crate::report::secs(end),
+                    t.totals.requests,
+                    t.totals.hits,
+                    t.totals.misses
+                );
+            }
+        }
+        let drops = live.kernel_drops();
+        if drops > kernel_drops_seen && !a.quiet {
+            eprintln!(
+                "memtap: warning: the kernel dropped {} packets so far (rings full: more workers or bigger rings)",
+                drops
+            );
+        }
+        kernel_drops_seen = drops;
+        if duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+    }
+    if !a.quiet {
+        eprintln!("memtap: stopping: draining the pipeline");
+    }
+    let out = live.finish()?;
+    let report = replay::make_report(&out, &[PathBuf::from(&input_name)], &current);
+    if !a.quiet {
+        for w in &out.warnings {
+            eprintln!("memtap: warning: {w}");
+        }
+    }
+    replay::emit(
+        &report,
+        a.format,
+        a.output_dir.as_deref(),
+        a.report_file.as_deref(),
+        a.quiet,
+    )?;
+    if let Some(srv) = server {
+        srv.stop();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Re-reads the config file; flags still win. Window length and engine
+/// settings need a restart (said so); everything else applies live.
+fn reload(
+    a: &CaptureArgs,
+    cur: &ReplaySetup,
+    st: &Settings,
+) -> anyhow::Result<(Reload, ReplaySetup)> {
+    let (cfg, targets) = load_config(&a.common)?;
+    let mut ns = replay::setup(&cfg, &a.analysis, a.top, a.sort, a.per_window)?;
+    if ns.pipeline.window_ns != cur.pipeline.window_ns {
+        eprintln!("memtap: reload: the window length is fixed for a run; restart to change it");
+        ns.pipeline.window_ns = cur.pipeline.window_ns;
+    }
+    ns.pipeline.workers = cur.pipeline.workers;
+    ns.pipeline.collectors = cur.pipeline.collectors;
+    let extra = a
+        .filter
+        .clone()
+        .unwrap_or_else(|| cfg.capture.filter.clone());
+    let filter = filter_expr(&targets, &extra);
+    // Refuse a filter the kernel would reject before touching anything.
+    compile(&filter, st.snaplen)?;
+    Ok((
+        Reload {
+            targets,
+            filter,
+            limits: ns.pipeline.limits,
+            options: ns.options.clone(),
+            metrics_top: ns.metrics_top,
+        },
+        ns,
+    ))
+}
