@@ -15,6 +15,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use super::afpacket::Fanout;
 use super::{CaptureError, Frame};
 use crate::stats::Counters;
 
@@ -31,6 +32,13 @@ pub struct PcapConfig {
     pub promisc: bool,
     /// libpcap filter expression; `None` keeps every packet.
     pub filter: Option<String>,
+    /// Join an AF_PACKET fanout group (Linux): libpcap has no API for it,
+    /// so the option is set on its socket after activation, the
+    /// workaround quoted in libpcap PR #869. Packets that reach the
+    /// socket between activation and the join (a few milliseconds at
+    /// start) may also be seen by another member; the AF_PACKET source
+    /// has no such window.
+    pub fanout: Option<Fanout>,
 }
 
 impl PcapConfig {
@@ -44,6 +52,7 @@ impl PcapConfig {
             timeout_ms: 10,
             promisc: false,
             filter: None,
+            fanout: None,
         }
     }
 }
@@ -103,6 +112,16 @@ impl PcapSource {
             cap.direction(pcap::Direction::In)
                 .map_err(|e| map_open_error(iface, e))?;
         }
+        if let Some(fo) = cfg.fanout {
+            join_fanout(&cap, fo).map_err(|e| CaptureError::Os {
+                iface: iface.to_string(),
+                what: "joining fanout group",
+                msg: e.to_string(),
+            })?;
+        }
+        // Set after joining: libpcap filters in userland whatever blocks
+        // the ring already holds when a filter is set, so nothing
+        // unfiltered is delivered.
         if let Some(expr) = &cfg.filter {
             cap.filter(expr, true)
                 .map_err(|e| CaptureError::BadFilter {
@@ -228,6 +247,29 @@ impl PcapSource {
     /// Totals since open, as of the last [`Self::update_stats`].
     pub fn pcap_stats(&self) -> PcapStats {
         self.totals
+    }
+}
+
+/// PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG on libpcap's socket, as
+/// the AF_PACKET source does (see [`Fanout`]).
+fn join_fanout(cap: &pcap::Capture<pcap::Active>, fo: Fanout) -> io::Result<()> {
+    let arg: u32 =
+        u32::from(fo.group) | ((libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG) << 16);
+    // SAFETY: arg is a live u32 of the size passed; the descriptor is
+    // libpcap's open packet socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            cap.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            (&arg as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

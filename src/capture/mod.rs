@@ -19,7 +19,8 @@ pub const LINKTYPE_ETHERNET: u32 = 1;
 pub struct Frame<'a> {
     /// Nanoseconds since the Unix epoch.
     pub ts: Ts,
-    /// 1-based index of the frame across all input files.
+    /// 1-based index of the frame across all input files (a live source
+    /// counts its own frames).
     pub frame_no: u64,
     /// pcap LINKTYPE_* value of the interface the frame was captured on.
     pub linktype: u32,
