@@ -16,6 +16,12 @@ have_cmd tshark || need+=(tshark)
 have_cmd tcpdump || need+=(tcpdump)
 have_cmd memcached || need+=(memcached)
 have_pkg libpcap-dev || need+=(libpcap-dev)
+# Metrics and deploy/ tests: promtool (check metrics/rules/config) comes with
+# the prometheus package; the strict OpenMetrics parser with the Python
+# client (used through /usr/bin/python3, scripts/check-openmetrics.py).
+# systemd-analyze (package systemd) is optional: tests/deploy.rs skips it.
+have_cmd promtool || need+=(prometheus)
+have_pkg python3-prometheus-client || need+=(python3-prometheus-client)
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}" >&2

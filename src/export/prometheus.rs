@@ -73,6 +73,9 @@
 //! there is a store), and the top `top` of the last closed window (nothing
 //! at all when there is none yet):
 //!
+//! * `memtap_window_requests`: the window's key-requests, so that
+//!   `memtap_top_key_requests / on(instance) group_left memtap_window_requests`
+//!   is a key's share.
 //! * `memtap_top_key_{requests,bytes,misses}{key,server}`: the `top` keys
 //!   with the most requests, each with its first server (the smallest
 //!   address it was seen on); the three families share one ranking, so
@@ -239,10 +242,11 @@ impl SeriesShape {
 }
 
 /// Series of the families whose size does not depend on the traffic:
-/// build info, health counters, flows, evictions, windows, overflow, and
-/// the store backlog when there is one.
+/// build info, health counters, flows, evictions, windows, overflow, the
+/// last window's requests (once a window has closed), and the store
+/// backlog when there is one.
 pub fn fixed_series(store: bool) -> usize {
-    1 + Counters::default().iter().count() + 1 + HH_TABLES + 1 + 1 + store as usize
+    1 + Counters::default().iter().count() + 1 + HH_TABLES + 1 + 1 + 1 + store as usize
 }
 
 /// The series one [`render`] writes at most (with a last window whose
@@ -508,6 +512,14 @@ pub fn render(out: &mut String, s: &ExportInput<'_>, f: Format) {
     }
 
     if let Some(w) = s.last_window {
+        family(
+            out,
+            f,
+            "memtap_window_requests",
+            Kind::Gauge,
+            "Key-requests in the last closed window (the denominator of a top key's share).",
+        );
+        sample(out, "memtap_window_requests", &[], w.totals.requests);
         top_keys(out, f, w, top, s.redact);
         family(
             out,
@@ -1087,6 +1099,7 @@ mod tests {
         let run = tiny();
         let out = render_with(&run, None, 5, Redact::None);
         assert!(!out.contains("memtap_top_"), "{out}");
+        assert!(!out.contains("memtap_window_requests"), "{out}");
         let out = render_with(&run, Some(&run), 0, Redact::None);
         assert!(
             !samples(&out).any(|l| l.starts_with("memtap_top_")),
@@ -1388,7 +1401,7 @@ mod tests {
         }
         assert_eq!(
             families.len(),
-            1 + 3 + 6 + 2 + Counters::default().iter().count() + 3 + 5
+            1 + 3 + 6 + 2 + Counters::default().iter().count() + 3 + 1 + 5
         );
     }
 
