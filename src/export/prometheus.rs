@@ -1360,6 +1360,28 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_figure_for_defaults() {
+        // README "Metrics": 10 servers, 15 commands and 30 (command,
+        // result) cells each, every class, --metrics-top 10.
+        let shape = SeriesShape {
+            top: DEFAULT_METRICS_TOP,
+            servers: 10,
+            request_cells: 300,
+            command_cells: 150,
+            latency_hists: 60,
+            size_hists: 60,
+            store: false,
+        };
+        assert_eq!(fixed_series(false), 66);
+        assert_eq!(worst_case_series(&shape), 2856);
+        let capped = SeriesShape {
+            top: MAX_METRICS_TOP,
+            ..shape
+        };
+        assert_eq!(worst_case_series(&capped) - worst_case_series(&shape), 1080);
+    }
+
+    #[test]
     fn families_are_emitted_once_with_help_and_type() {
         let t = busy(20, 10, 30, 2);
         let out = render_with(&t, Some(&t), 5, Redact::None);
