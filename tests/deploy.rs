@@ -1,6 +1,7 @@
 //! The deploy kit against what memtap renders: every metric the dashboard
 //! and the rules use exists in `/metrics`; `promtool check rules` and
-//! `promtool check config` pass; the dashboard JSON parses and has its
+//! `promtool check config` pass, and so do the alerts' unit tests
+//! (`promtool test rules`); the dashboard JSON parses and has its
 //! variables; `systemd-analyze verify` accepts the unit (when available).
 
 mod common;
@@ -163,6 +164,11 @@ fn promtool_checks_rules_and_config() {
     assert!(out.contains("SUCCESS"), "{out}");
     let cfg = deploy("prometheus/prometheus.yml");
     let out = run_ok(&promtool, &["check", "config", cfg.to_str().unwrap()], "");
+    assert!(out.contains("SUCCESS"), "{out}");
+    // The alerts fire (and stay quiet) as meant: hot key share, kernel
+    // drops on one sniffer, hit ratio against an hour ago.
+    let tests = deploy("prometheus/memtap-rules.test.yml");
+    let out = run_ok(&promtool, &["test", "rules", tests.to_str().unwrap()], "");
     assert!(out.contains("SUCCESS"), "{out}");
 }
 
