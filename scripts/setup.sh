@@ -20,6 +20,14 @@ have_pkg libpcap-dev || need+=(libpcap-dev)
 # devices with `ip`, an unprivileged helper run with `setpriv`.
 have_cmd ip || need+=(iproute2)
 have_cmd setpriv || need+=(util-linux)
+# Metrics and deploy/ tests: promtool (check metrics/rules/config) comes with
+# the prometheus package; the strict OpenMetrics parser with the Python
+# client (used through /usr/bin/python3, scripts/check-openmetrics.py).
+# systemd-analyze (package systemd) is optional: tests/deploy.rs skips it.
+have_cmd promtool || need+=(prometheus)
+have_pkg python3-prometheus-client || need+=(python3-prometheus-client)
+# Live-capture end-to-end tests: tcpreplay onto a veth pair.
+have_cmd tcpreplay || need+=(tcpreplay)
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}" >&2

@@ -31,6 +31,8 @@ pub struct Config {
     #[serde(default)]
     pub report: ReportCfg,
     #[serde(default)]
+    pub export: ExportCfg,
+    #[serde(default)]
     pub families: crate::collect::families::FamilyConfig,
     #[serde(default)]
     pub capture: CaptureCfg,
@@ -158,6 +160,23 @@ impl Default for ReportCfg {
         ReportCfg {
             top: 20,
             sort: Default::default(),
+        }
+    }
+}
+
+/// The metrics exporter (`/metrics`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportCfg {
+    /// Keys and clients in the top-N gauges of the last closed window;
+    /// 0 = none, at most `export::prometheus::MAX_METRICS_TOP`.
+    pub metrics_top: usize,
+}
+
+impl Default for ExportCfg {
+    fn default() -> Self {
+        ExportCfg {
+            metrics_top: crate::export::prometheus::DEFAULT_METRICS_TOP,
         }
     }
 }
@@ -349,6 +368,12 @@ impl Config {
         crate::collect::families::FamilyRules::new(&self.families)
             .map_err(|e| anyhow::anyhow!("families: {e}"))?;
         anyhow::ensure!(
+            self.export.metrics_top <= crate::export::prometheus::MAX_METRICS_TOP,
+            "export.metrics_top must be at most {} (each top key adds {} series)",
+            crate::export::prometheus::MAX_METRICS_TOP,
+            3 + 1 + crate::collect::tables::KEY_CLIENTS
+        );
+        anyhow::ensure!(
             self.protocol.max_line_bytes >= 1024,
             "protocol.max_line_bytes must be at least 1024 (memcached's own line limit is 2048)"
         );
@@ -434,6 +459,8 @@ mod tests {
         assert_eq!(cfg.pipeline.collectors, d.pipeline.collectors);
         assert_eq!(format!("{:?}", cfg.collect), format!("{:?}", d.collect));
         assert_eq!(format!("{:?}", cfg.report), format!("{:?}", d.report));
+        assert_eq!(format!("{:?}", cfg.export), format!("{:?}", d.export));
+        assert_eq!(cfg.export.metrics_top, 10);
         assert_eq!(cfg.families, d.families);
         assert_eq!(cfg.capture, d.capture);
         assert_eq!(cfg.http, d.http);
@@ -458,6 +485,20 @@ mod tests {
             .to_string();
         assert!(e.contains("max_flows"), "{e}");
         assert!(Config::parse("not toml at all [").is_err());
+        let e = Config::parse("[export]\nmetrics_top = 101\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("export.metrics_top must be at most 100"),
+            "{e}"
+        );
+        assert_eq!(
+            Config::parse("[export]\nmetrics_top = 100\n")
+                .unwrap()
+                .export
+                .metrics_top,
+            100
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ fn analysis(workers: usize, collectors: usize) -> AnalysisArgs {
         max_clients: None,
         client_granularity: None,
         redact_keys: None,
+        metrics_top: None,
     }
 }
 

@@ -62,7 +62,12 @@ fn serve_answers_with_the_report_and_stops_on_sigint() {
     assert_eq!(st, 200);
     assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
     for (result, n) in want["results"].as_object().unwrap() {
-        let v = metric(&m, &format!("memtap_results_total{{result=\"{result}\"}}"));
+        let tag = format!("result=\"{result}\"");
+        let v: f64 = m
+            .lines()
+            .filter(|l| l.starts_with("memtap_requests_total{") && l.contains(&tag))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum();
         assert_eq!(v, n.as_u64().unwrap() as f64, "result {result}");
     }
     assert_eq!(

@@ -236,6 +236,12 @@ pub struct AnalysisArgs {
     /// truncate:N (first N bytes). Default: none.
     #[arg(long, value_name = "MODE")]
     pub redact_keys: Option<String>,
+
+    /// Keys and clients in the top-N gauges of /metrics (last closed
+    /// window); 0 = none, at most 100. Default 10 (config:
+    /// export.metrics_top).
+    #[arg(long, value_name = "N")]
+    pub metrics_top: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -115,6 +115,7 @@ struct Slot {
     first_ts: Option<Ts>,
     last_ts: Ts,
     problem: Option<String>,
+    flows_active: u64,
 }
 
 struct Shared {
@@ -193,6 +194,12 @@ impl ViewSource for LiveView {
             metrics_top: sh.metrics_top,
             windows_closed: sh.windows_closed,
             threads,
+            flows_active: self
+                .slots
+                .iter()
+                .map(|s| s.lock().expect("slot").flows_active)
+                .sum(),
+            store_backlog: None,
         });
         *cache = Some((Instant::now(), v.clone()));
         Ok(v)
@@ -352,7 +359,9 @@ impl Live {
                                     if last_pub.elapsed() >= TICK {
                                         last_pub = Instant::now();
                                         let c = w.counters(&Counters::default());
-                                        slots[i + 1].lock().expect("slot").counters = c;
+                                        let mut s = slots[i + 1].lock().expect("slot");
+                                        s.counters = c;
+                                        s.flows_active = w.engine.active_flows();
                                     }
                                 }
                                 let c = w.counters(&Counters::default());
@@ -587,6 +596,7 @@ fn capture_loop(
             s.first_ts = first_ts;
             s.last_ts = last_ts;
             s.problem = problem.clone();
+            s.flows_active = w.engine.active_flows();
         }
     }
     src.update_stats(&mut cap);

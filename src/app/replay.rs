@@ -20,7 +20,8 @@ pub struct ReplaySetup {
     pub pipeline: PipelineConfig,
     pub options: ReportOptions,
     pub per_window: bool,
-    /// Keys and clients in the top-N gauges of /metrics.
+    /// Keys and clients in the metrics' top-N gauges (`--metrics-top`,
+    /// `export.metrics_top`), at most `MAX_METRICS_TOP`.
     pub metrics_top: usize,
 }
 
@@ -65,6 +66,12 @@ pub fn setup(
     let max_clients = a.max_clients.unwrap_or(cfg.collect.max_clients);
     anyhow::ensure!(max_keys >= 1, "--max-keys must be at least 1");
     anyhow::ensure!(max_clients >= 1, "--max-clients must be at least 1");
+    let metrics_top = a.metrics_top.unwrap_or(cfg.export.metrics_top);
+    anyhow::ensure!(
+        metrics_top <= crate::export::prometheus::MAX_METRICS_TOP,
+        "--metrics-top must be at most {}",
+        crate::export::prometheus::MAX_METRICS_TOP
+    );
     let rules = FamilyRules::new(&cfg.families).map_err(|e| anyhow::anyhow!("families: {e}"))?;
     Ok(ReplaySetup {
         pipeline: PipelineConfig {
@@ -88,7 +95,7 @@ pub fn setup(
             redact,
         },
         per_window,
-        metrics_top: 10,
+        metrics_top,
     })
 }
 
@@ -246,6 +253,8 @@ fn finished_view(
         metrics_top: s.metrics_top,
         windows_closed,
         threads: Vec::new(),
+        flows_active: 0,
+        store_backlog: None,
     }
 }
 

@@ -5,12 +5,16 @@
 //! * [`tables`]: what a collector keeps (hot keys, hot clients, families,
 //!   commands, servers, results, distributions).
 //! * [`hist`]: log2-class distributions.
+//! * [`breakdown`]: joint counts for the metrics exporter (requests by
+//!   server, command and result; latency and value size by server and
+//!   command class).
 //!
 //! * [`heavy`]: a bounded heavy-hitter table (Space-Saving) keyed by byte
 //!   strings, generic over a per-item stats payload, used for per-key and
 //!   per-client statistics.
 
 pub mod batch;
+pub mod breakdown;
 pub mod collector;
 pub mod families;
 pub mod heavy;

@@ -3,6 +3,7 @@
 //! (commands, servers, results, distributions).
 
 use super::batch::{BRec, RecordBatch};
+use super::breakdown::Breakdown;
 use super::families::FamilyRules;
 use super::heavy::{HeavyHitters, Merge};
 use super::hist::Log2Hist;
@@ -374,7 +375,7 @@ pub struct CommandTable {
 
 impl CommandId {
     #[inline]
-    fn same(&self, o: &CommandId) -> bool {
+    pub(crate) fn same(&self, o: &CommandId) -> bool {
         // Names are static strings: pointer equality is the fast path.
         let eq = |a: &'static str, b: &'static str| std::ptr::eq(a, b) || a == b;
         eq(self.command, o.command) && eq(self.proto, o.proto) && eq(self.transport, o.transport)
@@ -476,6 +477,9 @@ pub struct Tables {
     pub value_size: Log2Hist,
     pub latency_us: Log2Hist,
     pub totals: Totals,
+    /// Joint counts for the metrics exporter: requests by (server,
+    /// command, result), latency and value size by (server, class).
+    pub breakdown: Breakdown,
     granularity: ClientGranularity,
 }
 
@@ -503,6 +507,7 @@ impl Tables {
             value_size: Log2Hist::default(),
             latency_us: Log2Hist::default(),
             totals: Totals::default(),
+            breakdown: Breakdown::default(),
             granularity: l.client_granularity,
         }
     }
@@ -552,6 +557,7 @@ impl Tables {
         if let Some(l) = lat_us {
             self.latency_us.add(l);
         }
+        self.breakdown.add(r, r.latency_ns, size);
 
         let client = ClientId::new(r.client, self.granularity);
         self.clients.update(&client.bytes(), 1).stats.traffic.add(r);
@@ -597,6 +603,7 @@ impl Tables {
         }
         self.value_size.merge(&o.value_size);
         self.latency_us.merge(&o.latency_us);
+        self.breakdown.merge(&o.breakdown);
         let t = &mut self.totals;
         let u = &o.totals;
         t.commands += u.commands;
@@ -617,6 +624,7 @@ impl Tables {
         self.results = [0; Outcome::ALL.len()];
         self.value_size.clear();
         self.latency_us.clear();
+        self.breakdown.clear();
         self.totals = Totals::default();
     }
 }

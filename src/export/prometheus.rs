@@ -1,37 +1,81 @@
-//! Prometheus text exposition format, version 0.0.4.
+//! Prometheus exposition of the tables: text format 0.0.4 and OpenMetrics
+//! 1.0 text ([`Format`]).
 //!
 //! [`render`] appends one scrape's worth of metrics to the caller's
-//! `String`. Every family gets a `# HELP` and a `# TYPE` line and is emitted
-//! once; families always come in the same order, and so do the series
-//! within a family, so two renders of the same tables are byte-identical.
+//! `String`. Every family gets its metadata lines and is emitted once;
+//! families always come in the same order, and so do the series within a
+//! family, so two renders of the same input are byte-identical.
+//!
+//! # Why a hand-written renderer (and not `prometheus` or `prometheus-client`)
+//!
+//! The design card names the `prometheus` crate (tikv); `prometheus-client`
+//! (the Prometheus project's own) is the alternative. Neither is used:
+//!
+//! * **Stale series.** Top-N label sets change every window, and a key that
+//!   leaves the top must vanish from the next scrape. Both crates hold
+//!   registered, long-lived metric objects; removing series is explicit
+//!   (`remove_label_values` / `Family::remove`), so the exporter would have
+//!   to diff each window's top against the previous one, and a miss leaves
+//!   a stale series forever. Both crates offer an escape hatch (a custom
+//!   `Collector` that builds its families from a snapshot at scrape time),
+//!   and that is exactly what this module is, without the registry around
+//!   it: every scrape is rendered from the current tables, so a series
+//!   exists iff its key is in the current top. Nothing to remove, nothing
+//!   to forget.
+//! * **Escaping correctness.** Keys are arbitrary bytes (binary protocol,
+//!   meta base64 keys) and may hold `"`, `\` and newlines. `prometheus-client`
+//!   escaped label values incorrectly until 0.25.2 (its PR 347); with a
+//!   renderer of our own the escaping is ~20 lines, tested here byte for
+//!   byte against keys holding every awkward byte, and checked by
+//!   `promtool check metrics` in the tests. Key strings are made UTF-8
+//!   first (`\xNN` for non-printable bytes, as in every other output), then
+//!   escaped, then cut to [`MAX_LABEL_BYTES`] without splitting an escape.
+//! * **Maintenance and weight.** `prometheus` 0.14 has seen no release since
+//!   early 2025 and pulls `protobuf` by default; `prometheus-client` is
+//!   active but its text encoder speaks OpenMetrics only (counters as
+//!   `_total` samples under a suffix-less TYPE, `# EOF`), so a plain 0.0.4
+//!   scrape would still need a transform. The two text formats differ in
+//!   four rules (see [`Format`]); implementing both here is less code than
+//!   adapting a registry to snapshot tables, and adds no dependency.
+//! * **Hot path.** The collectors' tables are plain counters owned by one
+//!   thread; nothing is instrumented through a metrics library on the
+//!   packet path, so the crates' atomics and registries would buy nothing.
 //!
 //! # What is exported
 //!
 //! From the whole run (`ExportInput::run`), as counters:
 //!
-//! * `memtap_requests_total{proto,transport,command}`: key-requests (one
-//!   per key of a multi-key command, `CommandCounts::requests`), and
-//!   `memtap_commands_total{proto,transport,command}`: commands on the wire
-//!   (`CommandCounts::count`). The tables do not break requests down by
-//!   server, command and result *jointly*, so there is no
-//!   `{server,...,result}` family: each breakdown the tables hold exactly
-//!   is its own family instead, and none is estimated.
-//! * `memtap_results_total{result}`: key-requests per outcome, every
-//!   outcome always present (zeros included).
+//! * `memtap_requests_total{server,proto,transport,command,result}`:
+//!   key-requests (one per key of a multi-key command), exactly: the sum
+//!   over any labels equals the report's figure (`totals.requests`, a
+//!   server's `requests`, a command's `requests`, `results[...]`). Only
+//!   cells that occurred are written. `memtap_commands_total{server,proto,
+//!   transport,command}`: commands on the wire.
+//! * Servers past [`MAX_SERVERS`](crate::collect::breakdown::MAX_SERVERS) share `server="overflow"` in these and
+//!   the histograms (sums stay exact); their key-requests are counted in
+//!   `memtap_server_overflow_requests_total`.
 //! * `memtap_server_{requests,hits,misses,errors,bytes_in,bytes_out}_total
 //!   {server}`: per server address (bytes are value bytes, as in the
-//!   report).
-//! * `memtap_request_latency_seconds` and `memtap_value_size_bytes`:
-//!   histograms with one bucket per log2 class of the run's distributions
-//!   (see [`LATENCY_CLASSES`] and [`VALUE_SIZE_CLASSES`]). The classes keep
-//!   no exact sum, so `_sum` is the sum of class midpoints: an estimate
-//!   between 3/4 and 3/2 of the true sum (each class spans a factor 2), and
-//!   said so in the HELP text.
-//! * every health counter of [`Counters`] as `memtap_<name>_total`.
+//!   report). Hit ratio: `hits / (hits + misses)`.
+//! * `memtap_request_latency_seconds{server,class}`: histogram of the
+//!   latency of answered key-requests, buckets 10 µs to 1 s in 1-2-5 steps
+//!   ([`LATENCY_BOUNDS_NS`]), exact `_sum`. `memtap_value_size_bytes
+//!   {server,class}`: value sizes, buckets 16 B to 1 GiB in powers of 4
+//!   ([`VALUE_SIZE_BOUNDS`]), exact `_sum`. `class` is a
+//!   [`CommandClass`]: `get store delete arith touch other`. A (server,
+//!   class) appears once it has a sample.
+//! * Health: every counter of [`Counters`] as `memtap_<name>_total`;
+//!   `memtap_heavy_hitter_evictions_total{table="keys|clients|families"}`;
+//!   `memtap_windows_closed_total`.
 //!
-//! As gauges: `memtap_build_info{version} 1`, and the top `top` of the
-//! last closed window (nothing at all when there is none yet):
+//! As gauges: `memtap_build_info{version} 1` (an `info` family in
+//! OpenMetrics), `memtap_flows_active`, `memtap_store_backlog` (only when
+//! there is a store), and the top `top` of the last closed window (nothing
+//! at all when there is none yet):
 //!
+//! * `memtap_window_requests`: the window's key-requests, so that
+//!   `memtap_top_key_requests / on(instance) group_left memtap_window_requests`
+//!   is a key's share.
 //! * `memtap_top_key_{requests,bytes,misses}{key,server}`: the `top` keys
 //!   with the most requests, each with its first server (the smallest
 //!   address it was seen on); the three families share one ranking, so
@@ -47,15 +91,43 @@
 //! the output is always UTF-8), then escaped for a label value and cut to
 //! [`MAX_LABEL_BYTES`]. Keys that end up with the same label (a redaction
 //! or the cut made them equal) are summed into one series, as Prometheus
-//! rejects duplicate series.
+//! rejects duplicate series. `top` is capped at [`MAX_METRICS_TOP`].
 
+use crate::collect::breakdown::{CommandClass, ServerCells, LATENCY_BOUNDS_NS, VALUE_SIZE_BOUNDS};
 use crate::collect::heavy::Entry;
-use crate::collect::hist::{class_le, class_of, Log2Hist};
 use crate::collect::redact::Redact;
 use crate::collect::tables::{ClientId, KeyStats, Tables, KEY_CLIENTS};
 use crate::protocol::Outcome;
 use crate::stats::Counters;
 use std::fmt::Write;
+
+/// The text format written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Prometheus text format 0.0.4: `# HELP` then `# TYPE`, counter
+    /// families named with their `_total`, no end marker.
+    #[default]
+    Prometheus004,
+    /// OpenMetrics 1.0 text: `# TYPE` (and `# UNIT`) then `# HELP`, counter
+    /// families named without `_total` (samples keep it), `info` for the
+    /// build info, canonical `le` values (`1.0`), and `# EOF` at the end.
+    OpenMetrics,
+}
+
+/// `Content-Type` of [`Format::Prometheus004`].
+pub const CONTENT_TYPE_PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// `Content-Type` of [`Format::OpenMetrics`].
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus004 => CONTENT_TYPE_PROMETHEUS,
+            Format::OpenMetrics => CONTENT_TYPE_OPENMETRICS,
+        }
+    }
+}
 
 /// What one scrape renders.
 pub struct ExportInput<'a> {
@@ -65,116 +137,222 @@ pub struct ExportInput<'a> {
     /// first window closes (no top-N series then).
     pub last_window: Option<&'a Tables>,
     pub counters: &'a Counters,
-    /// Keys and clients in the top-N gauges; 0 = none.
+    /// Keys and clients in the top-N gauges; 0 = none; capped at
+    /// [`MAX_METRICS_TOP`].
     pub top: usize,
     pub redact: &'a Redact,
     /// Reported by `memtap_build_info`.
     pub version: &'a str,
+    /// Connections tracked right now (TCP flows and pending UDP
+    /// exchanges), summed over workers: `memtap_flows_active`.
+    pub flows_active: u64,
+    /// Windows closed so far: `memtap_windows_closed_total`.
+    pub windows_closed: u64,
+    /// Windows waiting to be written by the store, when there is one:
+    /// `memtap_store_backlog` (not written when `None`).
+    pub store_backlog: Option<u64>,
 }
+
+/// The default of `--metrics-top` (config `export.metrics_top`).
+pub const DEFAULT_METRICS_TOP: usize = 10;
+/// The most keys and clients `--metrics-top` may ask for.
+pub const MAX_METRICS_TOP: usize = 100;
 
 /// The longest label value written for a key, in bytes of the escaped
 /// value as it appears between the quotes, the "…" that marks a cut
 /// included. A cut never splits a character or an escape sequence.
 pub const MAX_LABEL_BYTES: usize = 128;
 
-/// Latency buckets: log2 classes 0..=26 of microseconds, the last one
-/// ending at 2^26 - 1 µs (about 67 s). Slower requests count only in
-/// `+Inf`.
-pub const LATENCY_CLASSES: usize = 27;
-
-/// Value size buckets: log2 classes 0..=30 of bytes, the last one ending
-/// at 2^30 - 1 bytes (memcached's largest possible item is 1 GiB). Larger
-/// values count only in `+Inf`.
-pub const VALUE_SIZE_CLASSES: usize = 31;
+/// `le` of the latency buckets in seconds, as Go's `%g` writes them (the
+/// rendering OpenMetrics calls canonical, less its `.0`).
+const LATENCY_LE: [&str; LATENCY_BOUNDS_NS.len()] = [
+    "1e-05", "2e-05", "5e-05", "0.0001", "0.0002", "0.0005", "0.001", "0.002", "0.005", "0.01",
+    "0.02", "0.05", "0.1", "0.2", "0.5", "1",
+];
+/// `le` of the value-size buckets in bytes, likewise.
+const VALUE_SIZE_LE: [&str; VALUE_SIZE_BOUNDS.len()] = [
+    "16",
+    "64",
+    "256",
+    "1024",
+    "4096",
+    "16384",
+    "65536",
+    "262144",
+    "1.048576e+06",
+    "4.194304e+06",
+    "1.6777216e+07",
+    "6.7108864e+07",
+    "2.68435456e+08",
+    "1.073741824e+09",
+];
 
 /// Per-server counter families.
 const SERVER_FAMILIES: usize = 6;
 /// Top-key gauge families sharing one ranking (requests, bytes, misses).
 const TOP_KEY_FAMILIES: usize = 3;
+/// Heavy-hitter tables with an eviction counter.
+const HH_TABLES: usize = 3;
 
-/// The most series one [`render`] can write (histograms count each bucket,
-/// `+Inf`, `_sum` and `_count` as series; `build_info` counts one):
-///
-/// ```text
-///   1                                build_info
-/// + 2 × commands                     requests_total, commands_total
-/// + Outcome::ALL.len()               results_total (every outcome, always)
-/// + 6 × servers                      server_* counters
-/// + (LATENCY_CLASSES + 3)
-/// + (VALUE_SIZE_CLASSES + 3)         the two histograms
-/// + number of Counters fields        health counters
-/// + top × (3 + 1 + KEY_CLIENTS)      top keys (3 gauges each), top clients,
-///                                    and each top key's own top clients
-/// ```
-///
-/// `commands` is the number of distinct (proto, transport, command)
-/// triples and `servers` the number of server addresses in the run's
-/// tables: both are bounded by the protocol and the watched targets, not
-/// by the traffic, so with `top` fixed the output is bounded however many
-/// keys and clients pass. Merging colliding key labels only lowers the
-/// count.
-pub fn worst_case_series(top: usize, servers: usize, commands: usize) -> usize {
-    1 + 2 * commands
-        + Outcome::ALL.len()
-        + SERVER_FAMILIES * servers
-        + (LATENCY_CLASSES + 3)
-        + (VALUE_SIZE_CLASSES + 3)
-        + Counters::default().iter().count()
-        + top * (TOP_KEY_FAMILIES + 1 + KEY_CLIENTS)
+/// What the size of one render depends on, besides the fixed families.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeriesShape {
+    /// `--metrics-top`, after the cap.
+    pub top: usize,
+    /// Server addresses in the run's server table.
+    pub servers: usize,
+    /// (server, proto, transport, command, result) cells that occurred.
+    pub request_cells: usize,
+    /// (server, proto, transport, command) pairs that occurred.
+    pub command_cells: usize,
+    /// (server, class) pairs with a latency sample.
+    pub latency_hists: usize,
+    /// (server, class) pairs with a value-size sample.
+    pub size_hists: usize,
+    /// Whether `store_backlog` is given.
+    pub store: bool,
 }
 
-/// Appends the exposition of `s` to `out`.
-pub fn render(out: &mut String, s: &ExportInput<'_>) {
+impl SeriesShape {
+    /// The shape of a render of `run` with `top`.
+    pub fn of(run: &Tables, top: usize, store: bool) -> SeriesShape {
+        let bd = &run.breakdown;
+        SeriesShape {
+            top: top.min(MAX_METRICS_TOP),
+            servers: run.servers.len(),
+            request_cells: bd
+                .iter()
+                .flat_map(|s| s.commands.iter())
+                .map(|c| c.requests.iter().filter(|&&n| n > 0).count())
+                .sum(),
+            command_cells: bd.iter().map(|s| s.commands.len()).sum(),
+            latency_hists: bd
+                .iter()
+                .flat_map(|s| s.latency.iter())
+                .filter(|h| h.total() > 0)
+                .count(),
+            size_hists: bd
+                .iter()
+                .flat_map(|s| s.value_size.iter())
+                .filter(|h| h.total() > 0)
+                .count(),
+            store,
+        }
+    }
+}
+
+/// Series of the families whose size does not depend on the traffic:
+/// build info, health counters, flows, evictions, windows, overflow, the
+/// last window's requests (once a window has closed), and the store
+/// backlog when there is one.
+pub fn fixed_series(store: bool) -> usize {
+    1 + Counters::default().iter().count() + 1 + HH_TABLES + 1 + 1 + 1 + store as usize
+}
+
+/// The series one [`render`] writes at most (with a last window whose
+/// tables are full), each histogram bucket, `+Inf`, `_sum` and `_count`
+/// counting as one:
+///
+/// ```text
+///   fixed_series(store)                   build info, health, flows, evictions, windows, overflow
+/// + request_cells + command_cells         requests_total, commands_total
+/// + 6 × servers                           server_* counters
+/// + latency_hists × (16 + 3)              latency histogram
+/// + size_hists × (14 + 3)                 value-size histogram
+/// + top × (3 + 1 + KEY_CLIENTS)           top keys (3 gauges each), top clients,
+///                                         and each top key's own top clients
+/// ```
+///
+/// Bounds independent of the traffic: breakdown servers are at most
+/// [`MAX_SERVERS`](crate::collect::breakdown::MAX_SERVERS) and the overflow
+/// entry, classes 6, so at most 390 histogram pairs each; cells are bounded
+/// by the protocol's commands × 15 outcomes per server; `top` by
+/// [`MAX_METRICS_TOP`]. Merging colliding key labels only lowers the count.
+pub fn worst_case_series(s: &SeriesShape) -> usize {
+    fixed_series(s.store)
+        + s.request_cells
+        + s.command_cells
+        + SERVER_FAMILIES * s.servers
+        + s.latency_hists * (LATENCY_BOUNDS_NS.len() + 3)
+        + s.size_hists * (VALUE_SIZE_BOUNDS.len() + 3)
+        + s.top * (TOP_KEY_FAMILIES + 1 + KEY_CLIENTS)
+}
+
+/// Appends the exposition of `s` in format `f` to `out`.
+pub fn render(out: &mut String, s: &ExportInput<'_>, f: Format) {
     let run = s.run;
+    let top = s.top.min(MAX_METRICS_TOP);
 
     family(
         out,
+        f,
         "memtap_build_info",
-        "gauge",
+        Kind::Info,
         "memtap version that produced these metrics (always 1).",
     );
     sample(out, "memtap_build_info", &[("version", s.version)], 1);
 
-    let mut commands: Vec<_> = run.commands.iter().collect();
-    commands.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let servers_bd = run.breakdown.sorted();
+    let labels: Vec<String> = servers_bd.iter().map(|sc| server_label(sc)).collect();
     family(
         out,
+        f,
         "memtap_requests_total",
-        "counter",
-        "Key-requests (one per key of a multi-key command) by protocol, transport and command.",
+        Kind::Counter,
+        "Key-requests (one per key of a multi-key command) by server, protocol, transport, command and result.",
     );
-    for (id, c) in &commands {
-        let l = [
-            ("proto", id.proto),
-            ("transport", id.transport),
-            ("command", id.command),
-        ];
-        sample(out, "memtap_requests_total", &l, c.requests);
+    for (sc, server) in servers_bd.iter().zip(&labels) {
+        let mut cells: Vec<_> = sc.commands.iter().collect();
+        cells.sort_unstable_by_key(|a| a.id);
+        for c in cells {
+            for (o, &n) in Outcome::ALL.iter().zip(c.requests.iter()) {
+                if n == 0 {
+                    continue;
+                }
+                let l = [
+                    ("server", server.as_str()),
+                    ("proto", c.id.proto),
+                    ("transport", c.id.transport),
+                    ("command", c.id.command),
+                    ("result", o.as_str()),
+                ];
+                sample(out, "memtap_requests_total", &l, n);
+            }
+        }
     }
     family(
         out,
+        f,
         "memtap_commands_total",
-        "counter",
-        "Commands on the wire by protocol, transport and command.",
+        Kind::Counter,
+        "Commands on the wire by server, protocol, transport and command.",
     );
-    for (id, c) in &commands {
-        let l = [
-            ("proto", id.proto),
-            ("transport", id.transport),
-            ("command", id.command),
-        ];
-        sample(out, "memtap_commands_total", &l, c.count);
+    for (sc, server) in servers_bd.iter().zip(&labels) {
+        let mut cells: Vec<_> = sc.commands.iter().collect();
+        cells.sort_unstable_by_key(|a| a.id);
+        for c in cells {
+            let l = [
+                ("server", server.as_str()),
+                ("proto", c.id.proto),
+                ("transport", c.id.transport),
+                ("command", c.id.command),
+            ];
+            sample(out, "memtap_commands_total", &l, c.count);
+        }
     }
-
     family(
         out,
-        "memtap_results_total",
-        "counter",
-        "Key-requests by outcome.",
+        f,
+        "memtap_server_overflow_requests_total",
+        Kind::Counter,
+        "Key-requests of servers past the per-server breakdown bound (labelled server=overflow).",
     );
-    for (o, &n) in Outcome::ALL.iter().zip(run.results.iter()) {
-        sample(out, "memtap_results_total", &[("result", o.as_str())], n);
-    }
+    sample(
+        out,
+        "memtap_server_overflow_requests_total",
+        &[],
+        run.breakdown.overflow_records,
+    );
 
     let mut servers: Vec<_> = run.servers.iter().collect();
     servers.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -213,7 +391,7 @@ pub fn render(out: &mut String, s: &ExportInput<'_>) {
         ),
     ];
     for (name, help, field) in server_families {
-        family(out, name, "counter", help);
+        family(out, f, name, Kind::Counter, help);
         for (a, t) in &servers {
             addr.clear();
             let _ = write!(addr, "{a}");
@@ -221,44 +399,136 @@ pub fn render(out: &mut String, s: &ExportInput<'_>) {
         }
     }
 
-    histogram(
+    let name = "memtap_request_latency_seconds";
+    family(
         out,
-        "memtap_request_latency_seconds",
-        "Request latency (last request byte to last response byte) in log2 classes of microseconds; _sum is estimated from class midpoints.",
-        &run.latency_us,
-        LATENCY_CLASSES,
-        6,
+        f,
+        name,
+        Kind::Histogram("seconds"),
+        "Latency of answered key-requests (last request byte to last response byte) by server and command class.",
     );
-    histogram(
+    for (sc, server) in servers_bd.iter().zip(&labels) {
+        for (class, h) in CommandClass::ALL.iter().zip(sc.latency.iter()) {
+            if h.total() == 0 {
+                continue;
+            }
+            let mut sum = String::new();
+            write_scaled(&mut sum, h.sum() as u128, 9);
+            histogram(
+                out,
+                f,
+                name,
+                &[("server", server), ("class", class.as_str())],
+                &h.cumulative(),
+                &LATENCY_LE,
+                h.total(),
+                &sum,
+            );
+        }
+    }
+    let name = "memtap_value_size_bytes";
+    family(
         out,
-        "memtap_value_size_bytes",
-        "Value size of key-requests carrying a value, in log2 classes; _sum is estimated from class midpoints.",
-        &run.value_size,
-        VALUE_SIZE_CLASSES,
-        0,
+        f,
+        name,
+        Kind::Histogram("bytes"),
+        "Value size of key-requests carrying a value (request payload, else response payload) by server and command class.",
     );
+    for (sc, server) in servers_bd.iter().zip(&labels) {
+        for (class, h) in CommandClass::ALL.iter().zip(sc.value_size.iter()) {
+            if h.total() == 0 {
+                continue;
+            }
+            histogram(
+                out,
+                f,
+                name,
+                &[("server", server), ("class", class.as_str())],
+                &h.cumulative(),
+                &VALUE_SIZE_LE,
+                h.total(),
+                &h.sum().to_string(),
+            );
+        }
+    }
 
     let mut name = String::new();
+    let mut help = String::new();
     for (field, v) in s.counters.iter() {
         name.clear();
         let _ = write!(name, "memtap_{field}_total");
-        let _ = writeln!(
-            out,
-            "# HELP {name} Health counter {field} (see memtap::stats::Counters)."
+        help.clear();
+        let _ = write!(
+            help,
+            "Health counter {field} (see memtap::stats::Counters)."
         );
-        let _ = writeln!(out, "# TYPE {name} counter");
+        family(out, f, &name, Kind::Counter, &help);
         sample(out, &name, &[], v);
+    }
+    family(
+        out,
+        f,
+        "memtap_flows_active",
+        Kind::Gauge,
+        "Connections and UDP exchanges tracked right now.",
+    );
+    sample(out, "memtap_flows_active", &[], s.flows_active);
+    family(
+        out,
+        f,
+        "memtap_heavy_hitter_evictions_total",
+        Kind::Counter,
+        "Entries evicted from the bounded heavy-hitter tables (the run's tables).",
+    );
+    for (table, n) in [
+        ("keys", run.keys.evictions()),
+        ("clients", run.clients.evictions()),
+        ("families", run.families.evictions()),
+    ] {
+        sample(
+            out,
+            "memtap_heavy_hitter_evictions_total",
+            &[("table", table)],
+            n,
+        );
+    }
+    family(
+        out,
+        f,
+        "memtap_windows_closed_total",
+        Kind::Counter,
+        "Windows of packet time closed.",
+    );
+    sample(out, "memtap_windows_closed_total", &[], s.windows_closed);
+    if let Some(b) = s.store_backlog {
+        family(
+            out,
+            f,
+            "memtap_store_backlog",
+            Kind::Gauge,
+            "Closed windows waiting to be written by the store.",
+        );
+        sample(out, "memtap_store_backlog", &[], b);
     }
 
     if let Some(w) = s.last_window {
-        top_keys(out, w, s.top, s.redact);
         family(
             out,
+            f,
+            "memtap_window_requests",
+            Kind::Gauge,
+            "Key-requests in the last closed window (the denominator of a top key's share).",
+        );
+        sample(out, "memtap_window_requests", &[], w.totals.requests);
+        top_keys(out, f, w, top, s.redact);
+        family(
+            out,
+            f,
             "memtap_top_client_requests",
-            "gauge",
+            Kind::Gauge,
             "Requests of the top clients in the last closed window.",
         );
-        for e in w.clients.top_n(s.top, |e| e.count()) {
+        for e in w.clients.top_n(top, |e| e.count()) {
             addr.clear();
             let _ = write!(addr, "{}", ClientId::from_bytes(e.key()).render());
             sample(
@@ -269,6 +539,27 @@ pub fn render(out: &mut String, s: &ExportInput<'_>) {
             );
         }
     }
+    if f == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+}
+
+/// The `server` label of a breakdown entry.
+fn server_label(sc: &ServerCells) -> String {
+    match sc.server {
+        Some(a) => a.to_string(),
+        None => "overflow".to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    /// With its unit (the suffix of the name).
+    Histogram(&'static str),
+    /// A gauge of value 1 named `..._info` (OpenMetrics `info`).
+    Info,
 }
 
 /// One top key as exported, after redaction and the cut.
@@ -283,7 +574,7 @@ struct TopKey {
     clients: Vec<(ClientId, u64)>,
 }
 
-fn top_keys(out: &mut String, w: &Tables, top: usize, redact: &Redact) {
+fn top_keys(out: &mut String, f: Format, w: &Tables, top: usize, redact: &Redact) {
     let ranked: Vec<&Entry<KeyStats>> = w.keys.top_n(top, |e| e.count());
     let mut rows: Vec<TopKey> = ranked
         .iter()
@@ -354,7 +645,7 @@ fn top_keys(out: &mut String, w: &Tables, top: usize, redact: &Redact) {
         ),
     ];
     for (name, help, value) in families {
-        family(out, name, "gauge", help);
+        family(out, f, name, Kind::Gauge, help);
         for r in &merged {
             sample(
                 out,
@@ -366,8 +657,9 @@ fn top_keys(out: &mut String, w: &Tables, top: usize, redact: &Redact) {
     }
     family(
         out,
+        f,
         "memtap_top_key_client_requests",
-        "gauge",
+        Kind::Gauge,
         "Requests of each top key's own top clients in the last closed window.",
     );
     let mut client = String::new();
@@ -385,9 +677,35 @@ fn top_keys(out: &mut String, w: &Tables, top: usize, redact: &Redact) {
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// The metadata lines of a family. `name` is the sample name of counters
+/// (`..._total`) and info families (`..._info`); OpenMetrics names the
+/// family without that suffix. Help texts hold no `\\`, `"` or newline
+/// (the formats escape those differently; a test checks).
+fn family(out: &mut String, f: Format, name: &str, kind: Kind, help: &str) {
+    match f {
+        Format::Prometheus004 => {
+            let k = match kind {
+                Kind::Counter => "counter",
+                Kind::Gauge | Kind::Info => "gauge",
+                Kind::Histogram(_) => "histogram",
+            };
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {k}");
+        }
+        Format::OpenMetrics => {
+            let (fam, k) = match kind {
+                Kind::Counter => (name.strip_suffix("_total").unwrap_or(name), "counter"),
+                Kind::Gauge => (name, "gauge"),
+                Kind::Histogram(_) => (name, "histogram"),
+                Kind::Info => (name.strip_suffix("_info").unwrap_or(name), "info"),
+            };
+            let _ = writeln!(out, "# TYPE {fam} {k}");
+            if let Kind::Histogram(unit) = kind {
+                let _ = writeln!(out, "# UNIT {fam} {unit}");
+            }
+            let _ = writeln!(out, "# HELP {fam} {help}");
+        }
+    }
 }
 
 /// `name{l="v",...} value`, label values escaped.
@@ -480,46 +798,42 @@ fn write_scaled(out: &mut String, n: u128, d: u32) {
     }
 }
 
-/// A cumulative histogram over log2 classes `0..classes`; `d` is the
-/// power of ten dividing the class unit into the exported base unit (6:
-/// µs → s).
-fn histogram(out: &mut String, name: &str, help: &str, h: &Log2Hist, classes: usize, d: u32) {
-    family(out, name, "histogram", help);
-    let mut it = h.classes().map(|(le, n)| (class_of(le), n)).peekable();
-    let mut cum = 0u64;
-    // Twice the sum of class midpoints, in class units.
-    let mut twice_sum = 0u128;
-    let mut add = |i: usize, n: u64, cum: &mut u64| {
-        *cum += n;
-        let twice_mid = if i == 0 {
-            0
-        } else {
-            3u128 * (1u128 << (i - 1)) - 1
-        };
-        twice_sum = twice_sum.saturating_add(twice_mid.saturating_mul(n as u128));
-    };
-    for i in 0..classes {
-        while let Some(&(c, n)) = it.peek() {
-            if c > i {
-                break;
-            }
-            add(c, n, &mut cum);
-            it.next();
+/// One histogram series: cumulative buckets with their `le` strings, then
+/// `+Inf`, `_sum` and `_count`. OpenMetrics wants canonical `le` values:
+/// Go's `%g` with `.0` when there is no point or exponent.
+#[allow(clippy::too_many_arguments)]
+fn histogram(
+    out: &mut String,
+    f: Format,
+    name: &str,
+    labels: &[(&str, &str)],
+    cumulative: &[u64],
+    le: &[&str],
+    total: u64,
+    sum: &str,
+) {
+    let mut bucket = String::with_capacity(name.len() + 7);
+    bucket.push_str(name);
+    bucket.push_str("_bucket");
+    let mut v = String::new();
+    let les = le.iter().copied().chain(std::iter::once("+Inf"));
+    for (n, le) in cumulative.iter().copied().chain([total]).zip(les) {
+        v.clear();
+        v.push_str(le);
+        if f == Format::OpenMetrics && le != "+Inf" && !le.contains(['.', 'e']) {
+            v.push_str(".0");
         }
-        out.push_str(name);
-        out.push_str("_bucket{le=\"");
-        write_scaled(out, class_le(i) as u128, d);
-        let _ = writeln!(out, "\"}} {cum}");
+        let mut l: Vec<(&str, &str)> = labels.to_vec();
+        l.push(("le", &v));
+        sample(out, &bucket, &l, n);
     }
-    for (c, n) in it {
-        add(c, n, &mut cum);
-    }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
-    let _ = write!(out, "{name}_sum ");
-    // sum = twice_sum / 2 units = twice_sum * 5 / 10^(d + 1) base units.
-    write_scaled(out, twice_sum.saturating_mul(5), d + 1);
+    out.push_str(name);
+    out.push_str("_sum");
+    write_labels(out, labels);
+    out.push(' ');
+    out.push_str(sum);
     out.push('\n');
-    let _ = writeln!(out, "{name}_count {}", h.total());
+    sample(out, &format!("{name}_count"), labels, total);
 }
 
 #[cfg(test)]
@@ -530,6 +844,7 @@ mod tests {
     use crate::decode::Transport;
     use crate::protocol::Proto;
     use crate::session::Record;
+    use std::collections::BTreeMap;
 
     /// (key, client, server, command, first, result, req, resp, latency ns)
     type Rec<'a> = (
@@ -636,6 +951,40 @@ mod tests {
     }
 
     fn render_with(run: &Tables, w: Option<&Tables>, top: usize, redact: Redact) -> String {
+        render_fmt(run, w, top, redact, Format::Prometheus004)
+    }
+
+    fn render_input(
+        run: &Tables,
+        w: Option<&Tables>,
+        top: usize,
+        store_backlog: Option<u64>,
+        f: Format,
+    ) -> String {
+        let counters = Counters::default();
+        let mut out = String::new();
+        let input = ExportInput {
+            run,
+            last_window: w,
+            counters: &counters,
+            top,
+            redact: &Redact::None,
+            version: "0.1.0-test",
+            flows_active: 0,
+            windows_closed: 0,
+            store_backlog,
+        };
+        render(&mut out, &input, f);
+        out
+    }
+
+    fn render_fmt(
+        run: &Tables,
+        w: Option<&Tables>,
+        top: usize,
+        redact: Redact,
+        f: Format,
+    ) -> String {
         let counters = Counters {
             packets: 7,
             tcp_gaps: 2,
@@ -651,7 +1000,11 @@ mod tests {
                 top,
                 redact: &redact,
                 version: "0.1.0-test",
+                flows_active: 3,
+                windows_closed: 2,
+                store_backlog: None,
             },
+            f,
         );
         out
     }
@@ -667,7 +1020,7 @@ mod tests {
     fn without_health(out: &str) -> String {
         let names: Vec<String> = Counters::default()
             .iter()
-            .map(|(n, _)| format!("memtap_{n}_total"))
+            .flat_map(|(n, _)| [format!("memtap_{n}_total"), format!("memtap_{n}")])
             .collect();
         out.lines()
             .filter(|l| {
@@ -682,153 +1035,41 @@ mod tests {
             .collect()
     }
 
+    /// Golden files: `testdata/tiny.prom` and `tiny.om` (health counters
+    /// left out). Set `MEMTAP_BLESS=1` to rewrite them after a deliberate
+    /// change, and read the diff.
     #[test]
     fn exact_output_for_a_tiny_input() {
         let run = tiny();
         let w = tiny();
-        let out = render_with(&run, Some(&w), 2, Redact::None);
-        let mut lat = String::new();
-        for (le, n) in [
-            ("0", 1),
-            ("0.000001", 1),
-            ("0.000003", 1),
-            ("0.000007", 1),
-            ("0.000015", 1),
-            ("0.000031", 3),
-            ("0.000063", 3),
-            ("0.000127", 3),
-            ("0.000255", 4),
-            ("0.000511", 4),
-            ("0.001023", 4),
-            ("0.002047", 4),
-            ("0.004095", 4),
-            ("0.008191", 4),
-            ("0.016383", 4),
-            ("0.032767", 4),
-            ("0.065535", 4),
-            ("0.131071", 4),
-            ("0.262143", 4),
-            ("0.524287", 4),
-            ("1.048575", 4),
-            ("2.097151", 4),
-            ("4.194303", 4),
-            ("8.388607", 4),
-            ("16.777215", 4),
-            ("33.554431", 4),
-            ("67.108863", 4),
-            ("+Inf", 4),
+        for (f, file, want) in [
+            (
+                Format::Prometheus004,
+                "tiny.prom",
+                include_str!("testdata/tiny.prom"),
+            ),
+            (
+                Format::OpenMetrics,
+                "tiny.om",
+                include_str!("testdata/tiny.om"),
+            ),
         ] {
-            lat += &format!("memtap_request_latency_seconds_bucket{{le=\"{le}\"}} {n}\n");
-        }
-        // 500 ns (the version) is 0 µs, class 0; 20 µs class 5 (midpoint 23.5);
-        // 150 µs class 8 (midpoint 191.5): 0 + 2 × 23.5 + 191.5 = 238.5 µs.
-        let mut size = String::new();
-        for i in 0..31 {
-            let le = if i == 0 { 0 } else { (1u64 << i) - 1 };
-            let n = match i {
-                0..=6 => 0,
-                7..=9 => 1, // 100 is class 7
-                _ => 2,     // 1000 is class 10
-            };
-            size += &format!("memtap_value_size_bytes_bucket{{le=\"{le}\"}} {n}\n");
-        }
-        // 100 → class 7 (midpoint 95.5), 1000 → class 10 (midpoint 767.5).
-        let want = format!(
-            r#"# HELP memtap_build_info memtap version that produced these metrics (always 1).
-# TYPE memtap_build_info gauge
-memtap_build_info{{version="0.1.0-test"}} 1
-# HELP memtap_requests_total Key-requests (one per key of a multi-key command) by protocol, transport and command.
-# TYPE memtap_requests_total counter
-memtap_requests_total{{proto="text",transport="tcp",command="get"}} 2
-memtap_requests_total{{proto="text",transport="tcp",command="set"}} 1
-memtap_requests_total{{proto="text",transport="tcp",command="version"}} 1
-# HELP memtap_commands_total Commands on the wire by protocol, transport and command.
-# TYPE memtap_commands_total counter
-memtap_commands_total{{proto="text",transport="tcp",command="get"}} 1
-memtap_commands_total{{proto="text",transport="tcp",command="set"}} 1
-memtap_commands_total{{proto="text",transport="tcp",command="version"}} 1
-# HELP memtap_results_total Key-requests by outcome.
-# TYPE memtap_results_total counter
-memtap_results_total{{result="hit"}} 1
-memtap_results_total{{result="miss"}} 1
-memtap_results_total{{result="stored"}} 1
-memtap_results_total{{result="not_stored"}} 0
-memtap_results_total{{result="exists"}} 0
-memtap_results_total{{result="not_found"}} 0
-memtap_results_total{{result="deleted"}} 0
-memtap_results_total{{result="touched"}} 0
-memtap_results_total{{result="value"}} 0
-memtap_results_total{{result="ok"}} 1
-memtap_results_total{{result="error"}} 0
-memtap_results_total{{result="client_error"}} 0
-memtap_results_total{{result="server_error"}} 0
-memtap_results_total{{result="noreply"}} 0
-memtap_results_total{{result="lost"}} 0
-# HELP memtap_server_requests_total Key-requests by server.
-# TYPE memtap_server_requests_total counter
-memtap_server_requests_total{{server="10.1.0.1:11211"}} 2
-memtap_server_requests_total{{server="10.1.0.2:11211"}} 2
-# HELP memtap_server_hits_total Retrieval hits by server.
-# TYPE memtap_server_hits_total counter
-memtap_server_hits_total{{server="10.1.0.1:11211"}} 1
-memtap_server_hits_total{{server="10.1.0.2:11211"}} 0
-# HELP memtap_server_misses_total Retrieval misses by server.
-# TYPE memtap_server_misses_total counter
-memtap_server_misses_total{{server="10.1.0.1:11211"}} 1
-memtap_server_misses_total{{server="10.1.0.2:11211"}} 0
-# HELP memtap_server_errors_total Error responses (ERROR, CLIENT_ERROR, SERVER_ERROR) by server.
-# TYPE memtap_server_errors_total counter
-memtap_server_errors_total{{server="10.1.0.1:11211"}} 0
-memtap_server_errors_total{{server="10.1.0.2:11211"}} 0
-# HELP memtap_server_bytes_in_total Value bytes sent to the server (storage payloads).
-# TYPE memtap_server_bytes_in_total counter
-memtap_server_bytes_in_total{{server="10.1.0.1:11211"}} 0
-memtap_server_bytes_in_total{{server="10.1.0.2:11211"}} 1000
-# HELP memtap_server_bytes_out_total Value bytes returned by the server (retrievals).
-# TYPE memtap_server_bytes_out_total counter
-memtap_server_bytes_out_total{{server="10.1.0.1:11211"}} 100
-memtap_server_bytes_out_total{{server="10.1.0.2:11211"}} 0
-# HELP memtap_request_latency_seconds Request latency (last request byte to last response byte) in log2 classes of microseconds; _sum is estimated from class midpoints.
-# TYPE memtap_request_latency_seconds histogram
-{lat}memtap_request_latency_seconds_sum 0.0002385
-memtap_request_latency_seconds_count 4
-# HELP memtap_value_size_bytes Value size of key-requests carrying a value, in log2 classes; _sum is estimated from class midpoints.
-# TYPE memtap_value_size_bytes histogram
-{size}memtap_value_size_bytes_bucket{{le="+Inf"}} 2
-memtap_value_size_bytes_sum 863
-memtap_value_size_bytes_count 2
-# HELP memtap_top_key_requests Requests (heavy-hitter estimate) of the top keys in the last closed window.
-# TYPE memtap_top_key_requests gauge
-memtap_top_key_requests{{key="user:1",server="10.1.0.1:11211"}} 2
-memtap_top_key_requests{{key="user:2",server="10.1.0.1:11211"}} 1
-# HELP memtap_top_key_bytes Value bytes in and out of the top keys in the last closed window.
-# TYPE memtap_top_key_bytes gauge
-memtap_top_key_bytes{{key="user:1",server="10.1.0.1:11211"}} 1100
-memtap_top_key_bytes{{key="user:2",server="10.1.0.1:11211"}} 0
-# HELP memtap_top_key_misses Misses of the top keys in the last closed window.
-# TYPE memtap_top_key_misses gauge
-memtap_top_key_misses{{key="user:1",server="10.1.0.1:11211"}} 0
-memtap_top_key_misses{{key="user:2",server="10.1.0.1:11211"}} 1
-# HELP memtap_top_key_client_requests Requests of each top key's own top clients in the last closed window.
-# TYPE memtap_top_key_client_requests gauge
-memtap_top_key_client_requests{{key="user:1",client="10.0.0.1"}} 1
-memtap_top_key_client_requests{{key="user:1",client="10.0.0.2"}} 1
-memtap_top_key_client_requests{{key="user:2",client="10.0.0.1"}} 1
-# HELP memtap_top_client_requests Requests of the top clients in the last closed window.
-# TYPE memtap_top_client_requests gauge
-memtap_top_client_requests{{client="10.0.0.1"}} 2
-memtap_top_client_requests{{client="10.0.0.2"}} 2
-"#
-        );
-        let got = without_health(&out);
-        if got != want {
-            for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
-                assert_eq!(g, w, "line {}", i + 1);
+            let out = render_fmt(&run, Some(&w), 2, Redact::None, f);
+            let got = without_health(&out);
+            if std::env::var_os("MEMTAP_BLESS").is_some() {
+                let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("src/export/testdata")
+                    .join(file);
+                std::fs::write(p, &got).unwrap();
+                continue;
             }
-            assert_eq!(got.lines().count(), want.lines().count());
+            for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
+                assert_eq!(g, w, "{file} line {}", i + 1);
+            }
+            assert_eq!(got.lines().count(), want.lines().count(), "{file}");
+            // Deterministic: a second render is identical.
+            assert_eq!(out, render_fmt(&run, Some(&w), 2, Redact::None, f));
         }
-        // Deterministic: a second render is identical.
-        assert_eq!(out, render_with(&run, Some(&w), 2, Redact::None));
     }
 
     #[test]
@@ -858,6 +1099,7 @@ memtap_top_client_requests{{client="10.0.0.2"}} 2
         let run = tiny();
         let out = render_with(&run, None, 5, Redact::None);
         assert!(!out.contains("memtap_top_"), "{out}");
+        assert!(!out.contains("memtap_window_requests"), "{out}");
         let out = render_with(&run, Some(&run), 0, Redact::None);
         assert!(
             !samples(&out).any(|l| l.starts_with("memtap_top_")),
@@ -1101,14 +1343,42 @@ memtap_top_client_requests{{client="10.0.0.2"}} 2
             let want: Vec<String> = (0..k).map(|i| format!("key:{}", 39 - i)).collect();
             assert_eq!(keys, want);
             let n = samples(&out).count();
-            let bound = worst_case_series(top, 3, commands);
+            let bound = worst_case_series(&SeriesShape::of(&t, top, false));
             assert!(n <= bound, "{n} > {bound}");
             if top <= 40 {
                 // Every table full: the bound is reached.
                 assert_eq!(n, bound, "top {top}");
             }
+            let with_store = render_input(&t, Some(&t), top, Some(4), Format::Prometheus004);
+            assert_eq!(
+                samples(&with_store).count(),
+                n + 1,
+                "store backlog is one more series"
+            );
             assert_no_duplicate_series(&out);
         }
+    }
+
+    #[test]
+    fn the_readme_figure_for_defaults() {
+        // README "Metrics": 10 servers, 15 commands and 30 (command,
+        // result) cells each, every class, --metrics-top 10.
+        let shape = SeriesShape {
+            top: DEFAULT_METRICS_TOP,
+            servers: 10,
+            request_cells: 300,
+            command_cells: 150,
+            latency_hists: 60,
+            size_hists: 60,
+            store: false,
+        };
+        assert_eq!(fixed_series(false), 66);
+        assert_eq!(worst_case_series(&shape), 2856);
+        let capped = SeriesShape {
+            top: MAX_METRICS_TOP,
+            ..shape
+        };
+        assert_eq!(worst_case_series(&capped) - worst_case_series(&shape), 1080);
     }
 
     #[test]
@@ -1133,6 +1403,7 @@ memtap_top_client_requests{{client="10.0.0.2"}} 2
                 assert!(["counter", "gauge", "histogram"].contains(&kind));
                 assert!(name.starts_with("memtap_"));
                 assert_eq!(kind == "counter", name.ends_with("_total"), "{name}");
+                assert!(!h_text(&out, name).contains(['\\', '"']), "{name}");
                 families.push((name.to_string(), kind.to_string()));
             } else {
                 // A sample belongs to the family declared last.
@@ -1152,56 +1423,73 @@ memtap_top_client_requests{{client="10.0.0.2"}} 2
         }
         assert_eq!(
             families.len(),
-            1 + 3 + 6 + 2 + Counters::default().iter().count() + 5
+            1 + 3 + 6 + 2 + Counters::default().iter().count() + 3 + 1 + 5
         );
     }
 
-    /// (le, count) of a histogram's buckets, then its `_count`.
-    fn buckets(out: &str, name: &str) -> (Vec<(f64, u64)>, u64) {
-        let pre = format!("{name}_bucket{{le=\"");
-        let v = samples(out)
-            .filter_map(|l| l.strip_prefix(&pre))
-            .map(|l| {
-                let (le, n) = l.split_once("\"} ").unwrap();
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().unwrap()
-                };
-                (le, n.parse().unwrap())
-            })
-            .collect();
-        let c = samples(out)
-            .find_map(|l| l.strip_prefix(&format!("{name}_count ")))
-            .unwrap()
-            .parse()
-            .unwrap();
-        (v, c)
+    fn h_text<'a>(out: &'a str, name: &str) -> &'a str {
+        let pre = format!("# HELP {name} ");
+        out.lines()
+            .find_map(|l| l.strip_prefix(&pre))
+            .unwrap_or_else(|| panic!("no HELP for {name}"))
+    }
+
+    /// Histogram series of `name`: labels without `le` → ([(le, count)],
+    /// sum, count).
+    #[allow(clippy::type_complexity)]
+    fn histograms(out: &str, name: &str) -> BTreeMap<String, (Vec<(f64, u64)>, String, u64)> {
+        let mut m: BTreeMap<String, (Vec<(f64, u64)>, String, u64)> = BTreeMap::new();
+        for l in samples(out) {
+            let (series, v) = l.rsplit_once(' ').unwrap();
+            let Some(rest) = series.strip_prefix(name) else {
+                continue;
+            };
+            let (suffix, labels) = rest.split_once('{').unwrap_or((rest, "}"));
+            let labels = labels.strip_suffix('}').unwrap();
+            match suffix {
+                "_bucket" => {
+                    let (ls, le) = labels.rsplit_once(",le=\"").unwrap();
+                    let le = le.strip_suffix('"').unwrap();
+                    let le = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap()
+                    };
+                    m.entry(ls.to_string())
+                        .or_default()
+                        .0
+                        .push((le, v.parse().unwrap()));
+                }
+                "_sum" => m.entry(labels.to_string()).or_default().1 = v.to_string(),
+                "_count" => m.entry(labels.to_string()).or_default().2 = v.parse().unwrap(),
+                _ => {}
+            }
+        }
+        m
     }
 
     #[test]
     fn histogram_buckets_are_cumulative_and_end_with_inf() {
         let mut recs: Vec<Rec<'_>> = Vec::new();
-        for v in [
-            0u64,
-            1,
-            999,
-            1_000,
-            1_500,
-            3_000_000,
-            67_108_863_000,
-            67_108_864_000,
-            u64::MAX,
+        for (cmd, v) in [
+            ("get", 0u64),
+            ("get", 9_999),
+            ("get", 10_000),
+            ("get", 10_001),
+            ("get", 999_999_999),
+            ("get", 1_000_000_000),
+            ("get", 1_000_000_001),
+            ("set", 3_000_000_000),
+            ("version", 1),
         ] {
-            // Sizes capped so that the byte totals do not overflow.
             recs.push((
                 None,
                 "10.0.0.1:1",
                 S1,
-                "get",
+                cmd,
                 true,
                 Outcome::Hit,
-                v.min(1 << 50),
+                v,
                 0,
                 Some(v),
             ));
@@ -1209,45 +1497,66 @@ memtap_top_client_requests{{client="10.0.0.2"}} 2
         recs.push((
             None,
             "10.0.0.1:1",
-            S1,
+            S2,
             "get",
             true,
-            Outcome::Hit,
-            1 << 40,
+            Outcome::Lost,
+            0,
             0,
             None,
         ));
         let t = tables(&recs);
         let out = render_with(&t, None, 0, Redact::None);
-        for (name, classes, total) in [
-            ("memtap_request_latency_seconds", LATENCY_CLASSES, 9),
-            ("memtap_value_size_bytes", VALUE_SIZE_CLASSES, 9),
-        ] {
-            let (b, count) = buckets(&out, name);
-            assert_eq!(b.len(), classes + 1);
-            assert_eq!(count, total);
+        let lat = histograms(&out, "memtap_request_latency_seconds");
+        let size = histograms(&out, "memtap_value_size_bytes");
+        assert_eq!(
+            lat.keys().collect::<Vec<_>>(),
+            vec![
+                "server=\"10.1.0.1:11211\",class=\"get\"",
+                "server=\"10.1.0.1:11211\",class=\"other\"",
+                "server=\"10.1.0.1:11211\",class=\"store\"",
+            ]
+        );
+        for (b, _, count) in lat.values().chain(size.values()) {
             assert!(
                 b.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
                 "{b:?}"
             );
-            assert_eq!(*b.last().unwrap(), (f64::INFINITY, count));
+            assert_eq!(b.last().unwrap(), &(f64::INFINITY, *count));
         }
-        // Latency: 0 and 999 ns are 0 µs, 1000/1500 ns 1 µs, 3 s, and the
-        // three beyond 67.108863 s count only in +Inf.
-        let (b, _) = buckets(&out, "memtap_request_latency_seconds");
-        assert_eq!(b[0], (0.0, 3));
-        assert_eq!(b[1], (0.000001, 5));
-        assert_eq!(b[LATENCY_CLASSES - 1], (67.108863, 7));
-        // Sizes (0 is not a size): 1, 999, 1000, 1500 and 3e6 bytes fit the
-        // buckets; 67e9 (twice), 2^50 and 2^40 bytes count only in +Inf.
-        let (b, _) = buckets(&out, "memtap_value_size_bytes");
-        assert_eq!(b[0], (0.0, 0));
-        assert_eq!(b[1], (1.0, 1));
-        assert_eq!(b[VALUE_SIZE_CLASSES - 1], (1073741823.0, 5));
-        // Empty tables: all zeros, sum 0.
-        let e = tables(&[]);
-        let out = render_with(&e, None, 0, Redact::None);
-        assert!(out.contains("memtap_value_size_bytes_bucket{le=\"+Inf\"} 0\nmemtap_value_size_bytes_sum 0\nmemtap_value_size_bytes_count 0\n"));
+        let (b, sum, count) = &lat["server=\"10.1.0.1:11211\",class=\"get\""];
+        assert_eq!(b.len(), 17);
+        assert_eq!(b[0], (0.00001, 3)); // 0, 9999 and 10000 ns
+        assert_eq!(b[1], (0.00002, 4));
+        assert_eq!(b[15], (1.0, 6));
+        assert_eq!(*count, 7);
+        assert_eq!(sum, "3.00003");
+        assert_eq!(lat["server=\"10.1.0.1:11211\",class=\"store\""].1, "3");
+        assert_eq!(
+            lat["server=\"10.1.0.1:11211\",class=\"other\""].1,
+            "0.000000001"
+        );
+        // Sizes: 0 is no size; the rest count, 3e9 bytes only in +Inf.
+        let (b, sum, count) = &size["server=\"10.1.0.1:11211\",class=\"get\""];
+        assert_eq!(b.len(), 15);
+        assert_eq!(*count, 6);
+        assert_eq!(b[13], (1073741824.0, 6));
+        assert_eq!(
+            sum,
+            &(9_999u64 + 10_000 + 10_001 + 999_999_999 + 1_000_000_000 + 1_000_000_001).to_string()
+        );
+        let (b, _, count) = &size["server=\"10.1.0.1:11211\",class=\"store\""];
+        assert_eq!((*count, b[13].1), (1, 0));
+        // The lost request has no latency and no size, but is a request.
+        assert!(!out.contains("10.1.0.2:11211\",class"));
+        assert!(out.contains("memtap_requests_total{server=\"10.1.0.2:11211\",proto=\"text\",transport=\"tcp\",command=\"get\",result=\"lost\"} 1\n"));
+        // Every `le` parses back to its bound.
+        for (s, ns) in LATENCY_LE.iter().zip(LATENCY_BOUNDS_NS) {
+            assert_eq!(s.parse::<f64>().unwrap(), ns as f64 / 1e9, "{s}");
+        }
+        for (s, b) in VALUE_SIZE_LE.iter().zip(VALUE_SIZE_BOUNDS) {
+            assert_eq!(s.parse::<f64>().unwrap(), b as f64, "{s}");
+        }
     }
 
     #[test]
@@ -1267,42 +1576,95 @@ memtap_top_client_requests{{client="10.0.0.2"}} 2
         assert_eq!(w(u128::MAX, 7), "34028236692093846346337460743176.8211455");
     }
 
-    #[test]
-    fn promtool_accepts_the_output() {
+    /// A checker program, or `None` (with the reason printed) when it is
+    /// missing outside CI; under `CI=true` a missing checker fails.
+    fn checker(path: &str, package: &str) -> Option<std::path::PathBuf> {
+        let p = if path.starts_with('/') {
+            Some(std::path::PathBuf::from(path)).filter(|p| p.is_file())
+        } else {
+            std::env::var_os("PATH").and_then(|v| {
+                std::env::split_paths(&v)
+                    .map(|d| d.join(path))
+                    .find(|f| f.is_file())
+            })
+        };
+        if p.is_none() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{path} is missing under CI (Debian package `{package}`; scripts/setup.sh installs it)"
+            );
+            eprintln!("skipped: {path} is missing (Debian package `{package}`)");
+        }
+        p
+    }
+
+    fn run_checker(cmd: &std::path::Path, args: &[&str], input: &str) {
         use std::io::Write as _;
         use std::process::{Command, Stdio};
-        let Some(promtool) = std::env::var_os("PATH").and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("promtool"))
-                .find(|f| f.is_file())
-        }) else {
-            eprintln!("skipped: promtool is not on PATH (Debian package `prometheus`)");
+        let mut child = Command::new(cmd)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let r = child.wait_with_output().unwrap();
+        assert!(
+            r.status.success(),
+            "{} {args:?}: {}{}",
+            cmd.display(),
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+
+    fn checker_inputs() -> Vec<(Tables, bool)> {
+        vec![
+            (busy(20, 10, 30, 2), true),
+            (one_key(b"a\"b\\c\nd\xff"), true),
+            (busy(20, 10, 30, 2), false),
+        ]
+    }
+
+    #[test]
+    fn promtool_accepts_the_output() {
+        let Some(promtool) = checker("promtool", "prometheus") else {
             return;
         };
-        let t = busy(20, 10, 30, 2);
-        let k = one_key(b"a\"b\\c\nd\xff");
-        for (run, w) in [(&t, Some(&t)), (&k, Some(&k)), (&t, None)] {
-            let out = render_with(run, w, 5, Redact::None);
-            let mut child = Command::new(&promtool)
-                .args(["check", "metrics"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(out.as_bytes())
-                .unwrap();
-            let r = child.wait_with_output().unwrap();
+        for (t, window) in checker_inputs() {
+            let out = render_with(&t, window.then_some(&t), 5, Redact::None);
+            run_checker(&promtool, &["check", "metrics"], &out);
+        }
+    }
+
+    #[test]
+    fn openmetrics_output_parses_strictly() {
+        let Some(py) = checker("/usr/bin/python3", "python3") else {
+            return;
+        };
+        let ok = std::process::Command::new(&py)
+            .args(["-c", "import prometheus_client"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
             assert!(
-                r.status.success(),
-                "promtool: {}{}",
-                String::from_utf8_lossy(&r.stdout),
-                String::from_utf8_lossy(&r.stderr)
+                std::env::var("CI").as_deref() != Ok("true"),
+                "python3-prometheus-client is missing under CI"
             );
+            eprintln!("skipped: python3-prometheus-client is not installed");
+            return;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-openmetrics.py");
+        for (t, window) in checker_inputs() {
+            let out = render_input(&t, window.then_some(&t), 5, Some(1), Format::OpenMetrics);
+            assert!(out.ends_with("\n# EOF\n"));
+            run_checker(&py, &[script], &out);
         }
     }
 }

@@ -164,6 +164,11 @@ impl Engine {
         self.targets = targets;
     }
 
+    /// TCP connections tracked plus UDP exchanges awaiting an answer now.
+    pub fn active_flows(&self) -> u64 {
+        (self.flows.len() + self.udp.len()) as u64
+    }
+
     pub fn counters(&self) -> Counters {
         let mut c = self.counters.clone();
         c.add(&self.udp.counters);

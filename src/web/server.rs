@@ -42,6 +42,10 @@ pub struct View {
     /// Live capture: each thread's counters (capture-N, or reader and
     /// worker-N), for per-thread rates; empty for a replay.
     pub threads: Vec<(String, crate::stats::Counters)>,
+    /// Live capture: connections and UDP exchanges open now.
+    pub flows_active: u64,
+    /// Closed intervals not yet in the history store (when one runs).
+    pub store_backlog: Option<u64>,
 }
 
 impl View {
@@ -173,9 +177,6 @@ pub fn start(
 
 type Src = Arc<dyn ViewSource>;
 
-const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 async fn view_of(src: &Src) -> Result<Arc<View>, Response> {
     let s = src.clone();
     match tokio::task::spawn_blocking(move || s.view()).await {
@@ -218,10 +219,11 @@ async fn metrics(State(src): State<Src>, headers: HeaderMap) -> Response {
         .is_some_and(|a| a.contains("application/openmetrics-text"));
     let body = render_metrics(&v, openmetrics);
     let ctype = if openmetrics {
-        OPENMETRICS_CONTENT_TYPE
+        prometheus::Format::OpenMetrics
     } else {
-        TEXT_CONTENT_TYPE
-    };
+        prometheus::Format::Prometheus004
+    }
+    .content_type();
     ([(header::CONTENT_TYPE, ctype)], body).into_response()
 }
 
@@ -235,16 +237,31 @@ pub fn render_metrics(v: &View, openmetrics: bool) -> String {
         top: v.metrics_top,
         redact: &v.options.redact,
         version: env!("CARGO_PKG_VERSION"),
+        flows_active: v.flows_active,
+        windows_closed: v.windows_closed,
+        store_backlog: v.store_backlog,
     };
-    let _ = openmetrics;
-    prometheus::render(&mut out, &input);
-    render_threads(&mut out, &v.threads);
+    let format = if openmetrics {
+        prometheus::Format::OpenMetrics
+    } else {
+        prometheus::Format::Prometheus004
+    };
+    prometheus::render(&mut out, &input, format);
+    // OpenMetrics ends with `# EOF`: the per-thread families go before it.
+    let eof = out.strip_suffix("# EOF\n").is_some();
+    if eof {
+        out.truncate(out.len() - "# EOF\n".len());
+    }
+    render_threads(&mut out, &v.threads, openmetrics);
+    if eof {
+        out.push_str("# EOF\n");
+    }
     out
 }
 
 /// Per-thread packet, byte, record and flow counters: the fanout's balance
 /// and each thread's rate. Thread names are memtap's own (no escaping).
-fn render_threads(out: &mut String, threads: &[(String, crate::stats::Counters)]) {
+fn render_threads(out: &mut String, threads: &[(String, crate::stats::Counters)], om: bool) {
     use std::fmt::Write;
     if threads.is_empty() {
         return;
@@ -266,8 +283,14 @@ fn render_threads(out: &mut String, threads: &[(String, crate::stats::Counters)]
         ),
     ];
     for (name, help, get) in fams {
-        let _ = writeln!(out, "# HELP memtap_thread_{name}_total {help}");
-        let _ = writeln!(out, "# TYPE memtap_thread_{name}_total counter");
+        // OpenMetrics names the counter family without `_total`.
+        let fam = if om {
+            format!("memtap_thread_{name}")
+        } else {
+            format!("memtap_thread_{name}_total")
+        };
+        let _ = writeln!(out, "# HELP {fam} {help}");
+        let _ = writeln!(out, "# TYPE {fam} counter");
         for (t, c) in threads {
             let _ = writeln!(
                 out,

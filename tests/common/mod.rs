@@ -3,6 +3,8 @@
 //! retransmit) into new pcap files.
 #![allow(dead_code)]
 
+pub mod exposition;
+
 use memtap::app::process_files;
 use memtap::capture::file::FileSource;
 use memtap::config::Config;

@@ -1,0 +1,530 @@
+//! Joint breakdowns for the metrics exporter: key-requests by (server,
+//! command, result), and latency and value-size histograms by (server,
+//! command class).
+//!
+//! The other tables each count one dimension exactly (commands, servers,
+//! results); Prometheus wants the joint counts so that any sum over labels
+//! is exact: the sum of every cell's requests equals `Totals::requests`,
+//! and the cells of one server add up to its `Traffic::requests`.
+//!
+//! Bounded: at most [`MAX_SERVERS`] distinct server addresses get their
+//! own cells; records of further servers go into one overflow entry
+//! (`server == None`, exported as `server="overflow"`), so sums stay exact,
+//! and are counted in [`Breakdown::overflow_records`]. Per server, the
+//! commands are the protocol's (a few dozen at most) and the classes six.
+//!
+//! Cost per record: a one-entry cache hit on the server and on the
+//! command (pointer comparisons of static names), an array increment, and
+//! a 16-entry binary search per histogram. Nothing is allocated once a
+//! (server, command) pair has been seen.
+
+use super::batch::BRec;
+use super::tables::CommandId;
+use crate::protocol::Outcome;
+use hashbrown::HashMap;
+use std::net::SocketAddr;
+
+/// Distinct server addresses with cells of their own; the rest share the
+/// overflow entry.
+pub const MAX_SERVERS: usize = 64;
+
+/// What a command does, for the per-class histograms. A fixed, small set
+/// so that the histogram series stay few:
+///
+/// * `get`: retrievals (text `get gets gat gats`, meta `mg`, binary
+///   `get getq getk getkq gat gatq gatk gatkq`);
+/// * `store`: storage (`set add replace append prepend cas`, meta `ms`,
+///   binary `set add replace append prepend` and their quiet forms);
+/// * `delete`: `delete`, meta `md`, binary `delete deleteq`;
+/// * `arith`: `incr decr`, meta `ma`, binary `increment decrement` (and
+///   quiet forms);
+/// * `touch`: `touch` (text and binary);
+/// * `other`: everything else (`version stats noop mn flush_all`, SASL,
+///   unknown commands, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CommandClass {
+    Get,
+    Store,
+    Delete,
+    Arith,
+    Touch,
+    Other,
+}
+
+impl CommandClass {
+    /// Every class, in declaration order (`c as usize` indexes it).
+    pub const ALL: [CommandClass; 6] = [
+        CommandClass::Get,
+        CommandClass::Store,
+        CommandClass::Delete,
+        CommandClass::Arith,
+        CommandClass::Touch,
+        CommandClass::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandClass::Get => "get",
+            CommandClass::Store => "store",
+            CommandClass::Delete => "delete",
+            CommandClass::Arith => "arith",
+            CommandClass::Touch => "touch",
+            CommandClass::Other => "other",
+        }
+    }
+
+    /// The class of a command by its wire name (as in `Record::command`).
+    pub fn of(command: &str) -> CommandClass {
+        match command {
+            "get" | "gets" | "gat" | "gats" | "mg" | "getq" | "getk" | "getkq" | "gatq"
+            | "gatk" | "gatkq" => CommandClass::Get,
+            "set" | "add" | "replace" | "append" | "prepend" | "cas" | "ms" | "setq" | "addq"
+            | "replaceq" | "appendq" | "prependq" => CommandClass::Store,
+            "delete" | "md" | "deleteq" => CommandClass::Delete,
+            "incr" | "decr" | "ma" | "increment" | "decrement" | "incrementq" | "decrementq" => {
+                CommandClass::Arith
+            }
+            "touch" => CommandClass::Touch,
+            _ => CommandClass::Other,
+        }
+    }
+}
+
+/// Upper bounds (inclusive, ns) of the latency buckets: 10 µs to 1 s in
+/// 1-2-5 steps. Slower answers count only in `+Inf`.
+pub const LATENCY_BOUNDS_NS: [u64; 16] = [
+    10_000,
+    20_000,
+    50_000,
+    100_000,
+    200_000,
+    500_000,
+    1_000_000,
+    2_000_000,
+    5_000_000,
+    10_000_000,
+    20_000_000,
+    50_000_000,
+    100_000_000,
+    200_000_000,
+    500_000_000,
+    1_000_000_000,
+];
+
+/// Upper bounds (inclusive, bytes) of the value-size buckets: powers of 4
+/// from 16 B to 1 GiB (memcached's largest possible item).
+pub const VALUE_SIZE_BOUNDS: [u64; 14] = [
+    16,
+    64,
+    256,
+    1 << 10,
+    1 << 12,
+    1 << 14,
+    1 << 16,
+    1 << 18,
+    1 << 20,
+    1 << 22,
+    1 << 24,
+    1 << 26,
+    1 << 28,
+    1 << 30,
+];
+
+/// A histogram over fixed bounds, with an exact sum (saturating).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedHist<const N: usize> {
+    /// Non-cumulative counts per bucket: `counts[i]` holds values in
+    /// `(bounds[i-1], bounds[i]]`.
+    counts: [u64; N],
+    /// Values above the last bound.
+    over: u64,
+    sum: u64,
+}
+
+impl<const N: usize> Default for FixedHist<N> {
+    fn default() -> Self {
+        FixedHist {
+            counts: [0; N],
+            over: 0,
+            sum: 0,
+        }
+    }
+}
+
+impl<const N: usize> FixedHist<N> {
+    #[inline]
+    pub fn add(&mut self, v: u64, bounds: &[u64; N]) {
+        let i = bounds.partition_point(|&b| b < v);
+        match self.counts.get_mut(i) {
+            Some(c) => *c += 1,
+            None => self.over += 1,
+        }
+        self.sum = self.sum.saturating_add(v);
+    }
+
+    pub fn merge(&mut self, o: &Self) {
+        for (a, b) in self.counts.iter_mut().zip(o.counts.iter()) {
+            *a += b;
+        }
+        self.over += o.over;
+        self.sum = self.sum.saturating_add(o.sum);
+    }
+
+    /// Cumulative counts, one per bound (`+Inf` is [`Self::total`]).
+    pub fn cumulative(&self) -> [u64; N] {
+        let mut out = self.counts;
+        let mut acc = 0;
+        for c in out.iter_mut() {
+            acc += *c;
+            *c = acc;
+        }
+        out
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum::<u64>() + self.over
+    }
+
+    /// The sum of the values added (saturating at `u64::MAX`).
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+}
+
+pub type LatencyHist = FixedHist<{ LATENCY_BOUNDS_NS.len() }>;
+pub type SizeHist = FixedHist<{ VALUE_SIZE_BOUNDS.len() }>;
+
+/// Counts of one (server, command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandCell {
+    pub id: CommandId,
+    pub class: CommandClass,
+    /// Commands on the wire.
+    pub count: u64,
+    /// Key-requests per outcome, indexed by `Outcome as usize`.
+    pub requests: [u64; Outcome::ALL.len()],
+}
+
+/// Everything kept for one server (or the overflow entry).
+#[derive(Debug, Clone)]
+pub struct ServerCells {
+    /// `None`: the overflow entry (servers past [`MAX_SERVERS`]).
+    pub server: Option<SocketAddr>,
+    pub commands: Vec<CommandCell>,
+    last: usize,
+    /// Latency in ns of answered key-requests, by `CommandClass as usize`.
+    pub latency: [LatencyHist; 6],
+    /// Value sizes in bytes (request payload, else response payload), by
+    /// class.
+    pub value_size: [SizeHist; 6],
+}
+
+impl ServerCells {
+    fn new(server: Option<SocketAddr>) -> ServerCells {
+        ServerCells {
+            server,
+            commands: Vec::new(),
+            last: 0,
+            latency: Default::default(),
+            value_size: Default::default(),
+        }
+    }
+
+    #[inline]
+    fn cell(&mut self, id: CommandId) -> &mut CommandCell {
+        if self.last < self.commands.len() && self.commands[self.last].id.same(&id) {
+            return &mut self.commands[self.last];
+        }
+        let i = match self.commands.iter().position(|c| c.id.same(&id)) {
+            Some(i) => i,
+            None => {
+                self.commands.push(CommandCell {
+                    id,
+                    class: CommandClass::of(id.command),
+                    count: 0,
+                    requests: [0; Outcome::ALL.len()],
+                });
+                self.commands.len() - 1
+            }
+        };
+        self.last = i;
+        &mut self.commands[i]
+    }
+
+    /// Key-requests of this server, all commands and outcomes.
+    pub fn requests(&self) -> u64 {
+        self.commands
+            .iter()
+            .map(|c| c.requests.iter().sum::<u64>())
+            .sum()
+    }
+}
+
+/// The joint breakdowns of one [`super::tables::Tables`].
+#[derive(Debug, Clone, Default)]
+pub struct Breakdown {
+    servers: Vec<ServerCells>,
+    index: HashMap<SocketAddr, usize>,
+    overflow: Option<usize>,
+    last: usize,
+    /// Key-requests of servers past [`MAX_SERVERS`] (counted in the
+    /// overflow entry).
+    pub overflow_records: u64,
+}
+
+impl Breakdown {
+    /// The entry of `s` and whether it is the overflow entry.
+    #[inline]
+    fn slot(&mut self, s: SocketAddr) -> (usize, bool) {
+        if self.last < self.servers.len() && self.servers[self.last].server == Some(s) {
+            return (self.last, false);
+        }
+        if let Some(&i) = self.index.get(&s) {
+            self.last = i;
+            return (i, false);
+        }
+        if self.index.len() < MAX_SERVERS {
+            self.servers.push(ServerCells::new(Some(s)));
+            let i = self.servers.len() - 1;
+            self.index.insert(s, i);
+            self.last = i;
+            return (i, false);
+        }
+        (self.overflow_slot(), true)
+    }
+
+    fn overflow_slot(&mut self) -> usize {
+        match self.overflow {
+            Some(i) => i,
+            None => {
+                self.servers.push(ServerCells::new(None));
+                let i = self.servers.len() - 1;
+                self.overflow = Some(i);
+                i
+            }
+        }
+    }
+
+    /// Adds one record; `latency_ns` and `size` as `Tables::add` derives
+    /// them (size: request payload, else response payload, else none).
+    #[inline]
+    pub fn add(&mut self, r: &BRec, latency_ns: Option<u64>, size: Option<u64>) {
+        let (i, over) = self.slot(r.server);
+        self.overflow_records += over as u64;
+        let sc = &mut self.servers[i];
+        let c = sc.cell(CommandId {
+            proto: r.proto.as_str(),
+            transport: r.transport.as_str(),
+            command: r.command,
+        });
+        c.requests[r.result as usize] += 1;
+        c.count += r.first as u64;
+        let k = c.class as usize;
+        if let Some(l) = latency_ns {
+            sc.latency[k].add(l, &LATENCY_BOUNDS_NS);
+        }
+        if let Some(s) = size {
+            sc.value_size[k].add(s, &VALUE_SIZE_BOUNDS);
+        }
+    }
+
+    pub fn merge(&mut self, o: &Breakdown) {
+        for src in &o.servers {
+            let i = match src.server {
+                Some(s) => {
+                    let (i, over) = self.slot(s);
+                    if over {
+                        self.overflow_records += src.requests();
+                    }
+                    i
+                }
+                None => self.overflow_slot(),
+            };
+            let dst = &mut self.servers[i];
+            for c in &src.commands {
+                let d = dst.cell(c.id);
+                d.count += c.count;
+                for (a, b) in d.requests.iter_mut().zip(c.requests.iter()) {
+                    *a += b;
+                }
+            }
+            for (a, b) in dst.latency.iter_mut().zip(src.latency.iter()) {
+                a.merge(b);
+            }
+            for (a, b) in dst.value_size.iter_mut().zip(src.value_size.iter()) {
+                a.merge(b);
+            }
+        }
+        self.overflow_records += o.overflow_records;
+    }
+
+    pub fn clear(&mut self) {
+        self.servers.clear();
+        self.index.clear();
+        self.overflow = None;
+        self.last = 0;
+        self.overflow_records = 0;
+    }
+
+    /// Every entry, in first-seen order (the overflow entry wherever it
+    /// was first needed).
+    pub fn iter(&self) -> impl Iterator<Item = &ServerCells> {
+        self.servers.iter()
+    }
+
+    /// Entries sorted by server address, the overflow entry last.
+    pub fn sorted(&self) -> Vec<&ServerCells> {
+        let mut v: Vec<&ServerCells> = self.servers.iter().collect();
+        v.sort_by_key(|s| (s.server.is_none(), s.server));
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_cover_the_protocols() {
+        for (c, want) in [
+            ("get", CommandClass::Get),
+            ("gats", CommandClass::Get),
+            ("mg", CommandClass::Get),
+            ("getkq", CommandClass::Get),
+            ("cas", CommandClass::Store),
+            ("ms", CommandClass::Store),
+            ("prependq", CommandClass::Store),
+            ("md", CommandClass::Delete),
+            ("deleteq", CommandClass::Delete),
+            ("ma", CommandClass::Arith),
+            ("decrementq", CommandClass::Arith),
+            ("touch", CommandClass::Touch),
+            ("mn", CommandClass::Other),
+            ("version", CommandClass::Other),
+            ("unknown", CommandClass::Other),
+        ] {
+            assert_eq!(CommandClass::of(c), want, "{c}");
+        }
+        for (i, c) in CommandClass::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+
+    #[test]
+    fn fixed_buckets_are_inclusive_upper_bounds() {
+        let mut h = LatencyHist::default();
+        for v in [0, 10_000, 10_001, 1_000_000_000, 1_000_000_001, u64::MAX] {
+            h.add(v, &LATENCY_BOUNDS_NS);
+        }
+        let c = h.cumulative();
+        assert_eq!(c[0], 2);
+        assert_eq!(c[1], 3);
+        assert_eq!(c[15], 4);
+        assert_eq!(h.total(), 6);
+        assert_eq!(h.sum(), u64::MAX);
+        let mut g = LatencyHist::default();
+        g.merge(&h);
+        g.merge(&h);
+        assert_eq!(g.total(), 12);
+        assert_eq!(g.cumulative()[15], 8);
+    }
+
+    #[test]
+    fn servers_past_the_bound_share_the_overflow_entry_and_sums_stay_exact() {
+        use crate::collect::batch::RecordBatch;
+        use crate::collect::tables::{ClientGranularity, TableLimits, Tables};
+        use crate::decode::Transport;
+        use crate::protocol::Proto;
+        use crate::session::Record;
+        let limits = TableLimits {
+            max_keys: 10,
+            max_clients: 10,
+            max_families: 10,
+            client_granularity: ClientGranularity::Ip,
+        };
+        let mut b = RecordBatch::default();
+        let n = MAX_SERVERS + 6;
+        for i in 0..n {
+            for (cmd, res) in [
+                ("get", Outcome::Hit),
+                ("mg", Outcome::Miss),
+                ("set", Outcome::Stored),
+            ] {
+                b.push(
+                    &Record {
+                        ts: 1,
+                        client: "10.0.0.1:1".parse().unwrap(),
+                        server: SocketAddr::from((
+                            [10, 1, (i / 200) as u8, (i % 200) as u8],
+                            11211,
+                        )),
+                        transport: Transport::Tcp,
+                        proto: if cmd == "mg" {
+                            Proto::Meta
+                        } else {
+                            Proto::Text
+                        },
+                        command: cmd,
+                        first: true,
+                        key: Some(b"k"),
+                        result: res,
+                        req_bytes: if cmd == "set" { 100 } else { 0 },
+                        resp_bytes: 0,
+                        latency_ns: Some(15_000),
+                    },
+                    1,
+                );
+            }
+        }
+        let mut whole = Tables::new(&limits);
+        let (mut a, mut c) = (Tables::new(&limits), Tables::new(&limits));
+        let mut fam = Vec::new();
+        for (i, r) in b.recs.iter().enumerate() {
+            whole.add(&b, r, None, &mut fam);
+            if i % 2 == 0 { &mut a } else { &mut c }.add(&b, r, None, &mut fam);
+        }
+        a.merge(&c);
+        for t in [&whole, &a] {
+            let bd = &t.breakdown;
+            assert_eq!(bd.len(), MAX_SERVERS + 1);
+            assert_eq!(bd.overflow_records, 6 * 3);
+            let sorted = bd.sorted();
+            let last = sorted.last().unwrap();
+            assert_eq!(last.server, None);
+            assert_eq!(last.requests(), 6 * 3);
+            let sum: u64 = bd.iter().map(|s| s.requests()).sum();
+            assert_eq!(sum, t.totals.requests);
+            let lat: u64 = bd
+                .iter()
+                .flat_map(|s| s.latency.iter())
+                .map(|h| h.total())
+                .sum();
+            assert_eq!(lat, t.latency_us.total());
+            let size: u64 = bd
+                .iter()
+                .flat_map(|s| s.value_size.iter())
+                .map(|h| h.total())
+                .sum();
+            assert_eq!(size, t.value_size.total());
+            for s in bd.iter() {
+                assert_eq!(s.commands.len(), 3);
+                assert_eq!(
+                    s.latency[CommandClass::Get as usize].cumulative()[1],
+                    if s.server.is_some() { 2 } else { 12 }
+                );
+                assert_eq!(
+                    s.value_size[CommandClass::Store as usize].sum(),
+                    if s.server.is_some() { 100 } else { 600 }
+                );
+            }
+        }
+    }
+}
