@@ -234,9 +234,12 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     late.set(live.view_source());
     if !a.quiet {
         eprintln!(
-            "memtap: capturing on {} ({:?} engine, {} workers, filter `{expr}`){}",
+            "memtap: capturing on {} ({} engine, {} workers, filter `{expr}`){}",
             st.iface,
-            st.engine,
+            match st.engine {
+                CaptureEngine::Afpacket => "afpacket",
+                CaptureEngine::Pcap => "pcap",
+            },
             s.pipeline.workers,
             if st.user.is_empty() {
                 String::new()
