@@ -726,3 +726,58 @@ fn span_port_rehearsal_matches_replay_of_the_same_file() {
         assert_eq!(got["health"]["kernel_drops"], 0, "{case}");
     }
 }
+
+#[test]
+fn a_quiet_network_still_closes_windows() {
+    if !ready("quiet_windows") {
+        return;
+    }
+    let port = free_port();
+    let _mc = memcached(port);
+    let target = format!("127.0.0.1:{port}");
+    let cap = start_capture(&[
+        "-i",
+        "lo",
+        "-t",
+        &target,
+        "--workers",
+        "2",
+        "--window",
+        "1s",
+        "--listen",
+        "127.0.0.1:0",
+        "--format",
+        "json",
+    ]);
+    let mut t = Tally::default();
+    drive_text(port, &mut t);
+    // No packet after this: only the clock can close the window(s).
+    let addr = cap.addr.clone().unwrap();
+    let t0 = Instant::now();
+    let windows = loop {
+        let (st, _, body) = common::http_get(&addr, "/api/windows", None);
+        assert_eq!(st, 200);
+        let w: Value = serde_json::from_str(&body).unwrap();
+        let sum: u64 = w["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["totals"]["requests"].as_u64().unwrap())
+            .sum();
+        if sum == t.requests {
+            break w;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "windows never closed on a quiet network: {w}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(windows["windows_closed"].as_u64().unwrap() >= 1);
+    let (st, _, last) = common::http_get(&addr, "/api/report?window=last", None);
+    assert_eq!(st, 200);
+    let last: Value = serde_json::from_str(&last).unwrap();
+    assert!(last["totals"]["requests"].as_u64().unwrap() > 0);
+    let (r, _) = cap.stop();
+    assert_eq!(r["totals"]["requests"], t.requests);
+}
