@@ -5,10 +5,12 @@
 //!
 //! ```text
 //! capture ─Frame─▶ decode ─Packet─▶ reassembly ─bytes/gap─▶ protocol ─Request/Response─▶
-//!   session ─Record─▶ collect ─Tables─▶ report / export ─▶ app
+//!   session ─Record─▶ collect ─Tables─▶ report / export ─▶ store / web ─▶ app
 //! ```
 //!
-//! * `capture` reads frames (pcap/pcapng files, compressed or on stdin).
+//! * `capture` reads frames: pcap/pcapng files (compressed or on stdin), or
+//!   live from AF_PACKET TPACKET_V3 rings (one per worker, kernel fanout)
+//!   or libpcap, behind kernel BPF filters built from the targets.
 //! * `decode` turns a frame into an IP/TCP/UDP view over the same bytes
 //!   (link layers, VLAN tags, bounded IPv4 defragmentation) and classifies it
 //!   against the watched targets.
@@ -20,13 +22,15 @@
 //!   the whole per-packet path of one thread.
 //! * `collect` batches records to collector threads (sharded by key) and
 //!   keeps the bounded hot-key / hot-client tables and windows.
-//! * `report` turns tables into the report (JSON, text, CSV).
+//! * `report` turns tables into the report (JSON, text, CSV); `export`
+//!   into Prometheus metrics; `web` serves both over HTTP.
 //! * `app` (with `config`) wires the stages together for the CLI and spawns
 //!   the threads; it is the only module that knows every stage.
 //! * `stats` (counters, warnings), `time` and `escape` are shared by all.
 //!
 //! Time is always the packet's timestamp; nothing below `app` reads a clock,
-//! so a replay is deterministic.
+//! so a replay is deterministic. Live capture (`app::live`) adds wall-clock
+//! ticks between packets so windows close on a quiet network.
 #![deny(unsafe_code)]
 
 pub mod app;
