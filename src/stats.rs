@@ -22,6 +22,12 @@ macro_rules! counters {
             pub fn add(&mut self, o: &Counters) {
                 $( self.$name += o.$name; )*
             }
+
+            /// What this block counted beyond `o` (an earlier reading of
+            /// the same running totals), field by field, never below 0.
+            pub fn since(&self, o: &Counters) -> Counters {
+                Counters { $( $name: self.$name.saturating_sub(o.$name), )* }
+            }
         }
     };
 }
