@@ -32,6 +32,35 @@ pub struct Config {
     pub report: ReportCfg,
     #[serde(default)]
     pub families: crate::collect::families::FamilyConfig,
+    #[serde(default)]
+    pub store: StoreCfg,
+}
+
+/// The interval history (`--store`, `memtap report`, `memtap serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreCfg {
+    pub url: String,
+    pub sniffer: String,
+    pub top: usize,
+    pub rollup: String,
+    pub spool_dir: String,
+    pub queue_len: usize,
+    pub listen: String,
+}
+
+impl Default for StoreCfg {
+    fn default() -> Self {
+        StoreCfg {
+            url: "sqlite:memtap.db".into(),
+            sniffer: String::new(),
+            top: 1000,
+            rollup: "1d".into(),
+            spool_dir: String::new(),
+            queue_len: 64,
+            listen: "127.0.0.1:8091".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -356,6 +385,7 @@ mod tests {
         assert_eq!(format!("{:?}", cfg.collect), format!("{:?}", d.collect));
         assert_eq!(format!("{:?}", cfg.report), format!("{:?}", d.report));
         assert_eq!(cfg.families, d.families);
+        assert_eq!(format!("{:?}", cfg.store), format!("{:?}", d.store));
     }
 
     #[test]

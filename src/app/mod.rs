@@ -5,6 +5,7 @@ pub mod format;
 pub mod pipeline;
 pub mod progress;
 pub mod replay;
+pub mod store;
 pub mod summary;
 
 use crate::capture::file::FileSource;
@@ -21,6 +22,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dump(a) => dump(a),
         Command::Replay(a) => replay::run(a),
+        Command::Report(a) => store::report(a),
+        Command::Serve(a) => store::serve(a),
     }
 }
 

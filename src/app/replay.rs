@@ -136,13 +136,31 @@ pub fn make_report(out: &PipelineOutput, files: &[PathBuf], s: &ReplaySetup) -> 
 
 pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let (cfg, targets) = load_config(&a.common)?;
-    let s = setup(&cfg, &a.analysis, a.top, a.sort, a.per_window)?;
+    let mut s = setup(&cfg, &a.analysis, a.top, a.sort, a.per_window)?;
     if a.format == ReportFormat::Csv && a.output_dir.is_none() {
         anyhow::bail!("--format csv writes one file per table: give --output-dir DIR");
     }
+    // The store needs every window, whether the report lists them or not.
+    let store = match &a.store {
+        Some(url) => {
+            s.pipeline.windows = true;
+            Some(super::store::writer_for(
+                &cfg,
+                url,
+                &a,
+                s.pipeline.window_ns,
+            )?)
+        }
+        None => None,
+    };
     let mut bar = super::progress::Bar::new(!a.quiet);
-    let (report, warnings) = replay_report(&cfg, &targets, &a.files, &s, &mut bar)?;
+    let out = pipeline::run(&cfg, &targets, &a.files, &s.pipeline, &mut bar)?;
+    let report = make_report(&out, &a.files, &s);
+    let warnings = out.warnings.clone();
     bar.finish();
+    if let Some(w) = store {
+        super::store::store_replay(w, out, &a.files, s.pipeline.window_ns)?;
+    }
     if !a.quiet {
         let mut err = std::io::stderr().lock();
         for w in &warnings {
