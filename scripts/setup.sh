@@ -16,6 +16,11 @@ have_cmd tshark || need+=(tshark)
 have_cmd tcpdump || need+=(tcpdump)
 have_cmd memcached || need+=(memcached)
 have_pkg libpcap-dev || need+=(libpcap-dev)
+# Store tests: a real PostgreSQL (the tests run initdb/pg_ctl from
+# /usr/lib/postgresql/*/bin as the postgres user on a temporary directory)
+# and headless Chromium for the history web page.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+have_cmd chromium || need+=(chromium)
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}" >&2

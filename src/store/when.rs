@@ -6,10 +6,23 @@
 pub fn parse_time(s: &str) -> anyhow::Result<u64> {
     let t = s.trim();
     let bad = || anyhow::anyhow!("time {s:?}: use 2026-11-17T14:00 (UTC) or Unix seconds");
-    if let Ok(secs) = t.parse::<f64>() {
-        if t.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            return Ok((secs * 1e9).round() as u64);
+    // Decimal seconds, exactly (a float would miss a window start by
+    // a few hundred ns).
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+        if frac.len() > 9 || frac.contains('.') {
+            return Err(bad());
         }
+        let w: u64 = whole.parse().map_err(|_| bad())?;
+        let f: u64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<9}").parse().map_err(|_| bad())?
+        };
+        return w
+            .checked_mul(1_000_000_000)
+            .and_then(|x| x.checked_add(f))
+            .ok_or_else(bad);
     }
     let t = t.trim_end_matches('Z');
     let (date, time) = match t.split_once(['T', ' ']) {
@@ -82,6 +95,10 @@ mod tests {
         let t = parse_time("2026-11-17T14:00:30Z").unwrap();
         assert_eq!(fmt_time(t), "2026-11-17T14:00:30Z");
         assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            parse_time("1763776201.52").unwrap(),
+            1_763_776_201_520_000_000
+        );
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2026-13-01").is_err());
     }

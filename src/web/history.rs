@@ -202,7 +202,7 @@ fn num(v: f64) -> String {
 }
 
 /// A line chart over time; each point is a `circle.pt` with `data-series`,
-/// `data-x` (interval start, Unix seconds) and `data-y` (exact value).
+/// `data-x` (interval start, Unix seconds as the JSON report writes it) and `data-y` (exact value).
 fn line_chart(id: &str, title: &str, unit: &str, series: &[Series], x0: u64, x1: u64) -> String {
     let mut s = String::new();
     let ymax = series
@@ -259,7 +259,7 @@ fn line_chart(id: &str, title: &str, unit: &str, series: &[Series], x0: u64, x1:
                 x(p.0),
                 y(p.1),
                 n = esc(&se.name),
-                dx = p.0 / 1_000_000_000,
+                dx = crate::report::secs(p.0),
                 dy = num(p.1),
                 t = fmt_time(p.0),
             );
