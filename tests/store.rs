@@ -69,6 +69,7 @@ fn options(sniffer: &str, spool: &std::path::Path, store_top: usize) -> StoreOpt
         spool_dir: spool.to_path_buf(),
         queue_len: 4,
         retry_for: Duration::from_secs(5),
+        keep_fine_ns: 0,
     }
 }
 
@@ -499,5 +500,67 @@ fn store_errors_are_one_line() {
     assert!(
         e.ends_with("the store keeps 10ms intervals rolled up per 1s; this run asks for 1m and 1d (interval lengths are fixed when a store is created)"),
         "{e}"
+    );
+}
+
+/// Retention: fine intervals of closed buckets older than `keep_fine` are
+/// deleted once their rollup exists, and reports read the rollup instead,
+/// with the same sums.
+#[test]
+fn retention_reads_rollups_where_fine_rows_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("keep.db").display());
+    let mut o = options("s1", dir.path(), 0);
+    o.keep_fine_ns = 60_000_000_000;
+    let w = Writer::spawn(&url, o).unwrap();
+    // text_tcp at its own time, udp an hour later: text_tcp's buckets end
+    // long before the newest interval.
+    let (old, out_old) = replay("text_tcp");
+    let (new, out_new) = replay("udp");
+    let shift = 3_600_000_000_000u64;
+    let old_first = out_old.windows[0].0;
+    let old_last = out_old.windows.last().unwrap().0;
+    for (start, end, tables) in out_old.windows {
+        w.submit(memtap::store::Interval {
+            start,
+            end,
+            tables,
+            counters: Default::default(),
+        });
+    }
+    let new_first = out_new.windows[0].0 + shift;
+    for (start, end, tables) in out_new.windows {
+        w.submit(memtap::store::Interval {
+            start: start + shift,
+            end: end + shift,
+            tables,
+            counters: Default::default(),
+        });
+    }
+    w.finish().unwrap();
+    let mut db = memtap::store::open_read(&url).unwrap();
+    let fine = memtap::store::snapshot::read(db.as_mut(), &Default::default()).unwrap();
+    assert!(
+        fine.iter().all(|s| s.start >= new_first),
+        "text_tcp's fine intervals are pruned"
+    );
+    assert!(!fine.is_empty(), "udp's are kept (its bucket is recent)");
+    // The old range now comes from its rollup: the same tables.
+    let old_range = Query {
+        since: old_first - old_first % ROLLUP_NS,
+        until: Some(old_last - old_last % ROLLUP_NS + ROLLUP_NS),
+        ..Default::default()
+    };
+    let h = history(&url, &old_range);
+    assert_eq!(h.totals, old.totals);
+    assert_eq!(h.keys, old.keys);
+    assert_eq!(h.clients, old.clients);
+    assert_eq!(h.servers, old.servers);
+    assert_eq!(h.commands, old.commands);
+    assert_eq!(h.distributions, old.distributions);
+    let all = history(&url, &Query::default());
+    assert_eq!(
+        all.totals.requests,
+        old.totals.requests + new.totals.requests
     );
 }

@@ -36,6 +36,10 @@ pub fn store_options(
         sc.rollup,
         crate::store::schema::dur(fine_ns)
     );
+    let keep_fine_ns = match sc.keep_fine.trim() {
+        "0" | "" => 0,
+        k => parse_duration(k).map_err(|e| anyhow::anyhow!("store.keep_fine: {e}"))?,
+    };
     let sniffer = match sniffer {
         Some(s) => s.to_string(),
         None if !sc.sniffer.is_empty() => sc.sniffer.clone(),
@@ -52,6 +56,7 @@ pub fn store_options(
             sc.spool_dir.clone().into()
         },
         queue_len: sc.queue_len.max(1),
+        keep_fine_ns,
         ..StoreOptions::default()
     })
 }

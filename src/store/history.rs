@@ -32,9 +32,42 @@ impl Query {
     }
 }
 
-/// The fine intervals a query selects, restricted to its servers.
+/// The intervals a query selects, restricted to its servers: the fine
+/// intervals, and the rollups of buckets whose fine intervals retention
+/// has deleted (`keep_fine`).
 pub fn intervals(db: &mut dyn Db, q: &Query) -> Result<Vec<Snapshot>> {
     let mut v = snapshot::read(db, &q.filter())?;
+    let rollup_ns = super::schema::stored(db)?.rollup_ns;
+    let rolled = snapshot::read(
+        db,
+        &Filter {
+            level: 1,
+            ..q.filter()
+        },
+    )?;
+    let mut added = false;
+    for r in rolled {
+        // Only buckets wholly inside the range whose fine rows are gone.
+        if q.until.is_some_and(|u| r.start + rollup_ns > u) {
+            continue;
+        }
+        let fine = db.query(
+            "SELECT COUNT(*) FROM intervals WHERE sniffer = $1 AND level = 0 AND start_ns >= $2 \
+             AND start_ns < $3",
+            &[
+                r.sniffer.as_str().into(),
+                r.start.into(),
+                (r.start + rollup_ns).into(),
+            ],
+        )?;
+        if fine.first().map(|x| x[0].u64()).unwrap_or(0) == 0 {
+            v.push(r);
+            added = true;
+        }
+    }
+    if added {
+        v.sort_by(|a, b| (a.start, &a.sniffer).cmp(&(b.start, &b.sniffer)));
+    }
     for s in &mut v {
         s.restrict_servers(&q.servers);
     }

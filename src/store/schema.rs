@@ -87,6 +87,17 @@ fn meta(db: &mut dyn Db, name: &str) -> Result<Option<String>> {
     Ok(rows.first().map(|r| r[0].text()))
 }
 
+/// The interval lengths of an existing store (read only).
+pub fn stored(db: &mut dyn Db) -> Result<Intervals> {
+    match (meta(db, "fine_ns")?, meta(db, "rollup_ns")?) {
+        (Some(f), Some(r)) => Ok(Intervals {
+            fine_ns: f.parse().unwrap_or(1),
+            rollup_ns: r.parse::<u64>().unwrap_or(1).max(1),
+        }),
+        _ => bail!("the store is empty: nothing has been written to it yet"),
+    }
+}
+
 /// Brings the schema up to date and returns the store's interval lengths.
 /// `want` sets them on a new store; on an existing one they must agree
 /// (`None`: take what the store has).

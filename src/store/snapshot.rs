@@ -481,6 +481,19 @@ pub fn write_delete(db: &mut dyn Db, sniffer: &str, level: u64, start: u64) -> R
     Ok(())
 }
 
+/// Deletes the intervals of one level starting in [from, to).
+pub fn delete_range(db: &mut dyn Db, sniffer: &str, level: u64, from: u64, to: u64) -> Result<()> {
+    for t in TABLES {
+        db.exec(
+            &format!(
+                "DELETE FROM {t} WHERE sniffer = $1 AND level = $2 AND start_ns >= $3 AND start_ns < $4"
+            ),
+            &[sniffer.into(), level.into(), from.into(), to.into()],
+        )?;
+    }
+    Ok(())
+}
+
 /// Writes one interval, replacing whatever the store had under its
 /// (sniffer, level, start): ingesting the same interval twice changes
 /// nothing. The caller holds the transaction.

@@ -45,6 +45,11 @@ pub struct StoreOptions {
     /// How long `finish` keeps retrying an unavailable database before it
     /// leaves the rest in the spool file (for the next writer).
     pub retry_for: Duration,
+    /// Fine intervals older than this (packet time, behind the newest
+    /// written) are deleted once their rollup exists, whole rollup buckets
+    /// at a time; reports then read the rollup for those buckets. 0 keeps
+    /// them forever.
+    pub keep_fine_ns: u64,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +62,7 @@ impl Default for StoreOptions {
             spool_dir: std::env::temp_dir(),
             queue_len: 64,
             retry_for: Duration::from_secs(30),
+            keep_fine_ns: 0,
         }
     }
 }
@@ -389,6 +395,10 @@ fn run(
                         }
                     }
                 }
+                if let Some(d) = db.as_mut() {
+                    // A failed prune is retried after the next batch.
+                    let _ = prune(d.as_mut(), &o, newest);
+                }
             }
             Err(e) => {
                 *sh.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
@@ -418,6 +428,37 @@ fn run(
     if let Some(d) = db.as_mut() {
         for b in touched {
             rollup(d.as_mut(), &o, b)?;
+        }
+        prune(d.as_mut(), &o, newest)?;
+    }
+    Ok(())
+}
+
+/// Retention: deletes this sniffer's fine intervals in rollup buckets
+/// that ended `keep_fine_ns` or more before `newest` and have a rollup.
+/// Whole buckets only, so a report takes each bucket either from its fine
+/// intervals or from its rollup, never half of each.
+fn prune(db: &mut dyn Db, o: &StoreOptions, newest: u64) -> Result<()> {
+    if o.keep_fine_ns == 0 || newest < o.keep_fine_ns {
+        return Ok(());
+    }
+    let cutoff = newest - o.keep_fine_ns;
+    let buckets = db.query(
+        "SELECT start_ns FROM intervals WHERE sniffer = $1 AND level = 1 AND start_ns + $2 <= $3 \
+         AND EXISTS (SELECT 1 FROM intervals f WHERE f.sniffer = $1 AND f.level = 0 \
+         AND f.start_ns >= intervals.start_ns AND f.start_ns < intervals.start_ns + $2)",
+        &[o.sniffer.as_str().into(), o.rollup_ns.into(), cutoff.into()],
+    )?;
+    for b in buckets {
+        let start = b[0].u64();
+        db.batch("BEGIN")?;
+        let r = snapshot::delete_range(db, &o.sniffer, 0, start, start + o.rollup_ns);
+        match r {
+            Ok(()) => db.batch("COMMIT")?,
+            Err(e) => {
+                let _ = db.batch("ROLLBACK");
+                return Err(e);
+            }
         }
     }
     Ok(())
