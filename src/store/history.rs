@@ -2,7 +2,7 @@
 //! a key's history, and the busiest intervals per server.
 
 use super::db::{Db, Value};
-use super::snapshot::{self, Filter, Snapshot, TrafficRow};
+use super::snapshot::{self, Filter, Snapshot};
 use crate::report::{self, LimitsOut, Report, ReportOptions, RunInfo};
 use crate::stats::Counters;
 use anyhow::Result;
@@ -301,46 +301,59 @@ pub struct Peak {
 /// The `n` busiest intervals of each server (by requests, or by bytes in
 /// plus out), busiest first (Seafood's peak table).
 pub fn peaks(db: &mut dyn Db, q: &Query, n: usize, by_bytes: bool) -> Result<Vec<Peak>> {
-    let snaps = intervals(db, q)?;
-    let mut per: BTreeMap<String, Vec<Peak>> = BTreeMap::new();
-    for s in &snaps {
-        for (server, t) in &s.servers {
-            per.entry(server.clone())
-                .or_default()
-                .push(peak(s, server, t));
-        }
-    }
-    let mut out = Vec::new();
-    for (_, mut v) in per {
-        let w = |p: &Peak| {
+    // Straight from the per-server rows (no key rows read).
+    let f = q.filter();
+    let rows = db.query(
+        &format!(
+            "SELECT s.server, s.sniffer, s.start_ns, i.end_ns, s.requests, s.hits, s.misses, \
+             s.bytes_in, s.bytes_out, s.errors FROM server_stats s JOIN intervals i \
+             ON i.sniffer = s.sniffer AND i.level = s.level AND i.start_ns = s.start_ns \
+             WHERE s.level = 0 AND s.start_ns >= $1 AND s.start_ns < $2 \
+             ORDER BY s.server, {} DESC, s.start_ns",
             if by_bytes {
-                p.bytes_in + p.bytes_out
+                "s.bytes_in + s.bytes_out"
             } else {
-                p.requests
+                "s.requests"
             }
+        ),
+        &[
+            f.since.into(),
+            Value::Int(
+                f.until
+                    .map(|u| u.min(i64::MAX as u64) as i64)
+                    .unwrap_or(i64::MAX),
+            ),
+        ],
+    )?;
+    let mut out: Vec<Peak> = Vec::new();
+    let mut per_server = 0;
+    for r in rows {
+        let p = Peak {
+            server: r[0].text(),
+            sniffer: r[1].text(),
+            start: r[2].u64(),
+            end: r[3].u64(),
+            requests: r[4].u64(),
+            hits: r[5].u64(),
+            misses: r[6].u64(),
+            bytes_in: r[7].u64(),
+            bytes_out: r[8].u64(),
+            errors: r[9].u64(),
         };
-        v.sort_by(|a, b| w(b).cmp(&w(a)).then(a.start.cmp(&b.start)));
-        if n > 0 {
-            v.truncate(n);
+        if (!q.sniffers.is_empty() && !q.sniffers.contains(&p.sniffer))
+            || (!q.servers.is_empty() && !q.servers.contains(&p.server))
+        {
+            continue;
         }
-        out.extend(v);
+        if out.last().is_none_or(|l| l.server != p.server) {
+            per_server = 0;
+        }
+        per_server += 1;
+        if n == 0 || per_server <= n {
+            out.push(p);
+        }
     }
     Ok(out)
-}
-
-fn peak(s: &Snapshot, server: &str, t: &TrafficRow) -> Peak {
-    Peak {
-        server: server.to_string(),
-        sniffer: s.sniffer.clone(),
-        start: s.start,
-        end: s.end,
-        requests: t.requests,
-        hits: t.hits,
-        misses: t.misses,
-        bytes_in: t.bytes_in,
-        bytes_out: t.bytes_out,
-        errors: t.errors,
-    }
 }
 
 /// Sniffers and servers present in the store (for the web page's choices).

@@ -10,6 +10,17 @@
 //! that only after the items are committed, so a crash at any point leaves
 //! every item on disk; a later writer for the same sniffer picks both files
 //! up. Writing an item twice is harmless (an interval replaces itself).
+//!
+//! Live capture uses it like this (one writer per process):
+//!
+//! ```text
+//! let w = store::Writer::spawn(url, StoreOptions { sniffer, store_top, fine_ns: window_ns,
+//!                                                  rollup_ns, spool_dir, queue_len, ..Default::default() })?;
+//! // each closed window, with that window's counter deltas:
+//! w.submit(Interval { start, end, tables, counters });   // never blocks
+//! gauge.set(w.backlog());                                // intervals not yet in the database
+//! w.finish()?;                                           // at exit: flush, rollups, wait
+//! ```
 
 use super::db::{self, Db, StoreUrl, Value};
 use super::schema::{self, Intervals};
