@@ -33,6 +33,14 @@ pub fn parse_time(s: &str) -> anyhow::Result<u64> {
         .split('-')
         .map(|x| x.parse().map_err(|_| bad()))
         .collect::<anyhow::Result<_>>()?;
+    // Fractional seconds, as fmt_time prints them (…:45.250).
+    let (time, sub_ns) = match time.split_once('.') {
+        Some((t, f)) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
+            (t, format!("{f:0<9}").parse::<u64>().map_err(|_| bad())?)
+        }
+        Some(_) => return Err(bad()),
+        None => (time, 0),
+    };
     let hms: Vec<i64> = time
         .split(':')
         .map(|x| x.parse().map_err(|_| bad()))
@@ -54,7 +62,7 @@ pub fn parse_time(s: &str) -> anyhow::Result<u64> {
     let days = era * 146097 + doe - 719468;
     let secs = days * 86400 + hms[0] * 3600 + hms[1] * 60 + hms.get(2).copied().unwrap_or(0);
     anyhow::ensure!(secs >= 0, "time {s:?} is before 1970");
-    Ok(secs as u64 * 1_000_000_000)
+    Ok(secs as u64 * 1_000_000_000 + sub_ns)
 }
 
 /// A time as the reports print it (UTC).
@@ -72,8 +80,15 @@ pub fn fmt_time(ns: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    // Milliseconds only when there are any (sub-second windows).
+    let ms = ns % 1_000_000_000 / 1_000_000;
+    let frac = if ns % 1_000_000_000 == 0 {
+        String::new()
+    } else {
+        format!(".{ms:03}")
+    };
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -95,6 +110,11 @@ mod tests {
         let t = parse_time("2026-11-17T14:00:30Z").unwrap();
         assert_eq!(fmt_time(t), "2026-11-17T14:00:30Z");
         assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(fmt_time(1_250_000_000), "1970-01-01T00:00:01.250Z");
+        assert_eq!(
+            parse_time("1970-01-01T00:00:01.250Z").unwrap(),
+            1_250_000_000
+        );
         assert_eq!(
             parse_time("1763776201.52").unwrap(),
             1_763_776_201_520_000_000
