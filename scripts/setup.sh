@@ -28,6 +28,11 @@ have_cmd promtool || need+=(prometheus)
 have_pkg python3-prometheus-client || need+=(python3-prometheus-client)
 # Live-capture end-to-end tests: tcpreplay onto a veth pair.
 have_cmd tcpreplay || need+=(tcpreplay)
+# Store tests: a real PostgreSQL (the tests run initdb/pg_ctl from
+# /usr/lib/postgresql/*/bin as the postgres user on a temporary directory)
+# and headless Chromium for the history web page.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+have_cmd chromium || need+=(chromium)
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}" >&2

@@ -38,6 +38,37 @@ pub struct Config {
     pub capture: CaptureCfg,
     #[serde(default)]
     pub http: HttpCfg,
+    #[serde(default)]
+    pub store: StoreCfg,
+}
+
+/// The interval history (`--store`, `memtap report`, `memtap serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreCfg {
+    pub url: String,
+    pub sniffer: String,
+    pub top: usize,
+    pub rollup: String,
+    pub keep_fine: String,
+    pub spool_dir: String,
+    pub queue_len: usize,
+    pub listen: String,
+}
+
+impl Default for StoreCfg {
+    fn default() -> Self {
+        StoreCfg {
+            url: "sqlite:memtap.db".into(),
+            sniffer: String::new(),
+            top: 1000,
+            rollup: "1d".into(),
+            keep_fine: "0".into(),
+            spool_dir: String::new(),
+            queue_len: 64,
+            listen: "127.0.0.1:8091".into(),
+        }
+    }
 }
 
 /// Live capture (`memtap capture`).
@@ -464,6 +495,7 @@ mod tests {
         assert_eq!(cfg.families, d.families);
         assert_eq!(cfg.capture, d.capture);
         assert_eq!(cfg.http, d.http);
+        assert_eq!(format!("{:?}", cfg.store), format!("{:?}", d.store));
     }
 
     #[test]

@@ -23,9 +23,39 @@ pub fn key_string(key: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The inverse of `key_string`: `\xNN` back to its byte (a key typed on a
+/// command line or in a URL, as reports print it).
+pub fn unescape_key(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1] == b'x' {
+            if let Some(v) = s
+                .get(i + 2..i + 4)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unescapes_what_it_escapes() {
+        for k in [&b"user:42"[..], b"a\\b", b"\x00\xff \x7f~", b""] {
+            assert_eq!(unescape_key(&key_string(k)), k);
+        }
+    }
 
     #[test]
     fn escapes_exactly() {

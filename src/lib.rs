@@ -45,5 +45,6 @@ pub mod reassembly;
 pub mod report;
 pub mod session;
 pub mod stats;
+pub mod store;
 pub mod time;
 pub mod web;

@@ -58,6 +58,126 @@ pub enum Command {
     /// tables. Needs root or CAP_NET_RAW (CAP_NET_ADMIN for promiscuous
     /// mode) to open the sockets; --user then drops to an unprivileged user.
     Capture(CaptureArgs),
+
+    /// Report over the stored history: the replay report's tables and JSON
+    /// schema over any time range, summed from the intervals in a store
+    /// (`memtap replay --store URL` writes them); or, with `key KEY`, one
+    /// key's history; or, with `peaks`, each server's busiest intervals.
+    ///
+    /// Times (--since, --until) are UTC: 2026-11-17, 2026-11-17T14:00,
+    /// 2026-11-17T14:00:30Z, Unix seconds (1763388000), or -DURATION for
+    /// that long before now (-2h). An interval belongs to the range when
+    /// its start does.
+    Report(HistoryArgs),
+
+    /// Serve the history web page: pick a time range, sniffers and
+    /// servers, by requests or by bytes; charts (request and hit rate per
+    /// server, top keys, non-get commands, top clients, value-size and
+    /// latency distributions, each server's share of requests) drawn as
+    /// SVG by memtap itself, so the page works offline; each key links to
+    /// its history.
+    Serve(ServeArgs),
+}
+
+/// Where the history lives.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// The store: sqlite:PATH (a file, created on first write) or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB (one database shared by
+    /// many sniffers). Default sqlite:memtap.db (config: store.url).
+    #[arg(long, value_name = "URL", global = true)]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum By {
+    /// Order by requests.
+    Requests,
+    /// Order by bytes (in plus out).
+    Bytes,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
+    /// Config file (TOML); see config/memtap.toml.
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// First interval start to include (UTC; see above). Default: the
+    /// beginning.
+    #[arg(long, value_name = "TIME", global = true)]
+    pub since: Option<String>,
+
+    /// End of the range, exclusive. Default: the end.
+    #[arg(long, value_name = "TIME", global = true)]
+    pub until: Option<String>,
+
+    /// Only this sniffer's intervals. Repeatable. Default: all.
+    #[arg(long, value_name = "NAME", global = true)]
+    pub sniffer: Vec<String>,
+
+    /// Only this server (ADDR:PORT, as the servers table shows it).
+    /// Repeatable. Restricts the servers table, the totals and the keys
+    /// (keys seen on it); clients, families, commands and distributions
+    /// are stored per sniffer, not per server, and stay whole.
+    #[arg(long, value_name = "ADDR:PORT", global = true)]
+    pub server: Vec<String>,
+
+    /// Order of the top tables. Default: requests.
+    #[arg(long, value_enum, global = true)]
+    pub by: Option<By>,
+
+    /// Rows in the key, client and family tables (0: all stored).
+    /// Default 20 (config: report.top).
+    #[arg(long, value_name = "N", global = true)]
+    pub top: Option<usize>,
+
+    /// Report format.
+    #[arg(long, short = 'f', value_enum, default_value = "text", global = true)]
+    pub format: ReportFormat,
+
+    /// Directory for --format csv (created if missing).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub output_dir: Option<PathBuf>,
+
+    /// Key privacy in the output: none, hash or truncate:N. Default: none.
+    #[arg(long, value_name = "MODE", global = true)]
+    pub redact_keys: Option<String>,
+
+    #[command(subcommand)]
+    pub what: Option<HistoryWhat>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryWhat {
+    /// One key's history: requests, hits, misses and bytes per interval,
+    /// its clients and servers, when it first entered the top N (--top)
+    /// and its peak.
+    Key {
+        /// The key, escaped as reports print it (`\xNN` for odd bytes).
+        key: String,
+    },
+    /// The busiest intervals of each server (Seafood's peak table); --top
+    /// intervals per server, by requests or --by bytes.
+    Peaks,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file (TOML); see config/memtap.toml.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Address to listen on. Default 127.0.0.1:8091 (config:
+    /// store.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +301,25 @@ pub struct ReplayArgs {
     /// Add each window's tables to the report.
     #[arg(long)]
     pub per_window: bool,
+
+    /// Also write every window (per sniffer and server) to this store:
+    /// sqlite:PATH or postgres://… (see `memtap report`). Re-ingesting
+    /// the same capture replaces its intervals, never double counts. The
+    /// window length (--window) must be the store's fine interval.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Sniffer name under which --store keeps the windows. Default: the
+    /// host name (config: store.sniffer).
+    #[arg(long, value_name = "NAME")]
+    pub sniffer: Option<String>,
+
+    /// Keys, clients and families stored per window (0 = all), keys by
+    /// requests, bytes and misses, the others by requests and bytes; a
+    /// remainder row per table keeps its sums exact. Default 1000 (config:
+    /// store.top).
+    #[arg(long, value_name = "N")]
+    pub store_top: Option<usize>,
 
     /// No progress bar and no warnings on standard error.
     #[arg(long, short = 'q')]

@@ -9,6 +9,7 @@ pub mod privileges;
 pub mod progress;
 pub mod replay;
 pub mod serve;
+pub mod store;
 pub mod summary;
 
 use crate::capture::file::FileSource;
@@ -26,6 +27,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dump(a) => dump(a),
         Command::Replay(a) => replay::run(a),
         Command::Capture(a) => capture::run(a),
+        Command::Report(a) => store::report(a),
+        Command::Serve(a) => store::serve(a),
     }
 }
 

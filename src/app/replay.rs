@@ -154,6 +154,19 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if a.format == ReportFormat::Csv && a.output_dir.is_none() {
         anyhow::bail!("--format csv writes one file per table: give --output-dir DIR");
     }
+    // The store needs every window, whether the report lists them or not.
+    let store = match &a.store {
+        Some(url) => {
+            s.pipeline.windows = true;
+            Some(super::store::writer_for(
+                &cfg,
+                url,
+                &a,
+                s.pipeline.window_ns,
+            )?)
+        }
+        None => None,
+    };
     // Bind before the (possibly long) replay: a busy port fails at once.
     let listener = if a.serve {
         // The top-N gauges show the last closed window: keep windows.
@@ -171,6 +184,16 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let report = make_report(&pipe_out, &a.files, &s);
     let warnings = pipe_out.warnings.clone();
     bar.finish();
+    let mut pipe_out = Some(pipe_out);
+    if let Some(w) = store {
+        // The store takes the tables; with --serve too, it gets a copy.
+        let o = if listener.is_some() {
+            copy_output(pipe_out.as_ref().expect("present"), &s)
+        } else {
+            pipe_out.take().expect("present")
+        };
+        super::store::store_replay(w, o, &a.files, s.pipeline.window_ns)?;
+    }
     if !a.quiet {
         let mut err = std::io::stderr().lock();
         for w in &warnings {
@@ -179,7 +202,8 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     emit(&report, a.format, a.output_dir.as_deref(), None, a.quiet)?;
     if let Some(l) = listener {
-        let view = finished_view(pipe_out, &a.files, &s, cfg.http.keep_windows);
+        let out = pipe_out.take().expect("kept for --serve");
+        let view = finished_view(out, &a.files, &s, cfg.http.keep_windows);
         l.serve_until_signal(std::sync::Arc::new(crate::web::server::FixedView(
             std::sync::Arc::new(view),
         )))?;
@@ -221,6 +245,26 @@ pub fn emit(
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(anyhow::anyhow!("writing the report: {e}")),
+    }
+}
+
+fn copy_output(o: &PipelineOutput, s: &ReplaySetup) -> PipelineOutput {
+    let copy = |t: &crate::collect::tables::Tables| {
+        let mut c = crate::collect::tables::Tables::new(&s.pipeline.limits);
+        c.merge(t);
+        c
+    };
+    PipelineOutput {
+        run: copy(&o.run),
+        windows: o
+            .windows
+            .iter()
+            .map(|(a, b, t)| (*a, *b, copy(t)))
+            .collect(),
+        counters: o.counters.clone(),
+        warnings: o.warnings.clone(),
+        first_ts: o.first_ts,
+        last_ts: o.last_ts,
     }
 }
 

@@ -107,6 +107,12 @@ impl<T> Entry<T> {
         self.count.saturating_sub(self.error_bound)
     }
 
+    /// Adds to the error bound (at most up to the count): a table rebuilt
+    /// from stored rows (`store`) carries the bounds the rows had.
+    pub fn raise_error_bound(&mut self, by: u64) {
+        self.error_bound = self.error_bound.saturating_add(by).min(self.count);
+    }
+
     /// Whether count and payload are exact (`error_bound == 0`).
     #[inline]
     pub fn is_exact(&self) -> bool {

@@ -73,6 +73,20 @@ impl Log2Hist {
         self.total
     }
 
+    /// The class counts, for storing the histogram and rebuilding it later
+    /// (`store`).
+    pub fn counts(&self) -> &[u64; CLASSES] {
+        &self.counts
+    }
+
+    pub fn from_parts(counts: [u64; CLASSES], max: u64) -> Log2Hist {
+        Log2Hist {
+            total: counts.iter().sum(),
+            counts,
+            max,
+        }
+    }
+
     pub fn max(&self) -> u64 {
         self.max
     }

@@ -115,6 +115,16 @@ impl SmallHist {
         self.max
     }
 
+    /// The class counts, for storing a key's histogram and rebuilding it
+    /// later (`store`).
+    pub fn counts(&self) -> &[u32; 32] {
+        &self.counts
+    }
+
+    pub fn from_parts(counts: [u32; 32], max: u64) -> SmallHist {
+        SmallHist { counts, max }
+    }
+
     pub fn total(&self) -> u64 {
         self.counts.iter().map(|&c| c as u64).sum()
     }

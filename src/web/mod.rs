@@ -1,3 +1,4 @@
 //! What memtap serves over HTTP: metrics, the JSON API, and pages.
 
+pub mod history;
 pub mod server;

@@ -1,0 +1,758 @@
+//! The history web page: a form (time range, sniffers, servers, by
+//! requests or bytes; GET parameters, so the state is in the URL) and
+//! charts drawn here as inline SVG, so the page works offline with no
+//! script at all. Every chart point and bar carries its exact value in
+//! `data-*` attributes (the headless-browser test reads them).
+//!
+//! Routes: `/` (the page), `/key?key=K&…` (a key's history).
+
+use crate::report::{Report, ReportOptions, SortBy};
+use crate::store::history::{self, Query};
+use crate::store::snapshot::Snapshot;
+use crate::store::when::{fmt_time, parse_time};
+use axum::extract::RawQuery;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// The page's routes over the store at `url` (a connection per request,
+/// on the blocking pool: the database clients are synchronous).
+pub fn router(url: String) -> axum::Router {
+    let url = Arc::new(url);
+    let u2 = url.clone();
+    axum::Router::new()
+        .route(
+            "/",
+            get(move |q: RawQuery| page(url.clone(), q.0.unwrap_or_default(), false)),
+        )
+        .route(
+            "/key",
+            get(move |q: RawQuery| page(u2.clone(), q.0.unwrap_or_default(), true)),
+        )
+}
+
+async fn page(url: Arc<String>, query: String, key: bool) -> Response {
+    let r = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let params = Params::parse(&query)?;
+        let mut db = crate::store::open_read(&url)?;
+        if key {
+            key_page(db.as_mut(), &params)
+        } else {
+            main_page(db.as_mut(), &params)
+        }
+    })
+    .await;
+    match r {
+        Ok(Ok(html)) => Html(html).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::BAD_REQUEST,
+            Html(format!(
+                "<!doctype html><title>memtap</title><p class=error>{}</p>",
+                esc(&format!("{e:#}"))
+            )),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// The form's state.
+#[derive(Debug, Default, Clone)]
+struct Params {
+    since: String,
+    until: String,
+    sniffers: Vec<String>,
+    servers: Vec<String>,
+    by_bytes: bool,
+    key: String,
+}
+
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() && s.is_char_boundary(i + 1) && s.is_char_boundary(i + 3) => {
+                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn url_encode(s: &str) -> String {
+    let mut o = String::new();
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) {
+            o.push(b as char);
+        } else {
+            let _ = write!(o, "%{b:02X}");
+        }
+    }
+    o
+}
+
+impl Params {
+    fn parse(q: &str) -> anyhow::Result<Params> {
+        let mut p = Params::default();
+        for kv in q.split('&').filter(|x| !x.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let v = url_decode(v);
+            match k {
+                "since" => p.since = v,
+                "until" => p.until = v,
+                "sniffer" if !v.is_empty() => p.sniffers.push(v),
+                "server" if !v.is_empty() => p.servers.push(v),
+                "by" => p.by_bytes = v == "bytes",
+                "key" => p.key = v,
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+
+    fn query(&self) -> anyhow::Result<Query> {
+        let t = |s: &str| -> anyhow::Result<Option<u64>> {
+            if s.trim().is_empty() {
+                Ok(None)
+            } else {
+                parse_time(s).map(Some)
+            }
+        };
+        Ok(Query {
+            since: t(&self.since)?.unwrap_or(0),
+            until: t(&self.until)?,
+            sniffers: self.sniffers.clone(),
+            servers: self.servers.clone(),
+        })
+    }
+
+    /// The query string of this state (links keep it).
+    fn href(&self) -> String {
+        let mut v = Vec::new();
+        if !self.since.is_empty() {
+            v.push(format!("since={}", url_encode(&self.since)));
+        }
+        if !self.until.is_empty() {
+            v.push(format!("until={}", url_encode(&self.until)));
+        }
+        for s in &self.sniffers {
+            v.push(format!("sniffer={}", url_encode(s)));
+        }
+        for s in &self.servers {
+            v.push(format!("server={}", url_encode(s)));
+        }
+        v.push(format!(
+            "by={}",
+            if self.by_bytes { "bytes" } else { "requests" }
+        ));
+        v.join("&amp;")
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:1em 2em;color:#222}\
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}\
+form{background:#f4f4f4;padding:.6em;display:flex;gap:1em;flex-wrap:wrap;align-items:end}\
+label{display:flex;flex-direction:column;font-size:.85em}\
+table{border-collapse:collapse;font-size:.85em}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}\
+td:first-child,th:first-child{text-align:left}svg{background:#fff;border:1px solid #ccc;margin:4px}\
+.charts{display:flex;flex-wrap:wrap}.muted{color:#777}";
+
+const PALETTE: &[&str] = &[
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
+];
+
+struct Series {
+    name: String,
+    /// (x in ns, y).
+    points: Vec<(u64, f64)>,
+}
+
+const W: f64 = 560.0;
+const H: f64 = 220.0;
+const PAD: f64 = 44.0;
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// A line chart over time; each point is a `circle.pt` with `data-series`,
+/// `data-x` (interval start, Unix seconds as the JSON report writes it) and `data-y` (exact value).
+fn line_chart(id: &str, title: &str, unit: &str, series: &[Series], x0: u64, x1: u64) -> String {
+    let mut s = String::new();
+    let ymax = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let span = (x1.saturating_sub(x0)).max(1) as f64;
+    let x = |t: u64| PAD + (t.saturating_sub(x0)) as f64 / span * (W - 2.0 * PAD);
+    let y = |v: f64| H - PAD + -(v / ymax) * (H - 2.0 * PAD);
+    let _ = write!(
+        s,
+        "<svg id=\"{id}\" class=\"chart\" data-kind=\"line\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" \
+         xmlns=\"http://www.w3.org/2000/svg\"><title>{t}</title>\
+         <text x=\"{PAD}\" y=\"16\" font-size=\"13\">{t} ({u})</text>\
+         <line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#999\"/>\
+         <line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#999\"/>\
+         <text x=\"2\" y=\"{PAD}\" font-size=\"10\">{ym}</text>\
+         <text x=\"{PAD}\" y=\"{tb}\" font-size=\"10\">{l}</text>\
+         <text x=\"{r}\" y=\"{tb}\" font-size=\"10\" text-anchor=\"end\">{rr}</text>",
+        t = esc(title),
+        u = esc(unit),
+        b = H - PAD,
+        r = W - PAD,
+        tb = H - PAD + 14.0,
+        ym = num(ymax),
+        l = fmt_time(x0),
+        rr = fmt_time(x1),
+    );
+    if series.iter().all(|s| s.points.is_empty()) {
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" class=\"empty\" font-size=\"12\">no data</text>",
+            W / 2.0 - 20.0,
+            H / 2.0
+        );
+    }
+    for (i, se) in series.iter().enumerate() {
+        let c = PALETTE[i % PALETTE.len()];
+        let path: Vec<String> = se
+            .points
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1)))
+            .collect();
+        let _ = write!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\" points=\"{}\"/>",
+            path.join(" ")
+        );
+        for p in &se.points {
+            let _ = write!(
+                s,
+                "<circle class=\"pt\" data-series=\"{n}\" data-x=\"{dx}\" data-y=\"{dy}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{c}\"><title>{n} {t}: {dy}</title></circle>",
+                x(p.0),
+                y(p.1),
+                n = esc(&se.name),
+                dx = crate::report::secs(p.0),
+                dy = num(p.1),
+                t = fmt_time(p.0),
+            );
+        }
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{c}\">{}</text>",
+            W - PAD + 4.0 - 120.0,
+            PAD + 12.0 * i as f64,
+            esc(&se.name)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// A horizontal bar chart; each bar is a `rect.bar` with `data-label` and
+/// `data-value` (exact).
+fn bar_chart(id: &str, title: &str, bars: &[(String, f64)]) -> String {
+    let h = 40.0 + 18.0 * bars.len().max(1) as f64;
+    let max = bars.iter().map(|b| b.1).fold(0.0f64, f64::max).max(1e-9);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg id=\"{id}\" class=\"chart\" data-kind=\"bar\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" \
+         xmlns=\"http://www.w3.org/2000/svg\"><title>{t}</title><text x=\"4\" y=\"16\" font-size=\"13\">{t}</text>",
+        t = esc(title)
+    );
+    if bars.is_empty() {
+        s.push_str("<text x=\"200\" y=\"40\" class=\"empty\" font-size=\"12\">no data</text>");
+    }
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let y = 26.0 + 18.0 * i as f64;
+        let w = v / max * (W - 260.0);
+        let _ = write!(
+            s,
+            "<text x=\"4\" y=\"{ty}\" font-size=\"10\">{l}</text>\
+             <rect class=\"bar\" data-label=\"{l}\" data-value=\"{dv}\" x=\"170\" y=\"{y}\" width=\"{w:.1}\" height=\"14\" fill=\"{c}\"><title>{l}: {dv}</title></rect>\
+             <text x=\"{tx:.1}\" y=\"{ty}\" font-size=\"10\">{dv}</text>",
+            ty = y + 11.0,
+            l = esc(label),
+            dv = num(*v),
+            c = PALETTE[i % PALETTE.len()],
+            tx = 174.0 + w,
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Get-like commands (the rest are charted as "non-get").
+const GETS: &[&str] = &[
+    "get", "gets", "gat", "gats", "mg", "getq", "getk", "getkq", "gatq", "gatk", "gatkq",
+];
+
+fn form(p: &Params, sniffers: &[String], servers: &[String], action: &str) -> String {
+    let mut s = format!("<form method=\"get\" action=\"{action}\">");
+    if action == "/key" {
+        let _ = write!(
+            s,
+            "<label>key<input name=\"key\" value=\"{}\"></label>",
+            esc(&p.key)
+        );
+    }
+    let _ = write!(
+        s,
+        "<label>since (UTC)<input name=\"since\" id=\"since\" placeholder=\"2026-11-17T14:00\" value=\"{}\"></label>\
+         <label>until (UTC)<input name=\"until\" id=\"until\" value=\"{}\"></label>",
+        esc(&p.since),
+        esc(&p.until)
+    );
+    for (name, all, chosen) in [
+        ("sniffer", sniffers, &p.sniffers),
+        ("server", servers, &p.servers),
+    ] {
+        let _ = write!(
+            s,
+            "<label>{name}s<select name=\"{name}\" id=\"{name}\" multiple size=\"{}\">",
+            all.len().clamp(2, 6)
+        );
+        for v in all {
+            let sel = if chosen.contains(v) { " selected" } else { "" };
+            let _ = write!(s, "<option{sel}>{}</option>", esc(v));
+        }
+        s.push_str("</select></label>");
+    }
+    let _ = write!(
+        s,
+        "<label>by<select name=\"by\" id=\"by\"><option{}>requests</option><option{}>bytes</option></select></label>\
+         <button type=\"submit\" id=\"go\">show</button></form>",
+        if p.by_bytes { "" } else { " selected" },
+        if p.by_bytes { " selected" } else { "" }
+    );
+    s
+}
+
+fn head(title: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
+        esc(title)
+    )
+}
+
+fn weight(by_bytes: bool, requests: u64, bytes: u64) -> u64 {
+    if by_bytes {
+        bytes
+    } else {
+        requests
+    }
+}
+
+fn main_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<String> {
+    let q = p.query()?;
+    let (sniffers, servers) = history::names(db)?;
+    let snaps = history::intervals(db, &q)?;
+    let rep = history::report(
+        db,
+        &q,
+        &ReportOptions {
+            top: 20,
+            sort: if p.by_bytes {
+                SortBy::Bytes
+            } else {
+                SortBy::Requests
+            },
+            redact: Default::default(),
+        },
+    )?;
+    let unit = if p.by_bytes { "bytes" } else { "requests" };
+    let x0 = snaps.iter().map(|s| s.start).min().unwrap_or(0);
+    let x1 = snaps.iter().map(|s| s.start).max().unwrap_or(0);
+    let mut h = head("memtap history");
+    h.push_str("<h1>memtap history</h1>");
+    h.push_str(&form(p, &sniffers, &servers, "/"));
+    let _ = write!(
+        h,
+        "<p class=\"muted\" id=\"summary\" data-intervals=\"{}\" data-requests=\"{}\">{} intervals, {} to {}; {} requests, {} hits, {} misses</p>",
+        snaps.len(),
+        rep.totals.requests,
+        snaps.len(),
+        fmt_time(x0),
+        fmt_time(x1),
+        rep.totals.requests,
+        rep.totals.hits,
+        rep.totals.misses
+    );
+    h.push_str("<div class=\"charts\">");
+    // Per server, per interval (sniffers summed).
+    // server → interval start → (requests, hits, misses, bytes).
+    type PerServer = BTreeMap<String, BTreeMap<u64, (u64, u64, u64, u64)>>;
+    let mut per: PerServer = BTreeMap::new();
+    for s in &snaps {
+        for (server, t) in &s.servers {
+            let e = per
+                .entry(server.clone())
+                .or_default()
+                .entry(s.start)
+                .or_default();
+            e.0 += t.requests;
+            e.1 += t.hits;
+            e.2 += t.misses;
+            e.3 += t.bytes();
+        }
+    }
+    let rate: Vec<Series> = per
+        .iter()
+        .map(|(srv, pts)| Series {
+            name: srv.clone(),
+            points: pts
+                .iter()
+                .map(|(&t, v)| (t, weight(p.by_bytes, v.0, v.3) as f64))
+                .collect(),
+        })
+        .collect();
+    h.push_str(&line_chart(
+        "chart-rate",
+        &format!("{unit} per interval, per server"),
+        unit,
+        &rate,
+        x0,
+        x1,
+    ));
+    let hit: Vec<Series> = per
+        .iter()
+        .map(|(srv, pts)| Series {
+            name: srv.clone(),
+            points: pts
+                .iter()
+                .filter(|(_, v)| v.1 + v.2 > 0)
+                .map(|(&t, v)| (t, (v.1 as f64 * 1000.0 / (v.1 + v.2) as f64).round() / 10.0))
+                .collect(),
+        })
+        .collect();
+    h.push_str(&line_chart(
+        "chart-hitrate",
+        "hit rate per server",
+        "% of hits and misses",
+        &hit,
+        x0,
+        x1,
+    ));
+    h.push_str(&top_keys_chart(&snaps, &rep, p.by_bytes, x0, x1));
+    h.push_str(&commands_chart(&snaps, x0, x1));
+    let clients: Vec<(String, f64)> = rep
+        .clients
+        .iter()
+        .take(10)
+        .map(|c| {
+            (
+                c.client.clone(),
+                weight(p.by_bytes, c.requests, c.bytes_in + c.bytes_out) as f64,
+            )
+        })
+        .collect();
+    h.push_str(&bar_chart(
+        "chart-clients",
+        &format!("top clients ({unit})"),
+        &clients,
+    ));
+    let dist = |v: &[crate::report::Bucket]| -> Vec<(String, f64)> {
+        v.iter()
+            .map(|b| (format!("≤ {}", b.le), b.count as f64))
+            .collect()
+    };
+    h.push_str(&bar_chart(
+        "chart-value-size",
+        "value sizes (bytes, log2 classes)",
+        &dist(&rep.distributions.value_size_bytes),
+    ));
+    h.push_str(&bar_chart(
+        "chart-latency",
+        "latency (µs, log2 classes)",
+        &dist(&rep.distributions.latency_us),
+    ));
+    let total: u64 = rep
+        .servers
+        .iter()
+        .map(|s| weight(p.by_bytes, s.requests, s.bytes_in + s.bytes_out))
+        .sum();
+    let share: Vec<(String, f64)> = rep
+        .servers
+        .iter()
+        .map(|s| {
+            let w = weight(p.by_bytes, s.requests, s.bytes_in + s.bytes_out);
+            (
+                s.server.clone(),
+                if total == 0 {
+                    0.0
+                } else {
+                    (w as f64 * 1000.0 / total as f64).round() / 10.0
+                },
+            )
+        })
+        .collect();
+    h.push_str(&bar_chart(
+        "chart-share",
+        &format!("share of {unit} per server (%; hot shard)"),
+        &share,
+    ));
+    h.push_str("</div>");
+    h.push_str(&tables(&rep, p));
+    h.push_str("</body></html>");
+    Ok(h)
+}
+
+/// The top keys of the range, drawn per interval.
+fn top_keys_chart(snaps: &[Snapshot], rep: &Report, by_bytes: bool, x0: u64, x1: u64) -> String {
+    let top: Vec<&str> = rep.keys.iter().take(5).map(|k| k.key.as_str()).collect();
+    let mut series: Vec<Series> = top
+        .iter()
+        .map(|k| Series {
+            name: k.to_string(),
+            points: Vec::new(),
+        })
+        .collect();
+    let mut per: BTreeMap<(usize, u64), u64> = BTreeMap::new();
+    for s in snaps {
+        for k in s.keys.iter().filter(|k| !k.rest) {
+            let name = crate::escape::key_string(&k.item);
+            if let Some(i) = top.iter().position(|t| *t == name) {
+                *per.entry((i, s.start)).or_default() +=
+                    weight(by_bytes, k.count, k.traffic.bytes());
+            }
+        }
+    }
+    for ((i, t), v) in per {
+        series[i].points.push((t, v as f64));
+    }
+    line_chart(
+        "chart-keys",
+        "top keys over time",
+        if by_bytes { "bytes" } else { "requests" },
+        &series,
+        x0,
+        x1,
+    )
+}
+
+fn commands_chart(snaps: &[Snapshot], x0: u64, x1: u64) -> String {
+    let mut per: BTreeMap<String, BTreeMap<u64, u64>> = BTreeMap::new();
+    for s in snaps {
+        for c in &s.commands {
+            if !GETS.contains(&c.command.as_str()) {
+                *per.entry(c.command.clone())
+                    .or_default()
+                    .entry(s.start)
+                    .or_default() += c.count;
+            }
+        }
+    }
+    let series: Vec<Series> = per
+        .into_iter()
+        .map(|(name, pts)| Series {
+            name,
+            points: pts.into_iter().map(|(t, v)| (t, v as f64)).collect(),
+        })
+        .collect();
+    line_chart(
+        "chart-commands",
+        "non-get commands",
+        "commands",
+        &series,
+        x0,
+        x1,
+    )
+}
+
+fn tables(rep: &Report, p: &Params) -> String {
+    let mut h = String::from(
+        "<h2>Top keys</h2><table id=\"keys\"><tr><th>key</th><th>requests</th><th>hits</th><th>misses</th>\
+         <th>bytes in</th><th>bytes out</th><th>servers</th><th>top clients</th></tr>",
+    );
+    for k in &rep.keys {
+        let clients: Vec<String> = k
+            .clients
+            .iter()
+            .take(3)
+            .map(|c| format!("{} ({})", c.client, c.requests))
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td><a class=\"key\" href=\"/key?key={}&amp;{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            url_encode(&k.key),
+            p.href(),
+            esc(&k.key),
+            k.requests,
+            k.hits,
+            k.misses,
+            k.bytes_in,
+            k.bytes_out,
+            esc(&k.servers.join(", ")),
+            esc(&clients.join(", "))
+        );
+    }
+    h.push_str("</table><h2>Top clients</h2><table id=\"clients\"><tr><th>client</th><th>requests</th><th>hits</th><th>misses</th><th>bytes in</th><th>bytes out</th></tr>");
+    for c in &rep.clients {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.client),
+            c.requests,
+            c.hits,
+            c.misses,
+            c.bytes_in,
+            c.bytes_out
+        );
+    }
+    h.push_str("</table>");
+    h
+}
+
+fn key_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<String> {
+    let q = p.query()?;
+    let (sniffers, servers) = history::names(db)?;
+    let key = crate::escape::unescape_key(&p.key);
+    let kh = history::key_history(db, &q, &key, 20)?;
+    let mut h = head(&format!("memtap key {}", kh.key));
+    let _ = write!(
+        h,
+        "<h1>Key <span id=\"key\">{}</span></h1><p><a href=\"/?{}\">back to the overview</a></p>",
+        esc(&kh.key),
+        p.href()
+    );
+    h.push_str(&form(p, &sniffers, &servers, "/key"));
+    match &kh.peak {
+        None => {
+            h.push_str("<p id=\"absent\">This key is not in the stored history for this range.</p>")
+        }
+        Some(pk) => {
+            let _ = write!(
+                h,
+                "<p id=\"peak\" data-requests=\"{}\" data-start=\"{}\">Peak: {} requests at {}. {}</p>",
+                pk.requests,
+                pk.start / 1_000_000_000,
+                pk.requests,
+                fmt_time(pk.start),
+                match kh.first_top {
+                    Some(f) => format!("First in the top {}: {}.", kh.top, fmt_time(f)),
+                    None => format!("Never in the top {}.", kh.top),
+                }
+            );
+        }
+    }
+    let x0 = kh.points.first().map(|p| p.start).unwrap_or(0);
+    let x1 = kh.points.last().map(|p| p.start).unwrap_or(0);
+    let mk = |name: &str, f: &dyn Fn(&history::KeyPoint) -> u64| Series {
+        name: name.to_string(),
+        points: kh.points.iter().map(|p| (p.start, f(p) as f64)).collect(),
+    };
+    let series = if p.by_bytes {
+        vec![
+            mk("bytes_in", &|p| p.bytes_in),
+            mk("bytes_out", &|p| p.bytes_out),
+        ]
+    } else {
+        vec![
+            mk("requests", &|p| p.requests),
+            mk("hits", &|p| p.hits),
+            mk("misses", &|p| p.misses),
+        ]
+    };
+    h.push_str(&line_chart(
+        "chart-key",
+        "the key per interval",
+        if p.by_bytes { "bytes" } else { "requests" },
+        &series,
+        x0,
+        x1,
+    ));
+    h.push_str("<table id=\"points\"><tr><th>interval</th><th>requests</th><th>hits</th><th>misses</th><th>bytes in</th><th>bytes out</th><th>rank</th><th>servers</th><th>clients</th></tr>");
+    for pt in &kh.points {
+        let clients: Vec<String> = pt
+            .clients
+            .iter()
+            .map(|(c, n)| format!("{c} ({n})"))
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            fmt_time(pt.start),
+            pt.requests,
+            pt.hits,
+            pt.misses,
+            pt.bytes_in,
+            pt.bytes_out,
+            pt.rank,
+            esc(&pt.servers.join(", ")),
+            esc(&clients.join(", "))
+        );
+    }
+    h.push_str("</table></body></html>");
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_round_trip() {
+        let p = Params::parse(
+            "since=2026-11-17T14%3A00&server=10.0.0.1%3A11211&server=b&by=bytes&key=a+b",
+        )
+        .unwrap();
+        assert_eq!(p.since, "2026-11-17T14:00");
+        assert_eq!(p.servers, vec!["10.0.0.1:11211", "b"]);
+        assert!(p.by_bytes);
+        assert_eq!(p.key, "a b");
+        assert_eq!(
+            p.href(),
+            "since=2026-11-17T14:00&amp;server=10.0.0.1:11211&amp;server=b&amp;by=bytes"
+        );
+    }
+
+    #[test]
+    fn charts_carry_exact_values() {
+        let s = line_chart(
+            "c",
+            "t",
+            "u",
+            &[Series {
+                name: "a".into(),
+                points: vec![(60_000_000_000, 3.0), (120_000_000_000, 7.5)],
+            }],
+            60_000_000_000,
+            120_000_000_000,
+        );
+        assert!(
+            s.contains("data-series=\"a\" data-x=\"60\" data-y=\"3\""),
+            "{s}"
+        );
+        assert!(s.contains("data-x=\"120\" data-y=\"7.500\""), "{s}");
+        let b = bar_chart("b", "t", &[("x<y".into(), 4.0)]);
+        assert!(b.contains("data-label=\"x&lt;y\" data-value=\"4\""), "{b}");
+    }
+}
