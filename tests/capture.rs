@@ -781,3 +781,79 @@ fn a_quiet_network_still_closes_windows() {
     let (r, _) = cap.stop();
     assert_eq!(r["totals"]["requests"], t.requests);
 }
+
+#[test]
+fn capture_store_keeps_the_windows_and_serves_the_history() {
+    if !ready("capture_store") {
+        return;
+    }
+    let port = free_port();
+    let _mc = memcached(port);
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("h.db").display());
+    let target = format!("127.0.0.1:{port}");
+    let cap = start_capture(&[
+        "-i",
+        "lo",
+        "-t",
+        &target,
+        "--workers",
+        "2",
+        "--window",
+        "1s",
+        "--store",
+        &db,
+        "--sniffer",
+        "lo-test",
+        "--store-top",
+        "0",
+        "--listen",
+        "127.0.0.1:0",
+        "--format",
+        "json",
+    ]);
+    let mut t = Tally::default();
+    drive_text(port, &mut t);
+    std::thread::sleep(Duration::from_millis(1500));
+    drive_meta(port, &mut t);
+    let addr = cap.addr.clone().unwrap();
+    // The history page shares the listener; /metrics shows the backlog.
+    let (st, ct, page) = common::http_get(&addr, "/", None);
+    assert_eq!(st, 200);
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert!(page.contains("<svg") || page.contains("<form"), "{page}");
+    let (_, _, m) = common::http_get(&addr, "/metrics", None);
+    assert!(m.contains("\nmemtap_store_backlog "), "{m}");
+    let (live, err) = cap.stop();
+    assert_eq!(live["totals"]["requests"], t.requests, "{err}");
+
+    let o = Command::new(BIN)
+        .args(["report", "--store", &db, "--format", "json", "--top", "0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let hist: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for part in ["totals", "results", "commands", "servers", "clients"] {
+        assert_eq!(hist[part], live[part], "{part}");
+    }
+    let keys = |r: &Value| -> Vec<(String, u64)> {
+        let mut v: Vec<_> = r["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["key"].as_str().unwrap().to_string(),
+                    k["requests"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(keys(&hist), keys(&live));
+    // Health counters are stored per window and add up to the run's.
+    for c in ["packets", "records", "tcp_flows", "loopback_duplicates"] {
+        assert_eq!(hist["health"][c], live["health"][c], "health {c}");
+    }
+}

@@ -5,15 +5,19 @@
 use super::cli::{CaptureArgs, ReportFormat};
 use super::live::{Live, LiveConfig, LiveSource, Reload, Sources};
 use super::load_config;
+use super::pipeline::PipelineOutput;
 use super::replay::{self, ReplaySetup};
 use super::serve::LateView;
 use crate::capture::afpacket::{AfPacketSource, Fanout, RingConfig};
 use crate::capture::bpf::{compile_filter, BpfInsn};
 use crate::capture::live_pcap::{PcapConfig, PcapSource};
 use crate::capture::{Frame, LINKTYPE_ETHERNET};
+use crate::collect::tables::{TableLimits, Tables};
 use crate::config::{parse_duration, CaptureEngine, Config};
 use crate::decode::targets::Targets;
 use crate::stats::Counters;
+use crate::store::{CaptureRow, Interval, Writer};
+use crate::time::Ts;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -157,6 +161,60 @@ fn open_sources(st: &Settings, workers: usize, expr: &str) -> anyhow::Result<Sou
     }
 }
 
+/// Hands closed windows to the interval store. Each window goes with the
+/// health counters counted since the previous one; the newest is held back
+/// so that, at exit, what was counted after it (the drain) joins it and the
+/// stored counters add up to the run's.
+struct StoreFeed {
+    w: Writer,
+    held: Option<Interval>,
+    stored: Counters,
+    last_start: Option<Ts>,
+    limits: TableLimits,
+}
+
+impl StoreFeed {
+    fn window(&mut self, start: Ts, end: Ts, t: &Tables, now: &Counters) {
+        if Some(start) <= self.last_start {
+            return;
+        }
+        let counters = now.since(&self.stored);
+        self.stored = now.clone();
+        let mut tables = Tables::new(&self.limits);
+        tables.merge(t);
+        if let Some(h) = self.held.take() {
+            self.w.submit(h);
+        }
+        self.held = Some(Interval {
+            start,
+            end,
+            tables,
+            counters,
+        });
+        self.last_start = Some(start);
+    }
+
+    fn finish(mut self, out: &PipelineOutput, input: &str) -> anyhow::Result<()> {
+        let now = self.stored.clone();
+        for (s, e, t) in &out.windows {
+            self.window(*s, *e, t, &now);
+        }
+        let rest = out.counters.since(&self.stored);
+        if let Some(mut h) = self.held.take() {
+            h.counters.add(&rest);
+            self.w.submit(h);
+        }
+        if out.counters.packets > 0 {
+            self.w.submit_capture(CaptureRow {
+                first_ns: out.first_ts,
+                last_ns: out.last_ts,
+                files: vec![input.to_string()],
+            });
+        }
+        self.w.finish()
+    }
+}
+
 enum Event {
     Stop,
     Reload,
@@ -203,10 +261,33 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     };
     let expr = filter_expr(&targets, &st.extra_filter);
     let sources = open_sources(&st, s.pipeline.workers, &expr)?;
+    // Opened before privileges go: an unreachable store fails at once.
+    let mut store = match &a.store {
+        Some(url) => {
+            let o = super::store::store_options(
+                &cfg,
+                a.sniffer.as_deref(),
+                a.store_top,
+                s.pipeline.window_ns,
+            )?;
+            Some(StoreFeed {
+                w: Writer::spawn(url, o)?,
+                held: None,
+                stored: Counters::default(),
+                last_start: None,
+                limits: s.pipeline.limits,
+            })
+        }
+        None => None,
+    };
     let late = Arc::new(LateView::default());
     let server = match &st.listen {
         Some(l) => {
-            let srv = crate::web::server::start(l, late.clone(), None)?;
+            let pages = a
+                .store
+                .as_ref()
+                .map(|u| crate::web::history::router(u.clone()));
+            let srv = crate::web::server::start(l, late.clone(), pages)?;
             super::serve::announce(&srv);
             Some(srv)
         }
@@ -275,7 +356,15 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
-        for (start, end, t) in live.pump() {
+        let closed = live.pump();
+        if let Some(f) = store.as_mut() {
+            let now = live.counters_now();
+            for (start, end, t) in &closed {
+                f.window(*start, *end, t, &now);
+            }
+            live.set_store_backlog(f.w.backlog());
+        }
+        for (start, end, t) in closed {
             if !a.quiet {
                 eprintln!(
                     "memtap: window {:.0}-{:.0} closed: {} requests, {} hits, {} misses",
@@ -308,6 +397,9 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         for w in &out.warnings {
             eprintln!("memtap: warning: {w}");
         }
+    }
+    if let Some(f) = store {
+        f.finish(&out, &input_name)?;
     }
     replay::emit(
         &report,

@@ -261,6 +261,23 @@ pub struct CaptureArgs {
     /// No per-window log lines on standard error.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Keep every closed window in the interval history at URL
+    /// (sqlite:PATH or postgres://...), and serve the history pages on
+    /// the listener. While the database is unavailable, windows wait in a
+    /// bounded queue, then a spool file (memtap_store_backlog).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Sniffer name in the store. Default: the host name (config:
+    /// store.sniffer).
+    #[arg(long, value_name = "NAME")]
+    pub sniffer: Option<String>,
+
+    /// Keys, clients and families stored per window (0: all), plus a
+    /// remainder row each (config: store.top).
+    #[arg(long, value_name = "N")]
+    pub store_top: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

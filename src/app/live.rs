@@ -124,6 +124,7 @@ struct Shared {
     limits: TableLimits,
     options: ReportOptions,
     metrics_top: usize,
+    store_backlog: Option<u64>,
 }
 
 struct LiveView {
@@ -199,7 +200,7 @@ impl ViewSource for LiveView {
                 .iter()
                 .map(|s| s.lock().expect("slot").flows_active)
                 .sum(),
-            store_backlog: None,
+            store_backlog: sh.store_backlog,
         });
         *cache = Some((Instant::now(), v.clone()));
         Ok(v)
@@ -398,6 +399,7 @@ impl Live {
                 limits: pc.limits,
                 options: cfg.options.clone(),
                 metrics_top: cfg.metrics_top,
+                store_backlog: None,
             })),
             full_limits: pc.limits,
             input_name: cfg.input_name.clone(),
@@ -465,6 +467,20 @@ impl Live {
         for tx in &self.reload_txs {
             // A thread with a reload still unread gets this one next.
             let _ = tx.try_send(r.clone());
+        }
+    }
+
+    /// Every thread's counters as last published.
+    pub fn counters_now(&self) -> Counters {
+        sum_slots(&self.view.slots).0
+    }
+
+    /// Shown as `memtap_store_backlog` from now on.
+    pub fn set_store_backlog(&self, n: u64) {
+        let mut sh = self.view.shared.lock().expect("live state");
+        if sh.store_backlog != Some(n) {
+            sh.store_backlog = Some(n);
+            *self.view.cache.lock().expect("view cache") = None;
         }
     }
 

@@ -141,8 +141,12 @@ pub fn start(
         .block_on(tokio::net::TcpListener::bind(addr))
         .map_err(|e| anyhow::anyhow!("--listen {listen}: {e}"))?;
     let addr = listener.local_addr()?;
-    let mut app = Router::new()
-        .route("/", get(index))
+    // With the history pages, they own `/`; otherwise a small index does.
+    let mut app = Router::new();
+    if extra.is_none() {
+        app = app.route("/", get(index));
+    }
+    let mut app = app
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/api/report", get(api_report))
