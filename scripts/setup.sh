@@ -20,11 +20,12 @@ have_pkg libpcap-dev || need+=(libpcap-dev)
 # devices with `ip`, an unprivileged helper run with `setpriv`.
 have_cmd ip || need+=(iproute2)
 have_cmd setpriv || need+=(util-linux)
-# Metrics and deploy/ tests: promtool (check metrics/rules/config) comes with
-# the prometheus package; the strict OpenMetrics parser with the Python
+# Metrics and deploy/ tests: promtool (check metrics/rules/config) and the
+# server (tests/prometheus_scrape.rs scrapes memtap with it) come with the
+# prometheus package; the strict OpenMetrics parser with the Python
 # client (used through /usr/bin/python3, scripts/check-openmetrics.py).
 # systemd-analyze (package systemd) is optional: tests/deploy.rs skips it.
-have_cmd promtool || need+=(prometheus)
+{ have_cmd promtool && [ -x /usr/bin/prometheus ]; } || need+=(prometheus)
 have_pkg python3-prometheus-client || need+=(python3-prometheus-client)
 # Live-capture end-to-end tests: tcpreplay onto a veth pair.
 have_cmd tcpreplay || need+=(tcpreplay)
