@@ -407,6 +407,29 @@ fn live_on_lo(engine: &str, workers: &str) {
         .count();
     let want_threads = workers.parse::<usize>().unwrap() + usize::from(engine == "pcap");
     assert_eq!(nthreads, want_threads);
+    // The live exposition (per-thread families included) lints clean.
+    if let Ok(mut p) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        p.stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+        let o = p.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "CI needs promtool");
+    }
 
     let (r, err) = cap.stop();
     assert_eq!(

@@ -53,6 +53,8 @@ const BATCH_RECORDS: usize = 1024;
 const BATCH_PACKETS: usize = 512;
 const BATCH_BYTES: usize = 512 << 10;
 const CHANNEL_DEPTH: usize = 16;
+/// Record batches a live worker may have queued per collector.
+const LIVE_CHANNEL_DEPTH: usize = 128;
 
 #[derive(Debug, Clone, Copy)]
 struct PMeta {
@@ -236,7 +238,17 @@ pub(crate) fn spawn_collectors(
     let mut senders = Vec::new();
     let mut handles = Vec::new();
     for id in 0..pc.collectors {
-        let (tx, rx) = bounded::<RecordBatch>(CHANNEL_DEPTH * pc.workers.max(1));
+        // Live capture cannot wait for a collector, so its channel is
+        // deeper: it absorbs the bursts (a pipelined multi-set start) that
+        // arrive while a collector is descheduled, instead of dropping
+        // them. Bounded all the same: at most LIVE_CHANNEL_DEPTH batches of
+        // BATCH_RECORDS records per worker.
+        let depth = if live {
+            LIVE_CHANNEL_DEPTH
+        } else {
+            CHANNEL_DEPTH
+        };
+        let (tx, rx) = bounded::<RecordBatch>(depth * pc.workers.max(1));
         senders.push(tx);
         let cfg = CollectorConfig {
             limits: collector_limits(pc),
