@@ -249,8 +249,14 @@ fn watch_signals() -> anyhow::Result<crossbeam_channel::Receiver<Event>> {
 pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     let (cfg, targets) = load_config(&a.common)?;
     let st = settings(&cfg, &a)?;
-    let s = replay::setup(&cfg, &a.analysis, a.top, a.sort, a.per_window)?;
-    if a.format == ReportFormat::Csv && a.output_dir.is_none() {
+    let s = replay::setup(
+        &cfg,
+        &a.analysis,
+        a.report.top,
+        a.report.sort,
+        a.report.per_window,
+    )?;
+    if a.report.format == ReportFormat::Csv && a.report.output_dir.is_none() {
         anyhow::bail!("--format csv writes one file per table: give --output-dir DIR");
     }
     let duration = match &a.duration {
@@ -262,12 +268,12 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     let expr = filter_expr(&targets, &st.extra_filter);
     let sources = open_sources(&st, s.pipeline.workers, &expr)?;
     // Opened before privileges go: an unreachable store fails at once.
-    let mut store = match &a.store {
+    let mut store = match &a.keep.store {
         Some(url) => {
             let o = super::store::store_options(
                 &cfg,
-                a.sniffer.as_deref(),
-                a.store_top,
+                a.keep.sniffer.as_deref(),
+                a.keep.store_top,
                 s.pipeline.window_ns,
             )?;
             Some(StoreFeed {
@@ -284,6 +290,7 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     let server = match &st.listen {
         Some(l) => {
             let pages = a
+                .keep
                 .store
                 .as_ref()
                 .map(|u| crate::web::history::router(u.clone()));
@@ -403,8 +410,8 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     }
     replay::emit(
         &report,
-        a.format,
-        a.output_dir.as_deref(),
+        a.report.format,
+        a.report.output_dir.as_deref(),
         a.report_file.as_deref(),
         a.quiet,
     )?;
@@ -422,7 +429,13 @@ fn reload(
     st: &Settings,
 ) -> anyhow::Result<(Reload, ReplaySetup)> {
     let (cfg, targets) = load_config(&a.common)?;
-    let mut ns = replay::setup(&cfg, &a.analysis, a.top, a.sort, a.per_window)?;
+    let mut ns = replay::setup(
+        &cfg,
+        &a.analysis,
+        a.report.top,
+        a.report.sort,
+        a.report.per_window,
+    )?;
     if ns.pipeline.window_ns != cur.pipeline.window_ns {
         eprintln!("memtap: reload: the window length is fixed for a run; restart to change it");
         ns.pipeline.window_ns = cur.pipeline.window_ns;

@@ -234,50 +234,19 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<String>,
 
-    /// Report format at exit.
-    #[arg(long, short = 'f', value_enum, default_value = "text")]
-    pub format: ReportFormat,
+    #[command(flatten)]
+    pub report: ReportArgs,
 
     /// Write the final report here instead of standard output.
     #[arg(long, value_name = "PATH")]
     pub report_file: Option<PathBuf>,
 
-    /// Directory for --format csv (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub output_dir: Option<PathBuf>,
-
-    /// Rows in the key, client and family tables (0: every tracked one).
-    #[arg(long, value_name = "N")]
-    pub top: Option<usize>,
-
-    /// Order of the key, client and family tables. Default: requests.
-    #[arg(long, value_enum)]
-    pub sort: Option<crate::report::SortBy>,
-
-    /// Add each retained window's tables to the final report.
-    #[arg(long)]
-    pub per_window: bool,
-
     /// No per-window log lines on standard error.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
-    /// Keep every closed window in the interval history at URL
-    /// (sqlite:PATH or postgres://...), and serve the history pages on
-    /// the listener. While the database is unavailable, windows wait in a
-    /// bounded queue, then a spool file (memtap_store_backlog).
-    #[arg(long, value_name = "URL")]
-    pub store: Option<String>,
-
-    /// Sniffer name in the store. Default: the host name (config:
-    /// store.sniffer).
-    #[arg(long, value_name = "NAME")]
-    pub sniffer: Option<String>,
-
-    /// Keys, clients and families stored per window (0: all), plus a
-    /// remainder row each (config: store.top).
-    #[arg(long, value_name = "N")]
-    pub store_top: Option<usize>,
+    #[command(flatten)]
+    pub keep: KeepArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -298,45 +267,11 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub analysis: AnalysisArgs,
 
-    /// Report format.
-    #[arg(long, short = 'f', value_enum, default_value = "text")]
-    pub format: ReportFormat,
+    #[command(flatten)]
+    pub report: ReportArgs,
 
-    /// Directory for --format csv (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub output_dir: Option<PathBuf>,
-
-    /// Rows in the key, client and family tables (0: every tracked one).
-    /// Default 20 (config: report.top).
-    #[arg(long, value_name = "N")]
-    pub top: Option<usize>,
-
-    /// Order of the key, client and family tables. Default: requests.
-    #[arg(long, value_enum)]
-    pub sort: Option<crate::report::SortBy>,
-
-    /// Add each window's tables to the report.
-    #[arg(long)]
-    pub per_window: bool,
-
-    /// Also write every window (per sniffer and server) to this store:
-    /// sqlite:PATH or postgres://… (see `memtap report`). Re-ingesting
-    /// the same capture replaces its intervals, never double counts. The
-    /// window length (--window) must be the store's fine interval.
-    #[arg(long, value_name = "URL")]
-    pub store: Option<String>,
-
-    /// Sniffer name under which --store keeps the windows. Default: the
-    /// host name (config: store.sniffer).
-    #[arg(long, value_name = "NAME")]
-    pub sniffer: Option<String>,
-
-    /// Keys, clients and families stored per window (0 = all), keys by
-    /// requests, bytes and misses, the others by requests and bytes; a
-    /// remainder row per table keeps its sums exact. Default 1000 (config:
-    /// store.top).
-    #[arg(long, value_name = "N")]
-    pub store_top: Option<usize>,
+    #[command(flatten)]
+    pub keep: KeepArgs,
 
     /// No progress bar and no warnings on standard error.
     #[arg(long, short = 'q')]
@@ -355,6 +290,58 @@ pub struct ReplayArgs {
     /// Capture files (pcap, pcapng; .gz/.zst accepted; `-` = stdin).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+/// How the report of a replay or a capture is written.
+#[derive(Debug, Args, Clone)]
+pub struct ReportArgs {
+    /// Report format.
+    #[arg(long, short = 'f', value_enum, default_value = "text")]
+    pub format: ReportFormat,
+
+    /// Directory for --format csv (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Rows in the key, client and family tables (0: every tracked one).
+    /// Default 20 (config: report.top).
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+
+    /// Order of the key, client and family tables. Default: requests.
+    #[arg(long, value_enum)]
+    pub sort: Option<crate::report::SortBy>,
+
+    /// Add each window's tables to the report (capture: the retained
+    /// windows, http.keep_windows).
+    #[arg(long)]
+    pub per_window: bool,
+}
+
+/// Writing closed windows to the interval history.
+#[derive(Debug, Args, Clone)]
+pub struct KeepArgs {
+    /// Also write every window (per sniffer and server) to this store:
+    /// sqlite:PATH or postgres://… (see `memtap report`). Re-ingesting
+    /// the same capture replaces its intervals, never double counts. The
+    /// window length (--window) must be the store's fine interval. While
+    /// the database is unavailable, windows wait in a bounded queue, then
+    /// a spool file (memtap_store_backlog); capture also serves the
+    /// history pages on its listener.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Sniffer name under which --store keeps the windows. Default: the
+    /// host name (config: store.sniffer).
+    #[arg(long, value_name = "NAME")]
+    pub sniffer: Option<String>,
+
+    /// Keys, clients and families stored per window (0 = all), keys by
+    /// requests, bytes and misses, the others by requests and bytes; a
+    /// remainder row per table keeps its sums exact. Default 1000 (config:
+    /// store.top).
+    #[arg(long, value_name = "N")]
+    pub store_top: Option<usize>,
 }
 
 /// Options of the analysis pipeline shared by replay and live capture.

@@ -150,12 +150,18 @@ fn run_limits(out: &PipelineOutput, s: &ReplaySetup) -> LimitsOut {
 
 pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let (cfg, targets) = load_config(&a.common)?;
-    let mut s = setup(&cfg, &a.analysis, a.top, a.sort, a.per_window)?;
-    if a.format == ReportFormat::Csv && a.output_dir.is_none() {
+    let mut s = setup(
+        &cfg,
+        &a.analysis,
+        a.report.top,
+        a.report.sort,
+        a.report.per_window,
+    )?;
+    if a.report.format == ReportFormat::Csv && a.report.output_dir.is_none() {
         anyhow::bail!("--format csv writes one file per table: give --output-dir DIR");
     }
     // The store needs every window, whether the report lists them or not.
-    let store = match &a.store {
+    let store = match &a.keep.store {
         Some(url) => {
             s.pipeline.windows = true;
             Some(super::store::writer_for(
@@ -200,7 +206,13 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             let _ = writeln!(err, "memtap: warning: {w}");
         }
     }
-    emit(&report, a.format, a.output_dir.as_deref(), None, a.quiet)?;
+    emit(
+        &report,
+        a.report.format,
+        a.report.output_dir.as_deref(),
+        None,
+        a.quiet,
+    )?;
     if let Some(l) = listener {
         let out = pipe_out.take().expect("kept for --serve");
         let view = finished_view(out, &a.files, &s, cfg.http.keep_windows);

@@ -62,7 +62,7 @@ pub fn store_options(
 }
 
 pub fn writer_for(cfg: &Config, url: &str, a: &ReplayArgs, fine_ns: u64) -> anyhow::Result<Writer> {
-    let o = store_options(cfg, a.sniffer.as_deref(), a.store_top, fine_ns)?;
+    let o = store_options(cfg, a.keep.sniffer.as_deref(), a.keep.store_top, fine_ns)?;
     Writer::spawn(url, o)
 }
 
