@@ -620,7 +620,7 @@ fn without_permission_it_names_the_capability() {
 }
 
 #[test]
-fn a_missing_interface_is_one_line_naming_it() {
+fn bad_interface_filter_or_port_is_one_line() {
     let o = Command::new(BIN)
         .args(["capture", "-i", "nosuch0", "--no-listen"])
         .output()
@@ -635,6 +635,31 @@ fn a_missing_interface_is_one_line_naming_it() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("-i IFACE"));
+    // A filter libpcap rejects: one line quoting it.
+    let o = Command::new(BIN)
+        .args(["capture", "-i", "lo", "--no-listen", "--filter", "port ((("])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("bad filter") && err.contains("port ((("),
+        "{err}"
+    );
+    if is_root() {
+        // A busy listener port: one line naming the address.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let o = Command::new(BIN)
+            .args(["capture", "-i", "lo", "--listen", &addr])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&addr) && err.contains("in use"), "{err}");
+    }
 }
 
 /// Deletes the namespace (and with it the veth pair) when dropped.
