@@ -463,6 +463,24 @@ fn live_on_lo(engine: &str, workers: &str) {
         )),
         "{err}"
     );
+    // The per-thread lines at stop add up to the report's packets.
+    let per_thread: u64 = err
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("memtap: ")?;
+            let (name, rest) = rest.split_once(": ")?;
+            if name.starts_with("capture-") || name == "reader" {
+                rest.split(' ').next()?.parse::<u64>().ok()
+            } else {
+                None
+            }
+        })
+        .sum();
+    assert_eq!(
+        per_thread,
+        r["capture"]["packets"].as_u64().unwrap(),
+        "{err}"
+    );
 }
 
 #[test]

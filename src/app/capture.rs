@@ -398,7 +398,22 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     if !a.quiet {
         eprintln!("memtap: stopping: draining the pipeline");
     }
-    let out = live.finish()?;
+    let (out, threads) = live.finish()?;
+    if !a.quiet {
+        // Each thread's share and rate: the fanout's balance at a glance.
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        for (name, c) in threads {
+            eprintln!(
+                "memtap: {name}: {} packets ({:.0}/s), {} bytes ({:.0}/s), {} records, {} TCP flows",
+                c.packets,
+                c.packets as f64 / secs,
+                c.bytes,
+                c.bytes as f64 / secs,
+                c.records,
+                c.tcp_flows
+            );
+        }
+    }
     let report = replay::make_report(&out, &[PathBuf::from(&input_name)], &current);
     if !a.quiet {
         for w in &out.warnings {

@@ -470,6 +470,18 @@ impl Live {
         }
     }
 
+    /// Each thread's name and counters as last published.
+    pub fn thread_counters(&self) -> Vec<(String, Counters)> {
+        self.view
+            .slots
+            .iter()
+            .map(|s| {
+                let s = s.lock().expect("slot");
+                (s.name.clone(), s.counters.clone())
+            })
+            .collect()
+    }
+
     /// Every thread's counters as last published.
     pub fn counters_now(&self) -> Counters {
         sum_slots(&self.view.slots).0
@@ -495,8 +507,9 @@ impl Live {
     }
 
     /// Stops capturing, drains every thread, closes the open windows and
-    /// returns what the run produced.
-    pub fn finish(mut self) -> anyhow::Result<PipelineOutput> {
+    /// returns what the run produced, with each thread's final counters.
+    #[allow(clippy::type_complexity)]
+    pub fn finish(mut self) -> anyhow::Result<(PipelineOutput, Vec<(String, Counters)>)> {
         self.stop.store(true, Ordering::SeqCst);
         let mut counters = Counters::default();
         if let Some(r) = self.reader.take() {
@@ -542,14 +555,18 @@ impl Live {
                 (s, e, t)
             })
             .collect();
-        Ok(PipelineOutput {
-            run,
-            windows,
-            counters,
-            warnings: warnings.lines(),
-            first_ts,
-            last_ts,
-        })
+        let threads = self.thread_counters();
+        Ok((
+            PipelineOutput {
+                run,
+                windows,
+                counters,
+                warnings: warnings.lines(),
+                first_ts,
+                last_ts,
+            },
+            threads,
+        ))
     }
 }
 
