@@ -99,7 +99,7 @@ impl LiveSource for Ring {
         self.src.update_stats(c);
     }
     fn set_filter(&mut self, expr: &str) -> anyhow::Result<()> {
-        let prog = compile_filter(expr, LINKTYPE_ETHERNET, self.snaplen)?;
+        let prog = compile(expr, self.snaplen)?;
         Ok(self.src.set_filter(&prog)?)
     }
 }

@@ -26,7 +26,7 @@ use super::pipeline::{
 };
 use crate::capture::Frame;
 use crate::collect::batch::{Backpressure, Batcher, RecordBatch};
-use crate::collect::collector::{self, Ctl};
+use crate::collect::collector::Ctl;
 use crate::collect::tables::{TableLimits, Tables};
 use crate::decode::targets::Targets;
 use crate::decode::{flow_hash, DecodeConfig, Decoder, Ts};
@@ -501,11 +501,6 @@ impl Live {
         sum_slots(&self.view.slots).0.kernel_drops
     }
 
-    /// Problems the capture threads report (for the operator's log).
-    pub fn problems(&self) -> Vec<String> {
-        self.view.health().problems
-    }
-
     /// Stops capturing, drains every thread, closes the open windows and
     /// returns what the run produced, with each thread's final counters.
     #[allow(clippy::type_complexity)]
@@ -739,9 +734,4 @@ fn reader_loop(
     let mut s = slot.lock().expect("slot");
     s.counters = c.clone();
     c
-}
-
-/// Window start for a packet time (re-exported for the daemon's logs).
-pub fn window_start(ts: Ts, window_ns: u64) -> Ts {
-    collector::window_start(ts, window_ns)
 }
