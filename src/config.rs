@@ -282,6 +282,7 @@ pub struct TcpCfg {
     pub max_ooo_bytes_total: u64,
     pub max_carry_bytes: usize,
     pub hole_timeout_ms: u64,
+    pub causal_wait_ms: u64,
 }
 
 impl Default for TcpCfg {
@@ -293,6 +294,7 @@ impl Default for TcpCfg {
             max_ooo_bytes_total: 64 << 20,
             max_carry_bytes: 256 << 10,
             hole_timeout_ms: 1000,
+            causal_wait_ms: 200,
         }
     }
 }
@@ -453,6 +455,7 @@ impl crate::session::EngineConfig {
                 max_ooo_per_flow: c.tcp.max_ooo_bytes_per_flow,
                 max_carry: c.tcp.max_carry_bytes,
                 hole_timeout_ns: c.tcp.hole_timeout_ms * 1_000_000,
+                causal_wait_ns: c.tcp.causal_wait_ms * 1_000_000,
                 ..crate::reassembly::tcp::TcpConfig::default()
             },
             max_flows: c.tcp.max_flows,

@@ -121,6 +121,14 @@ counters! {
     tcp_after_close,
     /// Holes given up early because an out-of-order budget (per flow or global) was full.
     tcp_ooo_budget_gaps,
+    /// Segments held back because they acknowledge bytes of the other
+    /// direction not seen yet (a mirror showed a reply before its request).
+    tcp_causal_held,
+    /// Causal waits that ran out (packet time, or the connection ended):
+    /// the held bytes were delivered in capture order.
+    tcp_causal_wait_expired,
+    /// Causal waits cut short because an out-of-order budget was full.
+    tcp_causal_budget_released,
 
     // ---- UDP ----
     /// UDP datagrams to or from a target.

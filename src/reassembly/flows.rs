@@ -125,9 +125,10 @@ impl<V> FlowTable<V> {
     /// per [`SWEEP_INTERVAL_NS`] of packet time (other calls return at
     /// once). Evictions are counted in `tcp_evicted_idle` by the next
     /// [`get_or_insert_with`](Self::get_or_insert_with) or [`report`](Self::report).
-    pub fn sweep(&mut self, now: Ts, mut f: impl FnMut(FlowKey, V)) {
+    /// Returns whether it swept (so the caller may do its own once-a-second work).
+    pub fn sweep(&mut self, now: Ts, mut f: impl FnMut(FlowKey, V)) -> bool {
         if now < self.next_sweep {
-            return;
+            return false;
         }
         self.next_sweep = now.saturating_add(SWEEP_INTERVAL_NS);
         let idle = self.idle_timeout_ns;
@@ -138,6 +139,7 @@ impl<V> FlowTable<V> {
             self.unreported_evictions += 1;
             f(k, e.value);
         }
+        true
     }
 
     /// Adds the idle evictions not yet counted to `c`.
@@ -149,6 +151,12 @@ impl<V> FlowTable<V> {
     pub fn drain_all(&mut self, mut f: impl FnMut(FlowKey, V)) {
         for (k, e) in self.map.drain() {
             f(k, e.value);
+        }
+    }
+
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&FlowKey, &mut V)) {
+        for (k, e) in &mut self.map {
+            f(k, &mut e.value);
         }
     }
 

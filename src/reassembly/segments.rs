@@ -73,18 +73,47 @@ pub struct Inserted {
     pub dup_bytes: usize,
 }
 
+/// When and how some bytes arrived: the packet time, and how far the
+/// sender of the segment had acknowledged the other direction then (an
+/// offset in that stream, when known).
+///
+/// Kept per range so that bytes delivered late (after a hole fills, or
+/// after a causal wait) are handed on with the time and acknowledgement
+/// they arrived with, as if the capture had shown them in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    pub ts: Ts,
+    pub peer_acked: Option<u64>,
+}
+
 /// One stored range: `data` covers `[start, start + data.len())`.
 #[derive(Debug)]
 struct Range {
     start: u64,
     data: Vec<u8>,
-    /// Packet time at which the oldest of these bytes arrived.
+    /// Packet time at which these bytes arrived.
     since: Ts,
+    /// The arriving segments' acknowledgement of the other direction.
+    peer_acked: Option<u64>,
+}
+
+/// A range taken from the front of the store.
+#[derive(Debug)]
+pub struct Popped {
+    pub data: Vec<u8>,
+    pub stamp: Stamp,
 }
 
 impl Range {
     fn end(&self) -> u64 {
         self.start.saturating_add(self.data.len() as u64)
+    }
+
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            ts: self.since,
+            peer_acked: self.peer_acked,
+        }
     }
 }
 
@@ -142,11 +171,7 @@ impl SegmentStore {
         self.ranges.back().map(Range::end)
     }
 
-    /// Stores the parts of `[off, off + data.len())` not already held.
-    ///
-    /// All or nothing: on `Err` the store and the budget are unchanged.
-    /// Only the last range is ever extended in place; any other new piece
-    /// becomes a range of its own.
+    /// [`insert_stamped`](Self::insert_stamped) with no acknowledgement known.
     pub fn insert(
         &mut self,
         off: u64,
@@ -155,6 +180,28 @@ impl SegmentStore {
         lim: &StoreLimits,
         g: &mut Budget,
     ) -> Result<Inserted, Full> {
+        let stamp = Stamp {
+            ts,
+            peer_acked: None,
+        };
+        self.insert_stamped(off, data, stamp, lim, g)
+    }
+
+    /// Stores the parts of `[off, off + data.len())` not already held.
+    ///
+    /// All or nothing: on `Err` the store and the budget are unchanged.
+    /// Only the last range is ever extended in place, and only by bytes
+    /// with the same [`Stamp`]; any other new piece becomes a range of its
+    /// own (so every byte keeps the stamp it arrived with).
+    pub fn insert_stamped(
+        &mut self,
+        off: u64,
+        data: &[u8],
+        stamp: Stamp,
+        lim: &StoreLimits,
+        g: &mut Budget,
+    ) -> Result<Inserted, Full> {
+        let ts = stamp.ts;
         if data.is_empty() {
             return Ok(Inserted::default());
         }
@@ -165,7 +212,7 @@ impl SegmentStore {
         // Pass 1: what would be stored, and how many new ranges that takes.
         let mut new_bytes = 0usize;
         let mut new_ranges = 0usize;
-        self.for_each_piece(first, off, end, |p_start, p_end, extends_tail| {
+        self.for_each_piece(first, off, end, stamp, |p_start, p_end, extends_tail| {
             new_bytes += (p_end - p_start) as usize;
             if !extends_tail {
                 new_ranges += 1;
@@ -200,7 +247,10 @@ impl SegmentStore {
                 next => {
                     let p_end = next.map_or(end, |r| r.start.min(end));
                     let piece = &data[(cur - off) as usize..(p_end - off) as usize];
-                    let tail = i == self.ranges.len() && i > 0 && self.ranges[i - 1].end() == cur;
+                    let tail = i == self.ranges.len()
+                        && i > 0
+                        && self.ranges[i - 1].end() == cur
+                        && self.ranges[i - 1].stamp() == stamp;
                     if tail {
                         self.ranges[i - 1].data.extend_from_slice(piece);
                     } else {
@@ -212,6 +262,7 @@ impl SegmentStore {
                                 start: cur,
                                 data: buf,
                                 since: ts,
+                                peer_acked: stamp.peer_acked,
                             },
                         );
                         i += 1;
@@ -229,8 +280,15 @@ impl SegmentStore {
     }
 
     /// Calls `f(start, end, extends_tail)` for each uncovered piece of
-    /// `[off, end)`, scanning from range index `first`.
-    fn for_each_piece(&self, first: usize, off: u64, end: u64, mut f: impl FnMut(u64, u64, bool)) {
+    /// `[off, end)` stamped `stamp`, scanning from range index `first`.
+    fn for_each_piece(
+        &self,
+        first: usize,
+        off: u64,
+        end: u64,
+        stamp: Stamp,
+        mut f: impl FnMut(u64, u64, bool),
+    ) {
         let n = self.ranges.len();
         let mut i = first;
         let mut cur = off;
@@ -242,7 +300,10 @@ impl SegmentStore {
                 }
                 next => {
                     let p_end = next.map_or(end, |r| r.start.min(end));
-                    let tail = i == n && i > 0 && self.ranges[i - 1].end() == cur;
+                    let tail = i == n
+                        && i > 0
+                        && self.ranges[i - 1].end() == cur
+                        && self.ranges[i - 1].stamp() == stamp;
                     f(cur, p_end, tail);
                     cur = p_end;
                 }
@@ -253,13 +314,32 @@ impl SegmentStore {
     /// Removes and returns the first range when it starts exactly at `at`.
     /// Give the buffer back with [`recycle`](Self::recycle) once delivered.
     pub fn pop_at(&mut self, at: u64, g: &mut Budget) -> Option<Vec<u8>> {
-        if self.first_start() != Some(at) {
+        self.pop_before(at, u64::MAX, g).map(|p| p.data)
+    }
+
+    /// Removes and returns the bytes of the first range that lie before
+    /// `limit`, when that range starts exactly at `at` (and `at < limit`).
+    /// A range reaching past `limit` is split, its tail kept (one copy;
+    /// ranges rarely straddle a limit, since each keeps one [`Stamp`]).
+    pub fn pop_before(&mut self, at: u64, limit: u64, g: &mut Budget) -> Option<Popped> {
+        if self.first_start() != Some(at) || at >= limit {
             return None;
         }
-        let r = self.ranges.pop_front()?;
-        self.bytes -= r.data.len();
-        g.release(r.data.len());
-        Some(r.data)
+        let r = self.ranges.front_mut()?;
+        let stamp = r.stamp();
+        let data = if r.end() > limit {
+            let k = (limit - r.start) as usize;
+            let mut head = self.spare.pop().unwrap_or_default();
+            head.extend_from_slice(&r.data[..k]);
+            r.data.drain(..k);
+            r.start = limit;
+            head
+        } else {
+            self.ranges.pop_front()?.data
+        };
+        self.bytes -= data.len();
+        g.release(data.len());
+        Some(Popped { data, stamp })
     }
 
     /// Drops every byte below `upto`; returns how many were dropped.
@@ -345,10 +425,14 @@ mod tests {
                 dup_bytes: 4
             })
         );
-        // [8,10) before, [14,16) after (extends the tail range).
+        // [8,10) before, [14,16) after (a range of its own: another time).
         assert_eq!(
             ranges(&s),
-            vec![(8, b"AA".to_vec()), (10, b"bbbbAA".to_vec())]
+            vec![
+                (8, b"AA".to_vec()),
+                (10, b"bbbb".to_vec()),
+                (14, b"AA".to_vec())
+            ]
         );
         assert_eq!((s.bytes(), g.used), (8, 8));
         assert_eq!(s.first_since(), Some(1));

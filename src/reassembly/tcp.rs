@@ -41,7 +41,9 @@
 //! the caller's to count (`tcp_segments`, `tcp_flows`, `tcp_closed`), except
 //! a connection started in place by port reuse, counted in `tcp_flows` here.
 
-use super::segments::{SegmentStore, StoreLimits};
+use std::collections::VecDeque;
+
+use super::segments::{SegmentStore, Stamp, StoreLimits};
 use super::seq::{seq_add, seq_diff};
 use super::{Dir, SegInfo, StreamHandler};
 use crate::decode::{TcpInfo, Ts};
@@ -50,7 +52,7 @@ use crate::stats::Counters;
 pub use super::segments::Budget;
 
 /// Bounds and timers of the reassembler.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpConfig {
     /// Most out-of-order bytes one direction may hold.
     /// Rationale: a few RTTs of a fast flow; beyond that the hole is lost.
@@ -72,6 +74,19 @@ pub struct TcpConfig {
     /// Rationale: far above any real window (1 GiB), far below the 2 GiB where
     /// sequence comparisons become ambiguous.
     pub max_seq_jump: u32,
+    /// Longest a segment waits (packet time) for the bytes of the other
+    /// direction it acknowledges before it is delivered anyway
+    /// (`tcp_causal_wait_expired`).
+    /// Rationale: mirrored copies are skewed by microseconds to a few
+    /// milliseconds; a longer wait means those bytes were lost.
+    pub causal_wait_ns: u64,
+    /// An acknowledgement gives up a hole it covers only once it has been
+    /// seen this many segments of the connection ago, or
+    /// `ack_grace_ns` ago: a mirror may show an ACK a few packets ahead of
+    /// data it covers, which is then still to come.
+    pub ack_grace_segments: u64,
+    /// See `ack_grace_segments`.
+    pub ack_grace_ns: u64,
 }
 
 impl Default for TcpConfig {
@@ -83,6 +98,9 @@ impl Default for TcpConfig {
             max_carry: 256 << 10,
             hole_timeout_ns: 1_000_000_000,
             max_seq_jump: 1 << 30,
+            causal_wait_ns: 200_000_000,
+            ack_grace_segments: 16,
+            ack_grace_ns: 20_000_000,
         }
     }
 }
@@ -109,6 +127,26 @@ const BAD_SEQ_REANCHOR: u8 = 4;
 /// An empty carry keeps at most this much capacity for the next message.
 const KEEP_CARRY_CAPACITY: usize = 64 * 1024;
 
+/// Acknowledgements a direction tracks through their grace; past that the
+/// newest one is raised instead (it then waits a little longer).
+const ACK_CANDIDATES: usize = 4;
+
+/// Most causal gates one direction keeps; past that the newest gate is
+/// widened instead (it then holds data a little longer, never less).
+const MAX_GATES: usize = 64;
+
+/// Bytes of a direction at or after `from` wait until the other direction
+/// has delivered everything before `need`: the segment that carried them
+/// acknowledged that much of the other direction, so its sender had
+/// received those bytes first (capture order is not causal order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gate {
+    from: u64,
+    need: u64,
+    /// Packet time the gated segment arrived.
+    since: Ts,
+}
+
 /// One direction of a connection.
 ///
 /// Invariants:
@@ -132,6 +170,20 @@ pub struct HalfStream {
     fin: Option<u64>,
     /// Highest offset of this stream acknowledged by the peer.
     acked: Option<u64>,
+    /// The part of `acked` seen long enough ago to give up holes with
+    /// (see `TcpConfig::ack_grace_segments`).
+    acked_firm: Option<u64>,
+    /// Acknowledgements waiting to become firm, oldest first: (offset,
+    /// connection segment number, packet time) when first seen.
+    ack_cand: [(u64, u64, Ts); ACK_CANDIDATES],
+    /// How many of `ack_cand` are in use.
+    ack_cands: usize,
+    /// Causal gates on this direction, sorted by `from`, `need` strictly
+    /// increasing; the front one is unsatisfied after `TcpConn::update_lim`.
+    gates: VecDeque<Gate>,
+    /// First offset that may not be delivered now (the front gate's
+    /// `from`), `None` when nothing is gated.
+    gate_lim: Option<u64>,
     /// Consecutive segments with a bogus sequence number.
     bad_run: u8,
 }
@@ -178,6 +230,91 @@ impl HalfStream {
     /// The FIN was seen and everything before it delivered or given up.
     pub fn is_finished(&self) -> bool {
         self.fin.is_some_and(|f| self.next_off >= f)
+    }
+
+    /// Bytes are waiting for the other direction (causal gates).
+    pub fn is_held(&self) -> bool {
+        self.gate_lim.is_some_and(|l| l <= self.next_off)
+            && self.store.first_start() == Some(self.next_off)
+    }
+
+    fn lim(&self) -> u64 {
+        self.gate_lim.unwrap_or(u64::MAX)
+    }
+
+    /// Notes that the peer acknowledged up to `a`: the new value becomes
+    /// firm after the grace (see `promote_ack`).
+    fn note_ack(&mut self, a: u64, seg_no: u64, ts: Ts) {
+        if self.acked_firm.is_some_and(|f| a <= f) {
+            return;
+        }
+        let n = self.ack_cands;
+        if n > 0 && self.ack_cand[n - 1].0 >= a {
+            return;
+        }
+        if n < ACK_CANDIDATES {
+            self.ack_cand[n] = (a, seg_no, ts);
+            self.ack_cands += 1;
+        } else {
+            self.ack_cand[n - 1] = (a, seg_no, ts);
+        }
+    }
+
+    /// Makes the waiting acknowledgement firm once the grace has passed,
+    /// then starts the grace of any later one.
+    fn promote_ack(&mut self, seg_no: u64, now: Ts, cfg: &TcpConfig) {
+        let mut done = 0;
+        for &(a, s, t) in &self.ack_cand[..self.ack_cands] {
+            if seg_no.saturating_sub(s) < cfg.ack_grace_segments
+                && now.saturating_sub(t) < cfg.ack_grace_ns
+            {
+                break;
+            }
+            self.acked_firm = Some(self.acked_firm.map_or(a, |f| f.max(a)));
+            done += 1;
+        }
+        if done > 0 {
+            self.ack_cand.copy_within(done..self.ack_cands, 0);
+            self.ack_cands -= done;
+        }
+    }
+
+    /// Bytes from `from` on wait until the other direction reaches `need`.
+    fn add_gate(&mut self, from: u64, need: u64, since: Ts) {
+        let i = self.gates.partition_point(|g| g.from <= from);
+        if i > 0 && self.gates[i - 1].need >= need {
+            // An earlier gate already holds these bytes at least as long.
+            return;
+        }
+        if self.gates.len() >= MAX_GATES {
+            if let Some(last) = self.gates.back_mut() {
+                last.need = last.need.max(need);
+            }
+            return;
+        }
+        // Later gates that need no more than this one add nothing.
+        while self.gates.get(i).is_some_and(|g| g.need <= need) {
+            self.gates.remove(i);
+        }
+        self.gates.insert(i, Gate { from, need, since });
+    }
+
+    /// Drops the gates the other direction (delivered up to `other_pos`)
+    /// has satisfied and sets the limit from the first one left.
+    fn update_lim(&mut self, other_pos: u64) {
+        while self.gates.front().is_some_and(|g| g.need <= other_pos) {
+            self.gates.pop_front();
+        }
+        if self.gates.is_empty() && self.gates.capacity() > MAX_GATES {
+            self.gates = VecDeque::new();
+        }
+        self.gate_lim = self.gates.front().map(|g| g.from.max(self.next_off));
+    }
+
+    /// Stops waiting: every gate goes (the caller counts why).
+    fn release_gates(&mut self) {
+        self.gates.clear();
+        self.gate_lim = None;
     }
 
     /// Signed distance of `seq` from the next expected byte; `None` before
@@ -227,16 +364,24 @@ impl HalfStream {
         }
     }
 
-    /// Delivers every stored range that has become contiguous.
+    /// Delivers every stored range that has become contiguous, up to the
+    /// causal limit, each with the time and acknowledgement it arrived
+    /// with (a byte cannot be available before the packet that delivers
+    /// the bytes ahead of it, hence the later of the two times).
     fn drain<H: StreamHandler>(&mut self, dir: Dir, info: &SegInfo, k: &mut Ctx<'_, H>) {
         loop {
             // Nothing lies below next_off by invariant; trimming keeps that true regardless.
             k.c.tcp_retransmit_bytes += self.store.trim_front(self.next_off, k.g) as u64;
-            let Some(buf) = self.store.pop_at(self.next_off, k.g) else {
+            let Some(p) = self.store.pop_before(self.next_off, self.lim(), k.g) else {
                 return;
             };
-            self.deliver(dir, &buf, info, k);
-            self.store.recycle(buf);
+            let info = SegInfo {
+                ts: info.ts.max(p.stamp.ts),
+                frame_no: info.frame_no,
+                peer_acked: p.stamp.peer_acked.or(info.peer_acked),
+            };
+            self.deliver(dir, &p.data, &info, k);
+            self.store.recycle(p.data);
         }
     }
 
@@ -275,6 +420,7 @@ impl HalfStream {
     }
 
     /// Takes the bytes `[off, off + data.len())` of this direction.
+    /// Bytes at or past the causal limit wait in the store with the rest.
     fn ingest<H: StreamHandler>(
         &mut self,
         dir: Dir,
@@ -284,6 +430,11 @@ impl HalfStream {
         info: &SegInfo,
         k: &mut Ctx<'_, H>,
     ) {
+        let stamp = Stamp {
+            ts,
+            peer_acked: info.peer_acked,
+        };
+        let mut counted_hold = false;
         loop {
             if off < self.next_off {
                 let old = (self.next_off - off).min(data.len() as u64) as usize;
@@ -295,27 +446,46 @@ impl HalfStream {
                 return;
             }
             let mark = (self.next_off, data.len());
-            if off > self.next_off {
-                match self.store.insert(off, data, ts, &k.cfg.store_limits(), k.g) {
+            let mut released = false;
+            let gated = off >= self.lim();
+            if off > self.next_off || gated {
+                match self
+                    .store
+                    .insert_stamped(off, data, stamp, &k.cfg.store_limits(), k.g)
+                {
                     Ok(ins) => {
                         k.c.tcp_retransmit_bytes += ins.dup_bytes as u64;
                         if ins.new_bytes > 0 {
-                            k.c.tcp_ooo_segments += 1;
+                            if gated && !counted_hold {
+                                k.c.tcp_causal_held += 1;
+                            } else if off > self.next_off {
+                                k.c.tcp_ooo_segments += 1;
+                            }
                         }
                         return;
                     }
                     Err(_) => {
-                        // No room: the oldest hole goes, which may make this segment in order.
-                        k.c.tcp_ooo_budget_gaps += 1;
-                        let target = self.store.first_start().map_or(off, |s| s.min(off));
-                        self.give_up(dir, target, info, k);
+                        let front = self.store.first_start().map_or(off, |s| s.min(off));
+                        if front > self.next_off {
+                            // No room: the oldest hole goes, which may make this segment in order.
+                            k.c.tcp_ooo_budget_gaps += 1;
+                            self.give_up(dir, front, info, k);
+                        } else {
+                            // No room left to wait in: deliver what waits, as if in capture order.
+                            k.c.tcp_causal_budget_released += 1;
+                            self.release_gates();
+                            released = true;
+                            counted_hold = true;
+                            self.drain(dir, info, k);
+                        }
                     }
                 }
             } else {
                 let room = self
                     .store
                     .first_start()
-                    .map_or(u64::MAX, |s| s.saturating_sub(off));
+                    .map_or(u64::MAX, |s| s.saturating_sub(off))
+                    .min(self.lim().saturating_sub(off));
                 let n = room.min(data.len() as u64) as usize;
                 let (now, rest) = data.split_at(n);
                 self.deliver(dir, now, info, k);
@@ -323,17 +493,30 @@ impl HalfStream {
                 data = rest;
                 self.drain(dir, info, k);
             }
-            if (self.next_off, data.len()) == mark {
+            if (self.next_off, data.len()) == mark && !released {
                 // Cannot happen (every branch above advances); never spin on it.
                 return;
             }
         }
     }
 
-    /// Gives up holes the peer has acknowledged, and holes that kept data
-    /// waiting longer than the timeout; reaches the FIN when one is known.
+    /// Stops waiting for the other direction when the first gate has
+    /// held its bytes longer than the causal wait; gives up holes the peer
+    /// has (firmly) acknowledged, and holes that kept data waiting longer
+    /// than the timeout; delivers what is contiguous; reaches the FIN when
+    /// one is known and nothing waits.
     fn resolve<H: StreamHandler>(&mut self, dir: Dir, now: Ts, info: &SegInfo, k: &mut Ctx<'_, H>) {
-        if let Some(a) = self.acked {
+        while let Some(g) = self.gates.front() {
+            if now.saturating_sub(g.since) < k.cfg.causal_wait_ns {
+                break;
+            }
+            k.c.tcp_causal_wait_expired += 1;
+            self.gates.pop_front();
+            // The next gate may be satisfied already; the caller's next
+            // `update_lim` tells. Until then it holds.
+            self.gate_lim = self.gates.front().map(|g| g.from.max(self.next_off));
+        }
+        if let Some(a) = self.acked_firm {
             while !self.store.is_empty() && a > self.next_off {
                 let before = self.next_off;
                 self.give_up(dir, a, info, k);
@@ -353,8 +536,11 @@ impl HalfStream {
                 break;
             }
         }
+        self.drain(dir, info, k);
         if let Some(f) = self.fin {
-            self.reach_fin(dir, f, info, k);
+            if self.gate_lim.is_none_or(|l| l >= f) {
+                self.reach_fin(dir, f, info, k);
+            }
         }
     }
 
@@ -397,10 +583,13 @@ impl HalfStream {
         info: &SegInfo,
         k: &mut Ctx<'_, H>,
     ) {
+        self.release_gates();
         self.give_up_queued(dir, info, k);
         self.carry.clear();
         self.origin = Some(seq.wrapping_sub(self.next_off as u32));
         self.acked = None;
+        self.acked_firm = None;
+        self.ack_cands = 0;
         self.bad_run = 0;
         k.c.tcp_gaps += 1;
         k.h.on_gap(dir, 0, info);
@@ -447,6 +636,8 @@ pub struct TcpConn {
     midstream: bool,
     closed: bool,
     last_frame: u64,
+    /// Segments of this connection seen (for the acknowledgement grace).
+    seg_no: u64,
 }
 
 impl Default for TcpConn {
@@ -464,6 +655,7 @@ impl TcpConn {
             midstream: false,
             closed: false,
             last_frame: 0,
+            seg_no: 0,
         }
     }
 
@@ -475,6 +667,11 @@ impl TcpConn {
     /// `on_close` was called; later segments are ignored (but a new SYN).
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Bytes wait in a store (behind a hole, or for the other direction).
+    pub fn is_waiting(&self) -> bool {
+        !self.closed && self.half.iter().any(|h| !h.store.is_empty())
     }
 
     /// The connection was first seen without either SYN.
@@ -548,18 +745,15 @@ impl TcpConn {
         }
         self.started = true;
         self.last_frame = frame_no;
+        self.seg_no += 1;
         if self.closed {
             return;
         }
         let d = dir.idx();
         let o = dir.other().idx();
         let wire_len = wire_len.max(payload.len());
-        let mut k = Ctx {
-            h,
-            g,
-            c,
-            cfg: &self.cfg,
-        };
+        let cfg = self.cfg;
+        let mut k = Ctx { h, g, c, cfg: &cfg };
 
         if tcp.syn {
             if self.half[d].origin.is_none() {
@@ -605,13 +799,18 @@ impl TcpConn {
             }
         };
 
+        // How far this segment's sender had received the other direction.
+        let mut acks = None;
         if tcp.ack_flag {
+            let seg_no = self.seg_no;
             let hs = &mut self.half[o];
             if let Some(rel) = hs.rel(tcp.ack) {
                 let a = i128::from(hs.next_off) + i128::from(rel);
                 if rel.unsigned_abs() <= self.cfg.max_seq_jump && a >= 0 {
                     let a = clamp_u64(a);
                     hs.acked = Some(hs.acked.map_or(a, |x| x.max(a)));
+                    hs.note_ack(a, seg_no, ts);
+                    acks = Some(a);
                 }
             }
         }
@@ -622,6 +821,7 @@ impl TcpConn {
                 frame_no,
                 peer_acked: None,
             };
+            self.release_all(ts, frame_no, &mut k);
             for dir in [Dir::Request, Dir::Response] {
                 let info = info_for(&self.half, dir, ts, frame_no);
                 self.half[dir.idx()].close(dir, &info, &mut k);
@@ -631,7 +831,19 @@ impl TcpConn {
             return;
         }
 
+        if let (Some(start), Some(a)) = (start, acks) {
+            // New data that acknowledges bytes of the other direction not
+            // delivered yet waits for them. Retransmitted bytes and pure
+            // ACKs hold nothing back.
+            let end = start + payload.len() as i128;
+            let from = start.max(i128::from(self.half[d].next_off));
+            if end > from && a > self.other_pos(dir) {
+                self.half[d].add_gate(clamp_u64(from), a, ts);
+            }
+        }
+
         if let Some(start) = start {
+            self.update_lim(dir);
             let info = info_for(&self.half, dir, ts, frame_no);
             let hs = &mut self.half[d];
             let limit = hs.fin.map_or(i128::MAX, i128::from);
@@ -664,10 +876,7 @@ impl TcpConn {
             }
         }
 
-        for dir in [dir.other(), dir] {
-            let info = info_for(&self.half, dir, ts, frame_no);
-            self.half[dir.idx()].resolve(dir, ts, &info, &mut k);
-        }
+        self.settle(ts, frame_no, &mut k);
         if self.half[0].is_finished() && self.half[1].is_finished() {
             for dir in [Dir::Request, Dir::Response] {
                 let info = info_for(&self.half, dir, ts, frame_no);
@@ -694,15 +903,74 @@ impl TcpConn {
         if self.closed {
             return;
         }
-        let mut k = Ctx {
-            h,
-            g,
-            c,
-            cfg: &self.cfg,
-        };
-        for dir in [Dir::Request, Dir::Response] {
-            let info = info_for(&self.half, dir, now, self.last_frame);
-            self.half[dir.idx()].resolve(dir, now, &info, &mut k);
+        let cfg = self.cfg;
+        let mut k = Ctx { h, g, c, cfg: &cfg };
+        let frame = self.last_frame;
+        self.settle(now, frame, &mut k);
+    }
+
+    /// How far `dir`'s peer direction has been delivered, counting its FIN
+    /// (which takes one sequence number, so an ACK of it is one past).
+    fn other_pos(&self, dir: Dir) -> u64 {
+        let o = &self.half[dir.other().idx()];
+        o.next_off + u64::from(o.is_finished())
+    }
+
+    fn update_lim(&mut self, dir: Dir) {
+        let pos = self.other_pos(dir);
+        self.half[dir.idx()].update_lim(pos);
+    }
+
+    /// Repeats what makes progress (waits that ended, holes given up,
+    /// contiguous bytes delivered in both directions) until nothing
+    /// changes: delivering one direction may release the other.
+    fn settle<H: StreamHandler>(&mut self, now: Ts, frame_no: u64, k: &mut Ctx<'_, H>) {
+        for h in &mut self.half {
+            h.promote_ack(self.seg_no, now, k.cfg);
+        }
+        loop {
+            let mark = |c: &Self| {
+                (
+                    c.half[0].next_off,
+                    c.half[1].next_off,
+                    c.half[0].gates.len(),
+                    c.half[1].gates.len(),
+                    c.half[0].fin,
+                    c.half[1].fin,
+                )
+            };
+            let before = mark(self);
+            for dir in [Dir::Request, Dir::Response] {
+                self.update_lim(dir);
+                let info = info_for(&self.half, dir, now, frame_no);
+                self.half[dir.idx()].resolve(dir, now, &info, k);
+            }
+            if mark(self) == before {
+                return;
+            }
+        }
+    }
+
+    /// The connection ends: whatever waits for the other direction is
+    /// delivered, the longest-waiting first, each release counted as an
+    /// expired wait.
+    fn release_all<H: StreamHandler>(&mut self, now: Ts, frame_no: u64, k: &mut Ctx<'_, H>) {
+        loop {
+            self.settle(now, frame_no, k);
+            let oldest = [Dir::Request, Dir::Response]
+                .into_iter()
+                .filter(|d| self.half[d.idx()].is_held())
+                .min_by_key(|d| self.half[d.idx()].gates.front().map_or(0, |g| g.since));
+            let Some(d) = oldest else {
+                break;
+            };
+            k.c.tcp_causal_wait_expired += 1;
+            let h = &mut self.half[d.idx()];
+            h.gates.pop_front();
+            h.gate_lim = None;
+        }
+        for h in &mut self.half {
+            h.release_gates();
         }
     }
 
@@ -712,12 +980,10 @@ impl TcpConn {
         if self.closed {
             return;
         }
-        let mut k = Ctx {
-            h,
-            g,
-            c,
-            cfg: &self.cfg,
-        };
+        let cfg = self.cfg;
+        let mut k = Ctx { h, g, c, cfg: &cfg };
+        let frame = self.last_frame;
+        self.release_all(ts, frame, &mut k);
         for dir in [Dir::Request, Dir::Response] {
             let info = info_for(&self.half, dir, ts, self.last_frame);
             self.half[dir.idx()].close(dir, &info, &mut k);
@@ -941,6 +1207,13 @@ mod tests {
             );
             self.send(dir, tcp, b"");
         }
+        /// An ACK seen long enough ago to give up the holes it covers
+        /// (the grace for ACKs a mirror shows ahead of their data).
+        fn ack_firm(&mut self, dir: Dir, acked_off_of_other: u64) {
+            self.ack(dir, acked_off_of_other);
+            self.ts += TcpConfig::default().ack_grace_ns;
+            self.ack(dir, acked_off_of_other);
+        }
         fn fin(&mut self, dir: Dir, off: u64, payload: &[u8]) {
             let mut tcp = d(self.seq(dir, off), self.seq(dir.other(), 0));
             tcp.fin = true;
@@ -1065,11 +1338,15 @@ mod tests {
         h.data(REQ, 20, &s[20..30]);
         h.data(REQ, 30, &s[30..40]);
         assert_eq!(h.rec.got[0], &s[..10]);
-        // The server acked 15: bytes [10, 15) are lost, [15, 20) may still come.
+        // The server acked 15: bytes [10, 15) are lost, [15, 20) may still
+        // come; once the ACK has been seen for the grace, that is.
+        h.ack(RESP, 15);
+        assert!(h.rec.gaps().is_empty());
+        h.ts += TcpConfig::default().ack_grace_ns;
         h.ack(RESP, 15);
         assert_eq!(h.rec.gaps(), vec![(REQ, 5)]);
         assert_eq!(h.conn.half(REQ).next_offset(), 15);
-        h.ack(RESP, 40);
+        h.ack_firm(RESP, 40);
         assert_eq!(h.rec.gaps(), vec![(REQ, 5), (REQ, 5)]);
         assert_eq!(&h.rec.got[0][10..], &s[20..40]);
         assert_eq!((h.c.tcp_gaps, h.c.tcp_gap_bytes, h.g.used), (2, 10, 0));
@@ -1090,9 +1367,101 @@ mod tests {
         // Now data arrives after a hole the peer already acked: given up at once.
         h.data(REQ, 14, b"EFGH");
         assert!(h.rec.gaps().is_empty());
-        h.ack(RESP, 18);
+        h.ack_firm(RESP, 18);
         assert_eq!(h.rec.gaps(), vec![(REQ, 4)]);
         assert_eq!(h.rec.got[0], b"0123456789EFGH");
+    }
+
+    #[test]
+    fn an_ack_a_few_packets_ahead_of_its_data_declares_no_gap() {
+        // A mirror shows the server's ACK of [10, 20) before that segment.
+        let s = stream(30);
+        let mut h = with_truth(Mode::All, &s);
+        h.data(REQ, 0, &s[0..10]);
+        h.data(REQ, 20, &s[20..30]);
+        h.ack(RESP, 30);
+        h.ack(RESP, 30);
+        h.data(REQ, 10, &s[10..20]);
+        assert_eq!(h.rec.got[0], s);
+        assert!(h.rec.gaps().is_empty());
+        // But sixteen segments later the ACK is firm: a hole it covers is lost.
+        let mut h = with_truth(Mode::All, &s);
+        h.data(REQ, 0, &s[0..10]);
+        h.data(REQ, 20, &s[20..30]);
+        for _ in 0..=16 {
+            h.ack(RESP, 30);
+        }
+        assert_eq!(h.rec.gaps(), vec![(REQ, 10)]);
+    }
+
+    /// Data of `dir` at `off` whose sender had received `acked` bytes of
+    /// the other direction.
+    fn data_acking(h: &mut H, dir: Dir, off: u64, acked: u64, payload: &[u8]) {
+        let tcp = d(h.seq(dir, off), h.seq(dir.other(), acked));
+        h.send(dir, tcp, payload);
+    }
+
+    #[test]
+    fn a_reply_shown_before_its_request_waits_for_it() {
+        let mut h = H::new(TcpConfig::default(), Mode::All);
+        h.rec.truth = [b"get k\r\n".to_vec(), b"END\r\n".to_vec()];
+        h.handshake(100, 5000);
+        h.ts = 10;
+        data_acking(&mut h, RESP, 0, 7, b"END\r\n");
+        assert!(h.rec.got[1].is_empty());
+        assert_eq!((h.c.tcp_causal_held, h.g.used), (1, 5));
+        h.ts = 5;
+        data_acking(&mut h, REQ, 0, 0, b"get k\r\n");
+        assert_eq!(
+            h.rec.ev,
+            vec![Ev::Data(REQ, 0, 7, true), Ev::Data(RESP, 0, 5, false)]
+        );
+        // Handed on with the time it arrived with, not the request's.
+        assert_eq!(h.rec.acked, vec![Some(0), Some(7)]);
+        assert_eq!((h.c.tcp_causal_wait_expired, h.g.used), (0, 0));
+    }
+
+    #[test]
+    fn an_ack_of_the_fin_is_satisfied_by_the_fin() {
+        // The reply acknowledges the client's FIN (one past its last byte).
+        let mut h = H::new(TcpConfig::default(), Mode::All);
+        h.handshake(100, 5000);
+        data_acking(&mut h, RESP, 0, 8, b"END\r\n");
+        h.fin(REQ, 0, b"get k\r\n");
+        assert_eq!(h.rec.got, [b"get k\r\n".to_vec(), b"END\r\n".to_vec()]);
+        assert_eq!(h.c.tcp_causal_wait_expired, 0);
+    }
+
+    #[test]
+    fn a_full_budget_ends_the_wait() {
+        let cfg = TcpConfig {
+            max_ooo_per_flow: 8,
+            ..TcpConfig::default()
+        };
+        let mut h = H::new(cfg, Mode::All);
+        h.handshake(100, 5000);
+        data_acking(&mut h, RESP, 0, 7, b"VALUE");
+        data_acking(&mut h, RESP, 5, 7, b" k 0");
+        assert_eq!(h.c.tcp_causal_budget_released, 1);
+        assert_eq!(h.rec.got[1], b"VALUE k 0");
+        assert_eq!(h.g.used, 0);
+    }
+
+    #[test]
+    fn pure_acks_and_retransmissions_hold_nothing_back() {
+        let mut h = H::new(TcpConfig::default(), Mode::All);
+        h.handshake(100, 5000);
+        h.data(REQ, 0, b"get a\r\n");
+        data_acking(&mut h, RESP, 0, 7, b"END\r\n");
+        // A retransmission of the reply acking a request not seen yet.
+        data_acking(&mut h, RESP, 0, 14, b"END\r\n");
+        h.ack(RESP, 20);
+        data_acking(&mut h, REQ, 7, 5, b"get b\r\n");
+        assert_eq!(
+            h.rec.got,
+            [b"get a\r\nget b\r\n".to_vec(), b"END\r\n".to_vec()]
+        );
+        assert_eq!((h.c.tcp_causal_held, h.c.tcp_retransmit_bytes), (0, 5));
     }
 
     #[test]
@@ -1142,7 +1511,7 @@ mod tests {
         h.ack(RESP, 100);
         assert_eq!(h.conn.half(REQ).peer_acked(), Some(100));
         h.data(REQ, 200, b"x");
-        h.ack(RESP, 201);
+        h.ack_firm(RESP, 201);
         assert_eq!(h.rec.gaps(), vec![(REQ, 100)]);
         assert_eq!(h.c.tcp_bad_seq, 0);
     }

@@ -355,11 +355,23 @@ impl Engine {
     fn sweep(&mut self, now: Ts, sink: &mut dyn RecordSink) {
         let budget = &mut self.budget;
         let counters = &mut self.counters;
-        self.flows.sweep(now, |_, mut conn: Conn| {
+        let swept = self.flows.sweep(now, |_, mut conn: Conn| {
             conn.tcp.flush(now, &mut conn.session, budget, counters);
             conn.session.finish(sink);
             counters.add(&conn.session.counters);
         });
+        if swept {
+            // Once a second: holes and causal waits of connections that
+            // went quiet run out on packet time too, not only at their
+            // next packet.
+            self.flows.for_each_mut(|_, conn| {
+                if conn.tcp.is_waiting() {
+                    conn.tcp
+                        .check_timeouts(now, &mut conn.session, budget, counters);
+                    conn.session.emit(sink);
+                }
+            });
+        }
     }
 
     /// Moves packet time forward without a packet (a reader's tick, or an

@@ -17,3 +17,6 @@ pub use record::{Record, RecordSink};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod causal_tests;
