@@ -46,6 +46,11 @@ fn udp_records() {
 }
 
 #[test]
+fn udp_big_records() {
+    check_case("udp_big");
+}
+
+#[test]
 fn mixed_noreply_records() {
     check_case("mixed_noreply");
 }

@@ -241,6 +241,7 @@ fn wire_command_counts() {
         ("meta_tcp", 32, 32),
         ("binary_tcp", 58, 58),
         ("udp", 11, 18),
+        ("udp_big", 49, 156),
         ("mixed_noreply", 48, 64),
     ] {
         let rep = report_for(case, &capture(case), &analysis(1, 1), false);

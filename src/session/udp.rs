@@ -796,11 +796,13 @@ mod tests {
         assert!(r.out.iter().all(|x| x.ts == 100 && x.command == "get"));
         assert!(r.t.is_empty());
         assert_eq!(r.t.buffered_bytes(), 0);
-        assert_eq!(r.t.counters, {
-            let mut c = Counters::default();
-            c.records = 6;
-            c
-        });
+        assert_eq!(
+            r.t.counters,
+            Counters {
+                records: 6,
+                ..Counters::default()
+            }
+        );
     }
 
     #[test]
