@@ -25,9 +25,10 @@ Modes (each with --rate, the share of eligible packets touched, default
              packet of a connection (TCP segment, pure ACK, or UDP
              datagram) moves back before the latest client->server data
              packet of that flow it follows (the request it answers) and
-             up to 3 positions further; a chosen client->server packet
-             swaps with the server->client packet of its flow just before
-             it. Each direction's own order is kept: a packet never passes
+             up to 3 positions further; any other chosen packet (a
+             request, a pure ACK) swaps with the packet of the other
+             direction of its flow just before it. Each direction's own
+             order is kept: a packet never passes
              a packet of its own direction of its own flow, nor a SYN, FIN
              or RST of its flow, and SYN/FIN/RST packets never move.
   reorder    in-direction reordering: a chosen TCP data segment, pure ACK
@@ -342,6 +343,9 @@ def rebuild(p, seq, payload, flags, ip_id_delta=0):
 # ---------------------------------------------------------------- modes
 
 FIN, SYN, RST, PSH = 0x01, 0x02, 0x04, 0x08
+# Longest overlapping retransmission built from two segments: an IPv4 total
+# length is 16 bits, and a loopback super-segment alone may be near 64 KiB.
+MAX_RESEND = 60000
 
 
 def split(pkts, mss, stats):
@@ -385,9 +389,10 @@ def dup(pkts, rng, rate, stats):
                     if q.seq == (p.seq + p.plen) & 0xFFFFFFFF and not q.ctl:
                         nxt = (j, q)
                     break
-            if nxt:
+            # (The re-sent range must still fit one IP packet.)
+            if nxt and len(pay) - a < MAX_RESEND:
                 j, q = nxt
-                b = rng.randint(1, q.plen)
+                b = rng.randint(1, min(q.plen, MAX_RESEND - (len(pay) - a)))
                 r = rebuild(q, p.seq + a, pay[a:] + q.payload()[:b], q.flags & ~FIN)
                 adds.append((j + 1, r))
             else:
