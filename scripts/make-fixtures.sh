@@ -8,7 +8,7 @@
 # then stop tcpdump (SIGINT) and memcached.
 #
 # Usage: scripts/make-fixtures.sh [case ...]      (default: all cases)
-#   cases: text_tcp meta_tcp binary_tcp udp udp_big mixed_noreply
+#   cases: text_tcp meta_tcp binary_tcp udp udp_big mixed_noreply pipelined_tcp
 # Env:   FIXTURE_BASE_PORT (default 21211)  first port tried
 #        MEMTAP_FIXTURES_VENV               venv for the drivers
 #                                           (default ~/.cache/memtap-fixtures/venv)
@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FIXDIR="$ROOT/scripts/fixtures"
 OUTROOT="$ROOT/testdata/pcaps"
-ALL_CASES=(text_tcp meta_tcp binary_tcp udp udp_big mixed_noreply)
+ALL_CASES=(text_tcp meta_tcp binary_tcp udp udp_big mixed_noreply pipelined_tcp)
 BASE_PORT="${FIXTURE_BASE_PORT:-21211}"
 VENV="${MEMTAP_FIXTURES_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/memtap-fixtures/venv}"
 MAX_BYTES=$((1024 * 1024))

@@ -56,6 +56,11 @@ fn mixed_noreply_records() {
 }
 
 #[test]
+fn pipelined_tcp_records() {
+    check_case("pipelined_tcp");
+}
+
+#[test]
 fn rewritten_fixtures_give_the_same_records() {
     let dir = tempfile::tempdir().unwrap();
     for case in cases() {

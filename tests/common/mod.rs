@@ -335,6 +335,7 @@ pub fn cases() -> Vec<&'static str> {
         "udp",
         "udp_big",
         "mixed_noreply",
+        "pipelined_tcp",
     ]
 }
 
