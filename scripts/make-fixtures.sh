@@ -8,7 +8,7 @@
 # then stop tcpdump (SIGINT) and memcached.
 #
 # Usage: scripts/make-fixtures.sh [case ...]      (default: all cases)
-#   cases: text_tcp meta_tcp binary_tcp udp mixed_noreply
+#   cases: text_tcp meta_tcp binary_tcp udp udp_big mixed_noreply pipelined_tcp
 # Env:   FIXTURE_BASE_PORT (default 21211)  first port tried
 #        MEMTAP_FIXTURES_VENV               venv for the drivers
 #                                           (default ~/.cache/memtap-fixtures/venv)
@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FIXDIR="$ROOT/scripts/fixtures"
 OUTROOT="$ROOT/testdata/pcaps"
-ALL_CASES=(text_tcp meta_tcp binary_tcp udp mixed_noreply)
+ALL_CASES=(text_tcp meta_tcp binary_tcp udp udp_big mixed_noreply pipelined_tcp)
 BASE_PORT="${FIXTURE_BASE_PORT:-21211}"
 VENV="${MEMTAP_FIXTURES_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/memtap-fixtures/venv}"
 MAX_BYTES=$((1024 * 1024))
@@ -152,7 +152,7 @@ run_case() {
     TMP_CASE="$(mktemp -d "$OUTROOT/.$case.tmp.XXXXXX")"
     chmod 755 "$TMP_CASE"
     local udp_port=0
-    [ "$case" = udp ] && udp_port="$port"
+    case "$case" in udp | udp_*) udp_port="$port" ;; esac # UDP is off unless -U names a port
 
     # shellcheck disable=SC2046
     memcached $(mc_user_args) -l 127.0.0.1 -p "$port" -U "$udp_port" -m 64 -c 256 -t 2 \

@@ -304,6 +304,10 @@ impl Default for TcpCfg {
 pub struct UdpCfg {
     pub timeout_ms: u64,
     pub max_pending: usize,
+    /// How long a response seen before its request waits for it (0: never).
+    pub hold_ms: u64,
+    pub max_held: usize,
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for UdpCfg {
@@ -311,6 +315,9 @@ impl Default for UdpCfg {
         UdpCfg {
             timeout_ms: 5000,
             max_pending: 65_536,
+            hold_ms: 1000,
+            max_held: 4096,
+            max_buffered_bytes: 16 << 20,
         }
     }
 }
@@ -463,6 +470,9 @@ impl crate::session::EngineConfig {
             max_ooo_total: c.tcp.max_ooo_bytes_total,
             udp_timeout_ns: c.udp.timeout_ms * 1_000_000,
             udp_max_pending: c.udp.max_pending,
+            udp_hold_ns: c.udp.hold_ms * 1_000_000,
+            udp_max_held: c.udp.max_held,
+            udp_max_buffered: c.udp.max_buffered_bytes,
         }
     }
 }

@@ -137,12 +137,29 @@ counters! {
     udp_bad_frame,
     /// UDP requests that span several datagrams (memcached rejects them).
     udp_multi_datagram_requests,
-    /// UDP responses with no pending request (orphans).
+    /// UDP response datagrams that met no request: not claimed within the
+    /// hold time (`udp.hold_ms`), still held at end of input, or not held
+    /// at all (hold full or disabled).
     udp_orphan_responses,
     /// UDP requests whose answer did not complete before the timeout.
     udp_timeouts,
     /// UDP requests dropped because the pending table was full.
     udp_pending_overflow,
+    /// UDP response datagrams whose sequence number is not below their
+    /// total (malformed frame header; ignored).
+    udp_bad_seq,
+    /// UDP response datagrams that arrived before their request, were held
+    /// and then paired with it.
+    udp_held_responses,
+    /// UDP response datagrams not held for their request because the hold
+    /// was full (`udp.max_held`, `udp.max_buffered_bytes`); also counted in
+    /// `udp_orphan_responses`.
+    udp_hold_full,
+    /// UDP response bytes given up before they could be put in order: parts
+    /// of a multi-datagram message whose missing piece never came (the
+    /// exchange timed out or ended), or beyond the per-exchange
+    /// (`tcp.max_carry_bytes`) or table (`udp.max_buffered_bytes`) bound.
+    udp_unassembled_bytes,
 
     // ---- protocol and pairing ----
     /// Records emitted (one per key-request).

@@ -46,8 +46,18 @@ fn udp_records() {
 }
 
 #[test]
+fn udp_big_records() {
+    check_case("udp_big");
+}
+
+#[test]
 fn mixed_noreply_records() {
     check_case("mixed_noreply");
+}
+
+#[test]
+fn pipelined_tcp_records() {
+    check_case("pipelined_tcp");
 }
 
 #[test]

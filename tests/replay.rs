@@ -232,8 +232,9 @@ fn fixture_reports_match_the_reference() {
 /// Commands on the wire, pinned per fixture: the multi-key gets are the
 /// only commands with several key-requests (text_tcp: one `get` of five
 /// keys; udp: a `get` and a `gets` of four and a `get` of two; mixed:
-/// three `get`s of five keys and four of two — counted independently from
-/// the request lines of the capture with tshark's stream follower).
+/// three `get`s of five keys and four of two; pipelined: 150 `get`s carry
+/// 279 key-requests — counted independently from the request lines of the
+/// capture with tshark's stream follower).
 #[test]
 fn wire_command_counts() {
     for (case, commands, requests) in [
@@ -241,7 +242,9 @@ fn wire_command_counts() {
         ("meta_tcp", 32, 32),
         ("binary_tcp", 58, 58),
         ("udp", 11, 18),
+        ("udp_big", 49, 156),
         ("mixed_noreply", 48, 64),
+        ("pipelined_tcp", 566, 695),
     ] {
         let rep = report_for(case, &capture(case), &analysis(1, 1), false);
         assert_eq!(

@@ -10,9 +10,10 @@
 //! 6-7 Reserved for future use; must be 0
 //! ```
 //!
-//! memcached 1.6 answers a multi-key `get` as several datagrams, each with
-//! its own header carrying sequence 0 and total 1 (see the field notes), so
-//! this module does not reassemble by sequence number.
+//! memcached 1.6 answers a `get` as a series of messages, each numbered on
+//! its own (see the field notes); putting a message together by sequence
+//! number is the UDP exchange's job (`session::udp`), which knows where
+//! one reply ends.
 
 /// Length of the frame header that precedes every memcached UDP payload.
 pub const UDP_FRAME_HEADER_LEN: usize = 8;

@@ -5,7 +5,7 @@
 
 use super::conn::Session;
 use super::record::RecordSink;
-use super::udp::UdpTable;
+use super::udp::{UdpConfig, UdpTable};
 use crate::decode::targets::{Side, Targets};
 use crate::decode::{Packet, Transport, Ts};
 use crate::protocol::Limits;
@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 /// Counters whose offenders are worth naming (frame and flow) in warnings.
 type Watch = (&'static str, fn(&Counters) -> u64);
-const WATCHED: [Watch; 14] = [
+const WATCHED: [Watch; 17] = [
     ("tcp_gaps", |c| c.tcp_gaps),
     ("tcp_ooo_budget_gaps", |c| c.tcp_ooo_budget_gaps),
     ("tcp_resync_skipped_bytes", |c| c.tcp_resync_skipped_bytes),
@@ -34,6 +34,9 @@ const WATCHED: [Watch; 14] = [
         c.udp_multi_datagram_requests
     }),
     ("udp_pending_overflow", |c| c.udp_pending_overflow),
+    ("udp_bad_seq", |c| c.udp_bad_seq),
+    ("udp_hold_full", |c| c.udp_hold_full),
+    ("udp_unassembled_bytes", |c| c.udp_unassembled_bytes),
 ];
 
 fn note_changes(
@@ -110,6 +113,9 @@ pub struct EngineConfig {
     pub max_ooo_total: u64,
     pub udp_timeout_ns: u64,
     pub udp_max_pending: usize,
+    pub udp_hold_ns: u64,
+    pub udp_max_held: usize,
+    pub udp_max_buffered: usize,
 }
 
 /// A TCP connection: its two byte streams and the conversation on them.
@@ -143,9 +149,14 @@ impl Engine {
             flows: FlowTable::new(cfg.max_flows, cfg.idle_timeout_ns),
             udp: UdpTable::new(
                 cfg.limits,
-                cfg.udp_max_pending,
-                cfg.udp_timeout_ns,
-                cfg.tcp.max_carry,
+                UdpConfig {
+                    max_pending: cfg.udp_max_pending,
+                    timeout_ns: cfg.udp_timeout_ns,
+                    max_carry: cfg.tcp.max_carry,
+                    hold_ns: cfg.udp_hold_ns,
+                    max_held: cfg.udp_max_held,
+                    max_buffered: cfg.udp_max_buffered,
+                },
             ),
             budget: Budget::new(cfg.max_ooo_total),
             counters: Counters::default(),

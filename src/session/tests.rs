@@ -7,7 +7,7 @@
 
 use super::conn::Session;
 use super::record::Record;
-use super::udp::UdpTable;
+use super::udp::{UdpConfig, UdpTable};
 use crate::decode::{Transport, Ts};
 use crate::protocol::{Limits, Outcome as O, Proto};
 use crate::reassembly::{Dir, SegInfo, StreamHandler};
@@ -1872,7 +1872,17 @@ struct Udp {
 impl Udp {
     fn new(timeout_ns: u64) -> Udp {
         Udp {
-            t: UdpTable::new(Limits::default(), 64, timeout_ns, 64 << 10),
+            t: UdpTable::new(
+                Limits::default(),
+                UdpConfig {
+                    max_pending: 64,
+                    timeout_ns,
+                    max_carry: 64 << 10,
+                    hold_ns: 100,
+                    max_held: 64,
+                    max_buffered: 1 << 20,
+                },
+            ),
             out: Vec::new(),
         }
     }
@@ -2017,9 +2027,10 @@ fn udp_numbered_multi_datagram_response() {
 #[test]
 fn udp_id_reuse_orphans_and_timeouts() {
     let mut u = Udp::new(1_000);
-    // Orphan: nobody asked.
+    // Nobody asked (yet): held for its request, an orphan once the hold
+    // time (100) has passed on a later packet's clock.
     u.resp(9, 0, 1, b"END\r\n", 1);
-    assert_eq!(u.t.counters.udp_orphan_responses, 1);
+    assert_eq!((u.t.held(), u.t.counters.udp_orphan_responses), (1, 0));
     // An id reused after its exchange settled is a new exchange.
     u.req(1, b"get a\r\n", 2);
     u.resp(1, 0, 1, b"END\r\n", 3);
@@ -2032,8 +2043,11 @@ fn udp_id_reuse_orphans_and_timeouts() {
     // Never answered: times out on a later packet's clock.
     u.req(3, b"get e\r\n", 10);
     u.req(4, b"delete f noreply\r\n", 5_000);
-    // The late answer is an orphan.
+    assert_eq!((u.t.held(), u.t.counters.udp_orphan_responses), (0, 1));
+    // The late answer is held, and an orphan at the end of input.
     u.resp(3, 0, 1, b"END\r\n", 5_001);
+    assert_eq!(u.t.held(), 1);
+    u.finish();
     assert_eq!(
         u.recs(),
         vec![

@@ -1,23 +1,58 @@
 //! memcached over UDP: one exchange per (client, server, request id).
 //!
-//! A request must fit in one datagram. Responses come as one or more
-//! datagrams carrying the same request id. Classic servers number them
-//! (sequence 0..total); memcached 1.6 sends each `VALUE` block and the
-//! final `END` as separate datagrams that all say "sequence 0 of 1" (see
-//! field notes), and may add an empty 8-byte datagram. Both shapes are
-//! handled the same way: the payloads are fed in arrival order to a
-//! `Session` (the same pairing rules as TCP) until it has nothing open; an
-//! exchange that does not settle within the timeout is recorded as lost.
+//! A request must fit in one datagram. memcached 1.6 answers with a series
+//! of *messages* under the request's id, each numbered on its own (field
+//! notes): a message that fits one datagram is "sequence 0 of 1", a larger
+//! one (a big value, or a whole single-key reply) is n datagrams "0..n-1
+//! of n", and an empty "0 of 0" datagram may come first. The reply is one
+//! text stream across its messages: the datagrams of a message are fed in
+//! sequence order (one that arrives ahead of its turn waits, copied, in its
+//! exchange), messages in arrival order, to a `Session` (the same pairing
+//! rules as TCP) until it has nothing open; an exchange that does not
+//! settle within the timeout is recorded as lost.
+//!
+//! A mirror port often delivers a response a few packets before its
+//! request (field notes). A response datagram with no exchange is held,
+//! copied, for a bounded packet time; when its request shows up, what was
+//! held for it is replayed in arrival order, each datagram with its own
+//! timestamp, exactly as if it had come after the request. One never
+//! claimed is an orphan.
+//!
+//! Timers run on the latest packet time seen, so a capture whose
+//! timestamps step back never rewinds (or underflows) them.
 
 use super::conn::Session;
 use super::record::RecordSink;
 use crate::decode::{Transport, Ts};
 use crate::protocol::Limits;
-use crate::reassembly::udp::parse_udp_frame;
+use crate::reassembly::udp::{parse_udp_frame, UdpFrame};
 use crate::reassembly::{Dir, SegInfo, StreamHandler};
 use crate::stats::Counters;
 use hashbrown::HashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+
+/// Bounds and timers of a `UdpTable` (packet time).
+#[derive(Debug, Clone, Copy)]
+pub struct UdpConfig {
+    /// Exchanges awaiting answers at once (`udp_pending_overflow` beyond).
+    pub max_pending: usize,
+    /// An exchange not settled after this long is given up (`udp_timeouts`).
+    pub timeout_ns: u64,
+    /// Bytes one exchange keeps unconsumed, and bytes it keeps waiting for
+    /// an earlier datagram of their message (each).
+    pub max_carry: usize,
+    /// How long a response with no request waits for it; 0 disables holding.
+    pub hold_ns: u64,
+    /// Responses held at once (`udp_hold_full` beyond).
+    pub max_held: usize,
+    /// Bytes of held responses and of waiting datagrams, across the table.
+    pub max_buffered: usize,
+}
+
+/// Buffers larger than this are freed rather than recycled, so one huge
+/// reply does not pin its memory in every spare.
+const RECYCLE_MAX: usize = 64 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
@@ -26,16 +61,94 @@ struct Key {
     req_id: u16,
 }
 
+/// A datagram waiting in its exchange for the pieces before it.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    seq: u16,
+    total: u16,
+    info: SegInfo,
+    start: usize,
+    len: usize,
+}
+
 struct Exchange {
     session: Session,
-    /// Response bytes not yet consumed (a classic multi-datagram reply can
-    /// split a line or value across datagrams).
+    /// Response bytes not yet consumed (a line or value may span datagrams).
     carry: Vec<u8>,
-    next_seq: u16,
+    /// Datagrams in the message being fed; 0 between messages.
+    msg_total: u16,
+    /// The sequence number that message needs next.
+    msg_next: u16,
+    /// Datagrams that arrived ahead of their turn, in arrival order; their
+    /// payloads lie in `parked_buf`.
+    parked: Vec<Part>,
+    parked_buf: Vec<u8>,
     last: Ts,
 }
 
-/// All open UDP exchanges of one pipeline.
+impl Exchange {
+    /// Whether datagram `seq` of `total` continues the reply stream now.
+    fn fits(&self, seq: u16, total: u16) -> bool {
+        if self.msg_total == 0 {
+            seq == 0
+        } else {
+            total == self.msg_total && seq == self.msg_next
+        }
+    }
+
+    /// Notes that datagram `msg_next` (or 0) of `total` was fed.
+    fn advance(&mut self, total: u16) {
+        if self.msg_total == 0 {
+            if total > 1 {
+                self.msg_total = total;
+                self.msg_next = 1;
+            }
+        } else {
+            self.msg_next += 1;
+            if self.msg_next == self.msg_total {
+                self.msg_total = 0;
+                self.msg_next = 0;
+            }
+        }
+    }
+
+    /// Forgets every waiting datagram; returns their bytes.
+    fn unpark_all(&mut self) -> usize {
+        let n = self.parked.iter().map(|p| p.len).sum();
+        self.parked.clear();
+        self.parked_buf.clear();
+        n
+    }
+}
+
+/// Hands reply bytes to the session, keeping what it did not consume.
+fn feed(s: &mut Session, carry: &mut Vec<u8>, data: &[u8], info: &SegInfo, max_carry: usize) {
+    if carry.is_empty() {
+        let used = s.on_data(Dir::Response, data, 0, info);
+        carry.extend_from_slice(&data[used..]);
+    } else {
+        carry.extend_from_slice(data);
+        let used = s.on_data(Dir::Response, carry, 0, info);
+        carry.drain(..used);
+    }
+    if carry.len() > max_carry {
+        carry.clear();
+        s.on_gap(Dir::Response, 0, info);
+    }
+}
+
+/// A response datagram (header included) seen before its request.
+struct Held {
+    /// `None` once replayed; the entry waits to be popped.
+    key: Option<Key>,
+    /// Table clock when it was held.
+    at: Ts,
+    info: SegInfo,
+    data: Vec<u8>,
+}
+
+/// All open UDP exchanges of one pipeline, and responses held for
+/// requests not seen yet.
 pub struct UdpTable {
     map: HashMap<Key, usize>,
     slots: Vec<Option<(Key, Exchange)>>,
@@ -43,29 +156,46 @@ pub struct UdpTable {
     spare: Vec<Exchange>,
     free_slots: Vec<usize>,
     limits: Limits,
-    cap: usize,
-    timeout_ns: u64,
+    cfg: UdpConfig,
     last_sweep: Ts,
-    max_carry: usize,
+    /// Latest packet time seen.
+    clock: Ts,
+    /// Held responses in arrival order (hence in `at` order).
+    held: VecDeque<Held>,
+    /// Live held responses per key: a request finds its own without a scan,
+    /// and with none held it costs nothing.
+    held_of: HashMap<Key, u32>,
+    held_live: usize,
+    /// Bytes held plus bytes waiting in exchanges.
+    buffered: usize,
+    spare_bufs: Vec<Vec<u8>>,
     pub counters: Counters,
 }
 
 impl UdpTable {
-    pub fn new(limits: Limits, cap: usize, timeout_ns: u64, max_carry: usize) -> UdpTable {
+    pub fn new(limits: Limits, cfg: UdpConfig) -> UdpTable {
         UdpTable {
             map: HashMap::new(),
             slots: Vec::new(),
             spare: Vec::new(),
             free_slots: Vec::new(),
             limits,
-            cap: cap.max(1),
-            timeout_ns,
+            cfg: UdpConfig {
+                max_pending: cfg.max_pending.max(1),
+                ..cfg
+            },
             last_sweep: 0,
-            max_carry,
+            clock: 0,
+            held: VecDeque::new(),
+            held_of: HashMap::new(),
+            held_live: 0,
+            buffered: 0,
+            spare_bufs: Vec::new(),
             counters: Counters::default(),
         }
     }
 
+    /// Exchanges awaiting an answer.
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -74,19 +204,34 @@ impl UdpTable {
         self.map.is_empty()
     }
 
-    fn new_exchange(&mut self, client: SocketAddr, server: SocketAddr, now: Ts) -> Exchange {
+    /// Responses held for a request not seen yet.
+    pub fn held(&self) -> usize {
+        self.held_live
+    }
+
+    /// Bytes held or waiting for an earlier datagram.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered
+    }
+
+    fn new_exchange(&mut self, client: SocketAddr, server: SocketAddr) -> Exchange {
+        let now = self.clock;
         match self.spare.pop() {
             Some(mut x) => {
                 x.session.reset(client, server, true);
                 x.carry.clear();
-                x.next_seq = 0;
+                x.msg_total = 0;
+                x.msg_next = 0;
                 x.last = now;
                 x
             }
             None => Exchange {
                 session: Session::new(client, server, Transport::Udp, true, self.limits, 1024),
                 carry: Vec::new(),
-                next_seq: 0,
+                msg_total: 0,
+                msg_next: 0,
+                parked: Vec::new(),
+                parked_buf: Vec::new(),
                 last: now,
             },
         }
@@ -96,12 +241,28 @@ impl UdpTable {
     fn retire(&mut self, slot: usize, sink: &mut dyn RecordSink) {
         if let Some((key, mut x)) = self.slots[slot].take() {
             self.map.remove(&key);
+            // Datagrams still waiting lost a piece before them for good.
+            let waiting = x.unpark_all();
+            self.buffered -= waiting;
+            self.counters.udp_unassembled_bytes += waiting as u64;
             x.session.finish(sink);
             self.counters.add(&x.session.counters);
             x.session.counters = Counters::default();
+            if x.parked_buf.capacity() > RECYCLE_MAX {
+                x.parked_buf = Vec::new();
+            }
             self.free_slots.push(slot);
             self.spare.push(x);
         }
+    }
+
+    /// Moves the clock to `ts` (never back) and runs the timers.
+    fn tick(&mut self, ts: Ts, sink: &mut dyn RecordSink) {
+        if ts > self.clock {
+            self.clock = ts;
+        }
+        self.expire_held();
+        self.sweep_exchanges(sink);
     }
 
     /// A datagram from a client to a target.
@@ -113,7 +274,7 @@ impl UdpTable {
         info: &SegInfo,
         sink: &mut dyn RecordSink,
     ) {
-        self.sweep(info.ts, sink);
+        self.tick(info.ts, sink);
         let Some(frame) = parse_udp_frame(payload) else {
             self.counters.udp_bad_frame += 1;
             return;
@@ -133,11 +294,11 @@ impl UdpTable {
             self.counters.udp_timeouts += 1;
             self.retire(slot, sink);
         }
-        if self.map.len() >= self.cap {
+        if self.map.len() >= self.cfg.max_pending {
             self.counters.udp_pending_overflow += 1;
             return;
         }
-        let mut x = self.new_exchange(client, server, info.ts);
+        let mut x = self.new_exchange(client, server);
         let used = x.session.on_data(Dir::Request, frame.payload, 0, info);
         if used < frame.payload.len() {
             // A request cut short inside its datagram: nothing will follow.
@@ -155,7 +316,11 @@ impl UdpTable {
         self.slots[slot] = Some((key, x));
         self.map.insert(key, slot);
         if settled {
+            // Nothing to answer (noreply): what is held for this id is not
+            // its answer, as it would not be if it came now.
             self.retire(slot, sink);
+        } else if self.held_live > 0 && self.held_of.contains_key(&key) {
+            self.replay_held(key, slot, sink);
         }
     }
 
@@ -168,7 +333,7 @@ impl UdpTable {
         info: &SegInfo,
         sink: &mut dyn RecordSink,
     ) {
-        self.sweep(info.ts, sink);
+        self.tick(info.ts, sink);
         let Some(frame) = parse_udp_frame(payload) else {
             self.counters.udp_bad_frame += 1;
             return;
@@ -178,47 +343,204 @@ impl UdpTable {
             server,
             req_id: frame.req_id,
         };
-        let Some(&slot) = self.map.get(&key) else {
-            self.counters.udp_orphan_responses += 1;
-            return;
-        };
-        let max_carry = self.max_carry;
-        let (_, x) = self.slots[slot].as_mut().expect("mapped slot is full");
-        x.last = info.ts;
-        if frame.total > 1 {
-            if frame.seq != x.next_seq {
-                // A numbered reply lost or reordered a datagram.
-                x.carry.clear();
-                x.session.on_gap(Dir::Response, 0, info);
+        match self.map.get(&key) {
+            Some(&slot) => {
+                self.deliver(slot, &frame, info, sink);
             }
-            x.next_seq = frame.seq.wrapping_add(1);
+            None => self.hold(key, payload, info),
         }
-        if x.carry.is_empty() {
-            let used = x.session.on_data(Dir::Response, frame.payload, 0, info);
-            x.carry.extend_from_slice(&frame.payload[used..]);
-        } else {
-            x.carry.extend_from_slice(frame.payload);
-            let used = x.session.on_data(Dir::Response, &x.carry, 0, info);
-            x.carry.drain(..used);
+    }
+
+    /// One response datagram into its exchange; true when it settled (and
+    /// retired) the exchange.
+    fn deliver(
+        &mut self,
+        slot: usize,
+        frame: &UdpFrame<'_>,
+        info: &SegInfo,
+        sink: &mut dyn RecordSink,
+    ) -> bool {
+        // The empty "0 of 0" datagram stands alone, like "0 of 1".
+        let total = frame.total.max(1);
+        if frame.seq >= total {
+            self.counters.udp_bad_seq += 1;
+            return false;
         }
-        if x.carry.len() > max_carry {
+        let max_carry = self.cfg.max_carry;
+        let len = frame.payload.len();
+        let (_, x) = self.slots[slot].as_mut().expect("mapped slot is full");
+        x.last = self.clock;
+        if x.parked.is_empty() && x.fits(frame.seq, total) {
+            // In order (the common case): fed without a copy.
+            x.advance(total);
+            feed(&mut x.session, &mut x.carry, frame.payload, info, max_carry);
+        } else if x.parked_buf.len() + len > max_carry
+            || self.buffered + len > self.cfg.max_buffered
+        {
+            // No room to wait for the missing piece: the reply is cut here.
+            let waiting = x.unpark_all();
+            self.buffered -= waiting;
+            self.counters.udp_unassembled_bytes += (waiting + len) as u64;
+            x.msg_total = 0;
+            x.msg_next = 0;
             x.carry.clear();
             x.session.on_gap(Dir::Response, 0, info);
+        } else {
+            let start = x.parked_buf.len();
+            x.parked_buf.extend_from_slice(frame.payload);
+            x.parked.push(Part {
+                seq: frame.seq,
+                total,
+                info: *info,
+                start,
+                len,
+            });
+            self.buffered += len;
+            // This may have been the piece the others waited for. A part is
+            // fed at the latest time of the pieces so far: the reply was not
+            // whole before the last of them arrived.
+            while let Some(i) = x.parked.iter().position(|p| x.fits(p.seq, p.total)) {
+                let p = x.parked.remove(i);
+                x.advance(p.total);
+                let at = SegInfo {
+                    ts: p.info.ts.max(info.ts),
+                    ..p.info
+                };
+                let data = &x.parked_buf[p.start..p.start + p.len];
+                feed(&mut x.session, &mut x.carry, data, &at, max_carry);
+                self.buffered -= p.len;
+            }
+            if x.parked.is_empty() {
+                x.parked_buf.clear();
+            }
         }
         x.session.emit(sink);
         if x.session.settled() {
             self.retire(slot, sink);
+            return true;
+        }
+        false
+    }
+
+    /// Keeps a response whose request has not been seen (yet).
+    fn hold(&mut self, key: Key, datagram: &[u8], info: &SegInfo) {
+        if self.cfg.hold_ns == 0 || self.cfg.max_held == 0 {
+            self.counters.udp_orphan_responses += 1;
+            return;
+        }
+        if self.held_live >= self.cfg.max_held
+            || self.buffered + datagram.len() > self.cfg.max_buffered
+        {
+            self.counters.udp_orphan_responses += 1;
+            self.counters.udp_hold_full += 1;
+            return;
+        }
+        if self.held.len() >= self.cfg.max_held.saturating_mul(2) {
+            // Replayed entries behind an old one: drop them (in place).
+            self.held.retain(|h| h.key.is_some());
+        }
+        let mut data = self.spare_bufs.pop().unwrap_or_default();
+        data.extend_from_slice(datagram);
+        self.held.push_back(Held {
+            key: Some(key),
+            at: self.clock,
+            info: *info,
+            data,
+        });
+        self.held_live += 1;
+        self.buffered += datagram.len();
+        *self.held_of.entry(key).or_insert(0) += 1;
+    }
+
+    /// Bookkeeping of a held response leaving the hold.
+    fn release_held(&mut self, key: Key, len: usize) {
+        self.held_live -= 1;
+        self.buffered -= len;
+        if let Some(n) = self.held_of.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.held_of.remove(&key);
+            }
         }
     }
 
-    /// Gives up exchanges idle past the timeout (packet time).
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        buf.clear();
+        if buf.capacity() > 0
+            && buf.capacity() <= RECYCLE_MAX
+            && self.spare_bufs.len() < self.cfg.max_held
+        {
+            self.spare_bufs.push(buf);
+        }
+    }
+
+    /// Feeds what was held for `key` to its new exchange, in arrival order.
+    fn replay_held(&mut self, key: Key, slot: usize, sink: &mut dyn RecordSink) {
+        let mut i = 0;
+        while i < self.held.len() && self.held_of.contains_key(&key) {
+            if self.held[i].key != Some(key) {
+                i += 1;
+                continue;
+            }
+            let h = &mut self.held[i];
+            h.key = None;
+            let data = std::mem::take(&mut h.data);
+            let info = h.info;
+            self.release_held(key, data.len());
+            self.counters.udp_held_responses += 1;
+            // Only datagrams that parsed were held.
+            let retired = match parse_udp_frame(&data) {
+                Some(frame) => self.deliver(slot, &frame, &info, sink),
+                None => false,
+            };
+            self.recycle(data);
+            if retired {
+                // Anything else held for this id answers nothing now, as
+                // it would not had it come after the reply.
+                break;
+            }
+            i += 1;
+        }
+        while matches!(self.held.front(), Some(h) if h.key.is_none()) {
+            self.held.pop_front();
+        }
+    }
+
+    /// Held responses past the hold time become orphans.
+    fn expire_held(&mut self) {
+        while let Some(h) = self.held.front() {
+            match h.key {
+                None => {
+                    self.held.pop_front();
+                }
+                Some(key) => {
+                    if self.clock.saturating_sub(h.at) <= self.cfg.hold_ns {
+                        break;
+                    }
+                    let h = self.held.pop_front().expect("front exists");
+                    self.release_held(key, h.data.len());
+                    self.counters.udp_orphan_responses += 1;
+                    self.recycle(h.data);
+                }
+            }
+        }
+    }
+
+    /// Moves packet time forward without a packet: held responses and
+    /// exchanges time out.
     pub fn sweep(&mut self, now: Ts, sink: &mut dyn RecordSink) {
-        if now < self.last_sweep.saturating_add(self.timeout_ns / 4 + 1) {
+        self.tick(now, sink);
+    }
+
+    /// Gives up exchanges idle past the timeout.
+    fn sweep_exchanges(&mut self, sink: &mut dyn RecordSink) {
+        let now = self.clock;
+        if now < self.last_sweep.saturating_add(self.cfg.timeout_ns / 4 + 1) {
             return;
         }
         self.last_sweep = now;
         for slot in 0..self.slots.len() {
-            let expired = matches!(&self.slots[slot], Some((_, x)) if now.saturating_sub(x.last) > self.timeout_ns);
+            let expired = matches!(&self.slots[slot], Some((_, x)) if now.saturating_sub(x.last) > self.cfg.timeout_ns);
             if expired {
                 self.counters.udp_timeouts += 1;
                 self.retire(slot, sink);
@@ -226,7 +548,8 @@ impl UdpTable {
         }
     }
 
-    /// End of input: every open exchange resolves now.
+    /// End of input: every open exchange resolves now, and what is still
+    /// held will never meet its request.
     pub fn finish(&mut self, sink: &mut dyn RecordSink) {
         for slot in 0..self.slots.len() {
             if self.slots[slot].is_some() {
@@ -234,5 +557,484 @@ impl UdpTable {
                 self.retire(slot, sink);
             }
         }
+        while let Some(h) = self.held.pop_front() {
+            if let Some(key) = h.key {
+                self.release_held(key, h.data.len());
+                self.counters.udp_orphan_responses += 1;
+            }
+            self.recycle(h.data);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Exchanges fed datagram by datagram, with memcached 1.6's framing;
+    //! records compared whole (result, sizes, request time and latency).
+
+    use super::*;
+    use crate::protocol::Outcome;
+    use crate::session::Record;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Rec {
+        command: &'static str,
+        key: String,
+        result: Outcome,
+        resp_bytes: u64,
+        ts: Ts,
+        latency: Option<u64>,
+    }
+
+    fn client() -> SocketAddr {
+        "10.0.0.1:40000".parse().unwrap()
+    }
+
+    fn server() -> SocketAddr {
+        "10.0.0.2:11211".parse().unwrap()
+    }
+
+    fn cfg() -> UdpConfig {
+        UdpConfig {
+            max_pending: 64,
+            timeout_ns: 1_000_000,
+            max_carry: 64 << 10,
+            hold_ns: 1_000,
+            max_held: 64,
+            max_buffered: 1 << 20,
+        }
+    }
+
+    /// One datagram on the wire: request or response, header fields,
+    /// payload, timestamp.
+    #[derive(Debug, Clone)]
+    struct D {
+        resp: bool,
+        id: u16,
+        seq: u16,
+        total: u16,
+        payload: Vec<u8>,
+        ts: Ts,
+    }
+
+    fn req(id: u16, line: &str, ts: Ts) -> D {
+        D {
+            resp: false,
+            id,
+            seq: 0,
+            total: 1,
+            payload: line.as_bytes().to_vec(),
+            ts,
+        }
+    }
+
+    fn resp(id: u16, seq: u16, total: u16, payload: &[u8], ts: Ts) -> D {
+        D {
+            resp: true,
+            id,
+            seq,
+            total,
+            payload: payload.to_vec(),
+            ts,
+        }
+    }
+
+    /// A message cut the way memcached cuts it (1,392 payload bytes a
+    /// datagram), timestamps from `ts` on.
+    fn message(id: u16, payload: &[u8], ts: Ts) -> Vec<D> {
+        let chunks: Vec<&[u8]> = payload.chunks(1392).collect();
+        let n = chunks.len() as u16;
+        chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| resp(id, i as u16, n, c, ts + i as Ts))
+            .collect()
+    }
+
+    fn value_block(key: &str, n: usize, end: bool) -> Vec<u8> {
+        let mut v = format!("VALUE {key} 0 {n}\r\n").into_bytes();
+        v.extend((0..n).map(|i| b'a' + (i % 26) as u8));
+        v.extend_from_slice(b"\r\n");
+        if end {
+            v.extend_from_slice(b"END\r\n");
+        }
+        v
+    }
+
+    struct Run {
+        t: UdpTable,
+        out: Vec<Rec>,
+    }
+
+    impl Run {
+        fn new(cfg: UdpConfig) -> Run {
+            Run {
+                t: UdpTable::new(Limits::default(), cfg),
+                out: Vec::new(),
+            }
+        }
+
+        fn push(&mut self, d: &D) {
+            let mut f = Vec::new();
+            for v in [d.id, d.seq, d.total, 0] {
+                f.extend(v.to_be_bytes());
+            }
+            f.extend(&d.payload);
+            let info = SegInfo {
+                ts: d.ts,
+                frame_no: 0,
+                peer_acked: None,
+            };
+            let out = &mut self.out;
+            let mut sink = |r: &Record<'_>| {
+                out.push(Rec {
+                    command: r.command,
+                    key: String::from_utf8_lossy(r.key.unwrap_or(b"")).into_owned(),
+                    result: r.result,
+                    resp_bytes: r.resp_bytes,
+                    ts: r.ts,
+                    latency: r.latency_ns,
+                })
+            };
+            if d.resp {
+                self.t.response(client(), server(), &f, &info, &mut sink);
+            } else {
+                self.t.request(client(), server(), &f, &info, &mut sink);
+            }
+        }
+
+        fn all(cfg: UdpConfig, ds: &[D]) -> Run {
+            let mut r = Run::new(cfg);
+            for d in ds {
+                r.push(d);
+            }
+            r
+        }
+
+        fn finish(&mut self) {
+            let out = &mut self.out;
+            self.t.finish(&mut |r: &Record<'_>| {
+                out.push(Rec {
+                    command: r.command,
+                    key: String::from_utf8_lossy(r.key.unwrap_or(b"")).into_owned(),
+                    result: r.result,
+                    resp_bytes: r.resp_bytes,
+                    ts: r.ts,
+                    latency: r.latency_ns,
+                })
+            });
+        }
+
+        /// (key, result, resp_bytes, latency) of every record.
+        fn short(&self) -> Vec<(&str, Outcome, u64, Option<u64>)> {
+            self.out
+                .iter()
+                .map(|r| (r.key.as_str(), r.result, r.resp_bytes, r.latency))
+                .collect()
+        }
+    }
+
+    fn permutations(n: usize) -> Vec<Vec<usize>> {
+        if n == 0 {
+            return vec![vec![]];
+        }
+        let mut out = Vec::new();
+        for p in permutations(n - 1) {
+            for i in 0..=p.len() {
+                let mut q = p.clone();
+                q.insert(i, n - 1);
+                out.push(q);
+            }
+        }
+        out
+    }
+
+    /// The reply of the field notes: `(0,0,len 0)`, `(0,1) VALUE cfg_8`,
+    /// `(0,4) VALUE user:0…`, `(1,4)`, `(2,4)`, `(3,4)`, `(0,1) VALUE
+    /// cfg_18`, `(0,1) VALUE user:5`, `(0,1) END`; request at 100, reply
+    /// datagrams at 200.. (the 4-datagram message at 202..205).
+    fn field_notes_reply(id: u16) -> (D, Vec<D>) {
+        let rq = req(id, "get cfg_8 miss:1 user:0 cfg_18 miss:2 user:5\r\n", 100);
+        let mut ds = vec![
+            resp(id, 0, 0, b"", 200),
+            resp(id, 0, 1, &value_block("cfg_8", 10, false), 201),
+        ];
+        let big = message(id, &value_block("user:0", 4500, false), 202);
+        assert_eq!(big.len(), 4);
+        ds.extend(big);
+        ds.push(resp(id, 0, 1, &value_block("cfg_18", 20, false), 206));
+        ds.push(resp(id, 0, 1, &value_block("user:5", 30, false), 207));
+        ds.push(resp(id, 0, 1, b"END\r\n", 208));
+        (rq, ds)
+    }
+
+    fn field_notes_records() -> Vec<(&'static str, Outcome, u64, Option<u64>)> {
+        // Every key is answered by the END, at 208.
+        vec![
+            ("cfg_8", Outcome::Hit, 10, Some(108)),
+            ("miss:1", Outcome::Miss, 0, Some(108)),
+            ("user:0", Outcome::Hit, 4500, Some(108)),
+            ("cfg_18", Outcome::Hit, 20, Some(108)),
+            ("miss:2", Outcome::Miss, 0, Some(108)),
+            ("user:5", Outcome::Hit, 30, Some(108)),
+        ]
+    }
+
+    #[test]
+    fn field_notes_layout_in_order() {
+        let (rq, ds) = field_notes_reply(7);
+        let mut all = vec![rq];
+        all.extend(ds.iter().cloned());
+        // Fed one at a time: nothing is recorded before the END.
+        let mut r = Run::new(cfg());
+        for d in &all[..all.len() - 1] {
+            r.push(d);
+            assert!(r.out.is_empty());
+        }
+        r.push(&all[all.len() - 1]);
+        assert_eq!(r.short(), field_notes_records());
+        assert!(r.out.iter().all(|x| x.ts == 100 && x.command == "get"));
+        assert!(r.t.is_empty());
+        assert_eq!(r.t.buffered_bytes(), 0);
+        assert_eq!(
+            r.t.counters,
+            Counters {
+                records: 6,
+                ..Counters::default()
+            }
+        );
+    }
+
+    #[test]
+    fn every_order_of_a_message_inside_a_reply_reassembles() {
+        let (rq, ds) = field_notes_reply(7);
+        for p in permutations(4) {
+            let mut all = vec![rq.clone(), ds[0].clone(), ds[1].clone()];
+            all.extend(p.iter().map(|&i| ds[2 + i].clone()));
+            all.extend(ds[6..].iter().cloned());
+            let r = Run::all(cfg(), &all);
+            assert_eq!(r.short(), field_notes_records(), "order {p:?}");
+            assert!(r.t.is_empty(), "{p:?}");
+            assert_eq!(r.t.buffered_bytes(), 0, "{p:?}");
+            assert_eq!(r.t.counters.udp_unassembled_bytes, 0);
+        }
+    }
+
+    #[test]
+    fn every_order_of_a_single_key_reply_reassembles() {
+        // `get k` of a big value: one message holding VALUE, data and END.
+        for n in 1..=5usize {
+            let size = 1392 * n - 30;
+            let reply = message(3, &value_block("k", size, true), 50);
+            assert_eq!(reply.len(), n);
+            for p in permutations(n) {
+                let mut all = vec![req(3, "get k\r\n", 40)];
+                all.extend(p.iter().map(|&i| reply[i].clone()));
+                let r = Run::all(cfg(), &all);
+                // Whole when its last datagram (at 50+n-1) is in, whatever
+                // the order.
+                let lat = Some(10 + n as u64 - 1);
+                assert_eq!(
+                    r.short(),
+                    vec![("k", Outcome::Hit, size as u64, lat)],
+                    "n {n} order {p:?}"
+                );
+                assert!(r.t.is_empty());
+                assert_eq!(r.t.buffered_bytes(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_total_zero_datagram_settles_nothing() {
+        let mut r = Run::all(cfg(), &[req(1, "get a b\r\n", 10), resp(1, 0, 0, b"", 11)]);
+        assert!(r.out.is_empty());
+        assert_eq!(r.t.len(), 1);
+        r.push(&resp(1, 0, 1, b"END\r\n", 12));
+        assert_eq!(
+            r.short(),
+            vec![
+                ("a", Outcome::Miss, 0, Some(2)),
+                ("b", Outcome::Miss, 0, Some(2)),
+            ]
+        );
+        assert!(r.t.is_empty());
+        assert_eq!(r.t.counters.udp_orphan_responses, 0);
+    }
+
+    #[test]
+    fn a_response_before_its_request_is_paired_as_if_after() {
+        let rq = req(5, "get k\r\n", 100);
+        let rs = resp(5, 0, 1, b"VALUE k 0 2\r\nhi\r\nEND\r\n", 103);
+        let in_order = Run::all(cfg(), &[rq.clone(), rs.clone()]);
+        assert_eq!(in_order.short(), vec![("k", Outcome::Hit, 2, Some(3))]);
+        // Captured first (the timestamps as they were: the clock steps back).
+        let mut early = Run::new(cfg());
+        early.push(&rs);
+        assert_eq!((early.t.held(), early.t.buffered_bytes()), (1, 30));
+        assert!(early.out.is_empty());
+        early.push(&rq);
+        assert_eq!(early.out, in_order.out);
+        assert_eq!(early.t.counters.udp_held_responses, 1);
+        assert_eq!(early.t.counters.udp_orphan_responses, 0);
+        assert_eq!((early.t.held(), early.t.buffered_bytes()), (0, 0));
+        assert!(early.t.is_empty());
+    }
+
+    #[test]
+    fn a_whole_reply_before_its_request_is_replayed_in_order() {
+        let (rq, ds) = field_notes_reply(9);
+        let mut all = ds.clone();
+        all.push(rq.clone());
+        let mut r = Run::all(cfg(), &all);
+        assert_eq!(r.short(), field_notes_records());
+        assert_eq!(r.t.counters.udp_held_responses, 9);
+        assert_eq!((r.t.held(), r.t.buffered_bytes()), (0, 0));
+        // Half of it early, its big message permuted across the request.
+        let mut mixed = vec![ds[0].clone(), ds[1].clone(), ds[4].clone(), ds[2].clone()];
+        mixed.push(rq);
+        mixed.extend([ds[5].clone(), ds[3].clone()]);
+        mixed.extend(ds[6..].iter().cloned());
+        let m = Run::all(cfg(), &mixed);
+        assert_eq!(m.out, r.out);
+        assert_eq!(m.t.counters.udp_held_responses, 4);
+        r.finish();
+        assert_eq!(r.t.counters.udp_orphan_responses, 0);
+    }
+
+    #[test]
+    fn held_responses_expire_after_the_hold_time_exactly() {
+        // hold 1000: held at 0, 10 and 20 (ids 1-3).
+        let mut r = Run::new(cfg());
+        for (id, ts) in [(1, 0), (2, 10), (3, 20)] {
+            r.push(&resp(id, 0, 1, b"END\r\n", ts));
+        }
+        assert_eq!(r.t.held(), 3);
+        r.push(&req(50, "get x\r\n", 1000));
+        assert_eq!((r.t.held(), r.t.counters.udp_orphan_responses), (3, 0));
+        r.push(&req(51, "get y\r\n", 1001));
+        assert_eq!((r.t.held(), r.t.counters.udp_orphan_responses), (2, 1));
+        // A timestamp from the past holds at the clock, never below it.
+        r.push(&resp(4, 0, 1, b"END\r\n", 5));
+        r.push(&req(52, "get z\r\n", 1015));
+        assert_eq!((r.t.held(), r.t.counters.udp_orphan_responses), (2, 2));
+        // The request of an expired response meets nothing.
+        r.push(&req(1, "get w\r\n", 1016));
+        assert_eq!(r.t.counters.udp_held_responses, 0);
+        r.t.sweep(2001, &mut |_: &Record<'_>| {});
+        assert_eq!((r.t.held(), r.t.counters.udp_orphan_responses), (1, 3));
+        // Id 4, held at 1001, still pairs until 2001.
+        r.push(&req(4, "get v\r\n", 2001));
+        assert_eq!(r.t.counters.udp_held_responses, 1);
+        assert_eq!(r.out.last().unwrap().key, "v");
+        assert_eq!(r.out.last().unwrap().result, Outcome::Miss);
+        // Answered "before" it was asked: no latency, never an underflow.
+        assert_eq!(r.out.last().unwrap().latency, None);
+        assert_eq!(r.t.held(), 0);
+        r.finish();
+        assert_eq!(r.t.counters.udp_orphan_responses, 3);
+        assert_eq!(r.t.counters.udp_timeouts, 4);
+        assert_eq!(r.t.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn finish_turns_held_responses_into_orphans() {
+        let mut r = Run::new(cfg());
+        r.push(&resp(1, 0, 0, b"", 1));
+        r.push(&resp(1, 0, 1, b"END\r\n", 2));
+        r.push(&resp(2, 1, 3, b"xyz", 3));
+        assert_eq!((r.t.held(), r.t.buffered_bytes()), (3, 8 + 13 + 11));
+        r.finish();
+        assert_eq!((r.t.held(), r.t.buffered_bytes()), (0, 0));
+        assert_eq!(r.t.counters.udp_orphan_responses, 3);
+        assert!(r.out.is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_orphans_never_holds_more_than_the_bounds() {
+        let mut c = cfg();
+        c.max_held = 8;
+        let mut r = Run::new(c);
+        for id in 0..100u16 {
+            r.push(&resp(id, 0, 1, b"END\r\n", id as Ts));
+            assert!(r.t.held() <= 8);
+        }
+        assert_eq!(r.t.held(), 8);
+        assert_eq!(r.t.counters.udp_hold_full, 92);
+        assert_eq!(r.t.counters.udp_orphan_responses, 92);
+        // The ones held still pair.
+        r.push(&req(3, "get k\r\n", 200));
+        assert_eq!(r.short(), vec![("k", Outcome::Miss, 0, None)]);
+        assert_eq!(r.t.counters.udp_held_responses, 1);
+        r.finish();
+        assert_eq!(r.t.counters.udp_orphan_responses, 99);
+        // Byte bound: 3 datagrams of 1,008 bytes fit in 3,100, the 4th not.
+        let mut c = cfg();
+        c.max_buffered = 3100;
+        let mut r = Run::new(c);
+        for id in 0..10u16 {
+            r.push(&resp(id, 0, 1, &[b'x'; 1000], 1));
+        }
+        assert_eq!((r.t.held(), r.t.buffered_bytes()), (3, 3024));
+        assert_eq!(r.t.counters.udp_hold_full, 7);
+        // Replayed entries do not pile up behind an old one.
+        let mut c = cfg();
+        c.max_held = 4;
+        let mut r = Run::new(c);
+        r.push(&resp(999, 0, 1, b"END\r\n", 0));
+        for id in 0..50u16 {
+            r.push(&resp(id, 0, 1, b"END\r\n", 1));
+            r.push(&req(id, "get k\r\n", 1));
+        }
+        assert_eq!(r.t.counters.udp_held_responses, 50);
+        assert_eq!(r.t.counters.udp_hold_full, 0);
+        assert!(r.t.held.len() <= 9, "{}", r.t.held.len());
+    }
+
+    #[test]
+    fn waiting_datagrams_are_bounded_per_exchange() {
+        // A 20,000-byte value, its 15 datagrams in reverse: with 4,000
+        // bytes to wait in, the fourth to wait cuts the reply.
+        let mut c = cfg();
+        c.max_carry = 4000;
+        let reply = message(2, &value_block("big", 20_000, true), 10);
+        assert_eq!(reply.len(), 15);
+        let mut r = Run::new(c);
+        r.push(&req(2, "get big\r\n", 1));
+        for d in reply.iter().rev() {
+            r.push(d);
+        }
+        let parked: usize = reply[11..].iter().map(|d| d.payload.len()).sum();
+        assert_eq!(parked, 3 * 1392 + 538);
+        assert_eq!(r.short(), vec![("big", Outcome::Lost, 0, None)]);
+        assert_eq!(r.t.counters.udp_unassembled_bytes, parked as u64);
+        // What came after the cut has no exchange: held, then orphans.
+        assert_eq!(r.t.held(), 11);
+        r.finish();
+        assert_eq!(r.t.counters.udp_orphan_responses, 11);
+        assert_eq!(r.t.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn a_message_missing_a_piece_times_out_and_counts_what_waited() {
+        let reply = message(4, &value_block("k", 3000, true), 10);
+        assert_eq!(reply.len(), 3);
+        let mut r = Run::new(cfg());
+        r.push(&req(4, "get k\r\n", 1));
+        r.push(&reply[0]);
+        r.push(&reply[2]);
+        assert_eq!(r.t.buffered_bytes(), reply[2].payload.len());
+        // A bad sequence number is ignored.
+        r.push(&resp(4, 3, 3, b"junk", 13));
+        assert_eq!(r.t.counters.udp_bad_seq, 1);
+        r.t.sweep(2_000_000, &mut |_: &Record<'_>| {});
+        // (A sink that drops: look at the counters.)
+        assert_eq!(r.t.counters.udp_timeouts, 1);
+        assert_eq!(
+            r.t.counters.udp_unassembled_bytes,
+            reply[2].payload.len() as u64
+        );
+        assert_eq!(r.t.buffered_bytes(), 0);
+        assert!(r.t.is_empty());
     }
 }

@@ -328,7 +328,15 @@ pub fn reorder_and_retransmit(segs: &[Seg]) -> Vec<Seg> {
 }
 
 pub fn cases() -> Vec<&'static str> {
-    vec!["text_tcp", "meta_tcp", "binary_tcp", "udp", "mixed_noreply"]
+    vec![
+        "text_tcp",
+        "meta_tcp",
+        "binary_tcp",
+        "udp",
+        "udp_big",
+        "mixed_noreply",
+        "pipelined_tcp",
+    ]
 }
 
 /// A plain HTTP/1.1 GET over a fresh connection: (status, content type,
