@@ -154,12 +154,6 @@ impl<V> FlowTable<V> {
         }
     }
 
-    pub fn for_each_mut(&mut self, mut f: impl FnMut(&FlowKey, &mut V)) {
-        for (k, e) in &mut self.map {
-            f(k, &mut e.value);
-        }
-    }
-
     pub fn for_each(&self, mut f: impl FnMut(&FlowKey, &V)) {
         for (k, e) in &self.map {
             f(k, &e.value);

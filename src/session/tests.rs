@@ -2063,3 +2063,31 @@ fn udp_id_reuse_orphans_and_timeouts() {
     assert_eq!(u.t.counters.udp_orphan_responses, 2);
     assert!(u.t.is_empty());
 }
+
+#[test]
+fn udp_duplicate_request_copy_is_one_request() {
+    let mut u = Udp::new(1_000);
+    u.req(5, b"get a b\r\n", 1);
+    // A mirror's second copy of the same datagram, before the answer.
+    u.req(5, b"get a b\r\n", 2);
+    u.resp(5, 0, 1, b"VALUE a 0 1\r\na\r\n", 3);
+    // And after the first part of the answer.
+    u.req(5, b"get a b\r\n", 4);
+    u.resp(5, 0, 1, b"END\r\n", 5);
+    // Same id, other bytes, answer still open: a new request.
+    u.req(6, b"get c\r\n", 6);
+    u.req(6, b"get d\r\n", 7);
+    u.resp(6, 0, 1, b"END\r\n", 8);
+    u.finish();
+    assert_eq!(
+        u.recs(),
+        vec![
+            r("get", "a", O::Hit, 0, 1, true),
+            r("get", "b", O::Miss, 0, 0, true),
+            r("get", "c", O::Lost, 0, 0, false),
+            r("get", "d", O::Miss, 0, 0, true),
+        ]
+    );
+    assert_eq!(u.t.counters.udp_duplicate_requests, 2);
+    assert_eq!(u.t.counters.udp_timeouts, 1);
+}

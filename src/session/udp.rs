@@ -84,6 +84,17 @@ struct Exchange {
     parked: Vec<Part>,
     parked_buf: Vec<u8>,
     last: Ts,
+    /// Fingerprint of the request datagram, to tell a mirror's duplicate
+    /// copy from a new request reusing the id.
+    req_print: u64,
+}
+
+/// FNV-1a over a request datagram: requests are short, and a collision
+/// only makes a reused id look like a duplicate of identical bytes.
+fn fingerprint(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Exchange {
@@ -223,6 +234,7 @@ impl UdpTable {
                 x.msg_total = 0;
                 x.msg_next = 0;
                 x.last = now;
+                x.req_print = 0;
                 x
             }
             None => Exchange {
@@ -233,6 +245,7 @@ impl UdpTable {
                 parked: Vec::new(),
                 parked_buf: Vec::new(),
                 last: now,
+                req_print: 0,
             },
         }
     }
@@ -289,7 +302,17 @@ impl UdpTable {
             server,
             req_id: frame.req_id,
         };
+        let print = fingerprint(payload);
         if let Some(&slot) = self.map.get(&key) {
+            if self.slots[slot]
+                .as_ref()
+                .is_some_and(|(_, x)| x.req_print == print)
+            {
+                // The same datagram again while its answer is open: a
+                // mirror's (or the network's) duplicate, not a new request.
+                self.counters.udp_duplicate_requests += 1;
+                return;
+            }
             // The id was reused before the old exchange settled.
             self.counters.udp_timeouts += 1;
             self.retire(slot, sink);
@@ -299,6 +322,7 @@ impl UdpTable {
             return;
         }
         let mut x = self.new_exchange(client, server);
+        x.req_print = print;
         let used = x.session.on_data(Dir::Request, frame.payload, 0, info);
         if used < frame.payload.len() {
             // A request cut short inside its datagram: nothing will follow.
