@@ -370,6 +370,11 @@ def chosen(rng, rate):
     return rng.random() < rate
 
 
+# Transports `dup` and `reorder` may touch (`--only`); `cross` and the
+# splits touch both always.
+ONLY = ("tcp", "udp")
+
+
 def dup(pkts, rng, rate, stats):
     out = list(pkts)
     # (insert position, packet): positions refer to `pkts`; applied from the
@@ -377,7 +382,7 @@ def dup(pkts, rng, rate, stats):
     adds = []
     n = len(pkts)
     for i, p in enumerate(pkts):
-        if not p.l4 or not chosen(rng, rate):
+        if p.l4 not in ONLY or not chosen(rng, rate):
             continue
         if p.l4 == "tcp" and p.data and not p.ctl and p.plen >= 2 and rng.random() < 0.5:
             pay = p.payload()
@@ -416,7 +421,7 @@ def reorder(pkts, rng, rate, stats):
     pkts = list(pkts)
     for j in range(len(pkts)):
         p = pkts[j]
-        if not p.l4 or p.ctl or not chosen(rng, rate):
+        if p.l4 not in ONLY or p.ctl or not chosen(rng, rate):
             continue
         for i in range(j - 1, max(-1, j - 5), -1):
             q = pkts[i]
@@ -474,10 +479,14 @@ def main():
     ap.add_argument("output")
     ap.add_argument("--mode", required=True, choices=["cross", "reorder", "dup", "split1448", "split536", "all"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--only", choices=["tcp", "udp", "both"], default="both",
+                    help="transports that dup and reorder may touch (default both)")
     ap.add_argument("--rate", type=float, default=0.08, help="share of eligible packets touched (default 0.08)")
     ap.add_argument("--server-port", type=int, action="append", default=[],
                     help="server port (repeatable); default: see the header")
     a = ap.parse_args()
+    global ONLY
+    ONLY = ("tcp", "udp") if a.only == "both" else (a.only,)
     if not 0 <= a.rate <= 1:
         ap.error("--rate must be within 0..1")
 

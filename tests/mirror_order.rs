@@ -46,6 +46,14 @@ fn fixture_port(case: &str) -> u16 {
 }
 
 /// Runs the rewriter; returns its summary line.
+///
+/// Duplicates and in-direction reordering touch TCP only. Known gap (issue
+/// 10, left open): memcached numbers each message of a UDP reply on its
+/// own, so two single-datagram messages of one reply (a `VALUE` block and
+/// the `END`) swapped or duplicated on the way cannot be told apart from a
+/// different reply; memtap pairs UDP datagrams in their capture order
+/// within one direction, and a byte-identical request copy only is
+/// recognised (`udp_duplicate_requests`).
 fn rewrite(input: &Path, output: &Path, mode: &str, port: u16) -> String {
     let out = Command::new("python3")
         .arg(repo().join("scripts/mirror-rewrite.py"))
@@ -56,6 +64,8 @@ fn rewrite(input: &Path, output: &Path, mode: &str, port: u16) -> String {
             mode,
             "--seed",
             "7",
+            "--only",
+            "tcp",
             "--server-port",
             &port.to_string(),
         ])
