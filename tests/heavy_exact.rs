@@ -22,7 +22,7 @@ use memtap::collect::HeavyHitters;
 use memtap::config::Config;
 use memtap::decode::targets::Targets;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
 
