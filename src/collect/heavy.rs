@@ -19,6 +19,11 @@
 //! * The counts of the items add up to `N` (at most `N` after a merge).
 //! * Every key whose true total exceeds [`HeavyHitters::unmonitored_bound`]
 //!   (at most `N / k`) is in the table.
+//! * Merging keeps these, and raises no exact count for nothing: a key
+//!   absent from one table gets that table's bound only when the table may
+//!   have seen it. [`HeavyHitters::merge_disjoint`] is for shards that own
+//!   disjoint keys (never); [`HeavyHitters::with_dropped_filter`] makes a
+//!   table remember what it dropped, for shards whose keys overlap.
 //!
 //! # Payload
 //!
