@@ -509,8 +509,12 @@ impl Tables {
     pub fn new(l: &TableLimits) -> Tables {
         Tables {
             keys: HeavyHitters::new(l.max_keys.max(1)),
-            clients: HeavyHitters::new(l.max_clients.max(1)),
-            families: HeavyHitters::new(l.max_families.max(1)),
+            // Any collector may see any client or family: their tables
+            // remember what they dropped, so that merging collectors'
+            // tables does not raise the exact count of an item that some
+            // collector never saw (keys are sharded, see `merge`).
+            clients: HeavyHitters::with_dropped_filter(l.max_clients.max(1)),
+            families: HeavyHitters::with_dropped_filter(l.max_families.max(1)),
             commands: CommandTable::default(),
             servers: ServerTable::default(),
             results: [0; Outcome::ALL.len()],
@@ -595,9 +599,13 @@ impl Tables {
         }
     }
 
-    /// Folds another collector's (or window's) tables into these.
+    /// Folds another collector's tables for the same period into these (or
+    /// copies `o` into empty tables). Keys are sharded by collector, so a
+    /// key absent from one collector's table never occurred there: the key
+    /// tables merge as disjoint, and a key exact in its collector stays
+    /// exact. Not for tables of different periods that share keys.
     pub fn merge(&mut self, o: &Tables) {
-        self.keys.merge(&o.keys);
+        self.keys.merge_disjoint(&o.keys);
         self.clients.merge(&o.clients);
         self.families.merge(&o.families);
         for (k, v) in o.commands.iter() {
