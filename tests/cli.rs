@@ -906,3 +906,34 @@ fn closed_stdout_exits_0_without_panic() {
         );
     }
 }
+
+/// A capture that yields no packet says so, one line naming the file, and
+/// still exits 0 (an empty capture is not an error).
+#[test]
+fn files_without_packets_are_named_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let header = dir.path().join("header.pcap");
+    let full = std::fs::read(capture("text_tcp")).unwrap();
+    std::fs::write(&header, &full[..24]).unwrap();
+    for (p, why) in [(&empty, "an empty file"), (&header, "only the file header")] {
+        let o = memtap([
+            "dump".as_ref(),
+            "--target".as_ref(),
+            "*:11211".as_ref(),
+            p.as_os_str(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(o.stdout.is_empty());
+        let err = stderr(&o);
+        let want = format!("memtap: warning: {}: no packets ({why})", p.display());
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.contains("no packets"))
+                .collect::<Vec<_>>(),
+            vec![want.as_str()],
+            "{err}"
+        );
+    }
+}

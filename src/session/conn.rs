@@ -45,6 +45,10 @@ struct Side {
     msg_ts: Option<Ts>,
     /// Stream offset just past the last consumed byte (request side).
     next_off: u64,
+    /// Response side: inside a multi-line response already counted as an
+    /// orphan (`VALUE` blocks or `STAT` lines); its further lines and its
+    /// `END` belong to it, not to the next request.
+    orphan_open: bool,
 }
 
 /// Counters a session bumps; merged into the pipeline's block by its owner.
@@ -486,6 +490,7 @@ impl Session {
         self.resp.skip = 0;
         self.resp.msg_ts = None;
         self.resp.synced = false;
+        self.resp.orphan_open = false;
         let mut lost = 0;
         for e in self.queue.iter_mut() {
             if e.is_open() && !e.marker {
@@ -522,9 +527,12 @@ impl Session {
     /// records leave at once, so the queue never holds more than its cap
     /// (plus the keys of a single command larger than the cap).
     fn overflow(&mut self, sink: Option<&mut (dyn RecordSink + '_)>) {
+        // The response stream itself lost nothing.
+        let orphan_open = self.resp.orphan_open;
         let lost = self.response_gap();
         self.counters.pending_overflow += lost;
         self.resp.synced = true;
+        self.resp.orphan_open = orphan_open;
         if let Some(s) = sink {
             self.emit(s);
         }
@@ -593,6 +601,10 @@ impl Session {
             return None;
         }
         let ts = info.ts;
+        if self.resp.orphan_open {
+            // One more line of a listing already counted as an orphan.
+            return memchr::memchr(b'\n', buf).map(|nl| nl + 1);
+        }
         let mut i = self.first_open()?;
         while self.queue.get(i)?.marker {
             // Behind a gap marker the line is an orphan, like any other
@@ -656,10 +668,23 @@ impl Session {
 
     /// Pairs one parsed response with the request it answers.
     fn on_response(&mut self, r: &Response<'_>, info: &SegInfo) {
+        // The END after an orphan's VALUE or STAT lines ends that orphan:
+        // if it pairs with nothing it is not counted again. It is still
+        // offered to the queue: when the orphan's own END was lost, this
+        // one may answer the request in front.
+        let mut ends_orphan = false;
+        if self.resp.orphan_open {
+            match r.form {
+                RespForm::Value | RespForm::Stat => return self.skip_response_value(r),
+                RespForm::End => ends_orphan = true,
+                _ => {}
+            }
+            self.resp.orphan_open = false;
+        }
         let mut i = 0;
         loop {
             let Some(e) = self.queue.get(i) else {
-                return self.orphan(r);
+                return self.orphan_unless(r, ends_orphan);
             };
             if !e.marker && !e.is_open() {
                 i += 1;
@@ -671,7 +696,7 @@ impl Session {
                     i += 1;
                     continue;
                 }
-                return self.orphan(r);
+                return self.orphan_unless(r, ends_orphan);
             }
             match fit(e, r) {
                 Fit::Match => return self.apply(i, r, info.ts),
@@ -681,6 +706,7 @@ impl Session {
                     e.resolve_silent(o);
                     i += 1;
                 }
+                Fit::Mismatch if ends_orphan => return,
                 Fit::Mismatch => {
                     // Not what this request can receive: something was lost.
                     return self.unpairable(r);
@@ -711,14 +737,23 @@ impl Session {
     /// the open requests are lost, and its data block is still skipped
     /// (after the gap handling, which clears any skip in progress).
     fn unpairable(&mut self, r: &Response<'_>) {
-        self.counters.orphan_responses += 1;
         let _ = self.response_gap();
         self.resp.synced = true;
-        self.skip_response_value(r);
+        self.orphan(r);
     }
 
+    fn orphan_unless(&mut self, r: &Response<'_>, counted: bool) {
+        if !counted {
+            self.orphan(r);
+        }
+    }
+
+    /// Counts a response, not a line: the rest of a multi-line one is
+    /// swallowed with it (`orphan_open`).
     fn orphan(&mut self, r: &Response<'_>) {
         self.counters.orphan_responses += 1;
+        self.resp.orphan_open =
+            r.proto == Proto::Text && matches!(r.form, RespForm::Value | RespForm::Stat);
         self.skip_response_value(r);
     }
 
