@@ -212,6 +212,134 @@ impl Default for ExportCfg {
     }
 }
 
+/// A TOML error on one line: where, which key, what is wrong. toml's own
+/// rendering puts the location on the first line and the reason below a
+/// source excerpt, so a log that keeps one line kept no reason.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().replace('\n', "; ");
+    let Some(span) = e.span() else {
+        return msg;
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    match key_on_line(text, line) {
+        Some(k) => format!("line {line}, column {col}: {k}: {msg}"),
+        None => format!("line {line}, column {col}: {msg}"),
+    }
+}
+
+/// The dotted key assigned on `line` (1-based), under the last table
+/// header above it; `None` when the line assigns nothing.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if i + 1 == line {
+            let (k, _) = t.split_once('=')?;
+            let k = k.trim();
+            if k.is_empty() {
+                return None;
+            }
+            return Some(if table.is_empty() {
+                k.to_string()
+            } else {
+                format!("{table}.{k}")
+            });
+        }
+        if let Some(h) = t.strip_prefix('[') {
+            let h = h.trim_start_matches('[');
+            if let Some(end) = h.find(']') {
+                table = h[..end].trim().to_string();
+            }
+        }
+    }
+    None
+}
+
+/// The values every number of the config (and the flag that overrides
+/// it) may take. Each bound keeps memtap's own arithmetic (nanosecond
+/// timestamps, u32 table indexes, buffer sizes) far from overflow and its
+/// memory and thread count within what one machine has; none of them is
+/// near what a sane deployment sets.
+pub mod range {
+    /// Inclusive bounds and, when the bound has a reason worth saying, why.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Range {
+        pub min: u64,
+        pub max: u64,
+        pub why: &'static str,
+    }
+
+    const fn r(min: u64, max: u64, why: &'static str) -> Range {
+        Range { min, max, why }
+    }
+
+    const DAY_S: u64 = 86_400;
+    /// Threads: 0 means "from the core count". 1024 is far above the cores
+    /// of any machine memtap runs on; 100,000 threads took 12 GiB.
+    pub const THREADS_OR_AUTO: Range = r(0, 1024, "0 = from the core count");
+    pub const THREADS: Range = r(1, 1024, "");
+    /// Bounded tables (flows, keys, clients, families, UDP exchanges):
+    /// 2^24 entries is hundreds of times the defaults, and keeps every
+    /// index well inside a u32.
+    pub const TABLE: Range = r(1, 1 << 24, "");
+    pub const PENDING_PER_CONN: Range = r(1, 1 << 16, "");
+    pub const FRAG_DATAGRAMS: Range = r(1, 1 << 20, "");
+    pub const TIMEOUT_S: Range = r(1, DAY_S, "1 second to 1 day");
+    pub const TIMEOUT_MS: Range = r(1, DAY_S * 1000, "1 ms to 1 day");
+    pub const TIMEOUT_MS_OR_0: Range = r(0, DAY_S * 1000, "up to 1 day");
+    pub const WINDOW_NS: Range = r(1_000_000, DAY_S * 1_000_000_000, "1ms to 1d");
+    pub const BUFFER_BYTES: Range = r(1, 1 << 32, "up to 4 GiB");
+    pub const BUFFER_BYTES_OR_0: Range = r(0, 1 << 36, "up to 64 GiB");
+    /// memcached's own line limit is 2048.
+    pub const LINE_BYTES: Range = r(1024, 16 << 20, "memcached's own line limit is 2048");
+    /// memcached's item size limit (`-I`) goes from 1 KiB to 1 GiB; a
+    /// lower limit than the traffic's values would misparse it.
+    pub const VALUE_BYTES: Range = r(1024, 1 << 32, "memcached's -I allows 1 KiB to 1 GiB");
+    /// memcached's keys are at most 250 bytes; binary keys at most 65535.
+    pub const KEY_BYTES: Range = r(250, 65_535, "");
+    pub const TOP: Range = r(1, 1_000_000, "");
+    pub const BLOCK_BYTES: Range = r(4096, 1 << 30, "");
+    pub const BLOCKS: Range = r(1, 1 << 16, "");
+    pub const SNAPLEN: Range = r(1, 262_144, "");
+    /// Each kept window holds its full tables; a day of minute windows.
+    pub const KEEP_WINDOWS: Range = r(0, 1440, "");
+    pub const QUEUE: Range = r(1, 1 << 16, "");
+}
+
+/// One line naming the key (or flag) and the allowed range.
+pub fn check(name: &str, v: u64, r: range::Range) -> anyhow::Result<()> {
+    if (r.min..=r.max).contains(&v) {
+        return Ok(());
+    }
+    let why = if r.why.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", r.why)
+    };
+    anyhow::bail!(
+        "{name} = {v} is out of range: allowed {} to {}{why}",
+        r.min,
+        r.max
+    )
+}
+
+/// A window length (nanoseconds) as `check` says it, in its own units.
+pub fn check_window(name: &str, ns: u64) -> anyhow::Result<()> {
+    let r = range::WINDOW_NS;
+    anyhow::ensure!(
+        (r.min..=r.max).contains(&ns),
+        "{name} = {}ms is out of range: allowed {}",
+        ns / 1_000_000,
+        r.why
+    );
+    Ok(())
+}
+
 /// Parses a duration: a number of seconds, or a number with a unit
 /// (`ms`, `s`, `m`, `h`, `d`). Returns nanoseconds.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
@@ -368,43 +496,151 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", toml_error(text, &e)))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
         self.targets()?;
-        let nonzero = [
-            ("tcp.max_flows", self.tcp.max_flows as u64),
-            ("tcp.idle_timeout_s", self.tcp.idle_timeout_s),
-            ("tcp.max_carry_bytes", self.tcp.max_carry_bytes as u64),
-            ("udp.timeout_ms", self.udp.timeout_ms),
-            ("udp.max_pending", self.udp.max_pending as u64),
+        let n = |v: usize| v as u64;
+        let checks = [
+            (
+                "decode.ip_frag_max_datagrams",
+                n(self.decode.ip_frag_max_datagrams),
+                range::FRAG_DATAGRAMS,
+            ),
+            (
+                "decode.ip_frag_max_bytes",
+                n(self.decode.ip_frag_max_bytes),
+                range::BUFFER_BYTES,
+            ),
+            (
+                "decode.ip_frag_timeout_ms",
+                self.decode.ip_frag_timeout_ms,
+                range::TIMEOUT_MS,
+            ),
+            ("tcp.max_flows", n(self.tcp.max_flows), range::TABLE),
+            (
+                "tcp.idle_timeout_s",
+                self.tcp.idle_timeout_s,
+                range::TIMEOUT_S,
+            ),
+            (
+                "tcp.max_ooo_bytes_per_flow",
+                self.tcp.max_ooo_bytes_per_flow,
+                range::BUFFER_BYTES_OR_0,
+            ),
+            (
+                "tcp.max_ooo_bytes_total",
+                self.tcp.max_ooo_bytes_total,
+                range::BUFFER_BYTES_OR_0,
+            ),
+            (
+                "tcp.max_carry_bytes",
+                n(self.tcp.max_carry_bytes),
+                range::BUFFER_BYTES,
+            ),
+            (
+                "tcp.hole_timeout_ms",
+                self.tcp.hole_timeout_ms,
+                range::TIMEOUT_MS_OR_0,
+            ),
+            (
+                "tcp.causal_wait_ms",
+                self.tcp.causal_wait_ms,
+                range::TIMEOUT_MS_OR_0,
+            ),
+            ("udp.timeout_ms", self.udp.timeout_ms, range::TIMEOUT_MS),
+            ("udp.hold_ms", self.udp.hold_ms, range::TIMEOUT_MS_OR_0),
+            ("udp.max_held", n(self.udp.max_held), range::TABLE),
+            (
+                "udp.max_buffered_bytes",
+                n(self.udp.max_buffered_bytes),
+                range::BUFFER_BYTES,
+            ),
+            ("udp.max_pending", n(self.udp.max_pending), range::TABLE),
             (
                 "protocol.max_line_bytes",
-                self.protocol.max_line_bytes as u64,
+                n(self.protocol.max_line_bytes),
+                range::LINE_BYTES,
+            ),
+            (
+                "protocol.max_value_bytes",
+                self.protocol.max_value_bytes,
+                range::VALUE_BYTES,
+            ),
+            (
+                "protocol.max_key_bytes",
+                n(self.protocol.max_key_bytes),
+                range::KEY_BYTES,
             ),
             (
                 "protocol.max_pending_per_conn",
-                self.protocol.max_pending_per_conn as u64,
+                n(self.protocol.max_pending_per_conn),
+                range::PENDING_PER_CONN,
             ),
+            (
+                "pipeline.workers",
+                n(self.pipeline.workers),
+                range::THREADS_OR_AUTO,
+            ),
+            (
+                "pipeline.collectors",
+                n(self.pipeline.collectors),
+                range::THREADS_OR_AUTO,
+            ),
+            ("collect.max_keys", n(self.collect.max_keys), range::TABLE),
+            (
+                "collect.max_clients",
+                n(self.collect.max_clients),
+                range::TABLE,
+            ),
+            (
+                "collect.max_families",
+                n(self.collect.max_families),
+                range::TABLE,
+            ),
+            ("report.top", n(self.report.top), range::TOP),
+            (
+                "capture.block_size",
+                n(self.capture.block_size),
+                range::BLOCK_BYTES,
+            ),
+            (
+                "capture.block_count",
+                n(self.capture.block_count),
+                range::BLOCKS,
+            ),
+            (
+                "capture.snaplen",
+                u64::from(self.capture.snaplen),
+                range::SNAPLEN,
+            ),
+            (
+                "capture.pcap_buffer",
+                n(self.capture.pcap_buffer),
+                range::BUFFER_BYTES,
+            ),
+            (
+                "http.keep_windows",
+                n(self.http.keep_windows),
+                range::KEEP_WINDOWS,
+            ),
+            ("store.top", n(self.store.top), range::TOP),
+            ("store.queue_len", n(self.store.queue_len), range::QUEUE),
         ];
-        for (name, v) in nonzero {
-            anyhow::ensure!(v > 0, "{name} must be greater than 0");
+        for (name, v, r) in checks {
+            check(name, v, r)?;
         }
-        parse_duration(&self.collect.window).map_err(|e| anyhow::anyhow!("collect.window: {e}"))?;
+        let window = parse_duration(&self.collect.window)
+            .map_err(|e| anyhow::anyhow!("collect.window: {e}"))?;
+        check_window("collect.window", window)?;
         self.collect
             .redact_keys
             .parse::<crate::collect::redact::Redact>()
             .map_err(|e| anyhow::anyhow!("collect.redact_keys: {e}"))?;
-        for (name, v) in [
-            ("collect.max_keys", self.collect.max_keys),
-            ("collect.max_clients", self.collect.max_clients),
-            ("collect.max_families", self.collect.max_families),
-        ] {
-            anyhow::ensure!(v > 0, "{name} must be greater than 0");
-        }
         crate::collect::families::FamilyRules::new(&self.families)
             .map_err(|e| anyhow::anyhow!("families: {e}"))?;
         anyhow::ensure!(
@@ -412,10 +648,6 @@ impl Config {
             "export.metrics_top must be at most {} (each top key adds {} series)",
             crate::export::prometheus::MAX_METRICS_TOP,
             3 + 1 + crate::collect::tables::KEY_CLIENTS
-        );
-        anyhow::ensure!(
-            self.protocol.max_line_bytes >= 1024,
-            "protocol.max_line_bytes must be at least 1024 (memcached's own line limit is 2048)"
         );
         Ok(())
     }
@@ -438,7 +670,7 @@ impl Config {
         crate::decode::DecodeConfig {
             frag_max_datagrams: self.decode.ip_frag_max_datagrams,
             frag_max_bytes: self.decode.ip_frag_max_bytes,
-            frag_timeout_ns: self.decode.ip_frag_timeout_ms * 1_000_000,
+            frag_timeout_ns: self.decode.ip_frag_timeout_ms.saturating_mul(1_000_000),
         }
     }
 
@@ -461,16 +693,16 @@ impl crate::session::EngineConfig {
             tcp: crate::reassembly::tcp::TcpConfig {
                 max_ooo_per_flow: c.tcp.max_ooo_bytes_per_flow,
                 max_carry: c.tcp.max_carry_bytes,
-                hole_timeout_ns: c.tcp.hole_timeout_ms * 1_000_000,
-                causal_wait_ns: c.tcp.causal_wait_ms * 1_000_000,
+                hole_timeout_ns: c.tcp.hole_timeout_ms.saturating_mul(1_000_000),
+                causal_wait_ns: c.tcp.causal_wait_ms.saturating_mul(1_000_000),
                 ..crate::reassembly::tcp::TcpConfig::default()
             },
             max_flows: c.tcp.max_flows,
-            idle_timeout_ns: c.tcp.idle_timeout_s * 1_000_000_000,
+            idle_timeout_ns: c.tcp.idle_timeout_s.saturating_mul(1_000_000_000),
             max_ooo_total: c.tcp.max_ooo_bytes_total,
-            udp_timeout_ns: c.udp.timeout_ms * 1_000_000,
+            udp_timeout_ns: c.udp.timeout_ms.saturating_mul(1_000_000),
             udp_max_pending: c.udp.max_pending,
-            udp_hold_ns: c.udp.hold_ms * 1_000_000,
+            udp_hold_ns: c.udp.hold_ms.saturating_mul(1_000_000),
             udp_max_held: c.udp.max_held,
             udp_max_buffered: c.udp.max_buffered_bytes,
         }
@@ -520,7 +752,10 @@ mod tests {
         let e = Config::parse("[tcp]\nmax_flows = 0\n")
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "tcp.max_flows must be greater than 0");
+        assert_eq!(
+            e,
+            "tcp.max_flows = 0 is out of range: allowed 1 to 16777216"
+        );
         let e = Config::parse("[[target]]\nhost = \"10.0.0.300\"\n")
             .unwrap_err()
             .to_string();

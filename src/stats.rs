@@ -46,6 +46,9 @@ counters! {
     truncated_files,
     /// Unreadable or corrupt capture blocks skipped.
     capture_errors,
+    /// Bytes of legacy pcap files passed over after a corrupt record
+    /// header, up to the next plausible record or the end of the file.
+    capture_skipped_bytes,
     /// Frames on interfaces with a link type memtap does not decode.
     unsupported_linktype,
     /// Live capture: packets the kernel dropped because a ring or buffer
@@ -169,7 +172,9 @@ counters! {
     records,
     /// Requests recorded as lost (the answer fell into a gap or never came).
     lost_requests,
-    /// Responses that matched no request and were discarded.
+    /// Responses that matched no request and were discarded. A response
+    /// counts once however many lines it has: the `VALUE` blocks of a
+    /// retrieval or the `STAT` lines of a listing, up to their `END`.
     orphan_responses,
     /// Requests dropped because a connection's pending queue was full.
     pending_overflow,

@@ -308,6 +308,129 @@ fn bad_target_is_an_error_exit_1() {
 
 // ------------------------------------------------------------------ config
 
+/// Every number of the config, and each flag that overrides one, is
+/// checked at load against a range: one line naming the key and the
+/// range, exit status 1, never a panic (`max_keys` >= 2^32 used to panic
+/// a collector thread; huge timeouts overflowed to tiny ones; 100,000
+/// workers took 12 GiB). SIGHUP reloads go through the same loader.
+#[test]
+fn numbers_out_of_range_are_one_line_naming_key_and_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture("text_tcp");
+    let cases: [(&str, &str); 9] = [
+        // a table size past u32
+        (
+            "[collect]\nmax_keys = 4294967296\n",
+            "collect.max_keys = 4294967296 is out of range: allowed 1 to 16777216",
+        ),
+        (
+            "[collect]\nmax_families = 0\n",
+            "collect.max_families = 0 is out of range: allowed 1 to 16777216",
+        ),
+        // a timeout that overflowed nanoseconds
+        (
+            "[tcp]\nidle_timeout_s = 18446744073709551\n",
+            "tcp.idle_timeout_s = 18446744073709551 is out of range: allowed 1 to 86400; 1 second to 1 day",
+        ),
+        (
+            "[udp]\ntimeout_ms = 18446744073709551615\n",
+            "udp.timeout_ms = 18446744073709551615 is out of range: allowed 1 to 86400000; 1 ms to 1 day",
+        ),
+        // thread counts
+        (
+            "[pipeline]\nworkers = 100000\n",
+            "pipeline.workers = 100000 is out of range: allowed 0 to 1024; 0 = from the core count",
+        ),
+        // a limit that changes results
+        (
+            "[protocol]\nmax_value_bytes = 0\n",
+            "protocol.max_value_bytes = 0 is out of range: allowed 1024 to 4294967296; memcached's -I allows 1 KiB to 1 GiB",
+        ),
+        // durations
+        (
+            "[collect]\nwindow = \"2d\"\n",
+            "collect.window = 172800000ms is out of range: allowed 1ms to 1d",
+        ),
+        // TOML errors: the first line says where, which key and what
+        (
+            "[udp]\ntimeout_ms = \"soon\"\n",
+            "line 2, column 14: udp.timeout_ms: invalid type: string \"soon\", expected u64",
+        ),
+        (
+            "[pipeline]\ncollectors = -1\n",
+            "line 2, column 14: pipeline.collectors: invalid value: integer `-1`, expected usize",
+        ),
+    ];
+    for (i, (text, says)) in cases.iter().enumerate() {
+        let p = dir.path().join(format!("c{i}.toml"));
+        std::fs::write(&p, text).unwrap();
+        let o = memtap([
+            "replay".as_ref(),
+            "--config".as_ref(),
+            p.as_os_str(),
+            cap.as_os_str(),
+        ]);
+        let err = assert_one_line_error(&o, &[]);
+        assert_eq!(
+            err.trim_end(),
+            format!("memtap: error: config {}: {says}", p.display()),
+            "{text:?}"
+        );
+    }
+    let flags: [(&[&str], &str); 7] = [
+        (
+            &["--max-keys", "4294967296"],
+            "--max-keys = 4294967296 is out of range: allowed 1 to 16777216",
+        ),
+        (
+            &["--max-clients", "0"],
+            "--max-clients = 0 is out of range: allowed 1 to 16777216",
+        ),
+        (
+            &["--workers", "100000"],
+            "--workers = 100000 is out of range: allowed 1 to 1024",
+        ),
+        (
+            &["--collectors", "0"],
+            "--collectors = 0 is out of range: allowed 1 to 1024",
+        ),
+        (
+            &["--window", "2d"],
+            "--window = 172800000ms is out of range: allowed 1ms to 1d",
+        ),
+        (
+            &["--top", "0"],
+            "--top = 0 is out of range: allowed 1 to 1000000",
+        ),
+        (
+            &["--max-keys", "16777216", "--max-clients", "16777217"],
+            "--max-clients = 16777217 is out of range: allowed 1 to 16777216",
+        ),
+    ];
+    for (args, says) in flags {
+        let mut all = vec!["replay", "--target", "*:11211"];
+        all.extend_from_slice(args);
+        all.push(cap.to_str().unwrap());
+        let o = memtap(&all);
+        let err = assert_one_line_error(&o, &[]);
+        assert_eq!(err.trim_end(), format!("memtap: error: {says}"), "{args:?}");
+    }
+    // The bounds themselves are accepted.
+    let o = memtap([
+        "replay",
+        "--target",
+        "*:11211",
+        "--max-keys",
+        "16777216",
+        "--workers",
+        "2",
+        "--window",
+        "1d",
+        cap.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
 #[test]
 fn bad_config_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -331,7 +454,7 @@ fn bad_config_names_the_key() {
         (
             "zero.toml",
             b"[tcp]\nmax_flows = 0\n",
-            &["tcp.max_flows must be greater than 0"],
+            &["tcp.max_flows = 0 is out of range: allowed 1 to 16777216"],
         ),
         (
             "small.toml",
@@ -348,7 +471,11 @@ fn bad_config_names_the_key() {
             b"[output]\ndump_format = \"xml\"\n",
             &["dump_format", "xml"],
         ),
-        ("syntax.toml", b"[tcp\n", &["TOML parse error"]),
+        (
+            "syntax.toml",
+            b"[tcp\n",
+            &["line 1, column 5: unclosed table, expected `]`"],
+        ),
     ];
     for (name, text, says) in cases {
         let p = dir.path().join(name);
@@ -775,6 +902,37 @@ fn closed_stdout_exits_0_without_panic() {
         assert_eq!(code.trim(), "0", "{err}");
         assert!(
             !err.contains("panicked") && !err.contains("memtap: error"),
+            "{err}"
+        );
+    }
+}
+
+/// A capture that yields no packet says so, one line naming the file, and
+/// still exits 0 (an empty capture is not an error).
+#[test]
+fn files_without_packets_are_named_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let header = dir.path().join("header.pcap");
+    let full = std::fs::read(capture("text_tcp")).unwrap();
+    std::fs::write(&header, &full[..24]).unwrap();
+    for (p, why) in [(&empty, "an empty file"), (&header, "only the file header")] {
+        let o = memtap([
+            "dump".as_ref(),
+            "--target".as_ref(),
+            "*:11211".as_ref(),
+            p.as_os_str(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(o.stdout.is_empty());
+        let err = stderr(&o);
+        let want = format!("memtap: warning: {}: no packets ({why})", p.display());
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.contains("no packets"))
+                .collect::<Vec<_>>(),
+            vec![want.as_str()],
             "{err}"
         );
     }

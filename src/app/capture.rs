@@ -41,6 +41,19 @@ struct Settings {
 
 fn settings(cfg: &Config, a: &CaptureArgs) -> anyhow::Result<Settings> {
     let c = &cfg.capture;
+    {
+        use crate::config::{check, range};
+        let n = |v: Option<usize>| v.map(|v| v as u64);
+        for (name, v, r) in [
+            ("--block-size", n(a.block_size), range::BLOCK_BYTES),
+            ("--block-count", n(a.block_count), range::BLOCKS),
+            ("--snaplen", a.snaplen.map(u64::from), range::SNAPLEN),
+        ] {
+            if let Some(v) = v {
+                check(name, v, r)?;
+            }
+        }
+    }
     let iface = a.interface.clone().unwrap_or_else(|| c.interface.clone());
     anyhow::ensure!(
         !iface.is_empty(),

@@ -348,26 +348,27 @@ pub struct KeepArgs {
 #[derive(Debug, Args, Clone)]
 pub struct AnalysisArgs {
     /// Worker threads (each owns a share of the flows). Default: the
-    /// number of cores (config: pipeline.workers).
+    /// number of cores, at most 1024 (config: pipeline.workers); 1-1024.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 
     /// Collector threads (each owns a share of the keys). Default: half
-    /// the cores, at least 1 (config: pipeline.collectors).
+    /// the cores, at least 1 (config: pipeline.collectors); 1-1024.
     #[arg(long, value_name = "N")]
     pub collectors: Option<usize>,
 
     /// Window length in packet time, e.g. 60, 60s, 5m, 1h (Seafood's peak
-    /// interval). Default 60s (config: collect.window).
+    /// interval). Default 60s (config: collect.window); 1ms to 1d.
     #[arg(long, value_name = "DURATION")]
     pub window: Option<String>,
 
     /// Keys tracked exactly before the heavy-hitter table starts evicting.
-    /// Default 100000 (config: collect.max_keys).
+    /// Default 100000 (config: collect.max_keys); 1-16777216.
     #[arg(long, value_name = "N")]
     pub max_keys: Option<usize>,
 
-    /// Clients tracked. Default 10000 (config: collect.max_clients).
+    /// Clients tracked. Default 10000 (config: collect.max_clients);
+    /// 1-16777216.
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
 

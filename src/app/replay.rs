@@ -48,13 +48,26 @@ pub fn setup(
         0 => (cores() / 2).max(1),
         n => n,
     });
-    anyhow::ensure!(workers >= 1, "--workers must be at least 1");
-    anyhow::ensure!(collectors >= 1, "--collectors must be at least 1");
+    use crate::config::{check, check_window, range};
+    if a.workers.is_some() {
+        check("--workers", workers as u64, range::THREADS)?;
+    }
+    if a.collectors.is_some() {
+        check("--collectors", collectors as u64, range::THREADS)?;
+    }
+    // "From the core count" on a machine with more cores than the bound.
+    let (workers, collectors) = (
+        workers.min(range::THREADS.max as usize),
+        collectors.min(range::THREADS.max as usize),
+    );
     let window = a
         .window
         .clone()
         .unwrap_or_else(|| cfg.collect.window.clone());
     let window_ns = parse_duration(&window).map_err(|e| anyhow::anyhow!("--window: {e}"))?;
+    if a.window.is_some() {
+        check_window("--window", window_ns)?;
+    }
     let redact_s = a
         .redact_keys
         .clone()
@@ -64,8 +77,15 @@ pub fn setup(
         .map_err(|e| anyhow::anyhow!("--redact-keys: {e}"))?;
     let max_keys = a.max_keys.unwrap_or(cfg.collect.max_keys);
     let max_clients = a.max_clients.unwrap_or(cfg.collect.max_clients);
-    anyhow::ensure!(max_keys >= 1, "--max-keys must be at least 1");
-    anyhow::ensure!(max_clients >= 1, "--max-clients must be at least 1");
+    if a.max_keys.is_some() {
+        check("--max-keys", max_keys as u64, range::TABLE)?;
+    }
+    if a.max_clients.is_some() {
+        check("--max-clients", max_clients as u64, range::TABLE)?;
+    }
+    if let Some(t) = top {
+        check("--top", t as u64, range::TOP)?;
+    }
     let metrics_top = a.metrics_top.unwrap_or(cfg.export.metrics_top);
     anyhow::ensure!(
         metrics_top <= crate::export::prometheus::MAX_METRICS_TOP,

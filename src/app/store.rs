@@ -29,6 +29,9 @@ pub fn store_options(
     fine_ns: u64,
 ) -> anyhow::Result<StoreOptions> {
     let sc = &cfg.store;
+    if let Some(t) = store_top {
+        crate::config::check("--store-top", t as u64, crate::config::range::TOP)?;
+    }
     let rollup_ns = parse_duration(&sc.rollup).map_err(|e| anyhow::anyhow!("store.rollup: {e}"))?;
     anyhow::ensure!(
         rollup_ns >= fine_ns && rollup_ns % fine_ns == 0,

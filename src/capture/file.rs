@@ -11,9 +11,16 @@
 //! * a file that ends in the middle of a record (or whose compressed stream
 //!   is cut): `truncated_files` is counted, nothing is said, the next file
 //!   is read;
-//! * a corrupt block in the middle: `capture_errors` is counted, a warning
-//!   is queued for [`FileSource::take_warnings`], the rest of that file is
-//!   skipped.
+//! * a corrupt record header in a legacy pcap file: `capture_errors` is
+//!   counted, a warning is queued for [`FileSource::take_warnings`], and
+//!   reading goes on at the next plausible record (a header with a sane
+//!   timestamp and length whose successor is sane too); the bytes passed
+//!   over are counted in `capture_skipped_bytes`;
+//! * a corrupt block in a pcapng file (whose blocks carry no marker to
+//!   resynchronise on): `capture_errors` is counted, a warning is queued,
+//!   the rest of that file is skipped;
+//! * a file that yields no packet at all (empty, only a file header, cut
+//!   inside its header or first record): one warning naming it.
 
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};
@@ -77,6 +84,8 @@ pub struct FileSource {
     /// Counts from opening the first file in `open` (before the caller's
     /// counters were at hand), added on the first `next_frame`.
     early: Option<Counters>,
+    /// Frames read from the current file.
+    file_frames: u64,
 }
 
 struct Input {
@@ -121,6 +130,13 @@ struct OpenFile {
     ifaces: Vec<Iface>,
     /// Warned already about a frame on an undeclared interface.
     warned_iface: bool,
+    /// Legacy pcap: looking for the next plausible record after a corrupt
+    /// header, from this offset of the buffer.
+    resync_from: Option<usize>,
+    /// Legacy pcap: seconds of the last good record, to judge candidates.
+    last_sec: Option<u32>,
+    /// A corruption was reported for this file.
+    damaged: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -161,6 +177,8 @@ enum Next {
     Skip(usize),
     Refill,
     Grow,
+    /// A corrupt legacy record header: look for the next plausible one.
+    Resync(String),
     End(End),
 }
 
@@ -216,6 +234,7 @@ impl FileSource {
             warnings_total: 0,
             warned: None,
             early: None,
+            file_frames: 0,
         };
         // Open the first file now so that garbage is reported before any
         // work starts; its counters are folded in on the first next_frame.
@@ -243,6 +262,30 @@ impl FileSource {
                 f.reader.consume(self.pending_consume);
                 self.pending_consume = 0;
             }
+            if let Some(from) = f.resync_from {
+                let exhausted = f.reader.reader_exhausted();
+                match scan_legacy(f.reader.data(), from, &f.format, f.last_sec, exhausted) {
+                    Scan::Found(p) => {
+                        f.reader.consume(p);
+                        c.capture_skipped_bytes += p as u64;
+                        f.resync_from = None;
+                    }
+                    Scan::More(p) => {
+                        f.reader.consume(p);
+                        c.capture_skipped_bytes += p as u64;
+                        f.resync_from = Some(0);
+                        if f.reader.refill().is_err() {
+                            self.end_file(End::ReadError, c);
+                        }
+                    }
+                    Scan::Nothing(n) => {
+                        f.reader.consume(n);
+                        c.capture_skipped_bytes += n as u64;
+                        self.end_file(End::Eof, c);
+                    }
+                }
+                continue;
+            }
             match next_block(f, &mut self.last_ts, &mut self.warned) {
                 Next::Frame(info) => break info,
                 Next::Skip(n) => f.reader.consume(n),
@@ -267,8 +310,10 @@ impl FileSource {
                         }
                     }
                     Ok(n) => self.end_file(End::Corrupt(format!("block length {n}")), c),
+                    Err(msg) if can_resync(&f.format) => self.start_resync(msg, c),
                     Err(msg) => self.end_file(End::Corrupt(msg), c),
                 },
+                Next::Resync(msg) => self.start_resync(msg, c),
                 Next::End(end) => self.end_file(end, c),
             }
             if let Some(w) = self.warned.take() {
@@ -280,6 +325,7 @@ impl FileSource {
         // since it was parsed); find it again by address.
         self.pending_consume = info.consume;
         self.frame_no += 1;
+        self.file_frames += 1;
         self.last_ts = info.ts;
         c.packets += 1;
         c.bytes += info.len as u64;
@@ -342,6 +388,20 @@ impl FileSource {
         self.warnings_total += 1;
     }
 
+    /// A corrupt legacy record header: counted and said once, then the
+    /// records are looked for again from the next byte.
+    fn start_resync(&mut self, msg: String, c: &mut Counters) {
+        let Some(f) = self.cur.as_mut() else { return };
+        c.capture_errors += 1;
+        f.damaged = true;
+        f.resync_from = Some(1);
+        let at = f.reader.consumed();
+        let name = self.inputs[self.cur_input].display().to_string();
+        self.warn(format!(
+            "{name}: corrupt record header at byte {at} ({msg}); skipping to the next plausible record"
+        ));
+    }
+
     fn end_file(&mut self, end: End, c: &mut Counters) {
         self.pending_consume = 0;
         let Some(f) = self.cur.take() else { return };
@@ -349,6 +409,17 @@ impl FileSource {
         let name = self.inputs[self.cur_input].display().to_string();
         self.bytes_done += st.raw_bytes.load(Ordering::Relaxed);
         let cut = st.truncated.load(Ordering::Relaxed);
+        if self.file_frames == 0 && !f.damaged {
+            match end {
+                End::Eof if !cut => {
+                    self.warn(format!("{name}: no packets (only the file header)"));
+                }
+                End::Eof | End::Truncated => self.warn(format!(
+                    "{name}: no packets (the file ends inside its first record)"
+                )),
+                _ => {}
+            }
+        }
         match end {
             End::Eof if cut => c.truncated_files += 1,
             End::Eof => {}
@@ -379,6 +450,7 @@ impl FileSource {
         self.next_input += 1;
         self.cur_input = idx;
         self.pending_consume = 0;
+        self.file_frames = 0;
         let input = &self.inputs[idx];
         let name = input.display().to_string();
         let state = Arc::new(ReadState::default());
@@ -417,7 +489,13 @@ impl FileSource {
         let mut head = read_up_to(&mut dec, 4).with_context(|| format!("cannot read {name}"))?;
         let truncated = |s: &mut Self, c: &mut Counters, st: &ReadState| {
             c.truncated_files += 1;
-            s.bytes_done += st.raw_bytes.load(Ordering::Relaxed);
+            let raw = st.raw_bytes.load(Ordering::Relaxed);
+            s.bytes_done += raw;
+            s.warn(if raw == 0 {
+                format!("{name}: no packets (an empty file)")
+            } else {
+                format!("{name}: no packets (the file ends inside its header)")
+            });
         };
         if head.len() < 4 {
             let known = head.is_empty()
@@ -503,6 +581,9 @@ impl FileSource {
             ng_big_endian: false,
             ifaces: Vec::new(),
             warned_iface: false,
+            resync_from: None,
+            last_sec: None,
+            damaged: false,
         });
         Ok(())
     }
@@ -555,8 +636,13 @@ fn next_block(f: &mut OpenFile, last_ts: &mut u64, warned: &mut Option<String>) 
             };
             let caplen = b.data.len();
             if legacy_caplen_bad(caplen, snaplen) {
-                return Next::End(End::Corrupt(format!("record length {caplen}")));
+                let msg = format!("record length {caplen}");
+                if can_resync(&f.format) {
+                    return Next::Resync(msg);
+                }
+                return Next::End(End::Corrupt(msg));
             }
+            f.last_sec = Some(b.ts_sec);
             let frac = if nanos {
                 u64::from(b.ts_usec)
             } else {
@@ -649,6 +735,87 @@ fn next_block(f: &mut OpenFile, last_ts: &mut u64, warned: &mut Option<String>) 
             })
         }
         PcapBlockOwned::NG(_) => Next::Skip(off),
+    }
+}
+
+/// Legacy pcap records can be found again by their headers; the modified
+/// (Kuznetzov) format's longer headers are not looked for.
+fn can_resync(f: &Format) -> bool {
+    matches!(
+        f,
+        Format::Legacy {
+            modified: false,
+            ..
+        }
+    )
+}
+
+enum Scan {
+    /// A plausible record starts this many bytes in.
+    Found(usize),
+    /// None in the first this many bytes; the rest needs more data.
+    More(usize),
+    /// None in the whole (exhausted) input: skip this many bytes.
+    Nothing(usize),
+}
+
+/// Length of the record whose 16-byte header is `h`, if the header is
+/// plausible: a fraction below one second, a captured length of 1 to the
+/// file's snap length, an original length at least that, and (when a good
+/// record came before) a time within a day of it.
+fn plausible_legacy(h: &[u8], f: &Format, near: Option<u32>) -> Option<(usize, u32)> {
+    let Format::Legacy {
+        little_endian,
+        nanos,
+        snaplen,
+        ..
+    } = *f
+    else {
+        return None;
+    };
+    let be = !little_endian;
+    let (sec, frac) = (u32_at(h, 0, be), u32_at(h, 4, be));
+    let (caplen, orig) = (u32_at(h, 8, be) as usize, u32_at(h, 12, be) as usize);
+    let max_frac = if nanos { 1_000_000_000 } else { 1_000_000 };
+    let max_len = match snaplen as usize {
+        0 => LEGACY_MAX_SNAPLEN,
+        n => n.min(MAX_BLOCK),
+    };
+    let near_ok = near.is_none_or(|l| sec.abs_diff(l) <= 86_400);
+    let ok = frac < max_frac
+        && (1..=max_len).contains(&caplen)
+        && orig >= caplen
+        && orig <= MAX_BLOCK
+        && near_ok;
+    ok.then_some((caplen, sec))
+}
+
+/// Looks for the next plausible legacy record in `d` from `from`: its
+/// header and its successor's must both be plausible (or it must end the
+/// input exactly).
+fn scan_legacy(d: &[u8], from: usize, f: &Format, near: Option<u32>, exhausted: bool) -> Scan {
+    let mut p = from;
+    while p + 16 <= d.len() {
+        if let Some((len, sec)) = plausible_legacy(&d[p..p + 16], f, near) {
+            let next = p + 16 + len;
+            if next + 16 <= d.len() {
+                if plausible_legacy(&d[next..next + 16], f, Some(sec)).is_some() {
+                    return Scan::Found(p);
+                }
+            } else if exhausted {
+                if next == d.len() {
+                    return Scan::Found(p);
+                }
+            } else {
+                return Scan::More(p);
+            }
+        }
+        p += 1;
+    }
+    if exhausted {
+        Scan::Nothing(d.len())
+    } else {
+        Scan::More(p.min(d.len()))
     }
 }
 
@@ -1378,6 +1545,9 @@ mod tests {
         assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(got[2].4, data(10, 0));
         assert_eq!((c.capture_errors, c.truncated_files, c.files), (2, 0, 3));
+        // The legacy file's bad header and the 64 bytes after it hold no
+        // plausible record.
+        assert_eq!(c.capture_skipped_bytes, 16 + 64);
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(
             w[0].contains("bad.pcapng") && w[0].contains("skipping the rest"),
@@ -1386,6 +1556,94 @@ mod tests {
         assert!(
             w[1].contains("bad.pcap:") && w[1].contains("16777215"),
             "{w:?}"
+        );
+    }
+
+    /// Five records of 40..44 bytes, one second apart.
+    fn five_records() -> Vec<Rec> {
+        (0..5u8)
+            .map(|i| {
+                rec(
+                    1_700_000_000 + u32::from(i),
+                    0,
+                    data(40 + usize::from(i), i),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn corrupt_legacy_header_resyncs_at_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        for le in [true, false] {
+            let mut v = pcap(le, false, 1, &five_records());
+            // Record 3's caplen (24-byte file header, 16 + 40 + 16 + 41
+            // bytes of records 1 and 2, then 8 bytes into its header).
+            let at = 24 + 56 + 57 + 8;
+            v[at..at + 4].copy_from_slice(&[0x00, 0xff, 0xff, 0x00]);
+            let p = write(dir.path(), "mid.pcap", &v);
+            let (got, c, w) = read_all(&[p]);
+            let lens: Vec<usize> = got.iter().map(|g| g.4.len()).collect();
+            assert_eq!(lens, vec![40, 41, 43, 44], "le {le}");
+            assert_eq!(got[2].4, data(43, 3));
+            assert_eq!(got[3].1, 1_700_000_004_000_000_000);
+            assert_eq!(c.capture_errors, 1);
+            assert_eq!(c.capture_skipped_bytes, 16 + 42);
+            assert_eq!(c.truncated_files, 0);
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(
+                w[0].contains("mid.pcap: corrupt record header at byte 137")
+                    && w[0].contains("skipping to the next plausible record"),
+                "{w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn resync_scans_past_the_read_buffer() {
+        // Two MiB of garbage after a corrupt header: more than the reader's
+        // buffer holds at once.
+        let dir = tempfile::tempdir().unwrap();
+        let recs = five_records();
+        let mut v = pcap(true, false, 1, &recs[..2]);
+        v.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x00, 0, 0, 0, 0]);
+        v.extend(std::iter::repeat_n(0xee, 2 << 20));
+        let tail = pcap(true, false, 1, &recs[2..]);
+        v.extend_from_slice(&tail[24..]);
+        let p = write(dir.path(), "long.pcap", &v);
+        let (got, c, w) = read_all(&[p]);
+        let lens: Vec<usize> = got.iter().map(|g| g.4.len()).collect();
+        assert_eq!(lens, vec![40, 41, 42, 43, 44]);
+        assert_eq!(c.capture_errors, 1);
+        assert_eq!(c.capture_skipped_bytes, 16 + (2 << 20));
+        assert_eq!(w.len(), 1, "{w:?}");
+    }
+
+    #[test]
+    fn files_without_packets_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = write(dir.path(), "empty.pcap", b"");
+        let header = write(dir.path(), "header.pcap", &pcap(true, false, 1, &[]));
+        let half = pcap(true, false, 1, &five_records()[..1]);
+        let half = write(dir.path(), "half.pcap", &half[..30]);
+        let good = write(
+            dir.path(),
+            "good.pcap",
+            &pcap(true, false, 1, &five_records()),
+        );
+        let (got, c, w) = read_all(&[empty.clone(), header.clone(), half.clone(), good]);
+        assert_eq!(got.len(), 5);
+        assert_eq!((c.files, c.truncated_files, c.capture_errors), (4, 2, 0));
+        assert_eq!(
+            w,
+            vec![
+                format!("{}: no packets (an empty file)", empty.display()),
+                format!("{}: no packets (only the file header)", header.display()),
+                format!(
+                    "{}: no packets (the file ends inside its first record)",
+                    half.display()
+                ),
+            ]
         );
     }
 

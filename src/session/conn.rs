@@ -45,6 +45,10 @@ struct Side {
     msg_ts: Option<Ts>,
     /// Stream offset just past the last consumed byte (request side).
     next_off: u64,
+    /// Response side: inside a multi-line response already counted as an
+    /// orphan (`VALUE` blocks or `STAT` lines); its further lines and its
+    /// `END` belong to it, not to the next request.
+    orphan_open: bool,
 }
 
 /// Counters a session bumps; merged into the pipeline's block by its owner.
@@ -147,6 +151,11 @@ impl Session {
         }
     }
 
+    /// Entries in the pending queue (requests and markers).
+    pub fn pending_len(&self) -> usize {
+        self.queue.len()
+    }
+
     /// True when no request is waiting for an answer.
     pub fn idle(&self) -> bool {
         self.queue.is_empty()
@@ -170,9 +179,12 @@ impl Session {
                 // An open marker keeps guarding the requests behind it, but
                 // requests already resolved need not wait for it.
                 match self.queue.get(1) {
-                    Some(next) if !next.marker && !next.is_open() => {
-                        self.queue.remove(1).expect("index 1 exists")
-                    }
+                    Some(next) if !next.is_open() => self.queue.remove(1).expect("index 1 exists"),
+                    // Two open markers in a row guard the same next request:
+                    // one suffices. Without this every overflow of a
+                    // one-sided connection left one more marker behind,
+                    // the queue filled with them and each request walked it.
+                    Some(next) if next.marker => self.queue.pop_front().expect("front exists"),
                     _ => break,
                 }
             } else if front.is_open() {
@@ -206,7 +218,13 @@ impl Session {
 
     // ---------------------------------------------------------------- requests
 
-    fn on_request_bytes(&mut self, data: &[u8], stream_off: u64, info: &SegInfo) -> usize {
+    fn on_request_bytes(
+        &mut self,
+        data: &[u8],
+        stream_off: u64,
+        info: &SegInfo,
+        mut sink: Option<&mut (dyn RecordSink + '_)>,
+    ) -> usize {
         if self.req.skip == 0 && self.req.skip_owner.is_some() {
             // A hole ended exactly at the end of a value block.
             self.finish_request_value(stream_off, info.ts);
@@ -253,11 +271,13 @@ impl Session {
                         0
                     };
                     pos += consumed;
-                    self.add_request(&msg, opcode, ts, stream_off + pos as u64, info.ts);
+                    let end = stream_off + pos as u64;
+                    self.add_request(&msg, opcode, ts, end, info.ts, sink.as_deref_mut());
                 }
                 Parse::Bad(reason) => {
                     let ts = self.req.msg_ts.take().unwrap_or(info.ts);
-                    match self.bad_request(buf, reason, ts, stream_off + pos as u64, info.ts) {
+                    let off = stream_off + pos as u64;
+                    match self.bad_request(buf, reason, ts, off, info.ts, sink.as_deref_mut()) {
                         Some(n) => pos += n,
                         None => {
                             self.req.synced = false;
@@ -280,6 +300,7 @@ impl Session {
         ts: Ts,
         off: u64,
         now: Ts,
+        sink: Option<&mut (dyn RecordSink + '_)>,
     ) -> Option<usize> {
         self.count_bad(reason, true);
         if buf.first() == Some(&0x80) || reason == BadReason::LineTooLong {
@@ -291,9 +312,7 @@ impl Session {
             // Binary junk with a stray newline: not a command line.
             return None;
         }
-        if self.queue.is_full() {
-            self.overflow();
-        }
+        self.make_room(1, sink);
         let name = known_word(line);
         if name == "unknown" {
             self.counters.unknown_commands += 1;
@@ -322,14 +341,20 @@ impl Session {
         g
     }
 
-    fn add_request(&mut self, r: &Request<'_>, opcode: u8, ts: Ts, end_off: u64, now: Ts) {
+    fn add_request(
+        &mut self,
+        r: &Request<'_>,
+        opcode: u8,
+        ts: Ts,
+        end_off: u64,
+        now: Ts,
+        sink: Option<&mut (dyn RecordSink + '_)>,
+    ) {
         let nkeys = match r.keys {
             Keys::None => 1,
             _ => r.keys.count().max(1),
         };
-        if self.queue.len() + nkeys > self.queue.cap() {
-            self.overflow();
-        }
+        self.make_room(nkeys, sink);
         let group = self.new_group();
         let has_value = r.skip_after > 0;
         let mut truncated = 0u64;
@@ -459,24 +484,58 @@ impl Session {
 
     /// Every open request may have lost its answer: record them `lost`,
     /// keeping only what a partial answer already proved (`give_up`).
-    fn response_gap(&mut self) {
+    /// Returns how many were recorded `lost`.
+    fn response_gap(&mut self) -> u64 {
         let owner = self.resp.skip_owner.take();
         self.resp.skip = 0;
         self.resp.msg_ts = None;
         self.resp.synced = false;
+        self.resp.orphan_open = false;
+        let mut lost = 0;
         for e in self.queue.iter_mut() {
             if e.is_open() && !e.marker {
                 let cut = owner == Some(e.id);
                 give_up(e, cut);
+                lost += u64::from(e.outcome == Outcome::Lost);
             }
         }
         self.queue.push_marker();
+        lost
     }
 
-    fn overflow(&mut self) {
-        self.counters.pending_overflow += 1;
-        self.response_gap();
+    /// Frees room for `n` more entries: first by handing resolved entries
+    /// to `sink` (when the caller has one), then, if the open requests
+    /// alone fill the queue, by giving them all up (`overflow`).
+    fn make_room(&mut self, n: usize, mut sink: Option<&mut (dyn RecordSink + '_)>) {
+        if self.queue.len() + n <= self.queue.cap() {
+            return;
+        }
+        if let Some(s) = sink.as_deref_mut() {
+            self.emit(s);
+            if self.queue.len() + n <= self.queue.cap() {
+                return;
+            }
+        }
+        self.overflow(sink);
+    }
+
+    /// The queue is full of open requests: give them all up, since
+    /// shedding only the oldest would let its late answer pair with the
+    /// next one; a marker guards what follows. Each overflow costs one
+    /// walk of the queue and frees it whole, so a connection whose
+    /// answers never come costs O(1) per request. With a `sink` the lost
+    /// records leave at once, so the queue never holds more than its cap
+    /// (plus the keys of a single command larger than the cap).
+    fn overflow(&mut self, sink: Option<&mut (dyn RecordSink + '_)>) {
+        // The response stream itself lost nothing.
+        let orphan_open = self.resp.orphan_open;
+        let lost = self.response_gap();
+        self.counters.pending_overflow += lost;
         self.resp.synced = true;
+        self.resp.orphan_open = orphan_open;
+        if let Some(s) = sink {
+            self.emit(s);
+        }
     }
 
     // --------------------------------------------------------------- responses
@@ -528,7 +587,7 @@ impl Session {
                         continue;
                     }
                     self.count_bad(reason, false);
-                    self.response_gap();
+                    let _ = self.response_gap();
                 }
             }
         }
@@ -542,6 +601,10 @@ impl Session {
             return None;
         }
         let ts = info.ts;
+        if self.resp.orphan_open {
+            // One more line of a listing already counted as an orphan.
+            return memchr::memchr(b'\n', buf).map(|nl| nl + 1);
+        }
         let mut i = self.first_open()?;
         while self.queue.get(i)?.marker {
             // Behind a gap marker the line is an orphan, like any other
@@ -605,10 +668,23 @@ impl Session {
 
     /// Pairs one parsed response with the request it answers.
     fn on_response(&mut self, r: &Response<'_>, info: &SegInfo) {
+        // The END after an orphan's VALUE or STAT lines ends that orphan:
+        // if it pairs with nothing it is not counted again. It is still
+        // offered to the queue: when the orphan's own END was lost, this
+        // one may answer the request in front.
+        let mut ends_orphan = false;
+        if self.resp.orphan_open {
+            match r.form {
+                RespForm::Value | RespForm::Stat => return self.skip_response_value(r),
+                RespForm::End => ends_orphan = true,
+                _ => {}
+            }
+            self.resp.orphan_open = false;
+        }
         let mut i = 0;
         loop {
             let Some(e) = self.queue.get(i) else {
-                return self.orphan(r);
+                return self.orphan_unless(r, ends_orphan);
             };
             if !e.marker && !e.is_open() {
                 i += 1;
@@ -620,7 +696,7 @@ impl Session {
                     i += 1;
                     continue;
                 }
-                return self.orphan(r);
+                return self.orphan_unless(r, ends_orphan);
             }
             match fit(e, r) {
                 Fit::Match => return self.apply(i, r, info.ts),
@@ -630,6 +706,7 @@ impl Session {
                     e.resolve_silent(o);
                     i += 1;
                 }
+                Fit::Mismatch if ends_orphan => return,
                 Fit::Mismatch => {
                     // Not what this request can receive: something was lost.
                     return self.unpairable(r);
@@ -660,14 +737,23 @@ impl Session {
     /// the open requests are lost, and its data block is still skipped
     /// (after the gap handling, which clears any skip in progress).
     fn unpairable(&mut self, r: &Response<'_>) {
-        self.counters.orphan_responses += 1;
-        self.response_gap();
+        let _ = self.response_gap();
         self.resp.synced = true;
-        self.skip_response_value(r);
+        self.orphan(r);
     }
 
+    fn orphan_unless(&mut self, r: &Response<'_>, counted: bool) {
+        if !counted {
+            self.orphan(r);
+        }
+    }
+
+    /// Counts a response, not a line: the rest of a multi-line one is
+    /// swallowed with it (`orphan_open`).
     fn orphan(&mut self, r: &Response<'_>) {
         self.counters.orphan_responses += 1;
+        self.resp.orphan_open =
+            r.proto == Proto::Text && matches!(r.form, RespForm::Value | RespForm::Stat);
         self.skip_response_value(r);
     }
 
@@ -1080,16 +1166,53 @@ fn binary_outcome(e: &Pending, r: &Response<'_>) -> (Outcome, bool) {
     (o, done)
 }
 
-impl StreamHandler for Session {
-    fn on_data(&mut self, dir: Dir, data: &[u8], stream_off: u64, info: &SegInfo) -> usize {
+impl Session {
+    fn data(
+        &mut self,
+        dir: Dir,
+        data: &[u8],
+        stream_off: u64,
+        info: &SegInfo,
+        sink: Option<&mut (dyn RecordSink + '_)>,
+    ) -> usize {
         match dir {
             Dir::Request => {
-                let n = self.on_request_bytes(data, stream_off, info);
+                let n = self.on_request_bytes(data, stream_off, info, sink);
                 self.req.next_off = stream_off + n as u64;
                 n
             }
             Dir::Response => self.on_response_bytes(data, info),
         }
+    }
+}
+
+/// A session fed by the reassembler that hands finished records to `sink`
+/// as it parses: one segment may carry thousands of pipelined requests,
+/// and without a sink the records the queue sheds would wait in it until
+/// the segment ends.
+pub struct Emitting<'a> {
+    pub session: &'a mut Session,
+    pub sink: &'a mut dyn RecordSink,
+}
+
+impl StreamHandler for Emitting<'_> {
+    fn on_data(&mut self, dir: Dir, data: &[u8], stream_off: u64, info: &SegInfo) -> usize {
+        self.session
+            .data(dir, data, stream_off, info, Some(&mut *self.sink))
+    }
+
+    fn on_gap(&mut self, dir: Dir, len: u64, info: &SegInfo) {
+        self.session.on_gap(dir, len, info);
+    }
+
+    fn on_close(&mut self, info: &SegInfo) {
+        self.session.on_close(info);
+    }
+}
+
+impl StreamHandler for Session {
+    fn on_data(&mut self, dir: Dir, data: &[u8], stream_off: u64, info: &SegInfo) -> usize {
+        self.data(dir, data, stream_off, info, None)
     }
 
     fn on_gap(&mut self, dir: Dir, len: u64, _info: &SegInfo) {
@@ -1110,7 +1233,9 @@ impl StreamHandler for Session {
         side.synced = false;
         match dir {
             Dir::Request => self.request_gap(),
-            Dir::Response => self.response_gap(),
+            Dir::Response => {
+                let _ = self.response_gap();
+            }
         }
     }
 

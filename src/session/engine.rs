@@ -3,7 +3,7 @@
 //! engine owns all its state, so several engines (one per worker) never
 //! share anything.
 
-use super::conn::Session;
+use super::conn::{Emitting, Session};
 use super::record::RecordSink;
 use super::udp::{UdpConfig, UdpTable};
 use crate::decode::targets::{Side, Targets};
@@ -80,7 +80,10 @@ fn feed(
         p.wire_payload_len,
         p.ts,
         p.frame_no,
-        &mut conn.session,
+        &mut Emitting {
+            session: &mut conn.session,
+            sink: &mut *sink,
+        },
         budget,
         counters,
     );
@@ -282,8 +285,12 @@ impl Engine {
             {
                 // Port reuse before the old connection was seen to close.
                 if let Some(mut old) = self.flows.remove(&key) {
+                    let mut h = Emitting {
+                        session: &mut old.session,
+                        sink: &mut *sink,
+                    };
                     old.tcp
-                        .flush(now, &mut old.session, &mut self.budget, &mut self.counters);
+                        .flush(now, &mut h, &mut self.budget, &mut self.counters);
                     old.session.finish(sink);
                     self.counters.add(&old.session.counters);
                     self.counters.tcp_closed += 1;
@@ -367,7 +374,11 @@ impl Engine {
         let budget = &mut self.budget;
         let counters = &mut self.counters;
         let swept = self.flows.sweep(now, |_, mut conn: Conn| {
-            conn.tcp.flush(now, &mut conn.session, budget, counters);
+            let mut h = Emitting {
+                session: &mut conn.session,
+                sink: &mut *sink,
+            };
+            conn.tcp.flush(now, &mut h, budget, counters);
             conn.session.finish(sink);
             counters.add(&conn.session.counters);
         });
@@ -377,8 +388,11 @@ impl Engine {
             // next packet.
             self.flows.for_each_mut(|_, conn| {
                 if conn.tcp.is_waiting() {
-                    conn.tcp
-                        .check_timeouts(now, &mut conn.session, budget, counters);
+                    let mut h = Emitting {
+                        session: &mut conn.session,
+                        sink: &mut *sink,
+                    };
+                    conn.tcp.check_timeouts(now, &mut h, budget, counters);
                     conn.session.emit(sink);
                 }
             });
@@ -409,7 +423,11 @@ impl Engine {
         let budget = &mut self.budget;
         let counters = &mut self.counters;
         self.flows.drain_all(|_, mut conn: Conn| {
-            conn.tcp.flush(now, &mut conn.session, budget, counters);
+            let mut h = Emitting {
+                session: &mut conn.session,
+                sink: &mut *sink,
+            };
+            conn.tcp.flush(now, &mut h, budget, counters);
             conn.session.finish(sink);
             counters.add(&conn.session.counters);
         });

@@ -180,10 +180,6 @@ impl Queue {
         self.q.remove(i)
     }
 
-    pub fn is_full(&self) -> bool {
-        self.q.len() >= self.cap
-    }
-
     /// Appends a blank entry and returns it for filling.
     pub fn push(&mut self) -> &mut Pending {
         let id = self.next_id;

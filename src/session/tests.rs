@@ -5,7 +5,7 @@
 //! Records are compared as exact vectors of a projection (command, key,
 //! result, req_bytes, resp_bytes, answered = latency known).
 
-use super::conn::Session;
+use super::conn::{Emitting, Session};
 use super::record::Record;
 use super::udp::{UdpConfig, UdpTable};
 use crate::decode::{Transport, Ts};
@@ -139,7 +139,12 @@ impl Driver {
         };
         let mut data = std::mem::take(&mut self.carry[d]);
         data.extend_from_slice(bytes);
-        let n = self.s.on_data(dir, &data, self.off[d], &info);
+        let out = &mut self.out;
+        let mut h = Emitting {
+            session: &mut self.s,
+            sink: &mut |r: &Record<'_>| out.push(Full::of(r)),
+        };
+        let n = h.on_data(dir, &data, self.off[d], &info);
         assert!(n <= data.len(), "consumed {n} of {}", data.len());
         self.off[d] += n as u64;
         self.carry[d] = data[n..].to_vec();
@@ -1292,7 +1297,8 @@ fn response_gap_outside_a_value_loses_open_requests() {
     // d's answer: the server's ACK now covers d.
     d.feed(RESP, b"END\r\n", 6);
     assert_eq!(d.recs()[3], r("get", "d", O::Miss, 0, 0, true));
-    assert_eq!(d.s.counters.orphan_responses, 2);
+    // c's VALUE…END is one response.
+    assert_eq!(d.s.counters.orphan_responses, 1);
     assert_eq!(d.s.counters.lost_requests, 2);
     assert_eq!(d.out.len(), 4);
 }
@@ -1314,6 +1320,32 @@ fn response_gap_without_ack_information_stays_orphaned() {
         ]
     );
     assert_eq!(d.s.counters.orphan_responses, 1);
+}
+
+#[test]
+fn an_orphan_multi_get_answer_counts_once() {
+    // Three VALUE blocks and their END behind a gap marker: one response.
+    let mut d = Driver::midstream();
+    d.feed(
+        RESP,
+        b"VALUE a 0 1\r\nA\r\nVALUE b 0 2\r\nBB\r\nVALUE c 0 1\r\nC\r\nEND\r\n",
+        1,
+    );
+    assert_eq!(d.s.counters.orphan_responses, 1);
+    // A stats listing likewise, split over two segments.
+    d.feed(RESP, b"STAT pid 1\r\nSTAT uptime 2\r\n", 2);
+    d.feed(RESP, b"STAT x 3\r\nEND\r\n", 3);
+    assert_eq!(d.s.counters.orphan_responses, 2);
+    // Two single-line orphans are two.
+    d.feed(RESP, b"STORED\r\nEND\r\n", 4);
+    assert_eq!(d.s.counters.orphan_responses, 4);
+    // And pairing resumes with the next acknowledged request.
+    d.feed(REQ, b"get k\r\n", 5);
+    d.feed(RESP, b"VALUE k 0 1\r\nK\r\nEND\r\n", 6);
+    d.close(7);
+    assert_eq!(d.recs(), vec![r("get", "k", O::Hit, 0, 1, true)]);
+    assert_eq!(d.s.counters.orphan_responses, 4);
+    assert_eq!(d.s.counters.bad_responses, 0);
 }
 
 #[test]
@@ -1354,7 +1386,8 @@ fn request_gap_does_not_shift_pairing() {
             r("get", "c", O::Miss, 0, 0, true)
         ]
     );
-    assert_eq!(d.s.counters.orphan_responses, 2);
+    // b's VALUE…END is one response.
+    assert_eq!(d.s.counters.orphan_responses, 1);
     // Same with binary: the lost request's answer arrives after c is sent
     // but before the server acknowledged it.
     let mut d = Driver::new();
@@ -1477,7 +1510,8 @@ fn pending_overflow_loses_the_oldest_requests() {
         b"get k1\r\nget k2\r\nget k3\r\nget k4\r\nget k5\r\n",
         1,
     );
-    assert_eq!(d.s.counters.pending_overflow, 1);
+    // Counted in requests shed, not in overflow events.
+    assert_eq!(d.s.counters.pending_overflow, 4);
     assert_eq!(
         d.recs(),
         vec![
@@ -1489,6 +1523,85 @@ fn pending_overflow_loses_the_oldest_requests() {
     );
     d.close(2);
     assert_eq!(d.recs()[4], r("get", "k5", O::Lost, 0, 0, false));
+}
+
+/// Expected `pending_overflow` for `n` unanswered single-key requests on
+/// a connection whose queue holds `cap` entries: the first overflow sheds
+/// the `cap` requests then queued, each later one the `cap - 1` queued
+/// behind the marker the previous one left.
+fn shed_by_overflow(n: u64, cap: u64) -> u64 {
+    if n <= cap {
+        return 0;
+    }
+    let overflows = (n - cap - 1) / (cap - 1) + 1;
+    cap + (overflows - 1) * (cap - 1)
+}
+
+#[test]
+fn a_million_unanswered_requests_stay_within_the_cap() {
+    // One direction only (a dead server, or a capture that misses the
+    // replies): the queue must stay bounded and each request cost O(1).
+    // This took minutes and grew without bound when every overflow left a
+    // marker behind that the next overflow walked again.
+    const N: u64 = 1_000_000;
+    const CAP: usize = 4096;
+    let mut d = Driver::with(true, Limits::default(), CAP);
+    let mut chunk = Vec::new();
+    let mut max_len = 0;
+    let started = std::time::Instant::now();
+    for i in 0..N {
+        chunk.extend_from_slice(format!("get k{i}\r\n").as_bytes());
+        // About one 64 KiB segment's worth of pipelined requests at a time.
+        if chunk.len() > 60_000 || i == N - 1 {
+            d.feed(REQ, &chunk, i);
+            chunk.clear();
+            max_len = max_len.max(d.s.pending_len());
+            d.out.clear();
+        }
+    }
+    assert!(max_len <= CAP, "queue reached {max_len} > {CAP}");
+    let shed = shed_by_overflow(N, CAP as u64);
+    assert_eq!(shed, 999_181);
+    assert_eq!(d.s.counters.pending_overflow, shed);
+    assert_eq!(d.s.counters.lost_requests, shed);
+    // The rest are still waiting: one marker plus the requests behind it.
+    assert_eq!(d.s.pending_len() as u64, 1 + N - shed);
+    d.close(N);
+    assert_eq!(d.s.counters.lost_requests, N);
+    assert_eq!(d.s.counters.records, N);
+    assert_eq!(d.s.counters.pending_overflow, shed);
+    assert_eq!(d.s.pending_len(), 0);
+    // Linear: well under a second in release; quadratic took minutes.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn overflow_then_answers_pair_again_after_the_marker() {
+    // After an overflow, replies to the shed requests are orphans and the
+    // next request acknowledged by the server pairs normally.
+    let mut d = Driver::with(true, Limits::default(), 3);
+    d.feed(REQ, b"get a\r\nget b\r\nget c\r\nget d\r\n", 1);
+    assert_eq!(d.s.counters.pending_overflow, 3);
+    assert_eq!(d.s.pending_len(), 2);
+    // The answers to a, b and c arrive before the server has acked d.
+    d.feed_acked(RESP, b"END\r\nEND\r\nEND\r\n", 2, Some(8));
+    assert_eq!(d.s.counters.orphan_responses, 3);
+    d.feed(RESP, b"END\r\n", 3);
+    d.close(4);
+    assert_eq!(
+        d.recs(),
+        vec![
+            r("get", "a", O::Lost, 0, 0, false),
+            r("get", "b", O::Lost, 0, 0, false),
+            r("get", "c", O::Lost, 0, 0, false),
+            r("get", "d", O::Miss, 0, 0, true),
+        ]
+    );
+    assert_eq!(d.s.counters.lost_requests, 3);
 }
 
 #[test]
