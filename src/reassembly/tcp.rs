@@ -1640,8 +1640,8 @@ mod tests {
         };
         let mut g = cfg.budget();
         let mut c = Counters::default();
-        let mut a = TcpConn::new(cfg.clone());
-        let mut b = TcpConn::new(cfg.clone());
+        let mut a = TcpConn::new(cfg);
+        let mut b = TcpConn::new(cfg);
         let (mut ra, mut rb) = (Rec::new(Mode::All), Rec::new(Mode::All));
         let syn = TcpInfo {
             seq: 0,

@@ -317,7 +317,7 @@ impl Engine {
             // anything else started before the capture.
             let whole = p.tcp.syn;
             Conn {
-                tcp: TcpConn::new(cfg.tcp.clone()),
+                tcp: TcpConn::new(cfg.tcp),
                 session: Session::new(
                     client,
                     server,
