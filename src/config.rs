@@ -302,7 +302,7 @@ pub mod range {
     pub const VALUE_BYTES: Range = r(1024, 1 << 32, "memcached's -I allows 1 KiB to 1 GiB");
     /// memcached's keys are at most 250 bytes; binary keys at most 65535.
     pub const KEY_BYTES: Range = r(250, 65_535, "");
-    pub const TOP: Range = r(1, 1_000_000, "");
+    pub const TOP: Range = r(0, 1_000_000, "");
     pub const BLOCK_BYTES: Range = r(4096, 1 << 30, "");
     pub const BLOCKS: Range = r(1, 1 << 16, "");
     pub const SNAPLEN: Range = r(1, 262_144, "");

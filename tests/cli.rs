@@ -399,8 +399,8 @@ fn numbers_out_of_range_are_one_line_naming_key_and_range() {
             "--window = 172800000ms is out of range: allowed 1ms to 1d",
         ),
         (
-            &["--top", "0"],
-            "--top = 0 is out of range: allowed 1 to 1000000",
+            &["--top", "1000001"],
+            "--top = 1000001 is out of range: allowed 0 to 1000000",
         ),
         (
             &["--max-keys", "16777216", "--max-clients", "16777217"],

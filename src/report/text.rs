@@ -593,32 +593,21 @@ fn micros(ts: f64) -> i64 {
 /// UTC ISO-8601 with microseconds, e.g. `2026-11-22T13:20:45.954381Z`.
 fn iso_time(ts: f64) -> String {
     let us = micros(ts);
-    let secs = us.div_euclid(1_000_000);
-    let frac = us.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let Ok(t) = jiff::Timestamp::from_microsecond(us) else {
+        // Beyond jiff's years -9999..=9999: no calendar date to print.
+        return format!("{ts} s since 1970");
+    };
+    let dt = jiff::tz::Offset::UTC.to_datetime(t);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        us.rem_euclid(1_000_000)
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// `last - first` in seconds with microseconds, plus h/m/s past a minute.
@@ -1003,6 +992,12 @@ pub(crate) mod tests {
             iso_time(1_795_312_845.954381),
             "2026-11-22T02:00:45.954381Z"
         );
+        assert_eq!(iso_time(-0.5), "1969-12-31T23:59:59.500000Z");
+        assert_eq!(iso_time(4_107_542_400.0), "2100-03-01T00:00:00.000000Z");
+        // jiff's last timestamp is late on 9999-12-30 (UTC); past it, no
+        // calendar date, and never a panic.
+        assert_eq!(iso_time(253_402_128_000.0), "9999-12-30T00:00:00.000000Z");
+        assert_eq!(iso_time(1e12), "1000000000000 s since 1970");
         assert_eq!(duration(10.0, 10.05606), "0.056060 s");
         assert_eq!(duration(0.0, 61.0), "61.000000 s (1m 01s)");
         assert_eq!(human_bytes(1023), "1023 B");

@@ -1,8 +1,9 @@
 //! Times as the history reports and the web page read and print them:
-//! UTC, no time zone database needed.
+//! UTC, no time zone database needed (jiff does the calendar).
 
 /// Parses a time: Unix seconds, or a UTC date and time (2026-11-17,
-/// 2026-11-17T14:00, 2026-11-17 14:00:30Z). Returns ns.
+/// 2026-11-17T14:00, 2026-11-17 14:00:30Z, 2026-11-17T14:00:30.25), or
+/// one with its offset (2026-11-17T15:00+01:00). Returns ns.
 pub fn parse_time(s: &str) -> anyhow::Result<u64> {
     let t = s.trim();
     let bad = || anyhow::anyhow!("time {s:?}: use 2026-11-17T14:00 (UTC) or Unix seconds");
@@ -24,74 +25,52 @@ pub fn parse_time(s: &str) -> anyhow::Result<u64> {
             .and_then(|x| x.checked_add(f))
             .ok_or_else(bad);
     }
-    let t = t.trim_end_matches('Z');
-    let (date, time) = match t.split_once(['T', ' ']) {
-        Some((d, tm)) => (d, tm),
-        None => (t, "00:00"),
-    };
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|x| x.parse().map_err(|_| bad()))
-        .collect::<anyhow::Result<_>>()?;
-    // Fractional seconds, as fmt_time prints them (…:45.250).
-    let (time, sub_ns) = match time.split_once('.') {
-        Some((t, f)) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
-            (t, format!("{f:0<9}").parse::<u64>().map_err(|_| bad())?)
+    // With an offset (Z, +01:00) it is an instant; without, a UTC civil
+    // date-time. jiff's civil parser would drop an offset unread, so a
+    // time that names one never reaches it.
+    let ns = if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        ts.as_nanosecond()
+    } else {
+        let t = t.strip_suffix('Z').unwrap_or(t);
+        let time = t.get(10..).unwrap_or("");
+        if time.contains(['+', '-']) {
+            return Err(bad());
         }
-        Some(_) => return Err(bad()),
-        None => (time, 0),
+        let dt: jiff::civil::DateTime = match t.parse() {
+            Ok(dt) => dt,
+            // A bare date: its midnight.
+            Err(_) => t
+                .parse::<jiff::civil::Date>()
+                .map_err(|_| bad())?
+                .to_datetime(jiff::civil::Time::midnight()),
+        };
+        jiff::tz::Offset::UTC
+            .to_timestamp(dt)
+            .map_err(|_| bad())?
+            .as_nanosecond()
     };
-    let hms: Vec<i64> = time
-        .split(':')
-        .map(|x| x.parse().map_err(|_| bad()))
-        .collect::<anyhow::Result<_>>()?;
-    if d.len() != 3 || hms.len() < 2 || hms.len() > 3 {
-        return Err(bad());
-    }
-    let (y, m, day) = (d[0], d[1], d[2]);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hms[0] > 23 || hms[1] > 59 {
-        return Err(bad());
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let secs = days * 86400 + hms[0] * 3600 + hms[1] * 60 + hms.get(2).copied().unwrap_or(0);
-    anyhow::ensure!(secs >= 0, "time {s:?} is before 1970");
-    Ok(secs as u64 * 1_000_000_000 + sub_ns)
+    anyhow::ensure!(ns >= 0, "time {s:?} is before 1970");
+    u64::try_from(ns).map_err(|_| bad())
 }
 
-/// A time as the reports print it (UTC).
+/// A time as the reports print it (UTC), with milliseconds only when there
+/// are any (sub-second windows).
 pub fn fmt_time(ns: u64) -> String {
-    let secs = (ns / 1_000_000_000) as i64;
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    // Milliseconds only when there are any (sub-second windows).
-    let ms = ns % 1_000_000_000 / 1_000_000;
+    let ts = jiff::Timestamp::from_nanosecond(i128::from(ns)).unwrap_or(jiff::Timestamp::MAX);
+    let dt = jiff::tz::Offset::UTC.to_datetime(ts);
     let frac = if ns % 1_000_000_000 == 0 {
         String::new()
     } else {
-        format!(".{ms:03}")
+        format!(".{:03}", ns % 1_000_000_000 / 1_000_000)
     };
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{frac}Z",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
     )
 }
 
@@ -121,5 +100,45 @@ mod tests {
         );
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2026-13-01").is_err());
+        // Every accepted form, to the nanosecond.
+        let base = 1_794_924_000_000_000_000; // 2026-11-17T14:00:00Z
+        for (text, ns) in [
+            ("2026-11-17", base - 14 * 3_600_000_000_000),
+            ("2026-11-17Z", base - 14 * 3_600_000_000_000),
+            ("2026-11-17T14:00", base),
+            ("2026-11-17 14:00", base),
+            ("2026-11-17T14:00Z", base),
+            ("2026-11-17T14:00:30", base + 30_000_000_000),
+            ("2026-11-17 14:00:30Z", base + 30_000_000_000),
+            ("2026-11-17T14:00:30.25Z", base + 30_250_000_000),
+            ("2026-11-17T14:00:30.000000001", base + 30_000_000_001),
+            (" 2026-11-17T14:00 ", base),
+            ("1794924000", base),
+            ("1794924000.000000001", base + 1),
+            ("2026-11-17T15:00+01:00", base),
+            ("2026-11-17T13:00:00-01:00", base),
+        ] {
+            assert_eq!(parse_time(text).unwrap(), ns, "{text}");
+        }
+        assert_eq!(fmt_time(base + 30_250_000_000), "2026-11-17T14:00:30.250Z");
+        assert_eq!(parse_time("2024-02-29").unwrap(), 1_709_164_800_000_000_000);
+        assert_eq!(fmt_time(1_709_164_800_000_000_000), "2024-02-29T00:00:00Z");
+        // The largest time a u64 of nanoseconds holds.
+        assert_eq!(fmt_time(u64::MAX), "2554-07-21T23:34:33.709Z");
+        for bad in [
+            "2026-02-30",
+            "2026-11-17T24:00",
+            "2026-11-17T14:60",
+            "1969-12-31T23:59",
+            "2026-11-17-01:00",
+            "1.0000000001",
+            "",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_time("1969-12-31").unwrap_err().to_string(),
+            "time \"1969-12-31\" is before 1970"
+        );
     }
 }
