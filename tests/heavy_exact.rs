@@ -84,7 +84,7 @@ fn family_word(mut f: usize) -> String {
 /// The family of key `rank`: the 2,000 hottest keys fall into 20 families,
 /// hot in every collector; the rest into the other families, which churn.
 fn family_of(rank: usize, families: usize) -> usize {
-    if rank < 2000 || rank >= SOLO_RANK {
+    if !(2000..SOLO_RANK).contains(&rank) {
         rank % 20
     } else {
         20 + rank % (families - 20)
