@@ -84,12 +84,18 @@ fn family_word(mut f: usize) -> String {
 /// The family of key `rank`: the 2,000 hottest keys fall into 20 families,
 /// hot in every collector; the rest into the other families, which churn.
 fn family_of(rank: usize, families: usize) -> usize {
-    if rank < 2000 {
+    if !(2000..SOLO_RANK).contains(&rank) {
         rank % 20
     } else {
         20 + rank % (families - 20)
     }
 }
+
+/// Solo clients: each asks for one key of its own (rank `SOLO_RANK + i`),
+/// so it is seen by one collector only, while the other's client table
+/// churns.
+const SOLO: usize = 8;
+const SOLO_RANK: usize = 1_000_000;
 
 struct Stream {
     /// Per request: key, client index, packet time of the response.
@@ -114,7 +120,7 @@ fn generate(
     let mut rng = Rng(seed);
     let mut out = PcapOut::new();
     // Per client: (client seq, server seq), one connection each.
-    let mut seqs: Vec<Option<(u32, u32)>> = vec![None; clients];
+    let mut seqs: Vec<Option<(u32, u32)>> = vec![None; clients + SOLO];
     let mut reqs = Vec::with_capacity(requests);
     let frame = |src: Ipv4Addr, sport, dst: Ipv4Addr, dport, seq, ack, syn, payload: &[u8]| {
         let b = PacketBuilder::ethernet2([0; 6], [0; 6]).ipv4(src.octets(), dst.octets(), 64);
@@ -131,8 +137,11 @@ fn generate(
     };
     for i in 0..requests {
         let ts = T0 + i as u64 * STEP_NS;
-        let rank = key_law.sample(&mut rng);
-        let c = client_law.sample(&mut rng);
+        let (mut rank, mut c) = (key_law.sample(&mut rng), client_law.sample(&mut rng));
+        if rng.next() % 10 == 0 {
+            let solo = (rng.next() % SOLO as u64) as usize;
+            (rank, c) = (SOLO_RANK + solo, clients + solo);
+        }
         let caddr = client_addr(c);
         let cport = 40_000 + c as u16;
         if seqs[c].is_none() {
@@ -471,6 +480,12 @@ fn never_evicted_items_are_exact_in_the_run_and_every_window() {
     assert!(k.checked_exact >= 100, "{} keys", k.checked_exact);
     assert!(c.checked_exact >= 5, "{} clients", c.checked_exact);
     assert!(f.checked_exact >= 3, "{} families", f.checked_exact);
+    // Among them the solo clients, which one collector never saw while its
+    // client table evicted.
+    for i in 0..SOLO {
+        let client = client_addr(600 + i).to_string();
+        assert!(!oracle.maybe_evicted[&(Kind::Client, RUN, client)]);
+    }
     assert_eq!(k.top100_inflated, 0);
     assert!(k.inflated > 0, "evicted keys carry some overestimate");
 
