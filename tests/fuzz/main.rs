@@ -142,14 +142,15 @@ fn capture_file(r: &mut Rng, others: &[Vec<u8>]) -> (Vec<u8>, bool) {
     }
 }
 
+/// Where the capture target writes its inputs (removed when it ends).
+fn capture_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("memtap-fuzz-{}", std::process::id()))
+}
+
 /// Reads the files with `FileSource`, then decodes every frame and runs
 /// it through an engine, as `memtap dump` does.
 fn exec_capture(files: &[(Vec<u8>, bool)]) -> u64 {
-    let dir = std::env::temp_dir().join(format!(
-        "memtap-fuzz-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
+    let dir = capture_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let mut paths = Vec::new();
     for (i, (bytes, _)) in files.iter().enumerate() {
@@ -236,6 +237,7 @@ fn fuzz_capture_reader() {
                 .collect()
         }),
     });
+    let _ = std::fs::remove_dir_all(capture_dir());
 }
 
 // ----------------------------------------------------------------- decode
