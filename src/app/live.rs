@@ -201,6 +201,7 @@ impl ViewSource for LiveView {
                 .map(|s| s.lock().expect("slot").flows_active)
                 .sum(),
             store_backlog: sh.store_backlog,
+            taken_ns: wall_ns(),
         });
         *cache = Some((Instant::now(), v.clone()));
         Ok(v)
