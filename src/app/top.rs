@@ -368,10 +368,19 @@ fn replay_feed(
     };
     'read: while let Some(frame) = src.next_frame(&mut counters)? {
         let ts = frame.ts;
-        let f0 = *first.get_or_insert_with(|| {
-            next = ts - ts % SEC + SEC;
-            ts
-        });
+        let f0 = match first {
+            Some(f) => f,
+            None => {
+                // The empty start is the first baseline: a capture shorter
+                // than a second still gets rates.
+                first = Some(ts);
+                next = ts - ts % SEC + SEC;
+                if !send(&sink, &counters, &engine, ts, &mut sent_at) {
+                    break 'read;
+                }
+                ts
+            }
+        };
         while ts >= next {
             if ts - next > window_ns + SEC {
                 // A long quiet stretch: one snapshot at its start, then on

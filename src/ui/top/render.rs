@@ -99,10 +99,14 @@ fn draw_header(f: &mut Frame, area: Rect, m: &Model, h: &Header, look: Look) {
         tabs.push(Span::styled(format!(" {} ", t.title()), s));
     }
     let arrow = if m.reverse { "▲" } else { "▼" };
+    let span = if h.span < 9.95 {
+        format!("{:.1}", h.span)
+    } else {
+        format!("{:.0}", h.span)
+    };
     tabs.push(Span::raw(format!(
-        "  sort {}{arrow}  window {:.0}s",
-        m.sort.title(),
-        h.span
+        "  sort {}{arrow}  window {span}s",
+        m.sort.title()
     )));
     if m.frozen {
         tabs.push(Span::styled("  FROZEN", look.alarm()));
