@@ -130,14 +130,14 @@ fn live_feed(src: Arc<dyn crate::web::server::ViewSource>, tx: Sender<Feed>, qui
             Ok(v) if v.taken_ns == last => None,
             Ok(v) => {
                 last = v.taken_ns;
-                Some(Feed::Snap(snapshot(
+                Some(Feed::Snap(Box::new(snapshot(
                     &v.run,
                     &v.info.counters,
                     &v.info.files,
                     v.taken_ns,
                     &v.options.redact,
                     0,
-                )))
+                ))))
             }
             Err(e) => Some(Feed::Problem(format!("cannot read the capture: {e:#}"))),
         };
@@ -174,9 +174,9 @@ fn connect(url: &str, keys: usize, redact: Redact, o: Options) -> anyhow::Result
             let mut next = Some(first);
             while !fq.load(Ordering::Relaxed) {
                 let msg = match next.take() {
-                    Some(s) => Feed::Snap(s),
+                    Some(s) => Feed::Snap(Box::new(s)),
                     None => match fetch(&agent, &endpoint, &redact) {
-                        Ok(s) => Feed::Snap(s),
+                        Ok(s) => Feed::Snap(Box::new(s)),
                         Err(e) => Feed::Problem(format!("cannot reach {base}: {e:#}")),
                     },
                 };
@@ -336,7 +336,7 @@ fn replay_feed(
         rules: s.pipeline.families.clone(),
         family: Vec::with_capacity(256),
     };
-    let redact = s.options.redact.clone();
+    let redact = s.options.redact;
     let mut counters = Counters::default();
     let mut first: Option<Ts> = None;
     let mut last: Ts = 0;
@@ -348,14 +348,14 @@ fn replay_feed(
             let mut all = c.clone();
             all.add(&e.counters());
             *sent_at = Some(at);
-            tx.send(Feed::Snap(snapshot(
+            tx.send(Feed::Snap(Box::new(snapshot(
                 &sink.tables,
                 &all,
                 names,
                 at,
                 &redact,
                 0,
-            )))
+            ))))
             .is_ok()
         };
     // Waits until packet time `t` is due on the wall clock.
@@ -416,14 +416,14 @@ fn replay_feed(
     if !quit.load(Ordering::Relaxed) {
         let at = last.max(sent_at.map_or(0, |t| t + 1));
         // Counters already hold the engine's: sent as they are.
-        let _ = tx.send(Feed::Snap(snapshot(
+        let _ = tx.send(Feed::Snap(Box::new(snapshot(
             &sink.tables,
             &counters,
             names,
             at,
             &redact,
             0,
-        )));
+        ))));
         let _ = tx.send(Feed::Done(format!(
             "replay done: {} packets, {} requests (q: quit)",
             counters.packets, sink.tables.totals.requests

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// What the sources send the view.
 pub enum Feed {
     /// The next cumulative snapshot.
-    Snap(Snapshot),
+    Snap(Box<Snapshot>),
     /// The source is done (a replay reached the end); the view stays.
     Done(String),
     /// Something is wrong but may pass (an unreachable remote).
@@ -110,7 +110,7 @@ pub fn run(feed: Receiver<Feed>, o: Options, quit: &AtomicBool) -> anyhow::Resul
             while let Ok(msg) = feed.try_recv() {
                 match msg {
                     Feed::Snap(s) => {
-                        m.ingest(s);
+                        m.ingest(*s);
                         if m.status.as_deref().is_some_and(|s| s.starts_with("cannot")) {
                             m.status = None;
                         }

@@ -164,6 +164,7 @@ fn titles<'a>(m: &Model, cols: &[(&'a str, Option<Sort>)], look: Look) -> Row<'a
     .style(look.head())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn draw_rows(
     f: &mut Frame,
     area: Rect,
@@ -208,7 +209,8 @@ fn draw_table(f: &mut Frame, area: Rect, m: &Model, look: Look) {
     let wide = area.width >= 100;
     let title = format!("{} ({}){}", m.tab.title(), rows.len(), filters(m));
     use Sort::*;
-    let (cols, cells): (Vec<(&str, Option<Sort>)>, Vec<Vec<String>>) = match m.tab {
+    type Columns<'a> = Vec<(&'a str, Option<Sort>)>;
+    let (cols, cells): (Columns, Vec<Vec<String>>) = match m.tab {
         Tab::Keys | Tab::Clients | Tab::Families => {
             let keys = m.tab == Tab::Keys;
             let name = match m.tab {
