@@ -71,7 +71,7 @@ fn micros(v: Option<u64>) -> String {
 pub fn draw(f: &mut Frame, m: &Model, look: Look) {
     let area = f.area();
     let [top, body, foot] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(4),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
@@ -96,7 +96,8 @@ fn draw_header(f: &mut Frame, area: Rect, m: &Model, h: &Header, look: Look) {
         } else {
             Style::default()
         };
-        tabs.push(Span::styled(format!(" {} ", t.title()), s));
+        tabs.push(Span::styled(t.title(), s));
+        tabs.push(Span::raw(" "));
     }
     let arrow = if m.reverse { "▲" } else { "▼" };
     let span = if h.span < 9.95 {
@@ -105,22 +106,24 @@ fn draw_header(f: &mut Frame, area: Rect, m: &Model, h: &Header, look: Look) {
         format!("{:.0}", h.span)
     };
     tabs.push(Span::raw(format!(
-        "  sort {}{arrow}  window {span}s",
+        " sort {}{arrow} window {span}s",
         m.sort.title()
     )));
     if m.frozen {
         tabs.push(Span::styled("  FROZEN", look.alarm()));
     }
-    let rates = Line::from(vec![
+    let rates = Line::raw(format!(
+        "pkts/s {}  bytes/s {}  records/s {}  req/s {}  hit% {}",
+        num(h.packets),
+        num(h.bytes),
+        num(h.records),
+        num(h.requests),
+        pct(h.hit_pct),
+    ));
+    let run = Line::from(vec![
         Span::raw(format!(
-            "pkts/s {}  bytes/s {}  records/s {}  req/s {}  hit% {}  requests {}  keys {}  ",
-            num(h.packets),
-            num(h.bytes),
-            num(h.records),
-            num(h.requests),
-            pct(h.hit_pct),
-            h.total_requests,
-            h.tracked_keys
+            "run: requests {}  keys {}  ",
+            h.total_requests, h.tracked_keys
         )),
         Span::styled(h.source.clone(), look.fg(Color::DarkGray)),
     ]);
@@ -141,7 +144,7 @@ fn draw_header(f: &mut Frame, area: Rect, m: &Model, h: &Header, look: Look) {
         loss.push(Span::raw("  "));
     }
     f.render_widget(
-        Paragraph::new(vec![Line::from(tabs), rates, Line::from(loss)]),
+        Paragraph::new(vec![Line::from(tabs), rates, run, Line::from(loss)]),
         area,
     );
 }
@@ -204,10 +207,23 @@ fn filters(m: &Model) -> String {
     s
 }
 
+/// The rows that fit under a table's title and column line, scrolled so
+/// the selected one shows, and its index among them: only those are
+/// formatted (a 100k-key table would otherwise cost a million strings per
+/// frame).
+fn visible<T>(rows: &[T], selected: usize, area: Rect) -> (&[T], usize) {
+    let h = (area.height as usize).saturating_sub(2).max(1);
+    let sel = selected.min(rows.len().saturating_sub(1));
+    let start = sel.saturating_sub(h - 1);
+    let end = (start + h).min(rows.len());
+    (&rows[start..end], sel - start)
+}
+
 fn draw_table(f: &mut Frame, area: Rect, m: &Model, look: Look) {
-    let rows = m.rows();
+    let all = m.rows();
+    let (rows, sel) = visible(&all, m.selected, area);
     let wide = area.width >= 100;
-    let title = format!("{} ({}){}", m.tab.title(), rows.len(), filters(m));
+    let title = format!("{} ({}){}", m.tab.title(), all.len(), filters(m));
     use Sort::*;
     type Columns<'a> = Vec<(&'a str, Option<Sort>)>;
     let (cols, cells): (Columns, Vec<Vec<String>>) = match m.tab {
@@ -329,7 +345,7 @@ fn draw_table(f: &mut Frame, area: Rect, m: &Model, look: Look) {
         })
         .collect();
     let header = titles(m, &cols, look);
-    draw_rows(f, area, header, cells, widths, m.selected, title, look);
+    draw_rows(f, area, header, cells, widths, sel, title, look);
 }
 
 fn draw_key(f: &mut Frame, area: Rect, m: &Model, key: &str, d: Option<KeyDetail>, look: Look) {
@@ -342,7 +358,7 @@ fn draw_key(f: &mut Frame, area: Rect, m: &Model, key: &str, d: Option<KeyDetail
         return;
     };
     let [info, spark, table] = Layout::vertical([
-        Constraint::Length(4),
+        Constraint::Length(5),
         Constraint::Length(4),
         Constraint::Min(2),
     ])
@@ -362,13 +378,16 @@ fn draw_key(f: &mut Frame, area: Rect, m: &Model, key: &str, d: Option<KeyDetail
             ),
         ]),
         Line::raw(format!(
-            "req/s {}  hits/s {}  misses/s {}  hit% {}  in/s {}  out/s {}  p50 {}µs  p99 {}µs",
+            "req/s {}  hits/s {}  misses/s {}  hit% {}  in/s {}  out/s {}",
             num(l.rate.requests),
             num(l.rate.hits),
             num(l.rate.misses),
             pct(l.rate.hit_pct()),
             num(l.rate.bytes_in),
             num(l.rate.bytes_out),
+        )),
+        Line::raw(format!(
+            "latency over the window: p50 {}µs  p99 {}µs",
             micros(l.p50),
             micros(l.p99),
         )),
@@ -427,7 +446,8 @@ fn draw_key(f: &mut Frame, area: Rect, m: &Model, key: &str, d: Option<KeyDetail
 }
 
 fn draw_client(f: &mut Frame, area: Rect, m: &Model, client: &str, look: Look) {
-    let rows = m.client_keys(client);
+    let all = m.client_keys(client);
+    let (rows, sel) = visible(&all, m.selected, area);
     let header = titles(
         m,
         &[
@@ -439,7 +459,7 @@ fn draw_client(f: &mut Frame, area: Rect, m: &Model, client: &str, look: Look) {
     );
     let title = format!(
         "client {client}: {} keys it is a top client of{} (Enter: key, Esc: back)",
-        rows.len(),
+        all.len(),
         filters(m)
     );
     let cells = rows
@@ -458,7 +478,7 @@ fn draw_client(f: &mut Frame, area: Rect, m: &Model, client: &str, look: Look) {
         header,
         cells,
         vec![Constraint::Fill(1), right(8), right(8)],
-        m.selected,
+        sel,
         title,
         look,
     );
@@ -477,7 +497,7 @@ fn draw_footer(f: &mut Frame, area: Rect, m: &Model, look: Look) {
     } else if let Some(s) = &m.status {
         Line::styled(s.clone(), look.alarm())
     } else {
-        Line::raw("q quit  ? help  Tab tabs  r/h/m/b/l/t sort  / filter  space freeze  Enter drill")
+        Line::raw("q quit ? help Tab tabs r/h/m/b/l/t sort / filter space freeze Enter drill")
     };
     f.render_widget(Paragraph::new(line), area);
 }
