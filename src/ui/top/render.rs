@@ -100,13 +100,15 @@ fn draw_header(f: &mut Frame, area: Rect, m: &Model, h: &Header, look: Look) {
         tabs.push(Span::raw(" "));
     }
     let arrow = if m.reverse { "▲" } else { "▼" };
-    let span = if h.span < 9.95 {
+    let span = if h.span < 0.995 {
+        format!("{:.2}", h.span)
+    } else if h.span < 9.95 {
         format!("{:.1}", h.span)
     } else {
         format!("{:.0}", h.span)
     };
     tabs.push(Span::raw(format!(
-        " sort {}{arrow} window {span}s",
+        "sort {}{arrow} window {span}s",
         m.sort.title()
     )));
     if m.frozen {
