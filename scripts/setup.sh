@@ -34,6 +34,8 @@ have_cmd tcpreplay || need+=(tcpreplay)
 # and headless Chromium for the history web page.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 have_cmd chromium || need+=(chromium)
+# `memtap top` runs in a real terminal under tmux (tests/top.rs).
+have_cmd tmux || need+=(tmux)
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}" >&2

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! capture ─Frame─▶ decode ─Packet─▶ reassembly ─bytes/gap─▶ protocol ─Request/Response─▶
-//!   session ─Record─▶ collect ─Tables─▶ report / export ─▶ store / web ─▶ app
+//!   session ─Record─▶ collect ─Tables─▶ report / export ─▶ store / web / ui ─▶ app
 //! ```
 //!
 //! * `capture` reads frames: pcap/pcapng files (compressed or on stdin), or
@@ -23,7 +23,8 @@
 //! * `collect` batches records to collector threads (sharded by key) and
 //!   keeps the bounded hot-key / hot-client tables and windows.
 //! * `report` turns tables into the report (JSON, text, CSV); `export`
-//!   into Prometheus metrics; `web` serves both over HTTP.
+//!   into Prometheus metrics; `web` serves both over HTTP; `ui` draws the
+//!   live terminal view (`memtap top`) from the report's snapshots.
 //! * `app` (with `config`) wires the stages together for the CLI and spawns
 //!   the threads; it is the only module that knows every stage.
 //! * `stats` (counters, warnings), `time` and `escape` are shared by all.
@@ -47,4 +48,5 @@ pub mod session;
 pub mod stats;
 pub mod store;
 pub mod time;
+pub mod ui;
 pub mod web;

@@ -16,6 +16,7 @@ const ORDER: &[&str] = &[
     "export",
     "store",
     "web",
+    "ui",
     "app",
 ];
 const TOP: &[&str] = &["config", "app"];

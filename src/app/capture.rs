@@ -260,6 +260,25 @@ fn watch_signals() -> anyhow::Result<crossbeam_channel::Receiver<Event>> {
 }
 
 pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
+    run_watched(a, None)
+}
+
+/// A viewer of the running capture (`memtap top -i`): started with the
+/// live view once the pipeline runs; the capture stops when it sets
+/// `quit`, and sets `quit` itself when it stops for another reason
+/// (signal, --duration). The viewer's thread is joined before the report
+/// is written, so it has the terminal back by then.
+pub struct Watch {
+    pub quit: Arc<std::sync::atomic::AtomicBool>,
+    #[allow(clippy::type_complexity)]
+    pub start: Box<
+        dyn FnOnce(
+            Arc<dyn crate::web::server::ViewSource>,
+        ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>>,
+    >,
+}
+
+pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitCode> {
     let (cfg, targets) = load_config(&a.common)?;
     let st = settings(&cfg, &a)?;
     let s = replay::setup(
@@ -333,6 +352,13 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         sources,
     )?;
     late.set(live.view_source());
+    let (quit, viewer) = match watch {
+        Some(w) => {
+            let v = (w.start)(live.view_source())?;
+            (Some(w.quit), Some(v))
+        }
+        None => (None, None),
+    };
     if !a.quiet {
         eprintln!(
             "memtap: capturing on {} ({} engine, {} workers, filter `{expr}`){}",
@@ -407,6 +433,19 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         if duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
+        if quit
+            .as_ref()
+            .is_some_and(|q| q.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            break;
+        }
+    }
+    if let Some(q) = &quit {
+        q.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some(v) = viewer {
+        v.join()
+            .map_err(|_| anyhow::anyhow!("the view's thread panicked"))??;
     }
     if !a.quiet {
         eprintln!("memtap: stopping: draining the pipeline");
@@ -436,13 +475,17 @@ pub fn run(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     if let Some(f) = store {
         f.finish(&out, &input_name)?;
     }
-    replay::emit(
-        &report,
-        a.report.format,
-        a.report.output_dir.as_deref(),
-        a.report_file.as_deref(),
-        a.quiet,
-    )?;
+    // Under `top` the report goes to --report-file or nowhere: the screen
+    // was the output.
+    if quit.is_none() || a.report_file.is_some() {
+        replay::emit(
+            &report,
+            a.report.format,
+            a.report.output_dir.as_deref(),
+            a.report_file.as_deref(),
+            a.quiet,
+        )?;
+    }
     if let Some(srv) = server {
         srv.stop();
     }

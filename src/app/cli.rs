@@ -59,6 +59,18 @@ pub enum Command {
     /// mode) to open the sockets; --user then drops to an unprivileged user.
     Capture(CaptureArgs),
 
+    /// A live, sortable, full-screen table of the hottest keys (and
+    /// clients, servers, commands, key families) right now: rates over a
+    /// sliding window beside the run's totals, drill-down from a key to
+    /// its clients and from a client to its keys.
+    ///
+    /// Three ways in: `top -i IFACE` captures live (the options of
+    /// `capture`); `top --connect http://HOST:9718` watches a running
+    /// `memtap capture` (or `replay --serve`) over its HTTP listener;
+    /// `top FILE...` replays captures at their own pace (--speed). Press
+    /// `?` for the keys. Needs a terminal on standard output.
+    Top(TopArgs),
+
     /// Report over the stored history: the replay report's tables and JSON
     /// schema over any time range, summed from the intervals in a store
     /// (`memtap replay --store URL` writes them); or, with `key KEY`, one
@@ -247,6 +259,36 @@ pub struct CaptureArgs {
 
     #[command(flatten)]
     pub keep: KeepArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    /// Watch a running `memtap capture` (or `replay --serve`) at this URL,
+    /// e.g. http://127.0.0.1:9718.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["interface", "files"])]
+    pub connect: Option<String>,
+
+    /// The sliding window rates are taken over, e.g. 5s, 10s, 1m.
+    /// Default 10s.
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<String>,
+
+    /// Replay pace: 1 is the capture's own, 10 ten times faster, max as
+    /// fast as memtap reads. Default 1.
+    #[arg(long, value_name = "N|max")]
+    pub speed: Option<String>,
+
+    /// --connect: the most requested keys fetched each second (0: every
+    /// tracked key). Default 2000.
+    #[arg(long, value_name = "N")]
+    pub keys: Option<usize>,
+
+    /// Capture files to replay (pcap, pcapng; .gz/.zst accepted).
+    #[arg(value_name = "FILE", conflicts_with = "interface")]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

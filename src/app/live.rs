@@ -201,6 +201,7 @@ impl ViewSource for LiveView {
                 .map(|s| s.lock().expect("slot").flows_active)
                 .sum(),
             store_backlog: sh.store_backlog,
+            taken_ns: wall_ns(),
         });
         *cache = Some((Instant::now(), v.clone()));
         Ok(v)
@@ -350,6 +351,7 @@ impl Live {
                                     core_affinity::set_for_current(c);
                                 }
                                 let mut last_pub = Instant::now();
+                                let mut flushed = 0;
                                 while let Ok(mut b) = rx.recv() {
                                     if let Ok(r) = rrx.try_recv() {
                                         w.engine.set_targets(r.targets.clone());
@@ -360,6 +362,7 @@ impl Live {
                                     if last_pub.elapsed() >= TICK {
                                         last_pub = Instant::now();
                                         let c = w.counters(&Counters::default());
+                                        flush_fresh(&mut w, &c, &mut flushed);
                                         let mut s = slots[i + 1].lock().expect("slot");
                                         s.counters = c;
                                         s.flows_active = w.engine.active_flows();
@@ -565,6 +568,18 @@ impl Live {
     }
 }
 
+/// Records wait in a worker's batches until one fills or a window ends;
+/// at a few records a second that is most of a window, and the live views
+/// (`/api/report`, `/metrics`, `memtap top`) would lag by as much. So each
+/// tick, once per thread and never per packet, a worker that made records
+/// since the last tick sends its batches as they are.
+fn flush_fresh(w: &mut Worker, now: &Counters, flushed: &mut u64) {
+    if now.records != *flushed {
+        *flushed = now.records;
+        w.batcher.flush();
+    }
+}
+
 fn slot(name: &str) -> Slot {
     Slot {
         name: name.to_string(),
@@ -589,6 +604,7 @@ fn capture_loop(
     let mut last_ts: Ts = 0;
     let mut last_tick = Instant::now();
     let mut problem: Option<String> = None;
+    let mut flushed = 0;
     while !stop.load(Ordering::Relaxed) {
         if let Ok(r) = reload.try_recv() {
             w.engine.set_targets(r.targets.clone());
@@ -619,8 +635,10 @@ fn capture_loop(
             last_tick = Instant::now();
             w.tick(wall_ns().saturating_sub(LAG_NS));
             src.update_stats(&mut cap);
+            let c = w.counters(&cap);
+            flush_fresh(&mut w, &c, &mut flushed);
             let mut s = slot.lock().expect("slot");
-            s.counters = w.counters(&cap);
+            s.counters = c;
             s.first_ts = first_ts;
             s.last_ts = last_ts;
             s.problem = problem.clone();

@@ -11,6 +11,7 @@ pub mod replay;
 pub mod serve;
 pub mod store;
 pub mod summary;
+pub mod top;
 
 use crate::capture::file::FileSource;
 use crate::config::Config;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dump(a) => dump(a),
         Command::Replay(a) => replay::run(a),
         Command::Capture(a) => capture::run(a),
+        Command::Top(a) => top::run(a),
         Command::Report(a) => store::report(a),
         Command::Serve(a) => store::serve(a),
     }

@@ -308,6 +308,7 @@ fn finished_view(
     keep_windows: usize,
 ) -> crate::web::server::View {
     let limits = run_limits(&out, s);
+    let taken_ns = out.last_ts;
     let windows_closed = out.windows.len() as u64;
     let skip = out.windows.len().saturating_sub(keep_windows);
     crate::web::server::View {
@@ -331,6 +332,7 @@ fn finished_view(
         threads: Vec::new(),
         flows_active: 0,
         store_backlog: None,
+        taken_ns,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod csv;
 pub mod text;
+pub mod top;
 
 use crate::collect::heavy::Entry;
 use crate::collect::redact::Redact;

@@ -1,4 +1,5 @@
-//! The HTTP listener: `/metrics`, `/healthz`, `/api/report`, `/api/windows`.
+//! The HTTP listener: `/metrics`, `/healthz`, `/api/report`, `/api/windows`,
+//! `/api/top`.
 //!
 //! It runs on its own small tokio runtime (two threads, never the capture
 //! or collector threads), so a slow scraper cannot stall the pipeline. The
@@ -46,6 +47,10 @@ pub struct View {
     pub flows_active: u64,
     /// Closed intervals not yet in the history store (when one runs).
     pub store_backlog: Option<u64>,
+    /// When `run` was copied (ns since the epoch): wall-clock time for a
+    /// live capture, the last packet's time for a finished replay. Rates
+    /// are differences of views over the time between them.
+    pub taken_ns: Ts,
 }
 
 impl View {
@@ -151,6 +156,7 @@ pub fn start(
         .route("/healthz", get(healthz))
         .route("/api/report", get(api_report))
         .route("/api/windows", get(api_windows))
+        .route("/api/top", get(api_top))
         .with_state(source);
     if let Some(extra) = extra {
         app = app.merge(extra);
@@ -207,7 +213,9 @@ async fn index() -> impl IntoResponse {
          <li><a href=\"/healthz\">/healthz</a>: pipeline health</li>\
          <li><a href=\"/api/report\">/api/report</a>: the report of the whole run \
          (<a href=\"/api/report?window=last\">?window=last</a>: the last closed window)</li>\
-         <li><a href=\"/api/windows\">/api/windows</a>: recent closed windows</li></ul>\n",
+         <li><a href=\"/api/windows\">/api/windows</a>: recent closed windows</li>\
+         <li><a href=\"/api/top?keys=100\">/api/top</a>: cumulative tables for \
+         <code>memtap top --connect</code></li></ul>\n",
     )
 }
 
@@ -436,4 +444,32 @@ async fn api_windows(State(src): State<Src>) -> Response {
         windows_closed: v.windows_closed,
         windows,
     })
+}
+
+#[derive(serde::Deserialize)]
+struct TopQuery {
+    /// The most requested keys to include; 0 or absent: every tracked key.
+    keys: Option<usize>,
+}
+
+/// The whole-run tables so far as `memtap top` reads them (compact JSON,
+/// `memtap_top: 1`): cumulative counts, so a client takes rates over any
+/// window from two of them and the server keeps no history for it.
+async fn api_top(State(src): State<Src>, Query(q): Query<TopQuery>) -> Response {
+    let v = match view_of(&src).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let snap = report::top::snapshot(
+        &v.run,
+        &v.info.counters,
+        &v.info.files,
+        v.taken_ns,
+        &v.options.redact,
+        q.keys.unwrap_or(0),
+    );
+    match serde_json::to_string(&snap) {
+        Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }

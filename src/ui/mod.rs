@@ -1,0 +1,3 @@
+//! Interactive terminal views over the report model (`memtap top`).
+
+pub mod top;
