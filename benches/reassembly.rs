@@ -130,7 +130,7 @@ fn script(data: &[(Dir, usize)], order: &[usize]) -> Script {
 }
 
 fn run(s: &Script, cfg: &TcpConfig, budget: &mut Budget) -> Sink {
-    let mut conn = TcpConn::new(cfg.clone());
+    let mut conn = TcpConn::new(*cfg);
     let mut h = Sink::default();
     let mut c = Counters::default();
     let mut ts = 1_700_000_000_000_000_000u64;

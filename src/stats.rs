@@ -144,8 +144,9 @@ counters! {
     /// hold time (`udp.hold_ms`), still held at end of input, or not held
     /// at all (hold full or disabled).
     udp_orphan_responses,
-    /// UDP request datagrams seen again, byte for byte, while their answer
-    /// was still open (a duplicate copy, not a new request): ignored.
+    /// UDP request datagrams seen again, byte for byte, within 2 ms of the
+    /// first while its answer was still open (a duplicate copy, not a new
+    /// request): ignored.
     udp_duplicate_requests,
     /// UDP requests whose answer did not complete before the timeout.
     udp_timeouts,

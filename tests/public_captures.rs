@@ -317,13 +317,13 @@ const CASES: &[Case] = &[
         "NICA/memcached-requests-16.pcap",
         &["*:4766"],
         RequestsOnly,
-        &[("get", "lost", 90)],
+        &[("get", "lost", 9)],
     ),
     case(
         "NICA/memcached-requests.pcap",
         &["*:4766"],
         RequestsOnly,
-        &[("get", "lost", 90)],
+        &[("get", "lost", 9)],
     ),
     case(
         "NICA/memcached-set-16.pcap",
@@ -523,9 +523,26 @@ fn key_counts(records: &[Value]) -> BTreeMap<String, u64> {
 }
 
 /// Every check of one file; failures are pushed to `fails`.
+/// Files whose datagrams repeat byte for byte at the same packet time
+/// (same request id, same bytes): memtap takes such copies for one request
+/// seen several times, as it would a mirror's duplicates. The NICA test
+/// vectors are 9 `get` datagrams, each present 10 times with one
+/// timestamp: 9 requests and 81 `udp_duplicate_requests`. (The stream
+/// scan counts datagrams, so its `get` figures are 90.)
+const COPIES: &[(&str, u64)] = &[
+    ("NICA/memcached-requests-16.pcap", 81),
+    ("NICA/memcached-requests.pcap", 81),
+];
+
 fn check_file(dir: &Path, c: &Case, want: &Expected, fails: &mut Vec<String>) {
     let f = c.file;
     let mut fail = |msg: String| fails.push(format!("{f}: {msg}"));
+    let copies = COPIES
+        .iter()
+        .find(|(file, _)| *file == f)
+        .map_or(0, |(_, n)| *n);
+    // Only `get`s of one key are copied (see COPIES).
+    let less_copies = |n: Option<u64>| n.map(|n| n - copies);
     let run = match run_guarded(&[dir.join(f)], c.targets, &Config::default()) {
         Ok(r) => r,
         Err(p) => return fail(format!("panicked: {p}")),
@@ -539,7 +556,10 @@ fn check_file(dir: &Path, c: &Case, want: &Expected, fails: &mut Vec<String>) {
     let want_cmds: BTreeMap<String, u64> = want
         .commands
         .iter()
-        .map(|(k, v)| (k.clone(), v.stream.expect("stream_scan count")))
+        .map(|(k, v)| {
+            let n = v.stream.expect("stream_scan count");
+            (k.clone(), if k == "get" { n - copies } else { n })
+        })
         .collect();
     if known_wrong {
         // The response lines are taken for requests of unknown commands;
@@ -568,8 +588,11 @@ fn check_file(dir: &Path, c: &Case, want: &Expected, fails: &mut Vec<String>) {
     if !known_wrong {
         for (k, n) in &want.top_keys {
             let g = keys.get(k).copied().unwrap_or(0);
-            if Some(g) != n.stream {
-                fail(format!("key {k:?}: {g} requests, want {:?}", n.stream));
+            if Some(g) != less_copies(n.stream) {
+                fail(format!(
+                    "key {k:?}: {g} requests, want {:?}",
+                    less_copies(n.stream)
+                ));
             }
         }
         let max = keys.values().copied().max().unwrap_or(0);
@@ -581,6 +604,10 @@ fn check_file(dir: &Path, c: &Case, want: &Expected, fails: &mut Vec<String>) {
             ("keys_tied_at_that_max", tied),
         ] {
             let w = want.summary.get(name).and_then(|c| c.stream);
+            let w = match name {
+                "requests_total" | "max_requests_for_one_key" => less_copies(w),
+                _ => w,
+            };
             if Some(got) != w {
                 fail(format!("{name}: {got}, want (stream_scan) {w:?}"));
             }
@@ -682,6 +709,13 @@ fn check_file(dir: &Path, c: &Case, want: &Expected, fails: &mut Vec<String>) {
                 ));
             }
         }
+    }
+
+    if cnt.udp_duplicate_requests != copies {
+        fail(format!(
+            "udp_duplicate_requests {}, want {copies}",
+            cnt.udp_duplicate_requests
+        ));
     }
 
     // File-specific counters (see the notes on CASES).

@@ -2204,3 +2204,26 @@ fn udp_duplicate_request_copy_is_one_request() {
     assert_eq!(u.t.counters.udp_duplicate_requests, 2);
     assert_eq!(u.t.counters.udp_timeouts, 1);
 }
+
+#[test]
+fn udp_identical_request_after_the_duplicate_window_is_a_new_request() {
+    const MS: Ts = 1_000_000;
+    let mut u = Udp::new(100 * MS);
+    u.req(7, b"get k\r\n", 10 * MS);
+    // Within 2 ms, either way (merged taps can step back in time): copies.
+    u.req(7, b"get k\r\n", 12 * MS);
+    u.req(7, b"get k\r\n", 8 * MS);
+    // 2 ms and 1 ns later: the client asked again with the same id.
+    u.req(7, b"get k\r\n", 12 * MS + 1);
+    u.resp(7, 0, 1, b"END\r\n", 13 * MS);
+    u.finish();
+    assert_eq!(
+        u.recs(),
+        vec![
+            r("get", "k", O::Lost, 0, 0, false),
+            r("get", "k", O::Miss, 0, 0, true),
+        ]
+    );
+    assert_eq!(u.t.counters.udp_duplicate_requests, 2);
+    assert_eq!(u.t.counters.udp_timeouts, 1);
+}

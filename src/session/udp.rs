@@ -87,7 +87,17 @@ struct Exchange {
     /// Fingerprint of the request datagram, to tell a mirror's duplicate
     /// copy from a new request reusing the id.
     req_print: u64,
+    /// Packet time of that request datagram.
+    req_ts: Ts,
 }
+
+/// How far apart (packet time, either way) two byte-identical request
+/// datagrams may be and still be one request seen twice. A mirror's or
+/// the network's duplicate follows its original within microseconds; a
+/// client that reuses an id with the same bytes does so after a round
+/// trip at least (the crafted Flightplan trace repeats a datagram 9 ms
+/// and more later), and that is a second request.
+const DUPLICATE_WINDOW: Ts = 2_000_000;
 
 /// FNV-1a over a request datagram: requests are short, and a collision
 /// only makes a reused id look like a duplicate of identical bytes.
@@ -235,6 +245,7 @@ impl UdpTable {
                 x.msg_next = 0;
                 x.last = now;
                 x.req_print = 0;
+                x.req_ts = now;
                 x
             }
             None => Exchange {
@@ -246,6 +257,7 @@ impl UdpTable {
                 parked_buf: Vec::new(),
                 last: now,
                 req_print: 0,
+                req_ts: now,
             },
         }
     }
@@ -304,10 +316,9 @@ impl UdpTable {
         };
         let print = fingerprint(payload);
         if let Some(&slot) = self.map.get(&key) {
-            if self.slots[slot]
-                .as_ref()
-                .is_some_and(|(_, x)| x.req_print == print)
-            {
+            if self.slots[slot].as_ref().is_some_and(|(_, x)| {
+                x.req_print == print && x.req_ts.abs_diff(info.ts) <= DUPLICATE_WINDOW
+            }) {
                 // The same datagram again while its answer is open: a
                 // mirror's (or the network's) duplicate, not a new request.
                 self.counters.udp_duplicate_requests += 1;
@@ -323,6 +334,7 @@ impl UdpTable {
         }
         let mut x = self.new_exchange(client, server);
         x.req_print = print;
+        x.req_ts = info.ts;
         let used = x.session.on_data(Dir::Request, frame.payload, 0, info);
         if used < frame.payload.len() {
             // A request cut short inside its datagram: nothing will follow.
