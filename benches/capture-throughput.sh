@@ -12,6 +12,8 @@
 # other end, one at a time:
 #   memtap capture --engine afpacket  (WORKERS workers, --promisc)
 #   memtap capture --engine pcap
+#   memtap top -i --engine afpacket   (ENGINES=top: the live view on a
+#                                      120x40 tmux terminal, same options)
 #   tcpdump -w /dev/null              (same filter; -B = memtap's ring size)
 # The pcap's MACs are left alone: a veth delivers any destination MAC to
 # packet sockets (the IP layer drops them as not for this host), so no
@@ -26,7 +28,8 @@
 # Usage: benches/capture-throughput.sh [--no-build]
 # Env: PACKETS (default 300000), SKIP (default 100000; 0 = from the
 #      start, warm-up included), RATES (default "25000 50000 100000
-#      topspeed"), WORKERS (default 1), ENGINES (default "afpacket pcap"),
+#      topspeed"), WORKERS (default 1), ENGINES (default "afpacket pcap"; add
+#      "top" for capture with the live view),
 #      QUICK=1 (50000 packets, rates "50000 topspeed"),
 #      OUT_TXT (default bench-out/capture-throughput.txt).
 # Needs root (netns, veth, capture). About 2 minutes with the defaults on
@@ -57,7 +60,7 @@ die() { log "ERROR: $*"; exit 1; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
         *) die "unknown option $1" ;;
     esac
 done
@@ -69,6 +72,16 @@ command -v tcpreplay >/dev/null || {
           env DEBIAN_FRONTEND=noninteractive apt-get install -y -q tcpreplay >/dev/null; }
 }
 command -v ip >/dev/null || die "ip (iproute2) missing"
+case " $ENGINES " in
+*" top "*)
+    command -v tmux >/dev/null || {
+        log "installing: tmux"
+        env DEBIAN_FRONTEND=noninteractive apt-get install -y -q tmux >/dev/null ||
+            { apt-get update -q >/dev/null &&
+              env DEBIAN_FRONTEND=noninteractive apt-get install -y -q tmux >/dev/null; }
+    } ;;
+esac
+TMUX_SESSION="memtap-bench-$$"
 
 # Tools, build, input, TARGET, PACKETS of the file (overridden below), WORK.
 FILE_PACKETS_WANTED="$PACKETS"
@@ -96,6 +109,7 @@ cleanup() {
         for c in $(cat "/proc/$p/task/$p/children" 2>/dev/null); do kill -KILL "$c" 2>/dev/null || true; done
         kill -KILL "$p" 2>/dev/null || true
     done
+    tmux kill-session -t "$TMUX_SESSION" 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -137,22 +151,54 @@ replay() {
     [ "${failed:-0}" = 0 ] || log "WARNING: tcpreplay failed to send $failed packets"
 }
 
+# top_run RATE REPORT: `memtap top -i` (afpacket, same options as the
+# capture runs) on a 120x40 tmux terminal, the view refreshing as an
+# operator would watch it; quit with `q` 2 s after tcpreplay ends. The
+# view's threads are in the same process, so its CPU is in the figure.
+top_run() {
+    local rate="$1" rep="$2" i
+    tmux kill-session -t "$TMUX_SESSION" 2>/dev/null || true
+    tmux new-session -d -s "$TMUX_SESSION" -x 120 -y 40 \
+        "ip netns exec $NS /usr/bin/time -f '%U %S' -o $WORK/time $BIN top -i mtb1 --engine afpacket \
+         --workers $WORKERS --promisc --target '$TARGET' --interval 10s \
+         --format json --report-file $rep 2>$WORK/memtap.err; sleep 0.2"
+    for i in $(seq 200); do
+        tmux capture-pane -p -t "$TMUX_SESSION" 2>/dev/null | grep -q "pkts/s" && break
+        tmux has-session -t "$TMUX_SESSION" 2>/dev/null || { cat "$WORK/memtap.err" >&2; die "memtap top exited before it was ready"; }
+        sleep 0.05
+    done
+    replay "$rate"
+    sleep 2
+    tmux capture-pane -p -t "$TMUX_SESSION" >"$WORK/top.screen" 2>/dev/null || true
+    tmux send-keys -t "$TMUX_SESSION" q
+    for i in $(seq 200); do
+        tmux has-session -t "$TMUX_SESSION" 2>/dev/null || break
+        sleep 0.05
+    done
+    tmux kill-session -t "$TMUX_SESSION" 2>/dev/null || true
+    [ -s "$rep" ] || { cat "$WORK/memtap.err" "$WORK/top.screen" >&2; die "memtap top wrote no report"; }
+}
+
 # memtap_run ENGINE RATE: sets M_SEEN, M_KDROPS, M_PDROPS, M_RDROPS, M_CPU.
 memtap_run() {
     local engine="$1" rate="$2" rep="$WORK/report.json" tpid mpid
-    rm -f "$rep"
-    ip netns exec "$NS" /usr/bin/time -f '%U %S' -o "$WORK/time" "$BIN" capture -i mtb1 --engine "$engine" \
-        --workers "$WORKERS" --promisc --no-listen --target "$TARGET" \
-        --format json --report-file "$rep" 2>"$WORK/memtap.err" &
-    tpid=$!
-    PIDS+=("$tpid")
-    wait_for "$WORK/memtap.err" "memtap: capturing on" "$tpid"
-    replay "$rate"
-    sleep 2
-    # /usr/bin/time ignores SIGINT while it waits: signal its child.
-    mpid=$(cat "/proc/$tpid/task/$tpid/children")
-    kill -INT "$mpid"
-    wait "$tpid" || { cat "$WORK/memtap.err" >&2; die "memtap capture ($engine) failed"; }
+    rm -f "$rep" "$WORK/time"
+    if [ "$engine" = top ]; then
+        top_run "$rate" "$rep"
+    else
+        ip netns exec "$NS" /usr/bin/time -f '%U %S' -o "$WORK/time" "$BIN" capture -i mtb1 --engine "$engine" \
+            --workers "$WORKERS" --promisc --no-listen --target "$TARGET" \
+            --format json --report-file "$rep" 2>"$WORK/memtap.err" &
+        tpid=$!
+        PIDS+=("$tpid")
+        wait_for "$WORK/memtap.err" "memtap: capturing on" "$tpid"
+        replay "$rate"
+        sleep 2
+        # /usr/bin/time ignores SIGINT while it waits: signal its child.
+        mpid=$(cat "/proc/$tpid/task/$tpid/children")
+        kill -INT "$mpid"
+        wait "$tpid" || { cat "$WORK/memtap.err" >&2; die "memtap capture ($engine) failed"; }
+    fi
     /usr/bin/python3 - "$rep" >"$WORK/m" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
