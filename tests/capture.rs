@@ -8,11 +8,13 @@
 
 mod common;
 
+use common::server::{free_port, memcached, Proc};
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_memtap");
@@ -41,47 +43,6 @@ fn ready(test: &str) -> bool {
     );
     eprintln!("skipping {test}: needs root and memcached");
     false
-}
-
-/// A child process killed when dropped (even when a test fails).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A port free for both TCP and UDP on 127.0.0.1.
-fn free_port() -> u16 {
-    loop {
-        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
-fn memcached(port: u16) -> Proc {
-    let p = port.to_string();
-    let child = Command::new("memcached")
-        .args(["-u", "nobody", "-l", "127.0.0.1", "-p", &p, "-U", &p])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start memcached");
-    let guard = Proc(child);
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "memcached did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    guard
 }
 
 /// What the clients saw: results by name, commands and key-requests.

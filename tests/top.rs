@@ -7,11 +7,13 @@
 
 mod common;
 
+use common::server::{free_port, memcached, Proc};
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -390,40 +392,6 @@ fn replay_at_max_speed_shows_what_replay_reports() {
 }
 
 // ---- live: a real memcached, a hot key driven at a known rate ----
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    t.local_addr().unwrap().port()
-}
-
-fn memcached(port: u16) -> Proc {
-    let p = port.to_string();
-    let child = Command::new("memcached")
-        .args(["-u", "nobody", "-l", "127.0.0.1", "-p", &p, "-U", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start memcached");
-    let guard = Proc(child);
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "memcached did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    guard
-}
 
 /// Drives `get hot` at `rate`/s (hits: it is set first) and `get cold:N`
 /// misses at a tenth of that, on one connection from 127.0.0.1, until

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod exposition;
+pub mod server;
 
 use memtap::app::process_files;
 use memtap::capture::file::FileSource;
