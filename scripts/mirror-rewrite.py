@@ -36,6 +36,10 @@ Modes (each with --rate, the share of eligible packets touched, default
              direction of its flow when that one is at most 4 positions
              back and only other flows' packets or pure ACKs lie between
              (so the order between the two directions' data is kept).
+             Two TCP segments whose bytes overlap keep their order: the
+             later one is a retransmission (the clean capture may hold
+             real ones, milliseconds apart), and a mirror does not deliver
+             a retransmission before the segment it repeats.
   dup        duplicates and retransmissions: an exact copy of a chosen
              packet (TCP or UDP, any flags) 1-3 positions later; or, for
              a TCP data segment, a re-sent segment that starts inside it
@@ -417,6 +421,14 @@ def move_back(pkts, j, i, stats):
     stats["moved"] += 1
 
 
+def overlaps(p, q):
+    """Whether two TCP data segments carry some of the same bytes."""
+    if p.l4 != "tcp" or q.l4 != "tcp" or not p.data or not q.data:
+        return False
+    d = (q.seq - p.seq) & 0xFFFFFFFF  # where q starts, relative to p
+    return d < p.plen or (0x100000000 - d) < q.plen
+
+
 def reorder(pkts, rng, rate, stats):
     pkts = list(pkts)
     for j in range(len(pkts)):
@@ -428,7 +440,7 @@ def reorder(pkts, rng, rate, stats):
             if q.flow != p.flow:
                 continue
             if q.dir == p.dir:
-                if not q.ctl:
+                if not q.ctl and not overlaps(p, q):
                     move_back(pkts, j, i, stats)
                 break
             if q.data or q.ctl:
