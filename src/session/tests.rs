@@ -1994,6 +1994,7 @@ impl Udp {
                     hold_ns: 100,
                     max_held: 64,
                     max_buffered: 1 << 20,
+                    linger_datagrams: 0,
                 },
             ),
             out: Vec::new(),
