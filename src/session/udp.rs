@@ -224,7 +224,11 @@ impl Exchange {
             // Between messages an identical piece may also belong to a
             // repeated message whose first datagram is still to come: it
             // waits, marked (`Part::seen_before`), and is sorted out then.
-            return (self.msg_total == frame.total && frame.seq < self.msg_next)
+            // (A piece of another message of the same size may come while
+            // one is being fed: only an identical one is a copy.)
+            return (self.msg_total == frame.total
+                && frame.seq < self.msg_next
+                && self.times_seen(print) > 0)
                 || self.parked.iter().any(|p| p.print == print);
         }
         let times = self.times_seen(print);
@@ -248,24 +252,26 @@ impl Exchange {
         self.fits(p.seq, p.total) && !p.suspect
     }
 
-    /// The part to feed next: one that is next and no suspect; else a
-    /// suspect that is next, if others wait behind it (the reply goes on,
-    /// so its place will not be filled otherwise) or as a last resort.
+    /// The part to feed next: one that is next and no suspect. A suspect
+    /// that is next only as a last resort, or when the message being fed
+    /// repeats an earlier one (so its pieces are identical to earlier ones)
+    /// and the reply has gone on past its place: a later piece of this
+    /// message or the start of another is waiting.
     fn next_part(&self, last_resort: bool) -> Option<usize> {
-        self.parked.iter().position(|p| self.takes(p)).or_else(|| {
-            let stalled = last_resort
-                || self
-                    .parked
-                    .iter()
-                    .any(|p| !p.suspect && !self.fits(p.seq, p.total));
-            stalled
-                .then(|| {
-                    self.parked
-                        .iter()
-                        .position(|p| p.suspect && self.fits(p.seq, p.total))
-                })
-                .flatten()
-        })
+        if let Some(i) = self.parked.iter().position(|p| self.takes(p)) {
+            return Some(i);
+        }
+        let stalled = self.head_repeat
+            && self.msg_total > 0
+            && self.parked.iter().any(|p| {
+                !p.suspect && (p.seq == 0 || p.total == self.msg_total && p.seq > self.msg_next)
+            });
+        if !(last_resort || stalled) {
+            return None;
+        }
+        self.parked
+            .iter()
+            .position(|p| p.suspect && self.fits(p.seq, p.total))
     }
 
     /// Notes that a message's first datagram was fed.
@@ -313,21 +319,23 @@ impl Exchange {
         (held_end, fed)
     }
 
-    /// Drops waiting parts that only copy earlier datagrams; returns the
-    /// count and their bytes.
-    fn drop_copies(&mut self) -> (u64, usize) {
-        let (mut n, mut bytes) = (0, 0);
-        self.parked.retain(|p| {
-            if p.suspect {
+    /// Drops every waiting part (the reply is over): those identical to
+    /// a datagram taken (copies) and the others (pieces whose message never
+    /// completed). Returns (copies, their bytes, the others' bytes).
+    fn drop_leftovers(&mut self) -> (u64, usize, usize) {
+        let (mut n, mut copy_bytes, mut other_bytes) = (0, 0, 0);
+        for p in &self.parked {
+            // Each part was remembered on arrival: twice means a copy.
+            if p.suspect || self.times_seen(p.print) > 1 {
                 n += 1;
-                bytes += p.len;
+                copy_bytes += p.len;
+            } else {
+                other_bytes += p.len;
             }
-            !p.suspect
-        });
-        if self.parked.is_empty() {
-            self.parked_buf.clear();
         }
-        (n, bytes)
+        self.parked.clear();
+        self.parked_buf.clear();
+        (n, copy_bytes, other_bytes)
     }
 
     /// Whether the next datagram starts a message (nothing half-fed).
@@ -590,9 +598,10 @@ impl UdpTable {
         let (end, fed) = x.drain_parked(now, max_carry, false, true);
         debug_assert!(end.is_none());
         self.buffered -= fed;
-        let (copies, bytes) = x.drop_copies();
+        let (copies, copy_bytes, other_bytes) = x.drop_leftovers();
         self.counters.udp_duplicate_responses += copies;
-        self.buffered -= bytes;
+        self.counters.udp_unassembled_bytes += other_bytes as u64;
+        self.buffered -= copy_bytes + other_bytes;
         if let Some(info) = x.closing.take().and_then(|c| c.end) {
             if x.at_boundary() {
                 feed(&mut x.session, &mut x.carry, END_LINE, &info, max_carry);
@@ -752,8 +761,10 @@ impl UdpTable {
         // A piece identical to an earlier one, in a message that does not
         // repeat an earlier one, is most likely a copy: it waits, and is
         // used only if nothing else comes for its place (`drain_parked`).
-        let suspect = seen_before && frame.seq > 0 && !x.head_repeat;
-        if x.parked.is_empty() && x.fits(frame.seq, total) && !suspect {
+        // One that has to wait is suspect whatever the message: a copy of
+        // an earlier piece sorts before the real one otherwise.
+        let suspect = seen_before && frame.seq > 0;
+        if x.parked.is_empty() && x.fits(frame.seq, total) && (!suspect || x.head_repeat) {
             // In order (the common case): fed without a copy.
             x.began(frame.seq, print);
             x.advance(total);
