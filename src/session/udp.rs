@@ -557,7 +557,9 @@ impl UdpTable {
     fn lingering(&self, key: &Key, ticket: u64) -> Option<usize> {
         let &slot = self.map.get(key)?;
         let (_, x) = self.slots[slot].as_ref()?;
-        x.closing.is_some_and(|c| c.ticket == ticket).then_some(slot)
+        x.closing
+            .is_some_and(|c| c.ticket == ticket)
+            .then_some(slot)
     }
 
     /// Ends the lingering exchanges whose time is up.
@@ -1448,5 +1450,128 @@ mod tests {
         );
         assert_eq!(r.t.buffered_bytes(), 0);
         assert!(r.t.is_empty());
+    }
+
+    // ------------------------------------------------ mirror order (linger)
+
+    fn mirror_cfg() -> UdpConfig {
+        UdpConfig {
+            hold_ns: 1_000_000,
+            timeout_ns: 10_000_000,
+            linger_datagrams: LINGER_DATAGRAMS,
+            ..cfg()
+        }
+    }
+
+    /// The field notes' reply with `moves` applied (datagram i to place j),
+    /// fed with the request first; records after the end of input.
+    fn run_mirrored(ds: &[D]) -> Run {
+        let mut r = Run::all(mirror_cfg(), ds);
+        r.finish();
+        r
+    }
+
+    #[test]
+    fn an_end_that_overtook_values_waits_for_them() {
+        let (rq, ds) = field_notes_reply(7);
+        let mut all = vec![rq];
+        all.extend(ds.iter().cloned());
+        let clean = run_mirrored(&all);
+        assert_eq!(clean.short(), field_notes_records());
+        // Request, VALUE cfg_8, VALUE cfg_18 (ahead of the big message),
+        // the big message, the END, then what it overtook: the empty
+        // datagram and VALUE user:5.
+        let order = [0, 2, 7, 3, 4, 5, 6, 9, 1, 8];
+        let moved: Vec<D> = order.iter().map(|&i| all[i].clone()).collect();
+        let r = run_mirrored(&moved);
+        assert_eq!(r.short(), field_notes_records());
+        assert_eq!(r.t.counters.orphan_responses, 0);
+        assert_eq!(r.t.counters.udp_duplicate_responses, 0);
+        assert_eq!(r.t.counters.udp_timeouts, 0);
+        assert_eq!((r.t.len(), r.t.buffered_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn copies_of_reply_datagrams_are_counted_not_fed() {
+        let (rq, ds) = field_notes_reply(7);
+        let mut all = vec![rq.clone(), rq];
+        for (i, d) in ds.iter().enumerate() {
+            all.push(d.clone());
+            // Every datagram twice (the big message's pieces, the VALUE
+            // messages, the empty one and the END); the copies of the big
+            // message's first two pieces come after its last.
+            if i != 2 && i != 3 {
+                all.push(d.clone());
+            }
+            if i == 5 {
+                all.push(ds[2].clone());
+                all.push(ds[3].clone());
+            }
+        }
+        let r = run_mirrored(&all);
+        assert_eq!(r.short(), field_notes_records());
+        assert_eq!(r.t.counters.udp_duplicate_requests, 1);
+        assert_eq!(r.t.counters.udp_duplicate_responses, 9);
+        assert_eq!(r.t.counters.orphan_responses, 0);
+        assert_eq!(r.t.counters.udp_orphan_responses, 0);
+        assert_eq!(r.t.counters.udp_unassembled_bytes, 0);
+        assert_eq!((r.t.len(), r.t.buffered_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_key_named_twice_gets_both_identical_values() {
+        // `get a a`: two identical VALUE messages are two answers, and a
+        // third identical one is a copy.
+        let v = value_block("a", 3, false);
+        let ds = [
+            req(4, "get a a\r\n", 10),
+            resp(4, 0, 1, &v, 11),
+            resp(4, 0, 1, &v, 12),
+            resp(4, 0, 1, &v, 12),
+            resp(4, 0, 1, b"END\r\n", 13),
+        ];
+        let r = run_mirrored(&ds);
+        assert_eq!(
+            r.short(),
+            vec![
+                ("a", Outcome::Hit, 3, Some(3)),
+                ("a", Outcome::Hit, 3, Some(3)),
+            ]
+        );
+        assert_eq!(r.t.counters.udp_duplicate_responses, 1);
+        assert_eq!(r.t.counters.orphan_responses, 0);
+    }
+
+    #[test]
+    fn a_finished_exchange_lingers_for_copies_then_retires() {
+        let mut r = Run::new(mirror_cfg());
+        r.push(&req(1, "get k\r\n", 10));
+        r.push(&resp(1, 0, 1, b"END\r\n", 11));
+        // The END is kept back: nothing recorded, the exchange still open.
+        assert!(r.out.is_empty());
+        assert_eq!(r.t.len(), 1);
+        // A copy of the END and one of the request are recognised.
+        r.push(&resp(1, 0, 1, b"END\r\n", 11));
+        r.push(&req(1, "get k\r\n", 10));
+        assert_eq!(r.t.counters.udp_duplicate_responses, 1);
+        assert_eq!(r.t.counters.udp_duplicate_requests, 1);
+        // Eight datagrams after the END (its copies included) it is fed,
+        // with its own time.
+        let gets = |r: &Run| r.out.iter().filter(|x| x.command == "get").count();
+        for id in 2..7u16 {
+            r.push(&req(id, "delete x noreply\r\n", 12));
+        }
+        assert_eq!(gets(&r), 0);
+        r.push(&req(7, "delete x noreply\r\n", 12));
+        assert_eq!(gets(&r), 1);
+        let k = r.out.iter().find(|x| x.command == "get").unwrap();
+        assert_eq!((k.result, k.latency), (Outcome::Miss, Some(1)));
+        // The noreply deletes linger too: a copy of one is not a second.
+        r.push(&req(7, "delete x noreply\r\n", 12));
+        assert_eq!(r.t.counters.udp_duplicate_requests, 2);
+        r.finish();
+        assert_eq!(r.out.len(), 7);
+        assert_eq!(r.t.counters.udp_timeouts, 0);
+        assert_eq!((r.t.len(), r.t.held()), (0, 0));
     }
 }
