@@ -210,7 +210,16 @@ def udp_client(port, src, keys, ops, seed, cnt, lost):
     done = 0
     while done < ops:
         rid = (rid + 1) & 0xFFFF
-        ks = [keys.names[keys.pick(rng)] for _ in range(1 if rng.random() < 0.7 else rng.randint(2, 4))]
+        # Distinct keys, as clients' get_multi sends them: a reply naming
+        # one key twice is two identical VALUE messages, and with a copy of
+        # one of their datagrams on the way no sniffer can tell which is
+        # which (README, "How exact").
+        n = 1 if rng.random() < 0.7 else rng.randint(2, 4)
+        ks = []
+        while len(ks) < n:
+            k = keys.names[keys.pick(rng)]
+            if k not in ks:
+                ks.append(k)
         u.sendto(UDP_HDR.pack(rid, 0, 1, 0) + b"get %s\r\n" % b" ".join(ks), srv)
         done += len(ks)
         buf = b""

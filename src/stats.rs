@@ -145,9 +145,12 @@ counters! {
     /// at all (hold full or disabled).
     udp_orphan_responses,
     /// UDP request datagrams seen again, byte for byte, within 2 ms of the
-    /// first while its answer was still open (a duplicate copy, not a new
-    /// request): ignored.
+    /// first, while its exchange was open and no later than its first
+    /// response datagram (a duplicate copy, not a new request): ignored.
     udp_duplicate_requests,
+    /// UDP response datagrams seen again, byte for byte, in their open or
+    /// lingering exchange (a mirror's or the network's copy): ignored.
+    udp_duplicate_responses,
     /// UDP requests whose answer did not complete before the timeout.
     udp_timeouts,
     /// UDP requests dropped because the pending table was full.

@@ -45,15 +45,8 @@ fn fixture_port(case: &str) -> u16 {
     server.rsplit(':').next().unwrap().parse().unwrap()
 }
 
-/// Runs the rewriter; returns its summary line.
-///
-/// Duplicates and in-direction reordering touch TCP only. Known gap (issue
-/// 10, left open): memcached numbers each message of a UDP reply on its
-/// own, so two single-datagram messages of one reply (a `VALUE` block and
-/// the `END`) swapped or duplicated on the way cannot be told apart from a
-/// different reply; memtap pairs UDP datagrams in their capture order
-/// within one direction, and a byte-identical request copy only is
-/// recognised (`udp_duplicate_requests`).
+/// Runs the rewriter; returns its summary line. Every mode touches TCP
+/// and UDP alike.
 fn rewrite(input: &Path, output: &Path, mode: &str, port: u16) -> String {
     let out = Command::new("python3")
         .arg(repo().join("scripts/mirror-rewrite.py"))
@@ -65,7 +58,7 @@ fn rewrite(input: &Path, output: &Path, mode: &str, port: u16) -> String {
             "--seed",
             "7",
             "--only",
-            "tcp",
+            "both",
             "--server-port",
             &port.to_string(),
         ])

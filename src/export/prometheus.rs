@@ -1372,8 +1372,8 @@ mod tests {
             size_hists: 60,
             store: false,
         };
-        assert_eq!(fixed_series(false), 75);
-        assert_eq!(worst_case_series(&shape), 2865);
+        assert_eq!(fixed_series(false), 76);
+        assert_eq!(worst_case_series(&shape), 2866);
         let capped = SeriesShape {
             top: MAX_METRICS_TOP,
             ..shape

@@ -161,6 +161,12 @@ impl Session {
         self.queue.is_empty()
     }
 
+    /// Whether the response stream stands between two responses (not
+    /// inside a value block), so that a line there is a response line.
+    pub fn between_responses(&self) -> bool {
+        self.resp.skip == 0
+    }
+
     /// Whether a UDP exchange is finished: nothing open and no value block
     /// being skipped.
     pub fn settled(&self) -> bool {
@@ -170,6 +176,15 @@ impl Session {
                 let e = self.queue.get(i).expect("index in range");
                 e.marker || !e.is_open()
             })
+    }
+
+    /// How many requests in the queue ask for `key` (a `get a a` asks
+    /// twice, and its reply holds two identical `VALUE` blocks).
+    pub fn asks_for(&self, key: &[u8]) -> usize {
+        self.queue
+            .iter()
+            .filter(|e| !e.marker && e.key() == Some(key))
+            .count()
     }
 
     /// Pops every resolved entry at the front of the queue into `sink`.
@@ -787,11 +802,17 @@ impl Session {
                     // A VALUE for a key nobody asked for: pairing is off.
                     return self.unpairable(r);
                 };
-                for k in i..j {
-                    let e = self.queue.get_mut(k).expect("in range");
-                    if e.state == State::Waiting {
-                        e.outcome = Outcome::Miss;
-                        e.state = State::Partial;
+                // Over TCP the stream is in order, so the keys passed over
+                // missed. Each VALUE of a UDP reply is a message of its own
+                // and a mirror may swap them: a key passed over may still
+                // get its VALUE, and the END says which did not.
+                if self.transport != Transport::Udp {
+                    for k in i..j {
+                        let e = self.queue.get_mut(k).expect("in range");
+                        if e.state == State::Waiting {
+                            e.outcome = Outcome::Miss;
+                            e.state = State::Partial;
+                        }
                     }
                 }
                 let e = self.queue.get_mut(j).expect("in range");

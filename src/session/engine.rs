@@ -159,6 +159,12 @@ impl Engine {
                     hold_ns: cfg.udp_hold_ns,
                     max_held: cfg.udp_max_held,
                     max_buffered: cfg.udp_max_buffered,
+                    // `udp.hold_ms = 0` turns the mirror-order handling off.
+                    linger_datagrams: if cfg.udp_hold_ns > 0 {
+                        super::udp::LINGER_DATAGRAMS
+                    } else {
+                        0
+                    },
                 },
             ),
             budget: Budget::new(cfg.max_ooo_total),

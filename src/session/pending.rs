@@ -216,6 +216,10 @@ impl Queue {
         self.q.get_mut(i)
     }
 
+    pub fn iter(&self) -> std::collections::vec_deque::Iter<'_, Pending> {
+        self.q.iter()
+    }
+
     pub fn iter_mut(&mut self) -> std::collections::vec_deque::IterMut<'_, Pending> {
         self.q.iter_mut()
     }

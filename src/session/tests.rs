@@ -1994,6 +1994,7 @@ impl Udp {
                     hold_ns: 100,
                     max_held: 64,
                     max_buffered: 1 << 20,
+                    linger_datagrams: 0,
                 },
             ),
             out: Vec::new(),
@@ -2184,8 +2185,9 @@ fn udp_duplicate_request_copy_is_one_request() {
     // A mirror's second copy of the same datagram, before the answer.
     u.req(5, b"get a b\r\n", 2);
     u.resp(5, 0, 1, b"VALUE a 0 1\r\na\r\n", 3);
-    // And after the first part of the answer.
-    u.req(5, b"get a b\r\n", 4);
+    // And captured after the first part of the answer, stamped before it
+    // (the mirror delivered it late).
+    u.req(5, b"get a b\r\n", 2);
     u.resp(5, 0, 1, b"END\r\n", 5);
     // Same id, other bytes, answer still open: a new request.
     u.req(6, b"get c\r\n", 6);
@@ -2202,6 +2204,29 @@ fn udp_duplicate_request_copy_is_one_request() {
         ]
     );
     assert_eq!(u.t.counters.udp_duplicate_requests, 2);
+    assert_eq!(u.t.counters.udp_timeouts, 1);
+}
+
+#[test]
+fn udp_identical_request_stamped_after_its_answer_is_a_new_request() {
+    // The Flightplan trace's shape: get, part of the answer, the same get
+    // again 1 ns after that answer: the client asking again, not a copy.
+    let mut u = Udp::new(1_000);
+    u.req(5, b"get a b\r\n", 1);
+    u.resp(5, 0, 1, b"VALUE a 0 1\r\na\r\n", 3);
+    u.req(5, b"get a b\r\n", 4);
+    u.resp(5, 0, 1, b"END\r\n", 5);
+    u.finish();
+    assert_eq!(
+        u.recs(),
+        vec![
+            r("get", "a", O::Hit, 0, 1, false),
+            r("get", "b", O::Lost, 0, 0, false),
+            r("get", "a", O::Miss, 0, 0, true),
+            r("get", "b", O::Miss, 0, 0, true),
+        ]
+    );
+    assert_eq!(u.t.counters.udp_duplicate_requests, 0);
     assert_eq!(u.t.counters.udp_timeouts, 1);
 }
 

@@ -18,6 +18,15 @@
 //! timestamp, exactly as if it had come after the request. One never
 //! claimed is an orphan.
 //!
+//! The messages of one reply may be swapped or duplicated on the way too.
+//! Each `VALUE` message pairs with its key wherever it sits in the request,
+//! and the `END` that closes the reply is kept back (not copied: its bytes
+//! are known) until `LINGER_DATAGRAMS` further datagrams or the hold time
+//! have passed, so a `VALUE` overtaken by its `END` still counts. A settled
+//! exchange lingers as long, so that a byte-identical copy of one of its
+//! datagrams is recognised as a duplicate rather than taken for an orphan
+//! or a new request.
+//!
 //! Timers run on the latest packet time seen, so a capture whose
 //! timestamps step back never rewinds (or underflows) them.
 
@@ -48,7 +57,21 @@ pub struct UdpConfig {
     pub max_held: usize,
     /// Bytes of held responses and of waiting datagrams, across the table.
     pub max_buffered: usize,
+    /// Datagrams a finished exchange waits for stragglers and copies (its
+    /// `END` held back meanwhile), at most `hold_ns`; 0 settles at once.
+    pub linger_datagrams: u64,
 }
+
+/// The default `linger_datagrams`: a mirror reorders within a few packets,
+/// and an exchange's own datagrams are only part of the table's.
+pub const LINGER_DATAGRAMS: u64 = 8;
+
+/// Response fingerprints an exchange remembers (the latest ones): a copy
+/// follows its original within a few packets.
+const RECENT: usize = 16;
+
+/// The `END` line that closes a retrieval's reply.
+const END_LINE: &[u8] = b"END\r\n";
 
 /// Buffers larger than this are freed rather than recycled, so one huge
 /// reply does not pin its memory in every spare.
@@ -69,6 +92,11 @@ struct Part {
     info: SegInfo,
     start: usize,
     len: usize,
+    print: u64,
+    /// A piece identical to one taken before it came, while no repeated
+    /// message was being fed: most likely a copy, though it may be a piece
+    /// of a repeated message (`get a a`) that overtook its first datagram.
+    suspect: bool,
 }
 
 struct Exchange {
@@ -89,6 +117,25 @@ struct Exchange {
     req_print: u64,
     /// Packet time of that request datagram.
     req_ts: Ts,
+    /// Packet time of the first response datagram taken.
+    first_resp: Option<Ts>,
+    /// Fingerprints of the latest response datagrams taken (a ring).
+    recent: [u64; RECENT],
+    recent_n: usize,
+    /// The message being fed began with a datagram seen before (a repeated
+    /// `VALUE` message), so pieces identical to earlier ones belong to it.
+    head_repeat: bool,
+    /// Set once the reply is complete or its `END` came: the exchange
+    /// lingers for stragglers and copies.
+    closing: Option<Closing>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Closing {
+    /// The `END` held back, with the time and place it came.
+    end: Option<SegInfo>,
+    /// Names this closing in the table's queue.
+    ticket: u64,
 }
 
 /// How far apart (packet time, either way) two byte-identical request
@@ -98,6 +145,32 @@ struct Exchange {
 /// trip at least (the crafted Flightplan trace repeats a datagram 9 ms
 /// and more later), and that is a second request.
 const DUPLICATE_WINDOW: Ts = 2_000_000;
+
+/// A response datagram's fingerprint: its length, its first 40 bytes
+/// (frame header and the response line, which names the key) and its last
+/// 32. Two different datagrams of one exchange that agree on all of these
+/// are not to be expected; reading whole 1.4 KB payloads would cost more
+/// than the rest of the UDP path.
+fn datagram_print(d: &[u8]) -> u64 {
+    let head = &d[..d.len().min(40)];
+    let tail = &d[d.len().saturating_sub(32)..];
+    let mut h = (d.len() as u64 ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    for c in head.chunks(8).chain(tail.chunks(8)) {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w))
+            .wrapping_mul(0xc4ce_b9fe_1a85_ec53)
+            .rotate_left(31);
+    }
+    h
+}
+
+/// The key of a `VALUE` line at the start of a message.
+fn value_key(payload: &[u8]) -> Option<&[u8]> {
+    let rest = payload.strip_prefix(b"VALUE ")?;
+    let end = rest.iter().position(|&b| b == b' ' || b == b'\r')?;
+    Some(&rest[..end])
+}
 
 /// FNV-1a over a request datagram: requests are short, and a collision
 /// only makes a reused id look like a duplicate of identical bytes.
@@ -133,6 +206,143 @@ impl Exchange {
         }
     }
 
+    /// How many datagrams with this fingerprint were taken lately.
+    fn times_seen(&self, print: u64) -> usize {
+        self.recent[..self.recent_n.min(RECENT)]
+            .iter()
+            .filter(|&&p| p == print)
+            .count()
+    }
+
+    /// Whether a datagram is a copy of one taken lately. A piece after
+    /// the first of a message is a copy when its place is already filled;
+    /// a message's first datagram when it was seen byte for byte, except
+    /// the `VALUE` messages of a key the request names more than once
+    /// (`get a a`), each of which is an answer of its own.
+    fn is_copy(&self, frame: &UdpFrame<'_>, print: u64) -> bool {
+        if frame.seq > 0 {
+            // Between messages an identical piece may also belong to a
+            // repeated message whose first datagram is still to come: it
+            // waits, marked (`Part::seen_before`), and is sorted out then.
+            // (A piece of another message of the same size may come while
+            // one is being fed: only an identical one is a copy.)
+            return (self.msg_total == frame.total
+                && frame.seq < self.msg_next
+                && self.times_seen(print) > 0)
+                || self.parked.iter().any(|p| p.print == print);
+        }
+        let times = self.times_seen(print);
+        if times == 0 {
+            return false;
+        }
+        match value_key(frame.payload) {
+            Some(key) => times >= self.session.asks_for(key),
+            None => true,
+        }
+    }
+
+    fn remember(&mut self, print: u64) {
+        self.recent[self.recent_n % RECENT] = print;
+        self.recent_n += 1;
+    }
+
+    /// Whether a waiting part may be fed now: it is next in the message,
+    /// and not a copy of an earlier piece (unless this message repeats one).
+    fn takes(&self, p: &Part) -> bool {
+        self.fits(p.seq, p.total) && !p.suspect
+    }
+
+    /// The part to feed next: one that is next and no suspect. A suspect
+    /// that is next only as a last resort, or when the message being fed
+    /// repeats an earlier one (so its pieces are identical to earlier ones)
+    /// and the reply has gone on past its place: a later piece of this
+    /// message or the start of another is waiting.
+    fn next_part(&self, last_resort: bool) -> Option<usize> {
+        if let Some(i) = self.parked.iter().position(|p| self.takes(p)) {
+            return Some(i);
+        }
+        let stalled = self.head_repeat
+            && self.msg_total > 0
+            && self.parked.iter().any(|p| {
+                !p.suspect && (p.seq == 0 || p.total == self.msg_total && p.seq > self.msg_next)
+            });
+        if !(last_resort || stalled) {
+            return None;
+        }
+        self.parked
+            .iter()
+            .position(|p| p.suspect && self.fits(p.seq, p.total))
+    }
+
+    /// Notes that a message's first datagram was fed.
+    fn began(&mut self, seq: u16, print: u64) {
+        if seq == 0 {
+            self.head_repeat = self.times_seen(print) > 1;
+        }
+    }
+
+    /// Feeds the waiting parts that have become next; with `last_resort`
+    /// also those taken for copies. A part is fed at the latest time of the
+    /// pieces so far (`now` at least): the reply was not whole before the
+    /// last of them arrived. Returns the `END` kept back (with `may_hold`)
+    /// and the bytes fed.
+    fn drain_parked(
+        &mut self,
+        now: Ts,
+        max_carry: usize,
+        mut may_hold: bool,
+        last_resort: bool,
+    ) -> (Option<SegInfo>, usize) {
+        let mut held_end = None;
+        let mut fed = 0;
+        while let Some(i) = self.next_part(last_resort) {
+            let p = self.parked.remove(i);
+            self.began(p.seq, p.print);
+            self.advance(p.total);
+            let at = SegInfo {
+                ts: p.info.ts.max(now),
+                ..p.info
+            };
+            let data = std::mem::take(&mut self.parked_buf);
+            let hold = may_hold && self.msg_total == 0;
+            let end = feed_holding_end(self, &data[p.start..p.start + p.len], &at, max_carry, hold);
+            self.parked_buf = data;
+            if end.is_some() {
+                held_end = end;
+                may_hold = false;
+            }
+            fed += p.len;
+        }
+        if self.parked.is_empty() {
+            self.parked_buf.clear();
+        }
+        (held_end, fed)
+    }
+
+    /// Drops every waiting part (the reply is over): those identical to
+    /// a datagram taken (copies) and the others (pieces whose message never
+    /// completed). Returns (copies, their bytes, the others' bytes).
+    fn drop_leftovers(&mut self) -> (u64, usize, usize) {
+        let (mut n, mut copy_bytes, mut other_bytes) = (0, 0, 0);
+        for p in &self.parked {
+            // Each part was remembered on arrival: twice means a copy.
+            if p.suspect || self.times_seen(p.print) > 1 {
+                n += 1;
+                copy_bytes += p.len;
+            } else {
+                other_bytes += p.len;
+            }
+        }
+        self.parked.clear();
+        self.parked_buf.clear();
+        (n, copy_bytes, other_bytes)
+    }
+
+    /// Whether the next datagram starts a message (nothing half-fed).
+    fn at_boundary(&self) -> bool {
+        self.msg_total == 0 && self.parked.is_empty() && self.carry.is_empty()
+    }
+
     /// Forgets every waiting datagram; returns their bytes.
     fn unpark_all(&mut self) -> usize {
         let n = self.parked.iter().map(|p| p.len).sum();
@@ -156,6 +366,28 @@ fn feed(s: &mut Session, carry: &mut Vec<u8>, data: &[u8], info: &SegInfo, max_c
         carry.clear();
         s.on_gap(Dir::Response, 0, info);
     }
+}
+
+/// Feeds a datagram's payload; with `hold`, an `END` line that ends it at
+/// a response boundary is kept back instead and its time returned.
+fn feed_holding_end(
+    x: &mut Exchange,
+    data: &[u8],
+    info: &SegInfo,
+    max_carry: usize,
+    hold: bool,
+) -> Option<SegInfo> {
+    if let Some(body) = data.strip_suffix(END_LINE).filter(|_| hold) {
+        feed(&mut x.session, &mut x.carry, body, info, max_carry);
+        // Inside a value block the same bytes are data, not a line.
+        if x.carry.is_empty() && x.session.between_responses() {
+            return Some(*info);
+        }
+        feed(&mut x.session, &mut x.carry, END_LINE, info, max_carry);
+        return None;
+    }
+    feed(&mut x.session, &mut x.carry, data, info, max_carry);
+    None
 }
 
 /// A response datagram (header included) seen before its request.
@@ -190,6 +422,13 @@ pub struct UdpTable {
     /// Bytes held plus bytes waiting in exchanges.
     buffered: usize,
     spare_bufs: Vec<Vec<u8>>,
+    /// Datagrams seen (both directions): the lingering exchanges' clock.
+    datagrams: u64,
+    /// Lingering exchanges in the order they began to: (key, ticket,
+    /// `datagrams` then, clock then). Entries whose exchange went another
+    /// way are skipped when they come up.
+    closing: VecDeque<(Key, u64, u64, Ts)>,
+    next_ticket: u64,
     pub counters: Counters,
 }
 
@@ -212,6 +451,9 @@ impl UdpTable {
             held_live: 0,
             buffered: 0,
             spare_bufs: Vec::new(),
+            datagrams: 0,
+            closing: VecDeque::new(),
+            next_ticket: 0,
             counters: Counters::default(),
         }
     }
@@ -246,6 +488,10 @@ impl UdpTable {
                 x.last = now;
                 x.req_print = 0;
                 x.req_ts = now;
+                x.first_resp = None;
+                x.recent_n = 0;
+                x.head_repeat = false;
+                x.closing = None;
                 x
             }
             None => Exchange {
@@ -258,6 +504,11 @@ impl UdpTable {
                 last: now,
                 req_print: 0,
                 req_ts: now,
+                first_resp: None,
+                recent: [0; RECENT],
+                recent_n: 0,
+                head_repeat: false,
+                closing: None,
             },
         }
     }
@@ -287,7 +538,81 @@ impl UdpTable {
             self.clock = ts;
         }
         self.expire_held();
+        self.release_closing(sink);
         self.sweep_exchanges(sink);
+    }
+
+    /// Starts the lingering of the exchange in `slot`, with its `END` held
+    /// back if it has one.
+    fn start_closing(&mut self, slot: usize, end: Option<SegInfo>) {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let (key, x) = self.slots[slot].as_mut().expect("slot is full");
+        x.closing = Some(Closing { end, ticket });
+        self.closing
+            .push_back((*key, ticket, self.datagrams, self.clock));
+    }
+
+    /// The slot whose exchange still lingers under this queue entry.
+    fn lingering(&self, key: &Key, ticket: u64) -> Option<usize> {
+        let &slot = self.map.get(key)?;
+        let (_, x) = self.slots[slot].as_ref()?;
+        x.closing
+            .is_some_and(|c| c.ticket == ticket)
+            .then_some(slot)
+    }
+
+    /// Ends the lingering exchanges whose time is up.
+    fn release_closing(&mut self, sink: &mut dyn RecordSink) {
+        while let Some(&(key, ticket, n, at)) = self.closing.front() {
+            let Some(slot) = self.lingering(&key, ticket) else {
+                self.closing.pop_front();
+                continue;
+            };
+            let due = self.datagrams.saturating_sub(n) >= self.cfg.linger_datagrams
+                || self.clock.saturating_sub(at) > self.cfg.hold_ns;
+            if !due {
+                break;
+            }
+            self.closing.pop_front();
+            self.finish_closing(slot, sink);
+        }
+    }
+
+    /// Makes room by ending the oldest lingering exchange; false if none.
+    fn close_oldest(&mut self, sink: &mut dyn RecordSink) -> bool {
+        while let Some((key, ticket, _, _)) = self.closing.pop_front() {
+            if let Some(slot) = self.lingering(&key, ticket) {
+                self.finish_closing(slot, sink);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Feeds the `END` held back, if any, and retires the exchange.
+    fn finish_closing(&mut self, slot: usize, sink: &mut dyn RecordSink) {
+        let max_carry = self.cfg.max_carry;
+        let (_, x) = self.slots[slot].as_mut().expect("slot is full");
+        let now = self.clock;
+        // Identical pieces kept aside may be needed after all (two values
+        // with byte-identical datagrams); the rest were copies.
+        let (end, fed) = x.drain_parked(now, max_carry, false, true);
+        debug_assert!(end.is_none());
+        self.buffered -= fed;
+        let (copies, copy_bytes, other_bytes) = x.drop_leftovers();
+        self.counters.udp_duplicate_responses += copies;
+        self.counters.udp_unassembled_bytes += other_bytes as u64;
+        self.buffered -= copy_bytes + other_bytes;
+        if let Some(info) = x.closing.take().and_then(|c| c.end) {
+            if x.at_boundary() {
+                feed(&mut x.session, &mut x.carry, END_LINE, &info, max_carry);
+                x.session.emit(sink);
+            }
+            // Otherwise a message begun after the END never completed: the
+            // retirement below counts its pieces and records what is open.
+        }
+        self.retire(slot, sink);
     }
 
     /// A datagram from a client to a target.
@@ -299,6 +624,7 @@ impl UdpTable {
         info: &SegInfo,
         sink: &mut dyn RecordSink,
     ) {
+        self.datagrams += 1;
         self.tick(info.ts, sink);
         let Some(frame) = parse_udp_frame(payload) else {
             self.counters.udp_bad_frame += 1;
@@ -316,19 +642,26 @@ impl UdpTable {
         };
         let print = fingerprint(payload);
         if let Some(&slot) = self.map.get(&key) {
-            if self.slots[slot].as_ref().is_some_and(|(_, x)| {
-                x.req_print == print && x.req_ts.abs_diff(info.ts) <= DUPLICATE_WINDOW
-            }) {
-                // The same datagram again while its answer is open: a
+            let (_, x) = self.slots[slot].as_ref().expect("mapped slot is full");
+            if x.req_print == print
+                && x.req_ts.abs_diff(info.ts) <= DUPLICATE_WINDOW
+                && x.first_resp.is_none_or(|r| info.ts <= r)
+            {
+                // The same datagram again, captured before its answer: a
                 // mirror's (or the network's) duplicate, not a new request.
+                // One stamped after the answer is the client asking again.
                 self.counters.udp_duplicate_requests += 1;
                 return;
             }
-            // The id was reused before the old exchange settled.
-            self.counters.udp_timeouts += 1;
-            self.retire(slot, sink);
+            if x.closing.is_some() {
+                self.finish_closing(slot, sink);
+            } else {
+                // The id was reused before the old exchange settled.
+                self.counters.udp_timeouts += 1;
+                self.retire(slot, sink);
+            }
         }
-        if self.map.len() >= self.cfg.max_pending {
+        if self.map.len() >= self.cfg.max_pending && !self.close_oldest(sink) {
             self.counters.udp_pending_overflow += 1;
             return;
         }
@@ -353,8 +686,13 @@ impl UdpTable {
         self.map.insert(key, slot);
         if settled {
             // Nothing to answer (noreply): what is held for this id is not
-            // its answer, as it would not be if it came now.
-            self.retire(slot, sink);
+            // its answer, as it would not be if it came now. It lingers
+            // all the same, so that a copy of it is not a second request.
+            if self.cfg.linger_datagrams > 0 {
+                self.start_closing(slot, None);
+            } else {
+                self.retire(slot, sink);
+            }
         } else if self.held_live > 0 && self.held_of.contains_key(&key) {
             self.replay_held(key, slot, sink);
         }
@@ -369,6 +707,7 @@ impl UdpTable {
         info: &SegInfo,
         sink: &mut dyn RecordSink,
     ) {
+        self.datagrams += 1;
         self.tick(info.ts, sink);
         let Some(frame) = parse_udp_frame(payload) else {
             self.counters.udp_bad_frame += 1;
@@ -381,7 +720,7 @@ impl UdpTable {
         };
         match self.map.get(&key) {
             Some(&slot) => {
-                self.deliver(slot, &frame, info, sink);
+                self.deliver(slot, &frame, datagram_print(payload), info, sink);
             }
             None => self.hold(key, payload, info),
         }
@@ -393,6 +732,7 @@ impl UdpTable {
         &mut self,
         slot: usize,
         frame: &UdpFrame<'_>,
+        print: u64,
         info: &SegInfo,
         sink: &mut dyn RecordSink,
     ) -> bool {
@@ -403,13 +743,35 @@ impl UdpTable {
             return false;
         }
         let max_carry = self.cfg.max_carry;
+        let linger = self.cfg.linger_datagrams > 0;
         let len = frame.payload.len();
         let (_, x) = self.slots[slot].as_mut().expect("mapped slot is full");
+        let is_end = total == 1 && frame.payload == END_LINE;
+        let end_held = x.closing.is_some_and(|c| c.end.is_some());
+        if (is_end && end_held) || x.is_copy(frame, print) {
+            self.counters.udp_duplicate_responses += 1;
+            return false;
+        }
+        let seen_before = x.times_seen(print) > 0;
+        x.remember(print);
+        x.first_resp.get_or_insert(info.ts);
         x.last = self.clock;
-        if x.parked.is_empty() && x.fits(frame.seq, total) {
+        // The END that closes the reply (alone or at the end of the last
+        // message) is kept back, as a VALUE it overtook may still come.
+        let may_hold = linger && x.closing.is_none();
+        let mut held_end = None;
+        // A piece identical to an earlier one, in a message that does not
+        // repeat an earlier one, is most likely a copy: it waits, and is
+        // used only if nothing else comes for its place (`drain_parked`).
+        // One that has to wait is suspect whatever the message: a copy of
+        // an earlier piece sorts before the real one otherwise.
+        let suspect = seen_before && frame.seq > 0;
+        if x.parked.is_empty() && x.fits(frame.seq, total) && (!suspect || x.head_repeat) {
             // In order (the common case): fed without a copy.
+            x.began(frame.seq, print);
             x.advance(total);
-            feed(&mut x.session, &mut x.carry, frame.payload, info, max_carry);
+            let hold = may_hold && x.msg_total == 0;
+            held_end = feed_holding_end(x, frame.payload, info, max_carry, hold);
         } else if x.parked_buf.len() + len > max_carry
             || self.buffered + len > self.cfg.max_buffered
         {
@@ -430,30 +792,28 @@ impl UdpTable {
                 info: *info,
                 start,
                 len,
+                print,
+                suspect,
             });
             self.buffered += len;
-            // This may have been the piece the others waited for. A part is
-            // fed at the latest time of the pieces so far: the reply was not
-            // whole before the last of them arrived.
-            while let Some(i) = x.parked.iter().position(|p| x.fits(p.seq, p.total)) {
-                let p = x.parked.remove(i);
-                x.advance(p.total);
-                let at = SegInfo {
-                    ts: p.info.ts.max(info.ts),
-                    ..p.info
-                };
-                let data = &x.parked_buf[p.start..p.start + p.len];
-                feed(&mut x.session, &mut x.carry, data, &at, max_carry);
-                self.buffered -= p.len;
-            }
-            if x.parked.is_empty() {
-                x.parked_buf.clear();
-            }
+            // This may have been the piece the others waited for.
+            let (end, fed) = x.drain_parked(info.ts, max_carry, may_hold, false);
+            held_end = end;
+            self.buffered -= fed;
         }
         x.session.emit(sink);
+        if held_end.is_some() {
+            self.start_closing(slot, held_end);
+            return false;
+        }
         if x.session.settled() {
-            self.retire(slot, sink);
-            return true;
+            if !linger {
+                self.retire(slot, sink);
+                return true;
+            }
+            if x.closing.is_none() {
+                self.start_closing(slot, None);
+            }
         }
         false
     }
@@ -526,7 +886,7 @@ impl UdpTable {
             self.counters.udp_held_responses += 1;
             // Only datagrams that parsed were held.
             let retired = match parse_udp_frame(&data) {
-                Some(frame) => self.deliver(slot, &frame, &info, sink),
+                Some(frame) => self.deliver(slot, &frame, datagram_print(&data), &info, sink),
                 None => false,
             };
             self.recycle(data);
@@ -576,17 +936,34 @@ impl UdpTable {
         }
         self.last_sweep = now;
         for slot in 0..self.slots.len() {
-            let expired = matches!(&self.slots[slot], Some((_, x)) if now.saturating_sub(x.last) > self.cfg.timeout_ns);
-            if expired {
-                self.counters.udp_timeouts += 1;
-                self.retire(slot, sink);
+            let Some((_, x)) = &self.slots[slot] else {
+                continue;
+            };
+            if now.saturating_sub(x.last) <= self.cfg.timeout_ns {
+                continue;
             }
+            if x.closing.is_some() {
+                self.finish_closing(slot, sink);
+                continue;
+            }
+            let max_carry = self.cfg.max_carry;
+            let (_, x) = self.slots[slot].as_mut().expect("slot is full");
+            let (end, fed) = x.drain_parked(now, max_carry, false, true);
+            debug_assert!(end.is_none());
+            self.buffered -= fed;
+            if !x.session.settled() {
+                self.counters.udp_timeouts += 1;
+            }
+            self.retire(slot, sink);
         }
     }
 
     /// End of input: every open exchange resolves now, and what is still
     /// held will never meet its request.
     pub fn finish(&mut self, sink: &mut dyn RecordSink) {
+        // Lingering exchanges end as they would have, in the order they
+        // began to; the rest never got their answer.
+        while self.close_oldest(sink) {}
         for slot in 0..self.slots.len() {
             if self.slots[slot].is_some() {
                 self.counters.udp_timeouts += 1;
@@ -638,6 +1015,7 @@ mod tests {
             hold_ns: 1_000,
             max_held: 64,
             max_buffered: 1 << 20,
+            linger_datagrams: 0,
         }
     }
 
@@ -1072,5 +1450,128 @@ mod tests {
         );
         assert_eq!(r.t.buffered_bytes(), 0);
         assert!(r.t.is_empty());
+    }
+
+    // ------------------------------------------------ mirror order (linger)
+
+    fn mirror_cfg() -> UdpConfig {
+        UdpConfig {
+            hold_ns: 1_000_000,
+            timeout_ns: 10_000_000,
+            linger_datagrams: LINGER_DATAGRAMS,
+            ..cfg()
+        }
+    }
+
+    /// The field notes' reply with `moves` applied (datagram i to place j),
+    /// fed with the request first; records after the end of input.
+    fn run_mirrored(ds: &[D]) -> Run {
+        let mut r = Run::all(mirror_cfg(), ds);
+        r.finish();
+        r
+    }
+
+    #[test]
+    fn an_end_that_overtook_values_waits_for_them() {
+        let (rq, ds) = field_notes_reply(7);
+        let mut all = vec![rq];
+        all.extend(ds.iter().cloned());
+        let clean = run_mirrored(&all);
+        assert_eq!(clean.short(), field_notes_records());
+        // Request, VALUE cfg_8, VALUE cfg_18 (ahead of the big message),
+        // the big message, the END, then what it overtook: the empty
+        // datagram and VALUE user:5.
+        let order = [0, 2, 7, 3, 4, 5, 6, 9, 1, 8];
+        let moved: Vec<D> = order.iter().map(|&i| all[i].clone()).collect();
+        let r = run_mirrored(&moved);
+        assert_eq!(r.short(), field_notes_records());
+        assert_eq!(r.t.counters.orphan_responses, 0);
+        assert_eq!(r.t.counters.udp_duplicate_responses, 0);
+        assert_eq!(r.t.counters.udp_timeouts, 0);
+        assert_eq!((r.t.len(), r.t.buffered_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn copies_of_reply_datagrams_are_counted_not_fed() {
+        let (rq, ds) = field_notes_reply(7);
+        let mut all = vec![rq.clone(), rq];
+        for (i, d) in ds.iter().enumerate() {
+            all.push(d.clone());
+            // Every datagram twice (the big message's pieces, the VALUE
+            // messages, the empty one and the END); the copies of the big
+            // message's first two pieces come after its last.
+            if i != 2 && i != 3 {
+                all.push(d.clone());
+            }
+            if i == 5 {
+                all.push(ds[2].clone());
+                all.push(ds[3].clone());
+            }
+        }
+        let r = run_mirrored(&all);
+        assert_eq!(r.short(), field_notes_records());
+        assert_eq!(r.t.counters.udp_duplicate_requests, 1);
+        assert_eq!(r.t.counters.udp_duplicate_responses, 9);
+        assert_eq!(r.t.counters.orphan_responses, 0);
+        assert_eq!(r.t.counters.udp_orphan_responses, 0);
+        assert_eq!(r.t.counters.udp_unassembled_bytes, 0);
+        assert_eq!((r.t.len(), r.t.buffered_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_key_named_twice_gets_both_identical_values() {
+        // `get a a`: two identical VALUE messages are two answers, and a
+        // third identical one is a copy.
+        let v = value_block("a", 3, false);
+        let ds = [
+            req(4, "get a a\r\n", 10),
+            resp(4, 0, 1, &v, 11),
+            resp(4, 0, 1, &v, 12),
+            resp(4, 0, 1, &v, 12),
+            resp(4, 0, 1, b"END\r\n", 13),
+        ];
+        let r = run_mirrored(&ds);
+        assert_eq!(
+            r.short(),
+            vec![
+                ("a", Outcome::Hit, 3, Some(3)),
+                ("a", Outcome::Hit, 3, Some(3)),
+            ]
+        );
+        assert_eq!(r.t.counters.udp_duplicate_responses, 1);
+        assert_eq!(r.t.counters.orphan_responses, 0);
+    }
+
+    #[test]
+    fn a_finished_exchange_lingers_for_copies_then_retires() {
+        let mut r = Run::new(mirror_cfg());
+        r.push(&req(1, "get k\r\n", 10));
+        r.push(&resp(1, 0, 1, b"END\r\n", 11));
+        // The END is kept back: nothing recorded, the exchange still open.
+        assert!(r.out.is_empty());
+        assert_eq!(r.t.len(), 1);
+        // A copy of the END and one of the request are recognised.
+        r.push(&resp(1, 0, 1, b"END\r\n", 11));
+        r.push(&req(1, "get k\r\n", 10));
+        assert_eq!(r.t.counters.udp_duplicate_responses, 1);
+        assert_eq!(r.t.counters.udp_duplicate_requests, 1);
+        // Eight datagrams after the END (its copies included) it is fed,
+        // with its own time.
+        let gets = |r: &Run| r.out.iter().filter(|x| x.command == "get").count();
+        for id in 2..7u16 {
+            r.push(&req(id, "delete x noreply\r\n", 12));
+        }
+        assert_eq!(gets(&r), 0);
+        r.push(&req(7, "delete x noreply\r\n", 12));
+        assert_eq!(gets(&r), 1);
+        let k = r.out.iter().find(|x| x.command == "get").unwrap();
+        assert_eq!((k.result, k.latency), (Outcome::Miss, Some(1)));
+        // The noreply deletes linger too: a copy of one is not a second.
+        r.push(&req(7, "delete x noreply\r\n", 12));
+        assert_eq!(r.t.counters.udp_duplicate_requests, 2);
+        r.finish();
+        assert_eq!(r.out.len(), 7);
+        assert_eq!(r.t.counters.udp_timeouts, 0);
+        assert_eq!((r.t.len(), r.t.held()), (0, 0));
     }
 }

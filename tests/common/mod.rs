@@ -88,12 +88,15 @@ pub fn run_files(files: &[PathBuf], targets: Targets, cfg: &Config) -> Run {
         cfg,
         &targets,
         files,
-        &mut |r: &Record<'_>| records.push(project(r)),
+        &mut |r: &Record<'_>| records.push((r.ts, project(r))),
         &|| false,
     )
     .unwrap();
+    // In request order: a UDP get's records come out once its kept-back
+    // END is fed, after those of requests that followed it.
+    records.sort_by_key(|(ts, _)| *ts);
     Run {
-        records,
+        records: records.into_iter().map(|(_, v)| v).collect(),
         counters: totals.counters,
     }
 }
