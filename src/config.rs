@@ -5,6 +5,7 @@
 //! override the file (`app` applies them).
 
 use crate::decode::targets::{Target, Targets};
+use crate::session::budget::Split;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -40,6 +41,67 @@ pub struct Config {
     pub http: HttpCfg,
     #[serde(default)]
     pub store: StoreCfg,
+    #[serde(default)]
+    pub limits: LimitsCfg,
+}
+
+/// `[limits]`: the memory budget of the per-packet state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsCfg {
+    /// Memory for everything that grows with traffic (flows, out-of-order
+    /// and carried bytes, pending requests, UDP exchanges and held
+    /// datagrams, IP fragments), split evenly across the workers: a size
+    /// such as "512MiB" or "2GiB", "auto" (512 MiB, or a quarter of the
+    /// machine's memory when that is less), or "off" (each structure
+    /// bounded by its own setting only).
+    pub memory: String,
+}
+
+impl Default for LimitsCfg {
+    fn default() -> Self {
+        LimitsCfg {
+            memory: "auto".into(),
+        }
+    }
+}
+
+/// The default budget: 512 MiB, or a quarter of physical memory on a
+/// smaller machine.
+fn auto_memory() -> u64 {
+    let default = 512u64 << 20;
+    // MemTotal from /proc/meminfo, in kB; elsewhere the plain default.
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb.saturating_mul(1024));
+    match total {
+        Some(t) => default.min((t / 4).max(range::MEMORY.min)),
+        None => default,
+    }
+}
+
+/// Parses a memory budget: `auto`, `off`, or a size ("512MiB", "2GiB",
+/// "64MB", a number of bytes). `None` is no budget.
+pub fn parse_memory(name: &str, s: &str) -> anyhow::Result<Option<u64>> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok(Some(auto_memory()));
+    }
+    let b = t.parse::<bytesize::ByteSize>().map_err(|_| {
+        anyhow::anyhow!(
+            "{name} = {s:?} is not a size: write e.g. \"512MiB\", \"2GiB\", \"auto\" or \"off\""
+        )
+    })?;
+    check(name, b.as_u64(), range::MEMORY)?;
+    Ok(Some(b.as_u64()))
 }
 
 /// The interval history (`--store`, `memtap report`, `memtap serve`).
@@ -309,6 +371,12 @@ pub mod range {
     /// Each kept window holds its full tables; a day of minute windows.
     pub const KEEP_WINDOWS: Range = r(0, 1440, "");
     pub const QUEUE: Range = r(1, 1 << 16, "");
+    /// A budget below 16 MiB leaves a worker too little to follow even a
+    /// few hundred connections; 1 TiB is above any machine memtap runs on.
+    pub const MEMORY: Range = r(16 << 20, 1 << 40, "16 MiB to 1 TiB");
+    /// Each worker's share of the budget: below this its batches between
+    /// threads alone would pass their part.
+    pub const MEMORY_PER_WORKER: u64 = 8 << 20;
 }
 
 /// One line naming the key (or flag) and the allowed range.
@@ -634,6 +702,7 @@ impl Config {
         for (name, v, r) in checks {
             check(name, v, r)?;
         }
+        parse_memory("limits.memory", &self.limits.memory)?;
         let window = parse_duration(&self.collect.window)
             .map_err(|e| anyhow::anyhow!("collect.window: {e}"))?;
         check_window("collect.window", window)?;
@@ -666,10 +735,31 @@ impl Config {
         Ok(Targets::new(list))
     }
 
+    /// The budget of `[limits] memory`; `None` when it is off. The value
+    /// was checked at load.
+    pub fn memory(&self) -> Option<u64> {
+        parse_memory("limits.memory", &self.limits.memory).unwrap_or(Some(auto_memory()))
+    }
+
+    /// One worker's split when the budget (`memory`, `None` for none) is
+    /// shared by `workers`.
+    pub fn split(memory: Option<u64>, workers: usize) -> Split {
+        match memory {
+            Some(m) => Split::of(m / workers.max(1) as u64),
+            None => Split::unbounded(),
+        }
+    }
+
+    /// Decoder bounds for one thread with the whole budget.
     pub fn decode_config(&self) -> crate::decode::DecodeConfig {
+        self.decode_config_split(&Config::split(self.memory(), 1))
+    }
+
+    /// Decoder bounds within a worker's `split` of the budget.
+    pub fn decode_config_split(&self, split: &Split) -> crate::decode::DecodeConfig {
         crate::decode::DecodeConfig {
             frag_max_datagrams: self.decode.ip_frag_max_datagrams,
-            frag_max_bytes: self.decode.ip_frag_max_bytes,
+            frag_max_bytes: self.decode.ip_frag_max_bytes.min(split.frag_bytes),
             frag_timeout_ns: self.decode.ip_frag_timeout_ms.saturating_mul(1_000_000),
         }
     }
@@ -686,7 +776,14 @@ impl Config {
 // The engine's bounds come from the config file; the impls live here so
 // that `session` never depends on the application's config model.
 impl crate::session::EngineConfig {
+    /// Bounds for one engine with the whole budget (a single-threaded run).
     pub fn from_config(c: &Config) -> crate::session::EngineConfig {
+        Self::from_config_split(c, &Config::split(c.memory(), 1))
+    }
+
+    /// Bounds for one worker: each configured bound, lowered where the
+    /// worker's `split` of the memory budget is smaller.
+    pub fn from_config_split(c: &Config, split: &Split) -> crate::session::EngineConfig {
         crate::session::EngineConfig {
             limits: c.limits(),
             max_pending_per_conn: c.protocol.max_pending_per_conn,
@@ -697,14 +794,17 @@ impl crate::session::EngineConfig {
                 causal_wait_ns: c.tcp.causal_wait_ms.saturating_mul(1_000_000),
                 ..crate::reassembly::tcp::TcpConfig::default()
             },
-            max_flows: c.tcp.max_flows,
+            max_flows: c.tcp.max_flows.min(split.flows),
             idle_timeout_ns: c.tcp.idle_timeout_s.saturating_mul(1_000_000_000),
-            max_ooo_total: c.tcp.max_ooo_bytes_total,
+            max_ooo_total: c.tcp.max_ooo_bytes_total.min(split.ooo_bytes),
             udp_timeout_ns: c.udp.timeout_ms.saturating_mul(1_000_000),
-            udp_max_pending: c.udp.max_pending,
+            udp_max_pending: c.udp.max_pending.min(split.udp_exchanges),
             udp_hold_ns: c.udp.hold_ms.saturating_mul(1_000_000),
             udp_max_held: c.udp.max_held,
-            udp_max_buffered: c.udp.max_buffered_bytes,
+            udp_max_buffered: c.udp.max_buffered_bytes.min(split.udp_buffered),
+            max_carry_total: split.carry_bytes,
+            max_requests: split.requests,
+            udp_max_carry_total: split.udp_carry,
         }
     }
 }

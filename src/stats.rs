@@ -199,6 +199,15 @@ counters! {
     /// Keys longer than memcached's 250-byte limit, kept truncated.
     keys_truncated,
 
+    // ---- memory budget ([limits] memory) ----
+    /// Bytes of partial messages (a line or header split across segments
+    /// or datagrams) given up because the worker's share for carried
+    /// bytes was spent; the stream resynchronises after them.
+    budget_shed_carry_bytes,
+    /// Requests given up (recorded as lost) because the worker's share for
+    /// pending requests was spent; also counted in `lost_requests`.
+    budget_shed_requests,
+
     // ---- collect ----
     /// Live capture: record batches dropped because a collector's channel
     /// was full (capture never waits for a collector).

@@ -20,6 +20,7 @@ fn analysis(workers: usize, collectors: usize) -> AnalysisArgs {
         workers: Some(workers),
         collectors: Some(collectors),
         window: None,
+        memory: None,
         max_keys: None,
         max_clients: None,
         client_granularity: None,

@@ -34,6 +34,7 @@ fn replay_setup() -> ReplaySetup {
         workers: Some(2),
         collectors: Some(2),
         window: Some(WINDOW.into()),
+        memory: None,
         max_keys: None,
         max_clients: None,
         client_granularity: None,

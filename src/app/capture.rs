@@ -340,8 +340,8 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
     let mut live = Live::start(
         LiveConfig {
             pipeline: s.pipeline.clone(),
-            engine: crate::session::EngineConfig::from_config(&cfg),
-            decode: cfg.decode_config(),
+            engine: crate::session::EngineConfig::from_config_split(&cfg, &s.pipeline.split()),
+            decode: cfg.decode_config_split(&s.pipeline.split()),
             targets: targets.clone(),
             keep_windows: cfg.http.keep_windows,
             pin_cores: cfg.capture.pin_cores,
@@ -374,6 +374,7 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
                 format!(", running as {}", st.user)
             }
         );
+        eprintln!("memtap: {}", replay::budget_line(&s.pipeline, &cfg));
     }
     let started = Instant::now();
     let mut current = s.clone();

@@ -404,6 +404,16 @@ pub struct AnalysisArgs {
     #[arg(long, value_name = "DURATION")]
     pub window: Option<String>,
 
+    /// Memory for the per-packet state (flows, pending requests, partial
+    /// messages, out-of-order bytes, UDP exchanges, IP fragments), split
+    /// evenly across the workers; past a worker's share the excess is shed
+    /// and counted (budget_shed_*, *_table_full, *_overflow). A size
+    /// ("512MiB", "2GiB"), auto (512 MiB, or a quarter of the machine's
+    /// memory if less) or off. Default auto (config: limits.memory);
+    /// 16 MiB to 1 TiB, at least 8 MiB per worker.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+
     /// Keys tracked exactly before the heavy-hitter table starts evicting.
     /// Default 100000 (config: collect.max_keys); 1-16777216.
     #[arg(long, value_name = "N")]

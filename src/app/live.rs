@@ -24,6 +24,7 @@ use super::pipeline::{
     collector_limits, join_collectors, spawn_collectors, Collectors, PacketBatch, PipelineConfig,
     PipelineOutput, WindowMerger, Worker,
 };
+use super::shape::Shape;
 use crate::capture::Frame;
 use crate::collect::batch::{Backpressure, Batcher, RecordBatch};
 use crate::collect::collector::Ctl;
@@ -95,10 +96,6 @@ const TICK: Duration = Duration::from_millis(100);
 /// be handed (ring blocks are retired every few ms), so windows close a
 /// little after their end, never before their packets are in.
 const LAG_NS: u64 = 500_000_000;
-const BATCH_RECORDS: usize = 1024;
-const BATCH_PACKETS: usize = 256;
-const BATCH_BYTES: usize = 256 << 10;
-const CHANNEL_DEPTH: usize = 64;
 
 fn wall_ns() -> Ts {
     std::time::SystemTime::now()
@@ -265,14 +262,15 @@ impl Live {
         };
         anyhow::ensure!(workers >= 1, "at least one worker is needed");
         let pc = PipelineConfig { workers, ..pc };
+        let shape = pc.shape(Shape::LIVE);
         let mut spare_tx = Vec::new();
         let mut spare_rx = Vec::new();
         for _ in 0..workers {
-            let (t, r) = bounded::<RecordBatch>(CHANNEL_DEPTH * pc.collectors * 2);
+            let (t, r) = bounded::<RecordBatch>(shape.record_depth * pc.collectors * 2);
             spare_tx.push(t);
             spare_rx.push(r);
         }
-        let cols = spawn_collectors(&pc, &spare_tx, true);
+        let cols = spawn_collectors(&pc, &spare_tx, true, &shape);
         drop(spare_tx);
         let stop = Arc::new(AtomicBool::new(false));
         let cores = if cfg.pin_cores {
@@ -287,7 +285,7 @@ impl Live {
                 i,
                 cols.senders.clone(),
                 spare,
-                BATCH_RECORDS,
+                shape.batch_records,
                 Backpressure::Drop,
             ),
             window_ns: pc.window_ns,
@@ -334,8 +332,8 @@ impl Live {
                 let mut to_workers = Vec::new();
                 let mut back = Vec::new();
                 for (i, spare) in spare_rx.into_iter().enumerate() {
-                    let (tx, rx) = bounded::<PacketBatch>(CHANNEL_DEPTH);
-                    let (btx, brx) = bounded::<PacketBatch>(CHANNEL_DEPTH + 2);
+                    let (tx, rx) = bounded::<PacketBatch>(shape.packet_depth);
+                    let (btx, brx) = bounded::<PacketBatch>(shape.packet_depth + 2);
                     let (rtx, rrx) = bounded::<Arc<Reload>>(4);
                     reload_txs.push(rtx);
                     to_workers.push(tx);
@@ -387,7 +385,7 @@ impl Live {
                             core_affinity::set_for_current(c);
                         }
                         reader_loop(
-                            src, decoder, targets, to_workers, back, &stop, &rrx, &slots[0],
+                            src, decoder, targets, to_workers, back, &stop, &rrx, &slots[0], shape,
                         )
                     },
                 )?);
@@ -667,6 +665,7 @@ fn reader_loop(
     stop: &AtomicBool,
     reload: &Receiver<Arc<Reload>>,
     slot: &Mutex<Slot>,
+    shape: Shape,
 ) -> Counters {
     let n = to_workers.len();
     let mut cur: Vec<PacketBatch> = (0..n).map(|_| PacketBatch::default()).collect();
@@ -710,7 +709,9 @@ fn reader_loop(
                 } else {
                     let i = (flow_hash(p.src, p.sport, p.dst, p.dport) % n as u64) as usize;
                     cur[i].push(&p);
-                    if cur[i].len() >= BATCH_PACKETS || cur[i].arena_len() >= BATCH_BYTES {
+                    if cur[i].len() >= shape.batch_packets
+                        || cur[i].arena_len() >= shape.batch_bytes
+                    {
                         send(i, &mut cur, last_ts, &mut drops, false);
                     }
                 }

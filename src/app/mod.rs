@@ -9,6 +9,7 @@ pub mod privileges;
 pub mod progress;
 pub mod replay;
 pub mod serve;
+pub mod shape;
 pub mod store;
 pub mod summary;
 pub mod top;

@@ -34,6 +34,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 
+use super::shape::Shape;
+
 /// Shape of the pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -44,17 +46,26 @@ pub struct PipelineConfig {
     pub windows: bool,
     pub limits: TableLimits,
     pub families: Option<std::sync::Arc<crate::collect::families::FamilyRules>>,
+    /// The memory budget (`[limits] memory`, `--memory`) shared by the
+    /// workers; `None` for none.
+    pub memory: Option<u64>,
 }
 
-/// Records per batch: large enough to amortise the channel, small enough
-/// to keep latency and memory low.
-const BATCH_RECORDS: usize = 1024;
-/// Packets per reader batch.
-const BATCH_PACKETS: usize = 512;
-const BATCH_BYTES: usize = 512 << 10;
-const CHANNEL_DEPTH: usize = 16;
-/// Record batches a live worker may have queued per collector.
-const LIVE_CHANNEL_DEPTH: usize = 128;
+impl PipelineConfig {
+    /// What each worker gets of the memory budget.
+    pub fn split(&self) -> crate::session::budget::Split {
+        Config::split(self.memory, self.workers)
+    }
+
+    /// Batch sizes and channel depths: `base` cut to the workers' pipeline
+    /// part of the budget.
+    pub fn shape(&self, base: Shape) -> Shape {
+        Shape::within(base, self.split().pipeline_bytes, self.collectors)
+    }
+}
+
+/// Bytes of one packet's place in a batch (besides its payload).
+pub(crate) const PMETA_BYTES: usize = std::mem::size_of::<PMeta>();
 
 #[derive(Debug, Clone, Copy)]
 struct PMeta {
@@ -227,6 +238,7 @@ pub(crate) fn spawn_collectors(
     pc: &PipelineConfig,
     recycle: &[Sender<RecordBatch>],
     live: bool,
+    shape: &Shape,
 ) -> Collectors {
     let mut ctls = Vec::new();
     let (wtx, wrx) = if pc.windows && pc.window_ns > 0 {
@@ -239,16 +251,11 @@ pub(crate) fn spawn_collectors(
     let mut handles = Vec::new();
     for id in 0..pc.collectors {
         // Live capture cannot wait for a collector, so its channel is
-        // deeper: it absorbs the bursts (a pipelined multi-set start) that
-        // arrive while a collector is descheduled, instead of dropping
-        // them. Bounded all the same: at most LIVE_CHANNEL_DEPTH batches of
-        // BATCH_RECORDS records per worker.
-        let depth = if live {
-            LIVE_CHANNEL_DEPTH
-        } else {
-            CHANNEL_DEPTH
-        };
-        let (tx, rx) = bounded::<RecordBatch>(depth * pc.workers.max(1));
+        // deeper (`Shape::LIVE`): it absorbs the bursts (a pipelined
+        // multi-set start) that arrive while a collector is descheduled,
+        // instead of dropping them. Bounded all the same: `record_depth`
+        // batches per worker.
+        let (tx, rx) = bounded::<RecordBatch>(shape.record_depth * pc.workers.max(1));
         senders.push(tx);
         let cfg = CollectorConfig {
             limits: collector_limits(pc),
@@ -355,18 +362,19 @@ pub fn run(
     anyhow::ensure!(pc.collectors >= 1, "--collectors must be at least 1");
     let mut src = FileSource::open(files)?;
     let mut counters = Counters::default();
-    let mut decoder = Decoder::new(cfg.decode_config());
-    let ecfg = EngineConfig::from_config(cfg);
+    let mut decoder = Decoder::new(cfg.decode_config_split(&pc.split()));
+    let ecfg = EngineConfig::from_config_split(cfg, &pc.split());
+    let shape = pc.shape(Shape::REPLAY);
 
     // Record-batch recycling, one channel per worker.
     let mut rec_spare_tx = Vec::new();
     let mut rec_spare_rx = Vec::new();
     for _ in 0..pc.workers {
-        let (t, r) = bounded::<RecordBatch>(CHANNEL_DEPTH * pc.collectors * 2);
+        let (t, r) = bounded::<RecordBatch>(shape.record_depth * pc.collectors * 2);
         rec_spare_tx.push(t);
         rec_spare_rx.push(r);
     }
-    let cols = spawn_collectors(pc, &rec_spare_tx, false);
+    let cols = spawn_collectors(pc, &rec_spare_tx, false, &shape);
     drop(rec_spare_tx);
     let mut merger = WindowMerger::new(pc.collectors, pc.limits);
 
@@ -376,7 +384,7 @@ pub fn run(
             i,
             cols.senders.clone(),
             spare,
-            BATCH_RECORDS,
+            shape.batch_records,
             Backpressure::Block,
         ),
         window_ns: pc.window_ns,
@@ -414,8 +422,8 @@ pub fn run(
         let mut back_rx = Vec::new();
         let mut handles = Vec::new();
         for (i, spare) in rec_spare_rx.drain(..).enumerate() {
-            let (tx, rx) = bounded::<PacketBatch>(CHANNEL_DEPTH);
-            let (btx, brx) = bounded::<PacketBatch>(CHANNEL_DEPTH + 2);
+            let (tx, rx) = bounded::<PacketBatch>(shape.packet_depth);
+            let (btx, brx) = bounded::<PacketBatch>(shape.packet_depth + 2);
             to_workers.push(tx);
             back_rx.push(brx);
             let mut w = make_worker(i, spare);
@@ -455,7 +463,9 @@ pub fn run(
                     } else {
                         let i = (flow_hash(p.src, p.sport, p.dst, p.dport) % n as u64) as usize;
                         cur[i].push(&p);
-                        if cur[i].pkts.len() >= BATCH_PACKETS || cur[i].arena.len() >= BATCH_BYTES {
+                        if cur[i].pkts.len() >= shape.batch_packets
+                            || cur[i].arena.len() >= shape.batch_bytes
+                        {
                             send(i, &mut cur, last_ts);
                         }
                     }

@@ -92,6 +92,20 @@ pub fn setup(
         "--metrics-top must be at most {}",
         crate::export::prometheus::MAX_METRICS_TOP
     );
+    let memory = match &a.memory {
+        Some(m) => crate::config::parse_memory("--memory", m)?,
+        None => cfg.memory(),
+    };
+    if let Some(m) = memory {
+        let share = m / workers as u64;
+        anyhow::ensure!(
+            share >= range::MEMORY_PER_WORKER,
+            "a memory budget of {} gives each of {workers} workers {}: at least {} each is needed (raise --memory / limits.memory, or lower --workers)",
+            bytesize::ByteSize(m).display().iec(),
+            bytesize::ByteSize(share).display().iec(),
+            bytesize::ByteSize(range::MEMORY_PER_WORKER).display().iec(),
+        );
+    }
     let rules = FamilyRules::new(&cfg.families).map_err(|e| anyhow::anyhow!("families: {e}"))?;
     Ok(ReplaySetup {
         pipeline: PipelineConfig {
@@ -108,6 +122,7 @@ pub fn setup(
                     .unwrap_or(cfg.collect.client_granularity),
             },
             families: Some(Arc::new(rules)),
+            memory,
         },
         options: ReportOptions {
             top: top.unwrap_or(cfg.report.top),
@@ -205,6 +220,9 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         None
     };
+    if !a.quiet {
+        eprintln!("memtap: {}", budget_line(&s.pipeline, &cfg));
+    }
     let mut bar = super::progress::Bar::new(!a.quiet);
     let pipe_out = pipeline::run(&cfg, &targets, &a.files, &s.pipeline, &mut bar)?;
     let report = make_report(&pipe_out, &a.files, &s);
@@ -362,4 +380,26 @@ fn fill_quiet_windows(
         }
     }
     v.sort_by_key(|(st, _, _)| *st);
+}
+
+/// The startup line's account of the memory budget: what each worker may
+/// hold before it sheds.
+pub fn budget_line(pc: &PipelineConfig, cfg: &Config) -> String {
+    let Some(m) = pc.memory else {
+        return "memory budget off: each structure bounded by its own setting only".into();
+    };
+    let split = pc.split();
+    let e = crate::session::EngineConfig::from_config_split(cfg, &split);
+    let size = |b: u64| bytesize::ByteSize(b).display().iec().to_string();
+    format!(
+        "memory budget {} = {} workers x {}: each up to {} flows, {} pending requests, {} UDP exchanges, {} out-of-order and {} carried bytes",
+        size(m),
+        pc.workers,
+        size(split.share),
+        e.max_flows,
+        e.max_requests,
+        e.udp_max_pending,
+        size(e.max_ooo_total),
+        size(e.max_carry_total),
+    )
 }

@@ -265,8 +265,10 @@ fn files(a: &TopArgs, speed: Speed, o: Options) -> anyhow::Result<ExitCode> {
     let feeder = std::thread::Builder::new()
         .name("memtap-top-replay".into())
         .spawn(move || {
-            let engine = Engine::new(EngineConfig::from_config(&cfg), targets);
-            let decoder = Decoder::new(cfg.decode_config());
+            // One engine holds the whole budget.
+            let split = crate::config::Config::split(fs.pipeline.memory, 1);
+            let engine = Engine::new(EngineConfig::from_config_split(&cfg, &split), targets);
+            let decoder = Decoder::new(cfg.decode_config_split(&split));
             replay_feed(
                 src, decoder, engine, &fs, &names, speed, window_ns, &tx, &fq,
             )

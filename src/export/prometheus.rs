@@ -1372,8 +1372,8 @@ mod tests {
             size_hists: 60,
             store: false,
         };
-        assert_eq!(fixed_series(false), 76);
-        assert_eq!(worst_case_series(&shape), 2866);
+        assert_eq!(fixed_series(false), 78);
+        assert_eq!(worst_case_series(&shape), 2868);
         let capped = SeriesShape {
             top: MAX_METRICS_TOP,
             ..shape

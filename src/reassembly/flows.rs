@@ -60,6 +60,13 @@ pub struct FlowTable<V> {
 }
 
 impl<V> FlowTable<V> {
+    /// Bytes one flow takes in the table itself: its slot and control
+    /// byte, times the slack of a hash table that doubles when 7/8 full
+    /// (up to 16/7 slots per flow).
+    pub fn bytes_per_flow() -> usize {
+        (std::mem::size_of::<(FlowKey, Entry<V>)>() + 1) * 16 / 7
+    }
+
     pub fn new(capacity: usize, idle_timeout_ns: u64) -> Self {
         FlowTable {
             map: HashMap::new(),

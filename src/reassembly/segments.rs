@@ -16,27 +16,51 @@ use std::collections::VecDeque;
 
 use crate::decode::Ts;
 
-/// Out-of-order bytes in use across all the flows of one worker, against a cap.
+/// TCP bytes held across all the flows of one worker, against caps: the
+/// out-of-order store (its ranges and spare buffers) and, separately, the
+/// carried partial messages (`TcpConn`'s carry buffers, by capacity).
 ///
 /// Shared by reference (`&mut Budget`) rather than owned by the flows, so
 /// a flow that is dropped without [`SegmentStore::clear`] (or
 /// `TcpConn::flush`) leaks its share of `used`: always release before dropping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    /// Bytes held by all stores.
+    /// Out-of-order bytes held by all stores.
     pub used: u64,
+    /// Capacity of the stores' spare buffers (kept for reuse).
+    pub spare: u64,
     /// Most bytes all stores may hold together.
     pub cap: u64,
+    /// Capacity of all carry buffers.
+    pub carry_used: u64,
+    /// Most carry capacity all flows may hold together.
+    pub carry_cap: u64,
 }
 
 impl Budget {
+    /// A budget for out-of-order bytes only; carries are unbounded.
     pub fn new(cap: u64) -> Self {
-        Budget { used: 0, cap }
+        Budget::with_carry(cap, u64::MAX)
+    }
+
+    pub fn with_carry(cap: u64, carry_cap: u64) -> Self {
+        Budget {
+            used: 0,
+            spare: 0,
+            cap,
+            carry_used: 0,
+            carry_cap,
+        }
     }
 
     /// Bytes still free.
     pub fn available(&self) -> u64 {
-        self.cap.saturating_sub(self.used)
+        self.cap.saturating_sub(self.used + self.spare)
+    }
+
+    /// Carry capacity still free.
+    pub fn carry_available(&self) -> u64 {
+        self.carry_cap.saturating_sub(self.carry_used)
     }
 
     fn release(&mut self, n: usize) {
@@ -120,8 +144,11 @@ impl Range {
 /// Spare buffers kept for reuse, and the largest one worth keeping.
 /// Rationale: out-of-order episodes are short; two buffers cover a hole
 /// and the range behind it without holding much memory per idle flow.
+/// A spare's capacity is charged to the [`Budget`] like stored bytes (a
+/// flood of flows each left with spares must not hold memory unseen), so
+/// only buffers of a full-size segment or less are kept.
 const MAX_SPARES: usize = 2;
-const MAX_SPARE_CAPACITY: usize = 64 * 1024;
+const MAX_SPARE_CAPACITY: usize = 16 * 1024;
 
 /// Out-of-order ranges of one direction.
 ///
@@ -134,6 +161,8 @@ pub struct SegmentStore {
     ranges: VecDeque<Range>,
     bytes: usize,
     spare: Vec<Vec<u8>>,
+    /// Capacity of `spare`, included in the budget's `used`.
+    spare_bytes: usize,
 }
 
 impl SegmentStore {
@@ -232,7 +261,11 @@ impl SegmentStore {
             return Err(Full::Ranges);
         }
         if new_bytes as u64 > g.available() {
-            return Err(Full::Global);
+            // Spare buffers give way to data.
+            self.shrink(g);
+            if new_bytes as u64 > g.available() {
+                return Err(Full::Global);
+            }
         }
 
         // Pass 2: store the pieces, left to right; earlier pieces shift later indexes.
@@ -254,7 +287,7 @@ impl SegmentStore {
                     if tail {
                         self.ranges[i - 1].data.extend_from_slice(piece);
                     } else {
-                        let mut buf = self.spare.pop().unwrap_or_default();
+                        let mut buf = self.take_spare(g);
                         buf.extend_from_slice(piece);
                         self.ranges.insert(
                             i,
@@ -325,11 +358,16 @@ impl SegmentStore {
         if self.first_start() != Some(at) || at >= limit {
             return None;
         }
+        let split = self.ranges.front().is_some_and(|r| r.end() > limit);
+        let mut head = if split {
+            self.take_spare(g)
+        } else {
+            Vec::new()
+        };
         let r = self.ranges.front_mut()?;
         let stamp = r.stamp();
-        let data = if r.end() > limit {
+        let data = if split {
             let k = (limit - r.start) as usize;
-            let mut head = self.spare.pop().unwrap_or_default();
             head.extend_from_slice(&r.data[..k]);
             r.data.drain(..k);
             r.start = limit;
@@ -352,7 +390,7 @@ impl SegmentStore {
             if r.end() <= upto {
                 dropped += r.data.len();
                 if let Some(r) = self.ranges.pop_front() {
-                    self.recycle(r.data);
+                    self.recycle(r.data, g);
                 }
             } else {
                 let k = (upto - r.start) as usize;
@@ -371,23 +409,41 @@ impl SegmentStore {
     pub fn clear(&mut self, g: &mut Budget) -> usize {
         let n = self.bytes;
         while let Some(r) = self.ranges.pop_front() {
-            self.recycle(r.data);
+            self.recycle(r.data, g);
         }
         self.bytes = 0;
         g.release(n);
         n
     }
 
-    /// Keeps a delivered buffer for the next out-of-order range.
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.spare.len() < MAX_SPARES && buf.capacity() <= MAX_SPARE_CAPACITY {
+    /// Keeps a delivered buffer for the next out-of-order range, when
+    /// the budget has room for it.
+    pub fn recycle(&mut self, mut buf: Vec<u8>, g: &mut Budget) {
+        let cap = buf.capacity();
+        if self.spare.len() < MAX_SPARES && cap <= MAX_SPARE_CAPACITY && cap as u64 <= g.available()
+        {
             buf.clear();
             self.spare.push(buf);
+            self.spare_bytes += cap;
+            g.spare += cap as u64;
+        }
+    }
+
+    fn take_spare(&mut self, g: &mut Budget) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(b) => {
+                self.spare_bytes -= b.capacity();
+                g.spare -= b.capacity() as u64;
+                b
+            }
+            None => Vec::new(),
         }
     }
 
     /// Drops the spare buffers (for a flow that goes quiet).
-    pub fn shrink(&mut self) {
+    pub fn shrink(&mut self, g: &mut Budget) {
+        g.spare -= self.spare_bytes as u64;
+        self.spare_bytes = 0;
         self.spare = Vec::new();
     }
 }
@@ -564,7 +620,7 @@ mod tests {
                             for (i, b) in got.iter().enumerate() {
                                 prop_assert_eq!(model.remove(&(at + i as u64)), Some(*b));
                             }
-                            s.recycle(got);
+                            s.recycle(got, &mut g);
                         }
                     }
                     Op::PopFirst => {

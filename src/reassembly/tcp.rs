@@ -165,6 +165,8 @@ pub struct HalfStream {
     /// or declared lost).
     next_off: u64,
     carry: Vec<u8>,
+    /// Capacity of `carry` counted in the budget's `carry_used`.
+    carry_charged: usize,
     store: SegmentStore,
     /// Offset of the FIN.
     fin: Option<u64>,
@@ -337,11 +339,21 @@ impl HalfStream {
         }
         let base = self.next_off;
         self.next_off = base.saturating_add(data.len() as u64);
+        if !self.carry.is_empty() && !self.carry_fits(data.len(), k.g) {
+            // The worker's carry budget is spent: the partial message is
+            // shed, and the handler resynchronises on what follows.
+            k.c.budget_shed_carry_bytes += self.carry.len() as u64;
+            self.carry.clear();
+            k.h.on_gap(dir, 0, info);
+        }
         if self.carry.is_empty() {
             let n = k.h.on_data(dir, data, base, info).min(data.len());
             let rest = &data[n..];
             if rest.len() > k.cfg.max_carry {
                 desync(dir, rest.len(), info, k);
+            } else if !self.carry_fits(rest.len(), k.g) {
+                k.c.budget_shed_carry_bytes += rest.len() as u64;
+                k.h.on_gap(dir, 0, info);
             } else {
                 self.carry.extend_from_slice(rest);
             }
@@ -362,6 +374,29 @@ impl HalfStream {
         if self.carry.is_empty() && self.carry.capacity() > KEEP_CARRY_CAPACITY {
             self.carry = Vec::new();
         }
+        self.sync_carry(k.g);
+    }
+
+    /// Whether `extra` more bytes fit the carry without its growth passing
+    /// the worker's carry budget (a `Vec` grows to at least twice its
+    /// capacity).
+    fn carry_fits(&self, extra: usize, g: &Budget) -> bool {
+        let len = self.carry.len() + extra;
+        let cap = self.carry.capacity();
+        len <= cap || (len.max(2 * cap) - cap) as u64 <= g.carry_available()
+    }
+
+    /// Brings the budget's count of carry capacity up to date.
+    fn sync_carry(&mut self, g: &mut Budget) {
+        let cap = self.carry.capacity();
+        if cap >= self.carry_charged {
+            g.carry_used += (cap - self.carry_charged) as u64;
+        } else {
+            g.carry_used = g
+                .carry_used
+                .saturating_sub((self.carry_charged - cap) as u64);
+        }
+        self.carry_charged = cap;
     }
 
     /// Delivers every stored range that has become contiguous, up to the
@@ -381,7 +416,7 @@ impl HalfStream {
                 peer_acked: p.stamp.peer_acked.or(info.peer_acked),
             };
             self.deliver(dir, &p.data, &info, k);
-            self.store.recycle(p.data);
+            self.store.recycle(p.data, k.g);
         }
     }
 
@@ -570,8 +605,9 @@ impl HalfStream {
             self.reach_fin(dir, f, info, k);
         }
         self.store.clear(k.g);
-        self.store.shrink();
+        self.store.shrink(k.g);
         self.carry = Vec::new();
+        self.sync_carry(k.g);
     }
 
     /// After a run of bogus sequence numbers: starts numbering again so

@@ -191,6 +191,7 @@ fn run(segs: &[Seg], order: &[usize]) -> (Vec<Rec>, Counters) {
         true,
         Limits::default(),
         4096,
+        Default::default(),
     );
     let mut g = TcpConfig::default().budget();
     let mut c = Counters::default();
@@ -318,6 +319,7 @@ fn an_unanswered_wait_runs_out_on_packet_time_and_is_counted() {
         true,
         Limits::default(),
         64,
+        Default::default(),
     );
     let mut g = TcpConfig::default().budget();
     let mut c = Counters::default();

@@ -116,6 +116,7 @@ impl Session {
         synced: bool,
         limits: Limits,
         max_pending: usize,
+        pool: super::pending::Pool,
     ) -> Session {
         let mut s = Session {
             client,
@@ -124,7 +125,7 @@ impl Session {
             limits,
             req: Side::default(),
             resp: Side::default(),
-            queue: Queue::new(max_pending),
+            queue: Queue::with_pool(max_pending, pool),
             next_group: 1,
             counters: Counters::default(),
         };
@@ -229,6 +230,7 @@ impl Session {
                 latency_ns: e.latency(),
             });
         }
+        self.queue.shrink_if_empty();
     }
 
     // ---------------------------------------------------------------- requests
@@ -327,7 +329,10 @@ impl Session {
             // Binary junk with a stray newline: not a command line.
             return None;
         }
-        self.make_room(1, sink);
+        if !self.make_room(1, sink) {
+            // No room in the budget: the line is consumed, not tracked.
+            return Some(line.len());
+        }
         let name = known_word(line);
         if name == "unknown" {
             self.counters.unknown_commands += 1;
@@ -369,9 +374,17 @@ impl Session {
             Keys::None => 1,
             _ => r.keys.count().max(1),
         };
-        self.make_room(nkeys, sink);
-        let group = self.new_group();
         let has_value = r.skip_after > 0;
+        if !self.make_room(nkeys, sink) {
+            // Not tracked (no room in the budget); its value is still
+            // skipped by length.
+            if has_value {
+                self.req.skip = r.skip_after;
+                self.req.skip_owner = None;
+            }
+            return;
+        }
+        let group = self.new_group();
         let mut truncated = 0u64;
         let mut bad_b64 = false;
         let mut first = true;
@@ -520,18 +533,30 @@ impl Session {
 
     /// Frees room for `n` more entries: first by handing resolved entries
     /// to `sink` (when the caller has one), then, if the open requests
-    /// alone fill the queue, by giving them all up (`overflow`).
-    fn make_room(&mut self, n: usize, mut sink: Option<&mut (dyn RecordSink + '_)>) {
-        if self.queue.len() + n <= self.queue.cap() {
-            return;
+    /// alone fill the queue (or the worker's pending-request budget cannot
+    /// grow it), by giving them all up (`overflow`). False when even then
+    /// the budget has no room: the caller drops the request.
+    ///
+    /// Storage is reserved for one entry more than asked: the marker a gap
+    /// or an overflow may push then never grows the queue past the budget.
+    fn make_room(&mut self, n: usize, mut sink: Option<&mut (dyn RecordSink + '_)>) -> bool {
+        if self.queue.len() + n <= self.queue.cap() && self.queue.reserve(n + 1) {
+            return true;
         }
         if let Some(s) = sink.as_deref_mut() {
             self.emit(s);
-            if self.queue.len() + n <= self.queue.cap() {
-                return;
+            if self.queue.len() + n <= self.queue.cap() && self.queue.reserve(n + 1) {
+                return true;
             }
         }
-        self.overflow(sink);
+        // Within the connection's cap, it was the budget that refused.
+        let by_budget = self.queue.len() + n <= self.queue.cap();
+        self.overflow(sink, by_budget);
+        if self.queue.reserve(n + 1) {
+            return true;
+        }
+        self.counters.budget_shed_requests += n as u64;
+        false
     }
 
     /// The queue is full of open requests: give them all up, since
@@ -541,11 +566,15 @@ impl Session {
     /// answers never come costs O(1) per request. With a `sink` the lost
     /// records leave at once, so the queue never holds more than its cap
     /// (plus the keys of a single command larger than the cap).
-    fn overflow(&mut self, sink: Option<&mut (dyn RecordSink + '_)>) {
+    fn overflow(&mut self, sink: Option<&mut (dyn RecordSink + '_)>, by_budget: bool) {
         // The response stream itself lost nothing.
         let orphan_open = self.resp.orphan_open;
         let lost = self.response_gap();
-        self.counters.pending_overflow += lost;
+        if by_budget {
+            self.counters.budget_shed_requests += lost;
+        } else {
+            self.counters.pending_overflow += lost;
+        }
         self.resp.synced = true;
         self.resp.orphan_open = orphan_open;
         if let Some(s) = sink {

@@ -119,6 +119,13 @@ pub struct EngineConfig {
     pub udp_hold_ns: u64,
     pub udp_max_held: usize,
     pub udp_max_buffered: usize,
+    /// Capacity of all TCP carries together (`budget_shed_carry_bytes`).
+    pub max_carry_total: u64,
+    /// Pending-request entries of all sessions together
+    /// (`budget_shed_requests`).
+    pub max_requests: usize,
+    /// Capacity of all UDP exchanges' carries together.
+    pub udp_max_carry_total: usize,
 }
 
 /// A TCP connection: its two byte streams and the conversation on them.
@@ -130,9 +137,13 @@ pub struct Conn {
 pub struct Engine {
     cfg: EngineConfig,
     targets: Targets,
-    flows: FlowTable<Conn>,
+    /// Boxed: a table slot is then a key and a pointer, and the slack of
+    /// the hash table costs little per flow.
+    flows: FlowTable<Box<Conn>>,
     udp: UdpTable,
     budget: Budget,
+    /// The pending-request budget every session draws on.
+    requests: super::pending::Pool,
     counters: Counters,
     warnings: Warnings,
     last_ts: Ts,
@@ -147,7 +158,18 @@ const LINGER_NS: u64 = 2_000_000_000;
 const LINGER_CAP: usize = 65_536;
 
 impl Engine {
+    /// Bytes one TCP connection costs (see `budget::Costs::flow`).
+    pub fn bytes_per_flow() -> usize {
+        // The allocator rounds a block up by up to 16 bytes.
+        FlowTable::<Box<Conn>>::bytes_per_flow()
+            + std::mem::size_of::<Conn>()
+            + 16
+            + (std::mem::size_of::<(FlowKey, Ts)>() + 1) * 16 / 7
+            + super::pending::FREE_ENTRIES * std::mem::size_of::<super::pending::Pending>()
+    }
+
     pub fn new(cfg: EngineConfig, targets: Targets) -> Engine {
+        let requests = super::pending::Pool::new(cfg.max_requests);
         Engine {
             flows: FlowTable::new(cfg.max_flows, cfg.idle_timeout_ns),
             udp: UdpTable::new(
@@ -165,9 +187,12 @@ impl Engine {
                     } else {
                         0
                     },
+                    max_carry_total: cfg.udp_max_carry_total,
                 },
-            ),
-            budget: Budget::new(cfg.max_ooo_total),
+            )
+            .with_request_pool(requests.clone()),
+            budget: Budget::with_carry(cfg.max_ooo_total, cfg.max_carry_total),
+            requests,
             counters: Counters::default(),
             warnings: Warnings::default(),
             last_ts: 0,
@@ -315,6 +340,7 @@ impl Engine {
             }
         }
         let cfg = &self.cfg;
+        let requests = &self.requests;
         let counters = &mut self.counters;
         let mut created = false;
         let conn = self.flows.get_or_insert_with(key, now, counters, || {
@@ -322,7 +348,7 @@ impl Engine {
             // A connection whose first packet is its SYN is seen whole;
             // anything else started before the capture.
             let whole = p.tcp.syn;
-            Conn {
+            Box::new(Conn {
                 tcp: TcpConn::new(cfg.tcp),
                 session: Session::new(
                     client,
@@ -331,8 +357,9 @@ impl Engine {
                     whole,
                     cfg.limits,
                     cfg.max_pending_per_conn,
+                    requests.clone(),
                 ),
-            }
+            })
         });
         let Some(conn) = conn else {
             return;
@@ -364,10 +391,13 @@ impl Engine {
     }
 
     fn remember_closed(&mut self, key: FlowKey, now: Ts) {
-        if self.recently_closed.len() >= LINGER_CAP {
+        // As many as the flow table holds: the budget counts one slot here
+        // per flow.
+        let cap = LINGER_CAP.min(self.cfg.max_flows);
+        if self.recently_closed.len() >= cap {
             self.recently_closed
                 .retain(|_, t| now.saturating_sub(*t) <= LINGER_NS);
-            if self.recently_closed.len() >= LINGER_CAP {
+            if self.recently_closed.len() >= cap {
                 // A storm of short connections: forget rather than grow.
                 self.recently_closed.clear();
             }
@@ -379,7 +409,7 @@ impl Engine {
     fn sweep(&mut self, now: Ts, sink: &mut dyn RecordSink) {
         let budget = &mut self.budget;
         let counters = &mut self.counters;
-        let swept = self.flows.sweep(now, |_, mut conn: Conn| {
+        let swept = self.flows.sweep(now, |_, mut conn: Box<Conn>| {
             let mut h = Emitting {
                 session: &mut conn.session,
                 sink: &mut *sink,
@@ -428,7 +458,7 @@ impl Engine {
         let now = self.last_ts;
         let budget = &mut self.budget;
         let counters = &mut self.counters;
-        self.flows.drain_all(|_, mut conn: Conn| {
+        self.flows.drain_all(|_, mut conn: Box<Conn>| {
             let mut h = Emitting {
                 session: &mut conn.session,
                 sink: &mut *sink,

@@ -5,6 +5,7 @@
 //! `Engine` is the whole per-packet path from a decoded packet to records,
 //! owned by one thread.
 
+pub mod budget;
 pub mod conn;
 pub mod engine;
 pub mod pending;

@@ -14,6 +14,8 @@
 use crate::decode::Ts;
 use crate::protocol::{Kind, Outcome, Proto};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// memcached's KEY_MAX_LENGTH. Longer keys (only the binary protocol can
 /// carry them, and memcached rejects them) are kept truncated.
@@ -153,14 +155,129 @@ pub struct Queue {
     q: VecDeque<Pending>,
     next_id: u64,
     cap: usize,
+    pool: Pool,
+    /// Entries of capacity beyond `FREE_ENTRIES` drawn from `pool`.
+    charged: usize,
+}
+
+/// Entries a queue holds without drawing on its pool (its first
+/// allocation); they are part of the fixed cost of a flow or exchange.
+pub const FREE_ENTRIES: usize = 4;
+/// An emptied queue keeps up to this much capacity (a pipelining client
+/// refills it at once); a larger one is freed back to the pool.
+const KEEP_ENTRIES: usize = 16;
+
+/// The pending-request share of one worker's memory budget, in entries
+/// of queue capacity, drawn on by every queue of its sessions. Capacity
+/// is what is charged: a `VecDeque` keeps its storage when it empties.
+///
+/// Shared by handle because queues live in sessions that the reassembler
+/// drives; it is touched only when a queue's storage grows or is freed,
+/// never per request. The default handle is unbounded.
+#[derive(Debug, Clone, Default)]
+pub struct Pool(Option<Arc<PoolInner>>);
+
+#[derive(Debug)]
+struct PoolInner {
+    used: AtomicUsize,
+    cap: usize,
+}
+
+impl Pool {
+    pub fn new(cap_entries: usize) -> Pool {
+        Pool(Some(Arc::new(PoolInner {
+            used: AtomicUsize::new(0),
+            cap: cap_entries,
+        })))
+    }
+
+    /// Entries drawn now.
+    pub fn used(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |p| p.used.load(Ordering::Relaxed))
+    }
+
+    fn take(&self, n: usize) -> bool {
+        let Some(p) = &self.0 else { return true };
+        let prev = p.used.fetch_add(n, Ordering::Relaxed);
+        if prev.saturating_add(n) > p.cap {
+            p.used.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Draws `n` whether or not it fits (storage that already grew).
+    fn force(&self, n: usize) {
+        if let Some(p) = &self.0 {
+            p.used.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn give(&self, n: usize) {
+        if let Some(p) = &self.0 {
+            p.used.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.pool.give(self.charged);
+    }
 }
 
 impl Queue {
     pub fn new(cap: usize) -> Queue {
+        Queue::with_pool(cap, Pool::default())
+    }
+
+    pub fn with_pool(cap: usize, pool: Pool) -> Queue {
         Queue {
             q: VecDeque::new(),
             next_id: 1,
             cap: cap.max(2),
+            pool,
+            charged: 0,
+        }
+    }
+
+    /// Makes sure `n` more entries fit without growing past the pool;
+    /// false (nothing changed) when the pool cannot give the storage.
+    pub fn reserve(&mut self, n: usize) -> bool {
+        let need = self.q.len() + n;
+        if need <= self.q.capacity().max(FREE_ENTRIES) {
+            return true;
+        }
+        // What a `VecDeque` would grow to by itself.
+        let want = need.max(2 * self.q.capacity());
+        let extra = want - FREE_ENTRIES - self.charged;
+        if !self.pool.take(extra) {
+            return false;
+        }
+        self.charged += extra;
+        self.q.reserve_exact(want - self.q.len());
+        self.sync();
+        true
+    }
+
+    /// Brings `charged` in line with the capacity the queue holds.
+    fn sync(&mut self) {
+        let billable = self.q.capacity().saturating_sub(FREE_ENTRIES);
+        if billable > self.charged {
+            self.pool.force(billable - self.charged);
+        } else {
+            self.pool.give(self.charged - billable);
+        }
+        self.charged = billable;
+    }
+
+    /// Frees the storage of an emptied queue that grew large.
+    pub fn shrink_if_empty(&mut self) {
+        if self.q.is_empty() && self.q.capacity() > KEEP_ENTRIES {
+            self.q = VecDeque::new();
+            self.sync();
         }
     }
 
@@ -184,7 +301,12 @@ impl Queue {
     pub fn push(&mut self) -> &mut Pending {
         let id = self.next_id;
         self.next_id += 1;
+        let grows = self.q.len() == self.q.capacity();
         self.q.push_back(Pending::blank());
+        if grows {
+            // A push nobody reserved for (a marker): charged all the same.
+            self.sync();
+        }
         let e = self.q.back_mut().expect("just pushed");
         e.id = id;
         e

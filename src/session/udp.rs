@@ -31,6 +31,7 @@
 //! timestamps step back never rewinds (or underflows) them.
 
 use super::conn::Session;
+use super::pending::Pool;
 use super::record::RecordSink;
 use crate::decode::{Transport, Ts};
 use crate::protocol::Limits;
@@ -60,6 +61,9 @@ pub struct UdpConfig {
     /// Datagrams a finished exchange waits for stragglers and copies (its
     /// `END` held back meanwhile), at most `hold_ns`; 0 settles at once.
     pub linger_datagrams: u64,
+    /// Capacity of all exchanges' carries together, beyond the
+    /// `KEEP_CARRY` each keeps (`budget_shed_carry_bytes` beyond).
+    pub max_carry_total: usize,
 }
 
 /// The default `linger_datagrams`: a mirror reorders within a few packets,
@@ -103,6 +107,8 @@ struct Exchange {
     session: Session,
     /// Response bytes not yet consumed (a line or value may span datagrams).
     carry: Vec<u8>,
+    /// Capacity of `carry` beyond `KEEP_CARRY` drawn from the table's room.
+    carry_charged: usize,
     /// Datagrams in the message being fed; 0 between messages.
     msg_total: u16,
     /// The sequence number that message needs next.
@@ -289,7 +295,7 @@ impl Exchange {
     fn drain_parked(
         &mut self,
         now: Ts,
-        max_carry: usize,
+        room: &mut CarryRoom,
         mut may_hold: bool,
         last_resort: bool,
     ) -> (Option<SegInfo>, usize) {
@@ -305,7 +311,7 @@ impl Exchange {
             };
             let data = std::mem::take(&mut self.parked_buf);
             let hold = may_hold && self.msg_total == 0;
-            let end = feed_holding_end(self, &data[p.start..p.start + p.len], &at, max_carry, hold);
+            let end = feed_holding_end(self, &data[p.start..p.start + p.len], &at, room, hold);
             self.parked_buf = data;
             if end.is_some() {
                 held_end = end;
@@ -352,8 +358,28 @@ impl Exchange {
     }
 }
 
+/// Bounds on the bytes exchanges carry from one datagram to the next (a
+/// line split across datagrams): per exchange, and the capacity of all
+/// carries together (the table's share of the memory budget).
+#[derive(Debug, Clone, Copy)]
+struct CarryRoom {
+    max_carry: usize,
+    /// Carry capacity beyond `KEEP_CARRY` drawn by live exchanges.
+    used: usize,
+    cap: usize,
+}
+
+/// Carry capacity an exchange keeps across reuse, part of its fixed cost
+/// (see `EXCHANGE_COST`); only capacity beyond it is drawn from the room.
+pub const KEEP_CARRY: usize = 1024;
+/// Capacity of the waiting-datagram buffer an exchange keeps across
+/// reuse (one full datagram), part of its fixed cost.
+pub const KEEP_PARKED: usize = 2048;
+
 /// Hands reply bytes to the session, keeping what it did not consume.
-fn feed(s: &mut Session, carry: &mut Vec<u8>, data: &[u8], info: &SegInfo, max_carry: usize) {
+fn feed(x: &mut Exchange, data: &[u8], info: &SegInfo, room: &mut CarryRoom) {
+    let s = &mut x.session;
+    let carry = &mut x.carry;
     if carry.is_empty() {
         let used = s.on_data(Dir::Response, data, 0, info);
         carry.extend_from_slice(&data[used..]);
@@ -362,9 +388,36 @@ fn feed(s: &mut Session, carry: &mut Vec<u8>, data: &[u8], info: &SegInfo, max_c
         let used = s.on_data(Dir::Response, carry, 0, info);
         carry.drain(..used);
     }
-    if carry.len() > max_carry {
+    if carry.len() > room.max_carry {
         carry.clear();
         s.on_gap(Dir::Response, 0, info);
+    }
+    let billable = carry.capacity().saturating_sub(KEEP_CARRY);
+    if billable > x.carry_charged {
+        let grow = billable - x.carry_charged;
+        if room.used + grow > room.cap {
+            // The table's carry share is spent: this partial line is shed
+            // and the reply resynchronises after it.
+            s.counters.budget_shed_carry_bytes += carry.len() as u64;
+            *carry = Vec::new();
+            room.used -= x.carry_charged;
+            x.carry_charged = 0;
+            s.on_gap(Dir::Response, 0, info);
+            return;
+        }
+        room.used += grow;
+        x.carry_charged = billable;
+    }
+}
+
+/// Gives back an exchange's carry (it is being recycled): a large one is
+/// freed, a small one kept for the next exchange.
+fn release_carry(x: &mut Exchange, room: &mut CarryRoom) {
+    room.used -= x.carry_charged;
+    x.carry_charged = 0;
+    x.carry.clear();
+    if x.carry.capacity() > KEEP_CARRY {
+        x.carry = Vec::new();
     }
 }
 
@@ -374,19 +427,19 @@ fn feed_holding_end(
     x: &mut Exchange,
     data: &[u8],
     info: &SegInfo,
-    max_carry: usize,
+    room: &mut CarryRoom,
     hold: bool,
 ) -> Option<SegInfo> {
     if let Some(body) = data.strip_suffix(END_LINE).filter(|_| hold) {
-        feed(&mut x.session, &mut x.carry, body, info, max_carry);
+        feed(x, body, info, room);
         // Inside a value block the same bytes are data, not a line.
         if x.carry.is_empty() && x.session.between_responses() {
             return Some(*info);
         }
-        feed(&mut x.session, &mut x.carry, END_LINE, info, max_carry);
+        feed(x, END_LINE, info, room);
         return None;
     }
-    feed(&mut x.session, &mut x.carry, data, info, max_carry);
+    feed(x, data, info, room);
     None
 }
 
@@ -429,6 +482,9 @@ pub struct UdpTable {
     /// way are skipped when they come up.
     closing: VecDeque<(Key, u64, u64, Ts)>,
     next_ticket: u64,
+    carry_room: CarryRoom,
+    /// The pending-request budget the exchanges' sessions draw on.
+    requests: Pool,
     pub counters: Counters,
 }
 
@@ -454,8 +510,43 @@ impl UdpTable {
             datagrams: 0,
             closing: VecDeque::new(),
             next_ticket: 0,
+            carry_room: CarryRoom {
+                max_carry: cfg.max_carry,
+                used: 0,
+                cap: cfg.max_carry_total,
+            },
+            requests: Pool::default(),
             counters: Counters::default(),
         }
+    }
+
+    /// Bytes one exchange costs (see `budget::Costs::exchange`): its
+    /// slot, a recycled copy (the table keeps as many spares as it had
+    /// exchanges), its map entry with hash-table slack, its place in the
+    /// closing queue and free list, the two buffers it keeps across reuse,
+    /// and the first entries of its session's queue.
+    pub fn bytes_per_exchange() -> usize {
+        use std::mem::size_of;
+        // Vectors double: up to twice their length.
+        2 * (size_of::<Option<(Key, Exchange)>>() + size_of::<Exchange>() + size_of::<usize>())
+            + (size_of::<(Key, usize)>() + 1) * 16 / 7
+            + 2 * size_of::<(Key, u64, u64, Ts)>()
+            + KEEP_CARRY
+            + KEEP_PARKED
+            + super::pending::FREE_ENTRIES * size_of::<super::pending::Pending>()
+    }
+
+    /// Makes the exchanges' sessions draw their pending requests from
+    /// `pool` (before any exchange exists).
+    pub fn with_request_pool(mut self, pool: Pool) -> UdpTable {
+        debug_assert!(self.slots.is_empty());
+        self.requests = pool;
+        self
+    }
+
+    /// Carry capacity drawn beyond what each exchange keeps.
+    pub fn carry_bytes(&self) -> usize {
+        self.carry_room.used
     }
 
     /// Exchanges awaiting an answer.
@@ -495,8 +586,17 @@ impl UdpTable {
                 x
             }
             None => Exchange {
-                session: Session::new(client, server, Transport::Udp, true, self.limits, 1024),
+                session: Session::new(
+                    client,
+                    server,
+                    Transport::Udp,
+                    true,
+                    self.limits,
+                    1024,
+                    self.requests.clone(),
+                ),
                 carry: Vec::new(),
+                carry_charged: 0,
                 msg_total: 0,
                 msg_next: 0,
                 parked: Vec::new(),
@@ -524,7 +624,8 @@ impl UdpTable {
             x.session.finish(sink);
             self.counters.add(&x.session.counters);
             x.session.counters = Counters::default();
-            if x.parked_buf.capacity() > RECYCLE_MAX {
+            release_carry(&mut x, &mut self.carry_room);
+            if x.parked_buf.capacity() > KEEP_PARKED {
                 x.parked_buf = Vec::new();
             }
             self.free_slots.push(slot);
@@ -592,12 +693,12 @@ impl UdpTable {
 
     /// Feeds the `END` held back, if any, and retires the exchange.
     fn finish_closing(&mut self, slot: usize, sink: &mut dyn RecordSink) {
-        let max_carry = self.cfg.max_carry;
+        let room = &mut self.carry_room;
         let (_, x) = self.slots[slot].as_mut().expect("slot is full");
         let now = self.clock;
         // Identical pieces kept aside may be needed after all (two values
         // with byte-identical datagrams); the rest were copies.
-        let (end, fed) = x.drain_parked(now, max_carry, false, true);
+        let (end, fed) = x.drain_parked(now, room, false, true);
         debug_assert!(end.is_none());
         self.buffered -= fed;
         let (copies, copy_bytes, other_bytes) = x.drop_leftovers();
@@ -606,7 +707,7 @@ impl UdpTable {
         self.buffered -= copy_bytes + other_bytes;
         if let Some(info) = x.closing.take().and_then(|c| c.end) {
             if x.at_boundary() {
-                feed(&mut x.session, &mut x.carry, END_LINE, &info, max_carry);
+                feed(x, END_LINE, &info, &mut self.carry_room);
                 x.session.emit(sink);
             }
             // Otherwise a message begun after the END never completed: the
@@ -743,6 +844,7 @@ impl UdpTable {
             return false;
         }
         let max_carry = self.cfg.max_carry;
+        let room = &mut self.carry_room;
         let linger = self.cfg.linger_datagrams > 0;
         let len = frame.payload.len();
         let (_, x) = self.slots[slot].as_mut().expect("mapped slot is full");
@@ -771,7 +873,7 @@ impl UdpTable {
             x.began(frame.seq, print);
             x.advance(total);
             let hold = may_hold && x.msg_total == 0;
-            held_end = feed_holding_end(x, frame.payload, info, max_carry, hold);
+            held_end = feed_holding_end(x, frame.payload, info, room, hold);
         } else if x.parked_buf.len() + len > max_carry
             || self.buffered + len > self.cfg.max_buffered
         {
@@ -797,7 +899,7 @@ impl UdpTable {
             });
             self.buffered += len;
             // This may have been the piece the others waited for.
-            let (end, fed) = x.drain_parked(info.ts, max_carry, may_hold, false);
+            let (end, fed) = x.drain_parked(info.ts, room, may_hold, false);
             held_end = end;
             self.buffered -= fed;
         }
@@ -946,9 +1048,8 @@ impl UdpTable {
                 self.finish_closing(slot, sink);
                 continue;
             }
-            let max_carry = self.cfg.max_carry;
             let (_, x) = self.slots[slot].as_mut().expect("slot is full");
-            let (end, fed) = x.drain_parked(now, max_carry, false, true);
+            let (end, fed) = x.drain_parked(now, &mut self.carry_room, false, true);
             debug_assert!(end.is_none());
             self.buffered -= fed;
             if !x.session.settled() {
@@ -1016,6 +1117,7 @@ mod tests {
             max_held: 64,
             max_buffered: 1 << 20,
             linger_datagrams: 0,
+            max_carry_total: usize::MAX,
         }
     }
 

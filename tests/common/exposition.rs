@@ -30,6 +30,7 @@ pub fn replay_fixture(case: &str, workers: usize, collectors: usize) -> Replayed
         workers: Some(workers),
         collectors: Some(collectors),
         window: None,
+        memory: None,
         max_keys: None,
         max_clients: None,
         client_granularity: None,
