@@ -841,6 +841,50 @@ mod tests {
         assert_eq!(cfg.capture, d.capture);
         assert_eq!(cfg.http, d.http);
         assert_eq!(format!("{:?}", cfg.store), format!("{:?}", d.store));
+        assert_eq!(format!("{:?}", cfg.limits), format!("{:?}", d.limits));
+    }
+
+    #[test]
+    fn memory_budget_sizes_and_errors() {
+        let mem = |t: &str| Config::parse(&format!("[limits]\nmemory = {t}\n"));
+        assert_eq!(mem("\"64MiB\"").unwrap().memory(), Some(64 << 20));
+        assert_eq!(mem("\"2 GiB\"").unwrap().memory(), Some(2 << 30));
+        assert_eq!(mem("\"100MB\"").unwrap().memory(), Some(100_000_000));
+        assert_eq!(mem("\"off\"").unwrap().memory(), None);
+        let auto = mem("\"auto\"").unwrap().memory().unwrap();
+        assert!((16 << 20..=512 << 20).contains(&auto), "{auto}");
+        let e = mem("\"lots\"").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "limits.memory = \"lots\" is not a size: write e.g. \"512MiB\", \"2GiB\", \"auto\" or \"off\""
+        );
+        let e = mem("\"1MiB\"").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "limits.memory = 1048576 is out of range: allowed 16777216 to 1099511627776; 16 MiB to 1 TiB"
+        );
+        // A number is not a size string: serde names the key.
+        assert!(mem("512").unwrap_err().to_string().contains("memory"));
+    }
+
+    #[test]
+    fn the_budget_lowers_bounds_it_cannot_afford_and_keeps_the_others() {
+        let c = Config::default();
+        let e = crate::session::EngineConfig::from_config_split(&c, &Split::of(64 << 20));
+        let s = Split::of(64 << 20);
+        assert_eq!(e.max_flows, s.flows);
+        assert_eq!(e.udp_max_pending, s.udp_exchanges);
+        assert_eq!(e.max_ooo_total, s.ooo_bytes);
+        assert_eq!(e.max_requests, s.requests);
+        assert_eq!(e.udp_max_held, c.udp.max_held);
+        // A bound lower than its part stays.
+        let mut small = Config::default();
+        small.tcp.max_flows = 10;
+        let e = crate::session::EngineConfig::from_config_split(&small, &s);
+        assert_eq!(e.max_flows, 10);
+        let off = crate::session::EngineConfig::from_config_split(&c, &Split::unbounded());
+        assert_eq!(off.max_flows, c.tcp.max_flows);
+        assert_eq!(off.max_requests, usize::MAX);
     }
 
     #[test]

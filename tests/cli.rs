@@ -377,7 +377,19 @@ fn numbers_out_of_range_are_one_line_naming_key_and_range() {
             "{text:?}"
         );
     }
-    let flags: [(&[&str], &str); 7] = [
+    let flags: [(&[&str], &str); 10] = [
+        (
+            &["--memory", "lots"],
+            "--memory = \"lots\" is not a size: write e.g. \"512MiB\", \"2GiB\", \"auto\" or \"off\"",
+        ),
+        (
+            &["--memory", "8MiB"],
+            "--memory = 8388608 is out of range: allowed 16777216 to 1099511627776; 16 MiB to 1 TiB",
+        ),
+        (
+            &["--memory", "64MiB", "--workers", "16"],
+            "a memory budget of 64 MiB gives each of 16 workers 4 MiB: at least 8 MiB each is needed (raise --memory / limits.memory, or lower --workers)",
+        ),
         (
             &["--max-keys", "4294967296"],
             "--max-keys = 4294967296 is out of range: allowed 1 to 16777216",
@@ -426,9 +438,21 @@ fn numbers_out_of_range_are_one_line_naming_key_and_range() {
         "2",
         "--window",
         "1d",
+        "--memory",
+        "16MiB",
         cap.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The startup line states the budget and what each worker may hold.
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("memtap: memory budget"))
+        .unwrap_or_else(|| panic!("no budget line in {err}"));
+    assert!(
+        line.starts_with("memtap: memory budget 16 MiB = 2 workers x 8 MiB: each up to "),
+        "{line}"
+    );
 }
 
 #[test]

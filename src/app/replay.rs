@@ -101,9 +101,9 @@ pub fn setup(
         anyhow::ensure!(
             share >= range::MEMORY_PER_WORKER,
             "a memory budget of {} gives each of {workers} workers {}: at least {} each is needed (raise --memory / limits.memory, or lower --workers)",
-            bytesize::ByteSize(m).display().iec(),
-            bytesize::ByteSize(share).display().iec(),
-            bytesize::ByteSize(range::MEMORY_PER_WORKER).display().iec(),
+            size(m),
+            size(share),
+            size(range::MEMORY_PER_WORKER),
         );
     }
     let rules = FamilyRules::new(&cfg.families).map_err(|e| anyhow::anyhow!("families: {e}"))?;
@@ -390,7 +390,6 @@ pub fn budget_line(pc: &PipelineConfig, cfg: &Config) -> String {
     };
     let split = pc.split();
     let e = crate::session::EngineConfig::from_config_split(cfg, &split);
-    let size = |b: u64| bytesize::ByteSize(b).display().iec().to_string();
     format!(
         "memory budget {} = {} workers x {}: each up to {} flows, {} pending requests, {} UDP exchanges, {} out-of-order and {} carried bytes",
         size(m),
@@ -402,4 +401,25 @@ pub fn budget_line(pc: &PipelineConfig, cfg: &Config) -> String {
         size(e.max_ooo_total),
         size(e.max_carry_total),
     )
+}
+
+/// A byte count as an operator writes it: whole units when exact
+/// ("64 MiB"), one decimal otherwise ("6.4 MiB").
+pub fn size(b: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (name, unit) in UNITS {
+        if b >= unit {
+            return if b % unit == 0 {
+                format!("{} {name}", b / unit)
+            } else {
+                format!("{:.1} {name}", b as f64 / unit as f64)
+            };
+        }
+    }
+    format!("{b} B")
 }
