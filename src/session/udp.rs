@@ -372,9 +372,6 @@ struct CarryRoom {
 /// Carry capacity an exchange keeps across reuse, part of its fixed cost
 /// (see `EXCHANGE_COST`); only capacity beyond it is drawn from the room.
 pub const KEEP_CARRY: usize = 1024;
-/// Capacity of the waiting-datagram buffer an exchange keeps across
-/// reuse (one full datagram), part of its fixed cost.
-pub const KEEP_PARKED: usize = 2048;
 
 /// Hands reply bytes to the session, keeping what it did not consume.
 fn feed(x: &mut Exchange, data: &[u8], info: &SegInfo, room: &mut CarryRoom) {
@@ -475,6 +472,8 @@ pub struct UdpTable {
     /// Bytes held plus bytes waiting in exchanges.
     buffered: usize,
     spare_bufs: Vec<Vec<u8>>,
+    /// Capacity of `spare_bufs`.
+    spare_bytes: usize,
     /// Datagrams seen (both directions): the lingering exchanges' clock.
     datagrams: u64,
     /// Lingering exchanges in the order they began to: (key, ticket,
@@ -491,9 +490,11 @@ pub struct UdpTable {
 impl UdpTable {
     pub fn new(limits: Limits, cfg: UdpConfig) -> UdpTable {
         UdpTable {
-            map: HashMap::new(),
-            slots: Vec::new(),
-            spare: Vec::new(),
+            // Sized once for the most exchanges: slots and spares never
+            // double (untouched capacity costs address space, not memory).
+            map: HashMap::with_capacity(cfg.max_pending.clamp(1, 1 << 20)),
+            slots: Vec::with_capacity(cfg.max_pending.clamp(1, 1 << 20)),
+            spare: Vec::with_capacity(cfg.max_pending.clamp(1, 1 << 20)),
             free_slots: Vec::new(),
             limits,
             cfg: UdpConfig {
@@ -507,6 +508,7 @@ impl UdpTable {
             held_live: 0,
             buffered: 0,
             spare_bufs: Vec::new(),
+            spare_bytes: 0,
             datagrams: 0,
             closing: VecDeque::new(),
             next_ticket: 0,
@@ -522,17 +524,18 @@ impl UdpTable {
 
     /// Bytes one exchange costs (see `budget::Costs::exchange`): its
     /// slot, a recycled copy (the table keeps as many spares as it had
-    /// exchanges), its map entry with hash-table slack, its place in the
-    /// closing queue and free list, the two buffers it keeps across reuse,
-    /// and the first entries of its session's queue.
+    /// exchanges; both sized once, never doubled), its map entry with
+    /// hash-table slack, its place in the closing queue and free list, the
+    /// two buffers it keeps across reuse, and the first entries of its
+    /// session's queue.
     pub fn bytes_per_exchange() -> usize {
         use std::mem::size_of;
-        // Vectors double: up to twice their length.
-        2 * (size_of::<Option<(Key, Exchange)>>() + size_of::<Exchange>() + size_of::<usize>())
+        size_of::<Option<(Key, Exchange)>>()
+            + size_of::<Exchange>()
+            + 2 * size_of::<usize>()
             + (size_of::<(Key, usize)>() + 1) * 16 / 7
             + 2 * size_of::<(Key, u64, u64, Ts)>()
             + KEEP_CARRY
-            + KEEP_PARKED
             + super::pending::FREE_ENTRIES * size_of::<super::pending::Pending>()
     }
 
@@ -625,9 +628,10 @@ impl UdpTable {
             self.counters.add(&x.session.counters);
             x.session.counters = Counters::default();
             release_carry(&mut x, &mut self.carry_room);
-            if x.parked_buf.capacity() > KEEP_PARKED {
-                x.parked_buf = Vec::new();
-            }
+            // Few exchanges ever wait for a piece: their buffers go back
+            // to the table's spares rather than stay with a spare exchange.
+            let parked = std::mem::take(&mut x.parked_buf);
+            self.recycle(parked);
             self.free_slots.push(slot);
             self.spare.push(x);
         }
@@ -886,6 +890,12 @@ impl UdpTable {
             x.carry.clear();
             x.session.on_gap(Dir::Response, 0, info);
         } else {
+            if x.parked_buf.capacity() == 0 {
+                if let Some(b) = self.spare_bufs.pop() {
+                    self.spare_bytes -= b.capacity();
+                    x.parked_buf = b;
+                }
+            }
             let start = x.parked_buf.len();
             x.parked_buf.extend_from_slice(frame.payload);
             x.parked.push(Part {
@@ -937,7 +947,7 @@ impl UdpTable {
             // Replayed entries behind an old one: drop them (in place).
             self.held.retain(|h| h.key.is_some());
         }
-        let mut data = self.spare_bufs.pop().unwrap_or_default();
+        let mut data = self.take_spare();
         data.extend_from_slice(datagram);
         self.held.push_back(Held {
             key: Some(key),
@@ -962,13 +972,29 @@ impl UdpTable {
         }
     }
 
+    /// Keeps a buffer for the next held or parked datagram. The spares'
+    /// capacity is bounded by a quarter of `max_buffered`, so what the
+    /// table holds (held, waiting, spare) stays within 1.25 times it.
     fn recycle(&mut self, mut buf: Vec<u8>) {
         buf.clear();
-        if buf.capacity() > 0
-            && buf.capacity() <= RECYCLE_MAX
+        let cap = buf.capacity();
+        if cap > 0
+            && cap <= RECYCLE_MAX
             && self.spare_bufs.len() < self.cfg.max_held
+            && self.spare_bytes + cap <= self.cfg.max_buffered / 4
         {
+            self.spare_bytes += cap;
             self.spare_bufs.push(buf);
+        }
+    }
+
+    fn take_spare(&mut self) -> Vec<u8> {
+        match self.spare_bufs.pop() {
+            Some(b) => {
+                self.spare_bytes -= b.capacity();
+                b
+            }
+            None => Vec::new(),
         }
     }
 

@@ -394,10 +394,15 @@ fn run(
                 *sh.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 backoff = Duration::from_millis(50);
                 // A bucket is closed once a fine interval past it arrived.
+                // Rollups and retention wait while anything submitted is
+                // still queued or spooled: a spilled interval is older
+                // than those queued after it, and its bucket must not be
+                // rolled up and pruned without it.
+                let settled = sh.backlog.load(Ordering::Relaxed) == 0;
                 let done: Vec<u64> = touched
                     .iter()
                     .copied()
-                    .filter(|&b| b + o.rollup_ns <= newest)
+                    .filter(|&b| settled && b + o.rollup_ns <= newest)
                     .collect();
                 for b in done {
                     if let Some(d) = db.as_mut() {
@@ -406,7 +411,7 @@ fn run(
                         }
                     }
                 }
-                if let Some(d) = db.as_mut() {
+                if let Some(d) = db.as_mut().filter(|_| settled) {
                     // A failed prune is retried after the next batch.
                     let _ = prune(d.as_mut(), &o, newest);
                 }
@@ -481,10 +486,19 @@ fn write_batch(db: &mut dyn Db, items: &[Item], o: &StoreOptions) -> Result<()> 
         for i in items {
             match i {
                 Item::Interval(s) => {
+                    let bucket = s.start - s.start % o.rollup_ns;
+                    if let Some(r) = pruned_rollup(db, o, bucket)? {
+                        // Retention already replaced this bucket's fine
+                        // intervals by its rollup: a late one (windows
+                        // closed out of order, or a store that caught up)
+                        // is added to the rollup, not kept alone.
+                        let merged = rollup_of(o, bucket, &[r, (**s).clone()]);
+                        snapshot::write(db, &merged)?;
+                        continue;
+                    }
                     snapshot::write(db, s)?;
                     // Its rollup is stale now; it is made again when the
                     // bucket closes (or at finish).
-                    let bucket = s.start - s.start % o.rollup_ns;
                     snapshot::write_delete(db, &s.sniffer, 1, bucket)?;
                 }
                 Item::Capture(c) => {
@@ -515,21 +529,34 @@ fn write_batch(db: &mut dyn Db, items: &[Item], o: &StoreOptions) -> Result<()> 
     }
 }
 
-/// Makes the rollup of one bucket from its fine intervals.
-fn rollup(db: &mut dyn Db, o: &StoreOptions, bucket: u64) -> Result<()> {
-    let fine = snapshot::read(
-        db,
-        &Filter {
-            level: 0,
-            since: bucket,
-            until: Some(bucket + o.rollup_ns),
-            sniffers: vec![o.sniffer.clone()],
-        },
-    )?;
-    if fine.is_empty() {
-        return Ok(());
+/// The rollup of `bucket` when retention has deleted its fine intervals
+/// (a rollup and no fine row left), else `None`.
+fn pruned_rollup(db: &mut dyn Db, o: &StoreOptions, bucket: u64) -> Result<Option<Snapshot>> {
+    if o.keep_fine_ns == 0 {
+        return Ok(None);
     }
-    let f = snapshot::fold(&fine);
+    let read = |db: &mut dyn Db, level| {
+        snapshot::read(
+            db,
+            &Filter {
+                level,
+                since: bucket,
+                until: Some(bucket + o.rollup_ns),
+                sniffers: vec![o.sniffer.clone()],
+            },
+        )
+    };
+    let mut rollups = read(db, 1)?;
+    if rollups.is_empty() || !read(db, 0)?.is_empty() {
+        return Ok(None);
+    }
+    Ok(rollups.pop())
+}
+
+/// The rollup snapshot of `bucket` folded from `parts` (fine intervals,
+/// or an earlier rollup and late fine intervals).
+fn rollup_of(o: &StoreOptions, bucket: u64, parts: &[Snapshot]) -> Snapshot {
+    let f = snapshot::fold(parts);
     let mut s = Snapshot::from_tables(
         &o.sniffer,
         bucket,
@@ -549,6 +576,24 @@ fn rollup(db: &mut dyn Db, o: &StoreOptions, bucket: u64) -> Result<()> {
         f.limits.max_families as u64,
     ];
     s.health = f.health.into_iter().filter(|(_, v)| *v > 0).collect();
+    s
+}
+
+/// Makes the rollup of one bucket from its fine intervals.
+fn rollup(db: &mut dyn Db, o: &StoreOptions, bucket: u64) -> Result<()> {
+    let fine = snapshot::read(
+        db,
+        &Filter {
+            level: 0,
+            since: bucket,
+            until: Some(bucket + o.rollup_ns),
+            sniffers: vec![o.sniffer.clone()],
+        },
+    )?;
+    if fine.is_empty() {
+        return Ok(());
+    }
+    let s = rollup_of(o, bucket, &fine);
     db.batch("BEGIN")?;
     match snapshot::write(db, &s) {
         Ok(()) => db.batch("COMMIT"),
