@@ -191,44 +191,47 @@ impl Session {
     /// Pops every resolved entry at the front of the queue into `sink`.
     pub fn emit(&mut self, sink: &mut dyn RecordSink) {
         while let Some(front) = self.queue.front() {
-            let e = if front.marker && front.is_open() {
+            // Which entry leaves: the record is built from it in place, and
+            // it is dropped after (no copy of the entry per record).
+            let at = if front.marker && front.is_open() {
                 // An open marker keeps guarding the requests behind it, but
                 // requests already resolved need not wait for it.
                 match self.queue.get(1) {
-                    Some(next) if !next.is_open() => self.queue.remove(1).expect("index 1 exists"),
+                    Some(next) if !next.is_open() => 1,
                     // Two open markers in a row guard the same next request:
                     // one suffices. Without this every overflow of a
                     // one-sided connection left one more marker behind,
                     // the queue filled with them and each request walked it.
-                    Some(next) if next.marker => self.queue.pop_front().expect("front exists"),
+                    Some(next) if next.marker => 0,
                     _ => break,
                 }
             } else if front.is_open() {
                 break;
             } else {
-                self.queue.pop_front().expect("front exists")
+                0
             };
-            if e.marker {
-                continue;
+            let e = self.queue.get(at).expect("index exists");
+            if !e.marker {
+                self.counters.records += 1;
+                if e.outcome == Outcome::Lost {
+                    self.counters.lost_requests += 1;
+                }
+                sink.record(&Record {
+                    ts: e.ts,
+                    client: self.client,
+                    server: self.server,
+                    transport: self.transport,
+                    proto: e.proto,
+                    command: e.command,
+                    first: e.first,
+                    key: e.key(),
+                    result: e.outcome,
+                    req_bytes: e.req_bytes,
+                    resp_bytes: e.resp_bytes,
+                    latency_ns: e.latency(),
+                });
             }
-            self.counters.records += 1;
-            if e.outcome == Outcome::Lost {
-                self.counters.lost_requests += 1;
-            }
-            sink.record(&Record {
-                ts: e.ts,
-                client: self.client,
-                server: self.server,
-                transport: self.transport,
-                proto: e.proto,
-                command: e.command,
-                first: e.first,
-                key: e.key(),
-                result: e.outcome,
-                req_bytes: e.req_bytes,
-                resp_bytes: e.resp_bytes,
-                latency_ns: e.latency(),
-            });
+            self.queue.discard(at);
         }
         self.queue.shrink_if_empty();
     }

@@ -198,6 +198,13 @@ impl Pool {
             .map_or(0, |p| p.used.load(Ordering::Relaxed))
     }
 
+    /// More than half of the pool is drawn (an unbounded pool never is).
+    fn short(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|p| p.used.load(Ordering::Relaxed) > p.cap / 2)
+    }
+
     fn take(&self, n: usize) -> bool {
         let Some(p) = &self.0 else { return true };
         let prev = p.used.fetch_add(n, Ordering::Relaxed);
@@ -273,11 +280,22 @@ impl Queue {
         self.charged = billable;
     }
 
-    /// Frees the storage of an emptied queue that grew large.
+    /// Frees the storage of an emptied queue that grew large, when the
+    /// pool runs short (while it has room, keeping it spares a client
+    /// that pipelines deeply a reallocation per burst).
     pub fn shrink_if_empty(&mut self) {
-        if self.q.is_empty() && self.q.capacity() > KEEP_ENTRIES {
+        if self.q.is_empty() && self.q.capacity() > KEEP_ENTRIES && self.pool.short() {
             self.q = VecDeque::new();
             self.sync();
+        }
+    }
+
+    /// Removes entry `i` (0 or 1: the front, or the one behind a marker).
+    pub fn discard(&mut self, i: usize) {
+        if i == 0 {
+            self.q.pop_front();
+        } else {
+            self.q.remove(i);
         }
     }
 
