@@ -43,6 +43,87 @@ pub struct Config {
     pub store: StoreCfg,
     #[serde(default)]
     pub limits: LimitsCfg,
+    /// Rules that fire on the live figures: `[[trigger]]` tables.
+    #[serde(default)]
+    pub trigger: Vec<TriggerCfg>,
+    #[serde(default)]
+    pub recorder: RecorderCfg,
+}
+
+/// One `[[trigger]]` table (see `trigger::rule` for what each means).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerCfg {
+    pub name: String,
+    pub metric: String,
+    pub above: Option<f64>,
+    pub below: Option<f64>,
+    pub clear: Option<f64>,
+    #[serde(default = "d_window")]
+    pub window: String,
+    #[serde(default = "d_cooldown")]
+    pub cooldown: String,
+    #[serde(default)]
+    pub min_requests: u64,
+    pub counter: Option<String>,
+    #[serde(default = "d_before")]
+    pub before: String,
+    #[serde(default = "d_after")]
+    pub after: String,
+    #[serde(default = "d_true")]
+    pub record: bool,
+    pub webhook: Option<String>,
+    pub command: Option<String>,
+}
+
+fn d_window() -> String {
+    "10s".into()
+}
+fn d_cooldown() -> String {
+    "60s".into()
+}
+fn d_before() -> String {
+    "5s".into()
+}
+fn d_after() -> String {
+    "2s".into()
+}
+fn d_true() -> bool {
+    true
+}
+
+/// `[recorder]`: the flight recorder behind the triggers' snippets.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecorderCfg {
+    /// Where snippets go (`--trigger-dir`); empty: no snippets.
+    pub dir: String,
+    /// Bytes of recent frames kept, all capture threads together.
+    pub memory: String,
+    /// Age of the oldest frame kept.
+    pub keep: String,
+    /// Most bytes of snippets in `dir` (memtap's own files, this run and
+    /// earlier ones); past it snippets are not written, and counted.
+    pub quota: String,
+    /// Snippets one rule may write per hour (packet time).
+    pub per_rule_per_hour: u32,
+    /// How long a webhook and a command may take.
+    pub webhook_timeout: String,
+    pub command_timeout: String,
+}
+
+impl Default for RecorderCfg {
+    fn default() -> Self {
+        RecorderCfg {
+            dir: String::new(),
+            memory: "64MiB".into(),
+            keep: "30s".into(),
+            quota: "1GiB".into(),
+            per_rule_per_hour: 6,
+            webhook_timeout: "5s".into(),
+            command_timeout: "10s".into(),
+        }
+    }
 }
 
 /// `[limits]`: the memory budget of the per-packet state.
@@ -374,6 +455,9 @@ pub mod range {
     /// A budget below 16 MiB leaves a worker too little to follow even a
     /// few hundred connections; 1 TiB is above any machine memtap runs on.
     pub const MEMORY: Range = r(16 << 20, 1 << 40, "16 MiB to 1 TiB");
+    /// The flight recorder's ring, all threads together.
+    pub const RECORDER_BYTES: Range = r(1 << 20, 16 << 30, "1 MiB to 16 GiB");
+    pub const RECORDER_QUOTA: Range = r(1 << 20, 1 << 50, "");
     /// Each worker's share of the budget: below this its batches between
     /// threads alone would pass their part.
     pub const MEMORY_PER_WORKER: u64 = 8 << 20;
@@ -703,6 +787,8 @@ impl Config {
             check(name, v, r)?;
         }
         parse_memory("limits.memory", &self.limits.memory)?;
+        self.triggers()?;
+        self.recorder_bounds()?;
         let window = parse_duration(&self.collect.window)
             .map_err(|e| anyhow::anyhow!("collect.window: {e}"))?;
         check_window("collect.window", window)?;
@@ -733,6 +819,61 @@ impl Config {
             list.push(parsed);
         }
         Ok(Targets::new(list))
+    }
+
+    /// The `[[trigger]]` rules, checked: one line naming a bad one.
+    pub fn triggers(&self) -> anyhow::Result<Vec<crate::trigger::Rule>> {
+        let mut specs = Vec::new();
+        for t in &self.trigger {
+            let d = |what: &str, v: &str| {
+                parse_duration(v).map_err(|e| anyhow::anyhow!("trigger {:?}: {what}: {e}", t.name))
+            };
+            specs.push(crate::trigger::RuleSpec {
+                name: t.name.clone(),
+                metric: t.metric.clone(),
+                above: t.above,
+                below: t.below,
+                clear: t.clear,
+                window_ns: d("window", &t.window)?,
+                cooldown_ns: d("cooldown", &t.cooldown)?,
+                min_requests: t.min_requests,
+                counter: t.counter.clone(),
+                before_ns: d("before", &t.before)?,
+                after_ns: d("after", &t.after)?,
+                record: t.record,
+                webhook: t.webhook.clone(),
+                command: t.command.clone(),
+            });
+        }
+        crate::trigger::rule::check_all(&specs).map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// `[recorder]`'s sizes and times: (ring bytes, keep ns, quota bytes,
+    /// webhook timeout ns, command timeout ns).
+    pub fn recorder_bounds(&self) -> anyhow::Result<(u64, u64, u64, u64, u64)> {
+        let r = &self.recorder;
+        let size = |name: &str, v: &str, range: range::Range| -> anyhow::Result<u64> {
+            let b = v.trim().parse::<bytesize::ByteSize>().map_err(|_| {
+                anyhow::anyhow!("recorder.{name} = {v:?} is not a size: write e.g. \"64MiB\"")
+            })?;
+            check(&format!("recorder.{name}"), b.as_u64(), range)?;
+            Ok(b.as_u64())
+        };
+        let time = |name: &str, v: &str, max_s: u64| -> anyhow::Result<u64> {
+            let ns = parse_duration(v).map_err(|e| anyhow::anyhow!("recorder.{name}: {e}"))?;
+            anyhow::ensure!(
+                (1_000_000_000..=max_s * 1_000_000_000).contains(&ns),
+                "recorder.{name} = {v} is out of range: allowed 1s to {max_s}s"
+            );
+            Ok(ns)
+        };
+        Ok((
+            size("memory", &r.memory, range::RECORDER_BYTES)?,
+            time("keep", &r.keep, 600)?,
+            size("quota", &r.quota, range::RECORDER_QUOTA)?,
+            time("webhook_timeout", &r.webhook_timeout, 60)?,
+            time("command_timeout", &r.command_timeout, 600)?,
+        ))
     }
 
     /// The budget of `[limits] memory`; `None` when it is off. The value

@@ -22,6 +22,8 @@
 //!   the whole per-packet path of one thread.
 //! * `collect` batches records to collector threads (sharded by key) and
 //!   keeps the bounded hot-key / hot-client tables and windows.
+//! * `trigger` judges rules (a key's share, a client's rate, a server's
+//!   hit ratio...) on the collectors' per-second figures, on packet time.
 //! * `report` turns tables into the report (JSON, text, CSV); `export`
 //!   into Prometheus metrics; `web` serves both over HTTP; `ui` draws the
 //!   live terminal view (`memtap top`) from the report's snapshots.
@@ -48,5 +50,6 @@ pub mod session;
 pub mod stats;
 pub mod store;
 pub mod time;
+pub mod trigger;
 pub mod ui;
 pub mod web;

@@ -430,6 +430,7 @@ fn run(path: &Path, limits: TableLimits, workers: usize, collectors: usize) -> P
         limits,
         families: Some(Arc::new(FamilyRules::new(&cfg.families).unwrap())),
         memory: cfg.memory(),
+        seconds: false,
     };
     let targets = Targets::new(vec![format!("*:{PORT}").parse().unwrap()]);
     pipeline::run(&cfg, &targets, &[path.to_path_buf()], &pc, &mut NoProgress).unwrap()

@@ -12,6 +12,7 @@ const ORDER: &[&str] = &[
     "protocol",
     "session",
     "collect",
+    "trigger",
     "report",
     "export",
     "store",

@@ -322,6 +322,7 @@ fn render_window(w: &Tables, top: usize) -> String {
             flows_active: 0,
             windows_closed: 1,
             store_backlog: None,
+            triggers: None,
         },
         Format::Prometheus004,
     );

@@ -21,6 +21,8 @@ fn analysis(workers: usize, collectors: usize) -> AnalysisArgs {
         collectors: Some(collectors),
         window: None,
         memory: None,
+        trigger_dir: None,
+        log_format: None,
         max_keys: None,
         max_clients: None,
         client_granularity: None,

@@ -35,6 +35,8 @@ fn replay_setup() -> ReplaySetup {
         collectors: Some(2),
         window: Some(WINDOW.into()),
         memory: None,
+        trigger_dir: None,
+        log_format: None,
         max_keys: None,
         max_clients: None,
         client_granularity: None,

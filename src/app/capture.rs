@@ -337,6 +337,14 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
     }
     let events = watch_signals()?;
     let input_name = format!("interface {}", st.iface);
+    let mut triggers = s.triggers.clone().map(|mut t| {
+        t.quiet = a.quiet;
+        super::triggers::Triggers::new(t, s.pipeline.collectors)
+    });
+    let recorder = triggers
+        .as_ref()
+        .filter(|t| t.settings().records())
+        .map(|t| (t.settings().ring_bytes, t.settings().keep_ns));
     let mut live = Live::start(
         LiveConfig {
             pipeline: s.pipeline.clone(),
@@ -348,6 +356,8 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
             input_name: input_name.clone(),
             options: s.options.clone(),
             metrics_top: s.metrics_top,
+            recorder,
+            triggers: triggers.as_ref().map(|t| t.shared.clone()),
         },
         sources,
     )?;
@@ -396,12 +406,24 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
                         r.limits.max_clients
                     );
                     live.reload(r);
+                    if let (Some(t), Some(nt)) = (triggers.as_mut(), ns.triggers.as_ref()) {
+                        t.set_rules(nt.rules.clone());
+                    }
                     current = ns;
                 }
                 Err(e) => eprintln!("memtap: reload failed, keeping the running config: {e:#}"),
             },
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(t) = triggers.as_mut() {
+            t.observe(&live.counters_now());
+            let mut frames = LiveFrames(&live);
+            for m in live.seconds() {
+                t.take(m, &mut frames);
+            }
+            // Frames of the last half second may still be on their way.
+            t.tick(wall_ns().saturating_sub(500_000_000), &mut frames);
         }
         let closed = live.pump();
         if let Some(f) = store.as_mut() {
@@ -451,6 +473,21 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
     if !a.quiet {
         eprintln!("memtap: stopping: draining the pipeline");
     }
+    let mut trigger_summary = None;
+    if let Some(mut t) = triggers.take() {
+        // The rings go with the capture threads: what is due is written
+        // now, with the frames there are.
+        let mut frames = LiveFrames(&live);
+        for m in live.seconds() {
+            t.take(m, &mut frames);
+        }
+        t.tick(Ts::MAX, &mut frames);
+        t.finish(&mut frames);
+        trigger_summary = Some(crate::trigger::Summary {
+            stats: t.stats(),
+            events: t.events(),
+        });
+    }
     let (out, threads) = live.finish()?;
     if !a.quiet {
         // Each thread's share and rate: the fanout's balance at a glance.
@@ -467,7 +504,8 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
             );
         }
     }
-    let report = replay::make_report(&out, &[PathBuf::from(&input_name)], &current);
+    let mut report = replay::make_report(&out, &[PathBuf::from(&input_name)], &current);
+    report.triggers = trigger_summary;
     if !a.quiet {
         for w in &out.warnings {
             eprintln!("memtap: warning: {w}");
@@ -531,4 +569,20 @@ fn reload(
         },
         ns,
     ))
+}
+
+/// A live capture's flight recorder, as a trigger's frame source.
+struct LiveFrames<'a>(&'a Live);
+
+impl super::triggers::FrameSource for LiveFrames<'_> {
+    fn frames(&mut self, from: Ts, to: Ts) -> Vec<crate::capture::recorder::Kept> {
+        self.0.frames(from, to)
+    }
+}
+
+fn wall_ns() -> Ts {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as Ts)
+        .unwrap_or(0)
 }

@@ -414,6 +414,16 @@ pub struct AnalysisArgs {
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
 
+    /// Where triggers write their pcapng snippets (config: recorder.dir;
+    /// without it triggers still fire, log and count, but keep no packets).
+    #[arg(long, value_name = "DIR")]
+    pub trigger_dir: Option<PathBuf>,
+
+    /// Trigger event lines on standard error: text, or one JSON object a
+    /// line. Default: text.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
     /// Keys tracked exactly before the heavy-hitter table starts evicting.
     /// Default 100000 (config: collect.max_keys); 1-16777216.
     #[arg(long, value_name = "N")]
@@ -474,4 +484,11 @@ pub struct DumpArgs {
     /// Capture files (pcap, pcapng; .gz/.zst accepted; `-` = stdin).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+/// How memtap writes its event lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }

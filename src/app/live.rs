@@ -25,9 +25,11 @@ use super::pipeline::{
     PipelineOutput, WindowMerger, Worker,
 };
 use super::shape::Shape;
+use crate::capture::recorder::{Kept, Ring};
 use crate::capture::Frame;
 use crate::collect::batch::{Backpressure, Batcher, RecordBatch};
 use crate::collect::collector::Ctl;
+use crate::collect::seconds::SecondMsg;
 use crate::collect::tables::{TableLimits, Tables};
 use crate::decode::targets::Targets;
 use crate::decode::{flow_hash, DecodeConfig, Decoder, Ts};
@@ -76,6 +78,18 @@ pub struct LiveConfig {
     pub input_name: String,
     pub options: ReportOptions,
     pub metrics_top: usize,
+    /// Flight recorder: ring bytes for all capture threads together, and
+    /// the age of the oldest frame kept; `None`: no recorder.
+    pub recorder: Option<(u64, Ts)>,
+    /// The triggers' figures, for the HTTP views.
+    pub triggers: Option<Arc<Mutex<super::triggers::Shared>>>,
+}
+
+/// A request for the frames a capture thread's ring holds in a span.
+pub struct SnipReq {
+    pub from: Ts,
+    pub to: Ts,
+    pub reply: Sender<Vec<Kept>>,
 }
 
 /// What a config reload changes while running.
@@ -125,6 +139,7 @@ struct Shared {
 }
 
 struct LiveView {
+    triggers: Option<Arc<Mutex<super::triggers::Shared>>>,
     ctls: Vec<Sender<Ctl>>,
     slots: Arc<Vec<Mutex<Slot>>>,
     shared: Arc<Mutex<Shared>>,
@@ -198,6 +213,13 @@ impl ViewSource for LiveView {
                 .map(|s| s.lock().expect("slot").flows_active)
                 .sum(),
             store_backlog: sh.store_backlog,
+            triggers: self.triggers.as_ref().map(|t| {
+                let t = t.lock().unwrap_or_else(|p| p.into_inner());
+                crate::trigger::Summary {
+                    stats: t.stats.clone(),
+                    events: t.events.iter().cloned().collect(),
+                }
+            }),
             taken_ns: wall_ns(),
         });
         *cache = Some((Instant::now(), v.clone()));
@@ -247,6 +269,8 @@ pub struct Live {
     reload_txs: Vec<Sender<Arc<Reload>>>,
     pipeline: PipelineConfig,
     keep_windows: usize,
+    /// One per thread with a flight recorder ring.
+    snip_txs: Vec<Sender<SnipReq>>,
 }
 
 impl Live {
@@ -263,6 +287,20 @@ impl Live {
         anyhow::ensure!(workers >= 1, "at least one worker is needed");
         let pc = PipelineConfig { workers, ..pc };
         let shape = pc.shape(Shape::LIVE);
+        // The recorder's bytes, split between the threads that see frames.
+        let ring_threads = match &sources {
+            Sources::PerWorker(v) => v.len(),
+            Sources::Shared(_) => 1,
+        };
+        let mut snip_txs = Vec::new();
+        let mut new_ring = || {
+            cfg.recorder.map(|(bytes, keep)| {
+                let (tx, rx) = bounded::<SnipReq>(4);
+                snip_txs.push(tx);
+                let each = usize::try_from(bytes / ring_threads as u64).unwrap_or(usize::MAX);
+                (Ring::new(each, keep), rx)
+            })
+        };
         let mut spare_tx = Vec::new();
         let mut spare_rx = Vec::new();
         for _ in 0..workers {
@@ -290,6 +328,8 @@ impl Live {
             ),
             window_ns: pc.window_ns,
             last_flush_window: 0,
+            flush_seconds: pc.seconds,
+            last_flush_second: 0,
         };
 
         let mut names: Vec<String> = Vec::new();
@@ -311,6 +351,7 @@ impl Live {
                     let stop = stop.clone();
                     let slots = slots.clone();
                     let core = cores.get(i % cores.len().max(1)).copied();
+                    let ring = new_ring();
                     threads.push(
                         thread::Builder::new()
                             .name(format!("memtap-capture-{i}"))
@@ -318,7 +359,7 @@ impl Live {
                                 if let Some(c) = core {
                                     core_affinity::set_for_current(c);
                                 }
-                                capture_loop(i, src, decoder, w, &stop, &rrx, &slots[i]);
+                                capture_loop(i, src, decoder, w, &stop, &rrx, &slots[i], ring);
                             })?,
                     );
                 }
@@ -379,6 +420,7 @@ impl Live {
                 let decoder = Decoder::new(cfg.decode);
                 let targets = cfg.targets.clone();
                 let core = cores.first().copied();
+                let ring = new_ring();
                 reader = Some(thread::Builder::new().name("memtap-reader".into()).spawn(
                     move || {
                         if let Some(c) = core {
@@ -386,12 +428,14 @@ impl Live {
                         }
                         reader_loop(
                             src, decoder, targets, to_workers, back, &stop, &rrx, &slots[0], shape,
+                            ring,
                         )
                     },
                 )?);
             }
         }
         let view = Arc::new(LiveView {
+            triggers: cfg.triggers.clone(),
             ctls: cols.ctls.clone(),
             slots,
             shared: Arc::new(Mutex::new(Shared {
@@ -416,11 +460,51 @@ impl Live {
             reload_txs,
             keep_windows: cfg.keep_windows.max(1),
             pipeline: pc,
+            snip_txs,
         })
     }
 
     pub fn view_source(&self) -> Arc<dyn ViewSource> {
         self.view.clone()
+    }
+
+    /// What the collectors said about closed seconds (triggers).
+    pub fn seconds(&self) -> Vec<SecondMsg> {
+        self.cols
+            .seconds_rx
+            .as_ref()
+            .map(|rx| rx.try_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// The frames the capture threads' rings hold in `[from, to]`, oldest
+    /// first (each thread answers within a tick).
+    pub fn frames(&self, from: Ts, to: Ts) -> Vec<Kept> {
+        let (tx, rx) = bounded::<Vec<Kept>>(self.snip_txs.len().max(1));
+        let mut asked = 0;
+        for s in &self.snip_txs {
+            if s.send_timeout(
+                SnipReq {
+                    from,
+                    to,
+                    reply: tx.clone(),
+                },
+                Duration::from_secs(1),
+            )
+            .is_ok()
+            {
+                asked += 1;
+            }
+        }
+        let mut all = Vec::new();
+        for _ in 0..asked {
+            match rx.recv_timeout(Duration::from_secs(2)) {
+                Ok(v) => all.extend(v),
+                Err(_) => break,
+            }
+        }
+        all.sort_by_key(|k| k.ts);
+        all
     }
 
     /// Takes in the windows the collectors closed; returns them (oldest
@@ -523,6 +607,7 @@ impl Live {
         let cols = std::mem::replace(
             &mut self.cols,
             Collectors {
+                seconds_rx: None,
                 senders: Vec::new(),
                 handles: Vec::new(),
                 windows_rx: None,
@@ -585,7 +670,17 @@ fn slot(name: &str) -> Slot {
     }
 }
 
+/// Hands the main thread the frames it asked for (a trigger's snippet).
+fn answer_snippets(ring: &mut Option<(Ring, Receiver<SnipReq>)>) {
+    if let Some((r, rx)) = ring.as_ref() {
+        while let Ok(q) = rx.try_recv() {
+            let _ = q.reply.send(r.take(q.from, q.to));
+        }
+    }
+}
+
 /// One AF_PACKET worker: its own ring, decoder, engine and batcher.
+#[allow(clippy::too_many_arguments)]
 fn capture_loop(
     i: usize,
     mut src: Box<dyn LiveSource>,
@@ -594,6 +689,7 @@ fn capture_loop(
     stop: &AtomicBool,
     reload: &Receiver<Arc<Reload>>,
     slot: &Mutex<Slot>,
+    mut ring: Option<(Ring, Receiver<SnipReq>)>,
 ) {
     // Capture-side counters (source and decoder), kept apart from the
     // engine's: they are added once at the end.
@@ -615,10 +711,15 @@ fn capture_loop(
             if let Some(p) = decoder.decode(frame, &mut dec) {
                 first_ts.get_or_insert(p.ts);
                 last_ts = last_ts.max(p.ts);
+                // The kernel filter passes only the watched traffic.
+                if let Some((r, _)) = ring.as_mut() {
+                    r.push(frame.ts, frame.linktype, frame.wire_len, frame.data);
+                }
                 w.packet(&p);
             }
         });
         cap.add(&dec);
+        answer_snippets(&mut ring);
         match res {
             Ok(_) => problem = None,
             Err(e) => {
@@ -666,6 +767,7 @@ fn reader_loop(
     reload: &Receiver<Arc<Reload>>,
     slot: &Mutex<Slot>,
     shape: Shape,
+    mut ring: Option<(Ring, Receiver<SnipReq>)>,
 ) -> Counters {
     let n = to_workers.len();
     let mut cur: Vec<PacketBatch> = (0..n).map(|_| PacketBatch::default()).collect();
@@ -707,6 +809,9 @@ fn reader_loop(
                 if targets.classify(p.src, p.sport, p.dst, p.dport).is_none() {
                     dec.not_target += 1;
                 } else {
+                    if let Some((r, _)) = ring.as_mut() {
+                        r.push(frame.ts, frame.linktype, frame.wire_len, frame.data);
+                    }
                     let i = (flow_hash(p.src, p.sport, p.dst, p.dport) % n as u64) as usize;
                     cur[i].push(&p);
                     if cur[i].len() >= shape.batch_packets
@@ -719,6 +824,7 @@ fn reader_loop(
         });
         c.add(&dec);
         c.add(&drops);
+        answer_snippets(&mut ring);
         match res {
             Ok(_) => problem = None,
             Err(e) => {

@@ -13,6 +13,7 @@ pub mod shape;
 pub mod store;
 pub mod summary;
 pub mod top;
+pub mod triggers;
 
 use crate::capture::file::FileSource;
 use crate::config::Config;

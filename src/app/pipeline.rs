@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::thread;
 
 use super::shape::Shape;
+use crate::collect::seconds::{SecondMsg, SECOND_NS};
 
 /// Shape of the pipeline.
 #[derive(Debug, Clone)]
@@ -49,6 +50,20 @@ pub struct PipelineConfig {
     /// The memory budget (`[limits] memory`, `--memory`) shared by the
     /// workers; `None` for none.
     pub memory: Option<u64>,
+    /// Collectors hand on per-second figures (for triggers).
+    pub seconds: bool,
+}
+
+/// What a replay hands, besides the pipeline, to the triggers: the frames
+/// of the watched traffic (for the flight recorder), the collectors'
+/// per-second figures, and packet time.
+pub trait Tap {
+    fn frame(&mut self, f: &crate::capture::Frame<'_>);
+    fn seconds(&mut self, m: SecondMsg);
+    /// Packet time the reader has reached.
+    fn tick(&mut self, now: Ts);
+    /// End of input (every second is in).
+    fn finish(&mut self);
 }
 
 impl PipelineConfig {
@@ -167,6 +182,10 @@ pub(crate) struct Worker {
     pub batcher: Batcher,
     pub window_ns: u64,
     pub last_flush_window: Ts,
+    /// Also flush at every second of packet time (triggers judge each
+    /// second once every worker is past it).
+    pub flush_seconds: bool,
+    pub last_flush_second: Ts,
 }
 
 impl Worker {
@@ -189,6 +208,13 @@ impl Worker {
     /// Crossing into a new window sends the batches (possibly empty): their
     /// watermark lets collectors close the window just left.
     fn maybe_flush(&mut self) {
+        if self.flush_seconds {
+            let s = collector::window_start(self.batcher.now, SECOND_NS);
+            if s > self.last_flush_second {
+                self.last_flush_second = s;
+                self.batcher.flush();
+            }
+        }
         if self.window_ns == 0 {
             return;
         }
@@ -230,6 +256,7 @@ pub(crate) struct Collectors {
     pub senders: Vec<Sender<RecordBatch>>,
     pub handles: Vec<thread::JoinHandle<CollectorResult>>,
     pub windows_rx: Option<Receiver<WindowMsg>>,
+    pub seconds_rx: Option<Receiver<SecondMsg>>,
     /// Live pipelines only: one control channel per collector.
     pub ctls: Vec<Sender<collector::Ctl>>,
 }
@@ -242,6 +269,12 @@ pub(crate) fn spawn_collectors(
 ) -> Collectors {
     let mut ctls = Vec::new();
     let (wtx, wrx) = if pc.windows && pc.window_ns > 0 {
+        let (t, r) = unbounded();
+        (Some(t), Some(r))
+    } else {
+        (None, None)
+    };
+    let (stx, srx) = if pc.seconds {
         let (t, r) = unbounded();
         (Some(t), Some(r))
     } else {
@@ -267,6 +300,7 @@ pub(crate) fn spawn_collectors(
         };
         let recycle = recycle.to_vec();
         let wtx = wtx.clone();
+        let stx = stx.clone();
         let ctl = if live {
             let (t, r) = unbounded();
             ctls.push(t);
@@ -277,7 +311,7 @@ pub(crate) fn spawn_collectors(
         handles.push(
             thread::Builder::new()
                 .name(format!("memtap-collect-{id}"))
-                .spawn(move || collector::run(id, cfg, rx, recycle, wtx, ctl))
+                .spawn(move || collector::run(id, cfg, rx, recycle, wtx, ctl, stx))
                 .expect("spawn collector thread"),
         );
     }
@@ -285,6 +319,7 @@ pub(crate) fn spawn_collectors(
         senders,
         handles,
         windows_rx: wrx,
+        seconds_rx: srx,
         ctls,
     }
 }
@@ -358,6 +393,19 @@ pub fn run(
     pc: &PipelineConfig,
     progress: &mut dyn ReplayProgress,
 ) -> anyhow::Result<PipelineOutput> {
+    run_tapped(cfg, targets, files, pc, progress, None)
+}
+
+/// [`run`], with `tap` shown the watched frames, the per-second figures
+/// (`pc.seconds`) and packet time.
+pub fn run_tapped(
+    cfg: &Config,
+    targets: &Targets,
+    files: &[PathBuf],
+    pc: &PipelineConfig,
+    progress: &mut dyn ReplayProgress,
+    mut tap: Option<&mut dyn Tap>,
+) -> anyhow::Result<PipelineOutput> {
     anyhow::ensure!(pc.workers >= 1, "--workers must be at least 1");
     anyhow::ensure!(pc.collectors >= 1, "--collectors must be at least 1");
     let mut src = FileSource::open(files)?;
@@ -389,6 +437,20 @@ pub fn run(
         ),
         window_ns: pc.window_ns,
         last_flush_window: 0,
+        flush_seconds: pc.seconds,
+        last_flush_second: 0,
+    };
+    let seconds_rx = cols.seconds_rx.clone();
+    // Hands the tap what the collectors said, and packet time.
+    let pump = |tap: &mut Option<&mut dyn Tap>, now: Ts| {
+        if let Some(t) = tap.as_deref_mut() {
+            if let Some(rx) = &seconds_rx {
+                while let Ok(m) = rx.try_recv() {
+                    t.seconds(m);
+                }
+            }
+            t.tick(now);
+        }
     };
 
     let mut first_ts = None;
@@ -401,6 +463,11 @@ pub fn run(
                 if let Some(p) = decoder.decode(&frame, &mut counters) {
                     first_ts.get_or_insert(p.ts);
                     last_ts = last_ts.max(p.ts);
+                    if let Some(t) = tap.as_deref_mut() {
+                        if targets.classify(p.src, p.sport, p.dst, p.dport).is_some() {
+                            t.frame(&frame);
+                        }
+                    }
                     w.packet(&p);
                 }
                 frames_since_progress += 1;
@@ -410,6 +477,7 @@ pub fn run(
                     if let Some(rx) = &cols.windows_rx {
                         merger.drain(rx);
                     }
+                    pump(&mut tap, last_ts);
                 }
             }
             Ok(())
@@ -447,6 +515,7 @@ pub fn run(
         let n = pc.workers;
         let mut cur: Vec<PacketBatch> = (0..n).map(|_| PacketBatch::default()).collect();
         let mut last_window = 0;
+        let mut last_second = 0;
         let send = |i: usize, cur: &mut Vec<PacketBatch>, tick: Ts| {
             let fresh = back_rx[i].try_recv().unwrap_or_default();
             let mut b = std::mem::replace(&mut cur[i], fresh);
@@ -461,6 +530,9 @@ pub fn run(
                     if targets.classify(p.src, p.sport, p.dst, p.dport).is_none() {
                         counters.not_target += 1;
                     } else {
+                        if let Some(t) = tap.as_deref_mut() {
+                            t.frame(&frame);
+                        }
                         let i = (flow_hash(p.src, p.sport, p.dst, p.dport) % n as u64) as usize;
                         cur[i].push(&p);
                         if cur[i].pkts.len() >= shape.batch_packets
@@ -470,15 +542,23 @@ pub fn run(
                         }
                     }
                 }
+                // Every worker hears of a new window (and, for triggers, a
+                // new second), even one with no packets for it: windows
+                // and seconds close on time alone.
+                let mut crossed = false;
                 if pc.window_ns > 0 {
-                    // Every worker hears of a new window, even one with
-                    // no packets for it: windows close on time alone.
                     let w = collector::window_start(last_ts, pc.window_ns);
-                    if w > last_window {
-                        last_window = w;
-                        for i in 0..n {
-                            send(i, &mut cur, last_ts);
-                        }
+                    crossed |= w > last_window;
+                    last_window = last_window.max(w);
+                }
+                if pc.seconds {
+                    let s = collector::window_start(last_ts, SECOND_NS);
+                    crossed |= s > last_second;
+                    last_second = last_second.max(s);
+                }
+                if crossed {
+                    for i in 0..n {
+                        send(i, &mut cur, last_ts);
                     }
                 }
                 frames_since_progress += 1;
@@ -488,6 +568,7 @@ pub fn run(
                     if let Some(rx) = &cols.windows_rx {
                         merger.drain(rx);
                     }
+                    pump(&mut tap, last_ts);
                 }
             }
             Ok(())
@@ -509,6 +590,10 @@ pub fn run(
     let run = join_collectors(cols, pc, &mut counters, &mut warnings)?;
     if let Some(rx) = &windows_rx {
         merger.drain(rx);
+    }
+    pump(&mut tap, last_ts);
+    if let Some(t) = tap {
+        t.finish();
     }
     result?;
     let mut windows = merger.done;

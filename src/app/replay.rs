@@ -23,6 +23,8 @@ pub struct ReplaySetup {
     /// Keys and clients in the metrics' top-N gauges (`--metrics-top`,
     /// `export.metrics_top`), at most `MAX_METRICS_TOP`.
     pub metrics_top: usize,
+    /// The `[[trigger]]` rules and how they act; `None` without rules.
+    pub triggers: Option<super::triggers::Settings>,
 }
 
 pub fn cores() -> usize {
@@ -106,6 +108,12 @@ pub fn setup(
             size(range::MEMORY_PER_WORKER),
         );
     }
+    let json = a.log_format == Some(super::cli::LogFormat::Json);
+    let triggers = super::triggers::Settings::from_config(cfg, a.trigger_dir.clone(), json, false)?;
+    let triggers = (!triggers.rules.is_empty()).then_some(super::triggers::Settings {
+        redact,
+        ..triggers
+    });
     let rules = FamilyRules::new(&cfg.families).map_err(|e| anyhow::anyhow!("families: {e}"))?;
     Ok(ReplaySetup {
         pipeline: PipelineConfig {
@@ -123,6 +131,7 @@ pub fn setup(
             },
             families: Some(Arc::new(rules)),
             memory,
+            seconds: triggers.is_some(),
         },
         options: ReportOptions {
             top: top.unwrap_or(cfg.report.top),
@@ -131,6 +140,7 @@ pub fn setup(
         },
         per_window,
         metrics_top,
+        triggers,
     })
 }
 
@@ -224,8 +234,25 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         eprintln!("memtap: {}", budget_line(&s.pipeline, &cfg));
     }
     let mut bar = super::progress::Bar::new(!a.quiet);
-    let pipe_out = pipeline::run(&cfg, &targets, &a.files, &s.pipeline, &mut bar)?;
-    let report = make_report(&pipe_out, &a.files, &s);
+    let mut tap = s.triggers.clone().map(|mut t| {
+        t.quiet = a.quiet;
+        super::triggers::ReplayTap::new(t, s.pipeline.collectors)
+    });
+    let pipe_out = pipeline::run_tapped(
+        &cfg,
+        &targets,
+        &a.files,
+        &s.pipeline,
+        &mut bar,
+        tap.as_mut().map(|t| t as &mut dyn pipeline::Tap),
+    )?;
+    let mut report = make_report(&pipe_out, &a.files, &s);
+    if let Some(t) = &tap {
+        report.triggers = Some(crate::trigger::Summary {
+            stats: t.triggers.stats(),
+            events: t.triggers.events(),
+        });
+    }
     let warnings = pipe_out.warnings.clone();
     bar.finish();
     let mut pipe_out = Some(pipe_out);
@@ -253,7 +280,13 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     )?;
     if let Some(l) = listener {
         let out = pipe_out.take().expect("kept for --serve");
-        let view = finished_view(out, &a.files, &s, cfg.http.keep_windows);
+        let view = finished_view(
+            out,
+            &a.files,
+            &s,
+            cfg.http.keep_windows,
+            report.triggers.clone(),
+        );
         l.serve_until_signal(std::sync::Arc::new(crate::web::server::FixedView(
             std::sync::Arc::new(view),
         )))?;
@@ -324,6 +357,7 @@ fn finished_view(
     files: &[PathBuf],
     s: &ReplaySetup,
     keep_windows: usize,
+    triggers: Option<crate::trigger::Summary>,
 ) -> crate::web::server::View {
     let limits = run_limits(&out, s);
     let taken_ns = out.last_ts;
@@ -349,6 +383,7 @@ fn finished_view(
         windows_closed,
         threads: Vec::new(),
         flows_active: 0,
+        triggers,
         store_backlog: None,
         taken_ns,
     }

@@ -7,6 +7,8 @@ pub mod afpacket;
 pub mod bpf;
 pub mod file;
 pub mod live_pcap;
+pub mod pcapng_out;
+pub mod recorder;
 
 use crate::time::Ts;
 

@@ -9,6 +9,7 @@
 
 use super::batch::RecordBatch;
 use super::families::FamilyRules;
+use super::seconds::{SecondMsg, Seconds, SECOND_NS};
 use super::tables::{TableLimits, Tables};
 use crate::decode::Ts;
 use crate::stats::{Counters, Warnings};
@@ -68,7 +69,10 @@ pub fn run(
     recycle: Vec<Sender<RecordBatch>>,
     windows_out: Option<Sender<WindowMsg>>,
     mut ctl: Option<Receiver<Ctl>>,
+    seconds_out: Option<Sender<SecondMsg>>,
 ) -> CollectorResult {
+    let mut seconds = seconds_out.as_ref().map(|_| Seconds::default());
+    let mut said_seconds: Ts = 0;
     let mut cfg = cfg;
     let mut run = Tables::new(&cfg.limits);
     let mut open: VecDeque<(Ts, Tables)> = VecDeque::new();
@@ -104,6 +108,9 @@ pub fn run(
         let Ok(mut b) = next else { break };
         for r in &b.recs {
             run.add(&b, r, rules, &mut family);
+            if let Some(s) = seconds.as_mut() {
+                s.add(&b, r);
+            }
             if windows {
                 let start = window_start(r.seen, cfg.window_ns);
                 let t = window_tables(&mut open, start, &cfg.limits);
@@ -117,6 +124,24 @@ pub fn run(
             watermark[w] = None;
         } else if let Some(m) = watermark[w].as_mut() {
             *m = (*m).max(b.watermark);
+        }
+        if let (Some(s), Some(out)) = (seconds.as_mut(), &seconds_out) {
+            // Seconds close like windows: once every worker is past them.
+            let low = watermark.iter().flatten().min().copied();
+            s.close(low, |p| {
+                let _ = out.send(SecondMsg::Part(Box::new(p)));
+            });
+            let upto = match low {
+                Some(l) => l - l % SECOND_NS,
+                None => Ts::MAX,
+            };
+            if upto > said_seconds {
+                said_seconds = upto;
+                let _ = out.send(SecondMsg::Upto {
+                    collector: id,
+                    upto,
+                });
+            }
         }
         if let Some(out) = &windows_out {
             // Workers that finished hold nothing back.
@@ -149,6 +174,15 @@ pub fn run(
         if watermark.iter().all(|w| w.is_none()) {
             break;
         }
+    }
+    if let (Some(s), Some(out)) = (seconds.as_mut(), &seconds_out) {
+        s.close(None, |p| {
+            let _ = out.send(SecondMsg::Part(Box::new(p)));
+        });
+        let _ = out.send(SecondMsg::Upto {
+            collector: id,
+            upto: Ts::MAX,
+        });
     }
     if let Some(out) = &windows_out {
         while let Some((start, t)) = open.pop_front() {

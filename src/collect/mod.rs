@@ -20,6 +20,7 @@ pub mod families;
 pub mod heavy;
 pub mod hist;
 pub mod redact;
+pub mod seconds;
 pub mod tables;
 
 pub use heavy::{Entry, HeavyHitters, Merge};

@@ -151,6 +151,8 @@ pub struct ExportInput<'a> {
     /// Windows waiting to be written by the store, when there is one:
     /// `memtap_store_backlog` (not written when `None`).
     pub store_backlog: Option<u64>,
+    /// What the triggers did, when rules are configured.
+    pub triggers: Option<&'a crate::trigger::Stats>,
 }
 
 /// The default of `--metrics-top` (config `export.metrics_top`).
@@ -511,6 +513,10 @@ pub fn render(out: &mut String, s: &ExportInput<'_>, f: Format) {
         sample(out, "memtap_store_backlog", &[], b);
     }
 
+    if let Some(t) = s.triggers {
+        render_triggers(out, f, t);
+    }
+
     if let Some(w) = s.last_window {
         family(
             out,
@@ -681,6 +687,82 @@ fn top_keys(out: &mut String, f: Format, w: &Tables, top: usize, redact: &Redact
 /// (`..._total`) and info families (`..._info`); OpenMetrics names the
 /// family without that suffix. Help texts hold no `\\`, `"` or newline
 /// (the formats escape those differently; a test checks).
+/// The triggers' families: firings and active subjects per rule, and
+/// what the snippets and actions did. `2 R + 8` series for `R` rules.
+fn render_triggers(out: &mut String, f: Format, t: &crate::trigger::Stats) {
+    family(
+        out,
+        f,
+        "memtap_trigger_firings_total",
+        Kind::Counter,
+        "Times a trigger fired (once per subject until it clears; cooldown respected).",
+    );
+    for (name, n) in &t.firings {
+        sample(
+            out,
+            "memtap_trigger_firings_total",
+            &[("trigger", name)],
+            *n,
+        );
+    }
+    family(
+        out,
+        f,
+        "memtap_triggers_active",
+        Kind::Gauge,
+        "Subjects (keys, clients, servers) a trigger is firing for now.",
+    );
+    for (name, n) in &t.active {
+        sample(out, "memtap_triggers_active", &[("trigger", name)], *n);
+    }
+    family(
+        out,
+        f,
+        "memtap_trigger_snippets_total",
+        Kind::Counter,
+        "Trigger snippets (pcapng), by what became of them.",
+    );
+    for (result, n) in [
+        ("written", t.snippets_written),
+        ("over_quota", t.snippets_over_quota),
+        ("over_rate", t.snippets_over_rate),
+        ("empty", t.snippets_empty),
+        ("error", t.snippet_errors),
+    ] {
+        sample(
+            out,
+            "memtap_trigger_snippets_total",
+            &[("result", result)],
+            n,
+        );
+    }
+    family(
+        out,
+        f,
+        "memtap_trigger_actions_failed_total",
+        Kind::Counter,
+        "Trigger webhooks and commands that failed or were dropped (queue full).",
+    );
+    sample(
+        out,
+        "memtap_trigger_actions_failed_total",
+        &[("action", "webhook")],
+        t.webhooks_failed,
+    );
+    sample(
+        out,
+        "memtap_trigger_actions_failed_total",
+        &[("action", "command")],
+        t.commands_failed,
+    );
+    sample(
+        out,
+        "memtap_trigger_actions_failed_total",
+        &[("action", "dropped")],
+        t.actions_dropped,
+    );
+}
+
 fn family(out: &mut String, f: Format, name: &str, kind: Kind, help: &str) {
     match f {
         Format::Prometheus004 => {
@@ -973,6 +1055,7 @@ mod tests {
             flows_active: 0,
             windows_closed: 0,
             store_backlog,
+            triggers: None,
         };
         render(&mut out, &input, f);
         out
@@ -1003,6 +1086,7 @@ mod tests {
                 flows_active: 3,
                 windows_closed: 2,
                 store_backlog: None,
+                triggers: None,
             },
             f,
         );

@@ -42,6 +42,9 @@ pub struct Report {
     pub distributions: Distributions,
     pub limits: LimitsOut,
     pub windows: Vec<WindowOut>,
+    /// What the triggers did (only when some were configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<crate::trigger::Summary>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -449,6 +452,7 @@ pub fn build(
                 distributions: w.distributions.clone(),
             })
             .collect(),
+        triggers: None,
     }
 }
 

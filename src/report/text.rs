@@ -939,6 +939,7 @@ pub(crate) mod tests {
                 family_evictions: 0,
             },
             windows: vec![window],
+            triggers: None,
         }
     }
 
@@ -970,6 +971,7 @@ pub(crate) mod tests {
                 ..LimitsOut::default()
             },
             windows: Vec::new(),
+            triggers: None,
         }
     }
 

@@ -47,6 +47,8 @@ pub struct View {
     pub flows_active: u64,
     /// Closed intervals not yet in the history store (when one runs).
     pub store_backlog: Option<u64>,
+    /// What the triggers did, when rules are configured.
+    pub triggers: Option<crate::trigger::Summary>,
     /// When `run` was copied (ns since the epoch): wall-clock time for a
     /// live capture, the last packet's time for a finished replay. Rates
     /// are differences of views over the time between them.
@@ -157,6 +159,7 @@ pub fn start(
         .route("/api/report", get(api_report))
         .route("/api/windows", get(api_windows))
         .route("/api/top", get(api_top))
+        .route("/api/events", get(api_events))
         .with_state(source);
     if let Some(extra) = extra {
         app = app.merge(extra);
@@ -252,6 +255,7 @@ pub fn render_metrics(v: &View, openmetrics: bool) -> String {
         flows_active: v.flows_active,
         windows_closed: v.windows_closed,
         store_backlog: v.store_backlog,
+        triggers: v.triggers.as_ref().map(|t| &t.stats),
     };
     let format = if openmetrics {
         prometheus::Format::OpenMetrics
@@ -455,6 +459,23 @@ struct TopQuery {
 /// The whole-run tables so far as `memtap top` reads them (compact JSON,
 /// `memtap_top: 1`): cumulative counts, so a client takes rates over any
 /// window from two of them and the server keeps no history for it.
+/// Recent trigger firings and clearings (oldest first), with the
+/// triggers' counts; `{"events": []}` when no rule is configured.
+async fn api_events(State(src): State<Src>) -> Response {
+    let v = match view_of(&src).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body = match &v.triggers {
+        Some(t) => serde_json::to_string(t),
+        None => Ok("{\"events\":[]}".to_string()),
+    };
+    match body {
+        Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 async fn api_top(State(src): State<Src>, Query(q): Query<TopQuery>) -> Response {
     let v = match view_of(&src).await {
         Ok(v) => v,

@@ -31,6 +31,8 @@ pub fn replay_fixture(case: &str, workers: usize, collectors: usize) -> Replayed
         collectors: Some(collectors),
         window: None,
         memory: None,
+        trigger_dir: None,
+        log_format: None,
         max_keys: None,
         max_clients: None,
         client_granularity: None,
@@ -52,6 +54,7 @@ pub fn replay_fixture(case: &str, workers: usize, collectors: usize) -> Replayed
         flows_active: 0,
         windows_closed: out.windows.len() as u64,
         store_backlog: Some(0),
+        triggers: None,
     };
     let mut prom = String::new();
     render(&mut prom, &input, Format::Prometheus004);

@@ -1,0 +1,673 @@
+//! What happens when a trigger fires: the event line on standard error,
+//! the counts behind `/metrics` and `/api/events`, the pcapng snippet of
+//! the packets around the firing (from the flight recorder), and the
+//! webhook and command, run off the packet path.
+//!
+//! Replay runs it on the reader thread as a pipeline `Tap` (one ring, fed
+//! every watched frame, packet time throughout). Live capture runs the
+//! evaluator on the main thread and takes the snippet's frames from the
+//! capture threads' rings.
+
+use super::pipeline::Tap;
+use crate::capture::recorder::{Kept, Ring};
+use crate::capture::Frame;
+use crate::collect::seconds::SecondMsg;
+use crate::decode::{DecodeConfig, Decoder, Transport, Ts};
+use crate::stats::Counters;
+use crate::trigger::{Evaluator, Event, EventKind, Rule, Stats as TriggerStats, Subject};
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const HOUR_NS: Ts = 3_600_000_000_000;
+/// Recent events kept for `/api/events` and the report.
+pub const KEEP_EVENTS: usize = 1000;
+/// Actions (webhooks, commands) waiting for the action thread.
+const ACTION_QUEUE: usize = 64;
+
+/// How triggers run: from the config and the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub rules: Vec<Rule>,
+    /// Snippets go here; `None`: none are written.
+    pub dir: Option<PathBuf>,
+    pub ring_bytes: u64,
+    pub keep_ns: Ts,
+    pub quota: u64,
+    pub per_rule_per_hour: u32,
+    pub webhook_timeout: Duration,
+    pub command_timeout: Duration,
+    /// Event lines as JSON objects (`--log-format json`).
+    pub json: bool,
+    /// No event lines (`--quiet`).
+    pub quiet: bool,
+    /// Key privacy (`--redact-keys`): events show keys as reports do.
+    pub redact: crate::collect::redact::Redact,
+}
+
+impl Settings {
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        dir: Option<PathBuf>,
+        json: bool,
+        quiet: bool,
+    ) -> anyhow::Result<Settings> {
+        let rules = cfg.triggers()?;
+        let (ring_bytes, keep_ns, quota, wt, ct) = cfg.recorder_bounds()?;
+        let dir = dir
+            .or_else(|| (!cfg.recorder.dir.is_empty()).then(|| PathBuf::from(&cfg.recorder.dir)));
+        if let Some(d) = dir.as_ref().filter(|_| !rules.is_empty()) {
+            std::fs::create_dir_all(d)
+                .map_err(|e| anyhow::anyhow!("trigger directory {}: {e}", d.display()))?;
+        }
+        // The ring must reach back from the latest firing's end to its start.
+        let span = rules
+            .iter()
+            .map(|r| r.before_ns + r.after_ns)
+            .max()
+            .unwrap_or(0);
+        Ok(Settings {
+            rules,
+            dir,
+            ring_bytes,
+            keep_ns: keep_ns.max(span + 2_000_000_000),
+            quota,
+            per_rule_per_hour: cfg.recorder.per_rule_per_hour,
+            webhook_timeout: Duration::from_nanos(wt),
+            command_timeout: Duration::from_nanos(ct),
+            json,
+            quiet,
+            redact: crate::collect::redact::Redact::None,
+        })
+    }
+
+    /// Some rule keeps packets, and there is somewhere to put them.
+    pub fn records(&self) -> bool {
+        self.dir.is_some() && self.rules.iter().any(|r| r.record)
+    }
+}
+
+/// What the HTTP views read while a live capture runs.
+#[derive(Default)]
+pub struct Shared {
+    pub stats: TriggerStats,
+    pub events: VecDeque<Event>,
+}
+
+/// A firing whose snippet waits for its `after` seconds.
+struct Due {
+    event: Event,
+    rule: Rule,
+    at: Ts,
+}
+
+enum Action {
+    Webhook { url: String, body: String },
+    Command { cmd: String, event: Event },
+}
+
+/// Where a snippet's frames come from.
+pub trait FrameSource {
+    /// Frames of the watched traffic stamped in `[from, to]`, oldest first.
+    fn frames(&mut self, from: Ts, to: Ts) -> Vec<Kept>;
+}
+
+impl FrameSource for Ring {
+    fn frames(&mut self, from: Ts, to: Ts) -> Vec<Kept> {
+        self.take(from, to)
+    }
+}
+
+pub struct Triggers {
+    s: Settings,
+    eval: Evaluator,
+    due: Vec<Due>,
+    written: HashMap<String, VecDeque<Ts>>,
+    used_bytes: u64,
+    pub shared: Arc<Mutex<Shared>>,
+    actions: Option<Sender<Action>>,
+    action_thread: Option<std::thread::JoinHandle<()>>,
+    /// Packet time reached.
+    now: Ts,
+}
+
+impl Triggers {
+    pub fn new(s: Settings, collectors: usize) -> Triggers {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let used_bytes = s.dir.as_ref().map_or(0, |d| snippet_bytes_in(d));
+        let needs_actions = s
+            .rules
+            .iter()
+            .any(|r| r.webhook.is_some() || r.command.is_some());
+        let (actions, action_thread) = if needs_actions {
+            let (tx, rx) = bounded::<Action>(ACTION_QUEUE);
+            let sh = shared.clone();
+            let (wt, ct) = (s.webhook_timeout, s.command_timeout);
+            let h = std::thread::Builder::new()
+                .name("memtap-actions".into())
+                .spawn(move || {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .timeout_global(Some(wt))
+                        .http_status_as_error(true)
+                        .build()
+                        .into();
+                    for a in rx {
+                        run_action(&agent, a, ct, &sh);
+                    }
+                })
+                .ok();
+            (Some(tx), h)
+        } else {
+            (None, None)
+        };
+        let eval = Evaluator::new(s.rules.clone(), collectors);
+        let t = Triggers {
+            s,
+            eval,
+            due: Vec::new(),
+            written: HashMap::new(),
+            used_bytes,
+            shared,
+            actions,
+            action_thread,
+            now: 0,
+        };
+        t.publish();
+        t
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.s
+    }
+
+    /// New rules (config reload).
+    pub fn set_rules(&mut self, rules: Vec<Rule>) {
+        self.eval.set_rules(rules.clone());
+        self.s.rules = rules;
+        self.publish();
+    }
+
+    /// The threads' running counters (live capture, each tick).
+    pub fn observe(&mut self, c: &Counters) {
+        self.eval.observe(c);
+    }
+
+    /// A collector's message: judges completed seconds and acts.
+    pub fn take(&mut self, m: SecondMsg, frames: &mut dyn FrameSource) {
+        let events = self.eval.take(m);
+        self.handle(events, frames);
+    }
+
+    /// Packet time moved on: snippets whose `after` has passed are written.
+    pub fn tick(&mut self, now: Ts, frames: &mut dyn FrameSource) {
+        self.now = self.now.max(now);
+        let now = self.now;
+        let mut i = 0;
+        while i < self.due.len() {
+            if self.due[i].at + self.due[i].rule.after_ns <= now {
+                let d = self.due.remove(i);
+                self.snippet(&d, frames);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// End of input: the last seconds are judged, every waiting snippet is
+    /// written with what there is, and the action thread finishes.
+    pub fn finish(&mut self, frames: &mut dyn FrameSource) {
+        let events = self.eval.finish();
+        self.handle(events, frames);
+        for d in std::mem::take(&mut self.due) {
+            self.snippet(&d, frames);
+        }
+        self.publish();
+        drop(self.actions.take());
+        if let Some(h) = self.action_thread.take() {
+            let _ = h.join();
+        }
+    }
+
+    fn handle(&mut self, events: Vec<Event>, frames: &mut dyn FrameSource) {
+        for mut e in events {
+            if let Subject::Key(k) = &e.subject {
+                e.subject_str = crate::report::key_string(k, &self.s.redact);
+            }
+            if !self.s.quiet {
+                if self.s.json {
+                    eprintln!("{}", e.json());
+                } else {
+                    eprintln!("memtap: {}", e.text());
+                }
+            }
+            let Some(rule) = self.s.rules.iter().find(|r| r.name == e.trigger).cloned() else {
+                continue;
+            };
+            if let Some(tx) = &self.actions {
+                let send = |a: Action| {
+                    if let Err(TrySendError::Full(_)) = tx.try_send(a) {
+                        self.shared
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .stats
+                            .actions_dropped += 1;
+                    }
+                };
+                if let Some(url) = &rule.webhook {
+                    send(Action::Webhook {
+                        url: url.clone(),
+                        body: e.json(),
+                    });
+                }
+                if let Some(cmd) = &rule.command {
+                    send(Action::Command {
+                        cmd: cmd.clone(),
+                        event: e.clone(),
+                    });
+                }
+            }
+            if e.event == EventKind::Fired && rule.record && self.s.dir.is_some() {
+                self.due.push(Due {
+                    at: e.ts,
+                    event: e.clone(),
+                    rule,
+                });
+            }
+            {
+                let mut sh = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+                if e.event == EventKind::Cleared {
+                    sh.stats.cleared += 1;
+                }
+                if sh.events.len() >= KEEP_EVENTS {
+                    sh.events.pop_front();
+                }
+                sh.events.push_back(e);
+            }
+        }
+        self.publish();
+        let now = self.now;
+        self.tick(now, frames);
+    }
+
+    /// Copies the evaluator's counts where the HTTP views read them.
+    fn publish(&self) {
+        let active = self.eval.active();
+        let mut sh = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        sh.stats.firings = self
+            .s
+            .rules
+            .iter()
+            .zip(&self.eval.firings)
+            .map(|(r, n)| (r.name.clone(), *n))
+            .collect();
+        sh.stats.active = self
+            .s
+            .rules
+            .iter()
+            .zip(&active)
+            .map(|(r, n)| (r.name.clone(), *n as u64))
+            .collect();
+        sh.stats.suppressed = self.eval.suppressed;
+    }
+
+    /// Ring figures (the caller owns the rings).
+    pub fn ring_stats(&self, kept: u64, evicted: u64) {
+        let mut sh = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        sh.stats.ring_frames = kept;
+        sh.stats.ring_evicted = evicted;
+    }
+
+    /// Writes the snippet of one firing, within the quota and rate.
+    fn snippet(&mut self, d: &Due, frames: &mut dyn FrameSource) {
+        let Some(dir) = self.s.dir.clone() else {
+            return;
+        };
+        let stat = |f: &dyn Fn(&mut TriggerStats)| {
+            f(&mut self.shared.lock().unwrap_or_else(|p| p.into_inner()).stats);
+        };
+        let times = self.written.entry(d.rule.name.clone()).or_default();
+        while times.front().is_some_and(|&t| t + HOUR_NS <= d.at) {
+            times.pop_front();
+        }
+        if times.len() >= self.s.per_rule_per_hour as usize {
+            stat(&|s| s.snippets_over_rate += 1);
+            return;
+        }
+        let from = d.at.saturating_sub(d.rule.before_ns);
+        let to = d.at + d.rule.after_ns;
+        let all = frames.frames(from, to);
+        let kept = restrict(&all, &d.event.subject);
+        if kept.is_empty() {
+            stat(&|s| s.snippets_empty += 1);
+            return;
+        }
+        let comment = format!(
+            "memtap {}; packets from {} to {} (UTC), {} of {} in that span",
+            d.event.text(),
+            crate::time::rfc3339(from),
+            crate::time::rfc3339(to),
+            kept.len(),
+            all.len()
+        );
+        let mut buf = Vec::new();
+        let size = match crate::capture::pcapng_out::write(&mut buf, &comment, &kept) {
+            Ok(n) => n,
+            Err(_) => {
+                stat(&|s| s.snippet_errors += 1);
+                return;
+            }
+        };
+        if self.used_bytes + size > self.s.quota {
+            stat(&|s| s.snippets_over_quota += 1);
+            return;
+        }
+        let path = unique_path(&dir, &d.event);
+        match std::fs::write(&path, &buf) {
+            Ok(()) => {
+                self.used_bytes += size;
+                times.push_back(d.at);
+                let name = path.display().to_string();
+                if !self.s.quiet {
+                    eprintln!(
+                        "memtap: trigger {}: {} packets of {} {} written to {name}",
+                        d.rule.name,
+                        kept.len(),
+                        d.event.subject_kind,
+                        d.event.subject_str
+                    );
+                }
+                let mut sh = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+                sh.stats.snippets_written += 1;
+                sh.stats.snippet_bytes += size;
+                if sh.stats.files.len() >= 100 {
+                    sh.stats.files.remove(0);
+                }
+                sh.stats.files.push(name);
+            }
+            Err(e) => {
+                eprintln!(
+                    "memtap: warning: trigger {}: cannot write {}: {e}",
+                    d.rule.name,
+                    path.display()
+                );
+                stat(&|s| s.snippet_errors += 1);
+            }
+        }
+    }
+
+    pub fn stats(&self) -> TriggerStats {
+        self.shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stats
+            .clone()
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .events
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Bytes of memtap's snippets already in `dir` (they count against the
+/// quota across runs).
+fn snippet_bytes_in(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("memtap-") && n.ends_with(".pcapng")
+        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// `memtap-RULE-KIND-SUBJECT-TIME.pcapng`, the subject made safe for a
+/// file name; `-2`, `-3`... if taken.
+fn unique_path(dir: &std::path::Path, e: &Event) -> PathBuf {
+    let mut subject: String = e
+        .subject_str
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if subject.is_empty() {
+        subject.push('_');
+    }
+    let time = e.time.replace([':', '-'], "");
+    let base = format!("memtap-{}-{}-{subject}-{time}", e.trigger, e.subject_kind);
+    let mut p = dir.join(format!("{base}.pcapng"));
+    let mut n = 2;
+    while p.exists() {
+        p = dir.join(format!("{base}-{n}.pcapng"));
+        n += 1;
+    }
+    p
+}
+
+/// Both ends of a packet's conversation, in a fixed order.
+type FlowId = (bool, IpAddr, u16, IpAddr, u16);
+
+fn flow_id(t: Transport, a: IpAddr, ap: u16, b: IpAddr, bp: u16) -> FlowId {
+    let t = t == Transport::Tcp;
+    if (a, ap) <= (b, bp) {
+        (t, a, ap, b, bp)
+    } else {
+        (t, b, bp, a, ap)
+    }
+}
+
+/// The frames about `subject`: a key's conversations (the TCP connections
+/// and UDP exchanges whose packets in the span carry its bytes), a
+/// client's or a server's packets, or everything.
+pub fn restrict(frames: &[Kept], subject: &Subject) -> Vec<Kept> {
+    let mut d = Decoder::new(DecodeConfig::default());
+    let mut c = Counters::default();
+    let mut ids: Vec<Option<FlowId>> = Vec::with_capacity(frames.len());
+    let mut keep_flows: hashbrown::HashSet<FlowId> = hashbrown::HashSet::new();
+    let finder = match subject {
+        Subject::Key(k) => Some(memchr::memmem::Finder::new(k.as_slice()).into_owned()),
+        _ => None,
+    };
+    let mut direct = Vec::with_capacity(frames.len());
+    for (i, f) in frames.iter().enumerate() {
+        let fr = Frame {
+            ts: f.ts,
+            frame_no: i as u64 + 1,
+            linktype: f.linktype,
+            wire_len: f.wire_len,
+            data: &f.data,
+        };
+        let Some(p) = d.decode(&fr, &mut c) else {
+            ids.push(None);
+            direct.push(false);
+            continue;
+        };
+        let id = flow_id(p.transport, p.src, p.sport, p.dst, p.dport);
+        let hit = match subject {
+            Subject::Key(_) => {
+                let found = finder.as_ref().is_some_and(|f| f.find(p.payload).is_some());
+                if found {
+                    keep_flows.insert(id);
+                }
+                found
+            }
+            Subject::Client(ip) => p.src == *ip || p.dst == *ip,
+            Subject::Server(s) => {
+                (p.src == s.ip() && p.sport == s.port()) || (p.dst == s.ip() && p.dport == s.port())
+            }
+            Subject::Pipeline => true,
+        };
+        ids.push(Some(id));
+        direct.push(hit);
+    }
+    frames
+        .iter()
+        .zip(ids.iter().zip(&direct))
+        .filter(|(_, (id, hit))| **hit || id.is_some_and(|id| keep_flows.contains(&id)))
+        .map(|(f, _)| f.clone())
+        .collect()
+}
+
+fn run_action(agent: &ureq::Agent, a: Action, command_timeout: Duration, sh: &Mutex<Shared>) {
+    let stat =
+        |f: &dyn Fn(&mut TriggerStats)| f(&mut sh.lock().unwrap_or_else(|p| p.into_inner()).stats);
+    match a {
+        Action::Webhook { url, body } => {
+            let r = agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(body.as_bytes());
+            match r {
+                Ok(_) => stat(&|s| s.webhooks_sent += 1),
+                Err(e) => {
+                    eprintln!("memtap: warning: webhook {url}: {e}");
+                    stat(&|s| s.webhooks_failed += 1);
+                }
+            }
+        }
+        Action::Command { cmd, event } => {
+            let child = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(&cmd)
+                .env("MEMTAP_TRIGGER", &event.trigger)
+                .env(
+                    "MEMTAP_EVENT",
+                    if event.event == EventKind::Fired {
+                        "fired"
+                    } else {
+                        "cleared"
+                    },
+                )
+                .env("MEMTAP_SUBJECT_KIND", event.subject_kind)
+                .env("MEMTAP_SUBJECT", &event.subject_str)
+                .env("MEMTAP_METRIC", event.metric)
+                .env("MEMTAP_VALUE", event.value.to_string())
+                .env("MEMTAP_THRESHOLD", event.threshold.to_string())
+                .env("MEMTAP_TIME", &event.time)
+                .env("MEMTAP_EVENT_JSON", event.json())
+                .stdin(std::process::Stdio::null())
+                .spawn();
+            let mut child = match child {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("memtap: warning: trigger {} command: {e}", event.trigger);
+                    stat(&|s| s.commands_failed += 1);
+                    return;
+                }
+            };
+            let start = std::time::Instant::now();
+            loop {
+                match child.try_wait() {
+                    Ok(Some(st)) if st.success() => {
+                        stat(&|s| s.commands_run += 1);
+                        return;
+                    }
+                    Ok(Some(st)) => {
+                        eprintln!(
+                            "memtap: warning: trigger {} command exited with {st}",
+                            event.trigger
+                        );
+                        stat(&|s| s.commands_failed += 1);
+                        return;
+                    }
+                    Ok(None) if start.elapsed() < command_timeout => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        eprintln!(
+                            "memtap: warning: trigger {} command killed after {:?}",
+                            event.trigger, command_timeout
+                        );
+                        stat(&|s| s.commands_failed += 1);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Replay's triggers: one ring on the reader thread.
+pub struct ReplayTap {
+    pub triggers: Triggers,
+    ring: Option<Ring>,
+}
+
+impl ReplayTap {
+    pub fn new(s: Settings, collectors: usize) -> ReplayTap {
+        let ring = s.records().then(|| {
+            Ring::new(
+                usize::try_from(s.ring_bytes).unwrap_or(usize::MAX),
+                s.keep_ns,
+            )
+        });
+        ReplayTap {
+            triggers: Triggers::new(s, collectors),
+            ring,
+        }
+    }
+}
+
+/// No frames (no recorder).
+struct NoFrames;
+impl FrameSource for NoFrames {
+    fn frames(&mut self, _: Ts, _: Ts) -> Vec<Kept> {
+        Vec::new()
+    }
+}
+
+impl Tap for ReplayTap {
+    fn frame(&mut self, f: &Frame<'_>) {
+        if let Some(r) = self.ring.as_mut() {
+            r.push(f.ts, f.linktype, f.wire_len, f.data);
+        }
+    }
+
+    fn seconds(&mut self, m: SecondMsg) {
+        match self.ring.as_mut() {
+            Some(r) => self.triggers.take(m, r),
+            None => self.triggers.take(m, &mut NoFrames),
+        }
+    }
+
+    fn tick(&mut self, now: Ts) {
+        match self.ring.as_mut() {
+            Some(r) => {
+                self.triggers.tick(now, r);
+                self.triggers.ring_stats(r.kept, r.evicted_for_room);
+            }
+            None => self.triggers.tick(now, &mut NoFrames),
+        }
+    }
+
+    fn finish(&mut self) {
+        match self.ring.as_mut() {
+            Some(r) => {
+                self.triggers.finish(r);
+                self.triggers.ring_stats(r.kept, r.evicted_for_room);
+            }
+            None => self.triggers.finish(&mut NoFrames),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Per-second figures for the triggers: what one collector saw in each
+//! second of packet time (its keys, every client's and server's share of
+//! its records), closed on the same watermarks as windows and handed to
+//! the trigger evaluator, which sums the collectors.
+//!
+//! A key lives in one collector, so its figures are exact; clients and
+//! servers are summed over collectors. Each second keeps at most
+//! `MAX_KEYS` keys and `MAX_CLIENTS` clients per collector (the first ones
+//! seen; a hot key or client shows early in its second) and hands on the
+//! `TOP` busiest of each: triggers look at those.
+
+use super::batch::{BRec, RecordBatch};
+use super::tables::SmallHist;
+use crate::decode::Ts;
+use crate::protocol::Outcome;
+use hashbrown::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// The length of a second, in packet time.
+pub const SECOND_NS: Ts = 1_000_000_000;
+/// Keys and clients tracked per collector per second.
+pub const MAX_KEYS: usize = 16_384;
+pub const MAX_CLIENTS: usize = 4096;
+/// Keys and clients handed on per collector per second.
+pub const TOP: usize = 256;
+
+/// One subject's figures over a second.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Agg {
+    pub requests: u64,
+    /// Request and response bytes.
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub lost: u64,
+    /// Latency (ns) of the answered requests.
+    pub latency: SmallHist,
+}
+
+impl Agg {
+    fn add(&mut self, r: &BRec) {
+        self.requests += 1;
+        self.bytes += r.req_bytes + r.resp_bytes;
+        match r.result {
+            Outcome::Hit => self.hits += 1,
+            Outcome::Miss => self.misses += 1,
+            Outcome::Lost => self.lost += 1,
+            _ => {}
+        }
+        if let Some(l) = r.latency_ns {
+            self.latency.add(l);
+        }
+    }
+
+    pub fn merge(&mut self, o: &Agg) {
+        self.requests += o.requests;
+        self.bytes += o.bytes;
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.lost += o.lost;
+        self.latency.merge(&o.latency);
+    }
+}
+
+/// What one collector hands on for one second.
+#[derive(Clone, Default)]
+pub struct SecondPart {
+    pub start: Ts,
+    /// Everything this collector saw in the second.
+    pub all: Agg,
+    pub keys: Vec<(Vec<u8>, Agg)>,
+    pub clients: Vec<(IpAddr, Agg)>,
+    pub servers: Vec<(SocketAddr, Agg)>,
+    /// Keys and clients not tracked because the second's table was full.
+    pub untracked: u64,
+}
+
+/// Messages from collectors to the evaluator.
+pub enum SecondMsg {
+    Part(Box<SecondPart>),
+    /// Every second ending at or before `upto` is closed in `collector`.
+    Upto {
+        collector: usize,
+        upto: Ts,
+    },
+}
+
+struct KeySlot {
+    off: u32,
+    len: u32,
+    agg: Agg,
+}
+
+/// The open seconds of one collector.
+#[derive(Default)]
+pub struct Seconds {
+    open: Vec<Open>,
+    /// Recycled tables, so the steady state allocates nothing.
+    spare: Vec<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    start: Ts,
+    all: Agg,
+    keys: HashMap<u64, KeySlot>,
+    arena: Vec<u8>,
+    clients: HashMap<IpAddr, Agg>,
+    servers: HashMap<SocketAddr, Agg>,
+    untracked: u64,
+}
+
+impl Open {
+    fn clear(&mut self) {
+        self.all = Agg::default();
+        self.keys.clear();
+        self.arena.clear();
+        self.clients.clear();
+        self.servers.clear();
+        self.untracked = 0;
+    }
+}
+
+/// FNV-1a: keys are short, and a collision only merges two keys' figures
+/// for one second.
+fn key_hash(k: &[u8]) -> u64 {
+    k.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Seconds {
+    /// Counts a record in the second of its resolution time.
+    pub fn add(&mut self, b: &RecordBatch, r: &BRec) {
+        let start = r.seen - r.seen % SECOND_NS;
+        let o = self.second(start);
+        o.all.add(r);
+        o.servers.entry(r.server).or_default().add(r);
+        let full = o.clients.len() >= MAX_CLIENTS;
+        match o.clients.get_mut(&r.client.ip()) {
+            Some(a) => a.add(r),
+            None if !full => o.clients.entry(r.client.ip()).or_default().add(r),
+            None => o.untracked += 1,
+        }
+        if let Some(k) = b.key(r) {
+            let h = key_hash(k);
+            if let Some(s) = o.keys.get_mut(&h) {
+                s.agg.add(r);
+            } else if o.keys.len() < MAX_KEYS {
+                let off = o.arena.len() as u32;
+                o.arena.extend_from_slice(k);
+                let mut agg = Agg::default();
+                agg.add(r);
+                o.keys.insert(
+                    h,
+                    KeySlot {
+                        off,
+                        len: k.len() as u32,
+                        agg,
+                    },
+                );
+            } else {
+                o.untracked += 1;
+            }
+        }
+    }
+
+    fn second(&mut self, start: Ts) -> &mut Open {
+        let i = match self.open.iter().position(|o| o.start >= start) {
+            Some(i) if self.open[i].start == start => i,
+            pos => {
+                let mut o = self.spare.pop().unwrap_or_default();
+                o.start = start;
+                let i = pos.unwrap_or(self.open.len());
+                self.open.insert(i, o);
+                i
+            }
+        };
+        &mut self.open[i]
+    }
+
+    /// Closes every second ending at or before `low` (or all of them),
+    /// oldest first.
+    pub fn close(&mut self, low: Option<Ts>, mut out: impl FnMut(SecondPart)) {
+        while let Some(o) = self.open.first() {
+            if low.is_some_and(|l| l < o.start + SECOND_NS) {
+                break;
+            }
+            let mut o = self.open.remove(0);
+            out(o.summary());
+            o.clear();
+            self.spare.push(o);
+        }
+    }
+}
+
+/// The `TOP` largest by requests (ties by the smaller subject, so runs
+/// agree).
+fn top<T: Ord + Clone>(mut v: Vec<(T, Agg)>) -> Vec<(T, Agg)> {
+    v.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(TOP);
+    v
+}
+
+impl Open {
+    fn summary(&self) -> SecondPart {
+        let keys = self
+            .keys
+            .values()
+            .map(|s| {
+                let k = &self.arena[s.off as usize..(s.off + s.len) as usize];
+                (k.to_vec(), s.agg.clone())
+            })
+            .collect();
+        SecondPart {
+            start: self.start,
+            all: self.all.clone(),
+            keys: top(keys),
+            clients: top(self.clients.iter().map(|(c, a)| (*c, a.clone())).collect()),
+            servers: self.servers.iter().map(|(s, a)| (*s, a.clone())).collect(),
+            untracked: self.untracked,
+        }
+    }
+}

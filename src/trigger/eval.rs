@@ -1,0 +1,373 @@
+//! The evaluator: sums the collectors' per-second figures, keeps the last
+//! seconds, and at the end of each second (packet time) measures every
+//! rule over its window, firing and clearing with hysteresis and a
+//! cooldown.
+
+use super::event::{Event, EventKind, Subject};
+use super::rule::{Metric, Rule, SubjectKind, LOSS_COUNTERS, MAX_WINDOW_NS};
+use crate::collect::seconds::{Agg, SecondMsg, SecondPart, SECOND_NS};
+use crate::decode::Ts;
+use crate::stats::Counters;
+use hashbrown::HashMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+/// One second, summed over collectors.
+#[derive(Default)]
+struct Second {
+    start: Ts,
+    all: Agg,
+    keys: HashMap<Vec<u8>, Agg>,
+    clients: HashMap<IpAddr, Agg>,
+    servers: HashMap<SocketAddr, Agg>,
+    /// The loss counters' running totals as last observed by then.
+    loss: [u64; LOSS_COUNTERS.len()],
+}
+
+impl Second {
+    fn add(&mut self, p: &SecondPart) {
+        self.all.merge(&p.all);
+        for (k, a) in &p.keys {
+            self.keys.entry(k.clone()).or_default().merge(a);
+        }
+        for (c, a) in &p.clients {
+            self.clients.entry(*c).or_default().merge(a);
+        }
+        for (s, a) in &p.servers {
+            self.servers.entry(*s).or_default().merge(a);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct State {
+    active: bool,
+    last_fired: Option<Ts>,
+}
+
+/// Subjects followed per rule (active ones and those cooling down); past
+/// it the oldest idle ones are forgotten.
+const MAX_STATES: usize = 4096;
+
+pub struct Evaluator {
+    rules: Vec<Rule>,
+    collectors: usize,
+    upto: Vec<Ts>,
+    /// Seconds with parts, not yet complete.
+    building: BTreeMap<Ts, Second>,
+    /// Complete seconds, oldest first, at most the longest window.
+    done: VecDeque<Second>,
+    /// The next second to complete.
+    next: Option<Ts>,
+    states: Vec<HashMap<Subject, State>>,
+    loss_now: [u64; LOSS_COUNTERS.len()],
+    /// Firings per rule so far.
+    pub firings: Vec<u64>,
+    /// Firings held back by a cooldown.
+    pub suppressed: u64,
+}
+
+impl Evaluator {
+    pub fn new(rules: Vec<Rule>, collectors: usize) -> Evaluator {
+        let n = rules.len();
+        Evaluator {
+            rules,
+            collectors: collectors.max(1),
+            upto: vec![0; collectors.max(1)],
+            building: BTreeMap::new(),
+            done: VecDeque::new(),
+            next: None,
+            states: vec![HashMap::new(); n],
+            loss_now: [0; LOSS_COUNTERS.len()],
+            firings: vec![0; n],
+            suppressed: 0,
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// New rules (reload): the state of rules that kept their name and
+    /// definition stays; the others start afresh.
+    pub fn set_rules(&mut self, rules: Vec<Rule>) {
+        let mut states = Vec::with_capacity(rules.len());
+        let mut firings = Vec::with_capacity(rules.len());
+        for r in &rules {
+            match self.rules.iter().position(|o| o == r) {
+                Some(i) => {
+                    states.push(std::mem::take(&mut self.states[i]));
+                    firings.push(self.firings[i]);
+                }
+                None => {
+                    states.push(HashMap::new());
+                    firings.push(0);
+                }
+            }
+        }
+        self.rules = rules;
+        self.states = states;
+        self.firings = firings;
+    }
+
+    /// Rules firing now (subjects active), per rule.
+    pub fn active(&self) -> Vec<usize> {
+        self.states
+            .iter()
+            .map(|m| m.values().filter(|s| s.active).count())
+            .collect()
+    }
+
+    /// The threads' counters, running totals (live capture, every tick).
+    pub fn observe(&mut self, c: &Counters) {
+        for (i, name) in LOSS_COUNTERS.iter().enumerate() {
+            if let Some((_, v)) = c.iter().find(|(n, _)| n == name) {
+                self.loss_now[i] = v;
+            }
+        }
+    }
+
+    /// Takes a collector's message; returns the events of the seconds it
+    /// completed.
+    pub fn take(&mut self, m: SecondMsg) -> Vec<Event> {
+        match m {
+            SecondMsg::Part(p) => {
+                if self.next.is_none_or(|n| p.start >= n) {
+                    self.next.get_or_insert(p.start);
+                    let s = self.building.entry(p.start).or_insert_with(|| Second {
+                        start: p.start,
+                        ..Default::default()
+                    });
+                    s.add(&p);
+                }
+                // A part for a second already judged (a collector far
+                // behind) is dropped: it cannot change a past decision.
+                Vec::new()
+            }
+            SecondMsg::Upto { collector, upto } => {
+                if let Some(u) = self.upto.get_mut(collector) {
+                    *u = (*u).max(upto);
+                }
+                let low = self.upto.iter().copied().min().unwrap_or(0);
+                if low == Ts::MAX {
+                    // Every collector is done: judge what is left.
+                    return self.finish();
+                }
+                self.complete_upto(low)
+            }
+        }
+    }
+
+    /// Every second ending at or before `low` is complete: judge them.
+    fn complete_upto(&mut self, low: Ts) -> Vec<Event> {
+        let mut events = Vec::new();
+        let Some(mut next) = self.next else {
+            return events;
+        };
+        while next + SECOND_NS <= low {
+            // A long quiet stretch: only its last `MAX_WINDOW` seconds can
+            // matter; the ones before are skipped (windows empty anyway).
+            if low - next > MAX_WINDOW_NS + SECOND_NS && self.building.range(..low).next().is_none()
+            {
+                let skip_to = low - MAX_WINDOW_NS - SECOND_NS;
+                next = skip_to - skip_to % SECOND_NS;
+                self.done.clear();
+            }
+            let mut s = self.building.remove(&next).unwrap_or_else(|| Second {
+                start: next,
+                ..Default::default()
+            });
+            s.loss = self.loss_now;
+            self.done.push_back(s);
+            while self
+                .done
+                .front()
+                .is_some_and(|f| f.start + MAX_WINDOW_NS <= next)
+            {
+                self.done.pop_front();
+            }
+            next += SECOND_NS;
+            self.judge(next, &mut events);
+        }
+        self.next = Some(next);
+        events
+    }
+
+    /// Measures every rule over the window ending at `end`.
+    fn judge(&mut self, end: Ts, events: &mut Vec<Event>) {
+        for i in 0..self.rules.len() {
+            let rule = self.rules[i].clone();
+            let values = self.measure(&rule, end);
+            self.decide(i, &rule, end, values, events);
+        }
+    }
+
+    /// Each subject's value over the rule's window (subjects without
+    /// enough requests are left out).
+    fn measure(&self, rule: &Rule, end: Ts) -> Vec<(Subject, f64)> {
+        let from = end.saturating_sub(rule.window_ns);
+        let secs: Vec<&Second> = self.done.iter().filter(|s| s.start >= from).collect();
+        let window_s = (rule.window_ns / SECOND_NS).max(1) as f64;
+        let min = rule.min_requests;
+        let per_s = |n: u64| n as f64 / window_s;
+        let p99_ms = |a: &Agg| a.latency.quantile(0.99) as f64 / 1e6;
+        match rule.metric.subject() {
+            SubjectKind::Key => {
+                let mut sum: HashMap<&[u8], Agg> = HashMap::new();
+                let mut total = 0;
+                for s in &secs {
+                    total += s.all.requests;
+                    for (k, a) in &s.keys {
+                        sum.entry(k.as_slice()).or_default().merge(a);
+                    }
+                }
+                if rule.metric == Metric::KeySharePct && total < min.max(1) {
+                    return Vec::new();
+                }
+                sum.into_iter()
+                    .filter(|(_, a)| rule.metric == Metric::KeySharePct || a.requests >= min.max(1))
+                    .map(|(k, a)| {
+                        let v = match rule.metric {
+                            Metric::KeySharePct => 100.0 * a.requests as f64 / total as f64,
+                            Metric::KeyRequestsPerS => per_s(a.requests),
+                            Metric::KeyBytesPerS => per_s(a.bytes),
+                            Metric::KeyMissesPerS => per_s(a.misses),
+                            _ => p99_ms(&a),
+                        };
+                        (Subject::Key(k.to_vec()), v)
+                    })
+                    .collect()
+            }
+            SubjectKind::Client => {
+                let mut sum: HashMap<IpAddr, u64> = HashMap::new();
+                for s in &secs {
+                    for (c, a) in &s.clients {
+                        *sum.entry(*c).or_default() += a.requests;
+                    }
+                }
+                sum.into_iter()
+                    .filter(|(_, n)| *n >= min.max(1))
+                    .map(|(c, n)| (Subject::Client(c), per_s(n)))
+                    .collect()
+            }
+            SubjectKind::Server => {
+                let mut sum: HashMap<SocketAddr, Agg> = HashMap::new();
+                for s in &secs {
+                    for (k, a) in &s.servers {
+                        sum.entry(*k).or_default().merge(a);
+                    }
+                }
+                sum.into_iter()
+                    .filter_map(|(k, a)| {
+                        let v = if rule.metric == Metric::ServerHitRatioPct {
+                            let judged = a.hits + a.misses;
+                            if judged < min.max(1) {
+                                return None;
+                            }
+                            100.0 * a.hits as f64 / judged as f64
+                        } else {
+                            if a.requests < min.max(1) {
+                                return None;
+                            }
+                            p99_ms(&a)
+                        };
+                        Some((Subject::Server(k), v))
+                    })
+                    .collect()
+            }
+            SubjectKind::Pipeline => {
+                let name = rule.counter.as_deref().unwrap_or("lost_requests");
+                let grew = if name == "lost_requests" {
+                    secs.iter().map(|s| s.all.lost).sum::<u64>()
+                } else {
+                    let i = LOSS_COUNTERS.iter().position(|n| *n == name).unwrap_or(0);
+                    // Growth since just before the window began.
+                    let before = self
+                        .done
+                        .iter()
+                        .rev()
+                        .find(|s| s.start < from)
+                        .or(secs.first().copied())
+                        .map_or(0, |s| s.loss[i]);
+                    let now = secs.last().map_or(before, |s| s.loss[i]);
+                    now.saturating_sub(before)
+                };
+                vec![(Subject::Pipeline, per_s(grew))]
+            }
+        }
+    }
+
+    fn decide(
+        &mut self,
+        i: usize,
+        rule: &Rule,
+        at: Ts,
+        values: Vec<(Subject, f64)>,
+        events: &mut Vec<Event>,
+    ) {
+        let states = &mut self.states[i];
+        let mut seen: hashbrown::HashSet<Subject> = hashbrown::HashSet::new();
+        let mut fired = Vec::new();
+        for (subject, v) in values {
+            let st = states.entry(subject.clone()).or_default();
+            if st.active {
+                if rule.clears(v) {
+                    st.active = false;
+                    events.push(Event::new(rule, EventKind::Cleared, subject.clone(), v, at));
+                }
+            } else if rule.fires(v) {
+                if st.last_fired.is_some_and(|t| at < t + rule.cooldown_ns) {
+                    self.suppressed += 1;
+                } else {
+                    st.active = true;
+                    st.last_fired = Some(at);
+                    self.firings[i] += 1;
+                    fired.push(Event::new(rule, EventKind::Fired, subject.clone(), v, at));
+                }
+            }
+            seen.insert(subject);
+        }
+        // Subjects gone from the window measure nothing: an active one
+        // clears (a key no longer asked for is no longer hot).
+        for (subject, st) in states.iter_mut() {
+            if st.active && !seen.contains(subject) {
+                let v = if rule.metric.fires_low() { 100.0 } else { 0.0 };
+                if rule.clears(v) {
+                    st.active = false;
+                    events.push(Event::new(rule, EventKind::Cleared, subject.clone(), v, at));
+                }
+            }
+        }
+        // Forget idle subjects whose cooldown is over.
+        states
+            .retain(|_, st| st.active || st.last_fired.is_some_and(|t| at < t + rule.cooldown_ns));
+        if states.len() > MAX_STATES {
+            let mut idle: Vec<(Ts, Subject)> = states
+                .iter()
+                .filter(|(_, s)| !s.active)
+                .map(|(k, s)| (s.last_fired.unwrap_or(0), k.clone()))
+                .collect();
+            idle.sort();
+            for (_, k) in idle.into_iter().take(states.len() - MAX_STATES) {
+                states.remove(&k);
+            }
+        }
+        // Firings in a stable order (by subject) so runs agree.
+        fired.sort_by(|a, b| a.subject.cmp(&b.subject));
+        events.extend(fired);
+    }
+
+    /// End of input: the seconds still open are complete.
+    pub fn finish(&mut self) -> Vec<Event> {
+        let last = self.building.keys().next_back().copied();
+        match (self.next, last) {
+            (Some(_), Some(l)) => self.complete_upto(l + SECOND_NS),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Collectors this evaluator waits for.
+    pub fn collectors(&self) -> usize {
+        self.collectors
+    }
+}
