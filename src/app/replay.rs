@@ -110,10 +110,8 @@ pub fn setup(
     }
     let json = a.log_format == Some(super::cli::LogFormat::Json);
     let triggers = super::triggers::Settings::from_config(cfg, a.trigger_dir.clone(), json, false)?;
-    let triggers = (!triggers.rules.is_empty()).then_some(super::triggers::Settings {
-        redact,
-        ..triggers
-    });
+    let triggers =
+        (!triggers.rules.is_empty()).then_some(super::triggers::Settings { redact, ..triggers });
     let rules = FamilyRules::new(&cfg.families).map_err(|e| anyhow::anyhow!("families: {e}"))?;
     Ok(ReplaySetup {
         pipeline: PipelineConfig {

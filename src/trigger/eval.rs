@@ -132,8 +132,10 @@ impl Evaluator {
     pub fn take(&mut self, m: SecondMsg) -> Vec<Event> {
         match m {
             SecondMsg::Part(p) => {
+                // Each collector sends a second's part before saying it is
+                // past that second, so no part comes for a second already
+                // judged; the check keeps a misbehaving one harmless.
                 if self.next.is_none_or(|n| p.start >= n) {
-                    self.next.get_or_insert(p.start);
                     let s = self.building.entry(p.start).or_insert_with(|| Second {
                         start: p.start,
                         ..Default::default()
@@ -161,7 +163,9 @@ impl Evaluator {
     /// Every second ending at or before `low` is complete: judge them.
     fn complete_upto(&mut self, low: Ts) -> Vec<Event> {
         let mut events = Vec::new();
-        let Some(mut next) = self.next else {
+        // The first second judged is the earliest any collector had: not
+        // the first part to arrive (collectors run at their own pace).
+        let Some(mut next) = self.next.or_else(|| self.building.keys().next().copied()) else {
             return events;
         };
         while next + SECOND_NS <= low {
@@ -359,15 +363,242 @@ impl Evaluator {
 
     /// End of input: the seconds still open are complete.
     pub fn finish(&mut self) -> Vec<Event> {
-        let last = self.building.keys().next_back().copied();
-        match (self.next, last) {
-            (Some(_), Some(l)) => self.complete_upto(l + SECOND_NS),
-            _ => Vec::new(),
+        match self.building.keys().next_back().copied() {
+            Some(l) => self.complete_upto(l + SECOND_NS),
+            None => Vec::new(),
         }
     }
 
     /// Collectors this evaluator waits for.
     pub fn collectors(&self) -> usize {
         self.collectors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::rule::RuleSpec;
+
+    const S: Ts = SECOND_NS;
+    const T0: Ts = 1_700_000_000 * SECOND_NS;
+
+    fn agg(requests: u64, hits: u64, misses: u64) -> Agg {
+        Agg {
+            requests,
+            hits,
+            misses,
+            ..Default::default()
+        }
+    }
+
+    /// One collector's second: `keys` (name, requests), all hits.
+    fn second(start: Ts, keys: &[(&str, u64)], server_misses: u64) -> SecondPart {
+        let total: u64 = keys.iter().map(|k| k.1).sum();
+        SecondPart {
+            start,
+            all: agg(total + server_misses, total, server_misses),
+            keys: keys
+                .iter()
+                .map(|(k, n)| (k.as_bytes().to_vec(), agg(*n, *n, 0)))
+                .collect(),
+            clients: Vec::new(),
+            servers: vec![(
+                "10.0.0.1:11211".parse().unwrap(),
+                agg(total + server_misses, total, server_misses),
+            )],
+            untracked: 0,
+        }
+    }
+
+    fn rule(spec: RuleSpec) -> Rule {
+        spec.check().unwrap()
+    }
+
+    fn share(cooldown_s: u64) -> Rule {
+        rule(RuleSpec {
+            name: "hot".into(),
+            metric: "key_share_pct".into(),
+            above: Some(30.0),
+            clear: Some(10.0),
+            window_ns: 2 * S,
+            cooldown_ns: cooldown_s * S,
+            min_requests: 10,
+            ..Default::default()
+        })
+    }
+
+    /// Feeds seconds (one collector) and returns the events as
+    /// (second index it was judged at, kind, subject).
+    fn run(rules: Vec<Rule>, secs: Vec<SecondPart>) -> Vec<(u64, EventKind, String)> {
+        let mut e = Evaluator::new(rules, 1);
+        let mut out = Vec::new();
+        for p in secs {
+            let end = p.start + S;
+            out.extend(e.take(SecondMsg::Part(Box::new(p))));
+            out.extend(e.take(SecondMsg::Upto {
+                collector: 0,
+                upto: end,
+            }));
+        }
+        out.extend(e.take(SecondMsg::Upto {
+            collector: 0,
+            upto: Ts::MAX,
+        }));
+        out.into_iter()
+            .map(|ev| ((ev.ts - T0) / S, ev.event, ev.subject_str))
+            .collect()
+    }
+
+    fn steady(i: u64) -> Vec<(&'static str, u64)> {
+        let _ = i;
+        vec![("a", 10), ("b", 10), ("c", 10), ("d", 10), ("e", 10)]
+    }
+
+    #[test]
+    fn a_burst_fires_once_and_clears_when_it_ends() {
+        let mut secs = Vec::new();
+        for i in 0..20u64 {
+            let mut k = steady(i);
+            if (5..10).contains(&i) {
+                k.push(("hot", 200));
+            }
+            secs.push(second(T0 + i * S, &k, 0));
+        }
+        let ev = run(vec![share(60)], secs);
+        // Judged at the end of second 5 (window [4, 6): 200 of 300 = 67%);
+        // the burst ends after second 9: second 10 alone is 0%, the window
+        // [10, 12) is 0 -> cleared at 11 (window [9,11) still has 200/350).
+        assert_eq!(
+            ev,
+            vec![
+                (6, EventKind::Fired, "hot".to_string()),
+                (12, EventKind::Cleared, "hot".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_flapping_key_fires_once_per_cooldown() {
+        let mut secs = Vec::new();
+        // Bursts of one second every four seconds.
+        for i in 0..40u64 {
+            let mut k = steady(i);
+            if i % 4 == 0 {
+                k.push(("hot", 200));
+            }
+            secs.push(second(T0 + i * S, &k, 0));
+        }
+        let fired = |cool| {
+            run(vec![share(cool)], secs.clone())
+                .into_iter()
+                .filter(|e| e.1 == EventKind::Fired)
+                .map(|e| e.0)
+                .collect::<Vec<_>>()
+        };
+        // Without a cooldown every burst fires; with 20 s, one in five.
+        assert_eq!(fired(0), (0..10).map(|b| b * 4 + 1).collect::<Vec<_>>());
+        assert_eq!(fired(20), vec![1, 21]);
+    }
+
+    #[test]
+    fn hit_ratio_fires_low_and_waits_for_enough_requests() {
+        let r = rule(RuleSpec {
+            name: "ratio".into(),
+            metric: "server_hit_ratio_pct".into(),
+            below: Some(60.0),
+            clear: Some(80.0),
+            window_ns: S,
+            min_requests: 40,
+            ..Default::default()
+        });
+        let secs = vec![
+            second(T0, &[("a", 50)], 10),         // 83%
+            second(T0 + S, &[("a", 5)], 30),      // 14%, but 35 < 40 judged
+            second(T0 + 2 * S, &[("a", 20)], 30), // 40%
+            second(T0 + 3 * S, &[("a", 30)], 20), // 60%: still firing (clear at 80)
+            second(T0 + 4 * S, &[("a", 45)], 5),  // 90%: clears
+        ];
+        assert_eq!(
+            run(vec![r], secs),
+            vec![
+                (3, EventKind::Fired, "10.0.0.1:11211".to_string()),
+                (5, EventKind::Cleared, "10.0.0.1:11211".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn two_collectors_sum_before_judging() {
+        let r = rule(RuleSpec {
+            name: "rate".into(),
+            metric: "key_requests_per_s".into(),
+            above: Some(100.0),
+            window_ns: S,
+            ..Default::default()
+        });
+        let mut e = Evaluator::new(vec![r], 2);
+        // Two parts of the same second: 60 + 60 requests of "k".
+        for c in 0..2 {
+            let p = second(T0, &[("k", 60)], 0);
+            assert!(e.take(SecondMsg::Part(Box::new(p))).is_empty());
+            let ev = e.take(SecondMsg::Upto {
+                collector: c,
+                upto: T0 + S,
+            });
+            // Complete only once both collectors are past it.
+            assert_eq!(ev.len(), c);
+        }
+        assert_eq!(e.firings, vec![1]);
+    }
+
+    #[test]
+    fn a_loss_rule_watches_lost_requests() {
+        let r = rule(RuleSpec {
+            name: "loss".into(),
+            metric: "loss_per_s".into(),
+            above: Some(5.0),
+            window_ns: 2 * S,
+            ..Default::default()
+        });
+        let mut p = second(T0, &[("a", 10)], 0);
+        p.all.lost = 12;
+        let ev = run(vec![r], vec![p, second(T0 + S, &[("a", 10)], 0)]);
+        assert_eq!(ev[0], (1, EventKind::Fired, "all".to_string()));
+    }
+
+    #[test]
+    fn a_collector_whose_first_second_is_earlier_still_counts() {
+        // Regression: the first part to arrive (collector 0, second 5)
+        // once set the first second judged, and collector 1's part for
+        // second 3, arriving after it, was dropped.
+        let r = rule(RuleSpec {
+            name: "rate".into(),
+            metric: "key_requests_per_s".into(),
+            above: Some(100.0),
+            window_ns: S,
+            ..Default::default()
+        });
+        let mut e = Evaluator::new(vec![r], 2);
+        let mut ev = Vec::new();
+        ev.extend(e.take(SecondMsg::Part(Box::new(second(T0 + 5 * S, &[("a", 5)], 0)))));
+        ev.extend(e.take(SecondMsg::Part(Box::new(second(T0 + 3 * S, &[("k", 150)], 0)))));
+        for c in 0..2 {
+            ev.extend(e.take(SecondMsg::Upto {
+                collector: c,
+                upto: Ts::MAX,
+            }));
+        }
+        let got: Vec<(u64, EventKind, String)> = ev
+            .into_iter()
+            .map(|x| ((x.ts - T0) / S, x.event, x.subject_str))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (4, EventKind::Fired, "k".to_string()),
+                (5, EventKind::Cleared, "k".to_string()),
+            ]
+        );
     }
 }

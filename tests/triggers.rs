@@ -1,0 +1,706 @@
+//! Triggers end to end through the real binary. Replay (packet time) of a
+//! capture built here with exactly known traffic: steady gets on many
+//! keys, a burst on one key, a client asking for absent keys; then live
+//! capture on `lo` with a real memcached and a real client.
+//!
+//! Checked: the key-share rule fires exactly once and clears after the
+//! burst, the hit-ratio rule fires when misses come; the snippet holds the
+//! burst's connection and replays to exactly the key's requests in its
+//! span; webhooks reach a listener on loopback and a failing one is
+//! counted; snippets never pass the quota.
+
+mod common;
+use common::{PcapOut, Seg};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_memtap");
+const SERVER: [u8; 4] = [10, 0, 0, 1];
+const PORT: u16 = 11211;
+const T0: u64 = 1_700_000_000_000_000_000;
+const S: u64 = 1_000_000_000;
+
+/// One TCP connection: request and response byte streams with their seq.
+struct Conn {
+    client: (IpAddr, u16),
+    cseq: u32,
+    sseq: u32,
+}
+
+impl Conn {
+    fn open(out: &mut Vec<Seg>, i: u8, port: u16, ts: u64) -> Conn {
+        let client = (IpAddr::V4(Ipv4Addr::new(10, 1, 0, i)), port);
+        let c = Conn {
+            client,
+            cseq: 1000,
+            sseq: 5000,
+        };
+        out.push(c.seg(ts, true, Vec::new(), true));
+        out.push(c.seg(ts + 1000, false, Vec::new(), true));
+        Conn {
+            cseq: 1001,
+            sseq: 5001,
+            ..c
+        }
+    }
+
+    fn seg(&self, ts: u64, to_server: bool, payload: Vec<u8>, syn: bool) -> Seg {
+        let server = (IpAddr::V4(SERVER.into()), PORT);
+        let (src, dst, seq, ack) = if to_server {
+            (self.client, server, self.cseq, self.sseq)
+        } else {
+            (server, self.client, self.sseq, self.cseq)
+        };
+        Seg {
+            ts,
+            src: src.0,
+            dst: dst.0,
+            sport: src.1,
+            dport: dst.1,
+            udp: false,
+            seq: if syn { seq.wrapping_sub(1) } else { seq },
+            ack: if syn && to_server { 0 } else { ack },
+            syn,
+            fin: false,
+            rst: false,
+            ack_flag: !(syn && to_server),
+            payload,
+        }
+    }
+
+    /// A get and its answer 100 µs later.
+    fn get(&mut self, out: &mut Vec<Seg>, ts: u64, key: &str, hit: bool) {
+        let req = format!("get {key}\r\n").into_bytes();
+        out.push(self.seg(ts, true, req.clone(), false));
+        self.cseq = self.cseq.wrapping_add(req.len() as u32);
+        let resp = if hit {
+            format!("VALUE {key} 0 5\r\nvalue\r\nEND\r\n").into_bytes()
+        } else {
+            b"END\r\n".to_vec()
+        };
+        out.push(self.seg(ts + 100_000, false, resp.clone(), false));
+        self.sseq = self.sseq.wrapping_add(resp.len() as u32);
+    }
+}
+
+/// 30 seconds: 5 clients asking 50 keys (100 gets/s in all, hits) the
+/// whole time; from second 10 to 15 a sixth client asks `hot` 400 times a
+/// second; from second 20 to 25 a seventh asks absent keys 200 times a
+/// second. Returns the capture and the times of the `hot` gets.
+fn build(path: &Path) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut steady: Vec<Conn> = (0..5)
+        .map(|i| Conn::open(&mut out, i + 1, 40000, T0))
+        .collect();
+    let mut burst = Conn::open(&mut out, 9, 41000, T0 + 9 * S);
+    let mut misser = Conn::open(&mut out, 10, 42000, T0 + 19 * S);
+    let mut hot = Vec::new();
+    for ms in 0..30_000u64 {
+        let ts = T0 + 2 * S / 1000 + ms * 1_000_000;
+        if ms % 10 == 0 {
+            let n = ms / 10;
+            steady[(n % 5) as usize].get(&mut out, ts, &format!("key{}", n % 50), true);
+        }
+        if (10_000..15_000).contains(&ms) && ms % 5 < 2 {
+            // 400/s: two gets every 5 ms, 300 µs apart.
+            let t = ts + (ms % 5) * 300_000;
+            burst.get(&mut out, t, "hot", true);
+            hot.push(t);
+        }
+        if (20_000..25_000).contains(&ms) && ms % 5 == 0 {
+            misser.get(&mut out, ts + 200_000, &format!("absent{ms}"), false);
+        }
+    }
+    out.sort_by_key(|s| s.ts);
+    let mut w = PcapOut::new();
+    for s in &out {
+        w.frame(s.ts, &s.to_frame());
+    }
+    w.write(path);
+    hot
+}
+
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    let p = dir.join("memtap.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[[trigger]]
+name = "hot-key"
+metric = "key_share_pct"
+above = 50.0
+clear = 20.0
+window = "2s"
+cooldown = "60s"
+min_requests = 20
+before = "2s"
+after = "1s"
+
+[[trigger]]
+name = "misses"
+metric = "server_hit_ratio_pct"
+below = 50.0
+clear = 80.0
+window = "2s"
+min_requests = 50
+record = false
+{extra}
+"#
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn replay(args: &[&str], file: &Path) -> (Value, String) {
+    let o = Command::new(BIN)
+        .args([
+            "replay",
+            "-f",
+            "json",
+            "--collectors",
+            "2",
+            "--workers",
+            "2",
+            "-t",
+            "10.0.0.1:11211",
+        ])
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    (serde_json::from_slice(&o.stdout).unwrap(), err)
+}
+
+fn events(r: &Value) -> Vec<(String, String, String, u64)> {
+    r["triggers"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["trigger"].as_str().unwrap().to_string(),
+                e["event"].as_str().unwrap().to_string(),
+                e["subject"].as_str().unwrap().to_string(),
+                (e["ts"].as_u64().unwrap() - T0) / S,
+            )
+        })
+        .collect()
+}
+
+fn key_requests(r: &Value, key: &str) -> u64 {
+    r["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == key)
+        .map_or(0, |k| k["requests"].as_u64().unwrap())
+}
+
+#[test]
+fn replay_fires_once_clears_and_the_snippet_replays_the_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("burst.pcap");
+    let hot = build(&cap);
+    let snips = dir.path().join("snips");
+    let cfg = config(dir.path(), "");
+    let (r, err) = replay(
+        &[
+            "-c",
+            cfg.to_str().unwrap(),
+            "--trigger-dir",
+            snips.to_str().unwrap(),
+        ],
+        &cap,
+    );
+    // Steady traffic fires nothing. Traffic starts 2 ms into each second;
+    // an event's time is the end of the second judged, its window the
+    // `window` seconds before. The burst (10.002 s to 15.001 s) fires the
+    // key rule at 11 (window [9, 11): 400 of 600 gets, 66.67 %) and clears
+    // it at 17 ([15, 17) holds its last two gets); the misses (20.002 s to
+    // 24.997 s) fire the ratio rule at 21 ([19, 21): 100 hits of 300) and
+    // clear it at 27 (at 26, [24, 26) is still 50 %).
+    let ev = events(&r);
+    assert_eq!(
+        ev,
+        vec![
+            ("hot-key".into(), "fired".into(), "hot".into(), 11),
+            ("hot-key".into(), "cleared".into(), "hot".into(), 17),
+            ("misses".into(), "fired".into(), "10.0.0.1:11211".into(), 21),
+            (
+                "misses".into(),
+                "cleared".into(),
+                "10.0.0.1:11211".into(),
+                27
+            ),
+        ],
+        "{err}"
+    );
+    let t = &r["triggers"];
+    assert_eq!(
+        t["firings"],
+        serde_json::json!([["hot-key", 1], ["misses", 1]])
+    );
+    assert_eq!(t["snippets_written"], 1);
+    assert!(
+        err.contains("memtap: trigger hot-key fired: key hot key_share_pct = "),
+        "{err}"
+    );
+    // The snippet: [fired - 2 s, fired + 1 s], the burst client's
+    // connection only; replayed, `hot` has exactly the gets in that span.
+    let files: Vec<PathBuf> = std::fs::read_dir(&snips)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(name.starts_with("memtap-hot-key-key-hot-"), "{name}");
+    let fired = T0 + 11 * S;
+    let (from, to) = (fired - 2 * S, fired + S);
+    let want = hot.iter().filter(|&&t| t >= from && t <= to).count() as u64;
+    assert!(want > 500);
+    let (snip, _) = replay(&[], &files[0]);
+    assert_eq!(key_requests(&snip, "hot"), want);
+    // Nothing but the burst's connection.
+    assert_eq!(snip["totals"]["requests"], want);
+}
+
+/// An HTTP listener on loopback that answers 200 and keeps the bodies.
+fn listener() -> (String, std::sync::mpsc::Receiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send(String::from_utf8(body).unwrap());
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn webhooks_and_commands_run_and_failures_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("burst.pcap");
+    build(&cap);
+    let (addr, bodies) = listener();
+    // A port nothing listens on.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let log = dir.path().join("commands.log");
+    let extra = format!(
+        r#"webhook = "http://{closed}/hook"
+
+[[trigger]]
+name = "hot-hook"
+metric = "key_requests_per_s"
+above = 300.0
+clear = 100.0
+window = "1s"
+record = false
+webhook = "http://{addr}/hook"
+command = "echo $MEMTAP_TRIGGER $MEMTAP_EVENT $MEMTAP_SUBJECT_KIND $MEMTAP_SUBJECT >> {}"
+"#,
+        log.display()
+    );
+    let cfg = config(dir.path(), &extra);
+    let (r, err) = replay(&["-c", cfg.to_str().unwrap()], &cap);
+    let t = &r["triggers"];
+    // hot-hook fires and clears once each: two posts and two commands; the
+    // misses rule's webhook (nobody listening) fails twice, counted.
+    assert_eq!(t["webhooks_sent"], 2, "{err}");
+    assert_eq!(t["webhooks_failed"], 2, "{err}");
+    assert_eq!(t["commands_run"], 2, "{err}");
+    assert_eq!(t["commands_failed"], 0);
+    let got: Vec<Value> = (0..2)
+        .map(|_| {
+            serde_json::from_str(
+                &bodies
+                    .recv_timeout(std::time::Duration::from_secs(5))
+                    .unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(got[0]["trigger"], "hot-hook");
+    assert_eq!(got[0]["event"], "fired");
+    assert_eq!(got[0]["subject"], "hot");
+    assert_eq!(got[0]["metric"], "key_requests_per_s");
+    assert_eq!(got[0]["value"], 400.0);
+    assert_eq!(got[1]["event"], "cleared");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "hot-hook fired key hot\nhot-hook cleared key hot\n"
+    );
+    assert!(
+        err.contains(&format!("memtap: warning: webhook http://{closed}/hook")),
+        "{err}"
+    );
+    // The events themselves are the same as without actions.
+    assert_eq!(
+        t["firings"],
+        serde_json::json!([["hot-key", 1], ["misses", 1], ["hot-hook", 1]])
+    );
+}
+
+/// 40 keys each burst for a second, with 4 KB values: 40 firings, each
+/// snippet hundreds of KB; the quota (1 MiB) stops them and counts the
+/// rest, and the files in the directory never pass it.
+#[test]
+fn snippets_never_pass_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("bursts.pcap");
+    let mut out = Vec::new();
+    let mut conns: Vec<Conn> = (0..40)
+        .map(|i| Conn::open(&mut out, i + 1, 43000, T0))
+        .collect();
+    let value = "v".repeat(4000);
+    for (b, c) in conns.iter_mut().enumerate() {
+        for i in 0..200u64 {
+            let ts = T0 + S + b as u64 * S + i * 5_000_000;
+            let key = format!("burst{b}");
+            let req = format!("get {key}\r\n").into_bytes();
+            out.push(c.seg(ts, true, req.clone(), false));
+            c.cseq = c.cseq.wrapping_add(req.len() as u32);
+            let resp = format!("VALUE {key} 0 4000\r\n{value}\r\nEND\r\n").into_bytes();
+            out.push(c.seg(ts + 100_000, false, resp.clone(), false));
+            c.sseq = c.sseq.wrapping_add(resp.len() as u32);
+        }
+    }
+    out.sort_by_key(|s| s.ts);
+    let mut w = PcapOut::new();
+    for s in &out {
+        w.frame(s.ts, &s.to_frame());
+    }
+    w.write(&cap);
+    let snips = dir.path().join("snips");
+    let cfg = dir.path().join("q.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[recorder]
+quota = "1MiB"
+per_rule_per_hour = 1000
+
+[[trigger]]
+name = "each"
+metric = "key_requests_per_s"
+above = 100.0
+window = "1s"
+before = "1s"
+after = "1s"
+"#,
+    )
+    .unwrap();
+    let (r, err) = replay(
+        &[
+            "-c",
+            cfg.to_str().unwrap(),
+            "--trigger-dir",
+            snips.to_str().unwrap(),
+        ],
+        &cap,
+    );
+    let t = &r["triggers"];
+    assert_eq!(t["firings"], serde_json::json!([["each", 40]]), "{err}");
+    let written = t["snippets_written"].as_u64().unwrap();
+    let over = t["snippets_over_quota"].as_u64().unwrap();
+    assert!(written >= 1 && over >= 1, "{t}");
+    assert_eq!(written + over, 40);
+    let on_disk: u64 = std::fs::read_dir(&snips)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(on_disk, t["snippet_bytes"].as_u64().unwrap());
+    assert!(on_disk <= 1 << 20, "{on_disk}");
+    // A second run counts the files already there against the quota.
+    let (r2, _) = replay(
+        &[
+            "-c",
+            cfg.to_str().unwrap(),
+            "--trigger-dir",
+            snips.to_str().unwrap(),
+        ],
+        &cap,
+    );
+    let left = (1u64 << 20) - on_disk;
+    assert!(r2["triggers"]["snippet_bytes"].as_u64().unwrap() <= left);
+}
+
+#[test]
+fn a_bad_rule_is_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[trigger]]\nname = \"x\"\nmetric = \"key_share_pct\"\nabove = 150.0\n",
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["replay", "-c", cfg.to_str().unwrap()])
+        .arg(common::fixture_dir("text_tcp").join("capture.pcap"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "memtap: error: config {}: trigger \"x\": threshold 150 is out of range: 0 to 100 (percent)",
+            cfg.display()
+        )
+    );
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A text connection that waits for each answer.
+struct Client {
+    r: BufReader<std::net::TcpStream>,
+    w: std::net::TcpStream,
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    fn set(&mut self, key: &str) {
+        self.w
+            .write_all(format!("set {key} 0 0 5\r\nvalue\r\n").as_bytes())
+            .unwrap();
+        let mut l = String::new();
+        self.r.read_line(&mut l).unwrap();
+        assert_eq!(l, "STORED\r\n");
+    }
+
+    fn get(&mut self, key: &str) {
+        self.w
+            .write_all(format!("get {key}\r\n").as_bytes())
+            .unwrap();
+        loop {
+            let mut l = String::new();
+            self.r.read_line(&mut l).unwrap();
+            if l == "END\r\n" {
+                return;
+            }
+        }
+    }
+}
+
+/// Live capture on `lo` with a real memcached: steady gets on 20 keys,
+/// then a burst on one key from its own connection, then steady again.
+/// The key rule fires exactly once and clears; `/metrics` and
+/// `/api/events` show it; the snippet (taken from the capture threads'
+/// rings) replays to exactly the burst's gets.
+#[test]
+fn live_burst_fires_once_and_its_snippet_replays_it() {
+    if !is_root() || Command::new("memcached").arg("-h").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with memcached"
+        );
+        eprintln!("skipping: needs root and memcached");
+        return;
+    }
+    let port = common::server::free_port();
+    let _mc = common::server::memcached(port);
+    let dir = tempfile::tempdir().unwrap();
+    let snips = dir.path().join("snips");
+    let cfg = dir.path().join("live.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[[trigger]]
+name = "hot-key"
+metric = "key_share_pct"
+above = 50.0
+clear = 20.0
+window = "1s"
+min_requests = 20
+before = "6s"
+after = "4s"
+"#,
+    )
+    .unwrap();
+    let target = format!("127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .args([
+            "capture",
+            "-i",
+            "lo",
+            "--workers",
+            "2",
+            "--collectors",
+            "2",
+            "-t",
+            &target,
+        ])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--format",
+            "json",
+            "-c",
+            cfg.to_str().unwrap(),
+        ])
+        .args(["--trigger-dir", snips.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = common::server::Proc(child);
+    let child = &mut guard.0;
+    // Wait for the capture threads, and find the listener.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut addr = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "capture exited:\n{seen}"
+        );
+        seen.push_str(&line);
+        if let Some(rest) = line.strip_prefix("memtap: listening on http://") {
+            addr = rest.split('/').next().unwrap().to_string();
+        }
+        if line.starts_with("memtap: capturing on") {
+            break;
+        }
+    }
+    let err_thread = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = err.read_to_string(&mut rest);
+        seen + &rest
+    });
+    let mut steady = Client::connect(port);
+    for i in 0..20 {
+        steady.set(&format!("k{i}"));
+    }
+    steady.set("hot");
+    let pace = |n: u64, per_s: u64, f: &mut dyn FnMut(u64)| {
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            f(i);
+            let due = std::time::Duration::from_micros(i * 1_000_000 / per_s);
+            if let Some(d) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(d);
+            }
+        }
+    };
+    // 3 s steady at 100/s, 1.5 s burst at 400/s (plus steady on the side
+    // at the same pace), 3 s steady.
+    pace(300, 100, &mut |i| steady.get(&format!("k{}", i % 20)));
+    let mut burst = Client::connect(port);
+    let burst_n = 600u64;
+    std::thread::scope(|s| {
+        s.spawn(|| pace(burst_n, 400, &mut |_| burst.get("hot")));
+        pace(150, 100, &mut |i| steady.get(&format!("k{}", i % 20)));
+    });
+    pace(300, 100, &mut |i| steady.get(&format!("k{}", i % 20)));
+    // The events and metrics while it runs.
+    let (st, _, events) = common::http_get(&addr, "/api/events", None);
+    assert_eq!(st, 200);
+    let events: Value = serde_json::from_str(&events).unwrap();
+    let kinds: Vec<(String, String)> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().into(),
+                e["subject"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("fired".to_string(), "hot".to_string()),
+            ("cleared".to_string(), "hot".to_string())
+        ]
+    );
+    let (_, _, metrics) = common::http_get(&addr, "/metrics", None);
+    assert!(
+        metrics.contains("memtap_trigger_firings_total{trigger=\"hot-key\"} 1\n"),
+        "{metrics}"
+    );
+    // Let the snippet's `after` pass, then stop.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    common::signal(child, "INT");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let err = err_thread.join().unwrap();
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        r["triggers"]["firings"],
+        serde_json::json!([["hot-key", 1]]),
+        "{err}"
+    );
+    assert_eq!(r["triggers"]["snippets_written"], 1, "{err}");
+    let files: Vec<PathBuf> = std::fs::read_dir(&snips)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    // The whole burst lies within [fired - 6 s, fired + 4 s], and so does
+    // the `set hot` on the steady connection (about 4 s before firing):
+    // both connections carried the key, so both are in the snippet.
+    let o = Command::new(BIN)
+        .args(["replay", "-f", "json", "-t", &target])
+        .arg(&files[0])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let snip: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(key_requests(&snip, "hot"), burst_n + 1, "{err}");
+}
