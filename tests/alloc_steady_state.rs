@@ -243,6 +243,83 @@ fn collector_tables_allocate_nothing_for_known_keys() {
     assert_eq!(t.families.len(), 1);
 }
 
+/// The flight recorder (triggers) keeps every watched frame: its ring is
+/// allocated once, and keeping frames, large or small, wrapping and
+/// evicting, allocates nothing. The per-second figures a collector keeps
+/// for the triggers reuse their tables too.
+#[test]
+fn flight_recorder_and_trigger_seconds_allocate_nothing() {
+    use memtap::capture::recorder::Ring;
+    let mut ring = Ring::new(1 << 20, 5_000_000_000);
+    let frames: Vec<Vec<u8>> = [60usize, 1514, 9000, 64_000, 200]
+        .iter()
+        .map(|&n| vec![0xab; n])
+        .collect();
+    let mut ts = 1_700_000_000_000_000_000u64;
+    let mut push = |ring: &mut Ring, ts: &mut u64, rounds: usize| {
+        for _ in 0..rounds {
+            for f in &frames {
+                *ts += 10_000;
+                ring.push(*ts, 1, f.len() as u32, f);
+            }
+        }
+    };
+    push(&mut ring, &mut ts, 100);
+    let before = allocs();
+    push(&mut ring, &mut ts, 10_000);
+    assert_eq!(allocs() - before, 0, "allocations keeping 50,000 frames");
+    assert_eq!(ring.kept, 50_500);
+    assert!(ring.bytes() <= ring.capacity());
+    assert!(ring.evicted_for_room > 0);
+
+    use memtap::collect::batch::RecordBatch;
+    use memtap::collect::seconds::Seconds;
+    use memtap::protocol::{Outcome, Proto};
+    let mut b = RecordBatch::default();
+    for i in 0..300u64 {
+        b.push(
+            &Record {
+                ts: 1,
+                client: format!("10.0.{}.1:4000", i % 20).parse().unwrap(),
+                server: "10.1.0.1:11211".parse().unwrap(),
+                transport: Transport::Tcp,
+                proto: Proto::Text,
+                command: "get",
+                first: true,
+                key: Some(format!("k{}", i % 100).as_bytes()),
+                result: Outcome::Hit,
+                req_bytes: 10,
+                resp_bytes: 100,
+                latency_ns: Some(20_000),
+            },
+            0,
+        );
+    }
+    let mut secs = Seconds::default();
+    let mut second = |secs: &mut Seconds, b: &mut RecordBatch, s: u64| {
+        for r in b.recs.iter_mut() {
+            r.seen = s * 1_000_000_000;
+        }
+        for r in &b.recs {
+            secs.add(b, r);
+        }
+    };
+    for s in 0..5 {
+        second(&mut secs, &mut b, s);
+        secs.close(Some(s * 1_000_000_000), |_| {});
+    }
+    // Counting records allocates nothing (a closed second's tables are
+    // reused); closing hands a summary on, once a second.
+    let mut counted = 0;
+    for s in 5..50 {
+        let before = allocs();
+        second(&mut secs, &mut b, s);
+        counted += allocs() - before;
+        secs.close(Some(s * 1_000_000_000), |_| {});
+    }
+    assert_eq!(counted, 0, "allocations counting 45 seconds of records");
+}
+
 /// Sends `n` datagrams to 127.0.0.1:port, then polls `poll` (from this
 /// thread, so the per-thread count sees only it) until they have come;
 /// returns the allocations made by the polls after the first delivery.

@@ -339,7 +339,10 @@ impl Triggers {
         let from = d.at.saturating_sub(d.rule.before_ns);
         let to = d.at + d.rule.after_ns;
         let all = frames.frames(from, to);
-        let kept = restrict(&all, &d.event.subject);
+        let kept: Vec<&Kept> = restrict(&all, &d.event.subject)
+            .into_iter()
+            .map(|i| &all[i])
+            .collect();
         if kept.is_empty() {
             stat(&|s| s.snippets_empty += 1);
             return;
@@ -352,20 +355,18 @@ impl Triggers {
             kept.len(),
             all.len()
         );
-        let mut buf = Vec::new();
-        let size = match crate::capture::pcapng_out::write(&mut buf, &comment, &kept) {
-            Ok(n) => n,
-            Err(_) => {
-                stat(&|s| s.snippet_errors += 1);
-                return;
-            }
-        };
+        let size = crate::capture::pcapng_out::size(&comment, &kept);
         if self.used_bytes + size > self.s.quota {
             stat(&|s| s.snippets_over_quota += 1);
             return;
         }
         let path = unique_path(&dir, &d.event);
-        match std::fs::write(&path, &buf) {
+        let written = std::fs::File::create(&path).and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            crate::capture::pcapng_out::write(&mut w, &comment, &kept)?;
+            w.into_inner().map_err(|e| e.into_error())?.sync_data()
+        });
+        match written {
             Ok(()) => {
                 self.used_bytes += size;
                 times.push_back(d.at);
@@ -475,10 +476,10 @@ fn flow_id(t: Transport, a: IpAddr, ap: u16, b: IpAddr, bp: u16) -> FlowId {
     }
 }
 
-/// The frames about `subject`: a key's conversations (the TCP connections
-/// and UDP exchanges whose packets in the span carry its bytes), a
-/// client's or a server's packets, or everything.
-pub fn restrict(frames: &[Kept], subject: &Subject) -> Vec<Kept> {
+/// Which frames are about `subject` (their indexes): a key's conversations
+/// (the TCP connections and UDP exchanges whose packets in the span carry
+/// its bytes), a client's or a server's packets, or everything.
+pub fn restrict(frames: &[Kept], subject: &Subject) -> Vec<usize> {
     let mut d = Decoder::new(DecodeConfig::default());
     let mut c = Counters::default();
     let mut ids: Vec<Option<FlowId>> = Vec::with_capacity(frames.len());
@@ -519,11 +520,11 @@ pub fn restrict(frames: &[Kept], subject: &Subject) -> Vec<Kept> {
         ids.push(Some(id));
         direct.push(hit);
     }
-    frames
-        .iter()
-        .zip(ids.iter().zip(&direct))
+    ids.iter()
+        .zip(&direct)
+        .enumerate()
         .filter(|(_, (id, hit))| **hit || id.is_some_and(|id| keep_flows.contains(&id)))
-        .map(|(f, _)| f.clone())
+        .map(|(i, _)| i)
         .collect()
 }
 

@@ -34,9 +34,28 @@ fn block(w: &mut impl Write, kind: u32, body: &[u8]) -> std::io::Result<usize> {
     Ok(total as usize)
 }
 
+/// The bytes [`write`] writes for these frames and comment.
+pub fn size(comment: &str, frames: &[&Kept]) -> u64 {
+    let c = comment.len().min(65_000);
+    let opt = |n: usize| 4 + n + pad4(n);
+    let shb = 12 + 16 + opt(c) + opt(6) + 4;
+    let mut links: Vec<u32> = Vec::new();
+    for f in frames {
+        if !links.contains(&f.linktype) {
+            links.push(f.linktype);
+        }
+    }
+    let idb = links.len() * (12 + 8 + opt(1) + 4);
+    let epb: usize = frames
+        .iter()
+        .map(|f| 12 + 20 + f.data.len() + pad4(f.data.len()))
+        .sum();
+    (shb + idb + epb) as u64
+}
+
 /// Writes `frames` (oldest first) with `comment` on the section; returns
 /// the bytes written.
-pub fn write(w: &mut impl Write, comment: &str, frames: &[Kept]) -> std::io::Result<u64> {
+pub fn write(w: &mut impl Write, comment: &str, frames: &[&Kept]) -> std::io::Result<u64> {
     let mut written = 0usize;
     let mut body = Vec::new();
     body.extend_from_slice(&BYTE_ORDER_MAGIC.to_le_bytes());
@@ -99,8 +118,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.pcapng");
         let mut f = std::fs::File::create(&p).unwrap();
-        write(&mut f, "trigger hot-key fired", &frames).unwrap();
+        let refs: Vec<&Kept> = frames.iter().collect();
+        let n = write(&mut f, "trigger hot-key fired", &refs).unwrap();
         drop(f);
+        assert_eq!(n, size("trigger hot-key fired", &refs));
+        assert_eq!(n, std::fs::metadata(&p).unwrap().len());
         let mut src = FileSource::open(&[p]).unwrap();
         let mut c = Counters::default();
         let mut got = Vec::new();

@@ -69,7 +69,8 @@ pub struct SecondPart {
     /// Everything this collector saw in the second.
     pub all: Agg,
     pub keys: Vec<(Vec<u8>, Agg)>,
-    pub clients: Vec<(IpAddr, Agg)>,
+    /// Requests per client (a client rule looks at its rate only).
+    pub clients: Vec<(IpAddr, u64)>,
     pub servers: Vec<(SocketAddr, Agg)>,
     /// Keys and clients not tracked because the second's table was full.
     pub untracked: u64,
@@ -97,6 +98,7 @@ pub struct Seconds {
     open: Vec<Open>,
     /// Recycled tables, so the steady state allocates nothing.
     spare: Vec<Open>,
+    scratch: Vec<(u64, u64, usize)>,
 }
 
 #[derive(Default)]
@@ -105,7 +107,7 @@ struct Open {
     all: Agg,
     keys: HashMap<u64, KeySlot>,
     arena: Vec<u8>,
-    clients: HashMap<IpAddr, Agg>,
+    clients: HashMap<IpAddr, u64>,
     servers: HashMap<SocketAddr, Agg>,
     untracked: u64,
 }
@@ -138,8 +140,10 @@ impl Seconds {
         o.servers.entry(r.server).or_default().add(r);
         let full = o.clients.len() >= MAX_CLIENTS;
         match o.clients.get_mut(&r.client.ip()) {
-            Some(a) => a.add(r),
-            None if !full => o.clients.entry(r.client.ip()).or_default().add(r),
+            Some(n) => *n += 1,
+            None if !full => {
+                o.clients.insert(r.client.ip(), 1);
+            }
             None => o.untracked += 1,
         }
         if let Some(k) = b.key(r) {
@@ -187,36 +191,57 @@ impl Seconds {
                 break;
             }
             let mut o = self.open.remove(0);
-            out(o.summary());
+            out(o.summary(&mut self.scratch));
             o.clear();
             self.spare.push(o);
         }
     }
 }
 
-/// The `TOP` largest by requests (ties by the smaller subject, so runs
-/// agree).
-fn top<T: Ord + Clone>(mut v: Vec<(T, Agg)>) -> Vec<(T, Agg)> {
-    v.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then_with(|| a.0.cmp(&b.0)));
-    v.truncate(TOP);
-    v
+/// Indexes of the `TOP` largest `(requests, tie)` entries, largest first
+/// (ties by the smaller `tie`, so runs agree). Only those are copied out:
+/// a busy second has tens of thousands of keys.
+fn top_indexes(v: &mut [(u64, u64, usize)]) -> &[(u64, u64, usize)] {
+    let order = |a: &(u64, u64, usize), b: &(u64, u64, usize)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+    if v.len() > TOP {
+        v.select_nth_unstable_by(TOP - 1, order);
+    }
+    let n = v.len().min(TOP);
+    v[..n].sort_unstable_by(order);
+    &v[..n]
 }
 
 impl Open {
-    fn summary(&self) -> SecondPart {
-        let keys = self
-            .keys
-            .values()
-            .map(|s| {
+    fn summary(&self, scratch: &mut Vec<(u64, u64, usize)>) -> SecondPart {
+        scratch.clear();
+        let keyed: Vec<(&u64, &KeySlot)> = self.keys.iter().collect();
+        scratch.extend(keyed.iter().enumerate().map(|(i, (h, s))| (s.agg.requests, **h, i)));
+        let keys = top_indexes(scratch)
+            .iter()
+            .map(|&(_, _, i)| {
+                let s = keyed[i].1;
                 let k = &self.arena[s.off as usize..(s.off + s.len) as usize];
                 (k.to_vec(), s.agg.clone())
             })
             .collect();
+        scratch.clear();
+        let clients: Vec<(&IpAddr, &u64)> = self.clients.iter().collect();
+        scratch.extend(clients.iter().enumerate().map(|(i, (c, n))| {
+            let tie = match c {
+                IpAddr::V4(v) => u64::from(u32::from(*v)),
+                IpAddr::V6(v) => u128::from(*v) as u64,
+            };
+            (**n, tie, i)
+        }));
+        let clients = top_indexes(scratch)
+            .iter()
+            .map(|&(_, _, i)| (*clients[i].0, *clients[i].1))
+            .collect();
         SecondPart {
             start: self.start,
             all: self.all.clone(),
-            keys: top(keys),
-            clients: top(self.clients.iter().map(|(c, a)| (*c, a.clone())).collect()),
+            keys,
+            clients,
             servers: self.servers.iter().map(|(s, a)| (*s, a.clone())).collect(),
             untracked: self.untracked,
         }

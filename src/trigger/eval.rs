@@ -18,7 +18,7 @@ struct Second {
     start: Ts,
     all: Agg,
     keys: HashMap<Vec<u8>, Agg>,
-    clients: HashMap<IpAddr, Agg>,
+    clients: HashMap<IpAddr, u64>,
     servers: HashMap<SocketAddr, Agg>,
     /// The loss counters' running totals as last observed by then.
     loss: [u64; LOSS_COUNTERS.len()],
@@ -30,8 +30,8 @@ impl Second {
         for (k, a) in &p.keys {
             self.keys.entry(k.clone()).or_default().merge(a);
         }
-        for (c, a) in &p.clients {
-            self.clients.entry(*c).or_default().merge(a);
+        for (c, n) in &p.clients {
+            *self.clients.entry(*c).or_default() += n;
         }
         for (s, a) in &p.servers {
             self.servers.entry(*s).or_default().merge(a);
@@ -245,8 +245,8 @@ impl Evaluator {
             SubjectKind::Client => {
                 let mut sum: HashMap<IpAddr, u64> = HashMap::new();
                 for s in &secs {
-                    for (c, a) in &s.clients {
-                        *sum.entry(*c).or_default() += a.requests;
+                    for (c, n) in &s.clients {
+                        *sum.entry(*c).or_default() += n;
                     }
                 }
                 sum.into_iter()
