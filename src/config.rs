@@ -983,6 +983,8 @@ mod tests {
         assert_eq!(cfg.http, d.http);
         assert_eq!(format!("{:?}", cfg.store), format!("{:?}", d.store));
         assert_eq!(format!("{:?}", cfg.limits), format!("{:?}", d.limits));
+        assert_eq!(cfg.recorder, d.recorder);
+        assert!(cfg.trigger.is_empty());
     }
 
     #[test]

@@ -256,7 +256,7 @@ fn flight_recorder_and_trigger_seconds_allocate_nothing() {
         .map(|&n| vec![0xab; n])
         .collect();
     let mut ts = 1_700_000_000_000_000_000u64;
-    let mut push = |ring: &mut Ring, ts: &mut u64, rounds: usize| {
+    let push = |ring: &mut Ring, ts: &mut u64, rounds: usize| {
         for _ in 0..rounds {
             for f in &frames {
                 *ts += 10_000;
@@ -296,7 +296,7 @@ fn flight_recorder_and_trigger_seconds_allocate_nothing() {
         );
     }
     let mut secs = Seconds::default();
-    let mut second = |secs: &mut Seconds, b: &mut RecordBatch, s: u64| {
+    let second = |secs: &mut Seconds, b: &mut RecordBatch, s: u64| {
         for r in b.recs.iter_mut() {
             r.seen = s * 1_000_000_000;
         }

@@ -64,7 +64,7 @@ impl Pending {
 /// The one line scripts (and tests) read to find the port.
 pub fn announce(s: &Server) {
     eprintln!(
-        "memtap: listening on http://{}/ (/metrics, /healthz, /api/report, /api/windows, /api/top)",
+        "memtap: listening on http://{}/ (/metrics, /healthz, /api/report, /api/windows, /api/top, /api/events)",
         s.local_addr()
     );
 }

@@ -215,7 +215,12 @@ impl Open {
     fn summary(&self, scratch: &mut Vec<(u64, u64, usize)>) -> SecondPart {
         scratch.clear();
         let keyed: Vec<(&u64, &KeySlot)> = self.keys.iter().collect();
-        scratch.extend(keyed.iter().enumerate().map(|(i, (h, s))| (s.agg.requests, **h, i)));
+        scratch.extend(
+            keyed
+                .iter()
+                .enumerate()
+                .map(|(i, (h, s))| (s.agg.requests, **h, i)),
+        );
         let keys = top_indexes(scratch)
             .iter()
             .map(|&(_, _, i)| {

@@ -581,8 +581,16 @@ mod tests {
         });
         let mut e = Evaluator::new(vec![r], 2);
         let mut ev = Vec::new();
-        ev.extend(e.take(SecondMsg::Part(Box::new(second(T0 + 5 * S, &[("a", 5)], 0)))));
-        ev.extend(e.take(SecondMsg::Part(Box::new(second(T0 + 3 * S, &[("k", 150)], 0)))));
+        ev.extend(e.take(SecondMsg::Part(Box::new(second(
+            T0 + 5 * S,
+            &[("a", 5)],
+            0,
+        )))));
+        ev.extend(e.take(SecondMsg::Part(Box::new(second(
+            T0 + 3 * S,
+            &[("k", 150)],
+            0,
+        )))));
         for c in 0..2 {
             ev.extend(e.take(SecondMsg::Upto {
                 collector: c,
