@@ -19,22 +19,11 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_memtap");
 
-fn is_root() -> bool {
-    // Our own effective uid, from /proc (no unsafe geteuid needed).
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Live capture needs root and a memcached binary; CI has both (the
 /// project's setup script installs memcached and CI runs as root).
 fn ready(test: &str) -> bool {
     let mc = Command::new("memcached").arg("-h").output().is_ok();
-    if is_root() && mc {
+    if common::server::is_root() && mc {
         return true;
     }
     assert!(
@@ -626,7 +615,7 @@ fn bad_interface_filter_or_port_is_one_line() {
         err.contains("bad filter") && err.contains("port ((("),
         "{err}"
     );
-    if is_root() {
+    if common::server::is_root() {
         // A busy listener port: one line naming the address.
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();

@@ -32,19 +32,9 @@ fn have_tmux(test: &str) -> bool {
     false
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn live_ready(test: &str) -> bool {
     let mc = Command::new("memcached").arg("-h").output().is_ok();
-    if is_root() && mc && have_tmux(test) {
+    if common::server::is_root() && mc && have_tmux(test) {
         return true;
     }
     assert!(

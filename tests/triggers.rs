@@ -480,16 +480,6 @@ fn a_bad_rule_is_refused_with_one_line() {
     );
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// A text connection that waits for each answer.
 struct Client {
     r: BufReader<std::net::TcpStream>,
@@ -537,7 +527,7 @@ impl Client {
 /// rings) replays to exactly the burst's gets.
 #[test]
 fn live_burst_fires_once_and_its_snippet_replays_it() {
-    if !is_root() || Command::new("memcached").arg("-h").output().is_err() {
+    if !common::server::is_root() || Command::new("memcached").arg("-h").output().is_err() {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI runs as root with memcached"

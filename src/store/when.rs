@@ -56,22 +56,7 @@ pub fn parse_time(s: &str) -> anyhow::Result<u64> {
 /// A time as the reports print it (UTC), with milliseconds only when there
 /// are any (sub-second windows).
 pub fn fmt_time(ns: u64) -> String {
-    let ts = jiff::Timestamp::from_nanosecond(i128::from(ns)).unwrap_or(jiff::Timestamp::MAX);
-    let dt = jiff::tz::Offset::UTC.to_datetime(ts);
-    let frac = if ns % 1_000_000_000 == 0 {
-        String::new()
-    } else {
-        format!(".{:03}", ns % 1_000_000_000 / 1_000_000)
-    };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{frac}Z",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    )
+    crate::time::utc(ns)
 }
 
 #[cfg(test)]

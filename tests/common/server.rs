@@ -47,3 +47,15 @@ pub fn memcached(port: u16) -> Proc {
     }
     guard
 }
+
+/// Whether the tests run as root (live capture needs it), from our own
+/// effective uid in /proc (no unsafe geteuid needed).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
