@@ -81,7 +81,7 @@ fn options(sniffer: &str, spool: &std::path::Path, store_top: usize) -> StoreOpt
 fn ingest(url: &str, case: &str, sniffer: &str, spool: &std::path::Path) -> Report {
     let (rep, out) = replay(case);
     let w = Writer::spawn(url, options(sniffer, spool, 0)).unwrap();
-    memtap::app::store::store_replay(w, out, &[capture(case)], WINDOW_NS).unwrap();
+    memtap::app::store::store_replay(w, out, &[capture(case)], WINDOW_NS, &[]).unwrap();
     rep
 }
 
@@ -192,7 +192,7 @@ fn ranges_servers_peaks_and_key_history() {
         .map(|(s, _, t)| (*s, t.totals.requests))
         .collect();
     let w = Writer::spawn(&url, options("s1", dir.path(), 0)).unwrap();
-    memtap::app::store::store_replay(w, out, &[capture(case)], WINDOW_NS).unwrap();
+    memtap::app::store::store_replay(w, out, &[capture(case)], WINDOW_NS, &[]).unwrap();
     // Split at the middle window: the halves add up to the whole.
     let mid = windows[windows.len() / 2].0;
     let a = history(
@@ -297,7 +297,7 @@ fn store_top_keeps_remainder_rows() {
     let case = "text_tcp";
     let (rep, out) = replay(case);
     let w = Writer::spawn(&url, options("s1", dir.path(), 1)).unwrap();
-    memtap::app::store::store_replay(w, out, &[capture(case)], WINDOW_NS).unwrap();
+    memtap::app::store::store_replay(w, out, &[capture(case)], WINDOW_NS, &[]).unwrap();
     let mut db = memtap::store::open_read(&url).unwrap();
     let snaps = memtap::store::snapshot::read(db.as_mut(), &Default::default()).unwrap();
     let mut rest_rows = 0;
@@ -398,7 +398,7 @@ fn spool_survives_to_the_next_writer() {
     let w = Writer::spawn(&url, o.clone()).unwrap();
     let blocker = rusqlite::Connection::open(&path).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let e = memtap::app::store::store_replay(w, out, &[capture("text_tcp")], WINDOW_NS)
+    let e = memtap::app::store::store_replay(w, out, &[capture("text_tcp")], WINDOW_NS, &[])
         .unwrap_err()
         .to_string();
     assert!(e.contains("wait in"), "{e}");
@@ -497,7 +497,7 @@ fn store_errors_are_one_line() {
     let e = memtap::store::open_read(&url).err().unwrap().to_string();
     assert!(
         e.ends_with(
-            "the store's schema version 99 is newer than this memtap's (1); upgrade memtap"
+            "the store's schema version 99 is newer than this memtap's (2); upgrade memtap"
         ),
         "{e}"
     );
@@ -656,4 +656,48 @@ fn a_late_interval_of_a_pruned_bucket_joins_its_rollup() {
         fine.iter().all(|s| s.start >= shift),
         "no fine row of the old range"
     );
+}
+
+/// A store made by an earlier memtap (schema 1, before trigger events) is
+/// brought up to date when opened: the events table appears, the
+/// intervals stay.
+#[test]
+fn an_older_store_gains_the_events_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("old.db").display());
+    let (_, out) = replay("text_tcp");
+    memtap::app::store::store_replay(
+        Writer::spawn(&url, options("s", dir.path(), 0)).unwrap(),
+        out,
+        &[capture("text_tcp")],
+        WINDOW_NS,
+        &[],
+    )
+    .unwrap();
+    let c = rusqlite::Connection::open(dir.path().join("old.db")).unwrap();
+    c.execute_batch(
+        "DROP TABLE events; UPDATE memtap_meta SET value = '1' WHERE name = 'schema_version';",
+    )
+    .unwrap();
+    let before: i64 = c
+        .query_row("SELECT COUNT(*) FROM intervals", [], |r| r.get(0))
+        .unwrap();
+    assert!(before > 0);
+    drop(Writer::spawn(&url, options("s", dir.path(), 0)).unwrap());
+    let version: String = c
+        .query_row(
+            "SELECT value FROM memtap_meta WHERE name = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "2");
+    let events: i64 = c
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(events, 0);
+    let after: i64 = c
+        .query_row("SELECT COUNT(*) FROM intervals", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(after, before);
 }

@@ -694,3 +694,144 @@ after = "4s"
     let snip: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(key_requests(&snip, "hot"), burst_n + 1, "{err}");
 }
+
+/// With `--store`, events go to the history: `memtap report --store URL
+/// events` lists them, and the history page marks them on its charts'
+/// time axis (checked in headless Chromium).
+#[test]
+fn stored_events_are_listed_and_marked_on_the_history_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("burst.pcap");
+    build(&cap);
+    let spool = dir.path().join("spool");
+    let cfg = config(
+        dir.path(),
+        &format!("\n[store]\nspool_dir = \"{}\"\n", spool.display()),
+    );
+    let url = format!("sqlite:{}", dir.path().join("h.db").display());
+    let (r, err) = replay(
+        &[
+            "-c",
+            cfg.to_str().unwrap(),
+            "--window",
+            "1s",
+            "--store",
+            &url,
+            "--sniffer",
+            "box1",
+        ],
+        &cap,
+    );
+    assert_eq!(events(&r).len(), 4, "{err}");
+    let o = Command::new(BIN)
+        .args(["report", "--store", &url, "--format", "json", "events"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stored: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let got: Vec<(String, String, String, String, u64, f64)> = stored["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["sniffer"].as_str().unwrap().into(),
+                e["trigger"].as_str().unwrap().into(),
+                e["event"].as_str().unwrap().into(),
+                e["subject"].as_str().unwrap().into(),
+                (e["ts_ns"].as_u64().unwrap() - T0) / S,
+                e["threshold"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "box1".into(),
+                "hot-key".into(),
+                "fired".into(),
+                "hot".into(),
+                11,
+                50.0
+            ),
+            (
+                "box1".into(),
+                "hot-key".into(),
+                "cleared".into(),
+                "hot".into(),
+                17,
+                50.0
+            ),
+            (
+                "box1".into(),
+                "misses".into(),
+                "fired".into(),
+                "10.0.0.1:11211".into(),
+                21,
+                50.0
+            ),
+            (
+                "box1".into(),
+                "misses".into(),
+                "cleared".into(),
+                "10.0.0.1:11211".into(),
+                27,
+                50.0
+            ),
+        ]
+    );
+    let first = &stored["events"][0];
+    assert_eq!(first["value"], 66.67);
+    assert_eq!(first["metric"], "key_share_pct");
+    let text = Command::new(BIN)
+        .args(["report", "--store", &url, "events"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .contains("hot-key          fired    key      hot"),
+        "{text}"
+    );
+
+    let Some(chrome) = common::browser::chromium() else {
+        return;
+    };
+    let mut srv = Command::new(BIN)
+        .args(["serve", "--store", &url, "--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(srv.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let srv = common::server::Proc(srv);
+    let at = line.find("http://").expect(&line);
+    let base = line[at..].trim().trim_end_matches('/').to_string();
+    let profile = tempfile::tempdir().unwrap();
+    let dom = common::browser::browse(chrome, profile.path(), &["--dump-dom"], &format!("{base}/"));
+    drop(srv);
+    let start = dom.find("id=\"chart-rate\"").expect("the rate chart");
+    let end = start + dom[start..].find("</svg>").unwrap();
+    let marks: Vec<f64> = regex::Regex::new(r#"<line class="event" data-x="([^"]*)""#)
+        .unwrap()
+        .captures_iter(&dom[start..end])
+        .map(|c| c[1].parse().unwrap())
+        .collect();
+    let want: Vec<f64> = [11u64, 17, 21, 27]
+        .iter()
+        .map(|s| ((T0 + s * S) / 1_000_000_000) as f64)
+        .collect();
+    assert_eq!(marks, want);
+    assert!(
+        dom.contains("box1 hot-key fired: key hot key_share_pct = 66.67 (threshold 50)"),
+        "event title"
+    );
+}

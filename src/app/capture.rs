@@ -424,6 +424,12 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
             }
             // Frames of the last half second may still be on their way.
             t.tick(wall_ns().saturating_sub(500_000_000), &mut frames);
+            let fresh = t.take_fresh();
+            if let Some(f) = store.as_ref() {
+                for e in &fresh {
+                    f.w.submit_event(e);
+                }
+            }
         }
         let closed = live.pump();
         if let Some(f) = store.as_mut() {
@@ -483,6 +489,11 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
         }
         t.tick(Ts::MAX, &mut frames);
         t.finish(&mut frames);
+        if let Some(f) = store.as_ref() {
+            for e in &t.take_fresh() {
+                f.w.submit_event(e);
+            }
+        }
         trigger_summary = Some(crate::trigger::Summary {
             stats: t.stats(),
             events: t.events(),

@@ -175,6 +175,9 @@ pub enum HistoryWhat {
     /// The busiest intervals of each server (Seafood's peak table); --top
     /// intervals per server, by requests or --by bytes.
     Peaks,
+    /// Trigger firings and clearings stored by `--store` runs, oldest
+    /// first (--since, --until and --sniffer apply).
+    Events,
 }
 
 #[derive(Debug, Args)]

@@ -261,7 +261,12 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         } else {
             pipe_out.take().expect("present")
         };
-        super::store::store_replay(w, o, &a.files, s.pipeline.window_ns)?;
+        let events = report
+            .triggers
+            .as_ref()
+            .map(|t| t.events.clone())
+            .unwrap_or_default();
+        super::store::store_replay(w, o, &a.files, s.pipeline.window_ns, &events)?;
     }
     if !a.quiet {
         let mut err = std::io::stderr().lock();

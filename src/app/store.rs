@@ -77,7 +77,11 @@ pub fn store_replay(
     out: PipelineOutput,
     files: &[PathBuf],
     window_ns: u64,
+    events: &[crate::trigger::Event],
 ) -> anyhow::Result<()> {
+    for e in events {
+        w.submit_event(e);
+    }
     let last_start = window_start(out.last_ts, window_ns);
     let mut windows = out.windows;
     if !windows.iter().any(|(s, _, _)| *s == last_start) && out.counters.packets > 0 {
@@ -184,6 +188,15 @@ pub fn report(a: HistoryArgs) -> anyhow::Result<ExitCode> {
                     .and_then(|_| writeln!(out)),
             }
         }
+        Some(HistoryWhat::Events) => {
+            let ev = crate::store::events::read(db.as_mut(), q.since, q.until, &q.sniffers)?;
+            match a.format {
+                ReportFormat::Text => events_text(&mut out, &ev),
+                _ => serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "events": ev }))
+                    .map_err(std::io::Error::other)
+                    .and_then(|_| writeln!(out)),
+            }
+        }
         Some(HistoryWhat::Peaks) => {
             let p = history::peaks(db.as_mut(), &q, top, by == Some(SortBy::Bytes))?;
             match a.format {
@@ -199,6 +212,36 @@ pub fn report(a: HistoryArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e) => Err(anyhow::anyhow!("writing the report: {e}")),
     }
+}
+
+fn events_text(out: &mut dyn Write, ev: &[crate::store::events::EventRow]) -> std::io::Result<()> {
+    if ev.is_empty() {
+        return writeln!(
+            out,
+            "No trigger events in the stored history for this span."
+        );
+    }
+    writeln!(
+        out,
+        "{:<20} {:<12} {:<16} {:<8} {:<8} {:<24} {:<22} {:>10} {:>10}",
+        "time", "sniffer", "trigger", "event", "subject", "", "metric", "value", "threshold"
+    )?;
+    for e in ev {
+        writeln!(
+            out,
+            "{:<20} {:<12} {:<16} {:<8} {:<8} {:<24} {:<22} {:>10} {:>10}",
+            fmt_time(e.ts_ns),
+            e.sniffer,
+            e.trigger,
+            e.event,
+            e.subject_kind,
+            e.subject,
+            e.metric,
+            e.value,
+            e.threshold
+        )?;
+    }
+    Ok(())
 }
 
 fn key_text(out: &mut dyn Write, h: &history::KeyHistory) -> std::io::Result<()> {

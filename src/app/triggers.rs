@@ -132,6 +132,8 @@ pub struct Triggers {
     action_thread: Option<std::thread::JoinHandle<()>>,
     /// Packet time reached.
     now: Ts,
+    /// Events not yet taken by `take_fresh` (for the history store).
+    fresh: Vec<Event>,
 }
 
 impl Triggers {
@@ -174,6 +176,7 @@ impl Triggers {
             actions,
             action_thread,
             now: 0,
+            fresh: Vec::new(),
         };
         t.publish();
         t
@@ -275,6 +278,9 @@ impl Triggers {
                     event: e.clone(),
                     rule,
                 });
+            }
+            if self.fresh.len() < KEEP_EVENTS {
+                self.fresh.push(e.clone());
             }
             {
                 let mut sh = self.shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -397,6 +403,11 @@ impl Triggers {
                 stat(&|s| s.snippet_errors += 1);
             }
         }
+    }
+
+    /// The events since the last call (a live capture stores them).
+    pub fn take_fresh(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.fresh)
     }
 
     pub fn stats(&self) -> TriggerStats {

@@ -7,7 +7,7 @@
 //! frame that would wrap is placed at the start, the tail of the buffer
 //! left as a gap. Taking a span copies it out (rare: once per firing).
 
-use crate::decode::Ts;
+use crate::time::Ts;
 use std::collections::VecDeque;
 
 /// Bytes of a frame's header in the ring.

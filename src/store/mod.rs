@@ -11,6 +11,7 @@
 //! * `history`: the replay report over a range, key histories, peaks.
 
 pub mod db;
+pub mod events;
 pub mod history;
 pub mod schema;
 pub mod snapshot;

@@ -11,7 +11,8 @@ use anyhow::{bail, Result};
 
 /// Each entry is one migration; its version is its position + 1. `{BLOB}`
 /// is the database's byte-string type. Never edit a shipped entry: append.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE intervals (
     sniffer TEXT NOT NULL, level BIGINT NOT NULL, start_ns BIGINT NOT NULL, end_ns BIGINT NOT NULL,
     max_keys BIGINT NOT NULL, max_clients BIGINT NOT NULL, max_families BIGINT NOT NULL,
@@ -68,7 +69,16 @@ CREATE TABLE family_stats (
 CREATE TABLE captures (
     sniffer TEXT NOT NULL, first_ns BIGINT NOT NULL, last_ns BIGINT NOT NULL, files TEXT NOT NULL,
     PRIMARY KEY (sniffer, first_ns));
-"#];
+"#,
+    r#"
+CREATE TABLE events (
+    sniffer TEXT NOT NULL, ts_ns BIGINT NOT NULL, trigger_name TEXT NOT NULL, event TEXT NOT NULL,
+    metric TEXT NOT NULL, subject_kind TEXT NOT NULL, subject TEXT NOT NULL,
+    value_milli BIGINT NOT NULL, threshold_milli BIGINT NOT NULL, window_s BIGINT NOT NULL,
+    PRIMARY KEY (sniffer, ts_ns, trigger_name, event, subject));
+CREATE INDEX events_by_time ON events (ts_ns);
+"#,
+];
 
 pub const VERSION: u64 = MIGRATIONS.len() as u64;
 

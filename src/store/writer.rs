@@ -110,6 +110,7 @@ pub struct CaptureRow {
 enum Item {
     Interval(Box<Snapshot>),
     Capture(CaptureRow),
+    Event(super::events::EventRow),
 }
 
 struct Shared {
@@ -270,6 +271,14 @@ impl Writer {
     /// Records a capture's files and time span (replay).
     pub fn submit_capture(&self, c: CaptureRow) {
         self.send(Item::Capture(c));
+    }
+
+    /// Records a trigger's firing or clearing.
+    pub fn submit_event(&self, e: &crate::trigger::Event) {
+        self.send(Item::Event(super::events::EventRow::of(
+            &self.opts.sniffer,
+            e,
+        )));
     }
 
     /// Intervals (and capture rows) submitted and not yet committed.
@@ -501,6 +510,7 @@ fn write_batch(db: &mut dyn Db, items: &[Item], o: &StoreOptions) -> Result<()> 
                     // bucket closes (or at finish).
                     snapshot::write_delete(db, &s.sniffer, 1, bucket)?;
                 }
+                Item::Event(e) => super::events::write(db, e)?,
                 Item::Capture(c) => {
                     db.exec(
                         "DELETE FROM captures WHERE sniffer = $1 AND first_ns = $2",

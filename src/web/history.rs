@@ -203,7 +203,18 @@ fn num(v: f64) -> String {
 
 /// A line chart over time; each point is a `circle.pt` with `data-series`,
 /// `data-x` (interval start, Unix seconds as the JSON report writes it) and `data-y` (exact value).
-fn line_chart(id: &str, title: &str, unit: &str, series: &[Series], x0: u64, x1: u64) -> String {
+/// A trigger event to mark on a chart's time axis: (time, text).
+type Mark = (u64, String);
+
+fn line_chart(
+    id: &str,
+    title: &str,
+    unit: &str,
+    series: &[Series],
+    x0: u64,
+    x1: u64,
+    marks: &[Mark],
+) -> String {
     let mut s = String::new();
     let ymax = series
         .iter()
@@ -238,6 +249,18 @@ fn line_chart(id: &str, title: &str, unit: &str, series: &[Series], x0: u64, x1:
             "<text x=\"{}\" y=\"{}\" class=\"empty\" font-size=\"12\">no data</text>",
             W / 2.0 - 20.0,
             H / 2.0
+        );
+    }
+    // Trigger events: a dashed vertical line each, the event in its title
+    // (one in the last interval, after its start, at the right edge).
+    for (t, text) in marks.iter().filter(|(t, _)| *t >= x0) {
+        let _ = write!(
+            s,
+            "<line class=\"event\" data-x=\"{dx}\" x1=\"{px:.1}\" y1=\"{PAD}\" x2=\"{px:.1}\" y2=\"{b}\" stroke=\"#c00\" stroke-dasharray=\"3,3\"><title>{}</title></line>",
+            esc(text),
+            dx = crate::report::secs(*t),
+            px = x((*t).min(x1)),
+            b = H - PAD,
         );
     }
     for (i, se) in series.iter().enumerate() {
@@ -391,6 +414,30 @@ fn main_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<St
     let unit = if p.by_bytes { "bytes" } else { "requests" };
     let x0 = snaps.iter().map(|s| s.start).min().unwrap_or(0);
     let x1 = snaps.iter().map(|s| s.start).max().unwrap_or(0);
+    // Events up to the end of the last interval shown.
+    let xe = snaps.iter().map(|s| s.end).max().unwrap_or(0);
+    let events = crate::store::events::read(db, q.since, q.until, &q.sniffers)?;
+    let events: Vec<_> = events.into_iter().filter(|e| e.ts_ns <= xe).collect();
+    let marks: Vec<Mark> = events
+        .iter()
+        .map(|e| {
+            (
+                e.ts_ns,
+                format!(
+                    "{} {} {}: {} {} {} = {} (threshold {}) at {}",
+                    e.sniffer,
+                    e.trigger,
+                    e.event,
+                    e.subject_kind,
+                    e.subject,
+                    e.metric,
+                    e.value,
+                    e.threshold,
+                    fmt_time(e.ts_ns)
+                ),
+            )
+        })
+        .collect();
     let mut h = head("memtap history");
     h.push_str("<h1>memtap history</h1>");
     h.push_str(&form(p, &sniffers, &servers, "/"));
@@ -441,6 +488,7 @@ fn main_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<St
         &rate,
         x0,
         x1,
+        &marks,
     ));
     let hit: Vec<Series> = per
         .iter()
@@ -460,6 +508,7 @@ fn main_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<St
         &hit,
         x0,
         x1,
+        &marks,
     ));
     h.push_str(&top_keys_chart(&snaps, &rep, p.by_bytes, x0, x1));
     h.push_str(&commands_chart(&snaps, x0, x1));
@@ -555,6 +604,7 @@ fn top_keys_chart(snaps: &[Snapshot], rep: &Report, by_bytes: bool, x0: u64, x1:
         &series,
         x0,
         x1,
+        &[],
     )
 }
 
@@ -584,6 +634,7 @@ fn commands_chart(snaps: &[Snapshot], x0: u64, x1: u64) -> String {
         &series,
         x0,
         x1,
+        &[],
     )
 }
 
@@ -688,6 +739,7 @@ fn key_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<Str
         &series,
         x0,
         x1,
+        &[],
     ));
     h.push_str("<table id=\"points\"><tr><th>interval</th><th>requests</th><th>hits</th><th>misses</th><th>bytes in</th><th>bytes out</th><th>rank</th><th>servers</th><th>clients</th></tr>");
     for pt in &kh.points {
@@ -746,11 +798,22 @@ mod tests {
             }],
             60_000_000_000,
             120_000_000_000,
+            &[
+                (90_000_000_000, "hot-key fired: key k".into()),
+                (30_000_000_000, "before the span".into()),
+            ],
         );
         assert!(
             s.contains("data-series=\"a\" data-x=\"60\" data-y=\"3\""),
             "{s}"
         );
+        // A mark inside the span, at its time; none outside it.
+        assert!(
+            s.contains("<line class=\"event\" data-x=\"90\" x1=\"")
+                && s.contains("<title>hot-key fired: key k</title>"),
+            "{s}"
+        );
+        assert_eq!(s.matches("class=\"event\"").count(), 1);
         assert!(s.contains("data-x=\"120\" data-y=\"7.500\""), "{s}");
         let b = bar_chart("b", "t", &[("x<y".into(), 4.0)]);
         assert!(b.contains("data-label=\"x&lt;y\" data-value=\"4\""), "{b}");

@@ -3,6 +3,7 @@
 //! retransmit) into new pcap files.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod exposition;
 pub mod server;
 
