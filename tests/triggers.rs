@@ -267,6 +267,24 @@ fn replay_fires_once_clears_and_the_snippet_replays_the_burst() {
     assert!(want > 500);
     let (snip, _) = replay(&[], &files[0]);
     assert_eq!(key_requests(&snip, "hot"), want);
+    // The section comment names the rule, the subject and the value.
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let comment = b"memtap trigger hot-key fired: key hot key_share_pct = 66.67 (threshold 50";
+    assert!(bytes.windows(comment.len()).any(|w| w == comment));
+    // The same run with --log-format json: one JSON object a line.
+    let (_, err) = replay(&["-c", cfg.to_str().unwrap(), "--log-format", "json"], &cap);
+    let lines: Vec<Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert_eq!(lines[0]["trigger"], "hot-key");
+    assert_eq!(lines[0]["event"], "fired");
+    assert_eq!(lines[0]["subject_kind"], "key");
+    assert_eq!(lines[0]["value"], 66.67);
+    assert_eq!(lines[0]["threshold"], 50.0);
+    assert_eq!(lines[0]["time"], "2023-11-14T22:13:31Z");
     // Nothing but the burst's connection.
     assert_eq!(snip["totals"]["requests"], want);
 }
@@ -453,6 +471,28 @@ after = "1s"
     );
     let left = (1u64 << 20) - on_disk;
     assert!(r2["triggers"]["snippet_bytes"].as_u64().unwrap() <= left);
+    // The hourly rate: 3 snippets of the rule, the 37 others counted.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("quota = \"1MiB\"", "quota = \"1GiB\"")
+            .replace("per_rule_per_hour = 1000", "per_rule_per_hour = 3"),
+    )
+    .unwrap();
+    let rate_dir = dir.path().join("rate");
+    let (r3, _) = replay(
+        &[
+            "-c",
+            cfg.to_str().unwrap(),
+            "--trigger-dir",
+            rate_dir.to_str().unwrap(),
+        ],
+        &cap,
+    );
+    assert_eq!(r3["triggers"]["snippets_written"], 3);
+    assert_eq!(r3["triggers"]["snippets_over_rate"], 37);
+    assert_eq!(std::fs::read_dir(&rate_dir).unwrap().count(), 3);
 }
 
 #[test]
@@ -552,6 +592,15 @@ window = "1s"
 min_requests = 20
 before = "6s"
 after = "4s"
+
+[[trigger]]
+name = "misses"
+metric = "server_hit_ratio_pct"
+below = 40.0
+clear = 80.0
+window = "1s"
+min_requests = 50
+record = false
 "#,
     )
     .unwrap();
@@ -631,6 +680,13 @@ after = "4s"
         pace(150, 100, &mut |i| steady.get(&format!("k{}", i % 20)));
     });
     pace(300, 100, &mut |i| steady.get(&format!("k{}", i % 20)));
+    // A client asking for absent keys (300/s beside 100 hits/s: 25 % hits).
+    let mut misser = Client::connect(port);
+    std::thread::scope(|s| {
+        s.spawn(|| pace(450, 300, &mut |i| misser.get(&format!("absent{i}"))));
+        pace(150, 100, &mut |i| steady.get(&format!("k{}", i % 20)));
+    });
+    pace(300, 100, &mut |i| steady.get(&format!("k{}", i % 20)));
     // The events and metrics while it runs.
     let (st, _, events) = common::http_get(&addr, "/api/events", None);
     assert_eq!(st, 200);
@@ -646,18 +702,25 @@ after = "4s"
             )
         })
         .collect();
+    let server = target.clone();
     assert_eq!(
         kinds,
         vec![
             ("fired".to_string(), "hot".to_string()),
-            ("cleared".to_string(), "hot".to_string())
+            ("cleared".to_string(), "hot".to_string()),
+            ("fired".to_string(), server.clone()),
+            ("cleared".to_string(), server),
         ]
     );
     let (_, _, metrics) = common::http_get(&addr, "/metrics", None);
-    assert!(
-        metrics.contains("memtap_trigger_firings_total{trigger=\"hot-key\"} 1\n"),
-        "{metrics}"
-    );
+    for line in [
+        "memtap_trigger_firings_total{trigger=\"hot-key\"} 1\n",
+        "memtap_trigger_firings_total{trigger=\"misses\"} 1\n",
+        "memtap_triggers_active{trigger=\"hot-key\"} 0\n",
+        "memtap_trigger_snippets_total{result=\"written\"} ",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     // Let the snippet's `after` pass, then stop.
     std::thread::sleep(std::time::Duration::from_secs(2));
     common::signal(child, "INT");
@@ -673,7 +736,7 @@ after = "4s"
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         r["triggers"]["firings"],
-        serde_json::json!([["hot-key", 1]]),
+        serde_json::json!([["hot-key", 1], ["misses", 1]]),
         "{err}"
     );
     assert_eq!(r["triggers"]["snippets_written"], 1, "{err}");
@@ -834,4 +897,100 @@ fn stored_events_are_listed_and_marked_on_the_history_page() {
         dom.contains("box1 hot-key fired: key hot key_share_pct = 66.67 (threshold 50)"),
         "event title"
     );
+}
+
+/// SIGHUP reloads the rules: a rule whose threshold is lowered fires on
+/// the same traffic; a bad rule is refused in one line and the running
+/// rules stay.
+#[test]
+fn sighup_reloads_rules_and_refuses_a_bad_one() {
+    if !common::server::is_root() || Command::new("memcached").arg("-h").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with memcached"
+        );
+        eprintln!("skipping: needs root and memcached");
+        return;
+    }
+    let port = common::server::free_port();
+    let _mc = common::server::memcached(port);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("reload.toml");
+    let rule = |above: &str| {
+        format!(
+            "[[trigger]]\nname = \"rate\"\nmetric = \"key_requests_per_s\"\nabove = {above}\nwindow = \"1s\"\n"
+        )
+    };
+    std::fs::write(&cfg, rule("100000.0")).unwrap();
+    let target = format!("127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .args([
+            "capture",
+            "-i",
+            "lo",
+            "--workers",
+            "1",
+            "--no-listen",
+            "-t",
+            &target,
+        ])
+        .args(["--format", "json", "-c", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = common::server::Proc(child);
+    let child = &mut guard.0;
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut wait_for = |prefix: &str| -> String {
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                err.read_line(&mut line).unwrap() > 0,
+                "capture exited:\n{seen}"
+            );
+            seen.push_str(&line);
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    };
+    wait_for("memtap: capturing on");
+    let mut c = Client::connect(port);
+    c.set("k");
+    let drive = |c: &mut Client| {
+        for _ in 0..300 {
+            c.get("k");
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+    };
+    drive(&mut c);
+    std::fs::write(&cfg, rule("50.0")).unwrap();
+    common::signal(child, "HUP");
+    wait_for("memtap: config reloaded");
+    drive(&mut c);
+    let fired = wait_for("memtap: trigger rate fired");
+    assert!(fired.contains("key k key_requests_per_s = "), "{fired}");
+    std::fs::write(&cfg, rule("50.0") + "clear = 90.0\n").unwrap();
+    common::signal(child, "HUP");
+    let refused = wait_for("memtap: reload failed");
+    assert_eq!(
+        refused.trim_end(),
+        format!(
+            "memtap: reload failed, keeping the running config: config {}: trigger \"rate\": `clear` = 90 must be at or below the threshold 50 (hysteresis)",
+            cfg.display()
+        )
+    );
+    common::signal(child, "INT");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["triggers"]["firings"], serde_json::json!([["rate", 1]]));
 }
