@@ -628,12 +628,13 @@ pub struct ReplayTap {
 
 impl ReplayTap {
     pub fn new(s: Settings, collectors: usize) -> ReplayTap {
-        let ring = s.records().then(|| {
-            Ring::new(
-                usize::try_from(s.ring_bytes).unwrap_or(usize::MAX),
-                s.keep_ns,
-            )
-        });
+        // By bytes only: the reader may run ahead of the judged seconds by
+        // all the batches in flight, whatever packet time they span (a
+        // sparse capture can be read whole before its first second is
+        // judged), so an age limit would drop what a snippet needs.
+        let ring = s
+            .records()
+            .then(|| Ring::new(usize::try_from(s.ring_bytes).unwrap_or(usize::MAX), Ts::MAX));
         ReplayTap {
             triggers: Triggers::new(s, collectors),
             ring,

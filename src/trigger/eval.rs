@@ -164,9 +164,15 @@ impl Evaluator {
     fn complete_upto(&mut self, low: Ts) -> Vec<Event> {
         let mut events = Vec::new();
         // The first second judged is the earliest any collector had: not
-        // the first part to arrive (collectors run at their own pace).
-        let Some(mut next) = self.next.or_else(|| self.building.keys().next().copied()) else {
-            return events;
+        // the first part to arrive (collectors run at their own pace). It
+        // is known once every collector is past it (each sends its parts
+        // before saying so); until then an earlier part may still come.
+        let mut next = match self.next {
+            Some(n) => n,
+            None => match self.building.keys().next() {
+                Some(&f) if f + SECOND_NS <= low => f,
+                _ => return events,
+            },
         };
         while next + SECOND_NS <= low {
             // A long quiet stretch: only its last `MAX_WINDOW` seconds can
@@ -608,5 +614,44 @@ mod tests {
                 (5, EventKind::Cleared, "k".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn a_later_part_of_an_earlier_second_is_not_dropped() {
+        // Regression (seen in replay under load): collector 1 said it was
+        // past second 0, collector 0 sent its part of second 2 and said it
+        // was past 3; the evaluator took second 2 as the first to judge,
+        // and collector 1's part of second 1, which came next, was dropped.
+        let r = rule(RuleSpec {
+            name: "rate".into(),
+            metric: "key_requests_per_s".into(),
+            above: Some(100.0),
+            window_ns: S,
+            ..Default::default()
+        });
+        let mut e = Evaluator::new(vec![r], 2);
+        let up = |c, s| SecondMsg::Upto {
+            collector: c,
+            upto: T0 + s * S,
+        };
+        let part = |s, k: &str| SecondMsg::Part(Box::new(second(T0 + s * S, &[(k, 150)], 0)));
+        let mut ev = Vec::new();
+        for m in [
+            up(1, 1),
+            part(2, "b"),
+            up(0, 3),
+            part(1, "a"),
+            up(1, 3),
+            up(0, 4),
+            up(1, 4),
+        ] {
+            ev.extend(e.take(m));
+        }
+        let fired: Vec<String> = ev
+            .iter()
+            .filter(|x| x.event == EventKind::Fired)
+            .map(|x| x.subject_str.clone())
+            .collect();
+        assert_eq!(fired, vec!["a", "b"]);
     }
 }
