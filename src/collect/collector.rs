@@ -71,7 +71,8 @@ pub fn run(
     mut ctl: Option<Receiver<Ctl>>,
     seconds_out: Option<Sender<SecondMsg>>,
 ) -> CollectorResult {
-    let mut seconds = seconds_out.as_ref().map(|_| Seconds::default());
+    // Per-second figures for the triggers, with where they go.
+    let mut seconds = seconds_out.map(|out| (Seconds::default(), out));
     let mut said_seconds: Ts = 0;
     let mut cfg = cfg;
     let mut run = Tables::new(&cfg.limits);
@@ -108,7 +109,7 @@ pub fn run(
         let Ok(mut b) = next else { break };
         for r in &b.recs {
             run.add(&b, r, rules, &mut family);
-            if let Some(s) = seconds.as_mut() {
+            if let Some((s, _)) = seconds.as_mut() {
                 s.add(&b, r);
             }
             if windows {
@@ -125,7 +126,7 @@ pub fn run(
         } else if let Some(m) = watermark[w].as_mut() {
             *m = (*m).max(b.watermark);
         }
-        if let (Some(s), Some(out)) = (seconds.as_mut(), &seconds_out) {
+        if let Some((s, out)) = seconds.as_mut() {
             // Seconds close like windows: once every worker is past them.
             let low = watermark.iter().flatten().min().copied();
             s.close(low, |p| {
@@ -175,7 +176,7 @@ pub fn run(
             break;
         }
     }
-    if let (Some(s), Some(out)) = (seconds.as_mut(), &seconds_out) {
+    if let Some((s, out)) = seconds.as_mut() {
         s.close(None, |p| {
             let _ = out.send(SecondMsg::Part(Box::new(p)));
         });

@@ -51,7 +51,6 @@ const MAX_STATES: usize = 4096;
 
 pub struct Evaluator {
     rules: Vec<Rule>,
-    collectors: usize,
     upto: Vec<Ts>,
     /// Seconds with parts, not yet complete.
     building: BTreeMap<Ts, Second>,
@@ -72,7 +71,6 @@ impl Evaluator {
         let n = rules.len();
         Evaluator {
             rules,
-            collectors: collectors.max(1),
             upto: vec![0; collectors.max(1)],
             building: BTreeMap::new(),
             done: VecDeque::new(),
@@ -373,11 +371,6 @@ impl Evaluator {
             Some(l) => self.complete_upto(l + SECOND_NS),
             None => Vec::new(),
         }
-    }
-
-    /// Collectors this evaluator waits for.
-    pub fn collectors(&self) -> usize {
-        self.collectors
     }
 }
 
