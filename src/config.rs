@@ -430,7 +430,7 @@ pub mod range {
     /// 2^24 entries is hundreds of times the defaults, and keeps every
     /// index well inside a u32.
     pub const TABLE: Range = r(1, 1 << 24, "");
-    pub const PENDING_PER_CONN: Range = r(1, 1 << 16, "");
+    pub const PENDING_PER_CONN: Range = r(1, 1 << 24, "");
     pub const FRAG_DATAGRAMS: Range = r(1, 1 << 20, "");
     pub const TIMEOUT_S: Range = r(1, DAY_S, "1 second to 1 day");
     pub const TIMEOUT_MS: Range = r(1, DAY_S * 1000, "1 ms to 1 day");
@@ -618,7 +618,7 @@ impl Default for ProtocolCfg {
             max_line_bytes: l.max_line,
             max_value_bytes: l.max_value,
             max_key_bytes: l.max_key,
-            max_pending_per_conn: 4096,
+            max_pending_per_conn: 1 << 20,
         }
     }
 }

@@ -180,8 +180,20 @@ counters! {
     /// counts once however many lines it has: the `VALUE` blocks of a
     /// retrieval or the `STAT` lines of a listing, up to their `END`.
     orphan_responses,
-    /// Requests dropped because a connection's pending queue was full.
+    /// Requests given up (recorded as lost) because a connection's pending
+    /// queue was full (`tcp.max_pending_per_conn` key-requests open at
+    /// once); their answers are still recognised as theirs.
     pending_overflow,
+    /// Connections given up for the rest of their life by a limit: more
+    /// answers were owed than memtap could keep track of, so later
+    /// answers could not be told from those of requests it dropped; their
+    /// later requests are recorded lost and their responses counted as
+    /// orphans, never paired by guesswork.
+    conns_given_up,
+    /// `get`/`gets` lines too long to hold whole (over 2048 bytes without
+    /// their newline, or over `protocol.max_line_bytes`), read key by key
+    /// as memcached reads them.
+    long_multigets,
     /// Unknown commands (counted, not fatal).
     unknown_commands,
     /// Request lines or packets that could not be parsed.

@@ -1456,8 +1456,8 @@ mod tests {
             size_hists: 60,
             store: false,
         };
-        assert_eq!(fixed_series(false), 78);
-        assert_eq!(worst_case_series(&shape), 2868);
+        assert_eq!(fixed_series(false), 80);
+        assert_eq!(worst_case_series(&shape), 2870);
         let capped = SeriesShape {
             top: MAX_METRICS_TOP,
             ..shape

@@ -14,6 +14,17 @@
 use super::line::{
     check_key, parse_i64, parse_len, parse_line, parse_u32, parse_u64, tokens, Tokens,
 };
+
+/// memcached's KEY_MAX_LENGTH: a longer text key is `CLIENT_ERROR bad
+/// command line format` (the binary protocol's limit is `max_key`).
+pub const KEY_MAX: usize = 250;
+
+fn text_key<'a>(k: &'a [u8], lim: &Limits) -> Result<&'a [u8], BadReason> {
+    if k.len() > KEY_MAX {
+        return Err(BadReason::KeyTooLong);
+    }
+    check_key(k, lim)
+}
 use super::{BadReason, Keys, Kind, Limits, Parse, Proto, Request, RespForm, Response};
 
 /// Parses one text request header from the start of `buf`.
@@ -111,7 +122,7 @@ pub fn request_from_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>
 
 /// The next token as a key: missing is `BadArguments`, too long `KeyTooLong`.
 fn key<'a>(toks: &mut Tokens<'a>, lim: &Limits) -> Result<&'a [u8], BadReason> {
-    check_key(toks.next().ok_or(BadReason::BadArguments)?, lim)
+    text_key(toks.next().ok_or(BadReason::BadArguments)?, lim)
 }
 
 /// The next token, which must satisfy `valid`.
@@ -149,7 +160,7 @@ fn retrieval<'a>(
     let list = toks.rest();
     let mut n = 0usize;
     for k in toks {
-        check_key(k, lim)?;
+        text_key(k, lim)?;
         n += 1;
     }
     req.keys = match n {
@@ -448,6 +459,13 @@ mod tests {
         bad_req(b"gat 10\r\n", BadReason::BadArguments);
         let long = format!("get a {}\r\n", "k".repeat(4097));
         bad_req(long.as_bytes(), BadReason::KeyTooLong);
+        let long = format!("get a {} b\r\n", "k".repeat(251));
+        bad_req(long.as_bytes(), BadReason::KeyTooLong);
+        let max = format!("get {}\r\n", "k".repeat(250));
+        assert!(matches!(
+            parse_request(max.as_bytes(), &lim()),
+            Parse::Done { .. }
+        ));
     }
 
     #[test]

@@ -158,14 +158,14 @@ mod tests {
         assert_eq!(
             costs(),
             Costs {
-                flow: 3418,
-                request: 392,
-                exchange: 5345,
+                flow: 2570,
+                request: 144,
+                exchange: 4641,
             }
         );
         let two = Split::of(256 << 20);
-        assert_eq!(2 * two.flows, 39_266);
+        assert_eq!(2 * two.flows, 52_224);
         assert_eq!(two.ooo_bytes, (256 << 20) / 10);
-        assert_eq!(two.requests, (256usize << 20) / 10 / 392);
+        assert_eq!(two.requests, (256usize << 20) / 10 / 144);
     }
 }

@@ -18,14 +18,15 @@
 //! requests still open are recorded `lost` and a marker makes later
 //! responses orphans until the server has acknowledged the next request.
 
-use super::pending::{Pending, Queue, State, TS_UNKNOWN};
+use super::pending::{Pending, Queue, State, KEY_CAP, TS_UNKNOWN};
 use super::record::{Record, RecordSink};
 use crate::decode::{Transport, Ts};
 use crate::protocol::detect::{
     find_request_boundary, find_response_boundary, parse_request, parse_response,
 };
+use crate::protocol::text::KEY_MAX as TEXT_KEY_MAX;
 use crate::protocol::{
-    BadReason, Keys, Kind, Limits, Outcome, Parse, Proto, Request, RespForm, Response,
+    BadReason, Kind, Limits, Outcome, Parse, Proto, Request, RespForm, Response,
 };
 use crate::reassembly::{Dir, SegInfo, StreamHandler};
 use crate::stats::Counters;
@@ -49,6 +50,13 @@ struct Side {
     /// orphan (`VALUE` blocks or `STAT` lines); its further lines and its
     /// `END` belong to it, not to the next request.
     orphan_open: bool,
+    /// Request side: inside a `get`/`gets` line too long to hold whole;
+    /// its keys are read as they arrive (as memcached reads them) and
+    /// added to the last queue entry (`None` when it was not tracked).
+    keys_open: Option<Option<u64>>,
+    /// Request side: the rest of such a line is discarded (a key over
+    /// memcached's 250 bytes spoiled it).
+    keys_spoiled: bool,
 }
 
 /// Counters a session bumps; merged into the pipeline's block by its owner.
@@ -60,7 +68,8 @@ pub struct Session {
     req: Side,
     resp: Side,
     queue: Queue,
-    next_group: u64,
+    /// Given up by a limit beyond repair (`go_sticky`).
+    sticky: bool,
     pub counters: Counters,
 }
 
@@ -126,7 +135,7 @@ impl Session {
             req: Side::default(),
             resp: Side::default(),
             queue: Queue::with_pool(max_pending, pool),
-            next_group: 1,
+            sticky: false,
             counters: Counters::default(),
         };
         s.reset(client, server, synced);
@@ -147,6 +156,7 @@ impl Session {
             ..Side::default()
         };
         while self.queue.pop_front().is_some() {}
+        self.sticky = false;
         if !synced {
             self.queue.push_marker();
         }
@@ -182,10 +192,17 @@ impl Session {
     /// How many requests in the queue ask for `key` (a `get a a` asks
     /// twice, and its reply holds two identical `VALUE` blocks).
     pub fn asks_for(&self, key: &[u8]) -> usize {
+        let n = key.len().min(super::pending::KEY_CAP);
+        let key = &key[..n];
         self.queue
             .iter()
-            .filter(|e| !e.marker && e.key() == Some(key))
-            .count()
+            .filter(|e| !e.marker && !e.shed)
+            .map(|e| {
+                (0..e.nkeys)
+                    .filter(|&k| self.queue.key_at(e, k) == key)
+                    .count()
+            })
+            .sum()
     }
 
     /// Pops every resolved entry at the front of the queue into `sink`.
@@ -211,25 +228,9 @@ impl Session {
                 0
             };
             let e = self.queue.get(at).expect("index exists");
-            if !e.marker {
-                self.counters.records += 1;
-                if e.outcome == Outcome::Lost {
-                    self.counters.lost_requests += 1;
-                }
-                sink.record(&Record {
-                    ts: e.ts,
-                    client: self.client,
-                    server: self.server,
-                    transport: self.transport,
-                    proto: e.proto,
-                    command: e.command,
-                    first: e.first,
-                    key: e.key(),
-                    result: e.outcome,
-                    req_bytes: e.req_bytes,
-                    resp_bytes: e.resp_bytes,
-                    latency_ns: e.latency(),
-                });
+            if !e.marker && !e.shed {
+                let who = (self.client, self.server, self.transport);
+                emit_entry(&self.queue, e, who, &mut self.counters, sink);
             }
             self.queue.discard(at);
         }
@@ -276,10 +277,29 @@ impl Session {
                     }
                 }
             }
+            if self.req.keys_open.is_some() {
+                let n = self.read_keys(buf, stream_off + pos as u64, info.ts, sink.as_deref_mut());
+                if n == 0 {
+                    return pos;
+                }
+                pos += n;
+                continue;
+            }
             if self.req.msg_ts.is_none() {
                 self.req.msg_ts = Some(info.ts);
             }
-            match parse_request(buf, &self.limits) {
+            let parsed = parse_request(buf, &self.limits);
+            if matches!(parsed, Parse::Need(_) if buf.len() > LONG_LINE)
+                || parsed == Parse::Bad(BadReason::LineTooLong)
+            {
+                if let Some((command, n)) = long_get(buf) {
+                    let ts = self.req.msg_ts.take().unwrap_or(info.ts);
+                    self.open_keys(command, ts, sink.as_deref_mut());
+                    pos += n;
+                    continue;
+                }
+            }
+            match parsed {
                 Parse::Need(_) => return pos,
                 Parse::Done { consumed, msg } => {
                     let ts = self.req.msg_ts.take().unwrap_or(info.ts);
@@ -320,7 +340,7 @@ impl Session {
         ts: Ts,
         off: u64,
         now: Ts,
-        sink: Option<&mut (dyn RecordSink + '_)>,
+        mut sink: Option<&mut (dyn RecordSink + '_)>,
     ) -> Option<usize> {
         self.count_bad(reason, true);
         if buf.first() == Some(&0x80) || reason == BadReason::LineTooLong {
@@ -332,25 +352,24 @@ impl Session {
             // Binary junk with a stray newline: not a command line.
             return None;
         }
-        if !self.make_room(1, sink) {
-            // No room in the budget: the line is consumed, not tracked.
-            return Some(line.len());
-        }
         let name = known_word(line);
-        if name == "unknown" {
-            self.counters.unknown_commands += 1;
-        }
-        let group = self.new_group();
-        let e = self.queue.push();
-        e.proto = if name.len() == 2 && name.starts_with('m') {
+        let proto = if name.len() == 2 && name.starts_with('m') {
             Proto::Meta
         } else {
             Proto::Text
         };
+        if !self.make_room(0, 0, sink.as_deref_mut()) {
+            // Not tracked: recorded `lost` at once.
+            self.untracked(None, name, proto, Kind::Other, ts, sink);
+            return Some(line.len());
+        }
+        if name == "unknown" {
+            self.counters.unknown_commands += 1;
+        }
+        let e = self.queue.push();
+        e.proto = proto;
         e.command = name;
         e.kind = Kind::Other;
-        e.group = group;
-        e.first = true;
         e.ts = ts;
         e.complete = true;
         e.req_done_ts = now;
@@ -358,10 +377,130 @@ impl Session {
         Some(line.len())
     }
 
-    fn new_group(&mut self) -> u64 {
-        let g = self.next_group;
-        self.next_group += 1;
-        g
+    /// Starts a `get`/`gets` line too long to hold: the entry is queued
+    /// now and its keys are added as they arrive (`read_keys`).
+    fn open_keys(
+        &mut self,
+        command: &'static str,
+        ts: Ts,
+        mut sink: Option<&mut (dyn RecordSink + '_)>,
+    ) {
+        self.counters.long_multigets += 1;
+        self.req.keys_spoiled = false;
+        if self.make_room(0, 0, sink.as_deref_mut()) {
+            let e = self.queue.push();
+            e.proto = Proto::Text;
+            e.command = command;
+            e.kind = Kind::Retrieve;
+            e.ts = ts;
+            self.req.keys_open = Some(Some(e.id));
+        } else {
+            self.untracked(None, command, Proto::Text, Kind::Retrieve, ts, sink);
+            self.req.keys_open = Some(None);
+        }
+    }
+
+    /// Reads keys of an open long `get` line from `buf`, as memcached
+    /// does: tokens split on spaces, each at most 250 bytes (a longer one
+    /// spoils the line: memcached answers it with an error). Returns the
+    /// bytes consumed; 0 when a key is still incomplete.
+    fn read_keys(
+        &mut self,
+        buf: &[u8],
+        off: u64,
+        now: Ts,
+        mut sink: Option<&mut (dyn RecordSink + '_)>,
+    ) -> usize {
+        let mut pos = 0;
+        loop {
+            while pos < buf.len() && buf[pos] == b' ' {
+                pos += 1;
+            }
+            let rest = &buf[pos..];
+            if rest.is_empty() {
+                return pos;
+            }
+            let Some(j) = memchr::memchr2(b' ', b'\n', rest) else {
+                if self.req.keys_spoiled || rest.len() > TEXT_KEY_MAX + 1 {
+                    self.spoil_keys();
+                    return buf.len();
+                }
+                return pos;
+            };
+            let nl = rest[j] == b'\n';
+            let mut tok = &rest[..j];
+            if nl {
+                tok = tok.strip_suffix(b"\r").unwrap_or(tok);
+            }
+            pos += j + 1;
+            if tok.len() > TEXT_KEY_MAX {
+                self.spoil_keys();
+            } else if !tok.is_empty() && !self.req.keys_spoiled {
+                self.open_key(tok, sink.as_deref_mut());
+            }
+            if nl {
+                self.close_keys(off + pos as u64, now);
+                return pos;
+            }
+        }
+    }
+
+    fn spoil_keys(&mut self) {
+        if !self.req.keys_spoiled {
+            self.req.keys_spoiled = true;
+            self.counters.bad_requests += 1;
+        }
+    }
+
+    /// One more key of the open long `get`.
+    fn open_key(&mut self, key: &[u8], mut sink: Option<&mut (dyn RecordSink + '_)>) {
+        let Some(Some(id)) = self.req.keys_open else {
+            self.counters.budget_shed_requests += 1;
+            return;
+        };
+        let tracked = self.queue.back().is_some_and(|e| e.id == id && !e.shed);
+        if tracked && self.make_room(1, key.len(), sink.as_deref_mut()) {
+            // Still the last entry and still tracked: room was made
+            // without shedding it.
+            if self.queue.back().is_some_and(|e| e.id == id && !e.shed) {
+                self.queue.add_key(key);
+                return;
+            }
+        }
+        // Shed (its earlier keys already left as lost) or no room: this
+        // key is lost too, recorded at once.
+        self.counters.pending_overflow += 1;
+        if let Some(sink) = sink {
+            let (ts, command) = self.queue.back().map_or((0, "get"), |e| (e.ts, e.command));
+            self.counters.records += 1;
+            self.counters.lost_requests += 1;
+            sink.record(&Record {
+                ts,
+                client: self.client,
+                server: self.server,
+                transport: self.transport,
+                proto: Proto::Text,
+                command,
+                first: false,
+                key: Some(key),
+                result: Outcome::Lost,
+                req_bytes: 0,
+                resp_bytes: 0,
+                latency_ns: None,
+            });
+        }
+    }
+
+    /// The newline of an open long `get`: the request is whole.
+    fn close_keys(&mut self, end_off: u64, now: Ts) {
+        if let Some(Some(id)) = self.req.keys_open.take() {
+            if let Some(e) = self.queue.find_id(id) {
+                e.complete = true;
+                e.req_done_ts = now;
+                e.req_end_off = end_off;
+            }
+        }
+        self.req.keys_spoiled = false;
     }
 
     fn add_request(
@@ -371,94 +510,78 @@ impl Session {
         ts: Ts,
         end_off: u64,
         now: Ts,
-        sink: Option<&mut (dyn RecordSink + '_)>,
+        mut sink: Option<&mut (dyn RecordSink + '_)>,
     ) {
-        let nkeys = match r.keys {
-            Keys::None => 1,
-            _ => r.keys.count().max(1),
-        };
+        let (nkeys, key_bytes) = r
+            .keys
+            .iter()
+            .fold((0, 0), |(n, b), k| (n + 1, b + k.len().min(KEY_CAP)));
         let has_value = r.skip_after > 0;
-        if !self.make_room(nkeys, sink) {
-            // Not tracked (no room in the budget); its value is still
+        if !self.make_room(nkeys, key_bytes, sink.as_deref_mut()) {
+            // Not tracked: recorded `lost` at once; its value is still
             // skipped by length.
+            self.untracked(Some(r), r.command, r.proto, r.kind, ts, sink);
             if has_value {
                 self.req.skip = r.skip_after;
                 self.req.skip_owner = None;
             }
             return;
         }
-        let group = self.new_group();
+        let e = self.queue.push();
+        e.proto = r.proto;
+        e.command = r.command;
+        e.kind = r.kind;
+        e.quiet = r.quiet;
+        e.noreply = r.noreply;
+        e.opaque = r.opaque;
+        e.opcode = opcode;
+        e.set_token(r.opaque_token);
+        e.echo_key = r.echo_key;
+        e.ts = ts;
+        e.req_bytes = r.value_len;
+        if !has_value {
+            e.complete = true;
+            e.req_done_ts = now;
+            e.req_end_off = end_off;
+        }
+        let id = e.id;
         let mut truncated = 0u64;
         let mut bad_b64 = false;
-        let mut first = true;
-        let mut push = |q: &mut Queue, key: Option<&[u8]>| {
-            let e = q.push();
-            e.first = std::mem::replace(&mut first, false);
-            e.proto = r.proto;
-            e.command = r.command;
-            e.kind = r.kind;
-            e.quiet = r.quiet;
-            e.noreply = r.noreply;
-            e.group = group;
-            e.opaque = r.opaque;
-            e.opcode = opcode;
-            e.set_token(r.opaque_token);
-            e.echo_key = r.echo_key;
-            e.ts = ts;
-            e.req_bytes = r.value_len;
-            if let Some(k) = key {
-                if r.key_base64 {
-                    let mut buf = [0u8; super::pending::KEY_CAP];
-                    match base64::engine::general_purpose::STANDARD.decode_slice(k, &mut buf) {
-                        Ok(n) => {
-                            e.set_key(&buf[..n]);
-                        }
-                        Err(_) => {
-                            bad_b64 = true;
-                            e.set_key(k);
-                        }
-                    }
-                } else if !e.set_key(k) {
-                    truncated += 1;
-                }
-            }
-            if !has_value {
-                e.complete = true;
-                e.req_done_ts = now;
-                e.req_end_off = end_off;
-            }
-        };
-        let mut any_key = false;
         for k in r.keys.iter() {
-            any_key = true;
-            push(&mut self.queue, Some(k));
-        }
-        if !any_key {
-            push(&mut self.queue, None);
+            if r.key_base64 {
+                let mut buf = [0u8; KEY_CAP];
+                match base64::engine::general_purpose::STANDARD.decode_slice(k, &mut buf) {
+                    Ok(n) => {
+                        self.queue.add_key(&buf[..n]);
+                    }
+                    Err(_) => {
+                        bad_b64 = true;
+                        self.queue.add_key(k);
+                    }
+                }
+            } else if !self.queue.add_key(k) {
+                truncated += 1;
+            }
         }
         if bad_b64 {
             self.counters.bad_base64 += 1;
         }
         self.counters.keys_truncated += truncated;
-        let id = self.queue.back_mut().map(|e| e.id);
         if has_value {
             self.req.skip = r.skip_after;
-            self.req.skip_owner = id;
+            self.req.skip_owner = Some(id);
         } else {
-            self.settle_silent_group(group);
+            self.settle_silent_last();
         }
     }
 
     /// noreply and quit requests are final as soon as they are complete.
-    fn settle_silent_group(&mut self, group: u64) {
-        for e in self.queue.iter_mut().rev() {
-            if e.group != group {
-                break;
-            }
+    fn settle_silent_last(&mut self) {
+        if let Some(e) = self.queue.back_mut() {
             // Binary Quit is answered before the close; text quit and QuitQ
             // are not.
             let silent_quit = e.kind == Kind::Quit && (e.proto != Proto::Binary || e.quiet);
-            if e.noreply || silent_quit {
+            if !e.marker && !e.shed && (e.noreply || silent_quit) && e.is_open() {
                 e.resolve_silent(Outcome::Noreply);
             }
         }
@@ -468,15 +591,16 @@ impl Session {
         let Some(id) = self.req.skip_owner.take() else {
             return;
         };
-        let mut group = None;
-        if let Some(e) = self.queue.find_id(id) {
-            e.complete = true;
-            e.req_done_ts = now;
-            e.req_end_off = end_off;
-            group = Some(e.group);
-        }
-        if let Some(g) = group {
-            self.settle_silent_group(g);
+        let Some(i) = self.queue.index_of(id) else {
+            return;
+        };
+        let e = self.queue.get_mut(i).expect("in range");
+        e.complete = true;
+        e.req_done_ts = now;
+        e.req_end_off = end_off;
+        let silent_quit = e.kind == Kind::Quit && (e.proto != Proto::Binary || e.quiet);
+        if !e.shed && (e.noreply || silent_quit) && e.is_open() {
+            e.resolve_silent(Outcome::Noreply);
         }
     }
 
@@ -507,6 +631,8 @@ impl Session {
     /// Requests were lost (gap, junk): responses to them would shift the
     /// pairing, so a marker guards what follows.
     fn request_gap(&mut self) {
+        self.req.keys_open = None;
+        self.req.keys_spoiled = false;
         self.req.skip = 0;
         self.req.skip_owner = None;
         self.req.msg_ts = None;
@@ -515,7 +641,7 @@ impl Session {
 
     /// Every open request may have lost its answer: record them `lost`,
     /// keeping only what a partial answer already proved (`give_up`).
-    /// Returns how many were recorded `lost`.
+    /// Returns how many records became `lost`.
     fn response_gap(&mut self) -> u64 {
         let owner = self.resp.skip_owner.take();
         self.resp.skip = 0;
@@ -523,66 +649,193 @@ impl Session {
         self.resp.synced = false;
         self.resp.orphan_open = false;
         let mut lost = 0;
-        for e in self.queue.iter_mut() {
+        for i in 0..self.queue.len() {
+            let e = self.queue.get_mut(i).expect("in range");
             if e.is_open() && !e.marker {
                 let cut = owner == Some(e.id);
                 give_up(e, cut);
-                lost += u64::from(e.outcome == Outcome::Lost);
+                lost += lost_records(&self.queue, self.queue.get(i).expect("in range"));
             }
         }
         self.queue.push_marker();
         lost
     }
 
-    /// Frees room for `n` more entries: first by handing resolved entries
-    /// to `sink` (when the caller has one), then, if the open requests
-    /// alone fill the queue (or the worker's pending-request budget cannot
-    /// grow it), by giving them all up (`overflow`). False when even then
-    /// the budget has no room: the caller drops the request.
-    ///
-    /// Storage is reserved for one entry more than asked: the marker a gap
-    /// or an overflow may push then never grows the queue past the budget.
-    fn make_room(&mut self, n: usize, mut sink: Option<&mut (dyn RecordSink + '_)>) -> bool {
-        if self.queue.len() + n <= self.queue.cap() && self.queue.reserve(n + 1) {
+    /// Whether a request of `keys` keys (`key_bytes` bytes) can be tracked
+    /// now: within the connection's cap and the budget, with room for one
+    /// entry more (the marker a gap may push never grows the queue past
+    /// the budget).
+    fn fits(&mut self, keys: usize, key_bytes: usize) -> bool {
+        self.queue.keys() + keys.max(1) <= self.queue.cap()
+            && self.queue.reserve(2, keys, key_bytes)
+    }
+
+    /// Frees room for a request of `keys` keys: first by handing resolved
+    /// entries to `sink` (when the caller has one), then, if the open
+    /// requests fill the connection's cap (or the worker's budget cannot
+    /// grow the queue), by shedding them (`shed_open`). False when even
+    /// then there is no room: the caller records the request `lost` and
+    /// keeps only its shape (`track_untracked`).
+    fn make_room(
+        &mut self,
+        keys: usize,
+        key_bytes: usize,
+        mut sink: Option<&mut (dyn RecordSink + '_)>,
+    ) -> bool {
+        if self.sticky {
+            return false;
+        }
+        if self.fits(keys, key_bytes) {
             return true;
         }
         if let Some(s) = sink.as_deref_mut() {
             self.emit(s);
-            if self.queue.len() + n <= self.queue.cap() && self.queue.reserve(n + 1) {
+            if self.fits(keys, key_bytes) {
                 return true;
             }
         }
         // Within the connection's cap, it was the budget that refused.
-        let by_budget = self.queue.len() + n <= self.queue.cap();
-        self.overflow(sink, by_budget);
-        if self.queue.reserve(n + 1) {
-            return true;
-        }
-        self.counters.budget_shed_requests += n as u64;
-        false
+        let by_budget = self.queue.keys() + keys.max(1) <= self.queue.cap();
+        self.shed_open(sink, by_budget);
+        !self.sticky && self.fits(keys, key_bytes)
     }
 
-    /// The queue is full of open requests: give them all up, since
-    /// shedding only the oldest would let its late answer pair with the
-    /// next one; a marker guards what follows. Each overflow costs one
-    /// walk of the queue and frees it whole, so a connection whose
-    /// answers never come costs O(1) per request. With a `sink` the lost
-    /// records leave at once, so the queue never holds more than its cap
-    /// (plus the keys of a single command larger than the cap).
-    fn overflow(&mut self, sink: Option<&mut (dyn RecordSink + '_)>, by_budget: bool) {
-        // The response stream itself lost nothing.
-        let orphan_open = self.resp.orphan_open;
-        let lost = self.response_gap();
+    /// The open requests fill the queue: give them all up (shedding only
+    /// the oldest would make no room for long on a connection whose
+    /// answers lag). Their records leave now as `lost`; each keeps its
+    /// shape (no keys) in the queue, so that its answer, when it comes,
+    /// is consumed as its own and never paired with a later request.
+    /// Without a sink (a UDP exchange) the records cannot leave yet: the
+    /// open requests are given up as after a gap.
+    fn shed_open(&mut self, sink: Option<&mut (dyn RecordSink + '_)>, by_budget: bool) {
+        let Some(sink) = sink else {
+            let orphan_open = self.resp.orphan_open;
+            let lost = self.response_gap();
+            self.count_shed(lost, by_budget);
+            self.resp.synced = true;
+            self.resp.orphan_open = orphan_open;
+            return;
+        };
+        let mut lost = 0;
+        let who = (self.client, self.server, self.transport);
+        for i in 0..self.queue.len() {
+            let e = self.queue.get(i).expect("in range");
+            if e.marker || e.shed {
+                continue;
+            }
+            if e.is_open() {
+                let mut copy = e.clone();
+                give_up(&mut copy, false);
+                lost += lost_records(&self.queue, &copy);
+                emit_entry(&self.queue, &copy, who, &mut self.counters, sink);
+            } else {
+                emit_entry(&self.queue, e, who, &mut self.counters, sink);
+            }
+            self.queue.shed_entry(i);
+        }
+        self.queue.forget_keys();
+        self.count_shed(lost, by_budget);
+        if self.queue.shed_count() > self.queue.shed_cap() {
+            // Too many answers owed to keep even their shapes: there is no
+            // certain way back for this connection (see `go_sticky`).
+            self.go_sticky();
+        }
+    }
+
+    fn count_shed(&mut self, lost: u64, by_budget: bool) {
         if by_budget {
             self.counters.budget_shed_requests += lost;
         } else {
             self.counters.pending_overflow += lost;
         }
-        self.resp.synced = true;
-        self.resp.orphan_open = orphan_open;
-        if let Some(s) = sink {
-            self.emit(s);
+    }
+
+    /// Alignment is lost beyond repair by a limit: every request still
+    /// owed an answer is given up, and so is the rest of the connection
+    /// (its requests recorded `lost`, its responses orphans), since the
+    /// answers to the requests dropped cannot be told from later ones.
+    fn go_sticky(&mut self) {
+        let lost = self.response_gap();
+        self.counters.pending_overflow += lost;
+        self.sticky = true;
+        self.counters.conns_given_up += 1;
+    }
+
+    /// A request that could not be tracked: its records leave now as
+    /// `lost`, and its shape stays in the queue so that its answer is not
+    /// taken for a later request's. With no room even for that, or no
+    /// sink to hand records to, the connection is given up.
+    #[allow(clippy::too_many_arguments)]
+    fn untracked(
+        &mut self,
+        r: Option<&Request<'_>>,
+        command: &'static str,
+        proto: Proto,
+        kind: Kind,
+        ts: Ts,
+        sink: Option<&mut (dyn RecordSink + '_)>,
+    ) -> Option<u64> {
+        let n = r.map_or(1, |r| r.keys.iter().count().max(1));
+        if self.sticky || n > self.queue.cap() {
+            self.counters.pending_overflow += n as u64;
+        } else {
+            self.counters.budget_shed_requests += n as u64;
         }
+        let Some(sink) = sink else {
+            if !self.sticky {
+                self.go_sticky();
+            }
+            return None;
+        };
+        self.emit(sink);
+        let mut one = |key: Option<&[u8]>, first: bool| {
+            self.counters.records += 1;
+            self.counters.lost_requests += 1;
+            sink.record(&Record {
+                ts,
+                client: self.client,
+                server: self.server,
+                transport: self.transport,
+                proto,
+                command,
+                first,
+                key,
+                result: Outcome::Lost,
+                req_bytes: r.map_or(0, |r| r.value_len),
+                resp_bytes: 0,
+                latency_ns: None,
+            });
+        };
+        match r {
+            Some(r) if r.keys.iter().next().is_some() => {
+                for (i, k) in r.keys.iter().enumerate() {
+                    one(Some(k), i == 0);
+                }
+            }
+            _ => one(None, true),
+        }
+        if self.sticky || !self.queue.reserve(2, 0, 0) {
+            if !self.sticky {
+                self.go_sticky();
+            }
+            return None;
+        }
+        let e = self.queue.push();
+        e.proto = proto;
+        e.command = command;
+        e.kind = kind;
+        if let Some(r) = r {
+            e.quiet = r.quiet;
+            e.noreply = r.noreply;
+            e.opaque = r.opaque;
+            e.set_token(r.opaque_token);
+            e.echo_key = r.echo_key;
+        }
+        e.ts = ts;
+        e.complete = true;
+        let id = e.id;
+        self.queue.shed_entry(self.queue.len() - 1);
+        Some(id)
     }
 
     // --------------------------------------------------------------- responses
@@ -728,6 +981,9 @@ impl Session {
             }
             self.resp.orphan_open = false;
         }
+        if self.sticky {
+            return self.orphan_unless(r, ends_orphan);
+        }
         let mut i = 0;
         loop {
             let Some(e) = self.queue.get(i) else {
@@ -745,7 +1001,7 @@ impl Session {
                 }
                 return self.orphan_unless(r, ends_orphan);
             }
-            match fit(e, r) {
+            match fit(e, self.queue.key(e), r) {
                 Fit::Match => return self.apply(i, r, info.ts),
                 Fit::SkipQuiet => {
                     let e = self.queue.get_mut(i).expect("in range");
@@ -810,93 +1066,84 @@ impl Session {
     }
 
     fn apply(&mut self, i: usize, r: &Response<'_>, ts: Ts) {
-        let e = self.queue.get_mut(i).expect("in range");
-        let group = e.group;
+        let e = self.queue.get(i).expect("in range");
+        let per_key = e.per_key();
         match r.form {
-            RespForm::Value => {
-                // One hit of a text retrieval: find its key in the group.
+            RespForm::Value if per_key => {
+                // One hit of a text retrieval: find its key among the
+                // request's keys.
                 let Some(key) = r.key else {
                     return self.orphan(r);
                 };
-                let mut j = i;
-                let mut found = None;
-                while let Some(e) = self.queue.get(j) {
-                    if e.group != group {
-                        break;
-                    }
-                    if e.state == State::Waiting && e.key() == Some(key) {
-                        found = Some(j);
-                        break;
-                    }
-                    j += 1;
+                let (shed, cursor, nkeys) = (e.shed, e.cursor, e.nkeys);
+                if shed {
+                    // Given up already: its hits are consumed, not counted.
+                    let e = self.queue.get_mut(i).expect("in range");
+                    e.state = State::Partial;
+                    return self.skip_response_value(r);
                 }
-                let Some(j) = found else {
+                // Over TCP the stream is in order: hits come back in
+                // request order, so the keys passed over missed. Each VALUE
+                // of a UDP reply is a message of its own and a mirror may
+                // swap them: a key passed over may still get its VALUE,
+                // and the END says which did not.
+                let udp = self.transport == Transport::Udp;
+                let from = if udp { 0 } else { cursor };
+                let Some(k) = self.queue.find_key(i, from, key) else {
                     // A VALUE for a key nobody asked for: pairing is off.
                     return self.unpairable(r);
                 };
-                // Over TCP the stream is in order, so the keys passed over
-                // missed. Each VALUE of a UDP reply is a message of its own
-                // and a mirror may swap them: a key passed over may still
-                // get its VALUE, and the END says which did not.
-                if self.transport != Transport::Udp {
-                    for k in i..j {
-                        let e = self.queue.get_mut(k).expect("in range");
-                        if e.state == State::Waiting {
-                            e.outcome = Outcome::Miss;
-                            e.state = State::Partial;
+                if !udp {
+                    for j in cursor..k {
+                        let s = self.queue.slot_mut(i, j);
+                        if !s.known {
+                            s.known = true;
+                            s.outcome = Outcome::Miss;
                         }
                     }
                 }
-                let e = self.queue.get_mut(j).expect("in range");
-                e.outcome = Outcome::Hit;
+                let s = self.queue.slot_mut(i, k);
+                s.known = true;
+                s.outcome = Outcome::Hit;
+                s.resp_bytes = s
+                    .resp_bytes
+                    .saturating_add(u32::try_from(r.value_len).unwrap_or(u32::MAX));
+                let e = self.queue.get_mut(i).expect("in range");
+                if !udp {
+                    e.cursor = k + 1;
+                }
+                debug_assert!(e.cursor <= nkeys);
                 e.state = State::Partial;
-                e.resp_bytes += r.value_len;
                 self.resp.skip = r.skip_after;
                 self.resp.skip_owner = None;
             }
-            RespForm::End | RespForm::Stat | RespForm::Line
-                if e.kind == Kind::Retrieve && e.proto == Proto::Text =>
-            {
+            RespForm::End | RespForm::Stat | RespForm::Line if per_key => {
                 if r.form != RespForm::End {
                     return self.orphan(r);
                 }
-                // END closes the whole group; the keys without VALUE missed.
-                let mut j = i;
-                while let Some(e) = self.queue.get_mut(j) {
-                    if e.group != group {
-                        break;
-                    }
-                    if e.state == State::Waiting {
-                        e.outcome = Outcome::Miss;
-                    }
-                    e.state = State::Resolved;
-                    e.resp_ts = Some(ts);
-                    j += 1;
-                }
+                // END closes the request; the keys without VALUE missed.
+                self.queue.settle_keys(i, Outcome::Miss);
+                let e = self.queue.get_mut(i).expect("in range");
+                e.outcome = Outcome::Miss;
+                e.state = State::Resolved;
+                e.resp_ts = Some(ts);
             }
             _ => {
                 let (outcome, done) = outcome_of(e, r);
-                let id = e.id;
-                if answers_group(e) {
-                    // Errors answer every key of a multi-key command.
-                    let mut j = i;
-                    while let Some(e) = self.queue.get_mut(j) {
-                        if e.group != group {
-                            break;
-                        }
-                        if e.is_open() {
-                            e.outcome = outcome;
-                            e.state = State::Resolved;
-                            e.resp_ts = Some(ts);
-                        }
-                        j += 1;
-                    }
-                    return;
+                if per_key {
+                    // An error answers every key not yet answered.
+                    self.queue.settle_keys(i, outcome);
                 }
                 let e = self.queue.get_mut(i).expect("in range");
+                let id = e.id;
                 e.outcome = outcome;
                 if e.kind == Kind::Retrieve && matches!(outcome, Outcome::Hit) {
                     e.resp_bytes += r.value_len;
+                }
+                if per_key {
+                    e.state = State::Resolved;
+                    e.resp_ts = Some(ts);
+                    return;
                 }
                 if !done {
                     e.state = State::Partial;
@@ -953,15 +1200,63 @@ impl Session {
     }
 }
 
+/// Hands the records of entry `e` to `sink`: one per key (a text
+/// retrieval's keys each with their own outcome), or one for a keyless
+/// command.
+fn emit_entry(
+    queue: &Queue,
+    e: &Pending,
+    (client, server, transport): (SocketAddr, SocketAddr, Transport),
+    counters: &mut Counters,
+    sink: &mut dyn RecordSink,
+) {
+    let latency = e.latency();
+    let mut one = |key: Option<&[u8]>, first: bool, result: Outcome, resp_bytes: u64| {
+        counters.records += 1;
+        if result == Outcome::Lost {
+            counters.lost_requests += 1;
+        }
+        sink.record(&Record {
+            ts: e.ts,
+            client,
+            server,
+            transport,
+            proto: e.proto,
+            command: e.command,
+            first,
+            key,
+            result,
+            req_bytes: e.req_bytes,
+            resp_bytes,
+            latency_ns: latency,
+        });
+    };
+    if e.nkeys == 0 {
+        return one(None, true, e.outcome, e.resp_bytes);
+    }
+    if !e.per_key() {
+        return one(queue.key(e), true, e.outcome, e.resp_bytes);
+    }
+    for k in 0..e.nkeys {
+        let s = queue.slot(e, k);
+        let o = if s.known { s.outcome } else { e.outcome };
+        one(Some(queue.key_at(e, k)), k == 0, o, s.resp_bytes as u64);
+    }
+}
+
 /// An open request whose answer will not be seen, or not all of it: what
 /// the response already proved stands, the rest is `lost`. A text
 /// retrieval's `VALUE` lines prove its hits, and misses for the keys
 /// before them (hits come back in request order); a reply whose data
 /// block was cut (`cut`) proved its outcome. The latency is unknown.
 fn give_up(e: &mut Pending, cut: bool) {
-    let proven =
-        e.state == State::Partial && (cut || (e.kind == Kind::Retrieve && e.proto == Proto::Text));
-    if proven {
+    if e.per_key() {
+        // The keys a `VALUE` (or a later one) proved keep their outcome;
+        // the rest are lost.
+        e.resolve_silent(Outcome::Lost);
+        return;
+    }
+    if e.state == State::Partial && cut {
         e.state = State::Resolved;
         e.resp_ts = None;
     } else {
@@ -969,10 +1264,38 @@ fn give_up(e: &mut Pending, cut: bool) {
     }
 }
 
-/// Multi-key commands are text retrievals; an error answers the whole
-/// group of keys.
-fn answers_group(e: &Pending) -> bool {
-    e.proto == Proto::Text && e.kind == Kind::Retrieve
+/// How many records of a given-up entry say `lost`.
+fn lost_records(q: &Queue, e: &Pending) -> u64 {
+    if e.marker || e.shed || e.outcome != Outcome::Lost {
+        return 0;
+    }
+    if !e.per_key() || e.nkeys == 0 {
+        return 1;
+    }
+    (0..e.nkeys).filter(|&k| !q.slot(e, k).known).count() as u64
+}
+
+/// A request line still without its newline past this many bytes is read
+/// key by key when it is a `get`/`gets` (memcached 1.6 treats a line of
+/// over 2048 bytes without a newline as a large multi-get, or closes the
+/// connection).
+const LONG_LINE: usize = 2048;
+
+/// A `get`/`gets` line (after up to 100 leading spaces, as memcached
+/// allows): its command name and the bytes up to its first key.
+fn long_get(buf: &[u8]) -> Option<(&'static str, usize)> {
+    let lead = buf.iter().take(101).take_while(|&&b| b == b' ').count();
+    if lead > 100 {
+        return None;
+    }
+    let rest = &buf[lead..];
+    if rest.starts_with(b"get ") {
+        Some(("get", lead + 4))
+    } else if rest.starts_with(b"gets ") {
+        Some(("gets", lead + 5))
+    } else {
+        None
+    }
 }
 
 /// How much of an unsynchronised buffer can be dropped while keeping any
@@ -999,7 +1322,8 @@ fn is_error_form(f: RespForm) -> bool {
 }
 
 /// Does response `r` answer open request `e`?
-fn fit(e: &Pending, r: &Response<'_>) -> Fit {
+/// `key` is the request's (first) key.
+fn fit(e: &Pending, key: Option<&[u8]>, r: &Response<'_>) -> Fit {
     let quiet_skip = if e.quiet {
         Fit::SkipQuiet
     } else {
@@ -1011,7 +1335,7 @@ fn fit(e: &Pending, r: &Response<'_>) -> Fit {
             // GetK/GetKQ replies echo the key; Stat replies carry stat
             // names (the request's key, if any, names a stats group),
             // which is no conflict.
-            let key_conflict = match (r.key, e.key()) {
+            let key_conflict = match (r.key, key) {
                 (Some(k), Some(ek)) if !k.is_empty() && e.opcode != STAT_OPCODE => !same_key(k, ek),
                 _ => false,
             };
@@ -1049,7 +1373,7 @@ fn fit(e: &Pending, r: &Response<'_>) -> Fit {
             };
             let rtok = r.opaque_token;
             let conflict = (e.token_len > 0 && !rtok.is_empty() && rtok != e.token())
-                || matches!((rkey, e.key()), (Some(k), Some(ek)) if !same_key(k, ek));
+                || matches!((rkey, key), (Some(k), Some(ek)) if !same_key(k, ek));
             // memcached echoes `k` and `O` on every reply of a request that
             // asked for them, and never otherwise: a reply shaped for
             // another request is not this quiet request's.

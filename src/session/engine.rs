@@ -169,7 +169,12 @@ impl Engine {
     }
 
     pub fn new(cfg: EngineConfig, targets: Targets) -> Engine {
-        let requests = super::pending::Pool::new(cfg.max_requests);
+        // The budget's request part is stated in entries; the pool draws
+        // bytes (entries, key slots and key bytes).
+        let requests = super::pending::Pool::new(
+            cfg.max_requests
+                .saturating_mul(std::mem::size_of::<super::pending::Pending>()),
+        );
         Engine {
             flows: FlowTable::new(cfg.max_flows, cfg.idle_timeout_ns),
             udp: UdpTable::new(
