@@ -191,10 +191,7 @@ fn literal(parts: &[Part]) -> Vec<u8> {
 
 /// The writes of a case (split at `{pause}`).
 fn writes(parts: &[Part]) -> Vec<Vec<u8>> {
-    parts
-        .split(|p| *p == Part::Pause)
-        .map(literal)
-        .collect()
+    parts.split(|p| *p == Part::Pause).map(literal).collect()
 }
 
 /// The text of a one-span code cell, and what follows it.
@@ -372,7 +369,12 @@ fn table_is_well_formed() {
     assert!(rows.len() > 100, "only {} rows", rows.len());
     let mut ids = std::collections::HashSet::new();
     for r in &rows {
-        assert!(ids.insert(r.id.clone()), "duplicate id {} (line {})", r.id, r.line);
+        assert!(
+            ids.insert(r.id.clone()),
+            "duplicate id {} (line {})",
+            r.id,
+            r.line
+        );
         assert!(
             r.swallow == "-" || r.case.len() == 1 || literal(&r.case).len() > 20,
             "{}: a swallow claim needs a data block",
@@ -388,7 +390,10 @@ fn table_is_well_formed() {
             r.id
         );
     }
-    eprintln!("command_cases: {} rows in docs/command-cases.md", rows.len());
+    eprintln!(
+        "command_cases: {} rows in docs/command-cases.md",
+        rows.len()
+    );
 }
 
 // ------------------------------------------------------------ real server
@@ -483,7 +488,10 @@ fn run_row(r: &Row, port: u16) -> Result<(), String> {
 }
 
 fn memcached_version() -> Option<String> {
-    let out = std::process::Command::new("memcached").arg("-V").output().ok()?;
+    let out = std::process::Command::new("memcached")
+        .arg("-V")
+        .output()
+        .ok()?;
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -498,7 +506,10 @@ fn rows_match_memcached_1_6_18() {
     }
     let version = version.unwrap();
     if version != "memcached 1.6.18" {
-        assert!(!ci, "CI=true: the table is for memcached 1.6.18, found {version}");
+        assert!(
+            !ci,
+            "CI=true: the table is for memcached 1.6.18, found {version}"
+        );
         eprintln!("command_cases: skipped ({version}, the table is for 1.6.18)");
         return;
     }
@@ -554,9 +565,23 @@ struct Conn {
 impl Conn {
     fn seg(&self, ts: u64, from_client: bool) -> Seg {
         let (src, dst, sport, dport, seq, ack) = if from_client {
-            (self.client, self.server, self.cport, SERVER_PORT, self.cseq, self.sseq)
+            (
+                self.client,
+                self.server,
+                self.cport,
+                SERVER_PORT,
+                self.cseq,
+                self.sseq,
+            )
         } else {
-            (self.server, self.client, SERVER_PORT, self.cport, self.sseq, self.cseq)
+            (
+                self.server,
+                self.client,
+                SERVER_PORT,
+                self.cport,
+                self.sseq,
+                self.cseq,
+            )
         };
         Seg {
             ts,
@@ -581,7 +606,11 @@ impl Conn {
             let mut s = self.seg(*clock, from_client);
             s.payload = chunk.to_vec();
             out.push(s);
-            let seq = if from_client { &mut self.cseq } else { &mut self.sseq };
+            let seq = if from_client {
+                &mut self.cseq
+            } else {
+                &mut self.sseq
+            };
             *seq = seq.wrapping_add(chunk.len() as u32);
         }
     }
@@ -591,7 +620,11 @@ impl Conn {
         let mut s = self.seg(*clock, from_client);
         s.fin = true;
         out.push(s);
-        let seq = if from_client { &mut self.cseq } else { &mut self.sseq };
+        let seq = if from_client {
+            &mut self.cseq
+        } else {
+            &mut self.sseq
+        };
         *seq = seq.wrapping_add(1);
     }
 }
@@ -675,9 +708,8 @@ fn rows_feed_memtap() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("command_cases.pcap");
     common::write_segments(&capture(&rows), &pcap);
-    let targets = memtap::decode::targets::Targets::new(vec![format!("*:{SERVER_PORT}")
-        .parse()
-        .unwrap()]);
+    let targets =
+        memtap::decode::targets::Targets::new(vec![format!("*:{SERVER_PORT}").parse().unwrap()]);
     let run = common::run_files(&[pcap], targets, &memtap::config::Config::default());
     let mut by_port: std::collections::HashMap<u16, Vec<String>> = Default::default();
     for rec in &run.records {
@@ -725,7 +757,11 @@ fn compact(v: &[String]) -> String {
     let mut i = 0;
     while i < v.len() {
         let n = v[i..].iter().take_while(|x| **x == v[i]).count();
-        out.push(if n > 1 { format!("{}*{n}", v[i]) } else { v[i].clone() });
+        out.push(if n > 1 {
+            format!("{}*{n}", v[i])
+        } else {
+            v[i].clone()
+        });
         i += n;
     }
     out.join(", ")
