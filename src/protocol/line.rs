@@ -161,6 +161,11 @@ pub fn parse_i64(tok: &[u8]) -> Result<i64, NumError> {
 /// the limit is `LengthTooLarge`, so `set k 0 0 99999999999999999999`
 /// counts as an absurd length, not as garbage.
 pub fn parse_len(tok: &[u8], max: u64) -> Result<u64, BadReason> {
+    // memcached reads lengths with strtol, which takes a leading `+`.
+    let tok = match tok {
+        [b'+', rest @ ..] if !rest.is_empty() => rest,
+        _ => tok,
+    };
     match parse_u64(tok) {
         Ok(n) if n <= max => Ok(n),
         Ok(_) | Err(NumError::Overflow) => Err(BadReason::LengthTooLarge),

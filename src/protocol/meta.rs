@@ -10,7 +10,7 @@
 //! limit) are `Bad` here. Flags this parser has no use for are ignored, so
 //! flags added by newer servers do not break it.
 
-use super::line::{check_key, parse_len, parse_line, tokens, Tokens};
+use super::line::{check_key, parse_len, parse_line, parse_u64, tokens, Tokens};
 use super::{BadReason, Keys, Kind, Limits, Parse, Proto, Request, RespForm, Response};
 
 /// memcached's `MFLAG_MAX_OPAQUE_LENGTH`: longer `O` tokens are a client error.
@@ -77,7 +77,16 @@ pub fn request_from_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>
         // `mn` takes nothing; memcached ignores anything after it.
         return Ok(req);
     }
+    // memcached takes at most 19 words to a meta line (20 to an ms, whose
+    // datalen it reads first).
+    let max = MAX_TOKENS + usize::from(kind == Kind::Store);
+    if tokens(line).count() > max {
+        return Err(BadReason::BadArguments);
+    }
     let key = check_key(toks.next().ok_or(BadReason::BadArguments)?, lim)?;
+    if key.len() > super::text::KEY_MAX {
+        return Err(BadReason::KeyTooLong);
+    }
     if kind == Kind::Store {
         let len = parse_len(toks.next().ok_or(BadReason::BadArguments)?, lim.max_value)?;
         req.value_len = len;
@@ -170,6 +179,9 @@ impl<'a> Flags<'a> {
                 return Err(BadReason::BadArguments);
             }
             seen |= bit;
+            if side == Side::Request {
+                check_request_flag(letter, arg)?;
+            }
             match (letter, side) {
                 (b'b', _) => flags.base64 = true,
                 (b'q', Side::Request) => flags.quiet = true,
@@ -183,6 +195,35 @@ impl<'a> Flags<'a> {
             }
         }
         Ok(flags)
+    }
+}
+
+/// Most tokens memcached accepts on a meta request line, command and key
+/// included (`MFLAG_MAX_OPT_LENGTH`).
+const MAX_TOKENS: usize = 19;
+
+/// A request flag memcached 1.6 knows, with a sound argument: anything
+/// else is answered `CLIENT_ERROR invalid flag` or `... bad token ...`
+/// whether the request is quiet or not.
+fn check_request_flag(letter: u8, arg: &[u8]) -> Result<(), BadReason> {
+    let int = |a: &[u8]| {
+        let a = a.strip_prefix(b"-").unwrap_or(a);
+        parse_u64(a).is_ok_and(|n| n <= i32::MAX as u64)
+    };
+    let ok = match letter {
+        // No argument needed (any is ignored).
+        b'b' | b'c' | b'f' | b'h' | b'k' | b'l' | b'O' | b'q' | b's' | b't' | b'u' | b'v'
+        | b'I' | b'x' | b'S' | b'P' | b'L' => true,
+        b'N' | b'T' | b'R' => int(arg),
+        b'E' | b'C' | b'D' | b'J' => parse_u64(arg).is_ok(),
+        b'F' => parse_u64(arg).is_ok_and(|n| n <= u32::MAX as u64),
+        b'M' => arg.len() == 1,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(BadReason::BadArguments)
     }
 }
 

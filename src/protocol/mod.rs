@@ -224,6 +224,10 @@ pub struct Request<'a> {
     pub opaque_token: &'a [u8],
     /// Meta `k` flag: the response echoes the key.
     pub echo_key: bool,
+    /// Text admin commands answered by a listing of lines up to `END`
+    /// (`lru_crawler metadump`/`mgdump`: newer servers start it with
+    /// `OK`), or by a log stream that never ends (`watch`).
+    pub listing: bool,
 }
 
 impl<'a> Request<'a> {
@@ -243,6 +247,7 @@ impl<'a> Request<'a> {
             opaque: 0,
             opaque_token: b"",
             echo_key: false,
+            listing: false,
         }
     }
 }

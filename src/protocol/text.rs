@@ -68,6 +68,8 @@ fn lookup(word: &[u8]) -> Option<(&'static str, Kind, Grammar)> {
         b"gets" => ("gets", Kind::Retrieve, Retrieval { exptime: false }),
         b"gat" => ("gat", Kind::Retrieve, Retrieval { exptime: true }),
         b"gats" => ("gats", Kind::Retrieve, Retrieval { exptime: true }),
+        // An old alias of get that 1.6 still answers.
+        b"bget" => ("bget", Kind::Retrieve, Retrieval { exptime: false }),
         b"set" => ("set", Kind::Store, Storage { cas: false }),
         b"add" => ("add", Kind::Store, Storage { cas: false }),
         b"replace" => ("replace", Kind::Store, Storage { cas: false }),
@@ -116,8 +118,28 @@ pub fn request_from_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>
         Grammar::Touch => keyed_number(req, toks, lim, |t| parse_i64(t).is_ok()),
         Grammar::FlushAll => flush_all(req, toks),
         Grammar::Level => level(req, toks),
-        Grammar::FreeForm => Ok(req),
+        Grammar::FreeForm => Ok(free_form(req, toks)),
     }
+}
+
+/// Admin commands whose answer is a listing (see `Request::listing`).
+fn free_form<'a>(mut req: Request<'a>, mut toks: Tokens<'a>) -> Request<'a> {
+    // Admin commands that honour a last `noreply` (`set_noreply_maybe`),
+    // for their answer and their errors alike.
+    let last_noreply = toks.clone().last() == Some(b"noreply");
+    req.noreply = last_noreply
+        && match req.command {
+            "lru" | "watch" | "extstore" | "refresh_certs" => true,
+            "slabs" => toks.clone().next() == Some(b"automove"),
+            _ => false,
+        };
+    req.listing = match req.command {
+        "lru_crawler" => matches!(toks.next(), Some(b"metadump" | b"mgdump")),
+        // `watch noreply` is refused silently and does not start a stream.
+        "watch" => toks.last() != Some(b"noreply"),
+        _ => false,
+    };
+    req
 }
 
 /// The next token as a key: missing is `BadArguments`, too long `KeyTooLong`.
@@ -164,6 +186,8 @@ fn retrieval<'a>(
         n += 1;
     }
     req.keys = match n {
+        // `gat <exptime>` alone is answered `END`.
+        0 if exptime => Keys::None,
         0 => return Err(BadReason::BadArguments),
         1 => Keys::One(list),
         _ => Keys::Many(list),
@@ -178,7 +202,8 @@ fn storage<'a>(
     lim: &Limits,
 ) -> Result<Request<'a>, BadReason> {
     let k = key(&mut toks, lim)?;
-    arg(&mut toks, |t| parse_u32(t).is_ok())?; // flags: 32-bit in 1.6
+    // flags: memcached 1.6 reads them with strtoul, which takes 64 bits.
+    arg(&mut toks, |t| parse_u64(t).is_ok())?;
     arg(&mut toks, |t| parse_i64(t).is_ok())?; // exptime: may be negative
     let bytes = parse_len(toks.next().ok_or(BadReason::BadArguments)?, lim.max_value)?;
     if cas {
@@ -242,8 +267,10 @@ fn flush_all<'a>(mut req: Request<'a>, mut toks: Tokens<'a>) -> Result<Request<'
 }
 
 fn level<'a>(mut req: Request<'a>, mut toks: Tokens<'a>) -> Result<Request<'a>, BadReason> {
-    toks.next().ok_or(BadReason::BadArguments)?;
-    req.noreply = trailing_noreply(toks)?;
+    // memcached looks only at the last token for `noreply`, so even a lone
+    // `verbosity noreply` is silent (its error is suppressed).
+    let first = toks.next().ok_or(BadReason::BadArguments)?;
+    req.noreply = trailing_noreply(toks)? || first == b"noreply";
     Ok(req)
 }
 
@@ -268,14 +295,26 @@ pub fn response_from_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Response<'
         b"RESET" => RespForm::Other,
         // Free-text forms: the rest of the line is a message.
         // "ERROR:" is how 1.6 words "ERROR: shutdown not enabled".
-        b"ERROR" | b"ERROR:" => return Ok(text_response(RespForm::Error)),
-        b"CLIENT_ERROR" => return Ok(text_response(RespForm::ClientError)),
-        b"SERVER_ERROR" => return Ok(text_response(RespForm::ServerError)),
+        // `refresh_certs` without TLS answers "Error TLS not enabled".
+        b"ERROR" | b"ERROR:" | b"Error" => return Ok(text_response(RespForm::Error)),
+        b"CLIENT_ERROR" | b"CLIENT_ERROR:" => return Ok(text_response(RespForm::ClientError)),
+        // Newer servers word it "SERVER_ERROR: shutdown not enabled".
+        b"SERVER_ERROR" | b"SERVER_ERROR:" => return Ok(text_response(RespForm::ServerError)),
         b"VERSION" => return Ok(text_response(RespForm::Version)),
         // `slabs reassign` / `lru_crawler` refusals: "BUSY [message]" etc.
-        b"BUSY" | b"BADCLASS" | b"NOSPARE" | b"NOTFULL" | b"UNSAFE" | b"SAME" => {
-            return Ok(text_response(RespForm::Other))
-        }
+        // ... and `cache_memlimit`, `lru_crawler` and `watch` refusals: each
+        // says the command failed.
+        b"BUSY"
+        | b"BADCLASS"
+        | b"NOSPARE"
+        | b"NOTFULL"
+        | b"UNSAFE"
+        | b"SAME"
+        | b"NOTSTARTED"
+        | b"MEMLIMIT_TOO_SMALL"
+        | b"MEMLIMIT_ADJUST_FAILED"
+        | b"WATCHER_TOO_MANY"
+        | b"WATCHER_FAILED" => return Ok(text_response(RespForm::Error)),
         b"STAT" => {
             // "STAT <name> <value>"; some values contain spaces, some
             // (e.g. `stats settings`) may be empty, the name may not.
@@ -456,7 +495,7 @@ mod tests {
         bad_req(b"get\r\n", BadReason::BadArguments);
         bad_req(b"get   \r\n", BadReason::BadArguments);
         bad_req(b"gat foo\r\n", BadReason::BadArguments);
-        bad_req(b"gat 10\r\n", BadReason::BadArguments);
+        check_req(b"gat 10\r\n", req("gat", Kind::Retrieve));
         let long = format!("get a {}\r\n", "k".repeat(4097));
         bad_req(long.as_bytes(), BadReason::KeyTooLong);
         let long = format!("get a {} b\r\n", "k".repeat(251));
@@ -534,7 +573,10 @@ mod tests {
         bad_req(b"set foo\r\n", BadReason::BadArguments);
         bad_req(b"set foo 0 0\r\n", BadReason::BadArguments);
         bad_req(b"set foo x 0 5\r\n", BadReason::BadArguments);
-        bad_req(b"set foo 4294967296 0 5\r\n", BadReason::BadArguments);
+        bad_req(
+            b"set foo 18446744073709551616 0 5\r\n",
+            BadReason::BadArguments,
+        );
         bad_req(b"set foo 0 x 5\r\n", BadReason::BadArguments);
         bad_req(b"set foo 0 0 x\r\n", BadReason::BadArguments);
         bad_req(b"set foo 0 0 -5\r\n", BadReason::BadArguments);
@@ -675,13 +717,37 @@ mod tests {
             "config",
         ] {
             let line = format!("{cmd} some args\r\n");
-            check_req(line.as_bytes(), req(cmd, Kind::Other));
+            let want = Request {
+                listing: cmd == "watch",
+                ..req(cmd, Kind::Other)
+            };
+            check_req(line.as_bytes(), want);
+        }
+        for (line, listing) in [
+            (&b"lru_crawler metadump all\r\n"[..], true),
+            (b"lru_crawler mgdump 1\r\n", true),
+            (b"lru_crawler crawl 1\r\n", false),
+            (b"watch\r\n", true),
+            (b"watch fetchers mutations\r\n", true),
+            (b"watch noreply\r\n", false),
+        ] {
+            let Parse::Done { msg, .. } = parse_request(line, &lim()) else {
+                panic!("{line:?}")
+            };
+            assert_eq!(msg.listing, listing, "{line:?}");
         }
         check_req(b"slabs reassign 1 2\r\n", req("slabs", Kind::Other));
         check_req(b"slabs automove 1\r\n", req("slabs", Kind::Other));
         bad_req(b"flush_all soon\r\n", BadReason::BadArguments);
         bad_req(b"flush_all 1 noreply x\r\n", BadReason::BadArguments);
         bad_req(b"verbosity\r\n", BadReason::BadArguments);
+        check_req(
+            b"verbosity noreply\r\n",
+            Request {
+                noreply: true,
+                ..req("verbosity", Kind::Other)
+            },
+        );
         bad_req(b"verbosity 1 noreply x\r\n", BadReason::BadArguments);
     }
 
@@ -810,6 +876,16 @@ mod tests {
             (b"ERROR\r\n", RespForm::Error),
             (b"ERROR unknown command\r\n", RespForm::Error),
             (b"ERROR: shutdown not enabled\r\n", RespForm::Error),
+            (
+                b"SERVER_ERROR: shutdown not enabled\r\n",
+                RespForm::ServerError,
+            ),
+            (b"Error TLS not enabled\r\n", RespForm::Error),
+            (b"NOTSTARTED crawler not running\r\n", RespForm::Error),
+            (
+                b"MEMLIMIT_TOO_SMALL cannot set maxbytes\r\n",
+                RespForm::Error,
+            ),
             (b"CLIENT_ERROR bad data chunk\r\n", RespForm::ClientError),
             (
                 b"SERVER_ERROR out of memory storing object\r\n",
@@ -817,13 +893,13 @@ mod tests {
             ),
             (
                 b"BUSY currently processing crawler request\r\n",
-                RespForm::Other,
+                RespForm::Error,
             ),
-            (b"BADCLASS invalid src or dst class id\r\n", RespForm::Other),
-            (b"NOSPARE\r\n", RespForm::Other),
-            (b"NOTFULL\r\n", RespForm::Other),
-            (b"UNSAFE\r\n", RespForm::Other),
-            (b"SAME\r\n", RespForm::Other),
+            (b"BADCLASS invalid src or dst class id\r\n", RespForm::Error),
+            (b"NOSPARE\r\n", RespForm::Error),
+            (b"NOTFULL\r\n", RespForm::Error),
+            (b"UNSAFE\r\n", RespForm::Error),
+            (b"SAME\r\n", RespForm::Error),
             (b"ITEM foo [5 b; 0 s]\r\n", RespForm::Line),
             (b"PREFIX foo get 1 hit 1 set 0 del 0\r\n", RespForm::Line),
             (b"CONFIG something\r\n", RespForm::Line),

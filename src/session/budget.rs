@@ -158,14 +158,14 @@ mod tests {
         assert_eq!(
             costs(),
             Costs {
-                flow: 2570,
-                request: 144,
-                exchange: 4641,
+                flow: 2618,
+                request: 152,
+                exchange: 4705,
             }
         );
         let two = Split::of(256 << 20);
-        assert_eq!(2 * two.flows, 52_224);
+        assert_eq!(2 * two.flows, 51_266);
         assert_eq!(two.ooo_bytes, (256 << 20) / 10);
-        assert_eq!(two.requests, (256usize << 20) / 10 / 144);
+        assert_eq!(two.requests, (256usize << 20) / 10 / 152);
     }
 }

@@ -20,6 +20,7 @@
 
 use super::pending::{Pending, Queue, State, KEY_CAP, TS_UNKNOWN};
 use super::record::{Record, RecordSink};
+use super::rules::{Answer, Swallow};
 use crate::decode::{Transport, Ts};
 use crate::protocol::detect::{
     find_request_boundary, find_response_boundary, parse_request, parse_response,
@@ -57,6 +58,12 @@ struct Side {
     /// Request side: the rest of such a line is discarded (a key over
     /// memcached's 250 bytes spoiled it).
     keys_spoiled: bool,
+    /// Request side: the value block being skipped is text or meta data,
+    /// which must end in `\r\n` (checked as it is skipped).
+    trailer: bool,
+    /// Request side: stream offset up to which lines may be the data block
+    /// of a rejected storage command that newer servers swallow.
+    phantom_until: u64,
 }
 
 /// Counters a session bumps; merged into the pipeline's block by its owner.
@@ -228,7 +235,8 @@ impl Session {
                 0
             };
             let e = self.queue.get(at).expect("index exists");
-            if !e.marker && !e.shed {
+            let swallowed = e.phantom && e.outcome == Outcome::Noreply;
+            if !e.marker && !e.shed && !swallowed {
                 let who = (self.client, self.server, self.transport);
                 emit_entry(&self.queue, e, who, &mut self.counters, sink);
             }
@@ -254,6 +262,9 @@ impl Session {
         while pos < data.len() {
             if self.req.skip > 0 {
                 let n = (self.req.skip).min((data.len() - pos) as u64);
+                if self.req.trailer && self.req.skip <= n + 2 {
+                    self.check_trailer(&data[pos..pos + n as usize]);
+                }
                 self.req.skip -= n;
                 pos += n as usize;
                 if self.req.skip == 0 {
@@ -312,7 +323,20 @@ impl Session {
                     };
                     pos += consumed;
                     let end = stream_off + pos as u64;
+                    // A line of over 2 KiB may have reached the server in
+                    // reads that end before its newline: it then closes
+                    // the connection instead of answering.
+                    let may_close = msg.proto != Proto::Binary
+                        && consumed > LONG_LINE + 2
+                        && !matches!(msg.command, "get" | "gets");
                     self.add_request(&msg, opcode, ts, end, info.ts, sink.as_deref_mut());
+                    if may_close {
+                        if let Some(e) = self.queue.back_mut() {
+                            if !e.shed && !e.marker && e.ts == ts && e.command == msg.command {
+                                e.optional = true;
+                            }
+                        }
+                    }
                 }
                 Parse::Bad(reason) => {
                     let ts = self.req.msg_ts.take().unwrap_or(info.ts);
@@ -343,7 +367,30 @@ impl Session {
         mut sink: Option<&mut (dyn RecordSink + '_)>,
     ) -> Option<usize> {
         self.count_bad(reason, true);
-        if buf.first() == Some(&0x80) || reason == BadReason::LineTooLong {
+        if buf.first() == Some(&0x80) {
+            // memcached answers a binary header it cannot frame (key and
+            // extras beyond the body, a key over 250 bytes) with an error
+            // status, then closes: the error is this request's; nothing
+            // after it is read.
+            if reason != BadReason::LengthTooLarge && buf.len() >= 24 && self.fits(0, 0) {
+                let e = self.queue.push();
+                e.proto = Proto::Binary;
+                e.opcode = buf[1];
+                e.command = crate::protocol::binary::opcode_name(buf[1]);
+                e.opaque = u32::from_be_bytes([buf[12], buf[13], buf[14], buf[15]]);
+                e.kind = Kind::Other;
+                e.malformed = true;
+                // Another server may read on: then it was no request.
+                e.optional = true;
+                e.phantom = true;
+                e.ts = ts;
+                e.complete = true;
+                e.req_done_ts = now;
+                e.req_end_off = off + 24;
+            }
+            return None;
+        }
+        if reason == BadReason::LineTooLong {
             return None;
         }
         let nl = memchr::memchr(b'\n', buf)?;
@@ -366,15 +413,68 @@ impl Session {
         if name == "unknown" {
             self.counters.unknown_commands += 1;
         }
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let (answer, swallow) = super::rules::rejected(text);
+        let end = off + line.len() as u64;
+        let in_phantom = end <= self.req.phantom_until;
+        let retrieval = matches!(name, "get" | "gets" | "gat" | "gats");
         let e = self.queue.push();
         e.proto = proto;
         e.command = name;
         e.kind = Kind::Other;
+        e.malformed = true;
         e.ts = ts;
         e.complete = true;
         e.req_done_ts = now;
-        e.req_end_off = off + line.len() as u64;
+        e.req_end_off = end;
+        e.optional = answer == Answer::Maybe || in_phantom || line.len() > LONG_LINE + 2;
+        e.phantom = in_phantom;
+        if answer == Answer::No {
+            e.resolve_silent(Outcome::Noreply);
+        }
+        if retrieval && reason == BadReason::KeyTooLong {
+            // memcached answers the whole request one CLIENT_ERROR: a
+            // record for each of its keys says so.
+            e.kind = Kind::Retrieve;
+            let mut toks = crate::protocol::line::tokens(text);
+            toks.next();
+            if name.starts_with("gat") {
+                toks.next();
+            }
+            for k in toks {
+                self.queue.add_key(k);
+            }
+        }
+        match swallow {
+            Swallow::None => {}
+            Swallow::Certain(n) => {
+                self.req.skip = n + 2;
+                self.req.skip_owner = None;
+                self.req.trailer = false;
+            }
+            Swallow::Maybe(n) => self.req.phantom_until = end + n + 2,
+        }
         Some(line.len())
+    }
+
+    /// Checks the bytes of `chunk` (the next bytes of a request value
+    /// block) that are the block's closing `\r\n`: memcached answers a
+    /// block that does not end so with `CLIENT_ERROR bad data chunk`.
+    fn check_trailer(&mut self, chunk: &[u8]) {
+        let left = self.req.skip;
+        for (j, &b) in chunk.iter().enumerate() {
+            let want = match left - j as u64 {
+                2 => b'\r',
+                1 => b'\n',
+                _ => continue,
+            };
+            if b != want {
+                if let Some(e) = self.req.skip_owner.and_then(|id| self.queue.find_id(id)) {
+                    e.bad_chunk = true;
+                }
+            }
+        }
     }
 
     /// Starts a `get`/`gets` line too long to hold: the entry is queued
@@ -413,6 +513,16 @@ impl Session {
     ) -> usize {
         let mut pos = 0;
         loop {
+            if self.req.keys_spoiled {
+                // The rest of a key too long to hold: skipped.
+                match memchr::memchr2(b' ', b'\n', &buf[pos..]) {
+                    Some(j) => {
+                        pos += j;
+                        self.req.keys_spoiled = false;
+                    }
+                    None => return buf.len(),
+                }
+            }
             while pos < buf.len() && buf[pos] == b' ' {
                 pos += 1;
             }
@@ -421,8 +531,12 @@ impl Session {
                 return pos;
             }
             let Some(j) = memchr::memchr2(b' ', b'\n', rest) else {
-                if self.req.keys_spoiled || rest.len() > TEXT_KEY_MAX + 1 {
+                if rest.len() > TEXT_KEY_MAX + 1 {
+                    // A key over memcached's limit: the request will be
+                    // answered CLIENT_ERROR; its key is kept truncated.
                     self.spoil_keys();
+                    self.open_key(&rest[..TEXT_KEY_MAX], sink.as_deref_mut());
+                    self.req.keys_spoiled = true;
                     return buf.len();
                 }
                 return pos;
@@ -435,7 +549,8 @@ impl Session {
             pos += j + 1;
             if tok.len() > TEXT_KEY_MAX {
                 self.spoil_keys();
-            } else if !tok.is_empty() && !self.req.keys_spoiled {
+            }
+            if !tok.is_empty() {
                 self.open_key(tok, sink.as_deref_mut());
             }
             if nl {
@@ -445,10 +560,16 @@ impl Session {
         }
     }
 
+    /// The open long `get` has a key over 250 bytes: memcached answers it
+    /// with a single `CLIENT_ERROR`, which only errors may match.
     fn spoil_keys(&mut self) {
-        if !self.req.keys_spoiled {
-            self.req.keys_spoiled = true;
-            self.counters.bad_requests += 1;
+        if let Some(Some(id)) = self.req.keys_open {
+            if let Some(e) = self.queue.find_id(id) {
+                if !e.malformed {
+                    e.malformed = true;
+                    self.counters.bad_requests += 1;
+                }
+            }
         }
     }
 
@@ -537,8 +658,14 @@ impl Session {
         e.opcode = opcode;
         e.set_token(r.opaque_token);
         e.echo_key = r.echo_key;
+        e.listing = r.listing;
         e.ts = ts;
         e.req_bytes = r.value_len;
+        if end_off <= self.req.phantom_until {
+            // Maybe the data block of the rejected line before it.
+            e.optional = true;
+            e.phantom = true;
+        }
         if !has_value {
             e.complete = true;
             e.req_done_ts = now;
@@ -570,6 +697,7 @@ impl Session {
         if has_value {
             self.req.skip = r.skip_after;
             self.req.skip_owner = Some(id);
+            self.req.trailer = r.proto != Proto::Binary;
         } else {
             self.settle_silent_last();
         }
@@ -1005,7 +1133,11 @@ impl Session {
                 Fit::Match => return self.apply(i, r, info.ts),
                 Fit::SkipQuiet => {
                     let e = self.queue.get_mut(i).expect("in range");
-                    let o = quiet_default(e);
+                    let o = if e.optional {
+                        Outcome::Noreply
+                    } else {
+                        quiet_default(e)
+                    };
                     e.resolve_silent(o);
                     i += 1;
                 }
@@ -1124,7 +1256,11 @@ impl Session {
                 // END closes the request; the keys without VALUE missed.
                 self.queue.settle_keys(i, Outcome::Miss);
                 let e = self.queue.get_mut(i).expect("in range");
-                e.outcome = Outcome::Miss;
+                e.outcome = if e.nkeys == 0 {
+                    Outcome::Ok
+                } else {
+                    Outcome::Miss
+                };
                 e.state = State::Resolved;
                 e.resp_ts = Some(ts);
             }
@@ -1172,8 +1308,15 @@ impl Session {
             } else if e.is_open() {
                 // Text quit and QuitQ are never answered; a binary Quit
                 // always is, so one whose answer was not seen is lost.
-                if e.kind == Kind::Quit && (e.proto != Proto::Binary || e.quiet) {
+                // ... and one that only some servers answer was not answered.
+                if (e.kind == Kind::Quit && (e.proto != Proto::Binary || e.quiet)) || e.optional {
                     e.resolve_silent(Outcome::Noreply);
+                } else if e.proto == Proto::Text && !e.malformed && e.command == "shutdown" {
+                    // A shutdown that worked closes the connection unanswered.
+                    e.resolve_silent(Outcome::Noreply);
+                } else if e.listing && e.command == "watch" && e.state == State::Partial {
+                    // A log stream ends with its connection.
+                    e.state = State::Resolved;
                 } else {
                     let cut = owner == Some(e.id);
                     give_up(e, cut);
@@ -1324,6 +1467,18 @@ fn is_error_form(f: RespForm) -> bool {
 /// Does response `r` answer open request `e`?
 /// `key` is the request's (first) key.
 fn fit(e: &Pending, key: Option<&[u8]>, r: &Response<'_>) -> Fit {
+    if e.optional {
+        // Answered by some servers only: a reply that fits is its own,
+        // any other belongs to a later request.
+        return match fit_answered(e, key, r) {
+            Fit::Match => Fit::Match,
+            _ => Fit::SkipQuiet,
+        };
+    }
+    fit_answered(e, key, r)
+}
+
+fn fit_answered(e: &Pending, key: Option<&[u8]>, r: &Response<'_>) -> Fit {
     let quiet_skip = if e.quiet {
         Fit::SkipQuiet
     } else {
@@ -1354,8 +1509,18 @@ fn fit(e: &Pending, key: Option<&[u8]>, r: &Response<'_>) -> Fit {
         // A parsed meta request is never answered a bare `ERROR` (memcached's
         // answer to an unknown command); a quiet one is silent on the
         // outcome its `q` suppresses. Either reply is a later request's.
+        // Nor does a quiet mg, md or ms with a sound data block draw a
+        // CLIENT_ERROR: its request was well formed (only `ma` on a
+        // non-numeric value, or a bad data chunk, can). Such an error is a
+        // later malformed request's.
         (Proto::Meta, _)
-            if e.quiet && (r.form == RespForm::Error || quiet_suppresses(e, r.form)) =>
+            if e.quiet
+                && (r.form == RespForm::Error
+                    || quiet_suppresses(e, r.form)
+                    || (r.form == RespForm::ClientError
+                        && !e.malformed
+                        && e.command != "ma"
+                        && !e.bad_chunk)) =>
         {
             Fit::SkipQuiet
         }
@@ -1393,6 +1558,8 @@ fn fit(e: &Pending, key: Option<&[u8]>, r: &Response<'_>) -> Fit {
             }
         }
         (Proto::Meta, _) => quiet_skip,
+        // `lru_crawler mgdump` ends its listing with a meta `EN`.
+        (Proto::Text, Proto::Meta) if e.listing && r.form == RespForm::MetaEn => Fit::Match,
         (Proto::Text, Proto::Text) => {
             if text_compatible(e, r.form) {
                 Fit::Match
@@ -1430,6 +1597,9 @@ fn meta_compatible(e: &Pending, f: RespForm) -> bool {
     if is_error_form(f) {
         return true;
     }
+    if e.malformed {
+        return false;
+    }
     match e.command {
         "mg" => matches!(f, MetaVa | MetaHd | MetaEn),
         "ms" => matches!(f, MetaHd | MetaNs | MetaEx | MetaNf),
@@ -1445,6 +1615,12 @@ fn text_compatible(e: &Pending, f: RespForm) -> bool {
     use RespForm::*;
     if is_error_form(f) {
         return true;
+    }
+    if e.malformed {
+        return false;
+    }
+    if e.listing {
+        return matches!(f, Ok | Line | Stat | End | Other);
     }
     match e.kind {
         Kind::Retrieve => matches!(f, Value | End),
@@ -1478,6 +1654,10 @@ fn quiet_default(e: &Pending) -> Outcome {
 /// Outcome of a non-`VALUE` response, and whether it ends the answer.
 fn outcome_of(e: &Pending, r: &Response<'_>) -> (Outcome, bool) {
     use RespForm::*;
+    if e.listing && !is_error_form(r.form) {
+        // OK (newer servers), the listing's lines, then END (or EN).
+        return (Outcome::Ok, matches!(r.form, End | MetaEn));
+    }
     let o = match r.form {
         Error => Outcome::Error,
         ClientError => Outcome::ClientError,

@@ -10,6 +10,7 @@ pub mod conn;
 pub mod engine;
 pub mod pending;
 pub mod record;
+pub mod rules;
 pub mod udp;
 
 pub use conn::Session;

@@ -83,6 +83,20 @@ pub struct Pending {
     pub token: [u8; TOKEN_CAP],
     /// Meta `k`: replies echo the key.
     pub echo_key: bool,
+    /// Answered by lines up to `END` (see `Request::listing`).
+    pub listing: bool,
+    /// Answered by some server versions only (a malformed line ending in
+    /// `noreply`, the data line of a rejected storage command): a reply
+    /// that fits is its own, any other resolves it unanswered.
+    pub optional: bool,
+    /// A line that some server versions swallow as data: unanswered, it
+    /// was no request and leaves no record.
+    pub phantom: bool,
+    /// A line memcached rejects: only an error answers it.
+    pub malformed: bool,
+    /// Its data block did not end in `\r\n`: memcached answers `CLIENT_ERROR
+    /// bad data chunk` even to a quiet meta request.
+    pub bad_chunk: bool,
     /// Request fully received (header and value block).
     pub complete: bool,
     pub ts: Ts,
@@ -115,6 +129,11 @@ impl Pending {
             token_len: 0,
             token: [0; TOKEN_CAP],
             echo_key: false,
+            listing: false,
+            optional: false,
+            phantom: false,
+            bad_chunk: false,
+            malformed: false,
             complete: false,
             ts: 0,
             req_done_ts: 0,

@@ -2342,7 +2342,9 @@ fn a_key_over_250_bytes_spoils_a_long_get() {
     assert_eq!(
         d.recs(),
         vec![
-            r("get", "", O::ClientError, 0, 0, true),
+            r("get", &"a".repeat(250), O::ClientError, 0, 0, true),
+            r("get", &"k".repeat(250), O::ClientError, 0, 0, true),
+            r("get", "b", O::ClientError, 0, 0, true),
             r("get", "c", O::Miss, 0, 0, true),
         ]
     );
