@@ -2253,6 +2253,16 @@ fn udp_identical_request_after_the_duplicate_window_is_a_new_request() {
 #[test]
 fn a_multiget_of_100k_keys_is_read_key_by_key() {
     let mut d = Driver::with(true, Limits::default(), 1 << 20);
+    let pool = super::pending::Pool::new(1 << 30);
+    d.s = Session::new(
+        client(),
+        server(),
+        Transport::Tcp,
+        true,
+        Limits::default(),
+        1 << 20,
+        pool.clone(),
+    );
     let keys: Vec<String> = (0..100_000).map(|i| format!("user:{i}:profile")).collect();
     let line = format!("get {}\r\n", keys.join(" "));
     assert!(line.len() > 1_500_000);
@@ -2266,6 +2276,14 @@ fn a_multiget_of_100k_keys_is_read_key_by_key() {
             d.carry_len(REQ)
         );
     }
+    // What the open request holds: its keys' bytes and 16 bytes a key,
+    // with the containers' doubling slack at most (README "How pairing
+    // stays honest" states the figure printed here).
+    let key_bytes: usize = keys.iter().map(String::len).sum();
+    let held = pool.used();
+    println!("100,000-key get: {key_bytes} key bytes, {held} bytes held");
+    assert!(held >= key_bytes + 16 * keys.len(), "{held}");
+    assert!(held <= 2 * (key_bytes + 16 * keys.len()), "{held}");
     let mut resp = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         if i % 3 == 0 {
