@@ -1220,8 +1220,8 @@ impl Session {
                 // swap them: a key passed over may still get its VALUE,
                 // and the END says which did not.
                 let udp = self.transport == Transport::Udp;
-                let from = if udp { 0 } else { cursor };
-                let Some(k) = self.queue.find_key(i, from, key) else {
+                // Every key before the cursor is answered already.
+                let Some(k) = self.queue.find_key(i, cursor, key) else {
                     // A VALUE for a key nobody asked for: pairing is off.
                     return self.unpairable(r);
                 };
@@ -1240,11 +1240,17 @@ impl Session {
                 s.resp_bytes = s
                     .resp_bytes
                     .saturating_add(u32::try_from(r.value_len).unwrap_or(u32::MAX));
-                let e = self.queue.get_mut(i).expect("in range");
-                if !udp {
-                    e.cursor = k + 1;
+                let mut next = if udp { cursor } else { k + 1 };
+                while next < nkeys
+                    && self
+                        .queue
+                        .slot(self.queue.get(i).expect("in range"), next)
+                        .known
+                {
+                    next += 1;
                 }
-                debug_assert!(e.cursor <= nkeys);
+                let e = self.queue.get_mut(i).expect("in range");
+                e.cursor = next;
                 e.state = State::Partial;
                 self.resp.skip = r.skip_after;
                 self.resp.skip_owner = None;

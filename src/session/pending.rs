@@ -74,8 +74,9 @@ pub struct Pending {
     /// Absolute index of its first key slot, and how many keys it has.
     pub slot0: u64,
     pub nkeys: u32,
-    /// Text retrieval: the next slot a `VALUE` is looked for from (hits
-    /// come back in request order over TCP).
+    /// Text retrieval: every key before this slot is answered (over TCP
+    /// hits come back in request order, so the keys a `VALUE` passes over
+    /// missed; a UDP reply's messages may come in any order).
     pub cursor: u32,
     pub opaque: u32,
     pub opcode: u8,
