@@ -2539,3 +2539,128 @@ proptest! {
         }
     }
 }
+
+/// The binary half of the model: libmemcached's shapes (getkq batches
+/// closed by a noop, setq, get, delete).
+#[derive(Debug, Clone)]
+enum BinOp {
+    GetKq(Vec<u8>),
+    Get(u8),
+    Set(u8, bool),
+    Delete(u8),
+}
+
+fn bin_op_strategy() -> impl Strategy<Value = BinOp> {
+    prop_oneof![
+        3 => prop::collection::vec(0u8..6, 1..6).prop_map(BinOp::GetKq),
+        1 => (0u8..6).prop_map(BinOp::Get),
+        2 => (0u8..6, any::<bool>()).prop_map(|(k, q)| BinOp::Set(k, q)),
+        1 => (0u8..6).prop_map(BinOp::Delete),
+    ]
+}
+
+fn bin_play(ops: &[BinOp], store: &mut [bool; 6], opaque: &mut u32) -> (Vec<u8>, Vec<u8>) {
+    let (mut q, mut a) = (Vec::new(), Vec::new());
+    let mut next = || {
+        *opaque += 1;
+        *opaque
+    };
+    for op in ops {
+        match op {
+            BinOp::GetKq(keys) => {
+                for k in keys {
+                    let key = format!("key{k}");
+                    let o = next();
+                    q.extend(bin_req(0x0d, o, &[], key.as_bytes(), &[]));
+                    if store[*k as usize] {
+                        a.extend(bin_resp(0x0d, 0, o, &[0; 4], key.as_bytes(), b"v"));
+                    }
+                }
+                let o = next();
+                q.extend(bin_req(0x0a, o, &[], &[], &[]));
+                a.extend(bin_resp(0x0a, 0, o, &[], &[], &[]));
+            }
+            BinOp::Get(k) => {
+                let key = format!("key{k}");
+                let o = next();
+                q.extend(bin_req(0x00, o, &[], key.as_bytes(), &[]));
+                if store[*k as usize] {
+                    a.extend(bin_resp(0x00, 0, o, &[0; 4], &[], b"v"));
+                } else {
+                    a.extend(bin_resp(0x00, 1, o, &[], &[], b"Not found"));
+                }
+            }
+            BinOp::Set(k, quiet) => {
+                let key = format!("key{k}");
+                let o = next();
+                let op = if *quiet { 0x11 } else { 0x01 };
+                q.extend(bin_req(op, o, &SET_EXTRAS, key.as_bytes(), b"v"));
+                store[*k as usize] = true;
+                if !quiet {
+                    a.extend(bin_resp(0x01, 0, o, &[], &[], &[]));
+                }
+            }
+            BinOp::Delete(k) => {
+                let key = format!("key{k}");
+                let o = next();
+                q.extend(bin_req(0x04, o, &[], key.as_bytes(), &[]));
+                let hit = std::mem::take(&mut store[*k as usize]);
+                a.extend(bin_resp(0x04, if hit { 0 } else { 1 }, o, &[], &[], &[]));
+            }
+        }
+    }
+    (q, a)
+}
+
+fn run_bin_limited(
+    batches: &[Vec<BinOp>],
+    cap: usize,
+    budget: Option<usize>,
+    chunk: usize,
+) -> Vec<Rec> {
+    let pool = budget.map_or_else(Default::default, super::pending::Pool::new);
+    let mut d = Driver::new();
+    d.s = Session::new(
+        client(),
+        server(),
+        Transport::Tcp,
+        true,
+        Limits::default(),
+        cap,
+        pool,
+    );
+    let (mut store, mut opaque) = ([false; 6], 0u32);
+    for (i, ops) in batches.iter().enumerate() {
+        let (q, a) = bin_play(ops, &mut store, &mut opaque);
+        for c in q.chunks(chunk) {
+            d.feed(REQ, c, 2 * i as Ts);
+        }
+        for c in a.chunks(chunk) {
+            d.feed(RESP, c, 2 * i as Ts + 1);
+        }
+    }
+    d.close(1 << 40);
+    d.recs()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The same for binary pipelines: quiet gets answered only on a hit,
+    /// quiet sets never, each batch closed by a noop.
+    #[test]
+    fn binary_limits_lose_records_but_never_pair_wrongly(
+        batches in prop::collection::vec(prop::collection::vec(bin_op_strategy(), 1..16), 1..6),
+        cap in 1usize..12,
+        budget in prop::option::of(0usize..8000),
+        chunk in 1usize..300,
+    ) {
+        let truth = run_bin_limited(&batches, 1 << 20, None, 1 << 20);
+        let limited = run_bin_limited(&batches, cap, budget, chunk);
+        prop_assert_eq!(truth.len(), limited.len());
+        for (t, l) in truth.iter().zip(&limited) {
+            let lost = Rec { result: O::Lost, resp_bytes: 0, answered: false, ..t.clone() };
+            prop_assert!(l == t || *l == lost, "{:?} became {:?}", t, l);
+        }
+    }
+}
