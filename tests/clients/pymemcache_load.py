@@ -4,7 +4,7 @@ pymemcache (Debian's python3-pymemcache), for tests/servers_counters.rs.
 
 Usage: pymemcache_load.py direct HOST:PORT[,HOST:PORT...]
        pymemcache_load.py small HOST:PORT[,HOST:PORT...]
-       pymemcache_load.py proxy HOST:PORT [--threads N]
+       pymemcache_load.py proxy HOST:PORT [--threads N] [--pause PID,...]
 
 direct: a HashClient over the servers (pymemcache's own key distribution)
   and one plain Client per server, each with default_noreply on (the
@@ -18,7 +18,9 @@ small: the same commands on a HashClient that always waits for replies,
 proxy: N threads (default 32), each with its own connection to the proxy,
   at once: set_many, get_many of 1,000 keys (the proxy splits each line
   per server and pipelines every client's requests on its few server
-  connections), get, gets + cas, incr/decr, touch, delete_many.
+  connections), get, gets + cas, incr/decr, touch, delete_many. --pause
+  names the servers' pids: they are stopped while the first get_many round
+  is sent, so that the pipelines are deep on any machine.
 
 Standard output: one JSON object, the client's own tally ("phase/op/what":
 count). Exit status 0 unless the load itself failed.
@@ -26,8 +28,11 @@ count). Exit status 0 unless the load itself failed.
 
 import collections
 import json
+import os
+import signal
 import sys
 import threading
+import time
 
 from pymemcache.client.base import Client
 from pymemcache.client.hash import HashClient
@@ -120,20 +125,41 @@ def small(servers):
     hc.close()
 
 
-def proxy(address, threads):
+def short_key(family, i):
+    return "%s:%d" % (family, i)
+
+
+def proxy(address, threads, pause):
     errors = []
+    # Every thread sends its big batches at the same moment: the proxy
+    # then has thousands of requests outstanding on each server connection.
+    # With --pause, the servers are stopped (SIGSTOP) while the first
+    # get_many round goes out and resumed 0.5 s later: each server
+    # connection then holds as many requests as its TCP window, before any
+    # answer, whatever the machine's speed (short keys: ~10,000 of them).
+    together = threading.Barrier(threads, timeout=30)
+    ready = threading.Barrier(threads + 1, timeout=30)
+    paused = threading.Barrier(threads + 1, timeout=30)
 
     def worker(t):
         try:
             noreply = t % 2 == 0
             c = Client(addr(address), default_noreply=noreply, connect_timeout=5, timeout=30)
+            c.version()  # connected before the barriers
             fam = "px%d" % t
             vals = {key(fam, i): b"x" * (i % 50) for i in range(0, 1000, 2)}
+            together.wait()
             c.set_many(vals)
             tally("proxy", "set_many", "keys", len(vals))
-            for _ in range(2):
-                got = c.get_many([key(fam, i) for i in range(1000)])
-                tally("proxy", "get_many", "hits", len(got))
+            short = {short_key(fam, i): b"s" for i in range(0, 1000, 2)}
+            c.set_many(short, noreply=False)
+            ready.wait()
+            paused.wait()
+            got = c.get_many([short_key(fam, i) for i in range(1000)])
+            tally("proxy", "get_many", "hits", len(got))
+            together.wait()
+            got = c.get_many([key(fam, i) for i in range(1000)])
+            tally("proxy", "get_many", "hits", len(got))
             for i in range(0, 30):
                 tally("proxy", "get", "hit" if c.get(key(fam, i)) is not None else "miss")
             for i in range(0, 10, 2):
@@ -156,6 +182,17 @@ def proxy(address, threads):
     ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
     for t in ts:
         t.start()
+    try:
+        ready.wait()
+        if pause:
+            for pid in pause:
+                os.kill(pid, signal.SIGSTOP)
+        paused.wait()
+        if pause:
+            time.sleep(0.5)
+    finally:
+        for pid in pause:
+            os.kill(pid, signal.SIGCONT)
     for t in ts:
         t.join()
     if errors:
@@ -174,7 +211,10 @@ def main():
         threads = 32
         if "--threads" in args:
             threads = int(args[args.index("--threads") + 1])
-        proxy(args[1], threads)
+        pause = []
+        if "--pause" in args:
+            pause = [int(p) for p in args[args.index("--pause") + 1].split(",")]
+        proxy(args[1], threads, pause)
     print(json.dumps(dict(sorted(TALLY.items()))))
 
 
