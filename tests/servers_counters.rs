@@ -1132,7 +1132,7 @@ fn pymemcache_matches_server_counters() {
 /// and 64 pymemcache connections at once; the proxy's one connection per
 /// server carries every client's requests pipelined. One round of
 /// get_many goes out while the servers are stopped (SIGSTOP, 0.5 s), so
-/// each server connection holds a TCP window of requests (about 10,000
+/// each server connection holds a TCP window of requests (about 20,000
 /// keys) before the first answer, on any machine.
 #[test]
 fn twemproxy_matches_server_counters() {

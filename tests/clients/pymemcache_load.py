@@ -136,7 +136,7 @@ def proxy(address, threads, pause):
     # With --pause, the servers are stopped (SIGSTOP) while the first
     # get_many round goes out and resumed 0.5 s later: each server
     # connection then holds as many requests as its TCP window, before any
-    # answer, whatever the machine's speed (short keys: ~10,000 of them).
+    # answer, whatever the machine's speed (short keys: ~20,000 of them).
     together = threading.Barrier(threads, timeout=30)
     ready = threading.Barrier(threads + 1, timeout=30)
     paused = threading.Barrier(threads + 1, timeout=30)
