@@ -36,6 +36,13 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 have_cmd chromium || need+=(chromium)
 # `memtap top` runs in a real terminal under tmux (tests/top.rs).
 have_cmd tmux || need+=(tmux)
+# The servers' own counters as the test (tests/servers_counters.rs): real
+# client code against real memcached — libmemcached (a C program the test
+# compiles with cc -lmemcached), pymemcache (/usr/bin/python3) — and
+# twemproxy (nutcracker, in /usr/sbin) in front of the servers.
+have_pkg libmemcached-dev || need+=(libmemcached-dev)
+have_pkg python3-pymemcache || need+=(python3-pymemcache)
+{ have_cmd nutcracker || [ -x /usr/sbin/nutcracker ]; } || need+=(nutcracker)
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}" >&2

@@ -497,7 +497,7 @@ fn store_errors_are_one_line() {
     let e = memtap::store::open_read(&url).err().unwrap().to_string();
     assert!(
         e.ends_with(
-            "the store's schema version 99 is newer than this memtap's (2); upgrade memtap"
+            "the store's schema version 99 is newer than this memtap's (3); upgrade memtap"
         ),
         "{e}"
     );
@@ -658,9 +658,9 @@ fn a_late_interval_of_a_pruned_bucket_joins_its_rollup() {
     );
 }
 
-/// A store made by an earlier memtap (schema 1, before trigger events) is
-/// brought up to date when opened: the events table appears, the
-/// intervals stay.
+/// A store made by an earlier memtap (schema 1, before trigger events and
+/// per-server commands) is brought up to date when opened: the events and
+/// server_command_stats tables appear, the intervals stay.
 #[test]
 fn an_older_store_gains_the_events_table() {
     let dir = tempfile::tempdir().unwrap();
@@ -676,7 +676,8 @@ fn an_older_store_gains_the_events_table() {
     .unwrap();
     let c = rusqlite::Connection::open(dir.path().join("old.db")).unwrap();
     c.execute_batch(
-        "DROP TABLE events; UPDATE memtap_meta SET value = '1' WHERE name = 'schema_version';",
+        "DROP TABLE events; DROP TABLE server_command_stats; \
+         UPDATE memtap_meta SET value = '1' WHERE name = 'schema_version';",
     )
     .unwrap();
     let before: i64 = c
@@ -691,11 +692,13 @@ fn an_older_store_gains_the_events_table() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "2");
-    let events: i64 = c
-        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(events, 0);
+    assert_eq!(version, "3");
+    for table in ["events", "server_command_stats"] {
+        let n: i64 = c
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
     let after: i64 = c
         .query_row("SELECT COUNT(*) FROM intervals", [], |r| r.get(0))
         .unwrap();

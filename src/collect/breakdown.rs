@@ -13,6 +13,13 @@
 //! and are counted in [`Breakdown::overflow_records`]. Per server, the
 //! commands are the protocol's (a few dozen at most) and the classes six.
 //!
+//! The report shows every server's (command, result) counts, past the
+//! bound too: a server without cells of its own keeps exact command counts
+//! (no histograms) beside the overflow entry, as the per-server traffic
+//! table does. [`Breakdown::server_commands`] joins both; it does not
+//! depend on which servers got cells first, so the report is the same for
+//! any number of workers and collectors.
+//!
 //! Cost per record: a one-entry cache hit on the server and on the
 //! command (pointer comparisons of static names), an array increment, and
 //! a 16-entry binary search per histogram. Nothing is allocated once a
@@ -205,6 +212,48 @@ pub struct CommandCell {
     pub requests: [u64; Outcome::ALL.len()],
 }
 
+/// The cell of `id` in `cells` (added when missing); `last` caches the
+/// position of the previous lookup.
+#[inline]
+fn cell_in<'a>(
+    cells: &'a mut Vec<CommandCell>,
+    last: &mut usize,
+    id: CommandId,
+) -> &'a mut CommandCell {
+    if *last < cells.len() && cells[*last].id.same(&id) {
+        return &mut cells[*last];
+    }
+    let i = match cells.iter().position(|c| c.id.same(&id)) {
+        Some(i) => i,
+        None => {
+            cells.push(CommandCell {
+                id,
+                class: CommandClass::of(id.command),
+                count: 0,
+                requests: [0; Outcome::ALL.len()],
+            });
+            cells.len() - 1
+        }
+    };
+    *last = i;
+    &mut cells[i]
+}
+
+impl CommandCell {
+    /// Adds another cell's counts (same command).
+    fn add(&mut self, o: &CommandCell) {
+        self.count += o.count;
+        for (a, b) in self.requests.iter_mut().zip(o.requests.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Key-requests of this command, all outcomes.
+    pub fn total(&self) -> u64 {
+        self.requests.iter().sum()
+    }
+}
+
 /// Everything kept for one server (or the overflow entry).
 #[derive(Debug, Clone)]
 pub struct ServerCells {
@@ -232,23 +281,7 @@ impl ServerCells {
 
     #[inline]
     fn cell(&mut self, id: CommandId) -> &mut CommandCell {
-        if self.last < self.commands.len() && self.commands[self.last].id.same(&id) {
-            return &mut self.commands[self.last];
-        }
-        let i = match self.commands.iter().position(|c| c.id.same(&id)) {
-            Some(i) => i,
-            None => {
-                self.commands.push(CommandCell {
-                    id,
-                    class: CommandClass::of(id.command),
-                    count: 0,
-                    requests: [0; Outcome::ALL.len()],
-                });
-                self.commands.len() - 1
-            }
-        };
-        self.last = i;
-        &mut self.commands[i]
+        cell_in(&mut self.commands, &mut self.last, id)
     }
 
     /// Key-requests of this server, all commands and outcomes.
@@ -270,6 +303,9 @@ pub struct Breakdown {
     /// Key-requests of servers past [`MAX_SERVERS`] (counted in the
     /// overflow entry).
     pub overflow_records: u64,
+    /// Exact command counts of the servers whose records went to the
+    /// overflow entry (here or in a merged breakdown), for the report.
+    extra: HashMap<SocketAddr, Vec<CommandCell>>,
 }
 
 impl Breakdown {
@@ -310,13 +346,19 @@ impl Breakdown {
     #[inline]
     pub fn add(&mut self, r: &BRec, latency_ns: Option<u64>, size: Option<u64>) {
         let (i, over) = self.slot(r.server);
-        self.overflow_records += over as u64;
-        let sc = &mut self.servers[i];
-        let c = sc.cell(CommandId {
+        let id = CommandId {
             proto: r.proto.as_str(),
             transport: r.transport.as_str(),
             command: r.command,
-        });
+        };
+        if over {
+            self.overflow_records += 1;
+            let c = cell_in(self.extra.entry(r.server).or_default(), &mut 0, id);
+            c.requests[r.result as usize] += 1;
+            c.count += r.first as u64;
+        }
+        let sc = &mut self.servers[i];
+        let c = sc.cell(id);
         c.requests[r.result as usize] += 1;
         c.count += r.first as u64;
         let k = c.class as usize;
@@ -335,6 +377,10 @@ impl Breakdown {
                     let (i, over) = self.slot(s);
                     if over {
                         self.overflow_records += src.requests();
+                        let dst = self.extra.entry(s).or_default();
+                        for c in &src.commands {
+                            cell_in(dst, &mut 0, c.id).add(c);
+                        }
                     }
                     i
                 }
@@ -342,11 +388,7 @@ impl Breakdown {
             };
             let dst = &mut self.servers[i];
             for c in &src.commands {
-                let d = dst.cell(c.id);
-                d.count += c.count;
-                for (a, b) in d.requests.iter_mut().zip(c.requests.iter()) {
-                    *a += b;
-                }
+                dst.cell(c.id).add(c);
             }
             for (a, b) in dst.latency.iter_mut().zip(src.latency.iter()) {
                 a.merge(b);
@@ -355,7 +397,64 @@ impl Breakdown {
                 a.merge(b);
             }
         }
+        // Their records are in `o`'s overflow entry, merged above: they
+        // stay beside ours, never in a server's own cells.
+        for (s, cells) in &o.extra {
+            let dst = self.extra.entry(*s).or_default();
+            for c in cells {
+                cell_in(dst, &mut 0, c.id).add(c);
+            }
+        }
         self.overflow_records += o.overflow_records;
+    }
+
+    /// Adds `count` commands and, per outcome (`Outcome as usize`),
+    /// `requests` key-requests of one (server, command) without latency
+    /// or size: how stored history is folded back into tables.
+    pub fn add_counts(
+        &mut self,
+        server: SocketAddr,
+        id: CommandId,
+        count: u64,
+        requests: &[u64; Outcome::ALL.len()],
+    ) {
+        let cell = CommandCell {
+            id,
+            class: CommandClass::of(id.command),
+            count,
+            requests: *requests,
+        };
+        let (i, over) = self.slot(server);
+        if over {
+            self.overflow_records += cell.total();
+            cell_in(self.extra.entry(server).or_default(), &mut 0, id).add(&cell);
+        }
+        self.servers[i].cell(id).add(&cell);
+    }
+
+    /// Every server's exact (command, result) counts, servers past the
+    /// bound included: sorted by server address, each server's commands
+    /// by (proto, transport, command). The overflow entry is not a server
+    /// and is left out.
+    pub fn server_commands(&self) -> Vec<(SocketAddr, Vec<CommandCell>)> {
+        let mut by: std::collections::BTreeMap<SocketAddr, Vec<CommandCell>> =
+            std::collections::BTreeMap::new();
+        let own = self
+            .servers
+            .iter()
+            .filter_map(|s| Some((s.server?, &s.commands)));
+        for (s, cells) in own.chain(self.extra.iter().map(|(s, c)| (*s, c))) {
+            let dst = by.entry(s).or_default();
+            for c in cells {
+                cell_in(dst, &mut 0, c.id).add(c);
+            }
+        }
+        by.into_iter()
+            .map(|(s, mut cells)| {
+                cells.sort_by_key(|c| c.id);
+                (s, cells)
+            })
+            .collect()
     }
 
     pub fn clear(&mut self) {
@@ -364,6 +463,7 @@ impl Breakdown {
         self.overflow = None;
         self.last = 0;
         self.overflow_records = 0;
+        self.extra.clear();
     }
 
     /// Every entry, in first-seen order (the overflow entry wherever it
@@ -526,5 +626,113 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The report's per-server commands are exact for every server, past
+    /// the bound too, whichever servers got cells of their own first and
+    /// in whatever order collectors are merged or history is folded back.
+    #[test]
+    fn server_commands_are_exact_for_every_server_in_any_order() {
+        use crate::collect::batch::RecordBatch;
+        use crate::collect::tables::{ClientGranularity, TableLimits, Tables};
+        use crate::decode::Transport;
+        use crate::protocol::Proto;
+        use crate::session::Record;
+        let limits = TableLimits {
+            max_keys: 10,
+            max_clients: 10,
+            max_families: 10,
+            client_granularity: ClientGranularity::Ip,
+        };
+        let n = MAX_SERVERS + 9;
+        let server =
+            |i: usize| SocketAddr::from(([10, 2, (i / 200) as u8, (i % 200) as u8], 11211));
+        let mut b = RecordBatch::default();
+        // Server i gets i % 3 + 1 gets (hits then a miss) and i % 2 sets.
+        for i in 0..n {
+            for j in 0..(i % 3 + 1 + i % 2) {
+                let set = j > i % 3;
+                b.push(
+                    &Record {
+                        ts: 1,
+                        client: "10.0.0.1:1".parse().unwrap(),
+                        server: server(i),
+                        transport: Transport::Tcp,
+                        proto: Proto::Text,
+                        command: if set { "set" } else { "get" },
+                        first: true,
+                        key: Some(b"k"),
+                        result: match (set, j == i % 3) {
+                            (true, _) => Outcome::Stored,
+                            (false, true) => Outcome::Miss,
+                            (false, false) => Outcome::Hit,
+                        },
+                        req_bytes: 0,
+                        resp_bytes: 0,
+                        latency_ns: Some(1_000),
+                    },
+                    1,
+                );
+            }
+        }
+        let mut fam = Vec::new();
+        let mut whole = Tables::new(&limits);
+        // Two collectors seeing the servers in opposite orders: each fills
+        // its cells with different servers.
+        let (mut a, mut c) = (Tables::new(&limits), Tables::new(&limits));
+        for (i, r) in b.recs.iter().enumerate() {
+            whole.add(&b, r, None, &mut fam);
+            if i % 2 == 0 { &mut a } else { &mut c }.add(&b, r, None, &mut fam);
+        }
+        let mut rev = Tables::new(&limits);
+        for r in b.recs.iter().rev() {
+            rev.add(&b, r, None, &mut fam);
+        }
+        let mut ac = Tables::new(&limits);
+        ac.merge(&a);
+        ac.merge(&c);
+        let mut ca = Tables::new(&limits);
+        ca.merge(&c);
+        ca.merge(&a);
+        // History: the per-server cells folded back with add_counts.
+        let mut folded = Breakdown::default();
+        for (s, cells) in rev.breakdown.server_commands().into_iter().rev() {
+            for cell in cells {
+                folded.add_counts(s, cell.id, cell.count, &cell.requests);
+            }
+        }
+        let want = whole.breakdown.server_commands();
+        assert_eq!(want.len(), n);
+        for (s, cells) in &want {
+            let i = (0..n).find(|&i| server(i) == *s).unwrap();
+            let get = cells.iter().find(|c| c.id.command == "get").unwrap();
+            assert_eq!(get.requests[Outcome::Hit as usize], (i % 3) as u64);
+            assert_eq!(get.requests[Outcome::Miss as usize], 1);
+            assert_eq!(get.count, (i % 3 + 1) as u64);
+            let set = cells.iter().find(|c| c.id.command == "set");
+            assert_eq!(set.map_or(0, |c| c.total()), (i % 2) as u64);
+            let traffic = whole.servers.iter().find(|(a, _)| *a == s).unwrap().1;
+            assert_eq!(
+                cells.iter().map(|c| c.total()).sum::<u64>(),
+                traffic.requests
+            );
+        }
+        for (label, got) in [
+            ("reversed", rev.breakdown.server_commands()),
+            ("a+c", ac.breakdown.server_commands()),
+            ("c+a", ca.breakdown.server_commands()),
+            ("folded", folded.server_commands()),
+        ] {
+            assert_eq!(got, want, "{label}");
+        }
+        // The exporter's view is unchanged: 64 servers and the overflow
+        // entry, sums exact.
+        for t in [&whole, &ac, &ca] {
+            assert_eq!(t.breakdown.len(), MAX_SERVERS + 1);
+            let sum: u64 = t.breakdown.iter().map(|s| s.requests()).sum();
+            assert_eq!(sum, t.totals.requests);
+        }
+        let sum: u64 = folded.iter().map(|s| s.requests()).sum();
+        assert_eq!(sum, whole.totals.requests);
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! * `capture.csv` (one row; files joined with `;`), `health.csv`
 //!   (counter,value), `totals.csv` (one row), `results.csv`,
-//!   `commands.csv`, `servers.csv`, `keys.csv` (servers joined with `;`,
+//!   `commands.csv`, `servers.csv`, `server_commands.csv` (server, proto,
+//!   transport, command, count, requests, then one column per result in
+//!   the order of `results`, 0 where none), `keys.csv` (servers joined with `;`,
 //!   commands as `name=count` joined with `;`, latency as
 //!   `p50_us,p99_us,max_us`), `key_clients.csv` (key,client,requests),
 //!   `clients.csv`, `families.csv`, `value_size.csv` and `latency.csv`
@@ -20,6 +22,7 @@
 use super::{
     Bucket, ClientOut, CommandOut, Distributions, FamilyOut, KeyOut, Report, ServerOut, TotalsOut,
 };
+use crate::protocol::Outcome;
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -228,6 +231,36 @@ fn tables(out: &mut Out, t: &TablesRef) -> anyhow::Result<()> {
                 s.errors,
             ]));
             row
+        }),
+    )?;
+    let mut head = vec![
+        "server",
+        "proto",
+        "transport",
+        "command",
+        "count",
+        "requests",
+    ];
+    head.extend(Outcome::ALL.iter().map(|o| o.as_str()));
+    out.file(
+        "server_commands.csv",
+        &head,
+        t.servers.iter().flat_map(|s| {
+            s.commands.iter().map(|c| {
+                let mut row = vec![
+                    s.server.clone(),
+                    c.proto.to_string(),
+                    c.transport.to_string(),
+                    c.command.to_string(),
+                ];
+                row.extend(nums(&[c.count, c.requests]));
+                row.extend(
+                    Outcome::ALL
+                        .iter()
+                        .map(|o| c.results.get(o.as_str()).copied().unwrap_or(0).to_string()),
+                );
+                row
+            })
         }),
     )?;
     out.file(
@@ -530,6 +563,10 @@ result,count
 hit,5
 miss,2
 stored,3
+== server_commands.csv
+server,proto,transport,command,count,requests,hit,miss,stored,not_stored,exists,not_found,deleted,touched,value,ok,error,client_error,server_error,noreply,lost
+10.0.0.1:11211,text,tcp,get,5,7,5,2,0,0,0,0,0,0,0,0,0,0,0,0,0
+10.0.0.1:11211,meta,udp,ms,3,3,0,0,2,0,0,0,0,0,0,0,0,1,0,0,0
 == servers.csv
 server,requests,hits,misses,bytes_in,bytes_out,errors
 10.0.0.1:11211,10,5,2,2000010,1540,1
@@ -566,6 +603,9 @@ le,count
 result,count
 hit,1
 miss,2
+== windows/1700000000-1700000060/server_commands.csv
+server,proto,transport,command,count,requests,hit,miss,stored,not_stored,exists,not_found,deleted,touched,value,ok,error,client_error,server_error,noreply,lost
+10.0.0.1:11211,text,tcp,get,2,3,1,2,0,0,0,0,0,0,0,0,0,0,0,0,0
 == windows/1700000000-1700000060/servers.csv
 server,requests,hits,misses,bytes_in,bytes_out,errors
 10.0.0.1:11211,3,1,2,0,1500,0
@@ -600,6 +640,8 @@ max_keys,max_clients,max_families,tracked_keys,tracked_clients,tracked_families,
 100000,10000,10000,0,0,0,0,0,0
 == results.csv
 result,count
+== server_commands.csv
+server,proto,transport,command,count,requests,hit,miss,stored,not_stored,exists,not_found,deleted,touched,value,ok,error,client_error,server_error,noreply,lost
 == servers.csv
 server,requests,hits,misses,bytes_in,bytes_out,errors
 == totals.csv

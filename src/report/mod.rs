@@ -1,11 +1,32 @@
 //! The replay report: a plain data model built from merged collector
 //! tables, serialisable as the JSON contract (`memtap_report: 1`), and
 //! rendered as text tables or CSV files by the submodules.
+//!
+//! The JSON contract is [`Report`] as serde writes it: field names as
+//! declared, every count an integer, maps with sorted keys. Fields are
+//! only ever added. Per server (`servers[]`, and in each window):
+//!
+//! ```json
+//! {"server": "10.0.0.1:11211", "requests": 10, "hits": 5, "misses": 2,
+//!  "bytes_in": 20, "bytes_out": 1540, "errors": 1,
+//!  "commands": [
+//!    {"proto": "text", "transport": "tcp", "command": "get", "count": 4,
+//!     "requests": 7, "results": {"hit": 5, "miss": 2}},
+//!    {"proto": "text", "transport": "tcp", "command": "set", "count": 3,
+//!     "requests": 3, "results": {"client_error": 1, "stored": 2}}]}
+//! ```
+//!
+//! `commands` (since the servers-counters work, issue 17) is exact for
+//! every server: its entries' `requests` add up to the server's
+//! `requests`, and summed over servers each (proto, transport, command)
+//! gives the top-level `commands` row. README "How exact" maps memcached's
+//! own `stats` counters onto these cells.
 
 pub mod csv;
 pub mod text;
 pub mod top;
 
+use crate::collect::breakdown::CommandCell;
 use crate::collect::heavy::Entry;
 use crate::collect::redact::Redact;
 use crate::collect::tables::{ClientId, KeyStats, Tables};
@@ -75,6 +96,10 @@ pub struct CommandOut {
     pub requests: u64,
 }
 
+/// One server's row. `commands` splits its key-requests by (proto,
+/// transport, command) and result, exactly: the figures to hold against
+/// the server's own `stats` counters (README "How exact"). The
+/// `requests` of its entries add up to the server's `requests`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ServerOut {
     pub server: String,
@@ -84,6 +109,21 @@ pub struct ServerOut {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub errors: u64,
+    pub commands: Vec<ServerCommandOut>,
+}
+
+/// A command on one server: `count` commands on the wire, `requests`
+/// key-requests, and those by result (only results that occurred, named
+/// as in `results`). Sorted by `count`, then `requests` (both
+/// descending), then (proto, transport, command).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServerCommandOut {
+    pub proto: &'static str,
+    pub transport: &'static str,
+    pub command: &'static str,
+    pub count: u64,
+    pub requests: u64,
+    pub results: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -247,6 +287,33 @@ where
     v
 }
 
+/// A server's (command, result) cells as the report lists them.
+pub fn server_commands_out(cells: &[CommandCell]) -> Vec<ServerCommandOut> {
+    let mut v: Vec<ServerCommandOut> = cells
+        .iter()
+        .map(|c| ServerCommandOut {
+            proto: c.id.proto,
+            transport: c.id.transport,
+            command: c.id.command,
+            count: c.count,
+            requests: c.total(),
+            results: Outcome::ALL
+                .iter()
+                .zip(c.requests.iter())
+                .filter(|(_, &n)| n > 0)
+                .map(|(o, &n)| (o.as_str(), n))
+                .collect(),
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(b.requests.cmp(&a.requests))
+            .then((a.proto, a.transport, a.command).cmp(&(b.proto, b.transport, b.command)))
+    });
+    v
+}
+
 /// The tables part shared by the whole run and each window.
 pub struct TablesOut {
     pub totals: TotalsOut,
@@ -277,6 +344,12 @@ pub fn tables_out(t: &Tables, o: &ReportOptions) -> TablesOut {
             .then(b.requests.cmp(&a.requests))
             .then((a.proto, a.transport, a.command).cmp(&(b.proto, b.transport, b.command)))
     });
+    let mut per_server: BTreeMap<std::net::SocketAddr, Vec<ServerCommandOut>> = t
+        .breakdown
+        .server_commands()
+        .into_iter()
+        .map(|(s, cells)| (s, server_commands_out(&cells)))
+        .collect();
     let mut servers: Vec<(std::net::SocketAddr, ServerOut)> = t
         .servers
         .iter()
@@ -291,6 +364,7 @@ pub fn tables_out(t: &Tables, o: &ReportOptions) -> TablesOut {
                     bytes_in: tr.bytes_in,
                     bytes_out: tr.bytes_out,
                     errors: tr.errors,
+                    commands: per_server.remove(s).unwrap_or_default(),
                 },
             )
         })
@@ -471,5 +545,123 @@ mod key_tests {
         let h = key_string(b"user:1", &Redact::Hash);
         assert!(h.starts_with('#') && h.len() == 17, "{h}");
         assert_eq!(h, key_string(b"user:1", &Redact::Hash));
+    }
+
+    #[test]
+    fn servers_list_their_commands_by_result() {
+        use crate::collect::batch::RecordBatch;
+        use crate::collect::tables::{ClientGranularity, TableLimits};
+        use crate::decode::Transport;
+        use crate::protocol::Proto;
+        use crate::session::Record;
+        let limits = TableLimits {
+            max_keys: 10,
+            max_clients: 10,
+            max_families: 10,
+            client_granularity: ClientGranularity::Ip,
+        };
+        let mut b = RecordBatch::default();
+        let s1: std::net::SocketAddr = "10.0.0.1:11211".parse().unwrap();
+        let s2: std::net::SocketAddr = "10.0.0.2:11211".parse().unwrap();
+        let recs: &[(std::net::SocketAddr, Proto, &'static str, bool, Outcome)] = &[
+            // One `get a b c` on s1: one command, three key-requests.
+            (s1, Proto::Text, "get", true, Outcome::Hit),
+            (s1, Proto::Text, "get", false, Outcome::Miss),
+            (s1, Proto::Text, "get", false, Outcome::Hit),
+            (s1, Proto::Text, "delete", true, Outcome::Noreply),
+            (s1, Proto::Binary, "getkq", true, Outcome::Miss),
+            (s1, Proto::Binary, "noop", true, Outcome::Ok),
+            (s2, Proto::Text, "get", true, Outcome::Lost),
+            (s2, Proto::Text, "incr", true, Outcome::Value),
+            (s2, Proto::Text, "incr", true, Outcome::NotFound),
+        ];
+        for &(server, proto, command, first, result) in recs {
+            b.push(
+                &Record {
+                    ts: 1,
+                    client: "10.0.0.9:1".parse().unwrap(),
+                    server,
+                    transport: Transport::Tcp,
+                    proto,
+                    command,
+                    first,
+                    key: (command != "noop").then_some(b"k".as_slice()),
+                    result,
+                    req_bytes: 0,
+                    resp_bytes: 0,
+                    latency_ns: None,
+                },
+                1,
+            );
+        }
+        let mut t = Tables::new(&limits);
+        let mut fam = Vec::new();
+        for r in &b.recs {
+            t.add(&b, r, None, &mut fam);
+        }
+        let o = ReportOptions {
+            top: 0,
+            sort: SortBy::Requests,
+            redact: Redact::None,
+        };
+        let out = tables_out(&t, &o);
+        let rows = |s: &ServerOut| -> Vec<String> {
+            s.commands
+                .iter()
+                .map(|c| {
+                    let r: Vec<String> =
+                        c.results.iter().map(|(k, n)| format!("{k}={n}")).collect();
+                    format!(
+                        "{} {} {} {}/{} {}",
+                        c.proto,
+                        c.transport,
+                        c.command,
+                        c.count,
+                        c.requests,
+                        r.join(",")
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(out.servers[0].server, "10.0.0.1:11211");
+        assert_eq!(
+            rows(&out.servers[0]),
+            [
+                "text tcp get 1/3 hit=2,miss=1",
+                "binary tcp getkq 1/1 miss=1",
+                "binary tcp noop 1/1 ok=1",
+                "text tcp delete 1/1 noreply=1",
+            ]
+        );
+        assert_eq!(
+            rows(&out.servers[1]),
+            [
+                "text tcp incr 2/2 not_found=1,value=1",
+                "text tcp get 1/1 lost=1"
+            ]
+        );
+        for s in &out.servers {
+            assert_eq!(
+                s.commands.iter().map(|c| c.requests).sum::<u64>(),
+                s.requests
+            );
+        }
+        // Summed over servers, each command is the top-level row.
+        for c in &out.commands {
+            let n: u64 = out
+                .servers
+                .iter()
+                .flat_map(|s| s.commands.iter())
+                .filter(|x| (x.proto, x.transport, x.command) == (c.proto, c.transport, c.command))
+                .map(|x| x.count)
+                .sum();
+            assert_eq!(n, c.count, "{}", c.command);
+        }
+        let json = serde_json::to_value(&out.servers[1]).unwrap();
+        assert_eq!(
+            json["commands"][0],
+            serde_json::json!({"proto": "text", "transport": "tcp", "command": "incr",
+                "count": 2, "requests": 2, "results": {"not_found": 1, "value": 1}})
+        );
     }
 }

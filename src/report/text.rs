@@ -43,6 +43,8 @@ pub fn write(w: &mut dyn Write, r: &Report) -> io::Result<()> {
     commands(w, &r.commands, r.totals.commands)?;
     title(w, "Servers")?;
     servers(w, &r.servers, r.totals.requests)?;
+    title(w, "Servers: commands and results")?;
+    server_commands(w, &r.servers)?;
 
     let cut = (r.keys.len() < r.limits.tracked_keys).then(|| {
         format!(
@@ -257,6 +259,47 @@ fn servers(w: &mut dyn Write, s: &[ServerOut], total: u64) -> io::Result<()> {
         ]);
     }
     t.write(w)
+}
+
+/// Per server, its commands (rows) by result (columns: the results that
+/// server saw, in the report's result order).
+fn server_commands(w: &mut dyn Write, s: &[ServerOut]) -> io::Result<()> {
+    if s.iter().all(|v| v.commands.is_empty()) {
+        return writeln!(w, "(none)");
+    }
+    for v in s.iter().filter(|v| !v.commands.is_empty()) {
+        subtitle(w, &v.server)?;
+        let cols: Vec<&str> = crate::protocol::Outcome::ALL
+            .iter()
+            .map(|o| o.as_str())
+            .filter(|o| v.commands.iter().any(|c| c.results.contains_key(o)))
+            .collect();
+        let mut head = vec![
+            ("proto", L),
+            ("transport", L),
+            ("command", L),
+            ("commands", R),
+            ("key-requests", R),
+        ];
+        head.extend(cols.iter().map(|c| (*c, R)));
+        let mut t = Table::new(&head);
+        for c in &v.commands {
+            let mut row = vec![
+                c.proto.to_string(),
+                c.transport.to_string(),
+                c.command.to_string(),
+                c.count.to_string(),
+                c.requests.to_string(),
+            ];
+            row.extend(
+                cols.iter()
+                    .map(|o| c.results.get(o).map_or(String::new(), u64::to_string)),
+            );
+            t.row(row);
+        }
+        t.write(w)?;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -816,6 +859,24 @@ pub(crate) mod tests {
             bytes_in: 2_000_010,
             bytes_out: 1540,
             errors: 1,
+            commands: vec![
+                ServerCommandOut {
+                    proto: "text",
+                    transport: "tcp",
+                    command: "get",
+                    count: 5,
+                    requests: 7,
+                    results: [("hit", 5), ("miss", 2)].into_iter().collect(),
+                },
+                ServerCommandOut {
+                    proto: "meta",
+                    transport: "udp",
+                    command: "ms",
+                    count: 3,
+                    requests: 3,
+                    results: [("client_error", 1), ("stored", 2)].into_iter().collect(),
+                },
+            ],
         }];
         let clients = vec![ClientOut {
             client: "10.0.0.9".into(),
@@ -891,6 +952,14 @@ pub(crate) mod tests {
                 bytes_in: 0,
                 bytes_out: 1500,
                 errors: 0,
+                commands: vec![ServerCommandOut {
+                    proto: "text",
+                    transport: "tcp",
+                    command: "get",
+                    count: 2,
+                    requests: 3,
+                    results: [("hit", 1), ("miss", 2)].into_iter().collect(),
+                }],
             }],
             keys: vec![keys[1].clone()],
             clients: vec![ClientOut {
@@ -1120,6 +1189,14 @@ server          requests      %  hits  misses  hit ratio  bytes in  bytes out  e
 --------------  --------  -----  ----  ------  ---------  --------  ---------  ------
 10.0.0.1:11211        10  100.0     5       2      71.4%   1.9 MiB    1.5 KiB       1
 
+# Servers: commands and results
+
+## 10.0.0.1:11211
+proto  transport  command  commands  key-requests  hit  miss  stored  client_error
+-----  ---------  -------  --------  ------------  ---  ----  ------  ------------
+text   tcp        get             5             7    5     2
+meta   udp        ms              3             3                  2             1
+
 # Top keys by requests
 --top cut: the 3 keys of the report out of 4 tracked, re-sorted in each key table
 key                                               requests  ±     %  hits  misses  bytes in  bytes out  p50 µs  p99 µs  max µs  servers
@@ -1247,6 +1324,9 @@ bytes out (response values)  0 B
 (none)
 
 # Servers
+(none)
+
+# Servers: commands and results
 (none)
 
 # Top keys by requests

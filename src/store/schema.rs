@@ -78,6 +78,15 @@ CREATE TABLE events (
     PRIMARY KEY (sniffer, ts_ns, trigger_name, event, subject));
 CREATE INDEX events_by_time ON events (ts_ns);
 "#,
+    // Each server's key-requests by command and result (the report's
+    // servers[].commands); `results` is a JSON object result -> count.
+    r#"
+CREATE TABLE server_command_stats (
+    sniffer TEXT NOT NULL, level BIGINT NOT NULL, start_ns BIGINT NOT NULL, server TEXT NOT NULL,
+    proto TEXT NOT NULL, transport TEXT NOT NULL, command TEXT NOT NULL,
+    count BIGINT NOT NULL, results TEXT NOT NULL,
+    PRIMARY KEY (sniffer, level, start_ns, server, proto, transport, command));
+"#,
 ];
 
 pub const VERSION: u64 = MIGRATIONS.len() as u64;

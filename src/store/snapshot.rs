@@ -8,7 +8,10 @@
 //! clients, families, commands, results, distributions) are kept by the
 //! collectors for the whole window, not per server, so they are stored per
 //! (sniffer, interval start); each key row carries the servers the key was
-//! seen on, which is how `--server` picks keys.
+//! seen on, which is how `--server` picks keys. Each server's
+//! key-requests by (command, result) are stored per server too
+//! (`server_command_stats`), so that the report's `servers[].commands`
+//! comes back from the history as the replay made it.
 
 use super::db::{Db, Value};
 use crate::collect::heavy::Entry;
@@ -107,6 +110,18 @@ pub struct CommandRow {
     pub requests: u64,
 }
 
+/// One server's key-requests of one command, by result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCommandRow {
+    pub server: String,
+    pub proto: String,
+    pub transport: String,
+    pub command: String,
+    pub count: u64,
+    /// (result, key-requests), results that occurred, in `Outcome` order.
+    pub results: Vec<(String, u64)>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub sniffer: String,
@@ -125,6 +140,9 @@ pub struct Snapshot {
     /// Fine intervals a rollup was made of (1 for a fine interval).
     pub fine_count: u64,
     pub servers: Vec<(String, TrafficRow)>,
+    /// Absent from spool files of an earlier memtap.
+    #[serde(default)]
+    pub server_commands: Vec<ServerCommandRow>,
     pub commands: Vec<CommandRow>,
     pub results: Vec<(String, u64)>,
     /// ("value_size" | "latency_us", class, count).
@@ -252,6 +270,26 @@ impl Snapshot {
             .map(|(s, tr)| (s.to_string(), TrafficRow::of(tr)))
             .collect();
         servers.sort_by(|a, b| a.0.cmp(&b.0));
+        let server_commands = t
+            .breakdown
+            .server_commands()
+            .into_iter()
+            .flat_map(|(s, cells)| {
+                cells.into_iter().map(move |c| ServerCommandRow {
+                    server: s.to_string(),
+                    proto: c.id.proto.into(),
+                    transport: c.id.transport.into(),
+                    command: c.id.command.into(),
+                    count: c.count,
+                    results: Outcome::ALL
+                        .iter()
+                        .zip(c.requests.iter())
+                        .filter(|(_, &n)| n > 0)
+                        .map(|(o, &n)| (o.as_str().to_string(), n))
+                        .collect(),
+                })
+            })
+            .collect();
         let mut commands: Vec<_> = t
             .commands
             .iter()
@@ -378,6 +416,7 @@ impl Snapshot {
             latency_max: t.latency_us.max(),
             fine_count: 1,
             servers,
+            server_commands,
             commands,
             results: Outcome::ALL
                 .iter()
@@ -406,6 +445,7 @@ impl Snapshot {
             return;
         }
         self.servers.retain(|(s, _)| servers.contains(s));
+        self.server_commands.retain(|c| servers.contains(&c.server));
         self.keys.retain(|k| {
             k.detail
                 .as_ref()
@@ -461,6 +501,7 @@ impl Filter {
 const TABLES: &[&str] = &[
     "intervals",
     "server_stats",
+    "server_command_stats",
     "command_stats",
     "result_stats",
     "hist_stats",
@@ -534,6 +575,22 @@ pub fn write(db: &mut dyn Db, s: &Snapshot) -> Result<()> {
         db.exec(
             "INSERT INTO server_stats (sniffer, level, start_ns, server, requests, hits, misses, \
              bytes_in, bytes_out, errors) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &p,
+        )?;
+    }
+    for c in &s.server_commands {
+        let mut p = id();
+        p.extend([
+            Value::from(c.server.as_str()),
+            c.proto.as_str().into(),
+            c.transport.as_str().into(),
+            c.command.as_str().into(),
+            c.count.into(),
+            serde_json::to_string(&c.results)?.into(),
+        ]);
+        db.exec(
+            "INSERT INTO server_command_stats (sniffer, level, start_ns, server, proto, transport, \
+             command, count, results) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &p,
         )?;
     }
@@ -657,6 +714,24 @@ pub fn read(db: &mut dyn Db, f: &Filter) -> Result<Vec<Snapshot>> {
     )? {
         if let Some(s) = map.get_mut(&id(&r)) {
             s.servers.push((r[2].text(), traffic_at(&r, 3)));
+        }
+    }
+    for r in db.query(
+        &format!(
+            "SELECT sniffer, start_ns, server, proto, transport, command, count, results \
+             FROM server_command_stats{w}"
+        ),
+        &p,
+    )? {
+        if let Some(s) = map.get_mut(&id(&r)) {
+            s.server_commands.push(ServerCommandRow {
+                server: r[2].text(),
+                proto: r[3].text(),
+                transport: r[4].text(),
+                command: r[5].text(),
+                count: r[6].u64(),
+                results: serde_json::from_str(&r[7].text())?,
+            });
         }
     }
     for r in db.query(
@@ -803,6 +878,27 @@ pub fn fold(snaps: &[Snapshot]) -> Folded {
             if let Ok(a) = server.parse() {
                 t.servers.get(a).merge(&r.traffic());
             }
+        }
+        for c in &s.server_commands {
+            let Ok(a) = c.server.parse() else {
+                continue;
+            };
+            let mut requests = [0u64; Outcome::ALL.len()];
+            for (name, n) in &c.results {
+                if let Some(i) = Outcome::ALL.iter().position(|o| o.as_str() == name) {
+                    requests[i] += n;
+                }
+            }
+            t.breakdown.add_counts(
+                a,
+                CommandId {
+                    proto: intern(&c.proto),
+                    transport: intern(&c.transport),
+                    command: intern(&c.command),
+                },
+                c.count,
+                &requests,
+            );
         }
         for c in &s.commands {
             let e = t.commands.get(CommandId {

@@ -29,9 +29,15 @@ pub fn free_port() -> u16 {
 /// memcached on 127.0.0.1, TCP and UDP on `port`, ready to take
 /// connections when this returns.
 pub fn memcached(port: u16) -> Proc {
+    memcached_with(port, &[])
+}
+
+/// The same with more command-line options (`-m 64`, `-o ...`).
+pub fn memcached_with(port: u16, extra: &[&str]) -> Proc {
     let p = port.to_string();
     let child = Command::new("memcached")
         .args(["-u", "nobody", "-l", "127.0.0.1", "-p", &p, "-U", &p])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
