@@ -71,9 +71,8 @@
 //!   `get_misses`; meta `ma` says incr or decr in a flag. Neither client
 //!   speaks meta, and memtap's cells do not carry flags.
 //!
-//! To see what is left once memtap's default limits are out of the way:
-//! `MEMTAP_COUNTERS_ARGS="-c tests/clients/raised-limits.toml"` (no memory
-//! budget, 16 MiB lines, 65,536 pending requests per connection).
+//! `MEMTAP_COUNTERS_ARGS` adds options to every memtap run (e.g. a small
+//! `--memory` to watch what the budget sheds).
 
 mod common;
 use common::repo;
@@ -428,7 +427,7 @@ fn nutcracker(dir: &Path, servers: &Servers) -> (Proc, u16) {
 // ------------------------------------------------------------ memtap
 
 /// One way of running memtap on a capture. `MEMTAP_COUNTERS_ARGS` adds
-/// options to every run (diagnosis: `-c FILE` with raised limits);
+/// options to every run (diagnosis);
 /// `MEMTAP_KEEP_CAPTURES=1` keeps each capture under
 /// `target/test-artifacts/servers_counters/`.
 struct Variant {

@@ -65,26 +65,3 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
-
-/// memcached on 127.0.0.1:`port` (TCP only) with extra options, ready to
-/// take connections when this returns.
-pub fn memcached_with(port: u16, extra: &[&str]) -> Proc {
-    let p = port.to_string();
-    let child = Command::new("memcached")
-        .args(["-u", "nobody", "-l", "127.0.0.1", "-p", &p, "-U", "0"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start memcached");
-    let guard = Proc(child);
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "memcached did not start"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    guard
-}
