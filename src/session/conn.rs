@@ -373,20 +373,13 @@ impl Session {
             // status, then closes: the error is this request's; nothing
             // after it is read.
             if reason != BadReason::LengthTooLarge && buf.len() >= 24 && self.fits(0, 0) {
-                let e = self.queue.push();
-                e.proto = Proto::Binary;
+                let name = crate::protocol::binary::opcode_name(buf[1]);
+                let e = self.push_malformed(Proto::Binary, name, (ts, now, off + 24));
                 e.opcode = buf[1];
-                e.command = crate::protocol::binary::opcode_name(buf[1]);
                 e.opaque = u32::from_be_bytes([buf[12], buf[13], buf[14], buf[15]]);
-                e.kind = Kind::Other;
-                e.malformed = true;
                 // Another server may read on: then it was no request.
                 e.optional = true;
                 e.phantom = true;
-                e.ts = ts;
-                e.complete = true;
-                e.req_done_ts = now;
-                e.req_end_off = off + 24;
             }
             return None;
         }
@@ -419,15 +412,7 @@ impl Session {
         let end = off + line.len() as u64;
         let in_phantom = end <= self.req.phantom_until;
         let retrieval = matches!(name, "get" | "gets" | "gat" | "gats");
-        let e = self.queue.push();
-        e.proto = proto;
-        e.command = name;
-        e.kind = Kind::Other;
-        e.malformed = true;
-        e.ts = ts;
-        e.complete = true;
-        e.req_done_ts = now;
-        e.req_end_off = end;
+        let e = self.push_malformed(proto, name, (ts, now, end));
         e.optional = answer == Answer::Maybe || in_phantom || line.len() > LONG_LINE + 2;
         e.phantom = in_phantom;
         if answer == Answer::No {
@@ -456,6 +441,24 @@ impl Session {
             Swallow::Maybe(n) => self.req.phantom_until = end + n + 2,
         }
         Some(line.len())
+    }
+
+    /// Queues a request memcached rejects, whole since `now`; `at` is its
+    /// (first byte time, last byte time, end offset).
+    fn push_malformed(
+        &mut self,
+        proto: Proto,
+        command: &'static str,
+        at: (Ts, Ts, u64),
+    ) -> &mut Pending {
+        let e = self.queue.push();
+        e.proto = proto;
+        e.command = command;
+        e.kind = Kind::Other;
+        e.malformed = true;
+        (e.ts, e.req_done_ts, e.req_end_off) = at;
+        e.complete = true;
+        e
     }
 
     /// Checks the bytes of `chunk` (the next bytes of a request value

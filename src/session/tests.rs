@@ -2488,22 +2488,29 @@ fn play(ops: &[Op], store: &mut [Option<u64>; 6]) -> (Vec<u8>, Vec<u8>) {
     (q, a)
 }
 
-fn run_limited(batches: &[Vec<Op>], cap: usize, budget: Option<usize>, chunk: usize) -> Vec<Rec> {
-    let mut d = Driver::with(true, Limits::default(), cap);
-    if let Some(b) = budget {
-        d.s = Session::new(
-            client(),
-            server(),
-            Transport::Tcp,
-            true,
-            Limits::default(),
-            cap,
-            super::pending::Pool::new(b),
-        );
-    }
-    let mut store = [None; 6];
-    for (i, ops) in batches.iter().enumerate() {
-        let (q, a) = play(ops, &mut store);
+/// Feeds the conversation `play` makes of each batch (requests, then
+/// answers, cut into `chunk`-byte segments) to a session with the given
+/// cap and budget; the records it gives.
+fn run_limited<T>(
+    batches: &[T],
+    mut play: impl FnMut(&T) -> (Vec<u8>, Vec<u8>),
+    cap: usize,
+    budget: Option<usize>,
+    chunk: usize,
+) -> Vec<Rec> {
+    let pool = budget.map_or_else(Default::default, super::pending::Pool::new);
+    let mut d = Driver::new();
+    d.s = Session::new(
+        client(),
+        server(),
+        Transport::Tcp,
+        true,
+        Limits::default(),
+        cap,
+        pool,
+    );
+    for (i, batch) in batches.iter().enumerate() {
+        let (q, a) = play(batch);
         for c in q.chunks(chunk) {
             d.feed(REQ, c, 2 * i as Ts);
         }
@@ -2514,6 +2521,27 @@ fn run_limited(batches: &[Vec<Op>], cap: usize, budget: Option<usize>, chunk: us
     d.close(1 << 40);
     assert_eq!(d.s.counters.records, d.out.len() as u64);
     d.recs()
+}
+
+/// Every record of `limited` is `truth`'s or `lost`.
+fn lost_or_same(truth: &[Rec], limited: &[Rec]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(truth.len(), limited.len());
+    for (t, l) in truth.iter().zip(limited) {
+        let lost = Rec {
+            result: O::Lost,
+            resp_bytes: 0,
+            answered: false,
+            ..t.clone()
+        };
+        prop_assert!(l == t || *l == lost, "{:?} became {:?}", t, l);
+    }
+    Ok(())
+}
+
+/// The text/meta model's runs.
+fn run_text(batches: &[Vec<Op>], cap: usize, budget: Option<usize>, chunk: usize) -> Vec<Rec> {
+    let mut store = [None; 6];
+    run_limited(batches, |ops| play(ops, &mut store), cap, budget, chunk)
 }
 
 proptest! {
@@ -2530,13 +2558,9 @@ proptest! {
         budget in prop::option::of(0usize..6000),
         chunk in 1usize..200,
     ) {
-        let truth = run_limited(&batches, 1 << 20, None, 1 << 20);
-        let limited = run_limited(&batches, cap, budget, chunk);
-        prop_assert_eq!(truth.len(), limited.len());
-        for (t, l) in truth.iter().zip(&limited) {
-            let lost = Rec { result: O::Lost, resp_bytes: 0, answered: false, ..t.clone() };
-            prop_assert!(l == t || *l == lost, "{:?} became {:?}", t, l);
-        }
+        let truth = run_text(&batches, 1 << 20, None, 1 << 20);
+        let limited = run_text(&batches, cap, budget, chunk);
+        lost_or_same(&truth, &limited)?;
     }
 }
 
@@ -2618,29 +2642,14 @@ fn run_bin_limited(
     budget: Option<usize>,
     chunk: usize,
 ) -> Vec<Rec> {
-    let pool = budget.map_or_else(Default::default, super::pending::Pool::new);
-    let mut d = Driver::new();
-    d.s = Session::new(
-        client(),
-        server(),
-        Transport::Tcp,
-        true,
-        Limits::default(),
-        cap,
-        pool,
-    );
     let (mut store, mut opaque) = ([false; 6], 0u32);
-    for (i, ops) in batches.iter().enumerate() {
-        let (q, a) = bin_play(ops, &mut store, &mut opaque);
-        for c in q.chunks(chunk) {
-            d.feed(REQ, c, 2 * i as Ts);
-        }
-        for c in a.chunks(chunk) {
-            d.feed(RESP, c, 2 * i as Ts + 1);
-        }
-    }
-    d.close(1 << 40);
-    d.recs()
+    run_limited(
+        batches,
+        |ops| bin_play(ops, &mut store, &mut opaque),
+        cap,
+        budget,
+        chunk,
+    )
 }
 
 proptest! {
@@ -2657,10 +2666,6 @@ proptest! {
     ) {
         let truth = run_bin_limited(&batches, 1 << 20, None, 1 << 20);
         let limited = run_bin_limited(&batches, cap, budget, chunk);
-        prop_assert_eq!(truth.len(), limited.len());
-        for (t, l) in truth.iter().zip(&limited) {
-            let lost = Rec { result: O::Lost, resp_bytes: 0, answered: false, ..t.clone() };
-            prop_assert!(l == t || *l == lost, "{:?} became {:?}", t, l);
-        }
+        lost_or_same(&truth, &limited)?;
     }
 }
