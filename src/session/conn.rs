@@ -75,8 +75,10 @@ pub struct Session {
     req: Side,
     resp: Side,
     queue: Queue,
-    /// Given up by a limit beyond repair (`go_sticky`).
+    /// Given up by a limit beyond repair (`go_sticky`), and whether that
+    /// limit was the memory budget.
     sticky: bool,
+    sticky_budget: bool,
     pub counters: Counters,
 }
 
@@ -143,6 +145,7 @@ impl Session {
             resp: Side::default(),
             queue: Queue::with_pool(max_pending, pool),
             sticky: false,
+            sticky_budget: false,
             counters: Counters::default(),
         };
         s.reset(client, server, synced);
@@ -869,7 +872,7 @@ impl Session {
         if self.queue.shed_count() > self.queue.shed_cap() {
             // Too many answers owed to keep even their shapes: there is no
             // certain way back for this connection (see `go_sticky`).
-            self.go_sticky();
+            self.go_sticky(by_budget);
         }
     }
 
@@ -885,10 +888,13 @@ impl Session {
     /// owed an answer is given up, and so is the rest of the connection
     /// (its requests recorded `lost`, its responses orphans), since the
     /// answers to the requests dropped cannot be told from later ones.
-    fn go_sticky(&mut self) {
+    /// `by_budget`: the memory budget, not the connection's cap, refused
+    /// (the counter that says why, for this and every later request).
+    fn go_sticky(&mut self, by_budget: bool) {
         let lost = self.response_gap();
-        self.counters.pending_overflow += lost;
+        self.count_shed(lost, by_budget);
         self.sticky = true;
+        self.sticky_budget = by_budget;
         self.counters.conns_given_up += 1;
     }
 
@@ -907,14 +913,15 @@ impl Session {
         sink: Option<&mut (dyn RecordSink + '_)>,
     ) -> Option<u64> {
         let n = r.map_or(1, |r| r.keys.iter().count().max(1));
-        if self.sticky || n > self.queue.cap() {
-            self.counters.pending_overflow += n as u64;
+        let by_budget = if self.sticky {
+            self.sticky_budget
         } else {
-            self.counters.budget_shed_requests += n as u64;
-        }
+            n <= self.queue.cap()
+        };
+        self.count_shed(n as u64, by_budget);
         let Some(sink) = sink else {
             if !self.sticky {
-                self.go_sticky();
+                self.go_sticky(by_budget);
             }
             return None;
         };
@@ -947,7 +954,7 @@ impl Session {
         }
         if self.sticky || !self.queue.reserve(2, 0, 0) {
             if !self.sticky {
-                self.go_sticky();
+                self.go_sticky(by_budget);
             }
             return None;
         }
@@ -1310,6 +1317,14 @@ impl Session {
     /// Resolves every open request as lost, keeping what a partial answer
     /// already proved (connection over).
     fn close(&mut self) {
+        if let Some(Some(id)) = self.req.keys_open.take() {
+            // A get line that never ended was never a request memcached
+            // read: like any partial line at the end, it leaves no record.
+            if let Some(e) = self.queue.find_id(id) {
+                e.phantom = true;
+                e.resolve_silent(Outcome::Noreply);
+            }
+        }
         let owner = self.resp.skip_owner.take();
         for e in self.queue.iter_mut() {
             if e.marker {
