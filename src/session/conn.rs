@@ -557,7 +557,7 @@ impl Session {
                 self.spoil_keys();
             }
             if !tok.is_empty() {
-                self.open_key(tok, sink.as_deref_mut());
+                self.open_key(&tok[..tok.len().min(KEY_CAP)], sink.as_deref_mut());
             }
             if nl {
                 self.close_keys(off + pos as u64, now);
@@ -946,8 +946,10 @@ impl Session {
         };
         match r {
             Some(r) if r.keys.iter().next().is_some() => {
+                // Keys as the queue would have kept them (truncated; meta
+                // base64 keys as sent).
                 for (i, k) in r.keys.iter().enumerate() {
-                    one(Some(k), i == 0);
+                    one(Some(&k[..k.len().min(KEY_CAP)]), i == 0);
                 }
             }
             _ => one(None, true),
