@@ -160,7 +160,7 @@ mod tests {
             Costs {
                 flow: 2618,
                 request: 152,
-                exchange: 4705,
+                exchange: 4737,
             }
         );
         let two = Split::of(256 << 20);

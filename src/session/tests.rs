@@ -2669,3 +2669,33 @@ proptest! {
         lost_or_same(&truth, &limited)?;
     }
 }
+
+#[test]
+fn a_last_piece_of_another_message_is_not_taken_for_this_ones() {
+    // From a mirror-port copy of memcached's UDP reply to `get a b`: the
+    // last datagram of message 1 (`VALUE a`, 3 datagrams) comes after the
+    // whole of message 2 (`VALUE b` + END, 3 datagrams too). Message 2's
+    // last piece fits message 1's place by number; its size says it is
+    // not message 1's rest.
+    let mut u = Udp::new(1_000_000_000);
+    u.req(7, b"get a b\r\n", 100);
+    let va = format!("VALUE a 0 2000\r\n{}\r\n", "x".repeat(2000)).into_bytes();
+    let vb = format!("VALUE b 0 2100\r\n{}\r\nEND\r\n", "y".repeat(2100)).into_bytes();
+    let (a1, a2, a3) = (&va[..900], &va[900..1800], &va[1800..]);
+    let (b1, b2, b3) = (&vb[..900], &vb[900..1800], &vb[1800..]);
+    u.resp(7, 0, 3, a1, 101);
+    u.resp(7, 1, 3, a2, 102);
+    u.resp(7, 0, 3, b1, 103);
+    u.resp(7, 1, 3, b2, 104);
+    u.resp(7, 2, 3, b3, 105);
+    u.resp(7, 2, 3, a3, 106);
+    u.finish();
+    assert_eq!(
+        u.recs(),
+        vec![
+            r("get", "a", O::Hit, 0, 2000, true),
+            r("get", "b", O::Hit, 0, 2100, true),
+        ]
+    );
+    assert_eq!(u.t.counters.bad_responses, 0);
+}

@@ -113,6 +113,11 @@ struct Exchange {
     msg_total: u16,
     /// The sequence number that message needs next.
     msg_next: u16,
+    /// Bytes the message being fed still needs, when its first datagram
+    /// said (a `VALUE` line declares its data length): datagrams carry no
+    /// message number, so the last piece of another message with as many
+    /// datagrams fits its place too, and only its size tells them apart.
+    msg_rest: Option<u64>,
     /// Datagrams that arrived ahead of their turn, in arrival order; their
     /// payloads lie in `parked_buf`.
     parked: Vec<Part>,
@@ -178,6 +183,20 @@ fn value_key(payload: &[u8]) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
+/// The length of a message that starts with a `VALUE` line: the line,
+/// its data and the data's `\r\n`.
+fn value_message_len(payload: &[u8]) -> Option<u64> {
+    let line_end = memchr::memchr(b'\n', payload)?;
+    let line = payload[..line_end].strip_suffix(b"\r")?;
+    let mut toks = line.split(|&b| b == b' ').filter(|t| !t.is_empty());
+    if toks.next()? != b"VALUE" {
+        return None;
+    }
+    let bytes = toks.nth(2)?;
+    let bytes: u64 = std::str::from_utf8(bytes).ok()?.parse().ok()?;
+    Some(line_end as u64 + 1 + bytes + 2)
+}
+
 /// FNV-1a over a request datagram: requests are short, and a collision
 /// only makes a reused id look like a duplicate of identical bytes.
 fn fingerprint(b: &[u8]) -> u64 {
@@ -188,26 +207,39 @@ fn fingerprint(b: &[u8]) -> u64 {
 
 impl Exchange {
     /// Whether datagram `seq` of `total` continues the reply stream now.
-    fn fits(&self, seq: u16, total: u16) -> bool {
+    fn fits(&self, seq: u16, total: u16, len: usize) -> bool {
         if self.msg_total == 0 {
             seq == 0
         } else {
-            total == self.msg_total && seq == self.msg_next
+            total == self.msg_total
+                && seq == self.msg_next
+                // A last piece is the rest of its message, maybe with the
+                // reply's END after it.
+                && (seq + 1 < total
+                    || self
+                        .msg_rest
+                        .is_none_or(|r| len as u64 == r || len as u64 == r + END_LINE.len() as u64))
         }
     }
 
-    /// Notes that datagram `msg_next` (or 0) of `total` was fed.
-    fn advance(&mut self, total: u16) {
+    /// Notes that datagram `msg_next` (or 0) of `total`, `payload`, was fed.
+    fn advance(&mut self, total: u16, payload: &[u8]) {
         if self.msg_total == 0 {
             if total > 1 {
                 self.msg_total = total;
                 self.msg_next = 1;
+                self.msg_rest =
+                    value_message_len(payload).and_then(|n| n.checked_sub(payload.len() as u64));
             }
         } else {
             self.msg_next += 1;
+            self.msg_rest = self
+                .msg_rest
+                .and_then(|r| r.checked_sub(payload.len() as u64));
             if self.msg_next == self.msg_total {
                 self.msg_total = 0;
                 self.msg_next = 0;
+                self.msg_rest = None;
             }
         }
     }
@@ -255,7 +287,7 @@ impl Exchange {
     /// Whether a waiting part may be fed now: it is next in the message,
     /// and not a copy of an earlier piece (unless this message repeats one).
     fn takes(&self, p: &Part) -> bool {
-        self.fits(p.seq, p.total) && !p.suspect
+        self.fits(p.seq, p.total, p.len) && !p.suspect
     }
 
     /// The part to feed next: one that is next and no suspect. A suspect
@@ -277,7 +309,7 @@ impl Exchange {
         }
         self.parked
             .iter()
-            .position(|p| p.suspect && self.fits(p.seq, p.total))
+            .position(|p| p.suspect && self.fits(p.seq, p.total, p.len))
     }
 
     /// Notes that a message's first datagram was fed.
@@ -304,7 +336,9 @@ impl Exchange {
         while let Some(i) = self.next_part(last_resort) {
             let p = self.parked.remove(i);
             self.began(p.seq, p.print);
-            self.advance(p.total);
+            let buf = std::mem::take(&mut self.parked_buf);
+            self.advance(p.total, &buf[p.start..p.start + p.len]);
+            self.parked_buf = buf;
             let at = SegInfo {
                 ts: p.info.ts.max(now),
                 ..p.info
@@ -579,6 +613,7 @@ impl UdpTable {
                 x.carry.clear();
                 x.msg_total = 0;
                 x.msg_next = 0;
+                x.msg_rest = None;
                 x.last = now;
                 x.req_print = 0;
                 x.req_ts = now;
@@ -602,6 +637,7 @@ impl UdpTable {
                 carry_charged: 0,
                 msg_total: 0,
                 msg_next: 0,
+                msg_rest: None,
                 parked: Vec::new(),
                 parked_buf: Vec::new(),
                 last: now,
@@ -872,10 +908,10 @@ impl UdpTable {
         // One that has to wait is suspect whatever the message: a copy of
         // an earlier piece sorts before the real one otherwise.
         let suspect = seen_before && frame.seq > 0;
-        if x.parked.is_empty() && x.fits(frame.seq, total) && (!suspect || x.head_repeat) {
+        if x.parked.is_empty() && x.fits(frame.seq, total, len) && (!suspect || x.head_repeat) {
             // In order (the common case): fed without a copy.
             x.began(frame.seq, print);
-            x.advance(total);
+            x.advance(total, frame.payload);
             let hold = may_hold && x.msg_total == 0;
             held_end = feed_holding_end(x, frame.payload, info, room, hold);
         } else if x.parked_buf.len() + len > max_carry
@@ -887,6 +923,7 @@ impl UdpTable {
             self.counters.udp_unassembled_bytes += (waiting + len) as u64;
             x.msg_total = 0;
             x.msg_next = 0;
+            x.msg_rest = None;
             x.carry.clear();
             x.session.on_gap(Dir::Response, 0, info);
         } else {
