@@ -158,13 +158,13 @@ mod tests {
         assert_eq!(
             costs(),
             Costs {
-                flow: 2618,
+                flow: 2682,
                 request: 152,
-                exchange: 4737,
+                exchange: 4865,
             }
         );
         let two = Split::of(256 << 20);
-        assert_eq!(2 * two.flows, 51_266);
+        assert_eq!(2 * two.flows, 50_042);
         assert_eq!(two.ooo_bytes, (256 << 20) / 10);
         assert_eq!(two.requests, (256usize << 20) / 10 / 152);
     }

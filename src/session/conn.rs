@@ -52,9 +52,8 @@ struct Side {
     /// `END` belong to it, not to the next request.
     orphan_open: bool,
     /// Request side: inside a `get`/`gets` line too long to hold whole;
-    /// its keys are read as they arrive (as memcached reads them) and
-    /// added to the last queue entry (`None` when it was not tracked).
-    keys_open: Option<Option<u64>>,
+    /// its keys are read as they arrive (as memcached reads them).
+    keys_open: Option<OpenGet>,
     /// Request side: the rest of such a line is discarded (a key over
     /// memcached's 250 bytes spoiled it).
     keys_spoiled: bool,
@@ -64,6 +63,18 @@ struct Side {
     /// Request side: stream offset up to which lines may be the data block
     /// of a rejected storage command that newer servers swallow.
     phantom_until: u64,
+}
+
+/// A long `get` line being read key by key.
+#[derive(Debug, Clone, Copy)]
+struct OpenGet {
+    /// Its queue entry (`None` when it could not be tracked: each key is
+    /// then recorded lost as it comes).
+    id: Option<u64>,
+    ts: Ts,
+    command: &'static str,
+    /// Keys read so far.
+    keys: u64,
 }
 
 /// Counters a session bumps; merged into the pipeline's block by its owner.
@@ -493,17 +504,31 @@ impl Session {
     ) {
         self.counters.long_multigets += 1;
         self.req.keys_spoiled = false;
-        if self.make_room(0, 0, sink.as_deref_mut()) {
+        let id = if self.make_room(0, 0, sink.as_deref_mut()) {
             let e = self.queue.push();
             e.proto = Proto::Text;
             e.command = command;
             e.kind = Kind::Retrieve;
             e.ts = ts;
-            self.req.keys_open = Some(Some(e.id));
+            Some(e.id)
         } else {
-            self.untracked(None, command, Proto::Text, Kind::Retrieve, ts, sink);
-            self.req.keys_open = Some(None);
-        }
+            // Its keys are recorded lost as they come; its shape is kept.
+            self.keep_shape(
+                None,
+                command,
+                Proto::Text,
+                Kind::Retrieve,
+                ts,
+                sink.is_some(),
+            );
+            None
+        };
+        self.req.keys_open = Some(OpenGet {
+            id,
+            ts,
+            command,
+            keys: 0,
+        });
     }
 
     /// Reads keys of an open long `get` line from `buf`, as memcached
@@ -569,7 +594,7 @@ impl Session {
     /// The open long `get` has a key over 250 bytes: memcached answers it
     /// with a single `CLIENT_ERROR`, which only errors may match.
     fn spoil_keys(&mut self) {
-        if let Some(Some(id)) = self.req.keys_open {
+        if let Some(OpenGet { id: Some(id), .. }) = self.req.keys_open {
             if let Some(e) = self.queue.find_id(id) {
                 if !e.malformed {
                     e.malformed = true;
@@ -581,34 +606,42 @@ impl Session {
 
     /// One more key of the open long `get`.
     fn open_key(&mut self, key: &[u8], mut sink: Option<&mut (dyn RecordSink + '_)>) {
-        let Some(Some(id)) = self.req.keys_open else {
-            self.counters.budget_shed_requests += 1;
+        let Some(open) = self.req.keys_open else {
             return;
         };
-        let tracked = self.queue.back().is_some_and(|e| e.id == id && !e.shed);
-        if tracked && self.make_room(1, key.len(), sink.as_deref_mut()) {
-            // Still the last entry and still tracked: room was made
-            // without shedding it.
-            if self.queue.back().is_some_and(|e| e.id == id && !e.shed) {
+        if let Some(o) = self.req.keys_open.as_mut() {
+            o.keys += 1;
+        }
+        if let Some(id) = open.id {
+            let tracked = self.queue.back().is_some_and(|e| e.id == id && !e.shed);
+            // Room made without shedding it: still the last entry, tracked.
+            if tracked
+                && self.make_room(1, key.len(), sink.as_deref_mut())
+                && self.queue.back().is_some_and(|e| e.id == id && !e.shed)
+            {
                 self.queue.add_key(key);
                 return;
             }
         }
-        // Shed (its earlier keys already left as lost) or no room: this
-        // key is lost too, recorded at once.
-        self.counters.pending_overflow += 1;
+        // Given up (its earlier keys already left as lost) or no room:
+        // this key is lost too, recorded at once.
+        let by_budget = if self.sticky {
+            self.sticky_budget
+        } else {
+            self.queue.keys() < self.queue.cap()
+        };
+        self.count_shed(1, by_budget);
         if let Some(sink) = sink {
-            let (ts, command) = self.queue.back().map_or((0, "get"), |e| (e.ts, e.command));
             self.counters.records += 1;
             self.counters.lost_requests += 1;
             sink.record(&Record {
-                ts,
+                ts: open.ts,
                 client: self.client,
                 server: self.server,
                 transport: self.transport,
                 proto: Proto::Text,
-                command,
-                first: false,
+                command: open.command,
+                first: open.keys == 0,
                 key: Some(key),
                 result: Outcome::Lost,
                 req_bytes: 0,
@@ -620,7 +653,7 @@ impl Session {
 
     /// The newline of an open long `get`: the request is whole.
     fn close_keys(&mut self, end_off: u64, now: Ts) {
-        if let Some(Some(id)) = self.req.keys_open.take() {
+        if let Some(OpenGet { id: Some(id), .. }) = self.req.keys_open.take() {
             if let Some(e) = self.queue.find_id(id) {
                 e.complete = true;
                 e.req_done_ts = now;
@@ -852,12 +885,19 @@ impl Session {
         };
         let mut lost = 0;
         let who = (self.client, self.server, self.transport);
+        let reading = match self.req.keys_open {
+            Some(OpenGet { id: Some(id), .. }) => id,
+            _ => 0,
+        };
         for i in 0..self.queue.len() {
             let e = self.queue.get(i).expect("in range");
             if e.marker || e.shed {
                 continue;
             }
-            if e.is_open() {
+            if e.id == reading && e.nkeys == 0 {
+                // A long get whose keys are still to come: each will be
+                // recorded lost as it arrives (`open_key`).
+            } else if e.is_open() {
                 let mut copy = e.clone();
                 give_up(&mut copy, false);
                 lost += lost_records(&self.queue, &copy);
@@ -902,7 +942,6 @@ impl Session {
     /// `lost`, and its shape stays in the queue so that its answer is not
     /// taken for a later request's. With no room even for that, or no
     /// sink to hand records to, the connection is given up.
-    #[allow(clippy::too_many_arguments)]
     fn untracked(
         &mut self,
         r: Option<&Request<'_>>,
@@ -911,7 +950,7 @@ impl Session {
         kind: Kind,
         ts: Ts,
         sink: Option<&mut (dyn RecordSink + '_)>,
-    ) -> Option<u64> {
+    ) {
         let n = r.map_or(1, |r| r.keys.iter().count().max(1));
         let by_budget = if self.sticky {
             self.sticky_budget
@@ -919,46 +958,60 @@ impl Session {
             n <= self.queue.cap()
         };
         self.count_shed(n as u64, by_budget);
-        let Some(sink) = sink else {
-            if !self.sticky {
-                self.go_sticky(by_budget);
-            }
-            return None;
-        };
-        self.emit(sink);
-        let mut one = |key: Option<&[u8]>, first: bool| {
-            self.counters.records += 1;
-            self.counters.lost_requests += 1;
-            sink.record(&Record {
-                ts,
-                client: self.client,
-                server: self.server,
-                transport: self.transport,
-                proto,
-                command,
-                first,
-                key,
-                result: Outcome::Lost,
-                req_bytes: r.map_or(0, |r| r.value_len),
-                resp_bytes: 0,
-                latency_ns: None,
-            });
-        };
-        match r {
-            Some(r) if r.keys.iter().next().is_some() => {
-                // Keys as the queue would have kept them (truncated; meta
-                // base64 keys as sent).
-                for (i, k) in r.keys.iter().enumerate() {
-                    one(Some(&k[..k.len().min(KEY_CAP)]), i == 0);
+        let has_sink = sink.is_some();
+        if let Some(sink) = sink {
+            self.emit(sink);
+            let mut one = |key: Option<&[u8]>, first: bool| {
+                self.counters.records += 1;
+                self.counters.lost_requests += 1;
+                sink.record(&Record {
+                    ts,
+                    client: self.client,
+                    server: self.server,
+                    transport: self.transport,
+                    proto,
+                    command,
+                    first,
+                    key,
+                    result: Outcome::Lost,
+                    req_bytes: r.map_or(0, |r| r.value_len),
+                    resp_bytes: 0,
+                    latency_ns: None,
+                });
+            };
+            match r {
+                Some(r) if r.keys.iter().next().is_some() => {
+                    // Keys as the queue would have kept them (truncated;
+                    // meta base64 keys as sent).
+                    for (i, k) in r.keys.iter().enumerate() {
+                        one(Some(&k[..k.len().min(KEY_CAP)]), i == 0);
+                    }
                 }
+                _ => one(None, true),
             }
-            _ => one(None, true),
         }
-        if self.sticky || !self.queue.reserve(2, 0, 0) {
+        self.keep_shape(r, command, proto, kind, ts, has_sink);
+    }
+
+    /// Queues the shape (no keys, no record) of a request given up before
+    /// it was tracked, so that its answer is consumed as its own. Without
+    /// room for it, or without a sink (its records could not leave in
+    /// order), the connection is given up (`go_sticky`).
+    fn keep_shape(
+        &mut self,
+        r: Option<&Request<'_>>,
+        command: &'static str,
+        proto: Proto,
+        kind: Kind,
+        ts: Ts,
+        has_sink: bool,
+    ) {
+        if !has_sink || self.sticky || !self.queue.reserve(2, 0, 0) {
             if !self.sticky {
+                let by_budget = self.queue.keys() < self.queue.cap();
                 self.go_sticky(by_budget);
             }
-            return None;
+            return;
         }
         let e = self.queue.push();
         e.proto = proto;
@@ -970,12 +1023,16 @@ impl Session {
             e.opaque = r.opaque;
             e.set_token(r.opaque_token);
             e.echo_key = r.echo_key;
+            e.listing = r.listing;
         }
         e.ts = ts;
         e.complete = true;
-        let id = e.id;
+        // A request answered by nothing owes nothing.
+        let silent_quit = e.kind == Kind::Quit && (e.proto != Proto::Binary || e.quiet);
+        if e.noreply || silent_quit {
+            e.state = State::Resolved;
+        }
         self.queue.shed_entry(self.queue.len() - 1);
-        Some(id)
     }
 
     // --------------------------------------------------------------- responses
@@ -1319,7 +1376,7 @@ impl Session {
     /// Resolves every open request as lost, keeping what a partial answer
     /// already proved (connection over).
     fn close(&mut self) {
-        if let Some(Some(id)) = self.req.keys_open.take() {
+        if let Some(OpenGet { id: Some(id), .. }) = self.req.keys_open.take() {
             // A get line that never ended was never a request memcached
             // read: like any partial line at the end, it leaves no record.
             if let Some(e) = self.queue.find_id(id) {

@@ -2421,6 +2421,8 @@ enum Op {
 fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => prop::collection::vec(0u8..6, 1..5).prop_map(Op::Get),
+        // A client library's multi-get: a line longer than the line limit.
+        1 => prop::collection::vec(0u8..6, 40..120).prop_map(Op::Get),
         2 => (0u8..6, any::<bool>()).prop_map(|(k, n)| Op::Set(k, n)),
         1 => (0u8..6).prop_map(Op::Delete),
         2 => (0u8..6).prop_map(Op::MgQ),
@@ -2494,21 +2496,16 @@ fn play(ops: &[Op], store: &mut [Option<u64>; 6]) -> (Vec<u8>, Vec<u8>) {
 fn run_limited<T>(
     batches: &[T],
     mut play: impl FnMut(&T) -> (Vec<u8>, Vec<u8>),
-    cap: usize,
-    budget: Option<usize>,
+    (cap, budget, max_line): (usize, Option<usize>, usize),
     chunk: usize,
 ) -> Vec<Rec> {
     let pool = budget.map_or_else(Default::default, super::pending::Pool::new);
     let mut d = Driver::new();
-    d.s = Session::new(
-        client(),
-        server(),
-        Transport::Tcp,
-        true,
-        Limits::default(),
-        cap,
-        pool,
-    );
+    let limits = Limits {
+        max_line,
+        ..Limits::default()
+    };
+    d.s = Session::new(client(), server(), Transport::Tcp, true, limits, cap, pool);
     for (i, batch) in batches.iter().enumerate() {
         let (q, a) = play(batch);
         for c in q.chunks(chunk) {
@@ -2539,16 +2536,17 @@ fn lost_or_same(truth: &[Rec], limited: &[Rec]) -> Result<(), TestCaseError> {
 }
 
 /// The text/meta model's runs.
-fn run_text(batches: &[Vec<Op>], cap: usize, budget: Option<usize>, chunk: usize) -> Vec<Rec> {
+fn run_text(batches: &[Vec<Op>], limits: (usize, Option<usize>, usize), chunk: usize) -> Vec<Rec> {
     let mut store = [None; 6];
-    run_limited(batches, |ops| play(ops, &mut store), cap, budget, chunk)
+    run_limited(batches, |ops| play(ops, &mut store), limits, chunk)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
-    /// Whatever the limits (key-requests per connection, memory budget)
-    /// and however the bytes are cut, every record is the unbounded run's
+    /// Whatever the limits (key-requests per connection, memory budget, a
+    /// line limit below the multi-gets' lines) and however the bytes are
+    /// cut, every record is the unbounded run's
     /// record or `lost`: a limit never makes memtap pair a response with
     /// the wrong request.
     #[test]
@@ -2557,9 +2555,10 @@ proptest! {
         cap in 1usize..12,
         budget in prop::option::of(0usize..6000),
         chunk in 1usize..200,
+        max_line in 64usize..512,
     ) {
-        let truth = run_text(&batches, 1 << 20, None, 1 << 20);
-        let limited = run_text(&batches, cap, budget, chunk);
+        let truth = run_text(&batches, (1 << 20, None, 1 << 20), 1 << 20);
+        let limited = run_text(&batches, (cap, budget, max_line), chunk);
         lost_or_same(&truth, &limited)?;
     }
 }
@@ -2646,8 +2645,7 @@ fn run_bin_limited(
     run_limited(
         batches,
         |ops| bin_play(ops, &mut store, &mut opaque),
-        cap,
-        budget,
+        (cap, budget, 1 << 16),
         chunk,
     )
 }
