@@ -198,6 +198,7 @@ fn collector_tables_allocate_nothing_for_known_keys() {
         max_clients: 100,
         max_families: 100,
         client_granularity: ClientGranularity::Ip,
+        key_clients: 32,
     };
     let mut t = Tables::new(&limits);
     let rules = FamilyRules::new(&FamilyConfig::default()).unwrap();

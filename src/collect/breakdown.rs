@@ -449,6 +449,7 @@ mod tests {
             max_clients: 10,
             max_families: 10,
             client_granularity: ClientGranularity::Ip,
+            key_clients: 32,
         };
         let mut b = RecordBatch::default();
         let n = MAX_SERVERS + 6;

@@ -1,0 +1,671 @@
+//! What a tracked key keeps of its clients, servers and commands.
+//!
+//! * [`AddrTable`]: requests per address (the key's clients, or its
+//!   servers), **exact while the key has no more distinct addresses than
+//!   the table's size** (`--key-clients`, default 32, for clients;
+//!   [`KEY_SERVERS`] for servers), a Space-Saving table beyond: every row
+//!   then keeps `true <= count <= true + error_bound`, and every address
+//!   whose true count exceeds [`AddrTable::unmonitored_bound`] is in it.
+//! * [`KeyCommands`]: requests per command name, always exact (the names
+//!   are the protocol's, a small finite set).
+//!
+//! Both grow on demand: a key with one or two clients keeps them inline in
+//! the key's entry (no allocation, which matters when keys churn through
+//! the key table); more spill to a heap vector that grows by doubling up
+//! to the table's size and never past it. The per-record path allocates
+//! only when a key gains rows past what it has room for (at most
+//! log2(size) times in a key's tenure).
+//!
+//! # Determinism
+//!
+//! While a table is exact its content (a set of (address, count) rows)
+//! does not depend on the order records arrive in, nor on how the stream
+//! was split between collectors or windows and merged back: merges add
+//! exact counts. Outputs are sorted (requests descending, then address),
+//! so reports are identical for any number of workers and collectors.
+//! Past the size, which address a full table replaces depends on arrival
+//! order (Space-Saving); the bounds hold for any order.
+
+use super::tables::ClientId;
+use std::mem::size_of;
+
+/// The most rows a key's client table may be given (`--key-clients`): a
+/// record of a key with that many clients compares its client with every
+/// row, so the size is kept small enough for that scan to stay cheap.
+pub const MAX_KEY_CLIENTS: usize = 256;
+
+/// The default size of a key's client table.
+pub const DEFAULT_KEY_CLIENTS: usize = 32;
+
+/// The size of a key's server table (consistent hashing puts a key on one
+/// server; more means a pool resize or a misbehaving client).
+pub const KEY_SERVERS: usize = 8;
+
+/// Inline-then-heap storage: up to `N` rows inside the owner, then a heap
+/// vector.
+#[derive(Clone, Debug)]
+enum Few<T, const N: usize> {
+    Inline(u8, [T; N]),
+    Heap(Vec<T>),
+}
+
+impl<T: Copy + Default, const N: usize> Default for Few<T, N> {
+    fn default() -> Self {
+        Few::Inline(0, [T::default(); N])
+    }
+}
+
+impl<T: Copy + Default, const N: usize> Few<T, N> {
+    #[inline]
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Few::Inline(n, a) => &a[..*n as usize],
+            Few::Heap(v) => v,
+        }
+    }
+
+    #[inline]
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        match self {
+            Few::Inline(n, a) => &mut a[..*n as usize],
+            Few::Heap(v) => v,
+        }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        match self {
+            Few::Inline(n, _) => *n as usize,
+            Few::Heap(v) => v.len(),
+        }
+    }
+
+    /// Appends `v`. `room` is the most rows this storage is meant to hold:
+    /// the heap vector grows by doubling but never reserves past it.
+    fn push(&mut self, v: T, room: usize) {
+        match self {
+            Few::Inline(n, a) if (*n as usize) < N => {
+                a[*n as usize] = v;
+                *n += 1;
+            }
+            Few::Inline(_, a) => {
+                let mut h = Vec::with_capacity((2 * N).max(4).min(room).max(N + 1));
+                h.extend_from_slice(a);
+                h.push(v);
+                *self = Few::Heap(h);
+            }
+            Few::Heap(h) => {
+                if h.len() == h.capacity() {
+                    let want = (2 * h.len()).min(room).max(h.len() + 1);
+                    h.reserve_exact(want - h.len());
+                }
+                h.push(v);
+            }
+        }
+    }
+
+    /// Keeps the first `n` rows; a heap vector gives back what it no
+    /// longer needs beyond `room`.
+    fn truncate(&mut self, n: usize, room: usize) {
+        match self {
+            Few::Inline(len, _) => {
+                if n < *len as usize {
+                    *len = n as u8;
+                }
+            }
+            Few::Heap(v) => {
+                v.truncate(n);
+                if v.capacity() > room {
+                    v.shrink_to(room);
+                }
+            }
+        }
+    }
+
+    /// Bytes on the heap (besides the owner's own size).
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Few::Inline(..) => 0,
+            Few::Heap(v) => v.capacity() * size_of::<T>(),
+        }
+    }
+}
+
+impl<T: Copy + Default + PartialEq, const N: usize> PartialEq for Few<T, N> {
+    fn eq(&self, o: &Self) -> bool {
+        self.as_slice() == o.as_slice()
+    }
+}
+
+impl<T: Copy + Default + Eq, const N: usize> Eq for Few<T, N> {}
+
+/// One row of an [`AddrTable`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddrRow {
+    pub addr: ClientId,
+    /// Requests, possibly overcounted by up to `error_bound`.
+    pub count: u64,
+    /// 0 when `count` is exact; else how much of it may belong to other
+    /// addresses (the count of the row this one replaced, plus what a
+    /// merge added for the other side).
+    pub error_bound: u64,
+}
+
+impl AddrRow {
+    /// Requests the address certainly made: `count - error_bound <= true`.
+    pub fn guaranteed(&self) -> u64 {
+        self.count.saturating_sub(self.error_bound)
+    }
+}
+
+/// Requests per address of one key: exact while it has no more distinct
+/// addresses than its size, Space-Saving beyond (see the module
+/// documentation). `INLINE` rows live inside the table itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddrTable<const INLINE: usize> {
+    rows: Few<AddrRow, INLINE>,
+    /// Upper bound on the true count of an address absent from the table
+    /// that no eviction accounts for (left by a merge with a table that
+    /// had dropped addresses); 0 otherwise.
+    floor: u64,
+    /// The most rows (0: not set yet, the first `add` or merge sets it).
+    cap: u16,
+    /// Whether the table ever dropped an address (evicted it, or left it
+    /// out of a merge, or merged a table that had).
+    dropped: bool,
+}
+
+/// A key's clients: two rows inline (most keys have one to three).
+pub type KeyClients = AddrTable<2>;
+/// A key's servers: one row inline.
+pub type KeyServers = AddrTable<1>;
+
+impl<const INLINE: usize> AddrTable<INLINE> {
+    /// Adds `w` requests of `addr`. `cap` is the table's size; a table
+    /// keeps the largest size it was given.
+    #[inline]
+    pub fn add(&mut self, addr: ClientId, w: u64, cap: usize) {
+        if let Some(r) = self.rows.as_mut_slice().iter_mut().find(|r| r.addr == addr) {
+            r.count = r.count.saturating_add(w);
+            return;
+        }
+        self.admit(addr, w, cap);
+    }
+
+    /// An address not in the table: a new row while there is room, else
+    /// Space-Saving: it takes the place of the row with the smallest count
+    /// (the first of them), inheriting that count as its error bound.
+    fn admit(&mut self, addr: ClientId, w: u64, cap: usize) {
+        let cap = self.set_cap(cap);
+        if self.rows.len() < cap {
+            let floor = self.floor;
+            self.rows.push(
+                AddrRow {
+                    addr,
+                    count: floor.saturating_add(w),
+                    error_bound: floor,
+                },
+                cap,
+            );
+            return;
+        }
+        let rows = self.rows.as_mut_slice();
+        let Some((i, min)) = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, r.count))
+            .min_by_key(|&(i, c)| (c, i))
+        else {
+            return;
+        };
+        rows[i] = AddrRow {
+            addr,
+            count: min.saturating_add(w),
+            error_bound: min,
+        };
+        self.dropped = true;
+    }
+
+    /// Raises the size to `cap` (0: leaves it) and returns it.
+    fn set_cap(&mut self, cap: usize) -> usize {
+        let cap = cap.min(u16::MAX as usize) as u16;
+        self.cap = self.cap.max(cap).max(1);
+        self.cap as usize
+    }
+
+    /// The rows, in no particular order (see [`sorted`](Self::sorted)).
+    pub fn rows(&self) -> &[AddrRow] {
+        self.rows.as_slice()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.len() == 0
+    }
+
+    /// The table's size (0 before the first row).
+    pub fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// Whether every row is exact and every address seen is in the table.
+    pub fn is_exact(&self) -> bool {
+        !self.dropped && self.floor == 0
+    }
+
+    /// An upper bound on the requests of any address *not* in the table:
+    /// 0 while the table is exact, else (full) its smallest count. Every
+    /// address whose true count exceeds it is in the table.
+    pub fn unmonitored_bound(&self) -> u64 {
+        if self.is_exact() {
+            return 0;
+        }
+        let rows = self.rows.as_slice();
+        if self.dropped && rows.len() >= self.cap as usize {
+            let min = rows.iter().map(|r| r.count).min().unwrap_or(0);
+            min.max(self.floor)
+        } else {
+            self.floor
+        }
+    }
+
+    /// Rows by requests descending, then address: the same for any record
+    /// order while the table is exact.
+    pub fn sorted(&self) -> Vec<AddrRow> {
+        let mut v = self.rows.as_slice().to_vec();
+        v.sort_unstable_by(|a, b| b.count.cmp(&a.count).then(a.addr.cmp(&b.addr)));
+        v
+    }
+
+    /// Folds `o` (the same key in another stream: another window, another
+    /// store interval) into `self`, as mergeable Space-Saving does. With
+    /// `m1`, `m2` the two tables' [`unmonitored_bound`](Self::unmonitored_bound)s
+    /// (0 for an exact table): an address in both gets the sum of counts
+    /// and of bounds; one in only one table gets the other's `m` added to
+    /// its count and its bound (it may have been dropped there). Past the
+    /// size, the rows with the largest counts are kept (ties: smaller
+    /// address). Two exact tables whose union fits give the exact union.
+    pub fn merge(&mut self, o: &Self) {
+        if o.rows.len() == 0 && o.is_exact() {
+            self.set_cap(o.cap as usize);
+            return;
+        }
+        if self.rows.len() == 0 && self.is_exact() {
+            let cap = self.cap.max(o.cap);
+            *self = o.clone();
+            self.cap = cap;
+            return;
+        }
+        let cap = self.set_cap(o.cap as usize);
+        let m1 = self.unmonitored_bound();
+        let m2 = o.unmonitored_bound();
+        let n0 = self.rows.len();
+        // Ours: what the other side had of them (its row, or at most m2).
+        for r in self.rows.as_mut_slice() {
+            let (c, e) = match o.rows().iter().find(|x| x.addr == r.addr) {
+                Some(x) => (x.count, x.error_bound),
+                None => (m2, m2),
+            };
+            r.count = r.count.saturating_add(c);
+            r.error_bound = r.error_bound.saturating_add(e);
+        }
+        // Theirs that we lack, with at most m1 from our side.
+        for x in o.rows() {
+            if !self.rows.as_slice()[..n0].iter().any(|r| r.addr == x.addr) {
+                self.rows.push(
+                    AddrRow {
+                        addr: x.addr,
+                        count: x.count.saturating_add(m1),
+                        error_bound: x.error_bound.saturating_add(m1),
+                    },
+                    usize::MAX,
+                );
+            }
+        }
+        if self.rows.len() > cap {
+            self.rows
+                .as_mut_slice()
+                .sort_unstable_by(|a, b| b.count.cmp(&a.count).then(a.addr.cmp(&b.addr)));
+            self.rows.truncate(cap, cap);
+            self.dropped = true;
+        }
+        self.dropped |= o.dropped || m1 > 0 || m2 > 0;
+        self.floor = m1.saturating_add(m2);
+    }
+
+    /// A table rebuilt from stored parts (`store`): `rows` as they were
+    /// (at most `cap` are kept), the size, and what was not listed.
+    pub fn from_parts(cap: usize, floor: u64, dropped: bool, rows: &[AddrRow]) -> Self {
+        let mut t = Self::default();
+        let cap = t.set_cap(cap.max(rows.len().min(u16::MAX as usize)));
+        for r in rows.iter().take(cap) {
+            t.rows.push(*r, cap);
+        }
+        t.floor = floor;
+        t.dropped = dropped || floor > 0;
+        t
+    }
+
+    /// The merge floor, for storing the table (see [`from_parts`](Self::from_parts)).
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Whether the table ever dropped an address.
+    pub fn dropped(&self) -> bool {
+        self.dropped
+    }
+
+    /// Heap bytes beyond the table's own size.
+    pub fn heap_bytes(&self) -> usize {
+        self.rows.heap_bytes()
+    }
+}
+
+/// Requests per command of one key, exact: the names are the protocol's
+/// (a few dozen at most); a key sees one to three, kept inline.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyCommands {
+    rows: Few<(&'static str, u64), 2>,
+}
+
+impl KeyCommands {
+    #[inline]
+    pub fn add(&mut self, c: &'static str, n: u64) {
+        // Names are static strings: pointer equality is the fast path.
+        let same = |a: &'static str| std::ptr::eq(a, c) || a == c;
+        match self.rows.as_mut_slice().iter_mut().find(|s| same(s.0)) {
+            Some(s) => s.1 = s.1.saturating_add(n),
+            None => self.rows.push((c, n), usize::MAX),
+        }
+    }
+
+    pub fn merge(&mut self, o: &KeyCommands) {
+        for &(c, n) in o.rows.as_slice() {
+            self.add(c, n);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(&'static str, u64)> {
+        self.rows.as_slice().iter()
+    }
+
+    /// Sorted by requests descending, then name.
+    pub fn sorted(&self) -> Vec<(&'static str, u64)> {
+        let mut v = self.rows.as_slice().to_vec();
+        v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v
+    }
+
+    /// Heap bytes beyond the table's own size.
+    pub fn heap_bytes(&self) -> usize {
+        self.rows.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::tables::ClientGranularity;
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+
+    fn c(i: u32) -> ClientId {
+        let [a, b, x, y] = i.to_be_bytes();
+        ClientId::new(
+            SocketAddr::from(([10 + a, b, x, y], 1)),
+            ClientGranularity::Ip,
+        )
+    }
+
+    /// SplitMix64.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+    }
+
+    /// Checks every row against the truth, and that every address whose
+    /// true count exceeds the unmonitored bound is present.
+    fn check(t: &KeyClients, truth: &BTreeMap<ClientId, u64>) {
+        let m = t.unmonitored_bound();
+        for r in t.rows() {
+            let tr = truth.get(&r.addr).copied().unwrap_or(0);
+            assert!(
+                tr <= r.count && r.count <= tr + r.error_bound,
+                "row {r:?}, true {tr}"
+            );
+            assert!(r.error_bound <= m || t.is_exact(), "{r:?} bound above {m}");
+        }
+        for (a, &n) in truth {
+            if n > m {
+                assert!(
+                    t.rows().iter().any(|r| r.addr == *a),
+                    "{a:?} ({n} > {m}) missing"
+                );
+            }
+        }
+        if t.is_exact() {
+            let got: BTreeMap<ClientId, u64> = t.rows().iter().map(|r| (r.addr, r.count)).collect();
+            assert_eq!(&got, truth);
+            assert!(t.rows().iter().all(|r| r.error_bound == 0));
+        }
+    }
+
+    #[test]
+    fn exact_up_to_the_size_in_any_order() {
+        let mut rng = Rng(3);
+        let mut stream: Vec<ClientId> = Vec::new();
+        for i in 0..32u32 {
+            for _ in 0..=i {
+                stream.push(c(i));
+            }
+        }
+        let mut want: Option<Vec<AddrRow>> = None;
+        for _ in 0..5 {
+            // Shuffle.
+            for i in (1..stream.len()).rev() {
+                stream.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+            }
+            let mut t = KeyClients::default();
+            for &a in &stream {
+                t.add(a, 1, 32);
+            }
+            assert!(t.is_exact());
+            assert_eq!(t.unmonitored_bound(), 0);
+            let s = t.sorted();
+            assert_eq!(s.len(), 32);
+            assert_eq!(s[0].count, 32);
+            assert!(s.iter().all(|r| r.error_bound == 0));
+            match &want {
+                None => want = Some(s),
+                Some(w) => assert_eq!(w, &s),
+            }
+        }
+    }
+
+    #[test]
+    fn grows_on_demand_and_never_past_the_size() {
+        let mut t = KeyClients::default();
+        t.add(c(0), 1, 32);
+        t.add(c(1), 1, 32);
+        assert_eq!(t.heap_bytes(), 0, "two clients stay inline");
+        t.add(c(2), 1, 32);
+        assert_eq!(t.heap_bytes(), 4 * size_of::<AddrRow>());
+        for i in 3..100 {
+            t.add(c(i), 1, 32);
+        }
+        assert_eq!(t.len(), 32);
+        assert_eq!(t.heap_bytes(), 32 * size_of::<AddrRow>());
+        let mut u = KeyClients::default();
+        for i in 0..30 {
+            u.add(c(i), 1, 20);
+        }
+        assert_eq!(u.heap_bytes(), 20 * size_of::<AddrRow>());
+    }
+
+    #[test]
+    fn space_saving_past_the_size_keeps_its_bounds() {
+        let mut rng = Rng(11);
+        for cap in [1usize, 2, 8, 32] {
+            let mut t = KeyClients::default();
+            let mut truth = BTreeMap::new();
+            for _ in 0..5000 {
+                // Zipf-ish over 200 clients.
+                let i = (rng.next() % 200) as u32;
+                let i = i * i / 200;
+                t.add(c(i), 1, cap);
+                *truth.entry(c(i)).or_insert(0) += 1;
+            }
+            assert!(!t.is_exact());
+            assert_eq!(t.len(), cap);
+            let sum: u64 = t.rows().iter().map(|r| r.count).sum();
+            assert_eq!(sum, 5000, "Space-Saving keeps the total");
+            check(&t, &truth);
+        }
+    }
+
+    #[test]
+    fn merge_of_exact_tables_is_the_exact_union() {
+        let mut a = KeyClients::default();
+        let mut b = KeyClients::default();
+        for i in 0..10 {
+            a.add(c(i), i as u64 + 1, 32);
+        }
+        for i in 5..20 {
+            b.add(c(i), 100, 32);
+        }
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        assert_eq!(ab.sorted(), ba.sorted());
+        assert!(ab.is_exact());
+        assert_eq!(ab.len(), 20);
+        let r7 = ab.rows().iter().find(|r| r.addr == c(7)).unwrap();
+        assert_eq!((r7.count, r7.error_bound), (108, 0));
+        // Into an empty table: a copy.
+        let mut e = KeyClients::default();
+        e.merge(&a);
+        assert_eq!(e, a);
+    }
+
+    #[test]
+    fn merge_adds_the_other_sides_bound_to_absent_rows() {
+        // a: exact, 3 clients. b: full (size 2) and evicting.
+        let mut a = KeyClients::default();
+        a.add(c(1), 10, 2);
+        let mut b = KeyClients::default();
+        b.add(c(2), 7, 2);
+        b.add(c(3), 5, 2);
+        b.add(c(4), 1, 2); // replaces c(3): count 6, bound 5
+        assert!(!b.is_exact());
+        assert_eq!(b.unmonitored_bound(), 6);
+        let mut m = a.clone();
+        m.merge(&b);
+        // c(1): 10 here, and at most 6 in b (absent there): 16 ± 6. c(2)
+        // (7) and c(4) (6 ± 5) from b, with nothing from a (exact): c(4)
+        // is left out by the size 2 (smaller count).
+        let s = m.sorted();
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].addr, s[0].count, s[0].error_bound), (c(1), 16, 6));
+        assert_eq!((s[1].addr, s[1].count, s[1].error_bound), (c(2), 7, 0));
+        assert!(!m.is_exact());
+        assert_eq!(m.unmonitored_bound(), 7);
+        let truth: BTreeMap<ClientId, u64> = [(c(1), 10), (c(2), 7), (c(3), 5), (c(4), 1)]
+            .into_iter()
+            .collect();
+        check(&m, &truth);
+        // The other way round gives the same rows.
+        let mut n = b.clone();
+        n.merge(&a);
+        assert_eq!(n.sorted(), s);
+    }
+
+    #[test]
+    fn merges_of_random_splits_keep_every_bound() {
+        let mut rng = Rng(5);
+        for round in 0..200 {
+            let cap = 1 + (round % 12);
+            let clients = 1 + (rng.next() % 30) as u32;
+            let parts = 1 + (rng.next() % 4) as usize;
+            let mut tables = vec![KeyClients::default(); parts];
+            let mut truth = BTreeMap::new();
+            for _ in 0..(rng.next() % 400) {
+                let i = (rng.next() % clients as u64) as u32;
+                let i = i * i / clients;
+                let p = (rng.next() % parts as u64) as usize;
+                tables[p].add(c(i), 1, cap);
+                *truth.entry(c(i)).or_insert(0u64) += 1;
+            }
+            let mut all = KeyClients::default();
+            for t in &tables {
+                all.merge(t);
+            }
+            check(&all, &truth);
+            if truth.len() <= cap {
+                assert!(all.is_exact(), "round {round}: fits, so exact");
+            }
+        }
+    }
+
+    #[test]
+    fn rebuilt_from_parts_is_the_same_table() {
+        let mut t = KeyClients::default();
+        for i in 0..40 {
+            t.add(c(i % 13), 1 + i as u64, 8);
+        }
+        let u = KeyClients::from_parts(t.capacity(), t.floor(), t.dropped(), &t.sorted());
+        assert_eq!(u.sorted(), t.sorted());
+        assert_eq!(u.unmonitored_bound(), t.unmonitored_bound());
+        assert_eq!(u.is_exact(), t.is_exact());
+    }
+
+    #[test]
+    fn commands_are_exact_and_sorted() {
+        let mut k = KeyCommands::default();
+        for (cmd, n) in [
+            ("get", 3),
+            ("set", 1),
+            ("get", 2),
+            ("mg", 1),
+            ("touch", 1),
+            ("delete", 4),
+            ("gat", 1),
+        ] {
+            k.add(cmd, n);
+        }
+        assert_eq!(
+            k.sorted(),
+            vec![
+                ("get", 5),
+                ("delete", 4),
+                ("gat", 1),
+                ("mg", 1),
+                ("set", 1),
+                ("touch", 1)
+            ]
+        );
+        let mut j = KeyCommands::default();
+        j.add("get", 1);
+        j.merge(&k);
+        assert_eq!(j.sorted()[0], ("get", 6));
+    }
+
+    #[test]
+    fn sizes() {
+        // What a key pays for these tables (README, "Memory").
+        assert_eq!(size_of::<AddrRow>(), 40);
+        assert_eq!(size_of::<KeyClients>(), 104);
+        assert_eq!(size_of::<KeyServers>(), 64);
+        assert_eq!(size_of::<KeyCommands>(), 56);
+    }
+}
