@@ -160,7 +160,13 @@ fn generate(path: &Path, seed: u64) -> (Vec<Req>, Truth) {
     for i in (1..plan.len()).rev() {
         plan.swap(i, rng.below(i + 1));
     }
+    write(path, plan)
+}
 
+/// Writes `plan` (key, client, server, command per request, in capture
+/// order) as a capture: one connection per (client, server), opened just
+/// before its first request, each request answered 10 µs later.
+fn write(path: &Path, plan: Vec<(String, usize, usize, &'static str)>) -> (Vec<Req>, Truth) {
     let mut out = PcapOut::new();
     // Per (client, server): (client seq, server seq) of its connection.
     let mut conns: HashMap<(usize, usize), (u32, u32)> = HashMap::new();
@@ -630,6 +636,70 @@ fn the_size_is_configurable() {
         assert_eq!(exact, n <= 10, "{key}");
     }
     assert_eq!(out.run.key_clients(), 10);
+}
+
+/// Not a test: writes a capture for timing `memtap replay` where keys
+/// have many clients (the per-record scan of a key's client rows, and
+/// Space-Saving past them, at their most expensive):
+/// `MEMTAP_BENCH_PCAP=bench-out/many-clients.pcap cargo test --release
+/// --test key_clients -- --ignored many_clients_bench_capture`. 400,000
+/// gets, keys Zipf(1.0) over 40,000, clients Zipf(0.8) over 4,000 drawn
+/// independently: the hottest keys see thousands of clients, the tail
+/// one or two.
+#[test]
+#[ignore]
+fn many_clients_bench_capture() {
+    let Ok(path) = std::env::var("MEMTAP_BENCH_PCAP") else {
+        eprintln!("set MEMTAP_BENCH_PCAP to the file to write");
+        return;
+    };
+    let mut rng = Rng(99);
+    let keys = Zipf::new(40_000, 1.0);
+    let clients = Zipf::new(4_000, 0.8);
+    let plan: Vec<(String, usize, usize, &'static str)> = (0..400_000)
+        .map(|_| {
+            let k = keys.sample(&mut rng);
+            (
+                format!("bench:{k}"),
+                clients.sample(&mut rng),
+                k % 10,
+                "get",
+            )
+        })
+        .collect();
+    let (reqs, truth) = write(Path::new(&path), plan);
+    let most = truth
+        .clients
+        .iter()
+        .filter(|((p, _), _)| *p == RUN)
+        .map(|(_, c)| c.len())
+        .max();
+    eprintln!(
+        "{path}: {} requests, most clients of a key {most:?}",
+        reqs.len()
+    );
+}
+
+/// Zipf(s) over `0..n`, by binary search of the CDF (for large `n`).
+struct Zipf(Vec<f64>);
+
+impl Zipf {
+    fn new(n: usize, s: f64) -> Zipf {
+        let mut acc = 0.0;
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|r| {
+                acc += (r as f64).powf(-s);
+                acc
+            })
+            .collect();
+        cdf.iter_mut().for_each(|c| *c /= acc);
+        Zipf(cdf)
+    }
+
+    fn sample(&self, rng: &mut Rng) -> usize {
+        let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        self.0.partition_point(|&c| c <= u).min(self.0.len() - 1)
+    }
 }
 
 /// The store's path: each window as the interval rows it is stored as

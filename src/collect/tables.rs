@@ -82,6 +82,34 @@ impl ClientId {
         }
     }
 
+    /// The client as three words (a key's spilled client table keeps it
+    /// so): the address in two, port and family in the third.
+    #[inline]
+    pub fn words(&self) -> [u64; 3] {
+        let mut hi = [0u8; 8];
+        let mut lo = [0u8; 8];
+        hi.copy_from_slice(&self.ip[..8]);
+        lo.copy_from_slice(&self.ip[8..]);
+        [
+            u64::from_ne_bytes(hi),
+            u64::from_ne_bytes(lo),
+            self.port as u64 | (self.v4 as u64) << 16,
+        ]
+    }
+
+    /// The inverse of [`words`](Self::words).
+    #[inline]
+    pub fn from_words(w: &[u64; 3]) -> ClientId {
+        let mut ip = [0u8; 16];
+        ip[..8].copy_from_slice(&w[0].to_ne_bytes());
+        ip[8..].copy_from_slice(&w[1].to_ne_bytes());
+        ClientId {
+            ip,
+            port: w[2] as u16,
+            v4: (w[2] >> 16) & 1 != 0,
+        }
+    }
+
     /// The address as a socket address (port 0 with `ClientGranularity::Ip`).
     pub fn socket_addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip(), self.port)

@@ -274,7 +274,7 @@ where
 
 /// A key's servers by address, as `KeyOut::servers` lists them.
 pub fn key_servers(t: &KeyServers) -> Vec<String> {
-    let mut v: Vec<std::net::SocketAddr> = t.rows().iter().map(|r| r.addr.socket_addr()).collect();
+    let mut v: Vec<std::net::SocketAddr> = t.iter().map(|r| r.addr.socket_addr()).collect();
     v.sort();
     v.iter().map(|s| s.to_string()).collect()
 }

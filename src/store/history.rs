@@ -254,7 +254,7 @@ pub fn key_history(db: &mut dyn Db, q: &Query, key: &[u8], top: usize) -> Result
                 }
             }
             pt.servers.sort();
-            for r in d.client_table().rows() {
+            for r in d.client_table().iter() {
                 let name = r.addr.render();
                 match pt.clients.iter_mut().find(|x| x.0 == name) {
                     Some(x) => {

@@ -138,9 +138,8 @@ impl KeyDetail {
     fn of(v: &KeyStats) -> KeyDetail {
         let mut servers: Vec<(std::net::SocketAddr, AddrRow)> = v
             .servers
-            .rows()
             .iter()
-            .map(|r| (r.addr.socket_addr(), *r))
+            .map(|r| (r.addr.socket_addr(), r))
             .collect();
         servers.sort_by_key(|s| s.0);
         let clients = v.clients.sorted();
