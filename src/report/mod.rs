@@ -1,6 +1,29 @@
 //! The replay report: a plain data model built from merged collector
 //! tables, serialisable as the JSON contract (`memtap_report: 1`), and
 //! rendered as text tables or CSV files by the submodules.
+//!
+//! # The contract's key rows
+//!
+//! Each of `keys` (whole run and windows) is a [`KeyOut`]: its counts and
+//! `error_bound` as the key table has them, and what it holds per key:
+//!
+//! * `clients`: `{client, requests, error_bound}`, most requests first
+//!   (ties by address). A key with at most `limits.key_clients` distinct
+//!   clients (`--key-clients`) lists every one with its exact count and
+//!   `error_bound` 0, and has `clients_unlisted_max` 0. A key with more
+//!   lists that many: each row true <= `requests` <= true + `error_bound`;
+//!   every client not listed made at most `clients_unlisted_max`
+//!   requests, and every client above that is listed.
+//! * `servers`: the addresses it was seen on, by address (as before);
+//!   `server_requests`: the same as `{server, requests, error_bound}`,
+//!   most requests first, bounded like the clients with 8 rows
+//!   (`servers_unlisted_max`).
+//! * `commands`: every command with its exact request count.
+//!
+//! All of it covers the key's time in the key table: everything for a key
+//! whose own `error_bound` is 0. Exact rows are the same for any number of
+//! workers and collectors (collect::keytables). Fields are only ever
+//! added: readers should ignore the ones they do not know.
 
 pub mod csv;
 pub mod text;
