@@ -1026,3 +1026,105 @@ pub fn fold(snaps: &[Snapshot]) -> Folded {
     out.tables = t;
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::tables::{ClientGranularity, KeyServers};
+
+    fn client(i: u8) -> ClientId {
+        ClientId::new(([10, 0, 0, i], 1).into(), ClientGranularity::Ip)
+    }
+
+    /// A key's detail as the store keeps it gives back the same tables.
+    #[test]
+    fn key_detail_round_trips() {
+        let mut k = KeyStats::default();
+        for i in 0..40u8 {
+            for _ in 0..=i {
+                k.clients.add(client(i), 1, 32);
+            }
+            k.servers
+                .add(ClientId::server(([10, 1, 0, i % 10], 11211).into()), 1, 8);
+            k.commands.add(["get", "set", "touch"][i as usize % 3], 1);
+        }
+        let d = KeyDetail::of(&k);
+        let d: KeyDetail = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        let c = d.client_table();
+        assert_eq!(c.sorted(), k.clients.sorted());
+        assert_eq!(c.unmonitored_bound(), k.clients.unmonitored_bound());
+        assert_eq!((c.capacity(), c.is_exact()), (32, false));
+        let s = d.server_table(0);
+        assert_eq!(s.sorted(), k.servers.sorted());
+        assert_eq!(s.unmonitored_bound(), k.servers.unmonitored_bound());
+        assert_eq!(d.commands.len(), 3);
+    }
+
+    /// Rows an older memtap wrote (an 8-slot client list without bounds,
+    /// servers without counts, an `other` command count) read back with
+    /// bounds that hold for what that table could have done.
+    #[test]
+    fn old_key_details_stay_readable() {
+        let hexc = |i: u8| hex(&client(i).bytes());
+        // Fewer than 8 clients: the old table never replaced one, exact.
+        let few = format!(
+            r#"{{"servers":["10.1.0.1:11211"],"servers_overflow":false,"commands":[["get",7]],
+            "commands_other":0,"latency":[],"latency_max":0,"value_size":[],"value_size_max":0,
+            "clients":[["{}",5],["{}",2]]}}"#,
+            hexc(1),
+            hexc(2)
+        );
+        let d: KeyDetail = serde_json::from_str(&few).unwrap();
+        let c = d.client_table();
+        assert!(c.is_exact());
+        assert_eq!(
+            c.sorted()
+                .iter()
+                .map(|r| (r.count, r.error_bound))
+                .collect::<Vec<_>>(),
+            [(5, 0), (2, 0)]
+        );
+        let s: KeyServers = d.server_table(7);
+        assert!(s.is_exact());
+        assert_eq!(s.sorted()[0].count, 7);
+        // A full old list and two servers with overflow: bounded.
+        let rows: Vec<String> = (0..8)
+            .map(|i| format!(r#"["{}",{}]"#, hexc(i), 10 + i))
+            .collect();
+        let full = format!(
+            r#"{{"servers":["10.1.0.1:11211","10.1.0.2:11211"],"servers_overflow":true,
+            "commands":[["get",90]],"commands_other":4,"latency":[],"latency_max":0,
+            "value_size":[],"value_size_max":0,"clients":[{}]}}"#,
+            rows.join(",")
+        );
+        let d: KeyDetail = serde_json::from_str(&full).unwrap();
+        let c = d.client_table();
+        assert!(!c.is_exact());
+        assert_eq!(c.unmonitored_bound(), 10);
+        assert!(c.iter().all(|r| r.error_bound == 10));
+        let s = d.server_table(94);
+        assert_eq!(s.len(), 2);
+        assert!(s.iter().all(|r| (r.count, r.error_bound) == (94, 94)));
+        assert_eq!(s.unmonitored_bound(), 94);
+        // `other` is kept as a command of that name when folded.
+        let snap = Snapshot {
+            limits: [10, 10, 10],
+            keys: vec![ItemRow {
+                rest: false,
+                item: b"k".to_vec(),
+                count: 94,
+                error_bound: 0,
+                traffic: TrafficRow {
+                    requests: 94,
+                    ..Default::default()
+                },
+                detail: Some(d),
+            }],
+            ..Default::default()
+        };
+        let f = fold(&[snap]);
+        let e = f.tables.keys.get(b"k").unwrap();
+        let cmds: Vec<(&str, u64)> = e.stats.commands.sorted();
+        assert_eq!(cmds, [("get", 90), ("other", 4)]);
+    }
+}
