@@ -280,6 +280,10 @@ impl Spilled {
             *self = bigger;
         }
         self.len += 1;
+        // A new row may hold less than the rows before it (a table whose
+        // size was raised after it had filled): `low` must stay a lower
+        // bound of every count.
+        self.low = self.low.min(r.count);
         self.set(n, r);
     }
 
@@ -461,12 +465,14 @@ impl<const INLINE: usize> AddrTable<INLINE> {
     fn admit(&mut self, addr: ClientId, w: u64, cap: usize) {
         let cap = self.set_cap(cap);
         if self.rows.len() < cap {
-            let floor = self.floor;
+            // While exact, 0; else (room after merges of tables of other
+            // sizes) what the address may have had before.
+            let b = self.unmonitored_bound();
             self.rows.push(
                 AddrRow {
                     addr,
-                    count: floor.saturating_add(w),
-                    error_bound: floor,
+                    count: b.saturating_add(w),
+                    error_bound: b,
                 },
                 cap,
             );
@@ -517,13 +523,12 @@ impl<const INLINE: usize> AddrTable<INLINE> {
     }
 
     /// An upper bound on the requests of any address *not* in the table:
-    /// 0 while the table is exact, else (full) its smallest count. Every
-    /// address whose true count exceeds it is in the table.
+    /// 0 while the table is exact, else its smallest count (an address is
+    /// only ever dropped at the smallest count, and counts only grow), or
+    /// what a merge left as bound when that is more. Every address whose
+    /// true count exceeds it is in the table.
     pub fn unmonitored_bound(&self) -> u64 {
-        if self.is_exact() {
-            return 0;
-        }
-        if self.dropped && self.rows.len() >= self.cap as usize {
+        if self.dropped {
             self.rows.min_count().max(self.floor)
         } else {
             self.floor
@@ -927,6 +932,30 @@ mod tests {
         assert_eq!(t.len(), truth.len());
         check(&t, &truth);
         assert!(t.is_exact());
+    }
+
+    #[test]
+    fn a_table_whose_size_is_raised_after_filling_keeps_its_bounds() {
+        // Full at size 8 and evicting, then fed with size 12: new rows
+        // start low, and the next evictions must take them, not a row at
+        // the old smallest count.
+        let mut t = KeyClients::default();
+        let mut truth = BTreeMap::new();
+        let mut feed = |t: &mut KeyClients, i: u32, n: u64, cap: usize| {
+            for _ in 0..n {
+                t.add(c(i), 1, cap);
+                *truth.entry(c(i)).or_insert(0u64) += 1;
+            }
+        };
+        for i in 0..12 {
+            feed(&mut t, i, 20 + i as u64, 8);
+        }
+        assert!(!t.is_exact());
+        for i in 100..110 {
+            feed(&mut t, i, 1, 12);
+        }
+        assert_eq!(t.len(), 12);
+        check(&t, &truth);
     }
 
     #[test]
