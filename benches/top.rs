@@ -30,6 +30,7 @@ fn tables(round: u64) -> Tables {
         max_clients: 10_000,
         max_families: 1000,
         client_granularity: ClientGranularity::Ip,
+        key_clients: 32,
     };
     let mut t = Tables::new(&limits);
     let mut b = RecordBatch::default();

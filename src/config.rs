@@ -305,6 +305,9 @@ pub struct CollectCfg {
     pub max_keys: usize,
     pub max_clients: usize,
     pub max_families: usize,
+    /// Rows of each key's client table: a key with at most this many
+    /// clients has each one's exact count (`--key-clients`).
+    pub key_clients: usize,
     pub client_granularity: crate::collect::tables::ClientGranularity,
     pub redact_keys: String,
 }
@@ -316,6 +319,7 @@ impl Default for CollectCfg {
             max_keys: 100_000,
             max_clients: 10_000,
             max_families: 10_000,
+            key_clients: crate::collect::keytables::DEFAULT_KEY_CLIENTS,
             client_granularity: Default::default(),
             redact_keys: "none".into(),
         }
@@ -431,6 +435,13 @@ pub mod range {
     /// index well inside a u32.
     pub const TABLE: Range = r(1, 1 << 24, "");
     pub const PENDING_PER_CONN: Range = r(1, 1 << 24, "");
+    /// Each record of a key compares its client with the key's client
+    /// rows: 256 keeps that scan short (and a full table 10 KiB a key).
+    pub const KEY_CLIENTS: Range = r(
+        1,
+        crate::collect::keytables::MAX_KEY_CLIENTS as u64,
+        "each record scans its key's client rows",
+    );
     pub const FRAG_DATAGRAMS: Range = r(1, 1 << 20, "");
     pub const TIMEOUT_S: Range = r(1, DAY_S, "1 second to 1 day");
     pub const TIMEOUT_MS: Range = r(1, DAY_S * 1000, "1 ms to 1 day");
@@ -754,6 +765,11 @@ impl Config {
                 n(self.collect.max_families),
                 range::TABLE,
             ),
+            (
+                "collect.key_clients",
+                n(self.collect.key_clients),
+                range::KEY_CLIENTS,
+            ),
             ("report.top", n(self.report.top), range::TOP),
             (
                 "capture.block_size",
@@ -802,7 +818,7 @@ impl Config {
             self.export.metrics_top <= crate::export::prometheus::MAX_METRICS_TOP,
             "export.metrics_top must be at most {} (each top key adds {} series)",
             crate::export::prometheus::MAX_METRICS_TOP,
-            3 + 1 + crate::collect::tables::KEY_CLIENTS
+            3 + 1 + crate::export::prometheus::KEY_CLIENT_SERIES
         );
         Ok(())
     }

@@ -198,6 +198,7 @@ fn collector_tables_allocate_nothing_for_known_keys() {
         max_clients: 100,
         max_families: 100,
         client_granularity: ClientGranularity::Ip,
+        key_clients: 32,
     };
     let mut t = Tables::new(&limits);
     let rules = FamilyRules::new(&FamilyConfig::default()).unwrap();
@@ -241,6 +242,83 @@ fn collector_tables_allocate_nothing_for_known_keys() {
     assert_eq!(t.totals.requests, 21 * 500);
     assert_eq!(t.keys.len(), 500);
     assert_eq!(t.families.len(), 1);
+}
+
+/// A key's client table grows once, up to `--key-clients` rows, and then
+/// never allocates: neither while it holds exact counts nor when, past its
+/// size, it replaces rows (Space-Saving). Keys churning through a full key
+/// table with one or two clients keep them inside their entry.
+#[test]
+fn key_client_tables_allocate_nothing_once_grown() {
+    use memtap::collect::batch::RecordBatch;
+    use memtap::collect::tables::{ClientGranularity, TableLimits, Tables};
+    use memtap::protocol::{Outcome, Proto};
+    let limits = TableLimits {
+        max_keys: 100,
+        max_clients: 1000,
+        max_families: 100,
+        client_granularity: ClientGranularity::Ip,
+        key_clients: 32,
+    };
+    let mut t = Tables::new(&limits);
+    let mut fam = Vec::with_capacity(256);
+    let mut b = RecordBatch::default();
+    let mut push = |key: String, client: usize, server: usize| {
+        b.push(
+            &Record {
+                ts: 1,
+                client: format!("10.0.{}.{}:4000", client / 200, client % 200 + 1)
+                    .parse()
+                    .unwrap(),
+                server: format!("10.1.0.{}:11211", server + 1).parse().unwrap(),
+                transport: Transport::Tcp,
+                proto: Proto::Text,
+                command: ["get", "set", "delete"][client % 3],
+                first: true,
+                key: Some(key.as_bytes()),
+                result: Outcome::Hit,
+                req_bytes: 0,
+                resp_bytes: 100,
+                latency_ns: Some(20_000),
+            },
+            1,
+        );
+    };
+    // Hot keys: 10 with 20 clients (exact), 10 with 80 (past the size),
+    // on up to 12 servers (past the server table's 8).
+    for round in 0..80 {
+        for k in 0..20 {
+            let clients = if k < 10 { 20 } else { 80 };
+            push(format!("hot:{k}"), (round * 7 + k) % clients, round % 12);
+        }
+    }
+    // Churn: 400 one-client keys through the 100-key table.
+    for k in 0..400 {
+        push(format!("cold:{k}"), k, 0);
+    }
+    let pass = |t: &mut Tables, fam: &mut Vec<u8>| {
+        for r in &b.recs {
+            t.add(&b, r, None, fam);
+        }
+    };
+    pass(&mut t, &mut fam);
+    pass(&mut t, &mut fam);
+    let before = allocs();
+    for _ in 0..20 {
+        pass(&mut t, &mut fam);
+    }
+    assert_eq!(allocs() - before, 0, "allocations in 20 steady passes");
+    assert!(t.keys.evictions() > 0, "the key table churned");
+    // Every hot key is still there, its client table full or exact.
+    for k in 0..20 {
+        let e = t.keys.get(format!("hot:{k}").as_bytes());
+        let Some(e) = e else { continue };
+        let c = &e.stats.clients;
+        if k < 10 && e.error_bound() == 0 {
+            assert!(c.is_exact() && c.len() == 20, "hot:{k}");
+        }
+        assert!(c.len() <= 32);
+    }
 }
 
 /// The flight recorder (triggers) keeps every watched frame: its ring is

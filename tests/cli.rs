@@ -317,7 +317,7 @@ fn bad_target_is_an_error_exit_1() {
 fn numbers_out_of_range_are_one_line_naming_key_and_range() {
     let dir = tempfile::tempdir().unwrap();
     let cap = capture("text_tcp");
-    let cases: [(&str, &str); 9] = [
+    let cases: [(&str, &str); 11] = [
         // a table size past u32
         (
             "[collect]\nmax_keys = 4294967296\n",
@@ -326,6 +326,15 @@ fn numbers_out_of_range_are_one_line_naming_key_and_range() {
         (
             "[collect]\nmax_families = 0\n",
             "collect.max_families = 0 is out of range: allowed 1 to 16777216",
+        ),
+        // a key's client table: each record scans it
+        (
+            "[collect]\nkey_clients = 0\n",
+            "collect.key_clients = 0 is out of range: allowed 1 to 256; each record scans its key's client rows",
+        ),
+        (
+            "[collect]\nkey_clients = 257\n",
+            "collect.key_clients = 257 is out of range: allowed 1 to 256; each record scans its key's client rows",
         ),
         // a timeout that overflowed nanoseconds
         (
@@ -377,7 +386,7 @@ fn numbers_out_of_range_are_one_line_naming_key_and_range() {
             "{text:?}"
         );
     }
-    let flags: [(&[&str], &str); 10] = [
+    let flags: [(&[&str], &str); 12] = [
         (
             &["--memory", "lots"],
             "--memory = \"lots\" is not a size: write e.g. \"512MiB\", \"2GiB\", \"auto\" or \"off\"",
@@ -397,6 +406,14 @@ fn numbers_out_of_range_are_one_line_naming_key_and_range() {
         (
             &["--max-clients", "0"],
             "--max-clients = 0 is out of range: allowed 1 to 16777216",
+        ),
+        (
+            &["--key-clients", "0"],
+            "--key-clients = 0 is out of range: allowed 1 to 256; each record scans its key's client rows",
+        ),
+        (
+            &["--key-clients", "1000"],
+            "--key-clients = 1000 is out of range: allowed 1 to 256; each record scans its key's client rows",
         ),
         (
             &["--workers", "100000"],

@@ -443,6 +443,7 @@ const LIMITS: TableLimits = TableLimits {
     max_clients: 150,
     max_families: 100,
     client_granularity: ClientGranularity::Ip,
+    key_clients: 32,
 };
 
 /// 40k key ranks give 10x more distinct keys than `max_keys`; 600 clients

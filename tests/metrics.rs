@@ -278,6 +278,7 @@ fn window(rows: &[(&str, &str, usize)]) -> Tables {
         max_clients: 100,
         max_families: 10,
         client_granularity: ClientGranularity::Ip,
+        key_clients: 32,
     });
     let mut b = RecordBatch::default();
     for &(key, client, n) in rows {

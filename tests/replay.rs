@@ -25,6 +25,7 @@ fn analysis(workers: usize, collectors: usize) -> AnalysisArgs {
         log_format: None,
         max_keys: None,
         max_clients: None,
+        key_clients: None,
         client_granularity: None,
         redact_keys: None,
         metrics_top: None,

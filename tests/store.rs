@@ -39,6 +39,7 @@ fn replay_setup() -> ReplaySetup {
         log_format: None,
         max_keys: None,
         max_clients: None,
+        key_clients: None,
         client_granularity: None,
         redact_keys: None,
         metrics_top: None,

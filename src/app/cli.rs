@@ -437,6 +437,12 @@ pub struct AnalysisArgs {
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
 
+    /// Rows of each key's client table: a key with at most N distinct
+    /// clients lists each with its exact count; past N, the heaviest with
+    /// an error bound. Default 32 (config: collect.key_clients); 1-256.
+    #[arg(long, value_name = "N")]
+    pub key_clients: Option<usize>,
+
     /// How clients are told apart. Default: ip.
     #[arg(long, value_enum, value_name = "ip|ip:port")]
     pub client_granularity: Option<crate::collect::tables::ClientGranularity>,

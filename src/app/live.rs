@@ -178,6 +178,7 @@ impl ViewSource for LiveView {
             max_keys: l.max_keys,
             max_clients: l.max_clients,
             max_families: l.max_families,
+            key_clients: l.key_clients,
             tracked_keys: run.keys.len(),
             tracked_clients: run.clients.len(),
             tracked_families: run.families.len(),

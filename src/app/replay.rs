@@ -85,6 +85,10 @@ pub fn setup(
     if a.max_clients.is_some() {
         check("--max-clients", max_clients as u64, range::TABLE)?;
     }
+    let key_clients = a.key_clients.unwrap_or(cfg.collect.key_clients);
+    if a.key_clients.is_some() {
+        check("--key-clients", key_clients as u64, range::KEY_CLIENTS)?;
+    }
     if let Some(t) = top {
         check("--top", t as u64, range::TOP)?;
     }
@@ -123,6 +127,7 @@ pub fn setup(
                 max_keys,
                 max_clients,
                 max_families: cfg.collect.max_families,
+                key_clients,
                 client_granularity: a
                     .client_granularity
                     .unwrap_or(cfg.collect.client_granularity),
@@ -182,6 +187,7 @@ fn run_limits(out: &PipelineOutput, s: &ReplaySetup) -> LimitsOut {
         max_keys: l.max_keys,
         max_clients: l.max_clients,
         max_families: l.max_families,
+        key_clients: l.key_clients,
         tracked_keys: out.run.keys.len(),
         tracked_clients: out.run.clients.len(),
         tracked_families: out.run.families.len(),

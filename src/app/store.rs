@@ -91,6 +91,7 @@ pub fn store_replay(
             max_clients: out.run.clients.capacity(),
             max_families: out.run.families.capacity(),
             client_granularity: Default::default(),
+            key_clients: out.run.key_clients(),
         };
         windows.push((last_start, last_start + window_ns, Tables::new(&limits)));
     }
@@ -267,7 +268,14 @@ fn key_text(out: &mut dyn Write, h: &history::KeyHistory) -> std::io::Result<()>
         "interval", "requests", "hits", "misses", "bytes_in", "bytes_out", "rank"
     )?;
     for p in &h.points {
-        let clients: Vec<String> = p.clients.iter().map(|(c, n)| format!("{c}={n}")).collect();
+        let clients: Vec<String> = p
+            .clients
+            .iter()
+            .map(|(c, n, b)| match b {
+                0 => format!("{c}={n}"),
+                b => format!("{c}={n}±{b}"),
+            })
+            .collect();
         writeln!(
             out,
             "{:<21} {:>10} {:>10} {:>10} {:>12} {:>12} {:>5}  {} / {}",

@@ -301,6 +301,7 @@ fn report_of(r: &Replayed, files: &[PathBuf], s: &ReplaySetup) -> crate::report:
         max_keys: l.max_keys,
         max_clients: l.max_clients,
         max_families: l.max_families,
+        key_clients: l.key_clients,
         tracked_keys: r.tables.keys.len(),
         tracked_clients: r.tables.clients.len(),
         tracked_families: r.tables.families.len(),

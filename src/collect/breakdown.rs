@@ -549,6 +549,7 @@ mod tests {
             max_clients: 10,
             max_families: 10,
             client_granularity: ClientGranularity::Ip,
+            key_clients: 32,
         };
         let mut b = RecordBatch::default();
         let n = MAX_SERVERS + 6;
@@ -643,6 +644,7 @@ mod tests {
             max_clients: 10,
             max_families: 10,
             client_granularity: ClientGranularity::Ip,
+            key_clients: 32,
         };
         let n = MAX_SERVERS + 9;
         let server =

@@ -4,6 +4,8 @@
 //! * [`collector`]: the collector thread loop and window closing.
 //! * [`tables`]: what a collector keeps (hot keys, hot clients, families,
 //!   commands, servers, results, distributions).
+//! * [`keytables`]: what each tracked key keeps of its clients, servers
+//!   and commands (exact while they fit, bounded beyond).
 //! * [`hist`]: log2-class distributions.
 //! * [`breakdown`]: joint counts for the metrics exporter (requests by
 //!   server, command and result; latency and value size by server and
@@ -19,6 +21,7 @@ pub mod collector;
 pub mod families;
 pub mod heavy;
 pub mod hist;
+pub mod keytables;
 pub mod redact;
 pub mod seconds;
 pub mod tables;

@@ -7,6 +7,9 @@ use super::breakdown::Breakdown;
 use super::families::FamilyRules;
 use super::heavy::{HeavyHitters, Merge};
 use super::hist::Log2Hist;
+pub use super::keytables::{
+    AddrRow, KeyClients, KeyCommands, KeyServers, DEFAULT_KEY_CLIENTS, KEY_SERVERS, MAX_KEY_CLIENTS,
+};
 use crate::decode::Transport;
 use crate::protocol::{Outcome, Proto};
 use hashbrown::HashMap;
@@ -77,6 +80,45 @@ impl ClientId {
         } else {
             IpAddr::V6(v6)
         }
+    }
+
+    /// The client as three words (a key's spilled client table keeps it
+    /// so): the address in two, port and family in the third.
+    #[inline]
+    pub fn words(&self) -> [u64; 3] {
+        let mut hi = [0u8; 8];
+        let mut lo = [0u8; 8];
+        hi.copy_from_slice(&self.ip[..8]);
+        lo.copy_from_slice(&self.ip[8..]);
+        [
+            u64::from_ne_bytes(hi),
+            u64::from_ne_bytes(lo),
+            self.port as u64 | (self.v4 as u64) << 16,
+        ]
+    }
+
+    /// The inverse of [`words`](Self::words).
+    #[inline]
+    pub fn from_words(w: &[u64; 3]) -> ClientId {
+        let mut ip = [0u8; 16];
+        ip[..8].copy_from_slice(&w[0].to_ne_bytes());
+        ip[8..].copy_from_slice(&w[1].to_ne_bytes());
+        ClientId {
+            ip,
+            port: w[2] as u16,
+            v4: (w[2] >> 16) & 1 != 0,
+        }
+    }
+
+    /// The address as a socket address (port 0 with `ClientGranularity::Ip`).
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip(), self.port)
+    }
+
+    /// A server's address as kept in a key's server table.
+    #[inline]
+    pub fn server(a: SocketAddr) -> ClientId {
+        ClientId::new(a, ClientGranularity::IpPort)
     }
 
     pub fn render(&self) -> String {
@@ -151,98 +193,6 @@ impl SmallHist {
     }
 }
 
-/// Per-key top clients: a tiny Space-Saving table (linear scan; a key's
-/// hot clients are few). Counts of clients admitted by eviction are upper
-/// bounds, as in the big tables.
-pub const KEY_CLIENTS: usize = 8;
-
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct TopClients {
-    slots: [(ClientId, u64); KEY_CLIENTS],
-    len: u8,
-}
-
-impl TopClients {
-    #[inline]
-    pub fn add(&mut self, c: ClientId, w: u64) {
-        let n = self.len as usize;
-        if let Some(s) = self.slots[..n].iter_mut().find(|s| s.0 == c) {
-            s.1 += w;
-            return;
-        }
-        if n < KEY_CLIENTS {
-            self.slots[n] = (c, w);
-            self.len += 1;
-            return;
-        }
-        // Replace the smallest (first on ties, for determinism).
-        let (i, _) = self
-            .slots
-            .iter()
-            .enumerate()
-            .min_by_key(|(i, s)| (s.1, *i))
-            .expect("non-empty");
-        self.slots[i] = (c, self.slots[i].1 + w);
-    }
-
-    pub fn merge(&mut self, o: &TopClients) {
-        for &(c, n) in o.iter() {
-            self.add(c, n);
-        }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &(ClientId, u64)> {
-        self.slots[..self.len as usize].iter()
-    }
-
-    /// Sorted by requests descending, then client.
-    pub fn sorted(&self) -> Vec<(ClientId, u64)> {
-        let mut v: Vec<_> = self.iter().copied().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v
-    }
-}
-
-/// Up to four servers a key was seen on (consistent hashing puts a key on
-/// one; more means a pool resize or a misbehaving client).
-pub const KEY_SERVERS: usize = 4;
-
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Servers {
-    list: [Option<SocketAddr>; KEY_SERVERS],
-    pub overflow: bool,
-}
-
-impl Servers {
-    #[inline]
-    pub fn add(&mut self, s: SocketAddr) {
-        for slot in self.list.iter_mut() {
-            match slot {
-                Some(x) if *x == s => return,
-                Some(_) => {}
-                None => {
-                    *slot = Some(s);
-                    return;
-                }
-            }
-        }
-        self.overflow = true;
-    }
-
-    pub fn merge(&mut self, o: &Servers) {
-        for s in o.list.iter().flatten() {
-            self.add(*s);
-        }
-        self.overflow |= o.overflow;
-    }
-
-    pub fn sorted(&self) -> Vec<SocketAddr> {
-        let mut v: Vec<_> = self.list.iter().flatten().copied().collect();
-        v.sort();
-        v
-    }
-}
-
 /// Traffic counters shared by keys, clients, families and servers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
@@ -278,52 +228,24 @@ impl Traffic {
     }
 }
 
-/// Up to four commands per key, counted (a key is read and written by a
-/// handful of commands; the rest are folded into `other`).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct KeyCommands {
-    slots: [(&'static str, u64); 4],
-    len: u8,
-    pub other: u64,
-}
-
-impl KeyCommands {
-    #[inline]
-    pub fn add(&mut self, c: &'static str, n: u64) {
-        let len = self.len as usize;
-        if let Some(s) = self.slots[..len].iter_mut().find(|s| s.0 == c) {
-            s.1 += n;
-        } else if len < 4 {
-            self.slots[len] = (c, n);
-            self.len += 1;
-        } else {
-            self.other += n;
-        }
-    }
-
-    pub fn merge(&mut self, o: &KeyCommands) {
-        for &(c, n) in &o.slots[..o.len as usize] {
-            self.add(c, n);
-        }
-        self.other += o.other;
-    }
-
-    pub fn sorted(&self) -> Vec<(&'static str, u64)> {
-        let mut v: Vec<_> = self.slots[..self.len as usize].to_vec();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        v
-    }
-}
-
-/// Everything kept per tracked key.
+/// Everything kept per tracked key. Its clients, servers and commands are
+/// exact while they fit their tables (see [`super::keytables`]).
 #[derive(Clone, Default)]
 pub struct KeyStats {
     pub traffic: Traffic,
     pub commands: KeyCommands,
     pub latency_us: SmallHist,
     pub value_size: SmallHist,
-    pub servers: Servers,
-    pub clients: TopClients,
+    pub servers: KeyServers,
+    pub clients: KeyClients,
+}
+
+impl KeyStats {
+    /// Heap bytes the key's tables hold beyond its entry (clients and
+    /// servers past their inline rows, commands past two).
+    pub fn heap_bytes(&self) -> usize {
+        self.clients.heap_bytes() + self.servers.heap_bytes() + self.commands.heap_bytes()
+    }
 }
 
 impl Merge for KeyStats {
@@ -472,6 +394,9 @@ pub struct TableLimits {
     pub max_clients: usize,
     pub max_families: usize,
     pub client_granularity: ClientGranularity,
+    /// Size of each key's client table (`--key-clients`): exact counts
+    /// for keys with at most this many clients.
+    pub key_clients: usize,
 }
 
 /// The statistics of one collector for one period (the whole run, or one
@@ -491,6 +416,7 @@ pub struct Tables {
     /// command, result), latency and value size by (server, class).
     pub breakdown: Breakdown,
     granularity: ClientGranularity,
+    key_clients: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -523,7 +449,13 @@ impl Tables {
             totals: Totals::default(),
             breakdown: Breakdown::default(),
             granularity: l.client_granularity,
+            key_clients: l.key_clients.clamp(1, MAX_KEY_CLIENTS),
         }
+    }
+
+    /// The size of each key's client table.
+    pub fn key_clients(&self) -> usize {
+        self.key_clients
     }
 
     /// Adds one record. `family` is scratch space for the family name.
@@ -589,8 +521,8 @@ impl Tables {
         if let Some(s) = size {
             k.value_size.add(s);
         }
-        k.servers.add(r.server);
-        k.clients.add(client, 1);
+        k.servers.add(ClientId::server(r.server), 1, KEY_SERVERS);
+        k.clients.add(client, 1, self.key_clients);
 
         if let Some(rules) = rules {
             if rules.family_into(key, family) {
@@ -684,21 +616,6 @@ mod tests {
     }
 
     #[test]
-    fn top_clients_keep_the_heaviest() {
-        let mut t = TopClients::default();
-        let c = |i: u8| ClientId::new(SocketAddr::from(([10, 0, 0, i], 1)), ClientGranularity::Ip);
-        for i in 0..8u8 {
-            t.add(c(i), 10 + i as u64);
-        }
-        t.add(c(100), 1); // replaces c(0) (10) → 11
-        let s = t.sorted();
-        assert_eq!(s.len(), 8);
-        assert_eq!(s[0], (c(7), 17));
-        assert!(s.contains(&(c(100), 11)));
-        assert!(!s.iter().any(|x| x.0 == c(0)));
-    }
-
-    #[test]
     fn small_hist_quantiles() {
         let mut h = SmallHist::default();
         for v in [1u64, 2, 3, 100, 5000] {
@@ -712,29 +629,26 @@ mod tests {
     }
 
     #[test]
-    fn servers_and_commands_are_bounded() {
-        let mut s = Servers::default();
-        for p in 1..=6u16 {
-            s.add(SocketAddr::from(([10, 0, 0, 1], p)));
-            s.add(SocketAddr::from(([10, 0, 0, 1], p)));
-        }
-        assert_eq!(s.sorted().len(), 4);
-        assert!(s.overflow);
-        let mut c = KeyCommands::default();
-        for (cmd, n) in [
-            ("get", 3),
-            ("set", 1),
-            ("get", 2),
-            ("mg", 1),
-            ("touch", 1),
-            ("delete", 4),
-        ] {
-            c.add(cmd, n);
-        }
+    fn key_tables_are_exact_per_record() {
+        let limits = TableLimits {
+            max_keys: 10,
+            max_clients: 10,
+            max_families: 10,
+            client_granularity: ClientGranularity::Ip,
+            key_clients: 4,
+        };
+        let t = Tables::new(&limits);
+        assert_eq!(t.key_clients(), 4);
+        let s = ClientId::server("10.0.0.1:11211".parse().unwrap());
+        assert_eq!(s.socket_addr().to_string(), "10.0.0.1:11211");
         assert_eq!(
-            c.sorted(),
-            vec![("get", 5), ("mg", 1), ("set", 1), ("touch", 1)]
+            ClientId::server("[::1]:7".parse().unwrap())
+                .socket_addr()
+                .to_string(),
+            "[::1]:7"
         );
-        assert_eq!(c.other, 4);
+        // What a tracked key costs before its client, server or command
+        // tables spill to the heap (README, "Speed and memory").
+        assert_eq!(std::mem::size_of::<KeyStats>(), 544);
     }
 }

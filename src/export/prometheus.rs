@@ -81,8 +81,11 @@
 //!   address it was seen on); the three families share one ranking, so
 //!   their series join one to one. Requests are the heavy-hitter estimate
 //!   (`Entry::count`, an upper bound), as in the report.
-//! * `memtap_top_key_client_requests{key,client}`: the per-key top clients
-//!   of those keys (at most [`KEY_CLIENTS`] each).
+//! * `memtap_top_key_client_requests{key,client}`: the clients of those
+//!   keys with the most requests to them (at most [`KEY_CLIENT_SERIES`]
+//!   each; a key's table holds more, `--key-clients`). Exact for a key
+//!   with at most `--key-clients` clients; beyond, the count is an upper
+//!   bound (the report has each row's `error_bound`).
 //! * `memtap_top_client_requests{client}`: the `top` clients.
 //!
 //! There is no rank label (it would make a new series whenever two keys
@@ -96,7 +99,11 @@
 use crate::collect::breakdown::{CommandClass, ServerCells, LATENCY_BOUNDS_NS, VALUE_SIZE_BOUNDS};
 use crate::collect::heavy::Entry;
 use crate::collect::redact::Redact;
-use crate::collect::tables::{ClientId, KeyStats, Tables, KEY_CLIENTS};
+use crate::collect::tables::{ClientId, KeyStats, Tables};
+
+/// Clients exported per top key (`memtap_top_key_client_requests`): the
+/// series budget, whatever the size of the keys' client tables.
+pub const KEY_CLIENT_SERIES: usize = 8;
 use crate::protocol::Outcome;
 use crate::stats::Counters;
 use std::fmt::Write;
@@ -261,7 +268,7 @@ pub fn fixed_series(store: bool) -> usize {
 /// + 6 × servers                           server_* counters
 /// + latency_hists × (16 + 3)              latency histogram
 /// + size_hists × (14 + 3)                 value-size histogram
-/// + top × (3 + 1 + KEY_CLIENTS)           top keys (3 gauges each), top clients,
+/// + top × (3 + 1 + KEY_CLIENT_SERIES)    top keys (3 gauges each), top clients,
 ///                                         and each top key's own top clients
 /// ```
 ///
@@ -277,7 +284,7 @@ pub fn worst_case_series(s: &SeriesShape) -> usize {
         + SERVER_FAMILIES * s.servers
         + s.latency_hists * (LATENCY_BOUNDS_NS.len() + 3)
         + s.size_hists * (VALUE_SIZE_BOUNDS.len() + 3)
-        + s.top * (TOP_KEY_FAMILIES + 1 + KEY_CLIENTS)
+        + s.top * (TOP_KEY_FAMILIES + 1 + KEY_CLIENT_SERIES)
 }
 
 /// Appends the exposition of `s` in format `f` to `out`.
@@ -590,16 +597,20 @@ fn top_keys(out: &mut String, f: Format, w: &Tables, top: usize, redact: &Redact
             TopKey {
                 rank,
                 key: limit_label(&crate::report::key_string(e.key(), redact)),
-                server: st
-                    .servers
-                    .sorted()
-                    .first()
-                    .map(|s| s.to_string())
+                server: crate::report::key_servers(&st.servers)
+                    .into_iter()
+                    .next()
                     .unwrap_or_default(),
                 requests: e.count(),
                 bytes: st.traffic.bytes_in + st.traffic.bytes_out,
                 misses: st.traffic.misses,
-                clients: st.clients.iter().copied().collect(),
+                clients: st
+                    .clients
+                    .sorted()
+                    .iter()
+                    .take(KEY_CLIENT_SERIES)
+                    .map(|r| (r.addr, r.count))
+                    .collect(),
             }
         })
         .collect();
@@ -947,6 +958,7 @@ mod tests {
             max_clients: 1000,
             max_families: 10,
             client_granularity: ClientGranularity::Ip,
+            key_clients: 32,
         });
         let mut b = RecordBatch::default();
         for &(key, client, server, command, first, result, req, resp, lat) in recs {
@@ -1420,7 +1432,10 @@ mod tests {
             assert_eq!(count("memtap_top_key_requests"), k);
             assert_eq!(count("memtap_top_key_bytes"), k);
             assert_eq!(count("memtap_top_key_misses"), k);
-            assert_eq!(count("memtap_top_key_client_requests"), k * KEY_CLIENTS);
+            assert_eq!(
+                count("memtap_top_key_client_requests"),
+                k * KEY_CLIENT_SERIES
+            );
             assert_eq!(count("memtap_top_client_requests"), top.min(50));
             // The heaviest keys, heaviest first.
             let keys = label_values(&out, "memtap_top_key_requests", "key");

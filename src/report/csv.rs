@@ -9,7 +9,11 @@
 //!   transport, command, count, requests, then one column per result in
 //!   the order of `results`, 0 where none), `keys.csv` (servers joined with `;`,
 //!   commands as `name=count` joined with `;`, latency as
-//!   `p50_us,p99_us,max_us`), `key_clients.csv` (key,client,requests),
+//!   `p50_us,p99_us,max_us`; `clients_unlisted_max` and
+//!   `servers_unlisted_max` bound what `key_clients.csv` and
+//!   `key_servers.csv` do not list, 0 when they list everything),
+//!   `key_clients.csv` and `key_servers.csv` (key, client or server,
+//!   requests, error_bound),
 //!   `clients.csv`, `families.csv`, `value_size.csv` and `latency.csv`
 //!   (le,count), `limits.csv` (one row);
 //! * with windows, `windows.csv` (one row per window: start, end, its
@@ -77,6 +81,7 @@ pub fn write_dir(dir: &Path, r: &Report) -> anyhow::Result<usize> {
             "key_evictions",
             "client_evictions",
             "family_evictions",
+            "key_clients",
         ],
         [[
             l.max_keys as u64,
@@ -88,6 +93,7 @@ pub fn write_dir(dir: &Path, r: &Report) -> anyhow::Result<usize> {
             l.key_evictions,
             l.client_evictions,
             l.family_evictions,
+            l.key_clients as u64,
         ]
         .iter()
         .map(u64::to_string)
@@ -280,6 +286,8 @@ fn tables(out: &mut Out, t: &TablesRef) -> anyhow::Result<()> {
             "max_us",
             "value_size_max",
             "commands",
+            "clients_unlisted_max",
+            "servers_unlisted_max",
         ],
         t.keys.iter().map(|k| {
             let mut row = vec![k.key.clone()];
@@ -305,16 +313,36 @@ fn tables(out: &mut Out, t: &TablesRef) -> anyhow::Result<()> {
                 let _ = write!(cmds, "{sep}{c}={n}");
             }
             row.push(cmds);
+            row.extend(nums(&[k.clients_unlisted_max, k.servers_unlisted_max]));
             row
         }),
     )?;
     out.file(
         "key_clients.csv",
-        &["key", "client", "requests"],
+        &["key", "client", "requests", "error_bound"],
         t.keys.iter().flat_map(|k| {
-            k.clients
-                .iter()
-                .map(|c| vec![k.key.clone(), c.client.clone(), c.requests.to_string()])
+            k.clients.iter().map(|c| {
+                vec![
+                    k.key.clone(),
+                    c.client.clone(),
+                    c.requests.to_string(),
+                    c.error_bound.to_string(),
+                ]
+            })
+        }),
+    )?;
+    out.file(
+        "key_servers.csv",
+        &["key", "server", "requests", "error_bound"],
+        t.keys.iter().flat_map(|k| {
+            k.server_requests.iter().map(|s| {
+                vec![
+                    k.key.clone(),
+                    s.server.clone(),
+                    s.requests.to_string(),
+                    s.error_bound.to_string(),
+                ]
+            })
         }),
     )?;
     let mut head = vec!["client"];
@@ -541,23 +569,29 @@ records,10
 tcp_flows,4
 tcp_gaps,1
 == key_clients.csv
-key,client,requests
-user:1,10.0.0.9,6
-"say ""hi"",\xc3\xa9",10.0.0.9,2
-"say ""hi"",\xc3\xa9",10.0.0.7,1
-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,10.0.0.9,1
+key,client,requests,error_bound
+user:1,10.0.0.9,6,0
+"say ""hi"",\xc3\xa9",10.0.0.9,2,0
+"say ""hi"",\xc3\xa9",10.0.0.7,1,1
+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,10.0.0.9,1,0
+== key_servers.csv
+key,server,requests,error_bound
+user:1,10.0.0.1:11211,6,0
+"say ""hi"",\xc3\xa9",10.0.0.1:11211,2,0
+"say ""hi"",\xc3\xa9",10.0.0.2:11211,1,0
+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,10.0.0.1:11211,1,0
 == keys.csv
-key,requests,hits,misses,bytes_in,bytes_out,errors,error_bound,servers,p50_us,p99_us,max_us,value_size_max,commands
-user:1,6,4,0,10,40,0,0,10.0.0.1:11211,20,90,120,40,get=4;set=2
-"say ""hi"",\xc3\xa9",3,1,2,0,1500,0,2,10.0.0.1:11211;10.0.0.2:11211,20,90,120,1500,get=3
-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,1,0,0,2000000,0,0,0,10.0.0.1:11211,20,90,120,2000000,set=1
+key,requests,hits,misses,bytes_in,bytes_out,errors,error_bound,servers,p50_us,p99_us,max_us,value_size_max,commands,clients_unlisted_max,servers_unlisted_max
+user:1,6,4,0,10,40,0,0,10.0.0.1:11211,20,90,120,40,get=4;set=2,0,0
+"say ""hi"",\xc3\xa9",3,1,2,0,1500,0,2,10.0.0.1:11211;10.0.0.2:11211,20,90,120,1500,get=3,1,0
+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,1,0,0,2000000,0,0,0,10.0.0.1:11211,20,90,120,2000000,set=1,0,0
 == latency.csv
 le,count
 31,9
 127,1
 == limits.csv
-max_keys,max_clients,max_families,tracked_keys,tracked_clients,tracked_families,key_evictions,client_evictions,family_evictions
-4,100,100,4,1,1,7,0,0
+max_keys,max_clients,max_families,tracked_keys,tracked_clients,tracked_families,key_evictions,client_evictions,family_evictions,key_clients
+4,100,100,4,1,1,7,0,0,32
 == results.csv
 result,count
 hit,5
@@ -590,12 +624,16 @@ text,tcp,get,2,3
 == windows/1700000000-1700000060/families.csv
 family,requests,hits,misses,bytes_in,bytes_out,errors,error_bound
 == windows/1700000000-1700000060/key_clients.csv
-key,client,requests
-"say ""hi"",\xc3\xa9",10.0.0.9,2
-"say ""hi"",\xc3\xa9",10.0.0.7,1
+key,client,requests,error_bound
+"say ""hi"",\xc3\xa9",10.0.0.9,2,0
+"say ""hi"",\xc3\xa9",10.0.0.7,1,1
+== windows/1700000000-1700000060/key_servers.csv
+key,server,requests,error_bound
+"say ""hi"",\xc3\xa9",10.0.0.1:11211,2,0
+"say ""hi"",\xc3\xa9",10.0.0.2:11211,1,0
 == windows/1700000000-1700000060/keys.csv
-key,requests,hits,misses,bytes_in,bytes_out,errors,error_bound,servers,p50_us,p99_us,max_us,value_size_max,commands
-"say ""hi"",\xc3\xa9",3,1,2,0,1500,0,2,10.0.0.1:11211;10.0.0.2:11211,20,90,120,1500,get=3
+key,requests,hits,misses,bytes_in,bytes_out,errors,error_bound,servers,p50_us,p99_us,max_us,value_size_max,commands,clients_unlisted_max,servers_unlisted_max
+"say ""hi"",\xc3\xa9",3,1,2,0,1500,0,2,10.0.0.1:11211;10.0.0.2:11211,20,90,120,1500,get=3,1,0
 == windows/1700000000-1700000060/latency.csv
 le,count
 31,3
@@ -630,14 +668,16 @@ packets,0
 records,0
 tcp_gaps,0
 == key_clients.csv
-key,client,requests
+key,client,requests,error_bound
+== key_servers.csv
+key,server,requests,error_bound
 == keys.csv
-key,requests,hits,misses,bytes_in,bytes_out,errors,error_bound,servers,p50_us,p99_us,max_us,value_size_max,commands
+key,requests,hits,misses,bytes_in,bytes_out,errors,error_bound,servers,p50_us,p99_us,max_us,value_size_max,commands,clients_unlisted_max,servers_unlisted_max
 == latency.csv
 le,count
 == limits.csv
-max_keys,max_clients,max_families,tracked_keys,tracked_clients,tracked_families,key_evictions,client_evictions,family_evictions
-100000,10000,10000,0,0,0,0,0,0
+max_keys,max_clients,max_families,tracked_keys,tracked_clients,tracked_families,key_evictions,client_evictions,family_evictions,key_clients
+100000,10000,10000,0,0,0,0,0,0,0
 == results.csv
 result,count
 == server_commands.csv

@@ -21,6 +21,29 @@
 //! `requests`, and summed over servers each (proto, transport, command)
 //! gives the top-level `commands` row. README "How exact" maps memcached's
 //! own `stats` counters onto these cells.
+//!
+//! # The contract's key rows
+//!
+//! Each of `keys` (whole run and windows) is a [`KeyOut`]: its counts and
+//! `error_bound` as the key table has them, and what it holds per key:
+//!
+//! * `clients`: `{client, requests, error_bound}`, most requests first
+//!   (ties by address). A key with at most `limits.key_clients` distinct
+//!   clients (`--key-clients`) lists every one with its exact count and
+//!   `error_bound` 0, and has `clients_unlisted_max` 0. A key with more
+//!   lists that many: each row true <= `requests` <= true + `error_bound`;
+//!   every client not listed made at most `clients_unlisted_max`
+//!   requests, and every client above that is listed.
+//! * `servers`: the addresses it was seen on, by address (as before);
+//!   `server_requests`: the same as `{server, requests, error_bound}`,
+//!   most requests first, bounded like the clients with 8 rows
+//!   (`servers_unlisted_max`).
+//! * `commands`: every command with its exact request count.
+//!
+//! All of it covers the key's time in the key table: everything for a key
+//! whose own `error_bound` is 0. Exact rows are the same for any number of
+//! workers and collectors (collect::keytables). Fields are only ever
+//! added: readers should ignore the ones they do not know.
 
 pub mod csv;
 pub mod text;
@@ -29,7 +52,7 @@ pub mod top;
 use crate::collect::breakdown::CommandCell;
 use crate::collect::heavy::Entry;
 use crate::collect::redact::Redact;
-use crate::collect::tables::{ClientId, KeyStats, Tables};
+use crate::collect::tables::{ClientId, KeyServers, KeyStats, Tables};
 use crate::protocol::Outcome;
 use crate::stats::Counters;
 use serde::Serialize;
@@ -133,10 +156,22 @@ pub struct LatencyOut {
     pub max: u64,
 }
 
+/// One client of a key: `requests` is exact when `error_bound` is 0, else
+/// true <= `requests` <= true + `error_bound`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct KeyClientOut {
     pub client: String,
     pub requests: u64,
+    pub error_bound: u64,
+}
+
+/// One server of a key, with the key's requests to it (bounded as
+/// [`KeyClientOut`]).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeyServerOut {
+    pub server: String,
+    pub requests: u64,
+    pub error_bound: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -149,11 +184,22 @@ pub struct KeyOut {
     pub bytes_out: u64,
     pub errors: u64,
     pub error_bound: u64,
+    /// The servers the key was seen on, by address.
     pub servers: Vec<String>,
+    /// The same servers with the key's requests to each, most first.
+    pub server_requests: Vec<KeyServerOut>,
+    /// The most requests a server not in `server_requests` can have had
+    /// for the key (0: every server is listed).
+    pub servers_unlisted_max: u64,
     pub latency_us: LatencyOut,
     pub value_size_max: u64,
+    /// Every command of the key with its requests (exact).
     pub commands: BTreeMap<&'static str, u64>,
+    /// The key's clients, most requests first.
     pub clients: Vec<KeyClientOut>,
+    /// The most requests a client not in `clients` can have made to the
+    /// key (0: every client is listed, each with its exact count).
+    pub clients_unlisted_max: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -198,6 +244,8 @@ pub struct LimitsOut {
     pub max_keys: usize,
     pub max_clients: usize,
     pub max_families: usize,
+    /// Rows of each key's client table (`--key-clients`).
+    pub key_clients: usize,
     pub tracked_keys: usize,
     pub tracked_clients: usize,
     pub tracked_families: usize,
@@ -314,6 +362,13 @@ pub fn server_commands_out(cells: &[CommandCell]) -> Vec<ServerCommandOut> {
     v
 }
 
+/// A key's servers by address, as `KeyOut::servers` lists them.
+pub fn key_servers(t: &KeyServers) -> Vec<String> {
+    let mut v: Vec<std::net::SocketAddr> = t.iter().map(|r| r.addr.socket_addr()).collect();
+    v.sort();
+    v.iter().map(|s| s.to_string()).collect()
+}
+
 /// The tables part shared by the whole run and each window.
 pub struct TablesOut {
     pub totals: TotalsOut,
@@ -383,23 +438,36 @@ pub fn tables_out(t: &Tables, o: &ReportOptions) -> TablesOut {
                 bytes_out: v.traffic.bytes_out,
                 errors: v.traffic.errors,
                 error_bound: e.error_bound(),
-                servers: v.servers.sorted().iter().map(|s| s.to_string()).collect(),
+                servers: key_servers(&v.servers),
+                server_requests: v
+                    .servers
+                    .sorted()
+                    .into_iter()
+                    .map(|r| KeyServerOut {
+                        server: r.addr.socket_addr().to_string(),
+                        requests: r.count,
+                        error_bound: r.error_bound,
+                    })
+                    .collect(),
+                servers_unlisted_max: v.servers.unmonitored_bound(),
                 latency_us: LatencyOut {
                     p50: v.latency_us.quantile(0.5),
                     p99: v.latency_us.quantile(0.99),
                     max: v.latency_us.max(),
                 },
                 value_size_max: v.value_size.max(),
-                commands: v.commands.sorted().into_iter().collect(),
+                commands: v.commands.iter().copied().collect(),
                 clients: v
                     .clients
                     .sorted()
                     .into_iter()
-                    .map(|(c, n)| KeyClientOut {
-                        client: c.render(),
-                        requests: n,
+                    .map(|r| KeyClientOut {
+                        client: r.addr.render(),
+                        requests: r.count,
+                        error_bound: r.error_bound,
                     })
                     .collect(),
+                clients_unlisted_max: v.clients.unmonitored_bound(),
             }
         })
         .collect();
@@ -559,6 +627,7 @@ mod key_tests {
             max_clients: 10,
             max_families: 10,
             client_granularity: ClientGranularity::Ip,
+            key_clients: 32,
         };
         let mut b = RecordBatch::default();
         let s1: std::net::SocketAddr = "10.0.0.1:11211".parse().unwrap();

@@ -465,21 +465,49 @@ fn family_table(families: &[FamilyOut], total: u64) -> Table {
 }
 
 /// Each key, then its clients indented under it with their share of the
-/// key's requests.
+/// key's requests: all of them, with exact counts, for a key with at most
+/// `--key-clients` clients; past that the heaviest, each within its `±`,
+/// and a last line bounding every client not listed.
 fn hot_clients(keys: &[&KeyOut]) -> Table {
-    let mut t = Table::new(&[("key / client", L), ("requests", R), ("% of key", R)]);
+    let bound = keys
+        .iter()
+        .any(|k| k.clients_unlisted_max > 0 || k.clients.iter().any(|c| c.error_bound > 0));
+    let mut cols = vec![("key / client", L), ("requests", R)];
+    if bound {
+        cols.push(("±", R));
+    }
+    cols.push(("% of key", R));
+    let mut t = Table::new(&cols);
+    let row = |name: String, requests: String, b: Option<u64>, share: String| {
+        let mut r = vec![name, requests];
+        if bound {
+            r.push(b.map_or(String::new(), |b| b.to_string()));
+        }
+        r.push(share);
+        r
+    };
     for k in keys {
-        t.row(vec![
+        t.row(row(
             short_key(&k.key),
             k.requests.to_string(),
+            None,
             String::new(),
-        ]);
+        ));
         for c in &k.clients {
-            t.row(vec![
+            t.row(row(
                 format!("  {}", c.client),
                 c.requests.to_string(),
+                Some(c.error_bound),
                 pct(c.requests, k.requests),
-            ]);
+            ));
+        }
+        if k.clients_unlisted_max > 0 {
+            t.row(row(
+                "  (any other client)".into(),
+                format!("≤ {}", k.clients_unlisted_max),
+                None,
+                String::new(),
+            ));
         }
     }
     t
@@ -557,6 +585,13 @@ fn limits(w: &mut dyn Write, r: &Report) -> io::Result<()> {
             w,
             "counts of {names} admitted after evictions are upper bounds; see ± \
              (their hits, misses and bytes are lower bounds)"
+        )?;
+    }
+    if l.key_clients > 0 {
+        writeln!(
+            w,
+            "each key lists up to {} clients: exact for a key with no more, else the heaviest within ±",
+            l.key_clients
         )?;
     }
     Ok(())
@@ -797,6 +832,12 @@ pub(crate) mod tests {
             errors: 0,
             error_bound: 0,
             servers: vec!["10.0.0.1:11211".into()],
+            server_requests: vec![KeyServerOut {
+                server: "10.0.0.1:11211".into(),
+                requests,
+                error_bound: 0,
+            }],
+            servers_unlisted_max: 0,
             latency_us: LatencyOut {
                 p50: 20,
                 p99: 90,
@@ -810,7 +851,9 @@ pub(crate) mod tests {
             clients: vec![KeyClientOut {
                 client: "10.0.0.9".into(),
                 requests,
+                error_bound: 0,
             }],
+            clients_unlisted_max: 0,
         }
     }
 
@@ -820,11 +863,27 @@ pub(crate) mod tests {
         let mut odd = key("say \"hi\",\\xc3\\xa9", 3, 1, 2, (0, 1500));
         odd.error_bound = 2;
         odd.servers = vec!["10.0.0.1:11211".into(), "10.0.0.2:11211".into()];
+        odd.server_requests = vec![
+            KeyServerOut {
+                server: "10.0.0.1:11211".into(),
+                requests: 2,
+                error_bound: 0,
+            },
+            KeyServerOut {
+                server: "10.0.0.2:11211".into(),
+                requests: 1,
+                error_bound: 0,
+            },
+        ];
+        // A client table that was full: each row within its bound, and
+        // any client not listed at most 1.
         odd.clients.push(KeyClientOut {
             client: "10.0.0.7".into(),
             requests: 1,
+            error_bound: 1,
         });
         odd.clients[0].requests = 2;
+        odd.clients_unlisted_max = 1;
         let long = key(&"x".repeat(60), 1, 0, 0, (2_000_000, 0));
         let keys = vec![key("user:1", 6, 4, 0, (10, 40)), odd, long];
         let commands = vec![
@@ -1000,6 +1059,7 @@ pub(crate) mod tests {
                 max_keys: 4,
                 max_clients: 100,
                 max_families: 100,
+                key_clients: 32,
                 tracked_keys: 4,
                 tracked_clients: 1,
                 tracked_families: 1,
@@ -1225,15 +1285,16 @@ client    requests      %  hits  misses  hit ratio  bytes in  bytes out  errors
 10.0.0.9        10  100.0     5       2      71.4%   1.9 MiB    1.5 KiB       1
 
 # Hot clients of the top keys
-key / client                                      requests  % of key
-------------------------------------------------  --------  --------
+key / client                                      requests  ±  % of key
+------------------------------------------------  --------  -  --------
 user:1                                                   6
-  10.0.0.9                                               6     100.0
+  10.0.0.9                                               6  0     100.0
 say "hi",\xc3\xa9                                        3
-  10.0.0.9                                               2      66.7
-  10.0.0.7                                               1      33.3
+  10.0.0.9                                               2  0      66.7
+  10.0.0.7                                               1  1      33.3
+  (any other client)                                   ≤ 1
 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…         1
-  10.0.0.9                                               1     100.0
+  10.0.0.9                                               1  0     100.0
 
 # Key families
 family  requests     %  hits  misses  hit ratio  bytes in  bytes out  errors
@@ -1264,6 +1325,7 @@ keys            4    4   100.0          7
 clients         1  100     1.0          0
 families        1  100     1.0          0
 counts of keys admitted after evictions are upper bounds; see ± (their hits, misses and bytes are lower bounds)
+each key lists up to 32 clients: exact for a key with no more, else the heaviest within ±
 
 # Window 1 of 1
 start                        2023-11-14T22:13:20.000000Z

@@ -75,11 +75,21 @@ pub struct KeyRow {
     /// trailing empty classes left out.
     pub latency_us: Vec<u64>,
     pub latency_max_us: u64,
+    /// The servers it was seen on, by address.
     pub servers: Vec<String>,
-    /// Its hottest clients with their requests to it.
+    /// Its clients with their requests to it, most first: exact for a key
+    /// with at most `--key-clients` clients.
     pub clients: Vec<(String, u64)>,
-    /// Its commands with their requests.
+    /// Its commands with their requests (exact).
     pub commands: Vec<(String, u64)>,
+    /// The error bound of each of `clients`, in the same order (empty from
+    /// an older memtap).
+    #[serde(default)]
+    pub client_bounds: Vec<u64>,
+    /// Its servers with its requests and error bound on each, most first
+    /// (empty from an older memtap).
+    #[serde(default)]
+    pub server_requests: Vec<(String, u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,15 +151,13 @@ fn key_row(e: &Entry<KeyStats>, redact: &Redact) -> KeyRow {
     while lat.last() == Some(&0) {
         lat.pop();
     }
-    let mut commands: Vec<(String, u64)> = s
+    let commands: Vec<(String, u64)> = s
         .commands
         .sorted()
         .into_iter()
         .map(|(c, n)| (c.to_string(), n))
         .collect();
-    if s.commands.other > 0 {
-        commands.push(("other".into(), s.commands.other));
-    }
+    let clients = s.clients.sorted();
     KeyRow {
         key: key_string(e.key(), redact),
         counts: Counts {
@@ -159,14 +167,16 @@ fn key_row(e: &Entry<KeyStats>, redact: &Redact) -> KeyRow {
         error_bound: e.error_bound(),
         latency_us: lat,
         latency_max_us: s.latency_us.max(),
-        servers: s.servers.sorted().iter().map(|a| a.to_string()).collect(),
-        clients: s
-            .clients
+        servers: super::key_servers(&s.servers),
+        clients: clients.iter().map(|r| (r.addr.render(), r.count)).collect(),
+        commands,
+        client_bounds: clients.iter().map(|r| r.error_bound).collect(),
+        server_requests: s
+            .servers
             .sorted()
             .into_iter()
-            .map(|(c, n)| (c.render(), n))
+            .map(|r| (r.addr.socket_addr().to_string(), r.count, r.error_bound))
             .collect(),
-        commands,
     }
 }
 

@@ -132,6 +132,7 @@ pub fn report(db: &mut dyn Db, q: &Query, o: &ReportOptions) -> Result<Report> {
         max_keys: f.limits.max_keys,
         max_clients: f.limits.max_clients,
         max_families: f.limits.max_families,
+        key_clients: f.limits.key_clients,
         tracked_keys: t.keys.len(),
         tracked_clients: t.clients.len(),
         tracked_families: t.families.len(),
@@ -161,8 +162,11 @@ pub struct KeyPoint {
     /// The key's rank by requests in the interval (1 = hottest; the best
     /// rank over sniffers).
     pub rank: u64,
+    /// The servers it was seen on, by address.
     pub servers: Vec<String>,
-    pub clients: Vec<(String, u64)>,
+    /// Its clients: (client, requests, error bound), most requests first;
+    /// exact (bound 0) while a key has at most `--key-clients` clients.
+    pub clients: Vec<(String, u64, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -244,22 +248,20 @@ pub fn key_history(db: &mut dyn Db, q: &Query, key: &[u8], top: usize) -> Result
         pt.bytes_out += r[6].u64();
         pt.rank = pt.rank.min(rank);
         if let Some(d) = detail {
-            for s in d.servers {
-                if !pt.servers.contains(&s) {
-                    pt.servers.push(s);
+            for s in &d.servers {
+                if !pt.servers.contains(s) {
+                    pt.servers.push(s.clone());
                 }
             }
             pt.servers.sort();
-            for (c, n) in d.clients {
-                let b = snapshot::unhex(&c);
-                let name = if b.len() == 19 {
-                    crate::collect::tables::ClientId::from_bytes(&b).render()
-                } else {
-                    c
-                };
+            for r in d.client_table().iter() {
+                let name = r.addr.render();
                 match pt.clients.iter_mut().find(|x| x.0 == name) {
-                    Some(x) => x.1 += n,
-                    None => pt.clients.push((name, n)),
+                    Some(x) => {
+                        x.1 += r.count;
+                        x.2 += r.error_bound;
+                    }
+                    None => pt.clients.push((name, r.count, r.error_bound)),
                 }
             }
             pt.clients.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

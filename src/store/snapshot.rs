@@ -16,9 +16,10 @@
 use super::db::{Db, Value};
 use crate::collect::heavy::Entry;
 use crate::collect::hist::{Log2Hist, CLASSES};
+use crate::collect::keytables::AddrTable;
 use crate::collect::tables::{
-    ClientId, ClientStats, CommandId, FamilyStats, KeyStats, SmallHist, TableLimits, Tables,
-    Traffic,
+    AddrRow, ClientId, ClientStats, CommandId, FamilyStats, KeyClients, KeyServers, KeyStats,
+    SmallHist, TableLimits, Tables, Traffic, KEY_SERVERS, MAX_KEY_CLIENTS,
 };
 use crate::protocol::Outcome;
 use crate::stats::Counters;
@@ -74,19 +75,183 @@ impl TrafficRow {
 }
 
 /// What a key row holds besides its traffic (stored as JSON text).
+///
+/// Rows written before the per-key tables were exact (see
+/// `collect::keytables`) have no `clients_table`/`servers_table`: their
+/// clients are read back with bounds inferred from the old 8-row table
+/// (exact when it had fewer than 8 rows, else each row within the list's
+/// smallest count), their servers with the key's requests as the bound
+/// when it had several, and `commands_other` as a command named `other`.
+/// Readers that predate the new fields still find every old one filled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyDetail {
+    /// The servers the key was seen on, by address.
     pub servers: Vec<String>,
+    /// Whether the key's server table dropped a server (it had more than
+    /// it holds).
     pub servers_overflow: bool,
+    /// Every command of the key with its requests (exact).
     pub commands: Vec<(String, u64)>,
+    /// Requests of commands an older memtap did not name (0 now).
     pub commands_other: u64,
     /// Non-empty classes of the key's latency (µs) histogram.
     pub latency: Vec<(u8, u32)>,
     pub latency_max: u64,
     pub value_size: Vec<(u8, u32)>,
     pub value_size_max: u64,
-    /// Hot clients: (client id in hex, requests).
+    /// Its clients: (client id in hex, requests), most requests first.
     pub clients: Vec<(String, u64)>,
+    /// The error bound of each of `clients`, in the same order.
+    #[serde(default)]
+    pub client_bounds: Vec<u64>,
+    /// The client table's shape (absent in older rows).
+    #[serde(default)]
+    pub clients_table: Option<TableShape>,
+    /// (requests, error bound) on each of `servers`, in the same order.
+    #[serde(default)]
+    pub server_counts: Vec<(u64, u64)>,
+    /// The server table's shape (absent in older rows).
+    #[serde(default)]
+    pub servers_table: Option<TableShape>,
+}
+
+/// What rebuilds a key's client or server table beside its rows: its size,
+/// and what it could not list (see `collect::keytables::AddrTable`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableShape {
+    pub size: u64,
+    pub floor: u64,
+    pub dropped: bool,
+}
+
+impl TableShape {
+    fn of<const N: usize>(t: &AddrTable<N>) -> TableShape {
+        TableShape {
+            size: t.capacity() as u64,
+            floor: t.floor(),
+            dropped: t.dropped(),
+        }
+    }
+}
+
+/// The size of a key's client table before it was configurable.
+const OLD_KEY_CLIENTS: usize = 8;
+
+impl KeyDetail {
+    fn of(v: &KeyStats) -> KeyDetail {
+        let mut servers: Vec<(std::net::SocketAddr, AddrRow)> = v
+            .servers
+            .iter()
+            .map(|r| (r.addr.socket_addr(), r))
+            .collect();
+        servers.sort_by_key(|s| s.0);
+        let clients = v.clients.sorted();
+        KeyDetail {
+            servers: servers.iter().map(|s| s.0.to_string()).collect(),
+            servers_overflow: v.servers.dropped(),
+            commands: v
+                .commands
+                .sorted()
+                .into_iter()
+                .map(|(c, n)| (c.to_string(), n))
+                .collect(),
+            commands_other: 0,
+            latency: small_rows(&v.latency_us),
+            latency_max: v.latency_us.max(),
+            value_size: small_rows(&v.value_size),
+            value_size_max: v.value_size.max(),
+            clients: clients
+                .iter()
+                .map(|r| (hex(&r.addr.bytes()), r.count))
+                .collect(),
+            client_bounds: clients.iter().map(|r| r.error_bound).collect(),
+            clients_table: Some(TableShape::of(&v.clients)),
+            server_counts: servers
+                .iter()
+                .map(|s| (s.1.count, s.1.error_bound))
+                .collect(),
+            servers_table: Some(TableShape::of(&v.servers)),
+        }
+    }
+
+    /// The key's client table as stored.
+    pub fn client_table(&self) -> KeyClients {
+        let mut rows: Vec<AddrRow> = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (c, n))| {
+                let b = unhex(c);
+                (b.len() == 19).then(|| AddrRow {
+                    addr: ClientId::from_bytes(&b),
+                    count: *n,
+                    error_bound: self.client_bounds.get(i).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        match self.clients_table {
+            Some(t) => KeyClients::from_parts(
+                (t.size as usize).min(MAX_KEY_CLIENTS),
+                t.floor,
+                t.dropped,
+                &rows,
+            ),
+            None if rows.len() >= OLD_KEY_CLIENTS => {
+                // An old full table may have replaced rows: each count is
+                // within the smallest of them, as is any client not listed.
+                let min = rows.iter().map(|r| r.count).min().unwrap_or(0);
+                for r in &mut rows {
+                    r.error_bound = min.min(r.count);
+                }
+                KeyClients::from_parts(OLD_KEY_CLIENTS, 0, true, &rows)
+            }
+            None => KeyClients::from_parts(OLD_KEY_CLIENTS, 0, false, &rows),
+        }
+    }
+
+    /// The key's server table as stored; `requests` are the key's (for old
+    /// rows, which named servers without counts).
+    pub fn server_table(&self, requests: u64) -> KeyServers {
+        let addrs: Vec<ClientId> = self
+            .servers
+            .iter()
+            .filter_map(|s| s.parse().ok().map(ClientId::server))
+            .collect();
+        match self.servers_table {
+            Some(t) => {
+                let rows: Vec<AddrRow> = addrs
+                    .iter()
+                    .zip(&self.server_counts)
+                    .map(|(&addr, &(count, error_bound))| AddrRow {
+                        addr,
+                        count,
+                        error_bound,
+                    })
+                    .collect();
+                KeyServers::from_parts(
+                    (t.size as usize).min(KEY_SERVERS),
+                    t.floor,
+                    t.dropped,
+                    &rows,
+                )
+            }
+            None => {
+                // One server and no overflow: all the key's requests went
+                // there. Otherwise each got at most all of them.
+                let sure = addrs.len() == 1 && !self.servers_overflow;
+                let rows: Vec<AddrRow> = addrs
+                    .iter()
+                    .map(|&addr| AddrRow {
+                        addr,
+                        count: requests,
+                        error_bound: if sure { 0 } else { requests },
+                    })
+                    .collect();
+                let floor = if self.servers_overflow { requests } else { 0 };
+                KeyServers::from_parts(KEY_SERVERS, floor, !sure, &rows)
+            }
+        }
+    }
 }
 
 /// A key, client or family row. `rest` rows sum what `--store-top` left
@@ -328,28 +493,7 @@ impl Snapshot {
                     count: e.count(),
                     error_bound: e.error_bound(),
                     traffic: TrafficRow::of(&v.traffic),
-                    detail: Some(KeyDetail {
-                        servers: v.servers.sorted().iter().map(|s| s.to_string()).collect(),
-                        servers_overflow: v.servers.overflow,
-                        commands: v
-                            .commands
-                            .sorted()
-                            .into_iter()
-                            .map(|(c, n)| (c.to_string(), n))
-                            .collect(),
-                        commands_other: v.commands.other,
-                        latency: small_rows(&v.latency_us),
-                        latency_max: v.latency_us.max(),
-                        value_size: small_rows(&v.value_size),
-                        value_size_max: v.value_size.max(),
-                        // Slot order, not sorted: rebuilding by adding in
-                        // this order gives back the same table.
-                        clients: v
-                            .clients
-                            .iter()
-                            .map(|(c, n)| (hex(&c.bytes()), *n))
-                            .collect(),
-                    }),
+                    detail: Some(KeyDetail::of(v)),
                 }
             })
             .collect();
@@ -838,11 +982,20 @@ pub fn fold(snaps: &[Snapshot]) -> Folded {
             *l = (*l).max(v);
         }
     }
+    // Each key's client table keeps the size it was stored with; new
+    // rows of the folded tables (none) would get the largest.
+    let key_clients = snaps
+        .iter()
+        .flat_map(|s| s.keys.iter())
+        .filter_map(|r| r.detail.as_ref()?.clients_table.map(|t| t.size as usize))
+        .max()
+        .unwrap_or(crate::collect::keytables::DEFAULT_KEY_CLIENTS);
     let limits = TableLimits {
         max_keys: lim[0] as usize,
         max_clients: lim[1] as usize,
         max_families: lim[2] as usize,
         client_granularity: Default::default(),
+        key_clients,
     };
     let mut t = Tables::new(&limits);
     let mut out = Folded {
@@ -851,6 +1004,7 @@ pub fn fold(snaps: &[Snapshot]) -> Folded {
             max_clients: 1,
             max_families: 1,
             client_granularity: Default::default(),
+            key_clients: 1,
         }),
         limits,
         evictions: [0; 3],
@@ -941,24 +1095,16 @@ pub fn fold(snaps: &[Snapshot]) -> Folded {
                 ..Default::default()
             };
             if let Some(d) = &r.detail {
-                for srv in &d.servers {
-                    if let Ok(a) = srv.parse() {
-                        k.servers.add(a);
-                    }
-                }
-                k.servers.overflow |= d.servers_overflow;
+                k.servers = d.server_table(r.traffic.requests);
                 for (c, n) in &d.commands {
                     k.commands.add(intern(c), *n);
                 }
-                k.commands.other += d.commands_other;
+                if d.commands_other > 0 {
+                    k.commands.add("other", d.commands_other);
+                }
                 k.latency_us = small_of(&d.latency, d.latency_max);
                 k.value_size = small_of(&d.value_size, d.value_size_max);
-                for (c, n) in &d.clients {
-                    let b = unhex(c);
-                    if b.len() == 19 {
-                        k.clients.add(ClientId::from_bytes(&b), *n);
-                    }
-                }
+                k.clients = d.client_table();
             }
             crate::collect::heavy::Merge::merge(&mut e.stats, &k);
         }
@@ -975,4 +1121,106 @@ pub fn fold(snaps: &[Snapshot]) -> Folded {
     }
     out.tables = t;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::tables::{ClientGranularity, KeyServers};
+
+    fn client(i: u8) -> ClientId {
+        ClientId::new(([10, 0, 0, i], 1).into(), ClientGranularity::Ip)
+    }
+
+    /// A key's detail as the store keeps it gives back the same tables.
+    #[test]
+    fn key_detail_round_trips() {
+        let mut k = KeyStats::default();
+        for i in 0..40u8 {
+            for _ in 0..=i {
+                k.clients.add(client(i), 1, 32);
+            }
+            k.servers
+                .add(ClientId::server(([10, 1, 0, i % 10], 11211).into()), 1, 8);
+            k.commands.add(["get", "set", "touch"][i as usize % 3], 1);
+        }
+        let d = KeyDetail::of(&k);
+        let d: KeyDetail = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        let c = d.client_table();
+        assert_eq!(c.sorted(), k.clients.sorted());
+        assert_eq!(c.unmonitored_bound(), k.clients.unmonitored_bound());
+        assert_eq!((c.capacity(), c.is_exact()), (32, false));
+        let s = d.server_table(0);
+        assert_eq!(s.sorted(), k.servers.sorted());
+        assert_eq!(s.unmonitored_bound(), k.servers.unmonitored_bound());
+        assert_eq!(d.commands.len(), 3);
+    }
+
+    /// Rows an older memtap wrote (an 8-slot client list without bounds,
+    /// servers without counts, an `other` command count) read back with
+    /// bounds that hold for what that table could have done.
+    #[test]
+    fn old_key_details_stay_readable() {
+        let hexc = |i: u8| hex(&client(i).bytes());
+        // Fewer than 8 clients: the old table never replaced one, exact.
+        let few = format!(
+            r#"{{"servers":["10.1.0.1:11211"],"servers_overflow":false,"commands":[["get",7]],
+            "commands_other":0,"latency":[],"latency_max":0,"value_size":[],"value_size_max":0,
+            "clients":[["{}",5],["{}",2]]}}"#,
+            hexc(1),
+            hexc(2)
+        );
+        let d: KeyDetail = serde_json::from_str(&few).unwrap();
+        let c = d.client_table();
+        assert!(c.is_exact());
+        assert_eq!(
+            c.sorted()
+                .iter()
+                .map(|r| (r.count, r.error_bound))
+                .collect::<Vec<_>>(),
+            [(5, 0), (2, 0)]
+        );
+        let s: KeyServers = d.server_table(7);
+        assert!(s.is_exact());
+        assert_eq!(s.sorted()[0].count, 7);
+        // A full old list and two servers with overflow: bounded.
+        let rows: Vec<String> = (0..8)
+            .map(|i| format!(r#"["{}",{}]"#, hexc(i), 10 + i))
+            .collect();
+        let full = format!(
+            r#"{{"servers":["10.1.0.1:11211","10.1.0.2:11211"],"servers_overflow":true,
+            "commands":[["get",90]],"commands_other":4,"latency":[],"latency_max":0,
+            "value_size":[],"value_size_max":0,"clients":[{}]}}"#,
+            rows.join(",")
+        );
+        let d: KeyDetail = serde_json::from_str(&full).unwrap();
+        let c = d.client_table();
+        assert!(!c.is_exact());
+        assert_eq!(c.unmonitored_bound(), 10);
+        assert!(c.iter().all(|r| r.error_bound == 10));
+        let s = d.server_table(94);
+        assert_eq!(s.len(), 2);
+        assert!(s.iter().all(|r| (r.count, r.error_bound) == (94, 94)));
+        assert_eq!(s.unmonitored_bound(), 94);
+        // `other` is kept as a command of that name when folded.
+        let snap = Snapshot {
+            limits: [10, 10, 10],
+            keys: vec![ItemRow {
+                rest: false,
+                item: b"k".to_vec(),
+                count: 94,
+                error_bound: 0,
+                traffic: TrafficRow {
+                    requests: 94,
+                    ..Default::default()
+                },
+                detail: Some(d),
+            }],
+            ..Default::default()
+        };
+        let f = fold(&[snap]);
+        let e = f.tables.keys.get(b"k").unwrap();
+        let cmds: Vec<(&str, u64)> = e.stats.commands.sorted();
+        assert_eq!(cmds, [("get", 90), ("other", 4)]);
+    }
 }

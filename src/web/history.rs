@@ -638,6 +638,16 @@ fn commands_chart(snaps: &[Snapshot], x0: u64, x1: u64) -> String {
     )
 }
 
+/// A client or server with its requests to a key: `name (n)`, or
+/// `name (n ±b)` when the count may be up to `b` too high.
+fn counted(name: &str, n: u64, b: u64) -> String {
+    if b == 0 {
+        format!("{name} ({n})")
+    } else {
+        format!("{name} ({n} ±{b})")
+    }
+}
+
 fn tables(rep: &Report, p: &Params) -> String {
     let mut h = String::from(
         "<h2>Top keys</h2><table id=\"keys\"><tr><th>key</th><th>requests</th><th>hits</th><th>misses</th>\
@@ -648,7 +658,12 @@ fn tables(rep: &Report, p: &Params) -> String {
             .clients
             .iter()
             .take(3)
-            .map(|c| format!("{} ({})", c.client, c.requests))
+            .map(|c| counted(&c.client, c.requests, c.error_bound))
+            .collect();
+        let servers: Vec<String> = k
+            .server_requests
+            .iter()
+            .map(|s| counted(&s.server, s.requests, s.error_bound))
             .collect();
         let _ = write!(
             h,
@@ -661,7 +676,7 @@ fn tables(rep: &Report, p: &Params) -> String {
             k.misses,
             k.bytes_in,
             k.bytes_out,
-            esc(&k.servers.join(", ")),
+            esc(&servers.join(", ")),
             esc(&clients.join(", "))
         );
     }
@@ -746,7 +761,7 @@ fn key_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<Str
         let clients: Vec<String> = pt
             .clients
             .iter()
-            .map(|(c, n)| format!("{c} ({n})"))
+            .map(|(c, n, b)| counted(c, *n, *b))
             .collect();
         let _ = write!(
             h,

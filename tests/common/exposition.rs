@@ -35,6 +35,7 @@ pub fn replay_fixture(case: &str, workers: usize, collectors: usize) -> Replayed
         log_format: None,
         max_keys: None,
         max_clients: None,
+        key_clients: None,
         client_granularity: None,
         redact_keys: None,
         metrics_top: None,

@@ -188,8 +188,12 @@ pub struct Line {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyDetail {
     pub line: Line,
-    /// Its hottest clients: (client, requests/s over the window, total).
+    /// Its clients: (client, requests/s over the window, total), most
+    /// requests first; exact for a key with at most `--key-clients`.
     pub clients: Vec<(String, f64, u64)>,
+    /// The error bound of each of `clients` (0: exact), same order.
+    pub client_bounds: Vec<u64>,
+    /// Its servers, each with its requests (and `±bound` when not exact).
     pub servers: Vec<String>,
     /// Its commands: (command, requests/s, total).
     pub commands: Vec<(String, f64, u64)>,
@@ -687,10 +691,24 @@ impl Model {
                 (c.clone(), pair_rate(then, *n), *n)
             })
             .collect();
+        let servers = if k.server_requests.is_empty() {
+            k.servers.clone()
+        } else {
+            k.server_requests
+                .iter()
+                .map(|(s, n, b)| match b {
+                    0 => format!("{s} ({n})"),
+                    b => format!("{s} ({n} ±{b})"),
+                })
+                .collect()
+        };
         Some(KeyDetail {
             line: Model::key_line(k, old, dt),
             clients,
-            servers: k.servers.clone(),
+            client_bounds: (0..k.clients.len())
+                .map(|i| k.client_bounds.get(i).copied().unwrap_or(0))
+                .collect(),
+            servers,
             commands,
             spark: self
                 .spark
@@ -913,6 +931,8 @@ mod tests {
             servers: vec!["10.0.0.1:11211".into()],
             clients: clients.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
             commands: vec![("get".into(), req)],
+            client_bounds: Vec::new(),
+            server_requests: Vec::new(),
         }
     }
 

@@ -425,22 +425,36 @@ fn draw_key(f: &mut Frame, area: Rect, m: &Model, key: &str, d: Option<KeyDetail
             .data(pts[pts.len() - shown..].to_vec()),
         spark,
     );
-    let header = titles(
-        m,
-        &[("CLIENT", None), ("REQ/s", None), ("TOTAL", None)],
-        look,
-    );
+    // A `±` column once some count is not exact (the key had more clients
+    // than its table holds).
+    let bounded = d.client_bounds.iter().any(|&b| b > 0);
+    let mut cols = vec![("CLIENT", None), ("REQ/s", None), ("TOTAL", None)];
+    if bounded {
+        cols.push(("±", None));
+    }
+    let header = titles(m, &cols, look);
     let cells = d
         .clients
         .iter()
-        .map(|(c, r, n)| vec![c.clone(), num(*r), count(*n)])
+        .zip(&d.client_bounds)
+        .map(|((c, r, n), b)| {
+            let mut row = vec![c.clone(), num(*r), count(*n)];
+            if bounded {
+                row.push(count(*b));
+            }
+            row
+        })
         .collect();
+    let mut widths = vec![Constraint::Fill(1), right(8), right(8)];
+    if bounded {
+        widths.push(right(8));
+    }
     draw_rows(
         f,
         table,
         header,
         cells,
-        vec![Constraint::Fill(1), right(8), right(8)],
+        widths,
         m.selected,
         "its hottest clients (Enter: the client's keys, Esc: back)".into(),
         look,
