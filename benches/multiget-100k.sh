@@ -55,7 +55,7 @@ print(f"get line: {len(line)} bytes, reply: {len(got)} bytes", file=sys.stderr)
 PY
 sleep 1
 kill -INT "$TCPDUMP"; wait "$TCPDUMP" 2>/dev/null || true
-grep -q " 0 packets dropped by kernel" "$WORK/tcpdump.err" || die "tcpdump dropped packets: $(cat "$WORK/tcpdump.err")"
+grep -q "^0 packets dropped by kernel" "$WORK/tcpdump.err" || die "tcpdump dropped packets: $(cat "$WORK/tcpdump.err")"
 /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" \
     "$BIN" replay --quiet --target "127.0.0.1:$PORT" --format json "$WORK/mg.pcap" >"$WORK/report.json"
 read -r WALL USR SYS RSS <"$WORK/time"
