@@ -11,8 +11,9 @@
 //! count is above the table's unmonitored bound must be present.
 
 mod common;
+#[path = "common/tcp_conv.rs"]
+mod tcp_conv;
 use common::PcapOut;
-use etherparse::PacketBuilder;
 use memtap::app::pipeline::{self, PipelineConfig, PipelineOutput};
 use memtap::app::NoProgress;
 use memtap::collect::batch::shard_of;
@@ -25,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
+use tcp_conv::{Conn, Rng};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const PORT: u16 = 11211;
@@ -32,19 +34,6 @@ const PORT: u16 = 11211;
 const STEP_NS: u64 = 40_000;
 const WINDOW_NS: u64 = 1_000_000_000;
 const T0: u64 = 1_700_000_000_000_000_000;
-
-/// SplitMix64, seeded.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 /// Zipf(s) over ranks `0..n` by inverse CDF.
 struct Zipf(Vec<f64>);
@@ -120,21 +109,8 @@ fn generate(
     let mut rng = Rng(seed);
     let mut out = PcapOut::new();
     // Per client: (client seq, server seq), one connection each.
-    let mut seqs: Vec<Option<(u32, u32)>> = vec![None; clients + SOLO];
+    let mut conns: Vec<Option<Conn>> = vec![None; clients + SOLO];
     let mut reqs = Vec::with_capacity(requests);
-    let frame = |src: Ipv4Addr, sport, dst: Ipv4Addr, dport, seq, ack, syn, payload: &[u8]| {
-        let b = PacketBuilder::ethernet2([0; 6], [0; 6]).ipv4(src.octets(), dst.octets(), 64);
-        let mut t = b.tcp(sport, dport, seq, 65535);
-        if syn {
-            t = t.syn();
-        }
-        if let Some(a) = ack {
-            t = t.ack(a);
-        }
-        let mut v = Vec::new();
-        t.write(&mut v, payload).unwrap();
-        v
-    };
     for i in 0..requests {
         let ts = T0 + i as u64 * STEP_NS;
         let (mut rank, mut c) = (key_law.sample(&mut rng), client_law.sample(&mut rng));
@@ -144,21 +120,9 @@ fn generate(
         }
         let caddr = client_addr(c);
         let cport = 40_000 + c as u16;
-        if seqs[c].is_none() {
-            // Handshake, just before the first request.
-            let (cs, ss) = (1000u32, 5000u32);
-            out.frame(ts, &frame(caddr, cport, SERVER, PORT, cs, None, true, b""));
-            out.frame(
-                ts + 1,
-                &frame(SERVER, PORT, caddr, cport, ss, Some(cs + 1), true, b""),
-            );
-            out.frame(
-                ts + 2,
-                &frame(caddr, cport, SERVER, PORT, cs + 1, Some(ss + 1), false, b""),
-            );
-            seqs[c] = Some((cs + 1, ss + 1));
-        }
-        let (cs, ss) = seqs[c].unwrap();
+        // Handshake, just before the first request.
+        let conn = conns[c]
+            .get_or_insert_with(|| Conn::open(&mut out, ts, (caddr, cport), (SERVER, PORT)));
         let key = format!("{}:{rank}", family_word(family_of(rank, families)));
         let req = format!("get {key}\r\n");
         let resp = if rank % 2 == 0 {
@@ -166,35 +130,8 @@ fn generate(
         } else {
             "END\r\n".to_string()
         };
-        out.frame(
-            ts + 3,
-            &frame(
-                caddr,
-                cport,
-                SERVER,
-                PORT,
-                cs,
-                Some(ss),
-                false,
-                req.as_bytes(),
-            ),
-        );
         let resp_ts = ts + 10_000;
-        let cs = cs + req.len() as u32;
-        out.frame(
-            resp_ts,
-            &frame(
-                SERVER,
-                PORT,
-                caddr,
-                cport,
-                ss,
-                Some(cs),
-                false,
-                resp.as_bytes(),
-            ),
-        );
-        seqs[c] = Some((cs, ss + resp.len() as u32));
+        conn.exchange(&mut out, ts + 3, resp_ts, req.as_bytes(), resp.as_bytes());
         reqs.push((key, c, resp_ts));
     }
     out.write(path);

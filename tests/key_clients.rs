@@ -20,8 +20,9 @@
 //! * servers the same with 8 rows; commands always exact.
 
 mod common;
+#[path = "common/tcp_conv.rs"]
+mod tcp_conv;
 use common::{repo, PcapOut};
-use etherparse::PacketBuilder;
 use memtap::app::pipeline::{self, PipelineConfig, PipelineOutput};
 use memtap::app::NoProgress;
 use memtap::collect::families::FamilyRules;
@@ -35,6 +36,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use tcp_conv::{Conn, Rng};
 
 const BIN: &str = env!("CARGO_BIN_EXE_memtap");
 const PORT: u16 = 11211;
@@ -43,23 +45,6 @@ const STEP_NS: u64 = 20_000;
 const WINDOW_NS: u64 = 250_000_000;
 const T0: u64 = 1_700_000_000_000_000_000;
 const CAP: usize = 32;
-
-/// SplitMix64, seeded.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Zipf(s) over `0..n` by inverse CDF.
 fn zipf(n: usize, s: f64, rng: &mut Rng) -> usize {
@@ -169,39 +154,16 @@ fn generate(path: &Path, seed: u64) -> (Vec<Req>, Truth) {
 fn write(path: &Path, plan: Vec<(String, usize, usize, &'static str)>) -> (Vec<Req>, Truth) {
     let mut out = PcapOut::new();
     // Per (client, server): (client seq, server seq) of its connection.
-    let mut conns: HashMap<(usize, usize), (u32, u32)> = HashMap::new();
-    let frame = |src: Ipv4Addr, sport, dst: Ipv4Addr, dport, seq, ack, syn, payload: &[u8]| {
-        let b = PacketBuilder::ethernet2([0; 6], [0; 6]).ipv4(src.octets(), dst.octets(), 64);
-        let mut t = b.tcp(sport, dport, seq, 65535);
-        if syn {
-            t = t.syn();
-        }
-        if let Some(a) = ack {
-            t = t.ack(a);
-        }
-        let mut v = Vec::new();
-        t.write(&mut v, payload).unwrap();
-        v
-    };
+    let mut conns: HashMap<(usize, usize), Conn> = HashMap::new();
     let mut reqs = Vec::with_capacity(plan.len());
     let mut truth = Truth::default();
     for (i, (key, c, s, cmd)) in plan.into_iter().enumerate() {
         let ts = T0 + i as u64 * STEP_NS;
         let (caddr, saddr) = (client_addr(c), server_addr(s));
         let cport = 20_000 + s as u16;
-        let (cs, ss) = *conns.entry((c, s)).or_insert_with(|| {
-            let (cs, ss) = (1000u32, 5000u32);
-            out.frame(ts, &frame(caddr, cport, saddr, PORT, cs, None, true, b""));
-            out.frame(
-                ts + 1,
-                &frame(saddr, PORT, caddr, cport, ss, Some(cs + 1), true, b""),
-            );
-            out.frame(
-                ts + 2,
-                &frame(caddr, cport, saddr, PORT, cs + 1, Some(ss + 1), false, b""),
-            );
-            (cs + 1, ss + 1)
-        });
+        let conn = conns
+            .entry((c, s))
+            .or_insert_with(|| Conn::open(&mut out, ts, (caddr, cport), (saddr, PORT)));
         let (req, resp) = match cmd {
             "get" if i % 2 == 0 => (
                 format!("get {key}\r\n"),
@@ -219,35 +181,8 @@ fn write(path: &Path, plan: Vec<(String, usize, usize, &'static str)>) -> (Vec<R
             "incr" => (format!("incr {key} 1\r\n"), "NOT_FOUND\r\n".into()),
             other => unreachable!("{other}"),
         };
-        out.frame(
-            ts + 3,
-            &frame(
-                caddr,
-                cport,
-                saddr,
-                PORT,
-                cs,
-                Some(ss),
-                false,
-                req.as_bytes(),
-            ),
-        );
         let resp_ts = ts + 10_000;
-        let cs = cs + req.len() as u32;
-        out.frame(
-            resp_ts,
-            &frame(
-                saddr,
-                PORT,
-                caddr,
-                cport,
-                ss,
-                Some(cs),
-                false,
-                resp.as_bytes(),
-            ),
-        );
-        conns.insert((c, s), (cs, ss + resp.len() as u32));
+        conn.exchange(&mut out, ts + 3, resp_ts, req.as_bytes(), resp.as_bytes());
         let window = resp_ts - resp_ts % WINDOW_NS;
         for period in [RUN, window] {
             let id = (period, key.clone());
