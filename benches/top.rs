@@ -57,6 +57,7 @@ fn tables(round: u64) -> Tables {
                     Outcome::Hit
                 },
                 req_bytes: 0,
+                exptime: None,
                 resp_bytes: 100,
                 latency_ns: Some(50_000 + 1000 * j),
             };

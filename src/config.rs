@@ -32,6 +32,8 @@ pub struct Config {
     #[serde(default)]
     pub report: ReportCfg,
     #[serde(default)]
+    pub insight: InsightCfg,
+    #[serde(default)]
     pub export: ExportCfg,
     #[serde(default)]
     pub families: crate::collect::families::FamilyConfig,
@@ -323,6 +325,103 @@ impl Default for CollectCfg {
             client_granularity: Default::default(),
             redact_keys: "none".into(),
         }
+    }
+}
+
+/// `[insight]`: cache insight (why misses happen, storms, unread writes,
+/// TTLs, slab fit, miss-ratio curves).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InsightCfg {
+    pub enabled: bool,
+    /// Key-server entries of each collector's state table.
+    pub max_keys: usize,
+    /// A miss storm: this many misses of a key from this many clients
+    /// before a store of it, within `storm_window`.
+    pub storm_min_misses: u32,
+    pub storm_min_clients: u32,
+    pub storm_window: String,
+    /// memcached's `-f`, `-n` and `slab_chunk_max`.
+    pub slab_factor: f64,
+    pub slab_min_space: u64,
+    pub slab_chunk_max: u64,
+    /// Miss-ratio curve: SHARDS sampling rate and its bound on sampled
+    /// keys per collector; `mrc_exact` keeps every key (tests).
+    pub mrc_sample_rate: f64,
+    pub mrc_max_samples: usize,
+    pub mrc_exact: bool,
+}
+
+impl Default for InsightCfg {
+    fn default() -> Self {
+        let d = crate::collect::insight::InsightConfig::default();
+        let m = crate::collect::mrc::MrcConfig::default();
+        InsightCfg {
+            enabled: true,
+            max_keys: d.max_keys,
+            storm_min_misses: d.storm_min_misses,
+            storm_min_clients: d.storm_min_clients,
+            storm_window: "10s".into(),
+            slab_factor: d.slab.factor,
+            slab_min_space: d.slab.min_space,
+            slab_chunk_max: d.slab.chunk_max,
+            mrc_sample_rate: m.sample_rate,
+            mrc_max_samples: m.max_samples,
+            mrc_exact: false,
+        }
+    }
+}
+
+impl Config {
+    /// The analysis' settings, checked; `None` when `[insight] enabled =
+    /// false`.
+    pub fn insight(&self) -> anyhow::Result<Option<crate::collect::insight::InsightConfig>> {
+        let c = &self.insight;
+        if !c.enabled {
+            return Ok(None);
+        }
+        let window = parse_duration(&c.storm_window)
+            .map_err(|e| anyhow::anyhow!("insight.storm_window: {e}"))?;
+        anyhow::ensure!(
+            (1.01..=4.0).contains(&c.slab_factor),
+            "insight.slab_factor: {} is out of range: 1.01 to 4 (memcached's -f)",
+            c.slab_factor
+        );
+        anyhow::ensure!(
+            (1..=1 << 20).contains(&c.slab_min_space),
+            "insight.slab_min_space: {} is out of range: 1 to 1048576 (memcached's -n)",
+            c.slab_min_space
+        );
+        anyhow::ensure!(
+            (1024..=1 << 30).contains(&c.slab_chunk_max),
+            "insight.slab_chunk_max: {} is out of range: 1024 to 1073741824",
+            c.slab_chunk_max
+        );
+        anyhow::ensure!(
+            (1..=1 << 26).contains(&c.max_keys),
+            "insight.max_keys: {} is out of range: 1 to 67108864",
+            c.max_keys
+        );
+        let mrc = crate::collect::mrc::MrcConfig {
+            sample_rate: c.mrc_sample_rate,
+            max_samples: c.mrc_max_samples,
+            exact: c.mrc_exact,
+            scale: 1,
+        };
+        mrc.check().map_err(|e| anyhow::anyhow!("insight: {e}"))?;
+        Ok(Some(crate::collect::insight::InsightConfig {
+            max_keys: c.max_keys,
+            storm_min_misses: c.storm_min_misses.max(1),
+            storm_min_clients: c.storm_min_clients.max(1),
+            storm_window_ns: window,
+            slab: crate::collect::slab::SlabConfig {
+                factor: c.slab_factor,
+                min_space: c.slab_min_space,
+                chunk_max: c.slab_chunk_max,
+            },
+            mrc,
+            ..Default::default()
+        }))
     }
 }
 
@@ -804,6 +903,7 @@ impl Config {
         }
         parse_memory("limits.memory", &self.limits.memory)?;
         self.triggers()?;
+        self.insight()?;
         self.recorder_bounds()?;
         let window = parse_duration(&self.collect.window)
             .map_err(|e| anyhow::anyhow!("collect.window: {e}"))?;

@@ -222,6 +222,7 @@ fn collector_tables_allocate_nothing_for_known_keys() {
                     Outcome::Hit
                 },
                 req_bytes: 0,
+                exptime: None,
                 resp_bytes: 100,
                 latency_ns: Some(20_000),
             },
@@ -278,6 +279,7 @@ fn key_client_tables_allocate_nothing_once_grown() {
                 key: Some(key.as_bytes()),
                 result: Outcome::Hit,
                 req_bytes: 0,
+                exptime: None,
                 resp_bytes: 100,
                 latency_ns: Some(20_000),
             },
@@ -367,6 +369,7 @@ fn flight_recorder_and_trigger_seconds_allocate_nothing() {
                 key: Some(format!("k{}", i % 100).as_bytes()),
                 result: Outcome::Hit,
                 req_bytes: 10,
+                exptime: None,
                 resp_bytes: 100,
                 latency_ns: Some(20_000),
             },

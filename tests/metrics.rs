@@ -295,6 +295,7 @@ fn window(rows: &[(&str, &str, usize)]) -> Tables {
                     key: Some(key.as_bytes()),
                     result: Outcome::Hit,
                     req_bytes: 0,
+                    exptime: None,
                     resp_bytes: 10,
                     latency_ns: Some(30_000),
                 },

@@ -204,6 +204,7 @@ mod tests {
             key,
             result: Outcome::Hit,
             req_bytes: 0,
+            exptime: None,
             resp_bytes: 42,
             latency_ns: lat,
         }

@@ -52,6 +52,8 @@ pub struct PipelineConfig {
     pub memory: Option<u64>,
     /// Collectors hand on per-second figures (for triggers).
     pub seconds: bool,
+    /// Cache insight (`[insight]`); `None` turns it off.
+    pub insight: Option<crate::collect::insight::InsightConfig>,
 }
 
 /// What a replay hands, besides the pipeline, to the triggers: the frames
@@ -297,6 +299,7 @@ pub(crate) fn spawn_collectors(
             // Each collector its own copy: the regex scratch pool inside is
             // then never contended (one thread per copy).
             families: pc.families.as_ref().map(|f| Arc::new((**f).clone())),
+            insight: pc.insight.clone(),
         };
         let recycle = recycle.to_vec();
         let wtx = wtx.clone();

@@ -128,6 +128,7 @@ pub fn setup(
                 max_clients,
                 max_families: cfg.collect.max_families,
                 key_clients,
+                insight_examples: 16,
                 client_granularity: a
                     .client_granularity
                     .unwrap_or(cfg.collect.client_granularity),
@@ -135,6 +136,7 @@ pub fn setup(
             families: Some(Arc::new(rules)),
             memory,
             seconds: triggers.is_some(),
+            insight: cfg.insight()?,
         },
         options: ReportOptions {
             top: top.unwrap_or(cfg.report.top),

@@ -92,6 +92,7 @@ pub fn store_replay(
             max_families: out.run.families.capacity(),
             client_granularity: Default::default(),
             key_clients: out.run.key_clients(),
+            insight_examples: 16,
         };
         windows.push((last_start, last_start + window_ns, Tables::new(&limits)));
     }

@@ -32,8 +32,12 @@ pub struct BRec {
     key_len: u32,
     pub result: Outcome,
     pub req_bytes: u64,
+    pub exptime: Option<i32>,
     pub resp_bytes: u64,
     pub latency_ns: Option<u64>,
+    /// A copy of a `flush_all` for a collector other than the one that
+    /// counts it: only the cache-insight analysis reads it.
+    pub echo: bool,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +78,10 @@ impl RecordBatch {
     }
 
     pub fn push(&mut self, r: &Record<'_>, seen: Ts) {
+        self.push_as(r, seen, false)
+    }
+
+    fn push_as(&mut self, r: &Record<'_>, seen: Ts, echo: bool) {
         let (key_off, key_len) = match r.key {
             Some(k) => {
                 let off = self.keys.len() as u32;
@@ -95,8 +103,10 @@ impl RecordBatch {
             key_len,
             result: r.result,
             req_bytes: r.req_bytes,
+            exptime: r.exptime,
             resp_bytes: r.resp_bytes,
             latency_ns: r.latency_ns,
+            echo,
         });
     }
 }
@@ -221,6 +231,16 @@ impl RecordSink for Batcher {
         if self.cur[shard].recs.len() >= self.batch_records {
             self.send(shard);
         }
+        // A flush touches every key of its server, and keys live in every
+        // collector: the others get an echo.
+        if r.key.is_none() && crate::collect::insight::is_flush(r.command) {
+            for other in (0..self.cur.len()).filter(|&s| s != shard) {
+                self.cur[other].push_as(r, now, true);
+                if self.cur[other].recs.len() >= self.batch_records {
+                    self.send(other);
+                }
+            }
+        }
     }
 }
 
@@ -257,6 +277,7 @@ mod tests {
             key: Some(b"abc"),
             result: Outcome::Hit,
             req_bytes: 0,
+            exptime: None,
             resp_bytes: 7,
             latency_ns: Some(1000),
         };

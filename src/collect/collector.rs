@@ -9,6 +9,7 @@
 
 use super::batch::RecordBatch;
 use super::families::FamilyRules;
+use super::insight::{Insight, InsightConfig};
 use super::seconds::{SecondMsg, Seconds, SECOND_NS};
 use super::tables::{TableLimits, Tables};
 use crate::decode::Ts;
@@ -24,6 +25,8 @@ pub struct CollectorConfig {
     pub window_ns: u64,
     pub workers: usize,
     pub families: Option<Arc<FamilyRules>>,
+    /// Cache insight; `None` turns it off.
+    pub insight: Option<InsightConfig>,
 }
 
 /// What a collector says about windows.
@@ -84,6 +87,8 @@ pub fn run(
     let rules = cfg.families.as_deref();
     let windows = cfg.window_ns > 0 && windows_out.is_some();
     let mut said_upto: Ts = 0;
+    let mut insight = cfg.insight.as_ref().map(Insight::new);
+    let insight_windows = if windows { cfg.window_ns } else { 0 };
 
     loop {
         let next = match &ctl {
@@ -108,14 +113,25 @@ pub fn run(
         };
         let Ok(mut b) = next else { break };
         for r in &b.recs {
-            run.add(&b, r, rules, &mut family);
+            // The family is found once a record, for every table.
+            let fam = match (rules, b.key(r)) {
+                (Some(rules), Some(key)) => rules.family_into(key, &mut family),
+                _ => false,
+            };
+            let fam = fam.then_some(&family[..]);
+            run.add_in_family(&b, r, fam);
             if let Some((s, _)) = seconds.as_mut() {
-                s.add(&b, r);
+                if !r.echo {
+                    s.add(&b, r);
+                }
             }
-            if windows {
+            if windows && !r.echo {
                 let start = window_start(r.seen, cfg.window_ns);
                 let t = window_tables(&mut open, start, &cfg.limits);
-                t.add(&b, r, rules, &mut family);
+                t.add_in_family(&b, r, fam);
+            }
+            if let Some(i) = insight.as_mut() {
+                i.push(&b, r, fam);
             }
         }
         let w = b.worker.min(cfg.workers - 1);
@@ -125,6 +141,15 @@ pub fn run(
             watermark[w] = None;
         } else if let Some(m) = watermark[w].as_mut() {
             *m = (*m).max(b.watermark);
+        }
+        if let Some(i) = insight.as_mut() {
+            // Records every worker has passed, in packet-time order, before
+            // their windows close below.
+            let low = watermark.iter().flatten().min().copied();
+            let limits = cfg.limits;
+            i.release(low, &mut run, &mut open, insight_windows, |open, seen| {
+                Some(window_index(open, window_start(seen, insight_windows), &limits))
+            });
         }
         if let Some((s, out)) = seconds.as_mut() {
             // Seconds close like windows: once every worker is past them.
@@ -176,6 +201,13 @@ pub fn run(
             break;
         }
     }
+    if let Some(i) = insight.as_mut() {
+        let limits = cfg.limits;
+        i.release(None, &mut run, &mut open, insight_windows, |open, seen| {
+            Some(window_index(open, window_start(seen, insight_windows), &limits))
+        });
+        i.finish(&mut run);
+    }
     if let Some((s, out)) = seconds.as_mut() {
         s.close(None, |p| {
             let _ = out.send(SecondMsg::Part(Box::new(p)));
@@ -208,6 +240,11 @@ fn window_tables<'a>(
     start: Ts,
     limits: &TableLimits,
 ) -> &'a mut Tables {
+    let idx = window_index(open, start, limits);
+    &mut open[idx].1
+}
+
+fn window_index(open: &mut VecDeque<(Ts, Tables)>, start: Ts, limits: &TableLimits) -> usize {
     let pos = open.iter().position(|(s, _)| *s >= start);
     let idx = match pos {
         Some(i) if open[i].0 == start => i,
@@ -220,7 +257,7 @@ fn window_tables<'a>(
             open.len() - 1
         }
     };
-    &mut open[idx].1
+    idx
 }
 
 fn send_window(out: &Sender<WindowMsg>, start: Ts, window_ns: u64, t: Tables) {

@@ -11,6 +11,10 @@
 //!   server, command and result; latency and value size by server and
 //!   command class).
 //!
+//! * [`insight`]: cache insight: why each miss happened, miss storms,
+//!   writes nobody read, TTLs, slab fit, keys on several servers.
+//! * [`slab`]: memcached's slab classes and item accounting.
+//!
 //! * [`heavy`]: a bounded heavy-hitter table (Space-Saving) keyed by byte
 //!   strings, generic over a per-item stats payload, used for per-key and
 //!   per-client statistics.
@@ -21,9 +25,11 @@ pub mod collector;
 pub mod families;
 pub mod heavy;
 pub mod hist;
+pub mod insight;
 pub mod keytables;
 pub mod redact;
 pub mod seconds;
+pub mod slab;
 pub mod tables;
 
 pub use heavy::{Entry, HeavyHitters, Merge};

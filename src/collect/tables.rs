@@ -7,6 +7,7 @@ use super::breakdown::Breakdown;
 use super::families::FamilyRules;
 use super::heavy::{HeavyHitters, Merge};
 use super::hist::Log2Hist;
+use super::insight::{FamilyInsight, InsightTables, KeyInsight};
 pub use super::keytables::{
     AddrRow, KeyClients, KeyCommands, KeyServers, DEFAULT_KEY_CLIENTS, KEY_SERVERS, MAX_KEY_CLIENTS,
 };
@@ -238,6 +239,7 @@ pub struct KeyStats {
     pub value_size: SmallHist,
     pub servers: KeyServers,
     pub clients: KeyClients,
+    pub insight: KeyInsight,
 }
 
 impl KeyStats {
@@ -256,6 +258,7 @@ impl Merge for KeyStats {
         self.value_size.merge(&o.value_size);
         self.servers.merge(&o.servers);
         self.clients.merge(&o.clients);
+        self.insight.merge(&o.insight);
     }
 }
 
@@ -273,11 +276,13 @@ impl Merge for ClientStats {
 #[derive(Clone, Default)]
 pub struct FamilyStats {
     pub traffic: Traffic,
+    pub insight: FamilyInsight,
 }
 
 impl Merge for FamilyStats {
     fn merge(&mut self, o: &Self) {
         self.traffic.merge(&o.traffic);
+        self.insight.merge(&o.insight);
     }
 }
 
@@ -397,6 +402,8 @@ pub struct TableLimits {
     /// Size of each key's client table (`--key-clients`): exact counts
     /// for keys with at most this many clients.
     pub key_clients: usize,
+    /// Keys on several servers kept as examples.
+    pub insight_examples: usize,
 }
 
 /// The statistics of one collector for one period (the whole run, or one
@@ -415,6 +422,8 @@ pub struct Tables {
     /// Joint counts for the metrics exporter: requests by (server,
     /// command, result), latency and value size by (server, class).
     pub breakdown: Breakdown,
+    /// Cache insight (filled by the collector's [`super::insight::Insight`]).
+    pub insight: InsightTables,
     granularity: ClientGranularity,
     key_clients: usize,
 }
@@ -448,6 +457,10 @@ impl Tables {
             latency_us: Log2Hist::default(),
             totals: Totals::default(),
             breakdown: Breakdown::default(),
+            insight: InsightTables {
+                examples_cap: l.insight_examples,
+                ..InsightTables::default()
+            },
             granularity: l.client_granularity,
             key_clients: l.key_clients.clamp(1, MAX_KEY_CLIENTS),
         }
@@ -466,6 +479,18 @@ impl Tables {
         rules: Option<&FamilyRules>,
         family: &mut Vec<u8>,
     ) {
+        let fam = match (rules, b.key(r)) {
+            (Some(rules), Some(key)) => rules.family_into(key, family),
+            _ => false,
+        };
+        self.add_in_family(b, r, fam.then_some(&family[..]))
+    }
+
+    /// Adds one record whose key's family is already known.
+    pub fn add_in_family(&mut self, b: &RecordBatch, r: &BRec, family: Option<&[u8]>) {
+        if r.echo {
+            return;
+        }
         let t = &mut self.totals;
         t.requests += 1;
         if r.first {
@@ -524,10 +549,8 @@ impl Tables {
         k.servers.add(ClientId::server(r.server), 1, KEY_SERVERS);
         k.clients.add(client, 1, self.key_clients);
 
-        if let Some(rules) = rules {
-            if rules.family_into(key, family) {
-                self.families.update(family, 1).stats.traffic.add(r);
-            }
+        if let Some(f) = family {
+            self.families.update(f, 1).stats.traffic.add(r);
         }
     }
 
@@ -554,6 +577,7 @@ impl Tables {
         self.value_size.merge(&o.value_size);
         self.latency_us.merge(&o.latency_us);
         self.breakdown.merge(&o.breakdown);
+        self.insight.merge(&o.insight);
         let t = &mut self.totals;
         let u = &o.totals;
         t.commands += u.commands;
@@ -575,6 +599,7 @@ impl Tables {
         self.value_size.clear();
         self.latency_us.clear();
         self.breakdown.clear();
+        self.insight.clear();
         self.totals = Totals::default();
     }
 }

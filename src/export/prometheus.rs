@@ -979,6 +979,7 @@ mod tests {
                     key,
                     result,
                     req_bytes: req,
+                    exptime: None,
                     resp_bytes: resp,
                     latency_ns: lat,
                 },

@@ -183,6 +183,17 @@ pub fn parse_request<'a>(buf: &'a [u8], lim: &Limits) -> Parse<Request<'a>> {
     req.opaque = h.opaque;
     req.value_len = h.value_len();
     req.skip_after = h.value_len();
+    // The expiration field of the extras (framed: they are in `buf`).
+    let ex = |at: usize| {
+        let b = &buf[HEADER_LEN + at..HEADER_LEN + at + 4];
+        i64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    req.exptime = match (h.opcode, h.extras_len) {
+        (0x01..=0x03 | 0x11..=0x13, 8) => Some(ex(4)),
+        (0x1c..=0x1e | 0x23 | 0x24, 4) | (0x08 | 0x18, 4) => Some(ex(0)),
+        (0x08 | 0x18, 0) => Some(0),
+        _ => None,
+    };
     if op_info(h.opcode).is_none() {
         // memcached answers an unknown opcode after it has read the key and
         // extras, then swallows the whole body length again (a 1.6 quirk):

@@ -112,6 +112,15 @@ pub fn request_from_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>
     req.quiet = flags.quiet;
     req.echo_key = flags.echo_key;
     req.opaque_token = flags.opaque;
+    req.exptime = match req.command {
+        // ms stores with no TTL unless `T` says; append/prepend modes keep
+        // the item's own.
+        "ms" if matches!(flags.mode, Some(b'A' | b'a' | b'P' | b'p')) => None,
+        "ms" => Some(flags.ttl.unwrap_or(0)),
+        // mg `T` touches; ma's `T` only applies to an item it creates.
+        "mg" => flags.ttl,
+        _ => None,
+    };
     Ok(req)
 }
 
@@ -159,6 +168,10 @@ struct Flags<'a> {
     opaque: &'a [u8],
     /// Response `k<key>`.
     key: Option<&'a [u8]>,
+    /// Request `T<ttl>`.
+    ttl: Option<i64>,
+    /// Request `M<mode>` (ms: E A P R S).
+    mode: Option<u8>,
 }
 
 impl<'a> Flags<'a> {
@@ -191,6 +204,8 @@ impl<'a> Flags<'a> {
                 (b'k', Side::Response) => flags.key = Some(check_key(arg, lim)?),
                 (b'O', _) if arg.len() > MAX_OPAQUE_LEN => return Err(BadReason::BadArguments),
                 (b'O', _) => flags.opaque = arg,
+                (b'T', Side::Request) => flags.ttl = crate::protocol::line::parse_i64(arg).ok(),
+                (b'M', Side::Request) => flags.mode = arg.first().copied(),
                 _ => {}
             }
         }

@@ -224,6 +224,11 @@ pub struct Request<'a> {
     pub opaque_token: &'a [u8],
     /// Meta `k` flag: the response echoes the key.
     pub echo_key: bool,
+    /// The item's new exptime, as sent (memcached's units: 0 never, up to
+    /// 30 days relative seconds, above that a Unix time, negative already
+    /// expired): storage commands but append/prepend, touch, gat/gats,
+    /// meta `T`, binary extras. For `flush_all` its delay (0: now).
+    pub exptime: Option<i64>,
     /// Text admin commands answered by a listing of lines up to `END`
     /// (`lru_crawler metadump`/`mgdump`: newer servers start it with
     /// `OK`), or by a log stream that never ends (`watch`).
@@ -247,6 +252,7 @@ impl<'a> Request<'a> {
             opaque: 0,
             opaque_token: b"",
             echo_key: false,
+            exptime: None,
             listing: false,
         }
     }

@@ -115,7 +115,11 @@ pub fn request_from_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>
         Grammar::Storage { cas } => storage(req, toks, cas, lim),
         Grammar::Delete => delete(req, toks, lim),
         Grammar::Arith => keyed_number(req, toks, lim, |t| parse_u64(t).is_ok()),
-        Grammar::Touch => keyed_number(req, toks, lim, |t| parse_i64(t).is_ok()),
+        Grammar::Touch => {
+            let mut req = keyed_number(req, toks.clone(), lim, |t| parse_i64(t).is_ok())?;
+            req.exptime = toks.clone().nth(1).and_then(|t| parse_i64(t).ok());
+            Ok(req)
+        }
         Grammar::FlushAll => flush_all(req, toks),
         Grammar::Level => level(req, toks),
         Grammar::FreeForm => Ok(free_form(req, toks)),
@@ -174,10 +178,10 @@ fn retrieval<'a>(
     exptime: bool,
     lim: &Limits,
 ) -> Result<Request<'a>, BadReason> {
-    // gat/gats: the exptime comes first and is not a key; it is validated
-    // and otherwise dropped.
+    // gat/gats: the exptime comes first and is not a key.
     if exptime {
-        arg(&mut toks, |t| parse_i64(t).is_ok())?;
+        let t = toks.next().ok_or(BadReason::BadArguments)?;
+        req.exptime = Some(parse_i64(t).map_err(|_| BadReason::BadArguments)?);
     }
     let list = toks.rest();
     let mut n = 0usize;
@@ -204,7 +208,12 @@ fn storage<'a>(
     let k = key(&mut toks, lim)?;
     // flags: memcached 1.6 reads them with strtoul, which takes 64 bits.
     arg(&mut toks, |t| parse_u64(t).is_ok())?;
-    arg(&mut toks, |t| parse_i64(t).is_ok())?; // exptime: may be negative
+    // exptime: may be negative. append/prepend keep the item's own.
+    let t = toks.next().ok_or(BadReason::BadArguments)?;
+    let exptime = parse_i64(t).map_err(|_| BadReason::BadArguments)?;
+    if !matches!(req.command, "append" | "prepend") {
+        req.exptime = Some(exptime);
+    }
     let bytes = parse_len(toks.next().ok_or(BadReason::BadArguments)?, lim.max_value)?;
     if cas {
         arg(&mut toks, |t| parse_u64(t).is_ok())?; // cas unique: 64-bit
@@ -260,9 +269,11 @@ fn flush_all<'a>(mut req: Request<'a>, mut toks: Tokens<'a>) -> Result<Request<'
     } else {
         first
     };
-    if delay.is_some_and(|d| parse_i64(d).is_err()) {
-        return Err(BadReason::BadArguments);
-    }
+    // The delay rides in `exptime` (0 when absent: now).
+    req.exptime = Some(match delay {
+        Some(d) => parse_i64(d).map_err(|_| BadReason::BadArguments)?,
+        None => 0,
+    });
     Ok(req)
 }
 

@@ -657,6 +657,7 @@ mod key_tests {
                     key: (command != "noop").then_some(b"k".as_slice()),
                     result,
                     req_bytes: 0,
+                    exptime: None,
                     resp_bytes: 0,
                     latency_ns: None,
                 },

@@ -645,6 +645,7 @@ impl Session {
                 key: Some(key),
                 result: Outcome::Lost,
                 req_bytes: 0,
+                exptime: None,
                 resp_bytes: 0,
                 latency_ns: None,
             });
@@ -700,6 +701,9 @@ impl Session {
         e.listing = r.listing;
         e.ts = ts;
         e.req_bytes = r.value_len;
+        e.exptime = r
+            .exptime
+            .map(|x| x.clamp(i32::MIN as i64, i32::MAX as i64) as i32);
         if end_off <= self.req.phantom_until {
             // Maybe the data block of the rejected line before it.
             e.optional = true;
@@ -975,6 +979,7 @@ impl Session {
                     key,
                     result: Outcome::Lost,
                     req_bytes: r.map_or(0, |r| r.value_len),
+                    exptime: None,
                     resp_bytes: 0,
                     latency_ns: None,
                 });
@@ -1453,6 +1458,7 @@ fn emit_entry(
             key,
             result,
             req_bytes: e.req_bytes,
+            exptime: e.exptime,
             resp_bytes,
             latency_ns: latency,
         });

@@ -105,6 +105,8 @@ pub struct Pending {
     /// Offset just past the request's last byte in the request stream.
     pub req_end_off: u64,
     pub req_bytes: u64,
+    /// `Request::exptime`, clamped to memcached's 32 bits.
+    pub exptime: Option<i32>,
     pub state: State,
     pub outcome: Outcome,
     pub resp_bytes: u64,
@@ -140,6 +142,7 @@ impl Pending {
             req_done_ts: 0,
             req_end_off: 0,
             req_bytes: 0,
+            exptime: None,
             state: State::Waiting,
             outcome: Outcome::Lost,
             resp_bytes: 0,

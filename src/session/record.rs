@@ -25,6 +25,9 @@ pub struct Record<'a> {
     pub result: Outcome,
     /// Value bytes the client sent (storage payload).
     pub req_bytes: u64,
+    /// The exptime the request sets (`Request::exptime`; for `flush_all`
+    /// its delay).
+    pub exptime: Option<i32>,
     /// Value bytes returned by a retrieval.
     pub resp_bytes: u64,
     /// Request's last byte to response's last byte, in nanoseconds; `None`

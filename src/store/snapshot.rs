@@ -996,6 +996,7 @@ pub fn fold(snaps: &[Snapshot]) -> Folded {
         max_families: lim[2] as usize,
         client_granularity: Default::default(),
         key_clients,
+        insight_examples: 16,
     };
     let mut t = Tables::new(&limits);
     let mut out = Folded {
@@ -1005,6 +1006,7 @@ pub fn fold(snaps: &[Snapshot]) -> Folded {
             max_families: 1,
             client_granularity: Default::default(),
             key_clients: 1,
+            insight_examples: 16,
         }),
         limits,
         evictions: [0; 3],

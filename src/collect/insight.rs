@@ -1,0 +1,1110 @@
+//! Cache insight: why each miss happened, miss storms (dogpiles), writes
+//! nobody read, TTLs, slab fit, and keys seen on several servers.
+//!
+//! A collector owns every record of its keys (they are sharded by key), so
+//! it can follow each key's life: stores with their exptimes, touches,
+//! deletes, `flush_all`s of its server, hits and misses. Records reach a
+//! collector from several workers out of time order; the analysis needs
+//! the order the server saw, so records wait in [`Insight`]'s reorder
+//! buffer until every worker's watermark has passed them, then are applied
+//! in packet-time order (`BRec::seen`: each worker's records arrive
+//! already in that order, and the watermark bounds what may still come).
+//!
+//! Per-key state lives in a fixed-size set-associative table (one entry a
+//! key and server; the ways of a set hold every server's entry of a key,
+//! which is how a key on several servers is noticed for free). When a key
+//! falls out, its later misses are `forgotten`; a fixed Bloom filter of
+//! every key seen tells `forgotten` (seen before) from `first` (never),
+//! with its false-positive rate reported.
+//!
+//! What it produces is mergeable counters in [`InsightTables`] (per server
+//! and for the pool), [`FamilyInsight`] beside each family's traffic and
+//! [`KeyInsight`] beside each tracked key's: they travel with `Tables`
+//! into windows, snapshots, reports, metrics and the store.
+
+use super::batch::{BRec, RecordBatch};
+use super::hist::Log2Hist;
+use super::slab::{item_size, SlabClasses, SlabConfig};
+use super::tables::Tables;
+use crate::decode::Ts;
+use crate::protocol::Outcome;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+/// Miss classes, in report order.
+pub const MISS_CLASSES: [&str; 6] = [
+    "first",
+    "expired",
+    "deleted",
+    "evicted",
+    "forgotten",
+    "unknown_ttl",
+];
+pub const FIRST: usize = 0;
+pub const EXPIRED: usize = 1;
+pub const DELETED: usize = 2;
+pub const EVICTED: usize = 3;
+pub const FORGOTTEN: usize = 4;
+/// A key seen present (a hit) before memtap saw it stored: its TTL is
+/// unknown, so its later miss is an expiry or an eviction.
+pub const UNKNOWN_TTL: usize = 5;
+
+/// How a write ended unread, in report order.
+pub const UNREAD_ENDS: [&str; 6] = [
+    "overwritten",
+    "deleted",
+    "expired",
+    "evicted",
+    "forgotten",
+    "at_end",
+];
+const U_OVERWRITTEN: usize = 0;
+const U_DELETED: usize = 1;
+const U_EXPIRED: usize = 2;
+const U_EVICTED: usize = 3;
+const U_FORGOTTEN: usize = 4;
+const U_AT_END: usize = 5;
+
+/// TTL classes of stores: 0 = never expires, 1 = already expired
+/// (negative or a past absolute time), then `2 + k` for `[2^k, 2^(k+1))`
+/// seconds; the last class holds everything longer.
+pub const TTL_CLASSES: usize = 28;
+
+pub fn ttl_class(ttl_secs: Option<i64>) -> usize {
+    match ttl_secs {
+        None => 0,
+        Some(s) if s <= 0 => 1,
+        Some(s) => (2 + (63 - s.leading_zeros() as usize)).min(TTL_CLASSES - 1),
+    }
+}
+
+/// The label of TTL class `i` ("never", "expired", "1s", "2s", "4s", ...:
+/// a class is named by its lower bound).
+pub fn ttl_class_label(i: usize) -> String {
+    match i {
+        0 => "never".into(),
+        1 => "expired".into(),
+        i => {
+            let s = 1u64 << (i - 2);
+            if s >= 86_400 && s % 3600 == 0 {
+                format!("{}h", s / 3600)
+            } else {
+                format!("{s}s")
+            }
+        }
+    }
+}
+
+/// Thresholds and sizes of the analysis.
+#[derive(Debug, Clone)]
+pub struct InsightConfig {
+    /// Key-server entries of the state table (per collector).
+    pub max_keys: usize,
+    /// Bytes of the Bloom filter of keys seen (per collector).
+    pub seen_filter_bytes: usize,
+    /// A miss storm: at least this many misses of one key ...
+    pub storm_min_misses: u32,
+    /// ... from at least this many distinct clients ...
+    pub storm_min_clients: u32,
+    /// ... before a store of it lands, all within this time of the first.
+    pub storm_window_ns: u64,
+    pub slab: SlabConfig,
+    /// Keys on several servers kept as examples.
+    pub examples: usize,
+}
+
+impl Default for InsightConfig {
+    fn default() -> Self {
+        InsightConfig {
+            max_keys: 131_072,
+            seen_filter_bytes: 4 << 20,
+            storm_min_misses: 3,
+            storm_min_clients: 2,
+            storm_window_ns: 10_000_000_000,
+            slab: SlabConfig::default(),
+            examples: 16,
+        }
+    }
+}
+
+/// Per server (or the pool): the counters of the analysis.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerInsight {
+    pub misses: [u64; 6],
+    pub stores: u64,
+    pub storms: u64,
+    pub storm_misses: u64,
+    /// Distinct clients of the largest storm (exact up to
+    /// `STORM_CLIENTS`, where it saturates).
+    pub storm_clients_max: u64,
+    /// First miss to the store that ended a storm, in microseconds.
+    pub refill_us: Log2Hist,
+    pub unread: [u64; 6],
+    pub unread_bytes: [u64; 6],
+    /// Keys seen on this server and on another.
+    pub multi_server_keys: u64,
+}
+
+impl ServerInsight {
+    pub fn merge(&mut self, o: &ServerInsight) {
+        add(&mut self.misses, &o.misses);
+        self.stores += o.stores;
+        self.storms += o.storms;
+        self.storm_misses += o.storm_misses;
+        self.storm_clients_max = self.storm_clients_max.max(o.storm_clients_max);
+        self.refill_us.merge(&o.refill_us);
+        add(&mut self.unread, &o.unread);
+        add(&mut self.unread_bytes, &o.unread_bytes);
+        self.multi_server_keys += o.multi_server_keys;
+    }
+
+    pub fn classified_misses(&self) -> u64 {
+        self.misses.iter().sum()
+    }
+}
+
+fn add<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// Beside a family's traffic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FamilyInsight {
+    pub misses: [u64; 6],
+    pub stores: u64,
+    pub unread: [u64; 6],
+    pub unread_bytes: [u64; 6],
+    pub ttl: [u64; TTL_CLASSES],
+    /// Stored items as memcached accounts them, and the chunk bytes they
+    /// take: the difference is slab waste.
+    pub item_bytes: u64,
+    pub chunk_bytes: u64,
+}
+
+impl FamilyInsight {
+    pub fn merge(&mut self, o: &FamilyInsight) {
+        add(&mut self.misses, &o.misses);
+        self.stores += o.stores;
+        add(&mut self.unread, &o.unread);
+        add(&mut self.unread_bytes, &o.unread_bytes);
+        add(&mut self.ttl, &o.ttl);
+        self.item_bytes += o.item_bytes;
+        self.chunk_bytes += o.chunk_bytes;
+    }
+}
+
+/// Beside a tracked key's traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyInsight {
+    pub misses: [u32; 6],
+    pub storms: u32,
+    pub storm_misses: u32,
+    pub storm_clients_max: u16,
+    /// Longest refill of its storms, microseconds.
+    pub refill_us_max: u64,
+    pub unread: u32,
+    pub unread_bytes: u64,
+}
+
+impl KeyInsight {
+    pub fn merge(&mut self, o: &KeyInsight) {
+        for (a, b) in self.misses.iter_mut().zip(o.misses) {
+            *a = a.saturating_add(b);
+        }
+        self.storms += o.storms;
+        self.storm_misses += o.storm_misses;
+        self.storm_clients_max = self.storm_clients_max.max(o.storm_clients_max);
+        self.refill_us_max = self.refill_us_max.max(o.refill_us_max);
+        self.unread += o.unread;
+        self.unread_bytes += o.unread_bytes;
+    }
+}
+
+/// One slab class's share of the stores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlabRow {
+    pub items: u64,
+    pub item_bytes: u64,
+    pub chunk_bytes: u64,
+}
+
+/// A key seen on more than one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiServerKey {
+    pub key: Vec<u8>,
+    pub servers: Vec<SocketAddr>,
+    /// Clients seen using it (with the server each used), from the moment
+    /// it was noticed; at most `EXAMPLE_CLIENTS`.
+    pub clients: Vec<(SocketAddr, SocketAddr)>,
+}
+
+const EXAMPLE_CLIENTS: usize = 8;
+const EXAMPLE_SERVERS: usize = 8;
+
+/// The analysis' counters for one period: mergeable like every table.
+#[derive(Debug, Clone, Default)]
+pub struct InsightTables {
+    pub servers: Vec<(SocketAddr, ServerInsight)>,
+    pub slab: Vec<SlabRow>,
+    pub ttl: [u64; TTL_CLASSES],
+    pub multi: Vec<MultiServerKey>,
+    /// Bounds: keys whose state fell out of the table, examples not kept.
+    pub state_evictions: u64,
+    pub examples_dropped: u64,
+    /// Records applied; records that came after their turn (their worker
+    /// broke the watermark promise: a live clock step) and were applied
+    /// late anyway.
+    pub applied: u64,
+    pub late: u64,
+    /// Bloom filter fill (per mille) and its false-positive rate (parts
+    /// per million) at the period's end: the share of `forgotten` misses
+    /// that may really be `first`.
+    pub seen_filter_fp_ppm: u64,
+    pub examples_cap: usize,
+}
+
+impl InsightTables {
+    pub fn server(&mut self, s: SocketAddr) -> &mut ServerInsight {
+        match self.servers.iter().position(|(a, _)| *a == s) {
+            Some(i) => &mut self.servers[i].1,
+            None => {
+                self.servers.push((s, ServerInsight::default()));
+                &mut self.servers.last_mut().expect("pushed").1
+            }
+        }
+    }
+
+    /// The pool: every server's counters summed.
+    pub fn pool(&self) -> ServerInsight {
+        let mut p = ServerInsight::default();
+        for (_, s) in &self.servers {
+            p.merge(s);
+        }
+        // A key on two servers is counted by both; the pool counts it once.
+        p.multi_server_keys = self.multi_keys();
+        p
+    }
+
+    fn multi_keys(&self) -> u64 {
+        // Each noticed key bumps the server that noticed it only.
+        self.servers.iter().map(|(_, s)| s.multi_server_keys).sum()
+    }
+
+    pub fn merge(&mut self, o: &InsightTables) {
+        for (a, s) in &o.servers {
+            self.server(*a).merge(s);
+        }
+        if self.slab.len() < o.slab.len() {
+            self.slab.resize(o.slab.len(), SlabRow::default());
+        }
+        for (a, b) in self.slab.iter_mut().zip(&o.slab) {
+            a.items += b.items;
+            a.item_bytes += b.item_bytes;
+            a.chunk_bytes += b.chunk_bytes;
+        }
+        add(&mut self.ttl, &o.ttl);
+        self.examples_cap = self.examples_cap.max(o.examples_cap);
+        for m in &o.multi {
+            if self.multi.iter().any(|x| x.key == m.key) {
+                continue;
+            }
+            if self.multi.len() < self.examples_cap {
+                self.multi.push(m.clone());
+            } else {
+                self.examples_dropped += 1;
+            }
+        }
+        self.state_evictions += o.state_evictions;
+        self.examples_dropped += o.examples_dropped;
+        self.applied += o.applied;
+        self.late += o.late;
+        self.seen_filter_fp_ppm = self.seen_filter_fp_ppm.max(o.seen_filter_fp_ppm);
+    }
+
+    pub fn clear(&mut self) {
+        let cap = self.examples_cap;
+        *self = InsightTables::default();
+        self.examples_cap = cap;
+    }
+}
+
+/// What a record does to a key's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Get,
+    /// set/add/replace/cas, ms: a new item (its exptime, its size).
+    Store,
+    /// append/prepend: the item grows, keeps its exptime.
+    Append,
+    Delete,
+    Touch,
+    /// incr/decr: reads and rewrites in place.
+    Arith,
+    Flush,
+}
+
+fn op_of(command: &str, exptime: Option<i32>) -> Option<Op> {
+    Some(match command {
+        "get" | "gets" | "gat" | "gats" | "bget" | "mg" | "getq" | "getk" | "getkq" | "gatq"
+        | "gatk" | "gatkq" => Op::Get,
+        "set" | "add" | "replace" | "cas" | "setq" | "addq" | "replaceq" => Op::Store,
+        // ms in append/prepend mode carries no exptime.
+        "ms" if exptime.is_some() => Op::Store,
+        "ms" | "append" | "prepend" | "appendq" | "prependq" => Op::Append,
+        "delete" | "deleteq" | "md" => Op::Delete,
+        "touch" => Op::Touch,
+        "incr" | "decr" | "ma" | "increment" | "decrement" | "incrementq" | "decrementq" => {
+            Op::Arith
+        }
+        "flush_all" | "flush" | "flushq" => Op::Flush,
+        _ => return None,
+    })
+}
+
+/// The outcome says the write happened (quiet/noreply writes are assumed
+/// to have: memcached answers their failures, which resolve otherwise).
+fn wrote(o: Outcome) -> bool {
+    matches!(o, Outcome::Stored | Outcome::Noreply)
+}
+
+/// Whether `command` (keyless) changes every key of its server: a batcher
+/// sends such records to every collector.
+pub fn is_flush(command: &str) -> bool {
+    matches!(command, "flush_all" | "flush" | "flushq")
+}
+
+const SEC: u64 = 1_000_000_000;
+/// memcached's relative-exptime limit (30 days): larger values are Unix
+/// times.
+const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
+const NEVER: u64 = u64::MAX;
+
+/// Packet time at which an item stored at `now` with `exptime` expires.
+fn deadline(exptime: i32, now: Ts) -> u64 {
+    let e = exptime as i64;
+    if e == 0 {
+        NEVER
+    } else if e < 0 {
+        now
+    } else if e <= REALTIME_MAXDELTA {
+        now.saturating_add(e as u64 * SEC)
+    } else {
+        (e as u64).saturating_mul(SEC)
+    }
+}
+
+/// Seconds of TTL an exptime gives at `now` (for the TTL histogram).
+fn ttl_secs(exptime: i32, now: Ts) -> Option<i64> {
+    let e = exptime as i64;
+    if e == 0 {
+        None
+    } else if e < 0 || e <= REALTIME_MAXDELTA {
+        Some(e)
+    } else {
+        Some(e - (now / SEC) as i64)
+    }
+}
+
+/// memcached's clock ticks once a second and an item set just before a tick
+/// expires up to a second early: a miss this close to the deadline is an
+/// expiry.
+const CLOCK_SLACK: u64 = SEC;
+
+const STORED: u16 = 1;
+const DELETED_F: u16 = 2;
+const UNREAD: u16 = 4;
+/// Seen present (a hit) with no store seen: TTL unknown.
+const PRESENT: u16 = 8;
+const EPISODE: u16 = 16;
+const MULTI: u16 = 32;
+
+/// Distinct clients remembered per storm (exact up to this many).
+pub const STORM_CLIENTS: usize = 4;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct KeyState {
+    /// Key hash; 0 marks a free way.
+    h: u64,
+    server: u16,
+    flags: u16,
+    /// Saturating count of distinct clients in the miss episode.
+    ep_nclients: u16,
+    bytes: u32,
+    last_use: Ts,
+    store_ts: Ts,
+    deadline: u64,
+    ep_first: Ts,
+    ep_misses: u32,
+    ep_clients: [u32; STORM_CLIENTS],
+}
+
+const WAYS: usize = 8;
+
+/// The fixed per-key state: `sets × WAYS` entries, a set chosen by the key
+/// hash, the least recently used way replaced.
+struct StateTable {
+    slots: Vec<KeyState>,
+    mask: usize,
+}
+
+impl StateTable {
+    fn new(entries: usize) -> StateTable {
+        let sets = (entries / WAYS).max(1).next_power_of_two();
+        StateTable {
+            slots: vec![KeyState::default(); sets * WAYS],
+            mask: sets - 1,
+        }
+    }
+
+    fn set(&mut self, h: u64) -> &mut [KeyState] {
+        let s = ((h >> 20) as usize) & self.mask;
+        &mut self.slots[s * WAYS..(s + 1) * WAYS]
+    }
+}
+
+/// Bloom filter of every key hash seen (3 probes).
+struct SeenFilter {
+    bits: Vec<u64>,
+    set_bits: u64,
+}
+
+impl SeenFilter {
+    fn new(bytes: usize) -> SeenFilter {
+        let words = (bytes / 8).max(1).next_power_of_two();
+        SeenFilter {
+            bits: vec![0; words],
+            set_bits: 0,
+        }
+    }
+
+    fn probes(&self, h: u64) -> [usize; 3] {
+        let n = self.bits.len() * 64;
+        let (a, b) = (h, h.rotate_left(29) | 1);
+        [0u64, 1, 2].map(|i| (a.wrapping_add(i.wrapping_mul(b)) as usize) & (n - 1))
+    }
+
+    /// Adds `h`; true when it was (probably) there already.
+    fn insert(&mut self, h: u64) -> bool {
+        let mut was = true;
+        for p in self.probes(h) {
+            let (w, m) = (p / 64, 1u64 << (p % 64));
+            if self.bits[w] & m == 0 {
+                was = false;
+                self.bits[w] |= m;
+                self.set_bits += 1;
+            }
+        }
+        was
+    }
+
+    fn fp_ppm(&self) -> u64 {
+        let fill = self.set_bits as f64 / (self.bits.len() * 64) as f64;
+        (fill.powi(3) * 1e6).round() as u64
+    }
+}
+
+/// A record waiting in the reorder buffer.
+#[derive(Debug, Clone, Copy)]
+struct Ev {
+    seen: Ts,
+    ts: Ts,
+    h: u64,
+    key_off: u32,
+    key_len: u16,
+    /// `u16::MAX`: no family.
+    fam_len: u16,
+    fam_off: u32,
+    client: SocketAddr,
+    server: SocketAddr,
+    op: Op,
+    result: Outcome,
+    bytes: u64,
+    exptime: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerClock {
+    /// Effective time of the latest `flush_all` in force, and one delayed
+    /// flush still to come.
+    flushed_at: Ts,
+    pending: Option<Ts>,
+}
+
+/// A 64-bit key hash (FNV-1a with a final mix: the same key always maps to
+/// the same state entry and filter bits).
+pub fn key_hash(k: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in k {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h | 1
+}
+
+fn client_hash(a: &SocketAddr) -> u32 {
+    // Clients are hosts: the port of each connection does not matter.
+    let h = match a.ip() {
+        std::net::IpAddr::V4(v) => u32::from(v) as u64,
+        std::net::IpAddr::V6(v) => {
+            let x = u128::from(v);
+            (x as u64) ^ ((x >> 64) as u64)
+        }
+    };
+    let h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    ((h >> 32) as u32) | 1
+}
+
+/// A collector's analysis: the reorder buffer and the per-key state.
+pub struct Insight {
+    cfg: InsightConfig,
+    classes: SlabClasses,
+    table: StateTable,
+    seen: SeenFilter,
+    servers: Vec<SocketAddr>,
+    clocks: Vec<ServerClock>,
+    buf: Vec<Ev>,
+    arena: Vec<u8>,
+    /// Highest `seen` applied so far: records older than it are late.
+    applied_upto: Ts,
+    last_ts: Ts,
+    /// Miss storms ended since the last `take_storms` (for the triggers).
+    pub storms_since: u64,
+}
+
+impl Insight {
+    pub fn new(cfg: &InsightConfig) -> Insight {
+        Insight {
+            classes: SlabClasses::new(&cfg.slab),
+            table: StateTable::new(cfg.max_keys),
+            seen: SeenFilter::new(cfg.seen_filter_bytes),
+            cfg: cfg.clone(),
+            servers: Vec::new(),
+            clocks: Vec::new(),
+            buf: Vec::new(),
+            arena: Vec::new(),
+            applied_upto: 0,
+            last_ts: 0,
+            storms_since: 0,
+        }
+    }
+
+    /// Heap bytes of the fixed structures.
+    pub fn heap_bytes(&self) -> usize {
+        self.table.slots.len() * std::mem::size_of::<KeyState>() + self.seen.bits.len() * 8
+    }
+
+    pub fn slab_classes(&self) -> &SlabClasses {
+        &self.classes
+    }
+
+    /// Queues one record (those that tell nothing about a key's life are
+    /// skipped here).
+    pub fn push(&mut self, b: &RecordBatch, r: &BRec, family: Option<&[u8]>) {
+        let Some(op) = op_of(r.command, r.exptime) else {
+            return;
+        };
+        if matches!(r.result, Outcome::Lost) {
+            return;
+        }
+        let key = b.key(r);
+        if key.is_none() && op != Op::Flush {
+            return;
+        }
+        let key = key.unwrap_or(b"");
+        let key_off = self.arena.len() as u32;
+        self.arena.extend_from_slice(key);
+        let (fam_off, fam_len) = match family {
+            Some(f) => {
+                let off = self.arena.len() as u32;
+                self.arena.extend_from_slice(f);
+                (off, f.len().min(u16::MAX as usize - 1) as u16)
+            }
+            None => (0, u16::MAX),
+        };
+        self.buf.push(Ev {
+            seen: r.seen,
+            ts: r.ts,
+            h: key_hash(key),
+            key_off,
+            key_len: key.len().min(u16::MAX as usize) as u16,
+            fam_off,
+            fam_len,
+            client: r.client,
+            server: r.server,
+            op,
+            result: r.result,
+            bytes: if op == Op::Get {
+                r.resp_bytes
+            } else {
+                r.req_bytes
+            },
+            exptime: r.exptime,
+        });
+    }
+
+    /// Applies, in packet-time order, every queued record resolved before
+    /// `low` (every record if `None`): to the whole run's tables and to the
+    /// window each belongs to.
+    pub fn release(
+        &mut self,
+        low: Option<Ts>,
+        run: &mut Tables,
+        open: &mut VecDeque<(Ts, Tables)>,
+        window_ns: u64,
+        mut window_of: impl FnMut(&mut VecDeque<(Ts, Tables)>, Ts) -> Option<usize>,
+    ) {
+        if self.buf.is_empty() {
+            return;
+        }
+        // Each worker's records are in order already: a stable sort of a
+        // few runs is a merge.
+        self.buf.sort_by_key(|e| e.seen);
+        let n = match low {
+            Some(l) => self.buf.partition_point(|e| e.seen < l),
+            None => self.buf.len(),
+        };
+        if n == 0 {
+            return;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        for ev in &buf[..n] {
+            let widx = if window_ns > 0 {
+                window_of(open, ev.seen)
+            } else {
+                None
+            };
+            let win = widx.map(|i| &mut open[i].1);
+            self.apply(ev, run, win);
+        }
+        self.buf = buf;
+        self.buf.drain(..n);
+        // Keep the arena for the records still waiting (few: one batch's
+        // worth per worker), compacted.
+        if self.buf.is_empty() {
+            self.arena.clear();
+        } else {
+            let start = self
+                .buf
+                .iter()
+                .map(|e| e.key_off)
+                .min()
+                .unwrap_or(0) as usize;
+            self.arena.drain(..start);
+            for e in &mut self.buf {
+                e.key_off -= start as u32;
+                if e.fam_len != u16::MAX {
+                    e.fam_off -= start as u32;
+                }
+            }
+        }
+    }
+
+    fn server_idx(&mut self, s: SocketAddr) -> u16 {
+        match self.servers.iter().position(|a| *a == s) {
+            Some(i) => i as u16,
+            None if self.servers.len() < u16::MAX as usize => {
+                self.servers.push(s);
+                self.clocks.push(ServerClock::default());
+                (self.servers.len() - 1) as u16
+            }
+            None => u16::MAX - 1,
+        }
+    }
+
+    fn apply(&mut self, ev: &Ev, run: &mut Tables, mut win: Option<&mut Tables>) {
+        if ev.seen < self.applied_upto {
+            run.insight.late += 1;
+        }
+        self.applied_upto = self.applied_upto.max(ev.seen);
+        self.last_ts = self.last_ts.max(ev.ts);
+        run.insight.applied += 1;
+        if let Some(w) = win.as_deref_mut() {
+            w.insight.applied += 1;
+        }
+        let now = ev.ts;
+        let sidx = self.server_idx(ev.server);
+        // A delayed flush whose time has come.
+        if let Some(c) = self.clocks.get_mut(sidx as usize) {
+            if let Some(p) = c.pending.filter(|&p| p <= now) {
+                c.flushed_at = c.flushed_at.max(p);
+                c.pending = None;
+            }
+        }
+        if ev.op == Op::Flush {
+            if matches!(ev.result, Outcome::Ok | Outcome::Noreply) {
+                let at = match ev.exptime.unwrap_or(0) {
+                    d if d <= 0 => now,
+                    d => deadline(d, now),
+                };
+                if let Some(c) = self.clocks.get_mut(sidx as usize) {
+                    if at <= now {
+                        c.flushed_at = c.flushed_at.max(at);
+                    } else {
+                        c.pending = Some(at);
+                    }
+                }
+            }
+            return;
+        }
+        let key = &self.arena[ev.key_off as usize..ev.key_off as usize + ev.key_len as usize];
+        let fam = (ev.fam_len != u16::MAX).then(|| {
+            &self.arena[ev.fam_off as usize..ev.fam_off as usize + ev.fam_len as usize]
+        });
+        let flushed_at = self.clocks.get(sidx as usize).map_or(0, |c| c.flushed_at);
+
+        // Find the key's entry on this server, noticing its other servers.
+        let h = ev.h;
+        let set = self.table.set(h);
+        let mut found = None;
+        let mut other = None;
+        for (i, s) in set.iter().enumerate() {
+            if s.h == h {
+                if s.server == sidx {
+                    found = Some(i);
+                } else {
+                    other = Some(i);
+                }
+            }
+        }
+        let mut newly_multi = None;
+        if let Some(o) = other {
+            if set[o].flags & MULTI == 0 {
+                set[o].flags |= MULTI;
+                newly_multi = Some(set[o].server);
+            }
+        }
+        let mut out = Effects::default();
+        let idx = match found {
+            Some(i) => i,
+            None => {
+                // The least recently used way (a free one first).
+                let i = (0..WAYS)
+                    .min_by_key(|&i| if set[i].h == 0 { 0 } else { set[i].last_use.max(1) })
+                    .expect("ways");
+                if set[i].h != 0 {
+                    out.state_evicted = true;
+                    if set[i].flags & UNREAD != 0 {
+                        out.forgotten_unread = Some((set[i].server, set[i].bytes as u64));
+                    }
+                }
+                let known_before = self.seen.insert(h);
+                set[i] = KeyState {
+                    h,
+                    server: sidx,
+                    deadline: NEVER,
+                    ..KeyState::default()
+                };
+                if other.is_some() {
+                    set[i].flags |= MULTI;
+                }
+                out.unknown = Some(known_before);
+                i
+            }
+        };
+        let st = &mut set[idx];
+        st.last_use = now.max(1);
+
+        // Lazy endings: a flush or an expiry since the last store.
+        if st.flags & STORED != 0 && st.flags & DELETED_F == 0 && flushed_at > st.store_ts {
+            st.flags |= DELETED_F;
+            if st.flags & UNREAD != 0 {
+                st.flags &= !UNREAD;
+                out.unread = Some((U_DELETED, st.bytes as u64));
+            }
+        }
+        if st.flags & UNREAD != 0 && st.deadline != NEVER && now >= st.deadline {
+            st.flags &= !UNREAD;
+            out.unread = Some((U_EXPIRED, st.bytes as u64));
+        }
+
+        match ev.op {
+            Op::Get => match ev.result {
+                Outcome::Hit => {
+                    if st.flags & STORED == 0 {
+                        st.flags |= PRESENT;
+                    }
+                    st.flags &= !UNREAD;
+                    if let Some(x) = ev.exptime {
+                        st.deadline = deadline(x, now);
+                    }
+                    // Someone refilled it unseen: the episode is over.
+                    st.flags &= !EPISODE;
+                }
+                Outcome::Miss => {
+                    let class = match out.unknown {
+                        Some(true) => FORGOTTEN,
+                        Some(false) => FIRST,
+                        None if st.flags & STORED == 0 => {
+                            if st.flags & PRESENT != 0 {
+                                UNKNOWN_TTL
+                            } else {
+                                FIRST
+                            }
+                        }
+                        None if st.flags & DELETED_F != 0 => DELETED,
+                        None if st.deadline != NEVER
+                            && now.saturating_add(CLOCK_SLACK) >= st.deadline =>
+                        {
+                            EXPIRED
+                        }
+                        None => EVICTED,
+                    };
+                    out.miss = Some(class);
+                    if class == EVICTED && st.flags & UNREAD != 0 {
+                        st.flags &= !UNREAD;
+                        out.unread = Some((U_EVICTED, st.bytes as u64));
+                    }
+                    // The miss storm bookkeeping.
+                    if st.flags & EPISODE == 0
+                        || now.saturating_sub(st.ep_first) > self.cfg.storm_window_ns
+                    {
+                        st.flags |= EPISODE;
+                        st.ep_first = now;
+                        st.ep_misses = 0;
+                        st.ep_nclients = 0;
+                    }
+                    st.ep_misses += 1;
+                    let c = client_hash(&ev.client);
+                    let n = (st.ep_nclients as usize).min(STORM_CLIENTS);
+                    if !st.ep_clients[..n].contains(&c) {
+                        if n < STORM_CLIENTS {
+                            st.ep_clients[n] = c;
+                        }
+                        st.ep_nclients = st.ep_nclients.saturating_add(1);
+                    }
+                }
+                _ => {}
+            },
+            Op::Store if wrote(ev.result) => {
+                if st.flags & UNREAD != 0 {
+                    out.unread = Some((U_OVERWRITTEN, st.bytes as u64));
+                }
+                if st.flags & EPISODE != 0 {
+                    if st.ep_misses >= self.cfg.storm_min_misses
+                        && u32::from(st.ep_nclients) >= self.cfg.storm_min_clients
+                        && now.saturating_sub(st.ep_first) <= self.cfg.storm_window_ns
+                    {
+                        out.storm = Some((
+                            st.ep_misses,
+                            st.ep_nclients.min(STORM_CLIENTS as u16 + 1),
+                            now.saturating_sub(st.ep_first) / 1000,
+                        ));
+                    }
+                    st.flags &= !EPISODE;
+                }
+                st.flags = (st.flags | STORED | UNREAD) & !(DELETED_F | PRESENT);
+                st.store_ts = now;
+                st.deadline = deadline(ev.exptime.unwrap_or(0), now);
+                st.bytes = ev.bytes.min(u32::MAX as u64) as u32;
+                out.stored = Some(ttl_class(ttl_secs(ev.exptime.unwrap_or(0), now)));
+            }
+            Op::Append if wrote(ev.result) => {
+                st.bytes = st.bytes.saturating_add(ev.bytes.min(u32::MAX as u64) as u32);
+            }
+            Op::Delete if ev.result == Outcome::Deleted || ev.result == Outcome::Noreply => {
+                if st.flags & UNREAD != 0 {
+                    st.flags &= !UNREAD;
+                    out.unread = Some((U_DELETED, st.bytes as u64));
+                }
+                st.flags |= DELETED_F | STORED;
+                st.flags &= !PRESENT;
+            }
+            Op::Touch if matches!(ev.result, Outcome::Touched | Outcome::Noreply) => {
+                if let Some(x) = ev.exptime {
+                    st.deadline = deadline(x, now);
+                }
+            }
+            Op::Arith if matches!(ev.result, Outcome::Value | Outcome::Hit) => {
+                st.flags &= !UNREAD;
+            }
+            _ => {}
+        }
+        let item = (ev.op == Op::Store && out.stored.is_some())
+            .then(|| self.classes.place(item_size(key.len(), ev.bytes)))
+            .map(|(c, chunk)| (c, item_size(key.len(), ev.bytes), chunk));
+        if out.storm.is_some() {
+            self.storms_since += 1;
+        }
+        let forgotten_server = out
+            .forgotten_unread
+            .and_then(|(s, b)| self.servers.get(s as usize).map(|a| (*a, b)));
+        let multi_with = newly_multi.and_then(|s| self.servers.get(s as usize).copied());
+        for t in std::iter::once(run).chain(win) {
+            out.book(t, ev, key, fam, item, forgotten_server, multi_with);
+        }
+    }
+
+    /// At the end of the run: writes still unread are counted (expired if
+    /// their time has passed, else `at_end`), and the filter's error rate.
+    pub fn finish(&mut self, run: &mut Tables) {
+        let end = self.last_ts;
+        let servers = self.servers.clone();
+        for st in self.table.slots.iter_mut().filter(|s| s.h != 0) {
+            if st.flags & UNREAD == 0 {
+                continue;
+            }
+            st.flags &= !UNREAD;
+            let why = if st.deadline != NEVER && end >= st.deadline {
+                U_EXPIRED
+            } else {
+                U_AT_END
+            };
+            if let Some(a) = servers.get(st.server as usize) {
+                let s = run.insight.server(*a);
+                s.unread[why] += 1;
+                s.unread_bytes[why] += st.bytes as u64;
+            }
+        }
+        run.insight.seen_filter_fp_ppm = self.seen.fp_ppm();
+    }
+}
+
+/// What applying one record changed, booked into a period's tables.
+#[derive(Default)]
+struct Effects {
+    /// The key had no entry: `Some(seen before)`.
+    unknown: Option<bool>,
+    miss: Option<usize>,
+    /// A store, with its TTL class.
+    stored: Option<usize>,
+    unread: Option<(usize, u64)>,
+    /// (misses, distinct clients, refill µs).
+    storm: Option<(u32, u16, u64)>,
+    state_evicted: bool,
+    forgotten_unread: Option<(u16, u64)>,
+}
+
+impl Effects {
+    #[allow(clippy::too_many_arguments)]
+    fn book(
+        &self,
+        t: &mut Tables,
+        ev: &Ev,
+        key: &[u8],
+        fam: Option<&[u8]>,
+        item: Option<(usize, u64, u64)>,
+        forgotten: Option<(SocketAddr, u64)>,
+        multi_with: Option<SocketAddr>,
+    ) {
+        let ins = &mut t.insight;
+        if self.state_evicted {
+            ins.state_evictions += 1;
+        }
+        if let Some((a, b)) = forgotten {
+            let s = ins.server(a);
+            s.unread[U_FORGOTTEN] += 1;
+            s.unread_bytes[U_FORGOTTEN] += b;
+        }
+        if let Some((c, total, chunk)) = item {
+            if ins.slab.len() <= c {
+                ins.slab.resize(c + 1, SlabRow::default());
+            }
+            let row = &mut ins.slab[c];
+            row.items += 1;
+            row.item_bytes += total;
+            row.chunk_bytes += chunk;
+        }
+        if let Some(c) = self.stored {
+            ins.ttl[c] += 1;
+        }
+        if let Some(other) = multi_with {
+            note_multi(ins, key, other, ev);
+        } else if let Some(m) = ins.multi.iter_mut().find(|m| m.key == key) {
+            m.add(ev.server, ev.client);
+        }
+        let s = ins.server(ev.server);
+        if let Some(c) = self.miss {
+            s.misses[c] += 1;
+        }
+        if self.stored.is_some() {
+            s.stores += 1;
+        }
+        if let Some((why, b)) = self.unread {
+            s.unread[why] += 1;
+            s.unread_bytes[why] += b;
+        }
+        if let Some((m, c, us)) = self.storm {
+            s.storms += 1;
+            s.storm_misses += m as u64;
+            s.storm_clients_max = s.storm_clients_max.max(c as u64);
+            s.refill_us.add(us);
+        }
+        if multi_with.is_some() {
+            s.multi_server_keys += 1;
+        }
+        if let Some(f) = fam.and_then(|f| t.families.get_mut(f)) {
+            let fi = &mut f.stats.insight;
+            if let Some(c) = self.miss {
+                fi.misses[c] += 1;
+            }
+            if let Some(c) = self.stored {
+                fi.stores += 1;
+                fi.ttl[c] += 1;
+            }
+            if let Some((why, b)) = self.unread {
+                fi.unread[why] += 1;
+                fi.unread_bytes[why] += b;
+            }
+            if let Some((_, total, chunk)) = item {
+                fi.item_bytes += total;
+                fi.chunk_bytes += chunk;
+            }
+        }
+        if self.miss.is_some() || self.unread.is_some() || self.storm.is_some() {
+            if let Some(k) = t.keys.get_mut(key) {
+                let ki = &mut k.stats.insight;
+                if let Some(c) = self.miss {
+                    ki.misses[c] = ki.misses[c].saturating_add(1);
+                }
+                if let Some((_, b)) = self.unread {
+                    ki.unread += 1;
+                    ki.unread_bytes += b;
+                }
+                if let Some((m, c, us)) = self.storm {
+                    ki.storms += 1;
+                    ki.storm_misses += m;
+                    ki.storm_clients_max = ki.storm_clients_max.max(c);
+                    ki.refill_us_max = ki.refill_us_max.max(us);
+                }
+            }
+        }
+    }
+}
+
+fn note_multi(ins: &mut InsightTables, key: &[u8], other: SocketAddr, ev: &Ev) {
+    if let Some(m) = ins.multi.iter_mut().find(|m| m.key == key) {
+        m.add(other, ev.client);
+        m.add(ev.server, ev.client);
+        return;
+    }
+    if ins.multi.len() >= ins.examples_cap {
+        ins.examples_dropped += 1;
+        return;
+    }
+    let mut m = MultiServerKey {
+        key: key.to_vec(),
+        servers: vec![other],
+        clients: Vec::new(),
+    };
+    m.add(ev.server, ev.client);
+    ins.multi.push(m);
+}
+
+impl MultiServerKey {
+    fn add(&mut self, server: SocketAddr, client: SocketAddr) {
+        if !self.servers.contains(&server) && self.servers.len() < EXAMPLE_SERVERS {
+            self.servers.push(server);
+        }
+        let c = (client.ip(), server);
+        if !self.clients.iter().any(|(a, s)| (a.ip(), *s) == c)
+            && self.clients.len() < EXAMPLE_CLIENTS
+        {
+            self.clients.push((client, server));
+        }
+    }
+}
