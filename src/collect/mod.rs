@@ -11,6 +11,8 @@
 //!   server, command and result; latency and value size by server and
 //!   command class).
 //!
+//! * [`mrc`]: miss-ratio curves (SHARDS-sampled LRU stack distances).
+//!
 //! * [`heavy`]: a bounded heavy-hitter table (Space-Saving) keyed by byte
 //!   strings, generic over a per-item stats payload, used for per-key and
 //!   per-client statistics.
@@ -22,6 +24,7 @@ pub mod families;
 pub mod heavy;
 pub mod hist;
 pub mod keytables;
+pub mod mrc;
 pub mod redact;
 pub mod seconds;
 pub mod tables;
