@@ -48,10 +48,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# stat NAME: one counter of the running server.
+# stats: the running server's counters (general and slabs).
 stats() {
     exec 3<>"/dev/tcp/127.0.0.1/$PORT"
-    printf 'stats\r\nquit\r\n' >&3
+    printf 'stats\r\nstats slabs\r\nquit\r\n' >&3
     tr -d '\r' <&3
     exec 3<&-
 }
