@@ -390,7 +390,7 @@ fn deletes_make_the_curve_at_most_slightly_optimistic() {
             ops.push(Op::Get(k));
         } else if u < 0.97 {
             // Sizes drift both ways.
-            ops.push(Op::Store(k, size_of_key(k ^ r.next() % 4)));
+            ops.push(Op::Store(k, size_of_key(k ^ (r.next() % 4))));
         } else {
             ops.push(Op::Delete(k));
         }
