@@ -74,10 +74,7 @@ impl Feed {
                 self.exact_chunk.get(h, c, hit);
                 self.sampled_chunk.get(h, c, hit);
             }
-            (
-                "set" | "add" | "replace" | "cas" | "append" | "prepend" | "ms",
-                Outcome::Stored,
-            ) => {
+            ("set" | "add" | "replace" | "cas" | "append" | "prepend" | "ms", Outcome::Stored) => {
                 let b = item_bytes(key.len(), r.req_bytes, false);
                 let c = self.chunk(b);
                 self.exact.store(h, b);
@@ -113,7 +110,10 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.trim().parse::<f64>())
         .collect::<Result<_, _>>()?;
     let cfg = MrcConfig {
-        sample_rate: opt("--rate").map(|s| s.parse()).transpose()?.unwrap_or(0.01),
+        sample_rate: opt("--rate")
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(0.01),
         max_samples: opt("--max-samples")
             .map(|s| s.parse())
             .transpose()?
