@@ -14,6 +14,7 @@
 //! * [`insight`]: cache insight: why each miss happened, miss storms,
 //!   writes nobody read, TTLs, slab fit, keys on several servers.
 //! * [`slab`]: memcached's slab classes and item accounting.
+//! * [`mrc`]: miss-ratio curves (SHARDS-sampled LRU stack distances).
 //!
 //! * [`heavy`]: a bounded heavy-hitter table (Space-Saving) keyed by byte
 //!   strings, generic over a per-item stats payload, used for per-key and
@@ -27,6 +28,7 @@ pub mod heavy;
 pub mod hist;
 pub mod insight;
 pub mod keytables;
+pub mod mrc;
 pub mod redact;
 pub mod seconds;
 pub mod slab;
