@@ -31,6 +31,7 @@ fn tables(round: u64) -> Tables {
         max_families: 1000,
         client_granularity: ClientGranularity::Ip,
         key_clients: 32,
+        insight_examples: 16,
     };
     let mut t = Tables::new(&limits);
     let mut b = RecordBatch::default();

@@ -199,6 +199,7 @@ fn collector_tables_allocate_nothing_for_known_keys() {
         max_families: 100,
         client_granularity: ClientGranularity::Ip,
         key_clients: 32,
+        insight_examples: 16,
     };
     let mut t = Tables::new(&limits);
     let rules = FamilyRules::new(&FamilyConfig::default()).unwrap();
@@ -260,6 +261,7 @@ fn key_client_tables_allocate_nothing_once_grown() {
         max_families: 100,
         client_granularity: ClientGranularity::Ip,
         key_clients: 32,
+        insight_examples: 16,
     };
     let mut t = Tables::new(&limits);
     let mut fam = Vec::with_capacity(256);

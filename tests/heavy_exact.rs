@@ -368,6 +368,7 @@ fn run(path: &Path, limits: TableLimits, workers: usize, collectors: usize) -> P
         families: Some(Arc::new(FamilyRules::new(&cfg.families).unwrap())),
         memory: cfg.memory(),
         seconds: false,
+        insight: None,
     };
     let targets = Targets::new(vec![format!("*:{PORT}").parse().unwrap()]);
     pipeline::run(&cfg, &targets, &[path.to_path_buf()], &pc, &mut NoProgress).unwrap()
@@ -381,6 +382,7 @@ const LIMITS: TableLimits = TableLimits {
     max_families: 100,
     client_granularity: ClientGranularity::Ip,
     key_clients: 32,
+    insight_examples: 16,
 };
 
 /// 40k key ranks give 10x more distinct keys than `max_keys`; 600 clients

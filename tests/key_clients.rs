@@ -439,10 +439,12 @@ fn run(
             max_families: 1000,
             client_granularity: ClientGranularity::Ip,
             key_clients,
+            insight_examples: 16,
         },
         families: Some(Arc::new(FamilyRules::new(&cfg.families).unwrap())),
         memory: memory.or(cfg.memory()),
         seconds: false,
+        insight: None,
     };
     let targets = Targets::new(vec![format!("*:{PORT}").parse().unwrap()]);
     pipeline::run(&cfg, &targets, &[path.to_path_buf()], &pc, &mut NoProgress).unwrap()

@@ -279,6 +279,7 @@ fn window(rows: &[(&str, &str, usize)]) -> Tables {
         max_families: 10,
         client_granularity: ClientGranularity::Ip,
         key_clients: 32,
+        insight_examples: 16,
     });
     let mut b = RecordBatch::default();
     for &(key, client, n) in rows {

@@ -299,7 +299,12 @@ pub(crate) fn spawn_collectors(
             // Each collector its own copy: the regex scratch pool inside is
             // then never contended (one thread per copy).
             families: pc.families.as_ref().map(|f| Arc::new((**f).clone())),
-            insight: pc.insight.clone(),
+            // Keys are split over the collectors: each curve is scaled up
+            // to the pool's.
+            insight: pc.insight.clone().map(|mut i| {
+                i.mrc.scale = pc.collectors.max(1) as u32;
+                i
+            }),
         };
         let recycle = recycle.to_vec();
         let wtx = wtx.clone();

@@ -550,6 +550,7 @@ mod tests {
             max_families: 10,
             client_granularity: ClientGranularity::Ip,
             key_clients: 32,
+            insight_examples: 16,
         };
         let mut b = RecordBatch::default();
         let n = MAX_SERVERS + 6;
@@ -646,6 +647,7 @@ mod tests {
             max_families: 10,
             client_granularity: ClientGranularity::Ip,
             key_clients: 32,
+            insight_examples: 16,
         };
         let n = MAX_SERVERS + 9;
         let server =

@@ -148,7 +148,11 @@ pub fn run(
             let low = watermark.iter().flatten().min().copied();
             let limits = cfg.limits;
             i.release(low, &mut run, &mut open, insight_windows, |open, seen| {
-                Some(window_index(open, window_start(seen, insight_windows), &limits))
+                Some(window_index(
+                    open,
+                    window_start(seen, insight_windows),
+                    &limits,
+                ))
             });
         }
         if let Some((s, out)) = seconds.as_mut() {
@@ -204,7 +208,11 @@ pub fn run(
     if let Some(i) = insight.as_mut() {
         let limits = cfg.limits;
         i.release(None, &mut run, &mut open, insight_windows, |open, seen| {
-            Some(window_index(open, window_start(seen, insight_windows), &limits))
+            Some(window_index(
+                open,
+                window_start(seen, insight_windows),
+                &limits,
+            ))
         });
         i.finish(&mut run);
     }
@@ -246,7 +254,7 @@ fn window_tables<'a>(
 
 fn window_index(open: &mut VecDeque<(Ts, Tables)>, start: Ts, limits: &TableLimits) -> usize {
     let pos = open.iter().position(|(s, _)| *s >= start);
-    let idx = match pos {
+    match pos {
         Some(i) if open[i].0 == start => i,
         Some(i) => {
             open.insert(i, (start, Tables::new(limits)));
@@ -256,8 +264,7 @@ fn window_index(open: &mut VecDeque<(Ts, Tables)>, start: Ts, limits: &TableLimi
             open.push_back((start, Tables::new(limits)));
             open.len() - 1
         }
-    };
-    idx
+    }
 }
 
 fn send_window(out: &Sender<WindowMsg>, start: Ts, window_ns: u64, t: Tables) {

@@ -24,6 +24,7 @@
 
 use super::batch::{BRec, RecordBatch};
 use super::hist::Log2Hist;
+use super::mrc::{item_bytes, Mrc, MrcConfig, MrcCounts};
 use super::slab::{item_size, SlabClasses, SlabConfig};
 use super::tables::Tables;
 use crate::decode::Ts;
@@ -111,6 +112,9 @@ pub struct InsightConfig {
     pub slab: SlabConfig,
     /// Keys on several servers kept as examples.
     pub examples: usize,
+    /// The miss-ratio curves' sampling (its `scale` is set to the number
+    /// of collectors by the pipeline).
+    pub mrc: MrcConfig,
 }
 
 impl Default for InsightConfig {
@@ -123,6 +127,7 @@ impl Default for InsightConfig {
             storm_window_ns: 10_000_000_000,
             slab: SlabConfig::default(),
             examples: 16,
+            mrc: MrcConfig::default(),
         }
     }
 }
@@ -143,6 +148,8 @@ pub struct ServerInsight {
     pub unread_bytes: [u64; 6],
     /// Keys seen on this server and on another.
     pub multi_server_keys: u64,
+    /// The miss-ratio curve's counts for this server's traffic.
+    pub mrc: Option<MrcCounts>,
 }
 
 impl ServerInsight {
@@ -156,10 +163,19 @@ impl ServerInsight {
         add(&mut self.unread, &o.unread);
         add(&mut self.unread_bytes, &o.unread_bytes);
         self.multi_server_keys += o.multi_server_keys;
+        merge_mrc(&mut self.mrc, &o.mrc);
     }
 
     pub fn classified_misses(&self) -> u64 {
         self.misses.iter().sum()
+    }
+}
+
+fn merge_mrc(a: &mut Option<MrcCounts>, b: &Option<MrcCounts>) {
+    match (a.as_mut(), b) {
+        (_, None) => {}
+        (Some(x), Some(y)) => x.merge(y),
+        (None, Some(y)) => *a = Some(y.clone()),
     }
 }
 
@@ -263,6 +279,11 @@ pub struct InsightTables {
     /// that may really be `first`.
     pub seen_filter_fp_ppm: u64,
     pub examples_cap: usize,
+    /// The pool's miss-ratio curve counts (every server's traffic as one
+    /// cache).
+    pub mrc: Option<MrcCounts>,
+    /// The slab classes the `slab` rows are of.
+    pub slab_config: Option<SlabConfig>,
 }
 
 impl InsightTables {
@@ -284,6 +305,7 @@ impl InsightTables {
         }
         // A key on two servers is counted by both; the pool counts it once.
         p.multi_server_keys = self.multi_keys();
+        p.mrc = self.mrc.clone();
         p
     }
 
@@ -321,6 +343,8 @@ impl InsightTables {
         self.applied += o.applied;
         self.late += o.late;
         self.seen_filter_fp_ppm = self.seen_filter_fp_ppm.max(o.seen_filter_fp_ppm);
+        merge_mrc(&mut self.mrc, &o.mrc);
+        self.slab_config = self.slab_config.or(o.slab_config);
     }
 
     pub fn clear(&mut self) {
@@ -574,6 +598,10 @@ pub struct Insight {
     last_ts: Ts,
     /// Miss storms ended since the last `take_storms` (for the triggers).
     pub storms_since: u64,
+    pool_mrc: Mrc,
+    server_mrc: Vec<Mrc>,
+    /// The window the curves' counts are being gathered for.
+    mrc_window: Option<Ts>,
 }
 
 impl Insight {
@@ -590,12 +618,37 @@ impl Insight {
             applied_upto: 0,
             last_ts: 0,
             storms_since: 0,
+            pool_mrc: Mrc::new(&cfg.mrc),
+            server_mrc: Vec::new(),
+            mrc_window: None,
         }
     }
 
     /// Heap bytes of the fixed structures.
     pub fn heap_bytes(&self) -> usize {
-        self.table.slots.len() * std::mem::size_of::<KeyState>() + self.seen.bits.len() * 8
+        self.table.slots.len() * std::mem::size_of::<KeyState>()
+            + self.seen.bits.len() * 8
+            + self.pool_mrc.heap_bytes()
+            + self.server_mrc.iter().map(Mrc::heap_bytes).sum::<usize>()
+    }
+
+    /// Hands the curves' counts gathered since the last call to the run's
+    /// tables and to the window they belong to.
+    fn flush_mrc(&mut self, run: &mut Tables, win: Option<&mut Tables>) {
+        let pool = self.pool_mrc.take_counts();
+        let servers: Vec<(SocketAddr, MrcCounts)> = self
+            .server_mrc
+            .iter_mut()
+            .zip(&self.servers)
+            .map(|(m, a)| (*a, m.take_counts()))
+            .collect();
+        for t in std::iter::once(run).chain(win) {
+            t.insight.slab_config = Some(self.cfg.slab);
+            merge_mrc(&mut t.insight.mrc, &Some(pool.clone()));
+            for (a, c) in &servers {
+                merge_mrc(&mut t.insight.server(*a).mrc, &Some(c.clone()));
+            }
+        }
     }
 
     pub fn slab_classes(&self) -> &SlabClasses {
@@ -678,9 +731,21 @@ impl Insight {
             } else {
                 None
             };
+            let start = widx.map(|i| open[i].0);
+            if start != self.mrc_window {
+                let prev = self
+                    .mrc_window
+                    .and_then(|s| open.iter().position(|(w, _)| *w == s));
+                self.flush_mrc(run, prev.map(|i| &mut open[i].1));
+                self.mrc_window = start;
+            }
             let win = widx.map(|i| &mut open[i].1);
             self.apply(ev, run, win);
         }
+        let cur = self
+            .mrc_window
+            .and_then(|s| open.iter().position(|(w, _)| *w == s));
+        self.flush_mrc(run, cur.map(|i| &mut open[i].1));
         self.buf = buf;
         self.buf.drain(..n);
         // Keep the arena for the records still waiting (few: one batch's
@@ -688,12 +753,7 @@ impl Insight {
         if self.buf.is_empty() {
             self.arena.clear();
         } else {
-            let start = self
-                .buf
-                .iter()
-                .map(|e| e.key_off)
-                .min()
-                .unwrap_or(0) as usize;
+            let start = self.buf.iter().map(|e| e.key_off).min().unwrap_or(0) as usize;
             self.arena.drain(..start);
             for e in &mut self.buf {
                 e.key_off -= start as u32;
@@ -710,6 +770,7 @@ impl Insight {
             None if self.servers.len() < u16::MAX as usize => {
                 self.servers.push(s);
                 self.clocks.push(ServerClock::default());
+                self.server_mrc.push(Mrc::new(&self.cfg.mrc));
                 (self.servers.len() - 1) as u16
             }
             None => u16::MAX - 1,
@@ -744,6 +805,10 @@ impl Insight {
                 if let Some(c) = self.clocks.get_mut(sidx as usize) {
                     if at <= now {
                         c.flushed_at = c.flushed_at.max(at);
+                        // The pool's curve keeps the other servers' items.
+                        if let Some(m) = self.server_mrc.get_mut(sidx as usize) {
+                            m.flush();
+                        }
                     } else {
                         c.pending = Some(at);
                     }
@@ -752,9 +817,8 @@ impl Insight {
             return;
         }
         let key = &self.arena[ev.key_off as usize..ev.key_off as usize + ev.key_len as usize];
-        let fam = (ev.fam_len != u16::MAX).then(|| {
-            &self.arena[ev.fam_off as usize..ev.fam_off as usize + ev.fam_len as usize]
-        });
+        let fam = (ev.fam_len != u16::MAX)
+            .then(|| &self.arena[ev.fam_off as usize..ev.fam_off as usize + ev.fam_len as usize]);
         let flushed_at = self.clocks.get(sidx as usize).map_or(0, |c| c.flushed_at);
 
         // Find the key's entry on this server, noticing its other servers.
@@ -784,7 +848,13 @@ impl Insight {
             None => {
                 // The least recently used way (a free one first).
                 let i = (0..WAYS)
-                    .min_by_key(|&i| if set[i].h == 0 { 0 } else { set[i].last_use.max(1) })
+                    .min_by_key(|&i| {
+                        if set[i].h == 0 {
+                            0
+                        } else {
+                            set[i].last_use.max(1)
+                        }
+                    })
                     .expect("ways");
                 if set[i].h != 0 {
                     out.state_evicted = true;
@@ -904,7 +974,9 @@ impl Insight {
                 out.stored = Some(ttl_class(ttl_secs(ev.exptime.unwrap_or(0), now)));
             }
             Op::Append if wrote(ev.result) => {
-                st.bytes = st.bytes.saturating_add(ev.bytes.min(u32::MAX as u64) as u32);
+                st.bytes = st
+                    .bytes
+                    .saturating_add(ev.bytes.min(u32::MAX as u64) as u32);
             }
             Op::Delete if ev.result == Outcome::Deleted || ev.result == Outcome::Noreply => {
                 if st.flags & UNREAD != 0 {
@@ -921,6 +993,31 @@ impl Insight {
             }
             Op::Arith if matches!(ev.result, Outcome::Value | Outcome::Hit) => {
                 st.flags &= !UNREAD;
+            }
+            _ => {}
+        }
+        let size = item_bytes(key.len(), ev.bytes, false);
+        let smrc = self.server_mrc.get_mut(sidx as usize);
+        match ev.op {
+            Op::Get if matches!(ev.result, Outcome::Hit | Outcome::Miss) => {
+                let hit = ev.result == Outcome::Hit;
+                self.pool_mrc.get(h, size, hit);
+                if let Some(m) = smrc {
+                    m.get(h, size, hit);
+                }
+            }
+            Op::Store | Op::Append if wrote(ev.result) => {
+                let total = item_bytes(key.len(), st.bytes as u64, false);
+                self.pool_mrc.store(h, total);
+                if let Some(m) = smrc {
+                    m.store(h, total);
+                }
+            }
+            Op::Delete if matches!(ev.result, Outcome::Deleted | Outcome::Noreply) => {
+                self.pool_mrc.delete(h);
+                if let Some(m) = smrc {
+                    m.delete(h);
+                }
             }
             _ => {}
         }
@@ -944,12 +1041,21 @@ impl Insight {
     pub fn finish(&mut self, run: &mut Tables) {
         let end = self.last_ts;
         let servers = self.servers.clone();
+        let clocks = self.clocks.clone();
         for st in self.table.slots.iter_mut().filter(|s| s.h != 0) {
             if st.flags & UNREAD == 0 {
                 continue;
             }
             st.flags &= !UNREAD;
-            let why = if st.deadline != NEVER && end >= st.deadline {
+            let flushed = clocks.get(st.server as usize).map_or(0, |c| {
+                match c.pending.filter(|&p| p <= end) {
+                    Some(p) => p.max(c.flushed_at),
+                    None => c.flushed_at,
+                }
+            });
+            let why = if flushed > st.store_ts {
+                U_DELETED
+            } else if st.deadline != NEVER && end >= st.deadline {
                 U_EXPIRED
             } else {
                 U_AT_END

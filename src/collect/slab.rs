@@ -9,8 +9,6 @@
 
 /// `sizeof(item)` on a 64-bit build: the header every item carries.
 pub const ITEM_HEADER: u64 = 48;
-/// The CAS value stored with every item (unless started with `-C`).
-pub const CAS_BYTES: u64 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SlabConfig {
@@ -76,7 +74,7 @@ impl SlabClasses {
 /// value with its `\r\n`, the CAS, and 4 bytes of client flags when they
 /// are not 0 (memtap does not keep flags: it assumes 0).
 pub fn item_size(key_len: usize, value_len: u64) -> u64 {
-    ITEM_HEADER + key_len as u64 + 1 + value_len + 2 + CAS_BYTES
+    super::mrc::item_bytes(key_len, value_len, false) as u64
 }
 
 #[cfg(test)]

@@ -661,6 +661,7 @@ mod tests {
             max_families: 10,
             client_granularity: ClientGranularity::Ip,
             key_clients: 4,
+            insight_examples: 16,
         };
         let t = Tables::new(&limits);
         assert_eq!(t.key_clients(), 4);

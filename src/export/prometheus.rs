@@ -959,6 +959,7 @@ mod tests {
             max_families: 10,
             client_granularity: ClientGranularity::Ip,
             key_clients: 32,
+            insight_examples: 16,
         });
         let mut b = RecordBatch::default();
         for &(key, client, server, command, first, result, req, resp, lat) in recs {

@@ -46,6 +46,7 @@
 //! added: readers should ignore the ones they do not know.
 
 pub mod csv;
+pub mod insight;
 pub mod text;
 pub mod top;
 
@@ -89,6 +90,9 @@ pub struct Report {
     /// What the triggers did (only when some were configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub triggers: Option<crate::trigger::Summary>,
+    /// Cache insight (absent when turned off or nothing was analysed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insight: Option<insight::InsightOut>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -595,6 +599,7 @@ pub fn build(
             })
             .collect(),
         triggers: None,
+        insight: (run.insight.applied > 0).then(|| insight::insight_out(run, o)),
     }
 }
 
@@ -628,6 +633,7 @@ mod key_tests {
             max_families: 10,
             client_granularity: ClientGranularity::Ip,
             key_clients: 32,
+            insight_examples: 16,
         };
         let mut b = RecordBatch::default();
         let s1: std::net::SocketAddr = "10.0.0.1:11211".parse().unwrap();

@@ -1069,6 +1069,7 @@ pub(crate) mod tests {
             },
             windows: vec![window],
             triggers: None,
+            insight: None,
         }
     }
 
@@ -1101,6 +1102,7 @@ pub(crate) mod tests {
             },
             windows: Vec::new(),
             triggers: None,
+            insight: None,
         }
     }
 

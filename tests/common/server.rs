@@ -1,6 +1,9 @@
 //! A real memcached for the end-to-end tests that capture live traffic.
 
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -64,4 +67,118 @@ pub fn is_root() -> bool {
                 .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// A program on PATH (or in the sbin directories root has).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+/// Signals a child and waits for it (at most 10 s).
+pub fn stop(p: &mut Proc, sig: &str) {
+    super::signal(&p.0, sig);
+    let t0 = Instant::now();
+    while p.0.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no exit on {sig}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server's `stats` (numeric ones), over a connection of its own.
+pub fn stats(port: u16) -> BTreeMap<String, i64> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"stats\r\n").unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while !buf.ends_with(b"END\r\n") {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "stats: connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.strip_prefix("STAT ")?.splitn(2, ' ');
+            let k = it.next()?;
+            let v = it.next()?.trim().parse().ok()?;
+            Some((k.to_string(), v))
+        })
+        .collect()
+}
+
+/// tcpdump on lo for the servers' ports, until `finish`.
+pub struct Capture {
+    proc: Proc,
+    err: PathBuf,
+    file: PathBuf,
+}
+
+pub fn capture(dir: &Path, name: &str, ports: &[u16]) -> Capture {
+    let file = dir.join(format!("{name}.pcap"));
+    let err = dir.join(format!("{name}.tcpdump.err"));
+    let filter = ports
+        .iter()
+        .map(|p| format!("port {p}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let tcpdump = which("tcpdump").unwrap();
+    let child = Command::new(tcpdump)
+        // 64 MiB of kernel buffer and immediate delivery: a 5,000-key
+        // answer arrives as a burst of 64 KiB loopback segments.
+        .args(["-i", "lo", "-n", "-B", "65536", "-s", "262144"])
+        .args(["--immediate-mode", "-U", "-Z", "root", "-w"])
+        .arg(&file)
+        .arg(format!("tcp and ({filter})"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("start tcpdump");
+    let mut proc = Proc(child);
+    let t0 = Instant::now();
+    loop {
+        let e = std::fs::read_to_string(&err).unwrap_or_default();
+        if e.contains("listening on") {
+            break;
+        }
+        if let Some(s) = proc.0.try_wait().unwrap() {
+            panic!("tcpdump exited ({s}): {e}");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tcpdump not listening: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The socket is bound before the line is printed; a moment more for
+    // the filter to be in place.
+    std::thread::sleep(Duration::from_millis(200));
+    Capture { proc, err, file }
+}
+
+impl Capture {
+    /// Stops tcpdump (SIGINT), checks it dropped nothing; returns the file.
+    pub fn finish(mut self) -> PathBuf {
+        // The last FIN/ACKs.
+        std::thread::sleep(Duration::from_millis(300));
+        stop(&mut self.proc, "INT");
+        let e = std::fs::read_to_string(&self.err).unwrap();
+        let count = |what: &str| -> Option<u64> {
+            e.lines()
+                .find(|l| l.contains(what))
+                .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        };
+        let captured = count("captured").unwrap_or(0);
+        let dropped = count("dropped by kernel");
+        assert_eq!(dropped, Some(0), "tcpdump dropped packets: {e}");
+        assert!(captured > 0, "tcpdump captured nothing: {e}");
+        eprintln!("capture {}: {captured} packets", self.file.display());
+        self.file
+    }
 }
