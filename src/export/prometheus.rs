@@ -104,6 +104,7 @@ use crate::collect::tables::{ClientId, KeyStats, Tables};
 /// Clients exported per top key (`memtap_top_key_client_requests`): the
 /// series budget, whatever the size of the keys' client tables.
 pub const KEY_CLIENT_SERIES: usize = 8;
+use crate::collect::insight::MISS_CLASSES;
 use crate::protocol::Outcome;
 use crate::stats::Counters;
 use std::fmt::Write;
@@ -220,6 +221,10 @@ pub struct SeriesShape {
     pub size_hists: usize,
     /// Whether `store_backlog` is given.
     pub store: bool,
+    /// Servers with cache-insight counters, and families with classified
+    /// misses (0 with insight off).
+    pub insight_servers: usize,
+    pub insight_families: usize,
 }
 
 impl SeriesShape {
@@ -246,9 +251,19 @@ impl SeriesShape {
                 .filter(|h| h.total() > 0)
                 .count(),
             store,
+            insight_servers: run.insight.servers.len(),
+            insight_families: run
+                .families
+                .iter()
+                .filter(|e| e.stats.insight.misses.iter().any(|&m| m > 0))
+                .count(),
         }
     }
 }
+
+/// Cache-insight series per server: 6 miss classes, storms, unread writes
+/// and their bytes, 3 miss-ratio-curve sizes and the current hit ratio.
+const INSIGHT_SERVER_SERIES: usize = 6 + 3 + 3 + 1;
 
 /// Series of the families whose size does not depend on the traffic:
 /// build info, health counters, flows, evictions, windows, overflow, the
@@ -270,6 +285,8 @@ pub fn fixed_series(store: bool) -> usize {
 /// + size_hists × (14 + 3)                 value-size histogram
 /// + top × (3 + 1 + KEY_CLIENT_SERIES)    top keys (3 gauges each), top clients,
 ///                                         and each top key's own top clients
+/// + 13 × insight_servers + 4              cache insight per server, the pool's curve
+/// + 6 × min(top, insight_families)        miss classes of the top families
 /// ```
 ///
 /// Bounds independent of the traffic: breakdown servers are at most
@@ -285,6 +302,13 @@ pub fn worst_case_series(s: &SeriesShape) -> usize {
         + s.latency_hists * (LATENCY_BOUNDS_NS.len() + 3)
         + s.size_hists * (VALUE_SIZE_BOUNDS.len() + 3)
         + s.top * (TOP_KEY_FAMILIES + 1 + KEY_CLIENT_SERIES)
+        + if s.insight_servers > 0 {
+            INSIGHT_SERVER_SERIES * s.insight_servers
+                + 4
+                + MISS_CLASSES.len() * s.top.min(s.insight_families)
+        } else {
+            0
+        }
 }
 
 /// Appends the exposition of `s` in format `f` to `out`.
@@ -520,6 +544,9 @@ pub fn render(out: &mut String, s: &ExportInput<'_>, f: Format) {
         sample(out, "memtap_store_backlog", &[], b);
     }
 
+    if run.insight.applied > 0 {
+        render_insight(out, f, run, top);
+    }
     if let Some(t) = s.triggers {
         render_triggers(out, f, t);
     }
@@ -798,6 +825,130 @@ fn family(out: &mut String, f: Format, name: &str, kind: Kind, help: &str) {
             }
             let _ = writeln!(out, "# HELP {fam} {help}");
         }
+    }
+}
+
+/// Cache insight: bounded (per server, the pool, the top families; no
+/// per-key series).
+fn render_insight(out: &mut String, f: Format, run: &Tables, top: usize) {
+    let ins = &run.insight;
+    let mut servers: Vec<(String, &crate::collect::insight::ServerInsight)> = ins
+        .servers
+        .iter()
+        .map(|(a, s)| (a.to_string(), s))
+        .collect();
+    servers.sort_by(|a, b| a.0.cmp(&b.0));
+    family(
+        out,
+        f,
+        "memtap_misses_by_class_total",
+        Kind::Counter,
+        "Get misses by why they happened: first (never stored), expired, deleted (delete or flush_all), evicted, forgotten (memtap's state was full), unknown_ttl.",
+    );
+    for (a, s) in &servers {
+        for (c, n) in MISS_CLASSES.iter().zip(s.misses) {
+            sample(
+                out,
+                "memtap_misses_by_class_total",
+                &[("server", a), ("class", c)],
+                n,
+            );
+        }
+    }
+    family(
+        out,
+        f,
+        "memtap_family_misses_by_class_total",
+        Kind::Counter,
+        "Get misses by class, for the key families with the most classified misses.",
+    );
+    let mut fams: Vec<_> = run
+        .families
+        .iter()
+        .filter(|e| e.stats.insight.misses.iter().any(|&m| m > 0))
+        .collect();
+    let total = |e: &&crate::collect::Entry<crate::collect::tables::FamilyStats>| -> u64 {
+        e.stats.insight.misses.iter().sum()
+    };
+    fams.sort_by(|a, b| total(b).cmp(&total(a)).then(a.key().cmp(b.key())));
+    for e in fams.into_iter().take(top) {
+        let name = String::from_utf8_lossy(e.key());
+        for (c, n) in MISS_CLASSES.iter().zip(e.stats.insight.misses) {
+            sample(
+                out,
+                "memtap_family_misses_by_class_total",
+                &[("family", &name), ("class", c)],
+                n,
+            );
+        }
+    }
+    let per_server =
+        |out: &mut String,
+         name: &str,
+         help: &str,
+         v: &dyn Fn(&crate::collect::insight::ServerInsight) -> u64| {
+            family(out, f, name, Kind::Counter, help);
+            for (a, s) in &servers {
+                sample(out, name, &[("server", a)], v(s));
+            }
+        };
+    per_server(
+        out,
+        "memtap_miss_storms_total",
+        "Miss storms: several clients missing one key before its refill landed.",
+        &|s| s.storms,
+    );
+    per_server(
+        out,
+        "memtap_unread_writes_total",
+        "Stores that ended (overwritten, deleted, expired, evicted) before any read.",
+        &|s| s.unread.iter().sum(),
+    );
+    per_server(
+        out,
+        "memtap_unread_write_bytes_total",
+        "Value bytes of the stores nobody read.",
+        &|s| s.unread_bytes.iter().sum(),
+    );
+    let mut curves: Vec<(String, crate::collect::mrc::Curve)> = Vec::new();
+    if let Some(c) = &ins.mrc {
+        curves.push(("pool".into(), c.curve()));
+    }
+    for (a, s) in &servers {
+        if let Some(c) = &s.mrc {
+            curves.push((a.clone(), c.curve()));
+        }
+    }
+    family(
+        out,
+        f,
+        "memtap_mrc_size_bytes",
+        Kind::Gauge,
+        "LRU cache bytes the miss-ratio curve needs for a share of the attainable hits (absent when out of range).",
+    );
+    for (a, c) in &curves {
+        for t in crate::collect::mrc::TARGETS {
+            if let Some(b) = c.size_for(t) {
+                sample(
+                    out,
+                    "memtap_mrc_size_bytes",
+                    &[("server", a), ("target", &format!("{t:.2}"))],
+                    b,
+                );
+            }
+        }
+    }
+    family(
+        out,
+        f,
+        "memtap_mrc_hit_ratio",
+        Kind::Gauge,
+        "The hit ratio the server gave its gets (the miss-ratio curve's current point).",
+    );
+    for (a, c) in &curves {
+        out.push_str("memtap_mrc_hit_ratio");
+        write_labels(out, &[("server", a)]);
+        let _ = writeln!(out, " {}", (c.current_hit_ratio * 1e6).round() / 1e6);
     }
 }
 
@@ -1472,6 +1623,8 @@ mod tests {
             latency_hists: 60,
             size_hists: 60,
             store: false,
+            insight_servers: 0,
+            insight_families: 0,
         };
         assert_eq!(fixed_series(false), 80);
         assert_eq!(worst_case_series(&shape), 2870);

@@ -238,6 +238,7 @@ pub fn insight_out(t: &Tables, o: &ReportOptions) -> InsightOut {
             .cmp(&fam_misses(a))
             .then(a.family.cmp(&b.family))
     });
+    families.truncate(o.top);
     let key_out = |e: &crate::collect::Entry<crate::collect::tables::KeyStats>| {
         let k = &e.stats.insight;
         KeyInsightOut {

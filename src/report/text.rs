@@ -87,6 +87,9 @@ pub fn write(w: &mut dyn Write, r: &Report) -> io::Result<()> {
     distribution(&r.distributions.value_size_bytes, "bytes").write(w)?;
     title(w, "Latencies")?;
     distribution(&r.distributions.latency_us, "µs").write(w)?;
+    if let Some(ins) = &r.insight {
+        insight(w, ins)?;
+    }
     limits(w, r)?;
 
     let n = r.windows.len();
@@ -116,6 +119,166 @@ pub fn write(w: &mut dyn Write, r: &Report) -> io::Result<()> {
         commands(w, &win.commands, win.totals.commands)?;
     }
     Ok(())
+}
+
+/// "Why it misses": the cache-insight section (README "Why it misses").
+fn insight(w: &mut dyn Write, ins: &super::insight::InsightOut) -> io::Result<()> {
+    use crate::collect::insight::{MISS_CLASSES, UNREAD_ENDS};
+    use Align::{L, R};
+    title(w, "Why it misses")?;
+    let mut cols: Vec<(&'static str, Align)> = vec![("server", L), ("misses", R)];
+    cols.extend(MISS_CLASSES.iter().map(|c| (*c, R)));
+    cols.push(("evicted %", R));
+    let mut t = Table::new(&cols);
+    for s in ins.servers.iter().chain(std::iter::once(&ins.pool)) {
+        let mut row = vec![s.server.clone(), s.classified_misses.to_string()];
+        row.extend(MISS_CLASSES.iter().map(|c| s.misses[c].to_string()));
+        row.push(format!("{:.1}", s.evicted_share * 100.0));
+        t.row(row);
+    }
+    t.write(w)?;
+    subtitle(w, "Miss storms (many misses of one key before its refill)")?;
+    let mut t = Table::new(&[
+        ("server", L),
+        ("storms", R),
+        ("misses", R),
+        ("most clients", R),
+        ("refill p50 µs", R),
+        ("refill max µs", R),
+    ]);
+    for s in ins.servers.iter().filter(|s| s.storms > 0) {
+        t.row(vec![
+            s.server.clone(),
+            s.storms.to_string(),
+            s.storm_misses.to_string(),
+            s.storm_clients_max.to_string(),
+            s.refill_us_p50.to_string(),
+            s.refill_us_max.to_string(),
+        ]);
+    }
+    t.write(w)?;
+    let mut t = Table::new(&[
+        ("key", L),
+        ("storms", R),
+        ("misses", R),
+        ("refill max µs", R),
+    ]);
+    for k in &ins.storm_keys {
+        t.row(vec![
+            k.key.clone(),
+            k.storms.to_string(),
+            k.storm_misses.to_string(),
+            k.refill_us_max.to_string(),
+        ]);
+    }
+    if !t.is_empty() {
+        t.write(w)?;
+    }
+    subtitle(w, "Writes nobody read")?;
+    let mut cols: Vec<(&'static str, Align)> = vec![("server", L), ("stores", R)];
+    cols.extend(UNREAD_ENDS.iter().map(|c| (*c, R)));
+    let mut t = Table::new(&cols);
+    for s in ins.servers.iter().chain(std::iter::once(&ins.pool)) {
+        let mut row = vec![s.server.clone(), s.stores.to_string()];
+        row.extend(UNREAD_ENDS.iter().map(|c| s.unread[c].to_string()));
+        t.row(row);
+    }
+    t.write(w)?;
+    if !ins.families.is_empty() {
+        subtitle(w, "Families")?;
+        let mut t = Table::new(&[
+            ("family", L),
+            ("gets", R),
+            ("stores", R),
+            ("gets/store", R),
+            ("evicted", R),
+            ("expired", R),
+            ("unread", R),
+        ]);
+        for f in &ins.families {
+            t.row(vec![
+                f.family.clone(),
+                f.gets.to_string(),
+                f.stores.to_string(),
+                f.gets_per_store.map_or("-".into(), |g| format!("{g:.1}")),
+                f.misses["evicted"].to_string(),
+                f.misses["expired"].to_string(),
+                f.unread.values().sum::<u64>().to_string(),
+            ]);
+        }
+        t.write(w)?;
+    }
+    subtitle(w, "TTLs of stores")?;
+    let mut t = Table::new(&[("ttl from", L), ("stores", R)]);
+    for x in &ins.ttl {
+        t.row(vec![x.ttl.clone(), x.stores.to_string()]);
+    }
+    t.write(w)?;
+    subtitle(w, "Slab fit")?;
+    writeln!(
+        w,
+        "-f {} -n {}: {} items, {} of chunks hold {} of items: {:.1} % unused",
+        ins.slab.factor,
+        ins.slab.min_space,
+        ins.slab.items,
+        super::insight::iec(ins.slab.chunk_bytes),
+        super::insight::iec(ins.slab.item_bytes),
+        ins.slab.wasted_share * 100.0
+    )?;
+    let mut t = Table::new(&[
+        ("class", R),
+        ("chunk", R),
+        ("items", R),
+        ("item bytes", R),
+        ("unused bytes", R),
+    ]);
+    for c in &ins.slab.classes {
+        t.row(vec![
+            c.class.to_string(),
+            c.chunk_size.to_string(),
+            c.items.to_string(),
+            c.item_bytes.to_string(),
+            c.wasted_bytes.to_string(),
+        ]);
+    }
+    t.write(w)?;
+    if ins.multi_server.keys > 0 {
+        subtitle(
+            w,
+            "Keys on several servers (clients disagree on the hash ring)",
+        )?;
+        writeln!(w, "{} keys", ins.multi_server.keys)?;
+        for m in &ins.multi_server.examples {
+            writeln!(w, "{}: {}", m.key, m.servers.join(", "))?;
+        }
+    }
+    subtitle(w, "What more memory would buy (LRU miss-ratio curve)")?;
+    for s in std::iter::once(&ins.pool).chain(&ins.servers) {
+        let Some(m) = &s.mrc else { continue };
+        if m["points"].as_array().is_none_or(|p| p.is_empty()) {
+            writeln!(
+                w,
+                "{}: too few gets sampled for a curve (sampling {})",
+                s.server, m["sampling"]
+            )?;
+            continue;
+        }
+        let cur = m["current_hit_ratio"].as_f64().unwrap_or(0.0);
+        let att = m["attainable_hit_ratio"].as_f64().unwrap_or(0.0);
+        writeln!(
+            w,
+            "{}: hit ratio now {:.1} %, at most {:.1} % with unbounded memory; {}",
+            s.server,
+            cur * 100.0,
+            att * 100.0,
+            super::insight::targets_line(m)
+        )?;
+    }
+    writeln!(
+        w,
+        "state: {} keys forgotten (table full), seen-filter error {} ppm",
+        ins.bounds.state_evictions, ins.bounds.seen_filter_fp_ppm
+    )
 }
 
 fn title(w: &mut dyn Write, t: &str) -> io::Result<()> {

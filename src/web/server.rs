@@ -157,6 +157,7 @@ pub fn start(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/api/report", get(api_report))
+        .route("/api/insight", get(api_insight))
         .route("/api/windows", get(api_windows))
         .route("/api/top", get(api_top))
         .route("/api/events", get(api_events))
@@ -217,6 +218,7 @@ async fn index() -> impl IntoResponse {
          <li><a href=\"/api/report\">/api/report</a>: the report of the whole run \
          (<a href=\"/api/report?window=last\">?window=last</a>: the last closed window)</li>\
          <li><a href=\"/api/windows\">/api/windows</a>: recent closed windows</li>\
+         <li><a href=\"/api/insight\">/api/insight</a>: why gets miss, storms, unread writes, TTLs, slab fit, miss-ratio curves</li>\
          <li><a href=\"/api/top?keys=100\">/api/top</a>: cumulative tables for \
          <code>memtap top --connect</code></li></ul>\n",
     )
@@ -372,6 +374,30 @@ async fn api_report(State(src): State<Src>, Query(q): Query<ReportQuery>) -> Res
         }
     };
     json(&report)
+}
+
+/// The report's cache-insight section (`?window=last` or a window start
+/// as for `/api/report`).
+async fn api_insight(src: State<Src>, q: Query<ReportQuery>) -> Response {
+    let resp = api_report(src, q).await;
+    if !resp.status().is_success() {
+        return resp;
+    }
+    let body = match axum::body::to_bytes(resp.into_body(), 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    match v.get("insight") {
+        Some(i) => json(i),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no cache insight: turned off ([insight] enabled = false) or nothing analysed yet",
+        ),
+    }
 }
 
 fn json<T: Serialize>(v: &T) -> Response {
