@@ -529,7 +529,7 @@ fn main_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<St
         &TimeChart {
             id: "chart-hitrate".into(),
             title: "hit rate per server".into(),
-            unit: "% hits of hits and misses".into(),
+            unit: "% hits".into(),
             fmt: Fmt::Pct,
             count_unit: "hits".into(),
             ..axis.chart("", "", false, "", hit, &marks)

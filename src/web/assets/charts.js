@@ -32,6 +32,14 @@
   }
   function fmtPct(v) { return v.toFixed(1) + " %"; }
   var FMT = { si: fmtSI, iec: fmtIEC, pct: fmtPct };
+  var TICK = { si: fmtSI, iec: fmtIEC, pct: function (v) { return sig3(v) + " %"; } };
+  // Room on the right for the last time tick's label.
+  var PADDING = [12, 28, 0, 0];
+
+  function replaceUrl(url) {
+    // A page opened from a file may refuse it; the zoom still works.
+    try { history.replaceState(null, "", url); } catch (e) { /* ignored */ }
+  }
 
   function pad(n, w) { n = String(n); while (n.length < w) n = "0" + n; return n; }
   function ymd(d) { return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1, 2) + "-" + pad(d.getUTCDate(), 2); }
@@ -101,7 +109,11 @@
       var dim = m.scale === "x" ? u.over.clientWidth : u.over.clientHeight;
       var out = !(pos >= -0.5 && pos <= dim + 0.5) || !isFinite(pos);
       m.el.style.display = out ? "none" : "";
-      if (m.scale === "x") m.el.style.left = pos + "px";
+      if (m.scale === "x") {
+        m.el.style.left = pos + "px";
+        // Near the right edge the label goes on the line's left.
+        m.el.classList.toggle("flip", pos > dim * 0.7);
+      }
       else m.el.style.top = pos + "px";
       m.el.setAttribute("data-px", out ? "" : pos.toFixed(1));
     });
@@ -111,6 +123,7 @@
   var syncing = false;
   var fullRange = null; // [min, max] of the time charts' data
   var boxes = null; // the form's original since/until values
+  var intervals = []; // [start, length] of every time chart's intervals
 
   function zoomBar() {
     var bar = document.getElementById("zoom");
@@ -133,12 +146,19 @@
       if (since) since.value = boxes[0];
       if (until) until.value = boxes[1];
       bar.hidden = true;
-      if (location.hash.indexOf("#zoom=") === 0) history.replaceState(null, "", location.pathname + location.search);
+      if (location.hash.indexOf("#zoom=") === 0) replaceUrl(location.pathname + location.search);
       return;
     }
-    // Intervals whose start is visible: [since, until) holds them (starts
-    // are on whole milliseconds).
-    var s = Math.ceil(min * 1000 - 1e-6) / 1000, e = Math.floor(max * 1000 + 1e-6) / 1000 + 0.001;
+    // The range of the intervals whose start is visible: from the first
+    // one's start to the last one's end, so [since, until) selects them.
+    var s = null, e = null;
+    intervals.forEach(function (iv) {
+      if (iv[0] >= min && iv[0] <= max) {
+        if (s === null || iv[0] < s) s = iv[0];
+        if (e === null || iv[0] + iv[1] > e) e = iv[0] + iv[1];
+      }
+    });
+    if (s === null) { s = Math.ceil(min * 1000 - 1e-6) / 1000; e = Math.floor(max * 1000 + 1e-6) / 1000 + 0.001; }
     if (since) since.value = utc(s);
     if (until) until.value = utc(e);
     var q = new URLSearchParams(location.search);
@@ -160,7 +180,7 @@
     bar.appendChild(r);
     bar.appendChild(document.createTextNode(" (or double-click a chart)"));
     bar.hidden = false;
-    history.replaceState(null, "", location.pathname + location.search + "#zoom=" + min + "," + max);
+    replaceUrl(location.pathname + location.search + "#zoom=" + min + "," + max);
   }
 
   function setZoom(min, max) {
@@ -206,6 +226,7 @@
     var opts = {
       width: width(fig),
       height: 240,
+      padding: PADDING,
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
       cursor: {
         sync: { key: "mt-time" },
@@ -224,7 +245,7 @@
         { values: timeTicks, grid: GRID, ticks: TICKS, size: 48, space: 70 },
         {
           label: d.unit,
-          values: function (u, splits) { return splits.map(function (v) { return fmt(v); }); },
+          values: function (u, splits) { return splits.map(function (v) { return (TICK[d.fmt] || fmtSI)(v); }); },
           grid: GRID, ticks: TICKS, size: 64
         }
       ],
@@ -254,6 +275,7 @@
         ? [Math.min(fullRange[0], xs[0]), Math.max(fullRange[1], xs[xs.length - 1])]
         : [xs[0], xs[xs.length - 1]];
     }
+    d.x.forEach(function (x, i) { intervals.push([x, d.dur[i] || 0]); });
     timeCharts.push(u);
     return u;
   }
@@ -294,6 +316,7 @@
     var opts = {
       width: width(fig),
       height: 300,
+      padding: PADDING,
       cursor: { drag: { x: true, y: false, setScale: true }, points: { size: 7 } },
       scales: {
         x: {
@@ -314,7 +337,10 @@
             for (var e = e0; e <= e1; e++) if (e % step === 0) out.push(Math.pow(2, e));
             return out;
           },
-          values: function (u, splits) { return splits.map(fmtSize); },
+          // The splits are thinned already: no label hidden (uPlot's log
+          // filter would pass nulls).
+          filter: function (u, splits) { return splits; },
+          values: function (u, splits) { return splits.map(function (v) { return v == null ? null : fmtSize(v); }); },
           grid: GRID, ticks: TICKS, size: 48
         },
         {
@@ -326,6 +352,7 @@
       series: series,
       hooks: {
         ready: [function (u) {
+          var nTargets = 0;
           d.series.forEach(function (c, i) {
             var col = PALETTE[i % PALETTE.length];
             if (c.current_hit_ratio != null) {
@@ -341,11 +368,11 @@
               var title = c.name + ": " + Math.round(t[0] * 100) + " % of attainable hits" +
                 (c.attainable_hit_ratio != null ? " (hit ratio " + (t[0] * c.attainable_hit_ratio * 100).toFixed(1) + " %)" : "") +
                 " with " + fmtSize(t[1]);
-              markers.push({
-                v: t[1], scale: "x",
-                el: marker(u, "mt-target", { "data-series": c.name, "data-target": String(t[0]), "data-size": String(t[1]) },
-                  title, Math.round(t[0] * 100) + " %: " + fmtSize(t[1]), col)
-              });
+              var el = marker(u, "mt-target", { "data-series": c.name, "data-target": String(t[0]), "data-size": String(t[1]) },
+                title, Math.round(t[0] * 100) + " %: " + fmtSize(t[1]), col);
+              // Labels one under the other, so close sizes stay readable.
+              el.firstChild.style.top = (2 + 13 * nTargets++) + "px";
+              markers.push({ v: t[1], scale: "x", el: el });
             });
           });
           placeMarkers(u, markers);
