@@ -112,7 +112,7 @@
       if (m.scale === "x") {
         m.el.style.left = pos + "px";
         // Near the right edge the label goes on the line's left.
-        m.el.classList.toggle("flip", pos > dim * 0.7);
+        if (m.el.firstChild) m.el.classList.toggle("flip", pos > dim * 0.7);
       }
       else m.el.style.top = pos + "px";
       m.el.setAttribute("data-px", out ? "" : pos.toFixed(1));
@@ -404,10 +404,13 @@
     });
     window.memtapCharts = charts;
     window.memtapCharts.pointAt = pointAt;
-    var z = /^#zoom=([0-9.eE+-]+),([0-9.eE+-]+)$/.exec(location.hash);
-    if (z && timeCharts.length) setZoom(Number(z[1]), Number(z[2]));
-    var at = /^#at=([0-9.]+)$/.exec(location.hash);
-    if (at && timeCharts.length) pointAt(timeCharts[0], Number(at[1]));
+    // After uPlot's first layout (it sizes the plots on a microtask).
+    setTimeout(function () {
+      var z = /^#zoom=([0-9.eE+-]+),([0-9.eE+-]+)$/.exec(location.hash);
+      if (z && timeCharts.length) setZoom(Number(z[1]), Number(z[2]));
+      var at = /^#at=([0-9.]+)$/.exec(location.hash);
+      if (at && timeCharts.length) pointAt(timeCharts[0], Number(at[1]));
+    }, 0);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
