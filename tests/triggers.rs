@@ -885,6 +885,25 @@ fn stored_events_are_listed_and_marked_on_the_history_page() {
         &["--dump-dom", "--virtual-time-budget=3000"],
         &format!("{base}/"),
     );
+    // A screenshot with the pointer on the first event, as a test artifact.
+    let art = common::repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&art).unwrap();
+    let shot = art.join("history-events.png");
+    let _ = std::fs::remove_file(&shot);
+    common::browser::browse(
+        chrome,
+        profile.path(),
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1400,1100",
+            "--hide-scrollbars",
+            "--virtual-time-budget=3000",
+        ],
+        &format!("{base}/#at={}", (T0 + 12 * S) / 1_000_000_000),
+    );
+    assert!(std::fs::read(&shot)
+        .expect("screenshot")
+        .starts_with(b"\x89PNG"));
     drop(srv);
     // The chart script placed each event on the time axis (data-px: its
     // pixel, empty when out of view).

@@ -34,7 +34,7 @@
   var FMT = { si: fmtSI, iec: fmtIEC, pct: fmtPct };
   var TICK = { si: fmtSI, iec: fmtIEC, pct: function (v) { return sig3(v) + " %"; } };
   // Room on the right for the last time tick's label.
-  var PADDING = [12, 28, 0, 0];
+  var PADDING = [12, 40, 0, 0];
 
   function replaceUrl(url) {
     // A page opened from a file may refuse it; the zoom still works.
