@@ -2,13 +2,14 @@
 //! time. Absolute forms are the store's (`store::when::parse_time`: UTC
 //! date and time, with an offset, or Unix seconds); relative ones count
 //! back from the moment of the request, for a live sniffer's history
-//! ("the last hour": since `-1h`).
+//! ("the last hour": since `-1h`), a superset of what `--since` takes on
+//! the command line (`-2h`, `-90`, `-500ms`).
 
 use crate::store::when::parse_time;
 
 /// What the boxes accept, for their tooltips and error messages.
 pub const HINT: &str = "use a UTC date and time (2026-11-17 14:00:00), Unix seconds, \
-                        or a time before now (now, -15m, now-2h, 3d ago; units s, m, h, d, w)";
+                        or a time before now (now, -15m, now-2h, 3d ago; units ms, s, m, h, d, w)";
 
 /// The wall clock, ns since the epoch: the only clock the pages read, and
 /// only for the relative forms (a replay's results never depend on it).
@@ -64,16 +65,19 @@ fn duration_ns(s: &str) -> Option<u64> {
         let unit_len = rest
             .find(|c: char| !c.is_ascii_alphabetic())
             .unwrap_or(rest.len());
-        let secs: u64 = match &rest[..unit_len] {
-            "s" | "sec" | "secs" | "second" | "seconds" => 1,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60,
-            "h" | "hour" | "hours" => 3600,
-            "d" | "day" | "days" => 86_400,
-            "w" | "week" | "weeks" => 604_800,
+        let ns: u64 = match &rest[..unit_len] {
+            // A bare number is seconds, as `--since -60` reads it.
+            "" if total == 0 && rest.is_empty() => 1_000_000_000,
+            "ms" => 1_000_000,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1_000_000_000,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60_000_000_000,
+            "h" | "hour" | "hours" => 3_600_000_000_000,
+            "d" | "day" | "days" => 86_400_000_000_000,
+            "w" | "week" | "weeks" => 604_800_000_000_000,
             _ => return None,
         };
         rest = rest[unit_len..].trim_start();
-        total = total.checked_add(n.checked_mul(secs)?.checked_mul(1_000_000_000)?)?;
+        total = total.checked_add(n.checked_mul(ns)?)?;
     }
     Some(total)
 }
@@ -139,6 +143,7 @@ mod tests {
             ("1h30m ago", 5400),
             ("-1w", 604_800),
             ("-90 s", 90),
+            ("-60", 60),
         ] {
             assert_eq!(
                 parse(text, NOW).unwrap(),
@@ -146,9 +151,10 @@ mod tests {
                 "{text}"
             );
         }
+        assert_eq!(parse("-500ms", NOW).unwrap(), (NOW - 500_000_000, true));
         for bad in [
             "-",
-            "-15",
+            "-1h30",
             "now+1h",
             "-15x",
             "ago",
