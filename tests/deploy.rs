@@ -121,6 +121,69 @@ fn dashboard_parses_and_has_its_variables() {
         .all(|e| !e.contains("memtap_top_key_requests{") || e.contains("server=~\"$server\"")));
 }
 
+/// The cache-insight panels (issue 18) and the series each reads.
+#[test]
+fn dashboard_shows_the_cache_insight_series() {
+    let d = dashboard();
+    let panel = |title: &str| -> Vec<String> {
+        let p = d["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["title"] == title)
+            .unwrap_or_else(|| panic!("panel {title}"));
+        p["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["expr"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (title, metrics) in [
+        (
+            "Misses by class and server",
+            &["memtap_misses_by_class_total"][..],
+        ),
+        (
+            "Evicted share of misses by server (memory pressure)",
+            &["memtap_misses_by_class_total"],
+        ),
+        (
+            "Misses by class, top key families",
+            &["memtap_family_misses_by_class_total"],
+        ),
+        (
+            "Miss storms (dogpiles) by server",
+            &["memtap_miss_storms_total"],
+        ),
+        (
+            "Writes nobody reads by server",
+            &[
+                "memtap_unread_writes_total",
+                "memtap_unread_write_bytes_total",
+            ],
+        ),
+        (
+            "Cache size for 90 / 95 / 99 % of attainable hits (miss-ratio curve)",
+            &["memtap_mrc_size_bytes"],
+        ),
+        (
+            "Hit ratio now (miss-ratio curve)",
+            &["memtap_mrc_hit_ratio"],
+        ),
+    ] {
+        let used: BTreeSet<String> = panel(title).iter().flat_map(|e| memtap_names(e)).collect();
+        let want: BTreeSet<String> = metrics.iter().map(|m| m.to_string()).collect();
+        assert_eq!(used, want, "{title}");
+    }
+    let evicted = &panel("Evicted share of misses by server (memory pressure)")[0];
+    assert!(evicted.contains("class=\"evicted\""), "{evicted}");
+    assert!(
+        panel("Cache size for 90 / 95 / 99 % of attainable hits (miss-ratio curve)")[0]
+            .contains("by (server, target)")
+    );
+}
+
 #[test]
 fn every_metric_used_exists_in_the_output() {
     // A fixture replay with a closed window and a store: every family.

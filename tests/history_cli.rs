@@ -180,23 +180,50 @@ impl Drop for Server {
     }
 }
 
-/// The `circle.pt` points of one chart: (series, x, y).
-fn points(dom: &str, chart: &str) -> Vec<(String, f64, f64)> {
+/// One chart's embedded data (the JSON uPlot draws from).
+fn chart_data(dom: &str, chart: &str) -> Value {
     let start = dom
         .find(&format!("id=\"{chart}\""))
         .unwrap_or_else(|| panic!("{chart} in the page"));
-    let end = start + dom[start..].find("</svg>").unwrap();
-    let re =
-        regex::Regex::new(r#"class="pt" data-series="([^"]*)" data-x="([^"]*)" data-y="([^"]*)""#)
-            .unwrap();
-    re.captures_iter(&dom[start..end])
-        .map(|c| {
-            (
-                c[1].to_string(),
-                c[2].parse().unwrap(),
-                c[3].parse().unwrap(),
-            )
-        })
+    let end = start + dom[start..].find("</figure>").unwrap();
+    let fig = &dom[start..end];
+    let open = "<script type=\"application/json\" class=\"mt-data\">";
+    let j = fig.find(open).expect("the chart's data") + open.len();
+    serde_json::from_str(&fig[j..j + fig[j..].find("</script>").unwrap()]).unwrap()
+}
+
+/// One chart's points from its data: (series, x, exact count, value drawn).
+fn points(dom: &str, chart: &str) -> Vec<(String, f64, u64, f64)> {
+    let d = chart_data(dom, chart);
+    let xs: Vec<f64> = serde_json::from_value(d["x"].clone()).unwrap();
+    let mut out = Vec::new();
+    for s in d["series"].as_array().unwrap() {
+        for (i, x) in xs.iter().enumerate() {
+            if let (Some(c), Some(v)) = (s["counts"][i].as_u64(), s["values"][i].as_f64()) {
+                out.push((s["name"].as_str().unwrap().to_string(), *x, c, v));
+            }
+        }
+    }
+    out
+}
+
+/// An attribute of the element whose opening tag holds `at`.
+fn attr_of(dom: &str, at: &str, name: &str) -> String {
+    let i = dom.find(at).unwrap_or_else(|| panic!("{at} in the page"));
+    let tag = &dom[dom[..i].rfind('<').unwrap()..i + dom[i..].find('>').unwrap()];
+    let pat = format!("{name}=\"");
+    let v = tag.find(&pat).unwrap_or_else(|| panic!("{name} in {tag}")) + pat.len();
+    tag[v..v + tag[v..].find('"').unwrap()].replace("&quot;", "\"")
+}
+
+/// The hover legend's values of one chart (uPlot's `td.u-value`).
+fn legend(dom: &str, chart: &str) -> Vec<String> {
+    let start = dom.find(&format!("id=\"{chart}\"")).unwrap();
+    let end = start + dom[start..].find("</figure>").unwrap();
+    regex::Regex::new(r#"<td class="u-value">([^<]*)</td>"#)
+        .unwrap()
+        .captures_iter(&dom[start..end])
+        .map(|c| c[1].to_string())
         .collect()
 }
 
@@ -238,23 +265,149 @@ fn web_page_in_headless_chromium() {
         srv.base,
         server.replace(':', "%3A")
     );
-    let dom = browse(chrome, profile.path(), &["--dump-dom"], &page);
-    let want: Vec<(String, f64, f64)> = windows[1..]
+    let dom = browse(
+        chrome,
+        profile.path(),
+        &["--dump-dom", "--virtual-time-budget=3000"],
+        &page,
+    );
+    let want: Vec<(String, f64, u64)> = windows[1..]
         .iter()
-        .map(|w| (server.clone(), w.0, w.1 as f64))
+        .map(|w| (server.clone(), w.0, w.1))
         .collect();
     let got = points(&dom, "chart-rate");
     assert_eq!(got.len(), want.len(), "one point per window in range");
-    for (g, w) in got.iter().zip(&want) {
+    let dur: Vec<f64> =
+        serde_json::from_value(chart_data(&dom, "chart-rate")["dur"].clone()).unwrap();
+    for ((g, w), d) in got.iter().zip(&want).zip(&dur) {
         assert_eq!(g.0, w.0);
         assert!((g.1 - w.1).abs() < 1e-6, "x {} vs {}", g.1, w.1);
         assert_eq!(g.2, w.2);
+        // Drawn as requests per second of its 10 ms window.
+        assert!((d - 0.01).abs() < 1e-9, "window length {d}");
+        assert!(
+            (g.3 - w.2 as f64 / 0.01).abs() < 1e-6,
+            "rate {} vs {}",
+            g.3,
+            w.2
+        );
     }
     // Hit rate: hits / (hits + misses), in percent to 0.1.
     for (g, w) in points(&dom, "chart-hitrate").iter().zip(&windows[1..]) {
         let want = (w.2 as f64 * 1000.0 / (w.2 + w.3) as f64).round() / 10.0;
-        assert!((g.2 - want).abs() < 1e-9, "hit rate {} vs {want}", g.2);
+        assert!((g.3 - want).abs() < 1e-9, "hit rate {} vs {want}", g.3);
+        assert_eq!(g.2, w.2, "hits");
     }
+    // uPlot drew it: a canvas of the chart's size, UTC time ticks with the
+    // date, y ticks in requests per second with SI prefixes.
+    assert_eq!(attr_of(&dom, "id=\"chart-rate\"", "data-rendered"), "true");
+    let rate_fig = &dom[dom.find("id=\"chart-rate\"").unwrap()..];
+    assert!(
+        attr_of(rate_fig, "<canvas", "width")
+            .parse::<u32>()
+            .unwrap()
+            >= 320
+    );
+    assert!(
+        attr_of(rate_fig, "<canvas", "height")
+            .parse::<u32>()
+            .unwrap()
+            >= 200
+    );
+    let xt: Vec<String> =
+        serde_json::from_str(&attr_of(&dom, "id=\"chart-rate\"", "data-ticks-x")).unwrap();
+    let day = regex::Regex::new(r"^\d\d:\d\d:\d\d\.\d{3}\n\d{4}-\d\d-\d\d$").unwrap();
+    assert!(day.is_match(&xt[0]), "{xt:?}");
+    assert!(xt.len() >= 3, "{xt:?}");
+    let yt: Vec<String> =
+        serde_json::from_str(&attr_of(&dom, "id=\"chart-rate\"", "data-ticks-y")).unwrap();
+    assert_eq!(yt[0], "0", "{yt:?}");
+    let si = |t: &str| -> f64 {
+        let (n, m) = match t.split_once(' ') {
+            Some((n, "k")) => (n, 1e3),
+            Some((n, "M")) => (n, 1e6),
+            None => (t, 1.0),
+            _ => panic!("tick {t}"),
+        };
+        n.parse::<f64>().unwrap() * m
+    };
+    let top = got.iter().map(|g| g.3).fold(0.0, f64::max);
+    let ticks: Vec<f64> = yt.iter().map(|t| si(t)).collect();
+    assert!(ticks.windows(2).all(|w| w[0] < w[1]), "{yt:?}");
+    assert!(
+        *ticks.last().unwrap() <= top * 1.2 && ticks.len() >= 3,
+        "{yt:?} for {top}"
+    );
+    // The since box shows the time typed as Unix seconds as a UTC date
+    // and time, and that text selects the same range.
+    let shown = attr_of(&dom, "id=\"since\"", "value");
+    assert!(
+        regex::Regex::new(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{3})?$")
+            .unwrap()
+            .is_match(&shown),
+        "{shown}"
+    );
+    let in_range: u64 = windows[1..].iter().map(|w| w.1).sum();
+    let again = browse(
+        chrome,
+        profile.path(),
+        &["--dump-dom"],
+        &format!(
+            "{}/?since={}&until=now&server={}",
+            srv.base,
+            shown.replace(' ', "+").replace(':', "%3A"),
+            server.replace(':', "%3A")
+        ),
+    );
+    assert!(
+        again.contains(&format!("data-requests=\"{in_range}\"")),
+        "{shown}"
+    );
+    assert_eq!(attr_of(&again, "id=\"until\"", "value"), "now");
+    let none = browse(
+        chrome,
+        profile.path(),
+        &["--dump-dom"],
+        &format!("{}/?since=now", srv.base),
+    );
+    assert!(none.contains("data-intervals=\"0\""), "nothing after now");
+    // Hover (the pointer put at the third window by #at=): the legend
+    // shows that window's time and its exact count.
+    let w = &windows[2];
+    let hover = browse(
+        chrome,
+        profile.path(),
+        &["--dump-dom", "--virtual-time-budget=3000"],
+        &format!("{page}#at={}", w.0),
+    );
+    let lg = legend(&hover, "chart-rate");
+    assert_eq!(lg.len(), 2, "{lg:?}");
+    assert!(lg[0].starts_with(&shown[..10]), "{lg:?}");
+    assert!(
+        lg[1].ends_with(&format!(" requests/s ({} requests)", w.1)),
+        "{lg:?} vs {}",
+        w.1
+    );
+    // A zoom recorded in the URL (#zoom=FROM,TO, as a drag leaves it)
+    // narrows the charts and offers the range to the server: following
+    // the link shows exactly the zoomed window.
+    let zoomed = browse(
+        chrome,
+        profile.path(),
+        &["--dump-dom", "--virtual-time-budget=3000"],
+        &format!("{page}#zoom={},{}", w.0 - 0.001, w.0 + 0.001),
+    );
+    let apply = attr_of(&zoomed, "id=\"zoom-apply\"", "href").replace("&amp;", "&");
+    let narrow = browse(
+        chrome,
+        profile.path(),
+        &["--dump-dom"],
+        &format!("{}{apply}", srv.base),
+    );
+    assert!(
+        narrow.contains(&format!("data-intervals=\"1\" data-requests=\"{}\"", w.1)),
+        "{apply}"
+    );
     // The server's share of its own filter is all of it.
     assert!(dom.contains(&format!(
         "class=\"bar\" data-label=\"{server}\" data-value=\"100\""
@@ -270,7 +423,6 @@ fn web_page_in_headless_chromium() {
         assert!(dom.contains(&format!("id=\"{chart}\"")), "{chart}");
     }
     // The summary counts the range's requests.
-    let in_range: u64 = windows[1..].iter().map(|w| w.1).sum();
     assert!(
         dom.contains(&format!("data-requests=\"{in_range}\"")),
         "summary"
@@ -283,12 +435,12 @@ fn web_page_in_headless_chromium() {
     let kdom = browse(
         chrome,
         profile.path(),
-        &["--dump-dom"],
+        &["--dump-dom", "--virtual-time-budget=3000"],
         &format!("{}{}", srv.base, href),
     );
     assert!(kdom.contains("id=\"key\""), "key page");
     let kpts = points(&kdom, "chart-key");
-    let total: f64 = kpts.iter().filter(|p| p.0 == "requests").map(|p| p.2).sum();
+    let total: u64 = kpts.iter().filter(|p| p.0 == "requests").map(|p| p.2).sum();
     // The link keeps the range: the key's requests from the second window.
     let all = ok(&memtap(&[
         "report",
@@ -308,7 +460,7 @@ fn web_page_in_headless_chromium() {
         .iter()
         .map(|p| p["requests"].as_u64().unwrap())
         .sum();
-    assert_eq!(total, want as f64);
+    assert_eq!(total, want);
     assert!(want > 0, "a top key of the range has requests in it");
 
     // Screenshot, kept as a test artifact.
@@ -321,8 +473,9 @@ fn web_page_in_headless_chromium() {
         profile.path(),
         &[
             &format!("--screenshot={}", shot.display()),
-            "--window-size=1280,2000",
+            "--window-size=1400,1800",
             "--hide-scrollbars",
+            "--virtual-time-budget=3000",
         ],
         &page,
     );

@@ -90,6 +90,12 @@ fn serve_answers_with_the_report_and_stops_on_sigint() {
     assert_eq!(st, 404);
     let (st, _, _) = common::http_get(&addr, "/api/report?window=soon", None);
     assert_eq!(st, 400);
+    // The chart assets are served from the binary here too, whole.
+    let (st, ct, js) = common::http_get(&addr, "/assets/uplot.js?v=1", None);
+    assert_eq!((st, ct.as_str()), (200, "text/javascript; charset=utf-8"));
+    assert_eq!(js, memtap::web::assets::UPLOT_JS);
+    let (st, _, css) = common::http_get(&addr, "/assets/charts.css", None);
+    assert_eq!((st, css.as_str()), (200, memtap::web::assets::CHARTS_CSS));
     let (st, _, body) = common::http_get(&addr, "/healthz", None);
     assert_eq!((st, body.as_str()), (200, "ok\n"));
 

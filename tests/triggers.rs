@@ -879,23 +879,63 @@ fn stored_events_are_listed_and_marked_on_the_history_page() {
     let at = line.find("http://").expect(&line);
     let base = line[at..].trim().trim_end_matches('/').to_string();
     let profile = tempfile::tempdir().unwrap();
-    let dom = common::browser::browse(chrome, profile.path(), &["--dump-dom"], &format!("{base}/"));
+    let dom = common::browser::browse(
+        chrome,
+        profile.path(),
+        &["--dump-dom", "--virtual-time-budget=3000"],
+        &format!("{base}/"),
+    );
+    // A screenshot with the pointer on the first event, as a test artifact.
+    let art = common::repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&art).unwrap();
+    let shot = art.join("history-events.png");
+    let _ = std::fs::remove_file(&shot);
+    common::browser::browse(
+        chrome,
+        profile.path(),
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1400,1100",
+            "--hide-scrollbars",
+            "--virtual-time-budget=3000",
+        ],
+        &format!("{base}/#at={}", (T0 + 12 * S) / 1_000_000_000),
+    );
+    assert!(std::fs::read(&shot)
+        .expect("screenshot")
+        .starts_with(b"\x89PNG"));
     drop(srv);
+    // The chart script placed each event on the time axis (data-px: its
+    // pixel, empty when out of view).
     let start = dom.find("id=\"chart-rate\"").expect("the rate chart");
-    let end = start + dom[start..].find("</svg>").unwrap();
-    let marks: Vec<f64> = regex::Regex::new(r#"<line class="event" data-x="([^"]*)""#)
-        .unwrap()
+    let end = start + dom[start..].find("</figure>").unwrap();
+    let re = regex::Regex::new(
+        r#"<div class="mt-event event" data-x="([^"]*)" title="([^"]*)"[^>]*data-px="([^"]*)""#,
+    )
+    .unwrap();
+    let found: Vec<(f64, String, f64)> = re
         .captures_iter(&dom[start..end])
-        .map(|c| c[1].parse().unwrap())
+        .map(|c| {
+            (
+                c[1].parse().unwrap(),
+                c[2].to_string(),
+                c[3].parse().unwrap(),
+            )
+        })
         .collect();
+    let marks: Vec<f64> = found.iter().map(|m| m.0).collect();
     let want: Vec<f64> = [11u64, 17, 21, 27]
         .iter()
         .map(|s| ((T0 + s * S) / 1_000_000_000) as f64)
         .collect();
+    // Later events further right.
+    assert!(found.windows(2).all(|w| w[0].2 < w[1].2), "{found:?}");
     assert_eq!(marks, want);
     assert!(
-        dom.contains("box1 hot-key fired: key hot key_share_pct = 66.67 (threshold 50)"),
-        "event title"
+        found[0]
+            .1
+            .starts_with("box1 hot-key fired: key hot key_share_pct = 66.67 (threshold 50) at "),
+        "event title {found:?}"
     );
 }
 

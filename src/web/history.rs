@@ -1,15 +1,21 @@
 //! The history web page: a form (time range, sniffers, servers, by
-//! requests or bytes; GET parameters, so the state is in the URL) and
-//! charts drawn here as inline SVG, so the page works offline with no
-//! script at all. Every chart point and bar carries its exact value in
-//! `data-*` attributes (the headless-browser test reads them).
+//! requests or bytes; GET parameters, so the state is in the URL), time
+//! charts drawn in the browser by uPlot from JSON embedded in the page
+//! (served from the binary: works offline; see `charts.rs`), and bar
+//! charts drawn here as inline SVG. Every value is exact in the page: in
+//! the charts' JSON, and in `data-*` attributes of the bars (the
+//! headless-browser tests read both). Without scripts the time charts
+//! fall back to tables.
 //!
-//! Routes: `/` (the page), `/key?key=K&…` (a key's history).
+//! Routes: `/` (the page), `/key?key=K&…` (a key's history), and the
+//! chart assets under `/assets/`.
 
+use super::charts::{Fmt, TimeChart, TimeSeries};
+use super::timebox;
 use crate::report::{Report, ReportOptions, SortBy};
 use crate::store::history::{self, Query};
 use crate::store::snapshot::Snapshot;
-use crate::store::when::{fmt_time, parse_time};
+use crate::store::when::fmt_time;
 use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -32,11 +38,13 @@ pub fn router(url: String) -> axum::Router {
             "/key",
             get(move |q: RawQuery| page(u2.clone(), q.0.unwrap_or_default(), true)),
         )
+        .merge(super::assets::router())
 }
 
 async fn page(url: Arc<String>, query: String, key: bool) -> Response {
     let r = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        let params = Params::parse(&query)?;
+        let mut params = Params::parse(&query)?;
+        params.resolve(timebox::now_ns())?;
         let mut db = crate::store::open_read(&url)?;
         if key {
             key_page(db.as_mut(), &params)
@@ -68,6 +76,9 @@ struct Params {
     servers: Vec<String>,
     by_bytes: bool,
     key: String,
+    /// since and until in ns, once resolved (relative forms against the
+    /// clock).
+    range: (Option<u64>, Option<u64>),
 }
 
 fn url_decode(s: &str) -> String {
@@ -124,17 +135,32 @@ impl Params {
         Ok(p)
     }
 
-    fn query(&self) -> anyhow::Result<Query> {
-        let t = |s: &str| -> anyhow::Result<Option<u64>> {
-            if s.trim().is_empty() {
-                Ok(None)
-            } else {
-                parse_time(s).map(Some)
+    /// Reads the since and until boxes (`now` is the clock, for the
+    /// relative forms), and shows an absolute time as a UTC date and time,
+    /// whatever form it was typed in: a relative one stays as typed, so a
+    /// reload moves with the clock.
+    fn resolve(&mut self, now: u64) -> anyhow::Result<()> {
+        for (text, out, name) in [
+            (&mut self.since, &mut self.range.0, "since"),
+            (&mut self.until, &mut self.range.1, "until"),
+        ] {
+            if text.trim().is_empty() {
+                continue;
             }
-        };
+            let (ns, relative) =
+                timebox::parse(text, now).map_err(|e| anyhow::anyhow!("{name}: {e:#}"))?;
+            *out = Some(ns);
+            if !relative {
+                *text = timebox::show(ns);
+            }
+        }
+        Ok(())
+    }
+
+    fn query(&self) -> anyhow::Result<Query> {
         Ok(Query {
-            since: t(&self.since)?.unwrap_or(0),
-            until: t(&self.until)?,
+            since: self.range.0.unwrap_or(0),
+            until: self.range.1,
             sniffers: self.sniffers.clone(),
             servers: self.servers.clone(),
         })
@@ -183,15 +209,7 @@ const PALETTE: &[&str] = &[
     "#bcbd22", "#17becf",
 ];
 
-struct Series {
-    name: String,
-    /// (x in ns, y).
-    points: Vec<(u64, f64)>,
-}
-
 const W: f64 = 560.0;
-const H: f64 = 220.0;
-const PAD: f64 = 44.0;
 
 fn num(v: f64) -> String {
     if v.fract() == 0.0 {
@@ -201,102 +219,88 @@ fn num(v: f64) -> String {
     }
 }
 
-/// A line chart over time; each point is a `circle.pt` with `data-series`,
-/// `data-x` (interval start, Unix seconds as the JSON report writes it) and `data-y` (exact value).
 /// A trigger event to mark on a chart's time axis: (time, text).
 type Mark = (u64, String);
 
-fn line_chart(
-    id: &str,
-    title: &str,
-    unit: &str,
-    series: &[Series],
-    x0: u64,
-    x1: u64,
-    marks: &[Mark],
-) -> String {
-    let mut s = String::new();
-    let ymax = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .fold(0.0f64, f64::max)
-        .max(1e-9);
-    let span = (x1.saturating_sub(x0)).max(1) as f64;
-    let x = |t: u64| PAD + (t.saturating_sub(x0)) as f64 / span * (W - 2.0 * PAD);
-    let y = |v: f64| H - PAD + -(v / ymax) * (H - 2.0 * PAD);
-    let _ = write!(
-        s,
-        "<svg id=\"{id}\" class=\"chart\" data-kind=\"line\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" \
-         xmlns=\"http://www.w3.org/2000/svg\"><title>{t}</title>\
-         <text x=\"{PAD}\" y=\"16\" font-size=\"13\">{t} ({u})</text>\
-         <line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#999\"/>\
-         <line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#999\"/>\
-         <text x=\"2\" y=\"{PAD}\" font-size=\"10\">{ym}</text>\
-         <text x=\"{PAD}\" y=\"{tb}\" font-size=\"10\">{l}</text>\
-         <text x=\"{r}\" y=\"{tb}\" font-size=\"10\" text-anchor=\"end\">{rr}</text>",
-        t = esc(title),
-        u = esc(unit),
-        b = H - PAD,
-        r = W - PAD,
-        tb = H - PAD + 14.0,
-        ym = num(ymax),
-        l = fmt_time(x0),
-        rr = fmt_time(x1),
-    );
-    if series.iter().all(|s| s.points.is_empty()) {
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\" class=\"empty\" font-size=\"12\">no data</text>",
-            W / 2.0 - 20.0,
-            H / 2.0
-        );
-    }
-    // Trigger events: a dashed vertical line each, the event in its title
-    // (one in the last interval, after its start, at the right edge).
-    for (t, text) in marks.iter().filter(|(t, _)| *t >= x0) {
-        let _ = write!(
-            s,
-            "<line class=\"event\" data-x=\"{dx}\" x1=\"{px:.1}\" y1=\"{PAD}\" x2=\"{px:.1}\" y2=\"{b}\" stroke=\"#c00\" stroke-dasharray=\"3,3\"><title>{}</title></line>",
-            esc(text),
-            dx = crate::report::secs(*t),
-            px = x((*t).min(x1)),
-            b = H - PAD,
-        );
-    }
-    for (i, se) in series.iter().enumerate() {
-        let c = PALETTE[i % PALETTE.len()];
-        let path: Vec<String> = se
-            .points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1)))
-            .collect();
-        let _ = write!(
-            s,
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\" points=\"{}\"/>",
-            path.join(" ")
-        );
-        for p in &se.points {
-            let _ = write!(
-                s,
-                "<circle class=\"pt\" data-series=\"{n}\" data-x=\"{dx}\" data-y=\"{dy}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{c}\"><title>{n} {t}: {dy}</title></circle>",
-                x(p.0),
-                y(p.1),
-                n = esc(&se.name),
-                dx = crate::report::secs(p.0),
-                dy = num(p.1),
-                t = fmt_time(p.0),
-            );
+/// The time axis of the charts: each interval start (ns) with its length
+/// (ns), over every sniffer shown.
+struct Axis {
+    starts: Vec<u64>,
+    durs: Vec<u64>,
+}
+
+impl Axis {
+    fn of(spans: impl IntoIterator<Item = (u64, u64)>) -> Axis {
+        let mut m: BTreeMap<u64, u64> = BTreeMap::new();
+        for (start, end) in spans {
+            let d = m.entry(start).or_default();
+            *d = (*d).max(end.saturating_sub(start));
         }
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{c}\">{}</text>",
-            W - PAD + 4.0 - 120.0,
-            PAD + 12.0 * i as f64,
-            esc(&se.name)
-        );
+        Axis {
+            starts: m.keys().copied().collect(),
+            durs: m.values().copied().collect(),
+        }
     }
-    s.push_str("</svg>");
-    s
+
+    /// Counts per interval as a rate per second (None where absent).
+    fn rate(&self, name: &str, counts: &BTreeMap<u64, u64>) -> TimeSeries {
+        let counts: Vec<Option<u64>> = self.starts.iter().map(|t| counts.get(t).copied()).collect();
+        TimeSeries {
+            name: name.to_string(),
+            values: counts
+                .iter()
+                .zip(&self.durs)
+                .map(|(c, &d)| {
+                    c.map(|c| {
+                        if d == 0 {
+                            0.0
+                        } else {
+                            c as f64 * 1e9 / d as f64
+                        }
+                    })
+                })
+                .collect(),
+            counts,
+            of: None,
+        }
+    }
+
+    fn chart(
+        &self,
+        id: &str,
+        title: &str,
+        by_bytes: bool,
+        what: &str,
+        series: Vec<TimeSeries>,
+        marks: &[Mark],
+    ) -> TimeChart {
+        TimeChart {
+            id: id.into(),
+            title: title.into(),
+            unit: if by_bytes {
+                "bytes/s".into()
+            } else {
+                format!("{what}/s")
+            },
+            fmt: if by_bytes { Fmt::Iec } else { Fmt::Si },
+            count_unit: if by_bytes {
+                "bytes".into()
+            } else {
+                what.into()
+            },
+            x: self
+                .starts
+                .iter()
+                .map(|&t| crate::report::secs(t))
+                .collect(),
+            dur: self.durs.iter().map(|&d| d as f64 / 1e9).collect(),
+            series,
+            events: marks
+                .iter()
+                .map(|(t, text)| (crate::report::secs(*t), text.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// A horizontal bar chart; each bar is a `rect.bar` with `data-label` and
@@ -349,10 +353,12 @@ fn form(p: &Params, sniffers: &[String], servers: &[String], action: &str) -> St
     }
     let _ = write!(
         s,
-        "<label>since (UTC)<input name=\"since\" id=\"since\" placeholder=\"2026-11-17T14:00\" value=\"{}\"></label>\
-         <label>until (UTC)<input name=\"until\" id=\"until\" value=\"{}\"></label>",
+        "<label>since (UTC)<input name=\"since\" id=\"since\" placeholder=\"2026-11-17 14:00:00\" \
+         title=\"{hint}\" value=\"{}\"></label>\
+         <label>until (UTC)<input name=\"until\" id=\"until\" placeholder=\"now\" title=\"{hint}\" value=\"{}\"></label>",
         esc(&p.since),
-        esc(&p.until)
+        esc(&p.until),
+        hint = timebox::HINT
     );
     for (name, all, chosen) in [
         ("sniffer", sniffers, &p.sniffers),
@@ -381,8 +387,9 @@ fn form(p: &Params, sniffers: &[String], servers: &[String], action: &str) -> St
 
 fn head(title: &str) -> String {
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
-        esc(title)
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style>{}</head><body>",
+        esc(title),
+        super::assets::head_tags()
     )
 }
 
@@ -471,47 +478,66 @@ fn main_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<St
             e.3 += t.bytes();
         }
     }
-    let rate: Vec<Series> = per
+    let axis = Axis::of(snaps.iter().map(|s| (s.start, s.end)));
+    let rate: Vec<TimeSeries> = per
         .iter()
-        .map(|(srv, pts)| Series {
-            name: srv.clone(),
-            points: pts
+        .map(|(srv, pts)| {
+            let counts = pts
                 .iter()
-                .map(|(&t, v)| (t, weight(p.by_bytes, v.0, v.3) as f64))
-                .collect(),
+                .map(|(&t, v)| (t, weight(p.by_bytes, v.0, v.3)))
+                .collect();
+            axis.rate(srv, &counts)
         })
         .collect();
-    h.push_str(&line_chart(
-        "chart-rate",
-        &format!("{unit} per interval, per server"),
-        unit,
-        &rate,
-        x0,
-        x1,
-        &marks,
-    ));
-    let hit: Vec<Series> = per
+    h.push_str(
+        &axis
+            .chart(
+                "chart-rate",
+                &format!("{unit} per server"),
+                p.by_bytes,
+                "requests",
+                rate,
+                &marks,
+            )
+            .html(),
+    );
+    // Hit rate: hits / (hits + misses), in percent to 0.1.
+    let hit: Vec<TimeSeries> = per
         .iter()
-        .map(|(srv, pts)| Series {
-            name: srv.clone(),
-            points: pts
-                .iter()
-                .filter(|(_, v)| v.1 + v.2 > 0)
-                .map(|(&t, v)| (t, (v.1 as f64 * 1000.0 / (v.1 + v.2) as f64).round() / 10.0))
-                .collect(),
+        .map(|(srv, pts)| {
+            let at = |t: &u64| pts.get(t).filter(|v| v.1 + v.2 > 0);
+            TimeSeries {
+                name: srv.clone(),
+                values: axis
+                    .starts
+                    .iter()
+                    .map(|t| {
+                        at(t).map(|v| (v.1 as f64 * 1000.0 / (v.1 + v.2) as f64).round() / 10.0)
+                    })
+                    .collect(),
+                counts: axis.starts.iter().map(|t| at(t).map(|v| v.1)).collect(),
+                of: Some(
+                    axis.starts
+                        .iter()
+                        .map(|t| at(t).map(|v| v.1 + v.2))
+                        .collect(),
+                ),
+            }
         })
         .collect();
-    h.push_str(&line_chart(
-        "chart-hitrate",
-        "hit rate per server",
-        "% of hits and misses",
-        &hit,
-        x0,
-        x1,
-        &marks,
-    ));
-    h.push_str(&top_keys_chart(&snaps, &rep, p.by_bytes, x0, x1));
-    h.push_str(&commands_chart(&snaps, x0, x1));
+    h.push_str(
+        &TimeChart {
+            id: "chart-hitrate".into(),
+            title: "hit rate per server".into(),
+            unit: "% hits".into(),
+            fmt: Fmt::Pct,
+            count_unit: "hits".into(),
+            ..axis.chart("", "", false, "", hit, &marks)
+        }
+        .html(),
+    );
+    h.push_str(&top_keys_chart(&snaps, &rep, p.by_bytes, &axis));
+    h.push_str(&commands_chart(&snaps, &axis));
     let clients: Vec<(String, f64)> = rep
         .clients
         .iter()
@@ -575,40 +601,34 @@ fn main_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<St
 }
 
 /// The top keys of the range, drawn per interval.
-fn top_keys_chart(snaps: &[Snapshot], rep: &Report, by_bytes: bool, x0: u64, x1: u64) -> String {
+fn top_keys_chart(snaps: &[Snapshot], rep: &Report, by_bytes: bool, axis: &Axis) -> String {
     let top: Vec<&str> = rep.keys.iter().take(5).map(|k| k.key.as_str()).collect();
-    let mut series: Vec<Series> = top
-        .iter()
-        .map(|k| Series {
-            name: k.to_string(),
-            points: Vec::new(),
-        })
-        .collect();
-    let mut per: BTreeMap<(usize, u64), u64> = BTreeMap::new();
+    let mut per: Vec<BTreeMap<u64, u64>> = vec![BTreeMap::new(); top.len()];
     for s in snaps {
         for k in s.keys.iter().filter(|k| !k.rest) {
             let name = crate::escape::key_string(&k.item);
             if let Some(i) = top.iter().position(|t| *t == name) {
-                *per.entry((i, s.start)).or_default() +=
-                    weight(by_bytes, k.count, k.traffic.bytes());
+                *per[i].entry(s.start).or_default() += weight(by_bytes, k.count, k.traffic.bytes());
             }
         }
     }
-    for ((i, t), v) in per {
-        series[i].points.push((t, v as f64));
-    }
-    line_chart(
+    let series = top
+        .iter()
+        .zip(&per)
+        .map(|(k, counts)| axis.rate(k, counts))
+        .collect();
+    axis.chart(
         "chart-keys",
         "top keys over time",
-        if by_bytes { "bytes" } else { "requests" },
-        &series,
-        x0,
-        x1,
+        by_bytes,
+        "requests",
+        series,
         &[],
     )
+    .html()
 }
 
-fn commands_chart(snaps: &[Snapshot], x0: u64, x1: u64) -> String {
+fn commands_chart(snaps: &[Snapshot], axis: &Axis) -> String {
     let mut per: BTreeMap<String, BTreeMap<u64, u64>> = BTreeMap::new();
     for s in snaps {
         for c in &s.commands {
@@ -620,22 +640,19 @@ fn commands_chart(snaps: &[Snapshot], x0: u64, x1: u64) -> String {
             }
         }
     }
-    let series: Vec<Series> = per
-        .into_iter()
-        .map(|(name, pts)| Series {
-            name,
-            points: pts.into_iter().map(|(t, v)| (t, v as f64)).collect(),
-        })
+    let series = per
+        .iter()
+        .map(|(name, counts)| axis.rate(name, counts))
         .collect();
-    line_chart(
+    axis.chart(
         "chart-commands",
         "non-get commands",
+        false,
         "commands",
-        &series,
-        x0,
-        x1,
+        series,
         &[],
     )
+    .html()
 }
 
 /// A client or server with its requests to a key: `name (n)`, or
@@ -729,11 +746,10 @@ fn key_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<Str
             );
         }
     }
-    let x0 = kh.points.first().map(|p| p.start).unwrap_or(0);
-    let x1 = kh.points.last().map(|p| p.start).unwrap_or(0);
-    let mk = |name: &str, f: &dyn Fn(&history::KeyPoint) -> u64| Series {
-        name: name.to_string(),
-        points: kh.points.iter().map(|p| (p.start, f(p) as f64)).collect(),
+    let axis = Axis::of(kh.points.iter().map(|p| (p.start, p.end)));
+    let mk = |name: &str, f: &dyn Fn(&history::KeyPoint) -> u64| {
+        let counts = kh.points.iter().map(|p| (p.start, f(p))).collect();
+        axis.rate(name, &counts)
     };
     let series = if p.by_bytes {
         vec![
@@ -747,15 +763,18 @@ fn key_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<Str
             mk("misses", &|p| p.misses),
         ]
     };
-    h.push_str(&line_chart(
-        "chart-key",
-        "the key per interval",
-        if p.by_bytes { "bytes" } else { "requests" },
-        &series,
-        x0,
-        x1,
-        &[],
-    ));
+    h.push_str(
+        &axis
+            .chart(
+                "chart-key",
+                "the key per interval",
+                p.by_bytes,
+                "requests",
+                series,
+                &[],
+            )
+            .html(),
+    );
     h.push_str("<table id=\"points\"><tr><th>interval</th><th>requests</th><th>hits</th><th>misses</th><th>bytes in</th><th>bytes out</th><th>rank</th><th>servers</th><th>clients</th></tr>");
     for pt in &kh.points {
         let clients: Vec<String> = pt
@@ -802,35 +821,40 @@ mod tests {
     }
 
     #[test]
-    fn charts_carry_exact_values() {
-        let s = line_chart(
-            "c",
-            "t",
-            "u",
-            &[Series {
-                name: "a".into(),
-                points: vec![(60_000_000_000, 3.0), (120_000_000_000, 7.5)],
-            }],
-            60_000_000_000,
-            120_000_000_000,
-            &[
-                (90_000_000_000, "hot-key fired: key k".into()),
-                (30_000_000_000, "before the span".into()),
-            ],
+    fn boxes_show_utc_and_keep_relative_forms() {
+        let now = 1_794_924_000_000_000_000; // 2026-11-17T14:00:00Z
+        let mut p = Params::parse("since=1794920400.25&until=-15m").unwrap();
+        p.resolve(now).unwrap();
+        assert_eq!(p.since, "2026-11-17 13:00:00.250");
+        assert_eq!(p.until, "-15m");
+        assert_eq!(
+            p.range,
+            (Some(1_794_920_400_250_000_000), Some(now - 900_000_000_000))
         );
-        assert!(
-            s.contains("data-series=\"a\" data-x=\"60\" data-y=\"3\""),
-            "{s}"
+        let mut p = Params::parse("since=yesterday").unwrap();
+        assert_eq!(
+            p.resolve(now).unwrap_err().to_string(),
+            format!("since: time \"yesterday\": {}", timebox::HINT)
         );
-        // A mark inside the span, at its time; none outside it.
-        assert!(
-            s.contains("<line class=\"event\" data-x=\"90\" x1=\"")
-                && s.contains("<title>hot-key fired: key k</title>"),
-            "{s}"
-        );
-        assert_eq!(s.matches("class=\"event\"").count(), 1);
-        assert!(s.contains("data-x=\"120\" data-y=\"7.500\""), "{s}");
+    }
+
+    #[test]
+    fn bars_carry_exact_values() {
         let b = bar_chart("b", "t", &[("x<y".into(), 4.0)]);
         assert!(b.contains("data-label=\"x&lt;y\" data-value=\"4\""), "{b}");
+    }
+
+    #[test]
+    fn axis_rates() {
+        let a = Axis::of([
+            (0, 500_000_000),
+            (1_000_000_000, 1_500_000_000),
+            (0, 250_000_000),
+        ]);
+        assert_eq!(a.starts, vec![0, 1_000_000_000]);
+        assert_eq!(a.durs, vec![500_000_000, 500_000_000]);
+        let s = a.rate("x", &BTreeMap::from([(1_000_000_000, 3)]));
+        assert_eq!(s.values, vec![None, Some(6.0)]);
+        assert_eq!(s.counts, vec![None, Some(3)]);
     }
 }

@@ -162,9 +162,12 @@ pub fn start(
         .route("/api/top", get(api_top))
         .route("/api/events", get(api_events))
         .with_state(source);
-    if let Some(extra) = extra {
-        app = app.merge(extra);
-    }
+    // The chart assets come with the history pages' router; without it,
+    // they are mounted here, for pages built on this listener's data.
+    app = match extra {
+        Some(extra) => app.merge(extra),
+        None => app.merge(super::assets::router()),
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("memtap-http".into())
