@@ -158,6 +158,7 @@ pub fn start(
         .route("/healthz", get(healthz))
         .route("/api/report", get(api_report))
         .route("/api/insight", get(api_insight))
+        .route("/insight", get(insight_page))
         .route("/api/windows", get(api_windows))
         .route("/api/top", get(api_top))
         .route("/api/events", get(api_events))
@@ -221,7 +222,7 @@ async fn index() -> impl IntoResponse {
          <li><a href=\"/api/report\">/api/report</a>: the report of the whole run \
          (<a href=\"/api/report?window=last\">?window=last</a>: the last closed window)</li>\
          <li><a href=\"/api/windows\">/api/windows</a>: recent closed windows</li>\
-         <li><a href=\"/api/insight\">/api/insight</a>: why gets miss, storms, unread writes, TTLs, slab fit, miss-ratio curves</li>\
+         <li><a href=\"/insight\">/insight</a> (page) and <a href=\"/api/insight\">/api/insight</a>: why gets miss, storms, unread writes, TTLs, slab fit, miss-ratio curves</li>\
          <li><a href=\"/api/top?keys=100\">/api/top</a>: cumulative tables for \
          <code>memtap top --connect</code></li></ul>\n",
     )
@@ -401,6 +402,75 @@ async fn api_insight(src: State<Src>, q: Query<ReportQuery>) -> Response {
             "no cache insight: turned off ([insight] enabled = false) or nothing analysed yet",
         ),
     }
+}
+
+/// "Why it misses" as a page: the miss-ratio curves (pool and servers)
+/// drawn with the page charts, and the miss classes per server.
+async fn insight_page(State(src): State<Src>) -> Response {
+    use std::fmt::Write;
+    let v = match view_of(&src).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let r = whole_run_report(&v);
+    let mut body = String::new();
+    match &r.insight {
+        None => {
+            body.push_str("<p>No cache insight yet (turned off, or no gets or stores seen).</p>")
+        }
+        Some(ins) => {
+            let mut series = Vec::new();
+            for s in std::iter::once(&ins.pool).chain(&ins.servers) {
+                if let Some(serde_json::Value::Object(m)) = &s.mrc {
+                    if m.get("points")
+                        .and_then(|p| p.as_array())
+                        .is_some_and(|p| !p.is_empty())
+                    {
+                        let mut m = m.clone();
+                        m.insert("name".into(), s.server.clone().into());
+                        series.push(serde_json::Value::Object(m));
+                    }
+                }
+            }
+            body.push_str("<h2>What more memory would buy</h2>");
+            if series.is_empty() {
+                body.push_str("<p>Too few gets sampled for a miss-ratio curve yet.</p>");
+            } else {
+                let j = serde_json::json!({ "series": series }).to_string();
+                body.push_str(&crate::web::charts::mrc_chart("mrc", &j));
+            }
+            body.push_str("<h2>Why gets miss</h2><table><tr><th>server</th><th>misses</th>");
+            for c in crate::collect::insight::MISS_CLASSES {
+                let _ = write!(body, "<th>{c}</th>");
+            }
+            body.push_str("</tr>");
+            for s in ins.servers.iter().chain(std::iter::once(&ins.pool)) {
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td>{}</td>",
+                    esc(&s.server),
+                    s.classified_misses
+                );
+                for c in crate::collect::insight::MISS_CLASSES {
+                    let _ = write!(body, "<td>{}</td>", s.misses[c]);
+                }
+                body.push_str("</tr>");
+            }
+            body.push_str("</table>");
+        }
+    }
+    let html = format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>memtap: why it misses</title>{}</head>\
+         <body><h1>Why it misses</h1>{body}<p><a href=\"/api/insight\">/api/insight</a></p></body></html>",
+        crate::web::assets::head_tags()
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn json<T: Serialize>(v: &T) -> Response {
