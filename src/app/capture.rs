@@ -297,17 +297,24 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
         )),
         None => None,
     };
+    // Found out now, not when the report is due hours later.
+    if let Some(p) = &a.report_file {
+        crate::store::writer::check_writable_dir(p, "--report-file")?;
+        anyhow::ensure!(!p.is_dir(), "--report-file {}: is a directory", p.display());
+    }
     let expr = filter_expr(&targets, &st.extra_filter);
     let sources = open_sources(&st, s.pipeline.workers, &expr)?;
-    // Opened before privileges go: an unreachable store fails at once.
+    // Opened before privileges go: a bad URL or store fails at once; an
+    // unreachable database is waited for (intervals spool meanwhile).
     let mut store = match &a.keep.store {
         Some(url) => {
-            let o = super::store::store_options(
+            let mut o = super::store::store_options(
                 &cfg,
                 a.keep.sniffer.as_deref(),
                 a.keep.store_top,
                 s.pipeline.window_ns,
             )?;
+            o.start_offline = true;
             Some(StoreFeed {
                 w: Writer::spawn(url, o)?,
                 held: None,
@@ -438,6 +445,7 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
                 f.window(*start, *end, t, &now);
             }
             live.set_store_backlog(f.w.backlog());
+            live.set_problem("store", f.w.stats().problem());
         }
         for (start, end, t) in closed {
             if !a.quiet {
@@ -522,24 +530,30 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
             eprintln!("memtap: warning: {w}");
         }
     }
-    if let Some(f) = store {
-        f.finish(&out, &input_name)?;
-    }
     // Under `top` the report goes to --report-file or nowhere: the screen
-    // was the output.
-    if quit.is_none() || a.report_file.is_some() {
+    // was the output. It is written before the store is flushed: a store
+    // that is slow or gone never costs the report.
+    let emitted = if quit.is_none() || a.report_file.is_some() {
         replay::emit(
             &report,
             a.report.format,
             a.report.output_dir.as_deref(),
             a.report_file.as_deref(),
             a.quiet,
-        )?;
+        )
+    } else {
+        Ok(())
+    };
+    let mut code = ExitCode::SUCCESS;
+    if let Some(f) = store {
+        let stats = f.w.stats();
+        code = super::store::finish_outcome(f.finish(&out, &input_name), &stats);
     }
+    emitted?;
     if let Some(srv) = server {
         srv.stop();
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// Re-reads the config file; flags still win. Window length and engine

@@ -136,6 +136,9 @@ struct Shared {
     options: ReportOptions,
     metrics_top: usize,
     store_backlog: Option<u64>,
+    /// Problems outside the capture threads (the store, snippets), by
+    /// source; each source logs its own changes.
+    problems: std::collections::BTreeMap<&'static str, String>,
 }
 
 struct LiveView {
@@ -236,6 +239,15 @@ impl ViewSource for LiveView {
                 s.problem.as_ref().map(|p| format!("{}: {p}", s.name))
             })
             .collect();
+        let mut problems = problems;
+        problems.extend(
+            self.shared
+                .lock()
+                .expect("live state")
+                .problems
+                .values()
+                .cloned(),
+        );
         Health {
             ok: problems.is_empty(),
             problems,
@@ -446,6 +458,7 @@ impl Live {
                 options: cfg.options.clone(),
                 metrics_top: cfg.metrics_top,
                 store_backlog: None,
+                problems: Default::default(),
             })),
             full_limits: pc.limits,
             input_name: cfg.input_name.clone(),
@@ -579,6 +592,19 @@ impl Live {
         if sh.store_backlog != Some(n) {
             sh.store_backlog = Some(n);
             *self.view.cache.lock().expect("view cache") = None;
+        }
+    }
+
+    /// A problem `/healthz` reports (503) while it lasts; `None` clears it.
+    pub fn set_problem(&self, source: &'static str, p: Option<String>) {
+        let mut sh = self.view.shared.lock().expect("live state");
+        match p {
+            Some(p) => {
+                sh.problems.insert(source, p);
+            }
+            None => {
+                sh.problems.remove(source);
+            }
         }
     }
 

@@ -203,7 +203,16 @@ pub struct Pg {
 impl Pg {
     pub fn open(url: &str) -> Result<Pg> {
         let shown = StoreUrl::Postgres(url.to_string()).to_string();
-        let client = postgres::Client::connect(url, postgres::NoTls)
+        let mut cfg: postgres::Config = url
+            .parse()
+            .map_err(|e| anyhow!("cannot open the store {shown}: {e}"))?;
+        // An address that swallows packets must not hold the writer (or a
+        // start) for the kernel's minutes-long connect timeout.
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        let client = cfg
+            .connect(postgres::NoTls)
             .map_err(|e| anyhow!("cannot open the store {shown}: {e}"))?;
         Ok(Pg {
             client,
