@@ -431,6 +431,13 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
             }
             // Frames of the last half second may still be on their way.
             t.tick(wall_ns().saturating_sub(500_000_000), &mut frames);
+            let snip = t
+                .shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .snippet_problem
+                .clone();
+            live.set_problem("snippets", snip);
             let fresh = t.take_fresh();
             if let Some(f) = store.as_ref() {
                 for e in &fresh {
