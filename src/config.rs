@@ -311,6 +311,11 @@ pub struct HttpCfg {
     pub listen: String,
     /// Closed windows kept in memory for /api/windows and /api/report?window=.
     pub keep_windows: usize,
+    /// Connections served at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; it also closes a
+    /// keep-alive connection idle this long.
+    pub header_timeout: String,
 }
 
 impl Default for HttpCfg {
@@ -318,7 +323,31 @@ impl Default for HttpCfg {
         HttpCfg {
             listen: "127.0.0.1:9718".into(),
             keep_windows: 60,
+            max_connections: 256,
+            header_timeout: "10s".into(),
         }
+    }
+}
+
+impl HttpCfg {
+    /// The listener's limits, checked.
+    pub fn limits(&self) -> anyhow::Result<crate::web::server::HttpLimits> {
+        check(
+            "http.max_connections",
+            self.max_connections as u64,
+            range::HTTP_CONNECTIONS,
+        )?;
+        let t = parse_duration(&self.header_timeout)
+            .map_err(|e| anyhow::anyhow!("http.header_timeout: {e}"))?;
+        anyhow::ensure!(
+            (100_000_000..=600_000_000_000).contains(&t),
+            "http.header_timeout = {} is out of range: allowed 100ms to 600s",
+            self.header_timeout
+        );
+        Ok(crate::web::server::HttpLimits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_nanos(t),
+        })
     }
 }
 
@@ -497,6 +526,7 @@ pub mod range {
     pub const KEEP_WINDOWS: Range = r(0, 1440, "");
     pub const QUEUE: Range = r(1, 1 << 16, "");
     pub const ACTION_WORKERS: Range = r(1, 64, "");
+    pub const HTTP_CONNECTIONS: Range = r(1, 65536, "");
     pub const SPOOL_BYTES: Range = r(1 << 20, 1 << 40, "1 MiB to 1 TiB");
     /// A budget below 16 MiB leaves a worker too little to follow even a
     /// few hundred connections; 1 TiB is above any machine memtap runs on.
@@ -848,6 +878,7 @@ impl Config {
         self.recorder_bounds()?;
         self.grace()?;
         self.spool_max()?;
+        self.http.limits()?;
         let window = parse_duration(&self.collect.window)
             .map_err(|e| anyhow::anyhow!("collect.window: {e}"))?;
         check_window("collect.window", window)?;

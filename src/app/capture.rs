@@ -94,10 +94,20 @@ fn filter_expr(targets: &Targets, extra: &str) -> String {
     }
 }
 
+/// One AF_PACKET ring that survives its interface: when the interface is
+/// deleted the socket is closed, and it is opened again (same settings)
+/// once an interface of that name is back. Meanwhile `poll` reports the
+/// problem, which `/healthz` shows and the capture thread times.
 struct Ring {
-    src: AfPacketSource,
+    src: Option<AfPacketSource>,
+    cfg: RingConfig,
     snaplen: u32,
+    checked: Instant,
 }
+
+/// How often a ring asks whether its interface is still there (a cheap
+/// ioctl, once per poll at most this often; never per packet).
+const IFACE_CHECK: Duration = Duration::from_millis(500);
 
 impl LiveSource for Ring {
     fn poll(
@@ -106,18 +116,65 @@ impl LiveSource for Ring {
         c: &mut Counters,
         f: &mut dyn FnMut(&Frame<'_>),
     ) -> std::io::Result<usize> {
-        self.src.poll(timeout, c, f)
+        let due = self.checked.elapsed() >= IFACE_CHECK;
+        if due {
+            self.checked = Instant::now();
+        }
+        if let Some(s) = self.src.as_mut() {
+            if due && s.interface_gone() {
+                s.update_stats(c);
+                // Closed now: a fanout group on the new interface must not
+                // meet the old, dead member.
+                self.src = None;
+            }
+        }
+        match self.src.as_mut() {
+            Some(s) => s.poll(timeout, c, f),
+            None => {
+                if due {
+                    match AfPacketSource::open(&self.cfg) {
+                        Ok(s) => {
+                            self.src = Some(s);
+                            return Ok(0);
+                        }
+                        Err(e) => {
+                            std::thread::sleep(timeout);
+                            return Err(std::io::Error::other(format!(
+                                "interface {} is gone ({e})",
+                                self.cfg.iface
+                            )));
+                        }
+                    }
+                }
+                std::thread::sleep(timeout);
+                Err(std::io::Error::other(format!(
+                    "interface {} is gone",
+                    self.cfg.iface
+                )))
+            }
+        }
     }
     fn update_stats(&mut self, c: &mut Counters) {
-        self.src.update_stats(c);
+        if let Some(s) = self.src.as_mut() {
+            s.update_stats(c);
+        }
     }
     fn set_filter(&mut self, expr: &str) -> anyhow::Result<()> {
         let prog = compile(expr, self.snaplen)?;
-        Ok(self.src.set_filter(&prog)?)
+        self.cfg.filter = Some(prog.clone());
+        match self.src.as_mut() {
+            Some(s) => Ok(s.set_filter(&prog)?),
+            None => Ok(()),
+        }
     }
 }
 
-struct Pcap(PcapSource);
+/// The libpcap handle, opened again when its interface comes back.
+struct Pcap {
+    src: Option<PcapSource>,
+    cfg: PcapConfig,
+    checked: Instant,
+}
 
 impl LiveSource for Pcap {
     fn poll(
@@ -126,13 +183,39 @@ impl LiveSource for Pcap {
         c: &mut Counters,
         f: &mut dyn FnMut(&Frame<'_>),
     ) -> std::io::Result<usize> {
-        self.0.poll(timeout, c, f)
+        let Some(s) = self.src.as_mut() else {
+            if self.checked.elapsed() >= IFACE_CHECK {
+                self.checked = Instant::now();
+                if let Ok(s) = PcapSource::open(&self.cfg) {
+                    self.src = Some(s);
+                    return Ok(0);
+                }
+            }
+            std::thread::sleep(timeout);
+            return Err(std::io::Error::other(format!(
+                "interface {} is gone",
+                self.cfg.iface
+            )));
+        };
+        let r = s.poll(timeout, c, f);
+        if r.is_err() && crate::capture::afpacket::interface_missing(&self.cfg.iface) {
+            s.update_stats(c);
+            self.src = None;
+            self.checked = Instant::now();
+        }
+        r
     }
     fn update_stats(&mut self, c: &mut Counters) {
-        self.0.update_stats(c);
+        if let Some(s) = self.src.as_mut() {
+            s.update_stats(c);
+        }
     }
     fn set_filter(&mut self, expr: &str) -> anyhow::Result<()> {
-        Ok(self.0.set_filter(expr)?)
+        self.cfg.filter = Some(expr.to_string());
+        match self.src.as_mut() {
+            Some(s) => Ok(s.set_filter(expr)?),
+            None => Ok(()),
+        }
     }
 }
 
@@ -157,8 +240,10 @@ fn open_sources(st: &Settings, workers: usize, expr: &str) -> anyhow::Result<Sou
                 });
                 rc.filter = Some(prog.clone());
                 v.push(Box::new(Ring {
-                    src: AfPacketSource::open(&rc)?,
+                    src: Some(AfPacketSource::open(&rc)?),
+                    cfg: rc,
                     snaplen: st.snaplen,
+                    checked: Instant::now(),
                 }));
             }
             Ok(Sources::PerWorker(v))
@@ -169,7 +254,11 @@ fn open_sources(st: &Settings, workers: usize, expr: &str) -> anyhow::Result<Sou
             pc.buffer_size = st.pcap_buffer;
             pc.promisc = st.promisc;
             pc.filter = Some(expr.to_string());
-            Ok(Sources::Shared(Box::new(Pcap(PcapSource::open(&pc)?))))
+            Ok(Sources::Shared(Box::new(Pcap {
+                src: Some(PcapSource::open(&pc)?),
+                cfg: pc,
+                checked: Instant::now(),
+            })))
         }
     }
 }
@@ -333,7 +422,8 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
                 .store
                 .as_ref()
                 .map(|u| crate::web::history::router(u.clone()));
-            let srv = crate::web::server::start(l, late.clone(), pages)?;
+            let srv =
+                crate::web::server::start_limited(l, late.clone(), pages, cfg.http.limits()?)?;
             super::serve::announce(&srv);
             Some(srv)
         }

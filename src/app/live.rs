@@ -127,6 +127,8 @@ struct Slot {
     last_ts: Ts,
     problem: Option<String>,
     flows_active: u64,
+    /// Time spent unable to capture (interface down or gone), ns.
+    blind_ns: u64,
 }
 
 struct Shared {
@@ -664,12 +666,23 @@ impl Live {
             })
             .collect();
         let threads = self.thread_counters();
+        let mut warnings = warnings.lines();
+        for s in self.view.slots.iter() {
+            let s = s.lock().expect("slot");
+            if s.blind_ns > 0 {
+                warnings.push(format!(
+                    "{}: blind for {:.1} s in all (interface down or gone): packets then were not seen",
+                    s.name,
+                    s.blind_ns as f64 / 1e9
+                ));
+            }
+        }
         Ok((
             PipelineOutput {
                 run,
                 windows,
                 counters,
-                warnings: warnings.lines(),
+                warnings,
                 first_ts,
                 last_ts,
             },
@@ -725,6 +738,8 @@ fn capture_loop(
     let mut last_ts: Ts = 0;
     let mut last_tick = Instant::now();
     let mut problem: Option<String> = None;
+    let mut down_since: Option<Instant> = None;
+    let mut blind_ns = 0u64;
     let mut flushed = 0;
     while !stop.load(Ordering::Relaxed) {
         if let Ok(r) = reload.try_recv() {
@@ -748,10 +763,20 @@ fn capture_loop(
         cap.add(&dec);
         answer_snippets(&mut ring);
         match res {
-            Ok(_) => problem = None,
+            Ok(_) => {
+                if let Some(t) = down_since.take() {
+                    blind_ns += t.elapsed().as_nanos() as u64;
+                    eprintln!(
+                        "memtap: capture-{i}: capturing again after {:.1} s blind",
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+                problem = None
+            }
             Err(e) => {
                 if problem.is_none() {
                     eprintln!("memtap: capture-{i}: {e}");
+                    down_since = Some(Instant::now());
                 }
                 problem = Some(e.to_string());
                 thread::sleep(TICK);
@@ -769,12 +794,14 @@ fn capture_loop(
             s.last_ts = last_ts;
             s.problem = problem.clone();
             s.flows_active = w.engine.active_flows();
+            s.blind_ns = blind_ns + down_since.map_or(0, |t| t.elapsed().as_nanos() as u64);
         }
     }
     src.update_stats(&mut cap);
     decoder.finish(&mut cap);
     {
         let mut s = slot.lock().expect("slot");
+        s.blind_ns = blind_ns + down_since.map_or(0, |t| t.elapsed().as_nanos() as u64);
         s.counters = w.counters(&cap);
         s.first_ts = first_ts;
         s.last_ts = last_ts;
@@ -803,6 +830,8 @@ fn reader_loop(
     let mut last_ts: Ts = 0;
     let mut last_tick = Instant::now();
     let mut problem: Option<String> = None;
+    let mut down_since: Option<Instant> = None;
+    let mut blind_ns = 0u64;
     // Never waits: a worker that is behind loses the batch (counted).
     let send = |i: usize, cur: &mut Vec<PacketBatch>, tick: Ts, c: &mut Counters, block: bool| {
         let fresh = back[i].try_recv().unwrap_or_default();
@@ -853,10 +882,20 @@ fn reader_loop(
         c.add(&drops);
         answer_snippets(&mut ring);
         match res {
-            Ok(_) => problem = None,
+            Ok(_) => {
+                if let Some(t) = down_since.take() {
+                    blind_ns += t.elapsed().as_nanos() as u64;
+                    eprintln!(
+                        "memtap: reader: capturing again after {:.1} s blind",
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+                problem = None
+            }
             Err(e) => {
                 if problem.is_none() {
                     eprintln!("memtap: reader: {e}");
+                    down_since = Some(Instant::now());
                 }
                 problem = Some(e.to_string());
                 thread::sleep(TICK);
@@ -874,6 +913,7 @@ fn reader_loop(
             s.first_ts = first_ts;
             s.last_ts = last_ts;
             s.problem = problem.clone();
+            s.blind_ns = blind_ns + down_since.map_or(0, |t| t.elapsed().as_nanos() as u64);
         }
     }
     let now = wall_ns().saturating_sub(LAG_NS);
@@ -885,5 +925,6 @@ fn reader_loop(
     decoder.finish(&mut c);
     let mut s = slot.lock().expect("slot");
     s.counters = c.clone();
+    s.blind_ns = blind_ns + down_since.map_or(0, |t| t.elapsed().as_nanos() as u64);
     c
 }

@@ -227,7 +227,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         // The top-N gauges show the last closed window: keep windows.
         s.pipeline.windows = true;
         let listen = a.listen.clone().unwrap_or_else(|| cfg.http.listen.clone());
-        Some(super::serve::Pending::bind(&listen)?)
+        Some(super::serve::Pending::bind(&listen, cfg.http.limits()?)?)
     } else {
         if a.listen.is_some() {
             anyhow::bail!("--listen needs --serve (replay serves only when asked)");
