@@ -59,7 +59,7 @@ pub struct ActionsCfg {
     /// Actions running at once (each target, a webhook URL or a command,
     /// runs one at a time).
     pub workers: usize,
-    /// Actions waiting for a worker; past it they are dropped (counted).
+    /// Actions waiting, per target; past it they are dropped (counted).
     pub queue_len: usize,
     /// How long, at exit, running and queued actions may still take
     /// before they are abandoned (commands killed), counted.

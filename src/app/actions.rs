@@ -1,8 +1,8 @@
 //! The triggers' webhooks and commands: a small pool of threads off the
 //! packet path. Each target (one webhook URL, one command line) runs one
 //! action at a time, so a webhook that hangs holds one thread and its own
-//! queue entries, never the others. The queue is bounded (the excess is
-//! dropped, counted); every action has a timeout; a command runs in a
+//! queue entries, never the others. Each target's queue is bounded (the
+//! excess is dropped, counted); every action has a timeout; a command runs in a
 //! process group of its own, killed whole on timeout, with its output on
 //! memtap's standard error (never in a report on standard output). At exit
 //! `drain` waits a bounded grace, then abandons what is left (counted).
@@ -89,16 +89,21 @@ impl Pool {
         }
     }
 
-    /// Queues an action; a full queue drops it (counted).
+    /// Queues an action; one past its target's `queue_len` is dropped
+    /// (counted).
     pub fn submit(&self, a: Action) {
         let (m, cv) = &*self.st;
         let mut s = lock(m);
-        if s.queue.len() >= self.queue_len || s.closing {
+        // Bounded per target: a hung target sheds its own actions and
+        // never crowds out the others' (targets are the rules' few).
+        let target = a.target();
+        let waiting = s.queue.iter().filter(|(t, _)| *t == target).count();
+        if waiting >= self.queue_len || s.closing {
             drop(s);
             stat(&self.stats, |t| t.actions_dropped += 1);
             return;
         }
-        s.queue.push_back((a.target(), a));
+        s.queue.push_back((target, a));
         cv.notify_all();
     }
 

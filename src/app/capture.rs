@@ -105,6 +105,18 @@ struct Ring {
     checked: Instant,
 }
 
+/// What a ring on a deleted interface still holds is read before it is
+/// closed: blocks the kernel retires after the deletion too.
+fn drain_dead(s: &mut AfPacketSource, c: &mut Counters, f: &mut dyn FnMut(&Frame<'_>)) {
+    for _ in 0..4 {
+        match s.poll(Duration::from_millis(20), c, f) {
+            Ok(0) | Err(_) => {}
+            Ok(_) => continue,
+        }
+    }
+    s.update_stats(c);
+}
+
 /// How often a ring asks whether its interface is still there (a cheap
 /// ioctl, once per poll at most this often; never per packet).
 const IFACE_CHECK: Duration = Duration::from_millis(500);
@@ -122,14 +134,26 @@ impl LiveSource for Ring {
         }
         if let Some(s) = self.src.as_mut() {
             if due && s.interface_gone() {
-                s.update_stats(c);
+                drain_dead(s, c, f);
                 // Closed now: a fanout group on the new interface must not
                 // meet the old, dead member.
                 self.src = None;
             }
         }
         match self.src.as_mut() {
-            Some(s) => s.poll(timeout, c, f),
+            Some(s) => {
+                let r = s.poll(timeout, c, f);
+                if r.is_err() && s.interface_gone() {
+                    drain_dead(s, c, f);
+                    self.src = None;
+                    self.checked = Instant::now();
+                    return Err(std::io::Error::other(format!(
+                        "interface {} is gone",
+                        self.cfg.iface
+                    )));
+                }
+                r
+            }
             None => {
                 if due {
                     match AfPacketSource::open(&self.cfg) {

@@ -67,7 +67,10 @@ pub fn store_options(
 }
 
 pub fn writer_for(cfg: &Config, url: &str, a: &ReplayArgs, fine_ns: u64) -> anyhow::Result<Writer> {
-    let o = store_options(cfg, a.keep.sniffer.as_deref(), a.keep.store_top, fine_ns)?;
+    let mut o = store_options(cfg, a.keep.sniffer.as_deref(), a.keep.store_top, fine_ns)?;
+    // A store that cannot be reached (or written) now does not stop the
+    // replay: the report comes out and the intervals wait in its spool.
+    o.start_offline = true;
     Writer::spawn(url, o)
 }
 

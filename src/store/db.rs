@@ -133,10 +133,14 @@ impl Sqlite {
             .with_context(|| format!("cannot open the store sqlite:{}", p.display()))?;
         // A locked file (another writer) is retried briefly, then reported:
         // the writer thread spools and tries again rather than stalling.
-        conn.busy_timeout(std::time::Duration::from_millis(200))?;
+        let named =
+            |e: rusqlite::Error| anyhow!("cannot open the store sqlite:{}: {e}", p.display());
+        conn.busy_timeout(std::time::Duration::from_millis(200))
+            .map_err(named)?;
         // WAL lets `memtap serve` read while a capture writes.
         let _ = conn.pragma_update(None, "journal_mode", "WAL");
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(named)?;
         Ok(Sqlite { conn })
     }
 }

@@ -235,6 +235,20 @@ impl Shared {
         p.into()
     }
 
+    /// Where the id of the store last reached at this address is kept, so
+    /// that a writer starting while it is down still marks its spool with
+    /// the store it was meant for.
+    fn id_path(&self) -> PathBuf {
+        self.spool_path.with_extension("id")
+    }
+
+    fn set_store_id(&self, id: String) {
+        if lock(&self.store_id).as_deref() != Some(id.as_str()) {
+            let _ = std::fs::write(self.id_path(), &id);
+            *lock(&self.store_id) = Some(id);
+        }
+    }
+
     fn spool_bytes(&self) -> u64 {
         [self.spool_path.clone(), self.taking_path()]
             .iter()
@@ -482,10 +496,13 @@ impl Writer {
                 schema::migrate(db.as_mut(), Some(want))
                     .map_err(|e| anyhow!("store {url}: {e:#}"))?;
                 let id = store_id(db.as_mut()).map_err(|e| anyhow!("store {url}: {e:#}"))?;
-                *lock(&shared.store_id) = Some(id);
+                shared.set_store_id(id);
                 Some(db)
             }
             Err(e) if opts.start_offline => {
+                if let Ok(id) = std::fs::read_to_string(shared.id_path()) {
+                    *lock(&shared.store_id) = Some(id.trim().to_string());
+                }
                 shared.outage(&e);
                 None
             }
@@ -669,6 +686,8 @@ impl Drop for Writer {
 }
 
 const BATCH: usize = 32;
+/// How often an idle writer checks that its database still answers.
+const PING: Duration = Duration::from_secs(1);
 
 fn run(
     url: StoreUrl,
@@ -683,6 +702,7 @@ fn run(
     let mut from_spool = false;
     let mut closed = false;
     let mut backoff = Duration::from_millis(50);
+    let mut last_ping = Instant::now();
     // Rollup buckets with new fine intervals, and the latest fine start.
     let mut touched: BTreeSet<u64> = BTreeSet::new();
     let mut newest = 0u64;
@@ -694,7 +714,7 @@ fn run(
         let err = if db.is_none() {
             match open_with_id(&url, want) {
                 Ok((d, id)) => {
-                    *lock(&sh.store_id) = Some(id);
+                    sh.set_store_id(id);
                     db = Some(d);
                     sh.reachable();
                     None
@@ -718,7 +738,19 @@ fn run(
                     }
                     match rx.recv_timeout(Duration::from_millis(200)) {
                         Ok(i) => pending.push(i),
-                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Timeout) => {
+                            // Idle: a database that went away shows in
+                            // /healthz now, not at the next window.
+                            if last_ping.elapsed() >= PING {
+                                last_ping = Instant::now();
+                                let d = db.as_mut().expect("connected above");
+                                if let Err(e) = d.query("SELECT 1", &[]) {
+                                    sh.outage(&e);
+                                    db = None;
+                                }
+                            }
+                            continue;
+                        }
                         Err(RecvTimeoutError::Disconnected) => {
                             closed = true;
                             continue;
