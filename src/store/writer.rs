@@ -239,7 +239,15 @@ impl Shared {
     /// that a writer starting while it is down still marks its spool with
     /// the store it was meant for.
     fn id_path(&self) -> PathBuf {
-        self.spool_path.with_extension("id")
+        let name = self
+            .spool_path
+            .file_name()
+            .map(|n| {
+                n.to_string_lossy()
+                    .replace("memtap-spool-", "memtap-store-")
+            })
+            .unwrap_or_default();
+        self.spool_path.with_file_name(name).with_extension("id")
     }
 
     fn set_store_id(&self, id: String) {
@@ -714,9 +722,10 @@ fn run(
         let err = if db.is_none() {
             match open_with_id(&url, want) {
                 Ok((d, id)) => {
+                    // Reachable once a write (or a ping) succeeds: a
+                    // locked or full SQLite file opens fine.
                     sh.set_store_id(id);
                     db = Some(d);
-                    sh.reachable();
                     None
                 }
                 Err(e) => Some(e),
@@ -744,9 +753,12 @@ fn run(
                             if last_ping.elapsed() >= PING {
                                 last_ping = Instant::now();
                                 let d = db.as_mut().expect("connected above");
-                                if let Err(e) = d.query("SELECT 1", &[]) {
-                                    sh.outage(&e);
-                                    db = None;
+                                match d.query("SELECT 1", &[]) {
+                                    Ok(_) => sh.reachable(),
+                                    Err(e) => {
+                                        sh.outage(&e);
+                                        db = None;
+                                    }
                                 }
                             }
                             continue;
