@@ -210,6 +210,9 @@ struct Shared {
     shed: AtomicU64,
     /// Items of another store's spool set aside.
     foreign: AtomicU64,
+    /// Items the thread took from the queue and has not yet written or
+    /// spooled (what a hung database call may take down with it).
+    in_hand: AtomicU64,
     /// Set by `finish`: from then on the writer gives up at `deadline`.
     closing: std::sync::atomic::AtomicBool,
     deadline: Mutex<Option<Instant>>,
@@ -486,6 +489,7 @@ impl Writer {
             lost: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             foreign: AtomicU64::new(0),
+            in_hand: AtomicU64::new(0),
             closing: Default::default(),
             deadline: Mutex::new(None),
             spool: Mutex::new(()),
@@ -617,7 +621,7 @@ impl Writer {
         };
         // The thread's own give-up is at the deadline; a moment more for it
         // to spool and return.
-        let hard = deadline + Duration::from_millis(500);
+        let hard = deadline + Duration::from_secs(1);
         while !h.is_finished() && Instant::now() < hard {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -638,7 +642,7 @@ impl Writer {
                 self.shared.store
             ));
         }
-        let in_hand = self.backlog().saturating_sub(n);
+        let in_hand = self.shared.in_hand.load(Ordering::Relaxed);
         self.shared.lost.fetch_add(in_hand, Ordering::Relaxed);
         Err(anyhow!(
             "store {}: the database did not answer within store.flush_timeout ({:?}); {n} items wait in {} for the next run, {in_hand} in flight may be lost",
@@ -774,6 +778,7 @@ fn run(
                             Err(_) => break,
                         }
                     }
+                    sh.in_hand.store(pending.len() as u64, Ordering::Relaxed);
                 }
                 closed |= sh.closing.load(Ordering::Relaxed) && rx.is_empty();
                 let d = db.as_mut().expect("connected above");
@@ -791,6 +796,7 @@ fn run(
                 sh.backlog
                     .fetch_sub(pending.len() as u64, Ordering::Relaxed);
                 pending.clear();
+                sh.in_hand.store(0, Ordering::Relaxed);
                 if from_spool {
                     let _ = std::fs::remove_file(sh.taking_path());
                     from_spool = false;
@@ -856,7 +862,11 @@ fn run(
                 } else {
                     Duration::from_secs(2)
                 };
-                std::thread::sleep(backoff.min(cap));
+                // In slices: `finish` shortens the wait to the close's pace.
+                let until = Instant::now() + backoff.min(cap);
+                while Instant::now() < until && !past_deadline(&sh) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 backoff = (backoff * 2).min(cap);
             }
         }
