@@ -38,7 +38,7 @@ for bin in $OLD $NEW; do
 s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(("127.0.0.1",18999)); s.listen(1000)
 c=[]
 while True: c.append(s.accept())' & HUNG=$!
-  sleep 0.3
+  sleep 1
   printf '[[trigger]]\nname = "busy"\nmetric = "client_requests_per_s"\nabove = 5.0\nclear = 1.0\nwindow = "1s"\nwebhook = "http://127.0.0.1:18999/h"\n' > $W/h.toml
   t=$(ms); $bin replay -q -c $W/h.toml -f json $T $W/a.pcap > $W/out 2>$W/err; rc=$?
   echo "$tag hung webhook replay: exit $rc in $(( $(ms)-t )) ms, report requests $(req < $W/out), $(python3 -c 'import json,sys
