@@ -50,6 +50,32 @@ pub struct Config {
     pub trigger: Vec<TriggerCfg>,
     #[serde(default)]
     pub recorder: RecorderCfg,
+    #[serde(default)]
+    pub actions: ActionsCfg,
+}
+
+/// `[actions]`: how triggers' webhooks and commands run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsCfg {
+    /// Actions running at once (each target, a webhook URL or a command,
+    /// runs one at a time).
+    pub workers: usize,
+    /// Actions waiting, per target; past it they are dropped (counted).
+    pub queue_len: usize,
+    /// How long, at exit, running and queued actions may still take
+    /// before they are abandoned (commands killed), counted.
+    pub drain_timeout: String,
+}
+
+impl Default for ActionsCfg {
+    fn default() -> Self {
+        ActionsCfg {
+            workers: 4,
+            queue_len: 64,
+            drain_timeout: "5s".into(),
+        }
+    }
 }
 
 /// One `[[trigger]]` table (see `trigger::rule` for what each means).
@@ -198,6 +224,11 @@ pub struct StoreCfg {
     pub keep_fine: String,
     pub spool_dir: String,
     pub queue_len: usize,
+    /// Most bytes of the spool file; past it intervals are shed (counted).
+    pub spool_max: String,
+    /// How long, at exit (after the report is written), the writer keeps
+    /// trying to write what is left before it spools it for the next run.
+    pub flush_timeout: String,
     pub listen: String,
 }
 
@@ -211,6 +242,8 @@ impl Default for StoreCfg {
             keep_fine: "0".into(),
             spool_dir: String::new(),
             queue_len: 64,
+            spool_max: "256MiB".into(),
+            flush_timeout: "5s".into(),
             listen: "127.0.0.1:8091".into(),
         }
     }
@@ -280,6 +313,11 @@ pub struct HttpCfg {
     pub listen: String,
     /// Closed windows kept in memory for /api/windows and /api/report?window=.
     pub keep_windows: usize,
+    /// Connections served at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; it also closes a
+    /// keep-alive connection idle this long.
+    pub header_timeout: String,
 }
 
 impl Default for HttpCfg {
@@ -287,7 +325,31 @@ impl Default for HttpCfg {
         HttpCfg {
             listen: "127.0.0.1:9718".into(),
             keep_windows: 60,
+            max_connections: 256,
+            header_timeout: "10s".into(),
         }
+    }
+}
+
+impl HttpCfg {
+    /// The listener's limits, checked.
+    pub fn limits(&self) -> anyhow::Result<crate::web::server::HttpLimits> {
+        check(
+            "http.max_connections",
+            self.max_connections as u64,
+            range::HTTP_CONNECTIONS,
+        )?;
+        let t = parse_duration(&self.header_timeout)
+            .map_err(|e| anyhow::anyhow!("http.header_timeout: {e}"))?;
+        anyhow::ensure!(
+            (100_000_000..=600_000_000_000).contains(&t),
+            "http.header_timeout = {} is out of range: allowed 100ms to 600s",
+            self.header_timeout
+        );
+        Ok(crate::web::server::HttpLimits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_nanos(t),
+        })
     }
 }
 
@@ -562,6 +624,9 @@ pub mod range {
     /// Each kept window holds its full tables; a day of minute windows.
     pub const KEEP_WINDOWS: Range = r(0, 1440, "");
     pub const QUEUE: Range = r(1, 1 << 16, "");
+    pub const ACTION_WORKERS: Range = r(1, 64, "");
+    pub const HTTP_CONNECTIONS: Range = r(1, 65536, "");
+    pub const SPOOL_BYTES: Range = r(1 << 20, 1 << 40, "1 MiB to 1 TiB");
     /// A budget below 16 MiB leaves a worker too little to follow even a
     /// few hundred connections; 1 TiB is above any machine memtap runs on.
     pub const MEMORY: Range = r(16 << 20, 1 << 40, "16 MiB to 1 TiB");
@@ -897,6 +962,12 @@ impl Config {
             ),
             ("store.top", n(self.store.top), range::TOP),
             ("store.queue_len", n(self.store.queue_len), range::QUEUE),
+            (
+                "actions.workers",
+                n(self.actions.workers),
+                range::ACTION_WORKERS,
+            ),
+            ("actions.queue_len", n(self.actions.queue_len), range::QUEUE),
         ];
         for (name, v, r) in checks {
             check(name, v, r)?;
@@ -905,6 +976,9 @@ impl Config {
         self.triggers()?;
         self.insight()?;
         self.recorder_bounds()?;
+        self.grace()?;
+        self.spool_max()?;
+        self.http.limits()?;
         let window = parse_duration(&self.collect.window)
             .map_err(|e| anyhow::anyhow!("collect.window: {e}"))?;
         check_window("collect.window", window)?;
@@ -990,6 +1064,36 @@ impl Config {
             time("webhook_timeout", &r.webhook_timeout, 60)?,
             time("command_timeout", &r.command_timeout, 600)?,
         ))
+    }
+
+    /// The exit graces: `store.flush_timeout` and `actions.drain_timeout`
+    /// (each 0 to 300 s).
+    pub fn grace(&self) -> anyhow::Result<(std::time::Duration, std::time::Duration)> {
+        let t = |name: &str, v: &str| -> anyhow::Result<std::time::Duration> {
+            let ns = match v.trim() {
+                "0" => 0,
+                v => parse_duration(v).map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
+            };
+            anyhow::ensure!(
+                ns <= 300_000_000_000,
+                "{name} = {v} is out of range: allowed 0s to 300s"
+            );
+            Ok(std::time::Duration::from_nanos(ns))
+        };
+        Ok((
+            t("store.flush_timeout", &self.store.flush_timeout)?,
+            t("actions.drain_timeout", &self.actions.drain_timeout)?,
+        ))
+    }
+
+    /// `store.spool_max` in bytes.
+    pub fn spool_max(&self) -> anyhow::Result<u64> {
+        let v = &self.store.spool_max;
+        let b = v.trim().parse::<bytesize::ByteSize>().map_err(|_| {
+            anyhow::anyhow!("store.spool_max = {v:?} is not a size: write e.g. \"256MiB\"")
+        })?;
+        check("store.spool_max", b.as_u64(), range::SPOOL_BYTES)?;
+        Ok(b.as_u64())
     }
 
     /// The budget of `[limits] memory`; `None` when it is off. The value

@@ -75,6 +75,7 @@ fn options(sniffer: &str, spool: &std::path::Path, store_top: usize) -> StoreOpt
         queue_len: 4,
         retry_for: Duration::from_secs(5),
         keep_fine_ns: 0,
+        ..StoreOptions::default()
     }
 }
 

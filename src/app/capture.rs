@@ -94,10 +94,32 @@ fn filter_expr(targets: &Targets, extra: &str) -> String {
     }
 }
 
+/// One AF_PACKET ring that survives its interface: when the interface is
+/// deleted the socket is closed, and it is opened again (same settings)
+/// once an interface of that name is back. Meanwhile `poll` reports the
+/// problem, which `/healthz` shows and the capture thread times.
 struct Ring {
-    src: AfPacketSource,
+    src: Option<AfPacketSource>,
+    cfg: RingConfig,
     snaplen: u32,
+    checked: Instant,
 }
+
+/// What a ring on a deleted interface still holds is read before it is
+/// closed: blocks the kernel retires after the deletion too.
+fn drain_dead(s: &mut AfPacketSource, c: &mut Counters, f: &mut dyn FnMut(&Frame<'_>)) {
+    for _ in 0..4 {
+        match s.poll(Duration::from_millis(20), c, f) {
+            Ok(0) | Err(_) => {}
+            Ok(_) => continue,
+        }
+    }
+    s.update_stats(c);
+}
+
+/// How often a ring asks whether its interface is still there (a cheap
+/// ioctl, once per poll at most this often; never per packet).
+const IFACE_CHECK: Duration = Duration::from_millis(500);
 
 impl LiveSource for Ring {
     fn poll(
@@ -106,18 +128,77 @@ impl LiveSource for Ring {
         c: &mut Counters,
         f: &mut dyn FnMut(&Frame<'_>),
     ) -> std::io::Result<usize> {
-        self.src.poll(timeout, c, f)
+        let due = self.checked.elapsed() >= IFACE_CHECK;
+        if due {
+            self.checked = Instant::now();
+        }
+        if let Some(s) = self.src.as_mut() {
+            if due && s.interface_gone() {
+                drain_dead(s, c, f);
+                // Closed now: a fanout group on the new interface must not
+                // meet the old, dead member.
+                self.src = None;
+            }
+        }
+        match self.src.as_mut() {
+            Some(s) => {
+                let r = s.poll(timeout, c, f);
+                if r.is_err() && s.interface_gone() {
+                    drain_dead(s, c, f);
+                    self.src = None;
+                    self.checked = Instant::now();
+                    return Err(std::io::Error::other(format!(
+                        "interface {} is gone",
+                        self.cfg.iface
+                    )));
+                }
+                r
+            }
+            None => {
+                if due {
+                    match AfPacketSource::open(&self.cfg) {
+                        Ok(s) => {
+                            self.src = Some(s);
+                            return Ok(0);
+                        }
+                        Err(e) => {
+                            std::thread::sleep(timeout);
+                            return Err(std::io::Error::other(format!(
+                                "interface {} is gone ({e})",
+                                self.cfg.iface
+                            )));
+                        }
+                    }
+                }
+                std::thread::sleep(timeout);
+                Err(std::io::Error::other(format!(
+                    "interface {} is gone",
+                    self.cfg.iface
+                )))
+            }
+        }
     }
     fn update_stats(&mut self, c: &mut Counters) {
-        self.src.update_stats(c);
+        if let Some(s) = self.src.as_mut() {
+            s.update_stats(c);
+        }
     }
     fn set_filter(&mut self, expr: &str) -> anyhow::Result<()> {
         let prog = compile(expr, self.snaplen)?;
-        Ok(self.src.set_filter(&prog)?)
+        self.cfg.filter = Some(prog.clone());
+        match self.src.as_mut() {
+            Some(s) => Ok(s.set_filter(&prog)?),
+            None => Ok(()),
+        }
     }
 }
 
-struct Pcap(PcapSource);
+/// The libpcap handle, opened again when its interface comes back.
+struct Pcap {
+    src: Option<PcapSource>,
+    cfg: PcapConfig,
+    checked: Instant,
+}
 
 impl LiveSource for Pcap {
     fn poll(
@@ -126,13 +207,39 @@ impl LiveSource for Pcap {
         c: &mut Counters,
         f: &mut dyn FnMut(&Frame<'_>),
     ) -> std::io::Result<usize> {
-        self.0.poll(timeout, c, f)
+        let Some(s) = self.src.as_mut() else {
+            if self.checked.elapsed() >= IFACE_CHECK {
+                self.checked = Instant::now();
+                if let Ok(s) = PcapSource::open(&self.cfg) {
+                    self.src = Some(s);
+                    return Ok(0);
+                }
+            }
+            std::thread::sleep(timeout);
+            return Err(std::io::Error::other(format!(
+                "interface {} is gone",
+                self.cfg.iface
+            )));
+        };
+        let r = s.poll(timeout, c, f);
+        if r.is_err() && crate::capture::afpacket::interface_missing(&self.cfg.iface) {
+            s.update_stats(c);
+            self.src = None;
+            self.checked = Instant::now();
+        }
+        r
     }
     fn update_stats(&mut self, c: &mut Counters) {
-        self.0.update_stats(c);
+        if let Some(s) = self.src.as_mut() {
+            s.update_stats(c);
+        }
     }
     fn set_filter(&mut self, expr: &str) -> anyhow::Result<()> {
-        Ok(self.0.set_filter(expr)?)
+        self.cfg.filter = Some(expr.to_string());
+        match self.src.as_mut() {
+            Some(s) => Ok(s.set_filter(expr)?),
+            None => Ok(()),
+        }
     }
 }
 
@@ -157,8 +264,10 @@ fn open_sources(st: &Settings, workers: usize, expr: &str) -> anyhow::Result<Sou
                 });
                 rc.filter = Some(prog.clone());
                 v.push(Box::new(Ring {
-                    src: AfPacketSource::open(&rc)?,
+                    src: Some(AfPacketSource::open(&rc)?),
+                    cfg: rc,
                     snaplen: st.snaplen,
+                    checked: Instant::now(),
                 }));
             }
             Ok(Sources::PerWorker(v))
@@ -169,7 +278,11 @@ fn open_sources(st: &Settings, workers: usize, expr: &str) -> anyhow::Result<Sou
             pc.buffer_size = st.pcap_buffer;
             pc.promisc = st.promisc;
             pc.filter = Some(expr.to_string());
-            Ok(Sources::Shared(Box::new(Pcap(PcapSource::open(&pc)?))))
+            Ok(Sources::Shared(Box::new(Pcap {
+                src: Some(PcapSource::open(&pc)?),
+                cfg: pc,
+                checked: Instant::now(),
+            })))
         }
     }
 }
@@ -297,17 +410,24 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
         )),
         None => None,
     };
+    // Found out now, not when the report is due hours later.
+    if let Some(p) = &a.report_file {
+        crate::store::writer::check_writable_dir(p, "--report-file")?;
+        anyhow::ensure!(!p.is_dir(), "--report-file {}: is a directory", p.display());
+    }
     let expr = filter_expr(&targets, &st.extra_filter);
     let sources = open_sources(&st, s.pipeline.workers, &expr)?;
-    // Opened before privileges go: an unreachable store fails at once.
+    // Opened before privileges go: a bad URL or store fails at once; an
+    // unreachable database is waited for (intervals spool meanwhile).
     let mut store = match &a.keep.store {
         Some(url) => {
-            let o = super::store::store_options(
+            let mut o = super::store::store_options(
                 &cfg,
                 a.keep.sniffer.as_deref(),
                 a.keep.store_top,
                 s.pipeline.window_ns,
             )?;
+            o.start_offline = true;
             Some(StoreFeed {
                 w: Writer::spawn(url, o)?,
                 held: None,
@@ -326,7 +446,8 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
                 .store
                 .as_ref()
                 .map(|u| crate::web::history::router(u.clone()));
-            let srv = crate::web::server::start(l, late.clone(), pages)?;
+            let srv =
+                crate::web::server::start_limited(l, late.clone(), pages, cfg.http.limits()?)?;
             super::serve::announce(&srv);
             Some(srv)
         }
@@ -424,6 +545,13 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
             }
             // Frames of the last half second may still be on their way.
             t.tick(wall_ns().saturating_sub(500_000_000), &mut frames);
+            let snip = t
+                .shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .snippet_problem
+                .clone();
+            live.set_problem("snippets", snip);
             let fresh = t.take_fresh();
             if let Some(f) = store.as_ref() {
                 for e in &fresh {
@@ -438,6 +566,7 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
                 f.window(*start, *end, t, &now);
             }
             live.set_store_backlog(f.w.backlog());
+            live.set_problem("store", f.w.stats().problem());
         }
         for (start, end, t) in closed {
             if !a.quiet {
@@ -522,24 +651,30 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
             eprintln!("memtap: warning: {w}");
         }
     }
-    if let Some(f) = store {
-        f.finish(&out, &input_name)?;
-    }
     // Under `top` the report goes to --report-file or nowhere: the screen
-    // was the output.
-    if quit.is_none() || a.report_file.is_some() {
+    // was the output. It is written before the store is flushed: a store
+    // that is slow or gone never costs the report.
+    let emitted = if quit.is_none() || a.report_file.is_some() {
         replay::emit(
             &report,
             a.report.format,
             a.report.output_dir.as_deref(),
             a.report_file.as_deref(),
             a.quiet,
-        )?;
+        )
+    } else {
+        Ok(())
+    };
+    let mut code = ExitCode::SUCCESS;
+    if let Some(f) = store {
+        let stats = f.w.stats();
+        code = super::store::finish_outcome(f.finish(&out, &input_name), &stats);
     }
+    emitted?;
     if let Some(srv) = server {
         srv.stop();
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// Re-reads the config file; flags still win. Window length and engine

@@ -371,8 +371,10 @@ pub struct KeepArgs {
     /// the same capture replaces its intervals, never double counts. The
     /// window length (--window) must be the store's fine interval. While
     /// the database is unavailable, windows wait in a bounded queue, then
-    /// a spool file (memtap_store_backlog); capture also serves the
-    /// history pages on its listener.
+    /// a spool file of this store's own (memtap_store_backlog, /healthz
+    /// 503); capture also serves the history pages on its listener. At
+    /// exit the report is written first, then the store gets up to
+    /// store.flush_timeout (default 5s) before the rest is spooled.
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 
@@ -419,6 +421,9 @@ pub struct AnalysisArgs {
 
     /// Where triggers write their pcapng snippets (config: recorder.dir;
     /// without it triggers still fire, log and count, but keep no packets).
+    /// Checked for writing at start. Webhooks and commands run on a small
+    /// pool ([actions]); at exit they get actions.drain_timeout (default
+    /// 5s) before the report, then are abandoned (counted).
     #[arg(long, value_name = "DIR")]
     pub trigger_dir: Option<PathBuf>,
 

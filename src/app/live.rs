@@ -127,6 +127,8 @@ struct Slot {
     last_ts: Ts,
     problem: Option<String>,
     flows_active: u64,
+    /// Time spent unable to capture (interface down or gone), ns.
+    blind_ns: u64,
 }
 
 struct Shared {
@@ -136,6 +138,9 @@ struct Shared {
     options: ReportOptions,
     metrics_top: usize,
     store_backlog: Option<u64>,
+    /// Problems outside the capture threads (the store, snippets), by
+    /// source; each source logs its own changes.
+    problems: std::collections::BTreeMap<&'static str, String>,
 }
 
 struct LiveView {
@@ -236,6 +241,15 @@ impl ViewSource for LiveView {
                 s.problem.as_ref().map(|p| format!("{}: {p}", s.name))
             })
             .collect();
+        let mut problems = problems;
+        problems.extend(
+            self.shared
+                .lock()
+                .expect("live state")
+                .problems
+                .values()
+                .cloned(),
+        );
         Health {
             ok: problems.is_empty(),
             problems,
@@ -446,6 +460,7 @@ impl Live {
                 options: cfg.options.clone(),
                 metrics_top: cfg.metrics_top,
                 store_backlog: None,
+                problems: Default::default(),
             })),
             full_limits: pc.limits,
             input_name: cfg.input_name.clone(),
@@ -582,6 +597,19 @@ impl Live {
         }
     }
 
+    /// A problem `/healthz` reports (503) while it lasts; `None` clears it.
+    pub fn set_problem(&self, source: &'static str, p: Option<String>) {
+        let mut sh = self.view.shared.lock().expect("live state");
+        match p {
+            Some(p) => {
+                sh.problems.insert(source, p);
+            }
+            None => {
+                sh.problems.remove(source);
+            }
+        }
+    }
+
     /// Kernel drops counted so far, all threads.
     pub fn kernel_drops(&self) -> u64 {
         sum_slots(&self.view.slots).0.kernel_drops
@@ -638,12 +666,23 @@ impl Live {
             })
             .collect();
         let threads = self.thread_counters();
+        let mut warnings = warnings.lines();
+        for s in self.view.slots.iter() {
+            let s = s.lock().expect("slot");
+            if s.blind_ns > 0 {
+                warnings.push(format!(
+                    "{}: blind for {:.1} s in all (interface down or gone): packets then were not seen",
+                    s.name,
+                    s.blind_ns as f64 / 1e9
+                ));
+            }
+        }
         Ok((
             PipelineOutput {
                 run,
                 windows,
                 counters,
-                warnings: warnings.lines(),
+                warnings,
                 first_ts,
                 last_ts,
             },
@@ -699,6 +738,8 @@ fn capture_loop(
     let mut last_ts: Ts = 0;
     let mut last_tick = Instant::now();
     let mut problem: Option<String> = None;
+    let mut down_since: Option<Instant> = None;
+    let mut blind_ns = 0u64;
     let mut flushed = 0;
     while !stop.load(Ordering::Relaxed) {
         if let Ok(r) = reload.try_recv() {
@@ -722,10 +763,20 @@ fn capture_loop(
         cap.add(&dec);
         answer_snippets(&mut ring);
         match res {
-            Ok(_) => problem = None,
+            Ok(_) => {
+                if let Some(t) = down_since.take() {
+                    blind_ns += t.elapsed().as_nanos() as u64;
+                    eprintln!(
+                        "memtap: capture-{i}: capturing again after {:.1} s blind",
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+                problem = None
+            }
             Err(e) => {
                 if problem.is_none() {
                     eprintln!("memtap: capture-{i}: {e}");
+                    down_since = Some(Instant::now());
                 }
                 problem = Some(e.to_string());
                 thread::sleep(TICK);
@@ -743,12 +794,14 @@ fn capture_loop(
             s.last_ts = last_ts;
             s.problem = problem.clone();
             s.flows_active = w.engine.active_flows();
+            s.blind_ns = blind_ns + down_since.map_or(0, |t| t.elapsed().as_nanos() as u64);
         }
     }
     src.update_stats(&mut cap);
     decoder.finish(&mut cap);
     {
         let mut s = slot.lock().expect("slot");
+        s.blind_ns = blind_ns + down_since.map_or(0, |t| t.elapsed().as_nanos() as u64);
         s.counters = w.counters(&cap);
         s.first_ts = first_ts;
         s.last_ts = last_ts;
@@ -777,6 +830,8 @@ fn reader_loop(
     let mut last_ts: Ts = 0;
     let mut last_tick = Instant::now();
     let mut problem: Option<String> = None;
+    let mut down_since: Option<Instant> = None;
+    let mut blind_ns = 0u64;
     // Never waits: a worker that is behind loses the batch (counted).
     let send = |i: usize, cur: &mut Vec<PacketBatch>, tick: Ts, c: &mut Counters, block: bool| {
         let fresh = back[i].try_recv().unwrap_or_default();
@@ -827,10 +882,20 @@ fn reader_loop(
         c.add(&drops);
         answer_snippets(&mut ring);
         match res {
-            Ok(_) => problem = None,
+            Ok(_) => {
+                if let Some(t) = down_since.take() {
+                    blind_ns += t.elapsed().as_nanos() as u64;
+                    eprintln!(
+                        "memtap: reader: capturing again after {:.1} s blind",
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+                problem = None
+            }
             Err(e) => {
                 if problem.is_none() {
                     eprintln!("memtap: reader: {e}");
+                    down_since = Some(Instant::now());
                 }
                 problem = Some(e.to_string());
                 thread::sleep(TICK);
@@ -848,6 +913,7 @@ fn reader_loop(
             s.first_ts = first_ts;
             s.last_ts = last_ts;
             s.problem = problem.clone();
+            s.blind_ns = blind_ns + down_since.map_or(0, |t| t.elapsed().as_nanos() as u64);
         }
     }
     let now = wall_ns().saturating_sub(LAG_NS);
@@ -859,5 +925,6 @@ fn reader_loop(
     decoder.finish(&mut c);
     let mut s = slot.lock().expect("slot");
     s.counters = c.clone();
+    s.blind_ns = blind_ns + down_since.map_or(0, |t| t.elapsed().as_nanos() as u64);
     c
 }

@@ -1,11 +1,13 @@
 //! Wiring of the stages for the CLI: the only module that knows them all.
 
+pub mod actions;
 pub mod capture;
 pub mod cli;
 pub mod format;
 pub mod live;
 pub mod pipeline;
 pub mod privileges;
+pub mod procgroup;
 pub mod progress;
 pub mod replay;
 pub mod serve;

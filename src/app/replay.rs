@@ -229,7 +229,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         // The top-N gauges show the last closed window: keep windows.
         s.pipeline.windows = true;
         let listen = a.listen.clone().unwrap_or_else(|| cfg.http.listen.clone());
-        Some(super::serve::Pending::bind(&listen)?)
+        Some(super::serve::Pending::bind(&listen, cfg.http.limits()?)?)
     } else {
         if a.listen.is_some() {
             anyhow::bail!("--listen needs --serve (replay serves only when asked)");
@@ -262,6 +262,21 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let warnings = pipe_out.warnings.clone();
     bar.finish();
     let mut pipe_out = Some(pipe_out);
+    if !a.quiet {
+        let mut err = std::io::stderr().lock();
+        for w in &warnings {
+            let _ = writeln!(err, "memtap: warning: {w}");
+        }
+    }
+    // The report first: a store that is slow or gone never costs it.
+    emit(
+        &report,
+        a.report.format,
+        a.report.output_dir.as_deref(),
+        None,
+        a.quiet,
+    )?;
+    let mut code = ExitCode::SUCCESS;
     if let Some(w) = store {
         // The store takes the tables; with --serve too, it gets a copy.
         let o = if listener.is_some() {
@@ -274,21 +289,10 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map(|t| t.events.clone())
             .unwrap_or_default();
-        super::store::store_replay(w, o, &a.files, s.pipeline.window_ns, &events)?;
+        let stats = w.stats();
+        let r = super::store::store_replay(w, o, &a.files, s.pipeline.window_ns, &events);
+        code = super::store::finish_outcome(r, &stats);
     }
-    if !a.quiet {
-        let mut err = std::io::stderr().lock();
-        for w in &warnings {
-            let _ = writeln!(err, "memtap: warning: {w}");
-        }
-    }
-    emit(
-        &report,
-        a.report.format,
-        a.report.output_dir.as_deref(),
-        None,
-        a.quiet,
-    )?;
     if let Some(l) = listener {
         let out = pipe_out.take().expect("kept for --serve");
         let view = finished_view(
@@ -302,7 +306,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             std::sync::Arc::new(view),
         )))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// Writes the report in `format` to `file` (or standard output); CSV goes

@@ -40,9 +40,9 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn bind(listen: &str) -> anyhow::Result<Pending> {
+    pub fn bind(listen: &str, limits: server::HttpLimits) -> anyhow::Result<Pending> {
         let late = Arc::new(LateView::default());
-        let server = server::start(listen, late.clone(), None)?;
+        let server = server::start_limited(listen, late.clone(), None, limits)?;
         announce(&server);
         Ok(Pending { server, late })
     }

@@ -60,13 +60,40 @@ pub fn store_options(
         },
         queue_len: sc.queue_len.max(1),
         keep_fine_ns,
+        retry_for: cfg.grace()?.0,
+        spool_max: cfg.spool_max()?,
         ..StoreOptions::default()
     })
 }
 
 pub fn writer_for(cfg: &Config, url: &str, a: &ReplayArgs, fine_ns: u64) -> anyhow::Result<Writer> {
-    let o = store_options(cfg, a.keep.sniffer.as_deref(), a.keep.store_top, fine_ns)?;
+    let mut o = store_options(cfg, a.keep.sniffer.as_deref(), a.keep.store_top, fine_ns)?;
+    // A store that cannot be reached (or written) now does not stop the
+    // replay: the report comes out and the intervals wait in its spool.
+    o.start_offline = true;
     Writer::spawn(url, o)
+}
+
+/// After the report: a store that could not take everything says so on
+/// standard error; the exit status is 1 only when something was lost (not
+/// even spooled), since spooled intervals reach the store on the next run.
+pub fn finish_outcome(
+    r: anyhow::Result<()>,
+    stats: &crate::store::writer::WriterStats,
+) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let lost = stats.lost() + stats.shed();
+            if lost > 0 {
+                eprintln!("memtap: error: {e:#} ({lost} items lost in all)");
+                ExitCode::FAILURE
+            } else {
+                eprintln!("memtap: warning: {e:#}");
+                ExitCode::SUCCESS
+            }
+        }
+    }
 }
 
 /// Hands a replay's windows to the store. The pipeline counts health per

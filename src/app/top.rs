@@ -35,6 +35,12 @@ use std::time::{Duration, Instant};
 const SEC: u64 = 1_000_000_000;
 const DEFAULT_WINDOW: &str = "10s";
 const DEFAULT_CONNECT_KEYS: usize = 2000;
+/// `--connect`: how long connecting, and a whole fetch, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// `--connect`: the largest `/api/top` answer read (2000 keys with long
+/// names and their clients are a few MiB); an endless body stops here.
+const MAX_ANSWER: u64 = 64 << 20;
 
 /// How fast a replay goes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -158,8 +164,12 @@ fn connect(url: &str, keys: usize, redact: Redact, o: Options) -> anyhow::Result
         "--connect {url}: expected http://HOST:PORT (memtap's listener speaks plain HTTP)"
     );
     let endpoint = format!("{base}/api/top?keys={keys}");
+    // Short: a server that accepts and never answers must not hold the
+    // start (before the screen is taken) for long, and once the screen is
+    // up the feed thread waits alone (`q` is read by the view meanwhile).
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_global(Some(FETCH_TIMEOUT))
         .build()
         .into();
     // Fail at once on a wrong address, before the screen is taken.
@@ -195,7 +205,7 @@ fn fetch(agent: &ureq::Agent, url: &str, redact: &Redact) -> anyhow::Result<Snap
         .call()?
         .body_mut()
         .with_config()
-        .limit(1 << 30)
+        .limit(MAX_ANSWER)
         .read_to_string()?;
     let mut s: Snapshot = serde_json::from_str(&body)
         .map_err(|e| anyhow::anyhow!("not a memtap /api/top answer: {e}"))?;

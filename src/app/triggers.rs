@@ -8,6 +8,7 @@
 //! evaluator on the main thread and takes the snippet's frames from the
 //! capture threads' rings.
 
+use super::actions::{Action, Limits, Pool};
 use super::pipeline::Tap;
 use crate::capture::recorder::{Kept, Ring};
 use crate::capture::Frame;
@@ -15,7 +16,6 @@ use crate::collect::seconds::SecondMsg;
 use crate::decode::{DecodeConfig, Decoder, Transport, Ts};
 use crate::stats::Counters;
 use crate::trigger::{Evaluator, Event, EventKind, Rule, Stats as TriggerStats, Subject};
-use crossbeam_channel::{bounded, Sender, TrySendError};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -25,8 +25,6 @@ use std::time::Duration;
 const HOUR_NS: Ts = 3_600_000_000_000;
 /// Recent events kept for `/api/events` and the report.
 pub const KEEP_EVENTS: usize = 1000;
-/// Actions (webhooks, commands) waiting for the action thread.
-const ACTION_QUEUE: usize = 64;
 
 /// How triggers run: from the config and the command line.
 #[derive(Debug, Clone)]
@@ -40,6 +38,11 @@ pub struct Settings {
     pub per_rule_per_hour: u32,
     pub webhook_timeout: Duration,
     pub command_timeout: Duration,
+    /// Action threads and queue (`[actions]`).
+    pub action_workers: usize,
+    pub action_queue: usize,
+    /// How long actions may run on at exit (`actions.drain_timeout`).
+    pub drain_timeout: Duration,
     /// Event lines as JSON objects (`--log-format json`).
     pub json: bool,
     /// No event lines (`--quiet`).
@@ -60,8 +63,15 @@ impl Settings {
         let dir = dir
             .or_else(|| (!cfg.recorder.dir.is_empty()).then(|| PathBuf::from(&cfg.recorder.dir)));
         if let Some(d) = dir.as_ref().filter(|_| !rules.is_empty()) {
+            if d.exists() && !d.is_dir() {
+                anyhow::bail!(
+                    "trigger directory {}: is a file, not a directory",
+                    d.display()
+                );
+            }
             std::fs::create_dir_all(d)
                 .map_err(|e| anyhow::anyhow!("trigger directory {}: {e}", d.display()))?;
+            crate::store::writer::check_writable_dir(&d.join("x"), "trigger")?;
         }
         // The ring must reach back from the latest firing's end to its start.
         let span = rules
@@ -78,6 +88,9 @@ impl Settings {
             per_rule_per_hour: cfg.recorder.per_rule_per_hour,
             webhook_timeout: Duration::from_nanos(wt),
             command_timeout: Duration::from_nanos(ct),
+            action_workers: cfg.actions.workers,
+            action_queue: cfg.actions.queue_len,
+            drain_timeout: cfg.grace()?.1,
             json,
             quiet,
             redact: crate::collect::redact::Redact::None,
@@ -95,6 +108,9 @@ impl Settings {
 pub struct Shared {
     pub stats: TriggerStats,
     pub events: VecDeque<Event>,
+    /// The last snippet could not be written (why); cleared by the next
+    /// one written. `/healthz` reports it.
+    pub snippet_problem: Option<String>,
 }
 
 /// A firing whose snippet waits for its `after` seconds.
@@ -102,11 +118,6 @@ struct Due {
     event: Event,
     rule: Rule,
     at: Ts,
-}
-
-enum Action {
-    Webhook { url: String, body: String },
-    Command { cmd: String, event: Event },
 }
 
 /// Where a snippet's frames come from.
@@ -128,8 +139,7 @@ pub struct Triggers {
     written: HashMap<String, VecDeque<Ts>>,
     used_bytes: u64,
     pub shared: Arc<Mutex<Shared>>,
-    actions: Option<Sender<Action>>,
-    action_thread: Option<std::thread::JoinHandle<()>>,
+    actions: Option<Pool>,
     /// Packet time reached.
     now: Ts,
     /// Events not yet taken by `take_fresh` (for the history store).
@@ -139,32 +149,25 @@ pub struct Triggers {
 impl Triggers {
     pub fn new(s: Settings, collectors: usize) -> Triggers {
         let shared = Arc::new(Mutex::new(Shared::default()));
+        if let Some(d) = &s.dir {
+            remove_partials(d);
+        }
         let used_bytes = s.dir.as_ref().map_or(0, |d| snippet_bytes_in(d));
         let needs_actions = s
             .rules
             .iter()
             .any(|r| r.webhook.is_some() || r.command.is_some());
-        let (actions, action_thread) = if needs_actions {
-            let (tx, rx) = bounded::<Action>(ACTION_QUEUE);
-            let sh = shared.clone();
-            let (wt, ct) = (s.webhook_timeout, s.command_timeout);
-            let h = std::thread::Builder::new()
-                .name("memtap-actions".into())
-                .spawn(move || {
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .timeout_global(Some(wt))
-                        .http_status_as_error(true)
-                        .build()
-                        .into();
-                    for a in rx {
-                        run_action(&agent, a, ct, &sh);
-                    }
-                })
-                .ok();
-            (Some(tx), h)
-        } else {
-            (None, None)
-        };
+        let actions = needs_actions.then(|| {
+            Pool::new(
+                Limits {
+                    workers: s.action_workers,
+                    queue_len: s.action_queue,
+                    webhook_timeout: s.webhook_timeout,
+                    command_timeout: s.command_timeout,
+                },
+                shared.clone(),
+            )
+        });
         let eval = Evaluator::new(s.rules.clone(), collectors);
         let t = Triggers {
             s,
@@ -174,7 +177,6 @@ impl Triggers {
             used_bytes,
             shared,
             actions,
-            action_thread,
             now: 0,
             fresh: Vec::new(),
         };
@@ -220,7 +222,8 @@ impl Triggers {
     }
 
     /// End of input: the last seconds are judged, every waiting snippet is
-    /// written with what there is, and the action thread finishes.
+    /// written with what there is, and the actions finish within
+    /// `drain_timeout` (then they are abandoned, counted).
     pub fn finish(&mut self, frames: &mut dyn FrameSource) {
         let events = self.eval.finish();
         self.handle(events, frames);
@@ -228,9 +231,8 @@ impl Triggers {
             self.snippet(&d, frames);
         }
         self.publish();
-        drop(self.actions.take());
-        if let Some(h) = self.action_thread.take() {
-            let _ = h.join();
+        if let Some(p) = self.actions.take() {
+            p.drain(self.s.drain_timeout);
         }
     }
 
@@ -249,16 +251,8 @@ impl Triggers {
             let Some(rule) = self.s.rules.iter().find(|r| r.name == e.trigger).cloned() else {
                 continue;
             };
-            if let Some(tx) = &self.actions {
-                let send = |a: Action| {
-                    if let Err(TrySendError::Full(_)) = tx.try_send(a) {
-                        self.shared
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .stats
-                            .actions_dropped += 1;
-                    }
-                };
+            if let Some(pool) = &self.actions {
+                let send = |a: Action| pool.submit(a);
                 if let Some(url) = &rule.webhook {
                     send(Action::Webhook {
                         url: url.clone(),
@@ -364,14 +358,27 @@ impl Triggers {
         let size = crate::capture::pcapng_out::size(&comment, &kept);
         if self.used_bytes + size > self.s.quota {
             stat(&|s| s.snippets_over_quota += 1);
+            if !self.s.quiet {
+                eprintln!(
+                    "memtap: warning: trigger {}: snippet not written: the quota of {} bytes in {} is used",
+                    d.rule.name,
+                    self.s.quota,
+                    dir.display()
+                );
+            }
             return;
         }
         let path = unique_path(&dir, &d.event);
-        let written = std::fs::File::create(&path).and_then(|f| {
-            let mut w = std::io::BufWriter::new(f);
-            crate::capture::pcapng_out::write(&mut w, &comment, &kept)?;
-            w.into_inner().map_err(|e| e.into_error())?.sync_data()
-        });
+        // Written under a temporary name and renamed when complete: a
+        // snippet file is whole or absent, never cut short by a full disk.
+        let part = partial_path(&path);
+        let written = std::fs::File::create(&part)
+            .and_then(|f| {
+                let mut w = std::io::BufWriter::new(f);
+                crate::capture::pcapng_out::write(&mut w, &comment, &kept)?;
+                w.into_inner().map_err(|e| e.into_error())?.sync_data()
+            })
+            .and_then(|_| std::fs::rename(&part, &path));
         match written {
             Ok(()) => {
                 self.used_bytes += size;
@@ -393,14 +400,28 @@ impl Triggers {
                     sh.stats.files.remove(0);
                 }
                 sh.stats.files.push(name);
+                if sh.snippet_problem.take().is_some() {
+                    eprintln!("memtap: trigger snippets are written again");
+                }
             }
             Err(e) => {
+                let removed = std::fs::remove_file(&part).is_ok();
                 eprintln!(
-                    "memtap: warning: trigger {}: cannot write {}: {e}",
+                    "memtap: warning: trigger {}: cannot write {}: {e}{}",
                     d.rule.name,
-                    path.display()
+                    path.display(),
+                    if removed {
+                        " (partial file removed)"
+                    } else {
+                        ""
+                    }
                 );
-                stat(&|s| s.snippet_errors += 1);
+                let mut sh = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+                sh.stats.snippet_errors += 1;
+                sh.snippet_problem = Some(format!(
+                    "trigger snippet {} not written: {e}",
+                    path.display()
+                ));
             }
         }
     }
@@ -444,6 +465,30 @@ fn snippet_bytes_in(dir: &std::path::Path) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum()
+}
+
+/// Where a snippet is written before it is complete: hidden, and not
+/// counted against the quota by a later run.
+fn partial_path(p: &std::path::Path) -> PathBuf {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    p.with_file_name(format!(".{name}.partial"))
+}
+
+/// Removes partial snippets a crash left behind.
+fn remove_partials(dir: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        if n.starts_with(".memtap-") && n.ends_with(".partial") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// `memtap-RULE-KIND-SUBJECT-TIME.pcapng`, the subject made safe for a
@@ -537,87 +582,6 @@ pub fn restrict(frames: &[Kept], subject: &Subject) -> Vec<usize> {
         .filter(|(_, (id, hit))| **hit || id.is_some_and(|id| keep_flows.contains(&id)))
         .map(|(i, _)| i)
         .collect()
-}
-
-fn run_action(agent: &ureq::Agent, a: Action, command_timeout: Duration, sh: &Mutex<Shared>) {
-    let stat =
-        |f: &dyn Fn(&mut TriggerStats)| f(&mut sh.lock().unwrap_or_else(|p| p.into_inner()).stats);
-    match a {
-        Action::Webhook { url, body } => {
-            let r = agent
-                .post(&url)
-                .header("content-type", "application/json")
-                .send(body.as_bytes());
-            match r {
-                Ok(_) => stat(&|s| s.webhooks_sent += 1),
-                Err(e) => {
-                    eprintln!("memtap: warning: webhook {url}: {e}");
-                    stat(&|s| s.webhooks_failed += 1);
-                }
-            }
-        }
-        Action::Command { cmd, event } => {
-            let child = std::process::Command::new("/bin/sh")
-                .arg("-c")
-                .arg(&cmd)
-                .env("MEMTAP_TRIGGER", &event.trigger)
-                .env(
-                    "MEMTAP_EVENT",
-                    if event.event == EventKind::Fired {
-                        "fired"
-                    } else {
-                        "cleared"
-                    },
-                )
-                .env("MEMTAP_SUBJECT_KIND", event.subject_kind)
-                .env("MEMTAP_SUBJECT", &event.subject_str)
-                .env("MEMTAP_METRIC", event.metric)
-                .env("MEMTAP_VALUE", event.value.to_string())
-                .env("MEMTAP_THRESHOLD", event.threshold.to_string())
-                .env("MEMTAP_TIME", &event.time)
-                .env("MEMTAP_EVENT_JSON", event.json())
-                .stdin(std::process::Stdio::null())
-                .spawn();
-            let mut child = match child {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("memtap: warning: trigger {} command: {e}", event.trigger);
-                    stat(&|s| s.commands_failed += 1);
-                    return;
-                }
-            };
-            let start = std::time::Instant::now();
-            loop {
-                match child.try_wait() {
-                    Ok(Some(st)) if st.success() => {
-                        stat(&|s| s.commands_run += 1);
-                        return;
-                    }
-                    Ok(Some(st)) => {
-                        eprintln!(
-                            "memtap: warning: trigger {} command exited with {st}",
-                            event.trigger
-                        );
-                        stat(&|s| s.commands_failed += 1);
-                        return;
-                    }
-                    Ok(None) if start.elapsed() < command_timeout => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        eprintln!(
-                            "memtap: warning: trigger {} command killed after {:?}",
-                            event.trigger, command_timeout
-                        );
-                        stat(&|s| s.commands_failed += 1);
-                        return;
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Replay's triggers: one ring on the reader thread.

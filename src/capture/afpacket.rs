@@ -110,6 +110,10 @@ pub struct AfPacketSource {
     /// packet header); allocated once at open.
     scratch: Vec<u8>,
     totals: KernelStats,
+    /// The interface's index when opened: a different one (or none) under
+    /// the same name means it was deleted (and perhaps made again), and
+    /// this socket will never see another packet.
+    ifindex: libc::c_int,
 }
 
 // The ring mapping is owned by this value alone (no copy of the pointer
@@ -244,6 +248,7 @@ impl AfPacketSource {
             frame_no: 0,
             scratch: vec![0; (cfg.snaplen as usize).min(cfg.block_size) + 4],
             totals: KernelStats::default(),
+            ifindex,
         };
 
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
@@ -316,6 +321,14 @@ impl AfPacketSource {
         src.update_totals();
         src.totals = KernelStats::default();
         Ok(src)
+    }
+
+    /// Whether the interface this socket is bound to is gone: no interface
+    /// by its name now, or one with another index (deleted and made
+    /// again). A bound AF_PACKET socket reports the deletion once
+    /// (ENETDOWN) and is silent after that, so the caller asks.
+    pub fn interface_gone(&self) -> bool {
+        ifindex(&self.iface).map_or(true, |i| i != self.ifindex)
     }
 
     /// LINKTYPE_* of the frames delivered (always Ethernet).
@@ -681,6 +694,11 @@ fn check_ring(cfg: &RingConfig) -> Result<(), CaptureError> {
 /// (needs no privilege, so a typo is reported as a typo).
 pub(crate) fn check_iface_exists(iface: &str) -> Result<(), CaptureError> {
     ifindex(iface).map(|_| ())
+}
+
+/// No interface by this name now (it was deleted).
+pub fn interface_missing(iface: &str) -> bool {
+    ifindex(iface).is_err()
 }
 
 fn ifindex(iface: &str) -> Result<libc::c_int, CaptureError> {

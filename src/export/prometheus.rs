@@ -799,6 +799,12 @@ fn render_triggers(out: &mut String, f: Format, t: &crate::trigger::Stats) {
         &[("action", "dropped")],
         t.actions_dropped,
     );
+    sample(
+        out,
+        "memtap_trigger_actions_failed_total",
+        &[("action", "abandoned")],
+        t.actions_abandoned,
+    );
 }
 
 fn family(out: &mut String, f: Format, name: &str, kind: Kind, help: &str) {

@@ -133,10 +133,14 @@ impl Sqlite {
             .with_context(|| format!("cannot open the store sqlite:{}", p.display()))?;
         // A locked file (another writer) is retried briefly, then reported:
         // the writer thread spools and tries again rather than stalling.
-        conn.busy_timeout(std::time::Duration::from_millis(200))?;
+        let named =
+            |e: rusqlite::Error| anyhow!("cannot open the store sqlite:{}: {e}", p.display());
+        conn.busy_timeout(std::time::Duration::from_millis(200))
+            .map_err(named)?;
         // WAL lets `memtap serve` read while a capture writes.
         let _ = conn.pragma_update(None, "journal_mode", "WAL");
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(named)?;
         Ok(Sqlite { conn })
     }
 }
@@ -203,7 +207,16 @@ pub struct Pg {
 impl Pg {
     pub fn open(url: &str) -> Result<Pg> {
         let shown = StoreUrl::Postgres(url.to_string()).to_string();
-        let client = postgres::Client::connect(url, postgres::NoTls)
+        let mut cfg: postgres::Config = url
+            .parse()
+            .map_err(|e| anyhow!("cannot open the store {shown}: {e}"))?;
+        // An address that swallows packets must not hold the writer (or a
+        // start) for the kernel's minutes-long connect timeout.
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        let client = cfg
+            .connect(postgres::NoTls)
             .map_err(|e| anyhow!("cannot open the store {shown}: {e}"))?;
         Ok(Pg {
             client,

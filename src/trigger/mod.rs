@@ -42,6 +42,9 @@ pub struct Stats {
     pub commands_failed: u64,
     /// Actions dropped because the action queue was full.
     pub actions_dropped: u64,
+    /// Actions still queued or running when the exit's grace
+    /// (`actions.drain_timeout`) ran out: not run, or killed.
+    pub actions_abandoned: u64,
     /// Frames the flight recorder kept, and evicted for room.
     pub ring_frames: u64,
     pub ring_evicted: u64,

@@ -91,6 +91,30 @@ impl ViewSource for FixedView {
     }
 }
 
+/// What one listener allows, against clients that open many connections
+/// or send half a request and wait.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Connections served at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// Headers must arrive within this; an idle keep-alive connection is
+    /// closed after it too.
+    pub header_timeout: std::time::Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 256,
+            header_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Request heads larger than this are refused (431): every route is a GET
+/// with a short query.
+const MAX_HEAD: usize = 16 << 10;
+
 /// A running listener; dropping it (or [`Server::stop`]) shuts it down.
 pub struct Server {
     addr: SocketAddr,
@@ -133,6 +157,16 @@ pub fn start(
     source: Arc<dyn ViewSource>,
     extra: Option<Router>,
 ) -> anyhow::Result<Server> {
+    start_limited(listen, source, extra, HttpLimits::default())
+}
+
+/// `start` with the listener's limits.
+pub fn start_limited(
+    listen: &str,
+    source: Arc<dyn ViewSource>,
+    extra: Option<Router>,
+    limits: HttpLimits,
+) -> anyhow::Result<Server> {
     let addr: SocketAddr = listen.parse().map_err(|_| {
         anyhow::anyhow!("--listen {listen}: expected ADDR:PORT, e.g. {DEFAULT_LISTEN}")
     })?;
@@ -173,17 +207,7 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("memtap-http".into())
         .spawn(move || {
-            rt.block_on(async move {
-                let shutdown = async {
-                    let _ = stop_rx.await;
-                };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    eprintln!("memtap: HTTP listener stopped: {e}");
-                }
-            });
+            rt.block_on(serve(listener, app, limits, stop_rx));
         })
         .map_err(|e| anyhow::anyhow!("spawning the HTTP thread: {e}"))?;
     Ok(Server {
@@ -191,6 +215,85 @@ pub fn start(
         stop: Some(stop_tx),
         thread: Some(thread),
     })
+}
+
+/// The accept loop: each connection on hyper's HTTP/1 with a header
+/// timeout and a head size limit; past `max_connections` a new connection
+/// is closed at once (no buffers, no task), so idle or half-sent
+/// connections cost a bounded amount of memory and never starve scrapes
+/// of descriptors for long.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let mut stop = stop;
+    let mut refused: u64 = 0;
+    let mut full_since: Option<std::time::Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => break,
+            a = listener.accept() => a,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of descriptors or memory: wait, rather than spin.
+                eprintln!("memtap: warning: HTTP accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            refused += 1;
+            if full_since.is_none() {
+                full_since = Some(std::time::Instant::now());
+                eprintln!(
+                    "memtap: warning: HTTP: {} connections open (http.max_connections): new ones are refused",
+                    limits.max_connections
+                );
+            }
+            drop(tcp);
+            continue;
+        };
+        if let Some(t) = full_since.take() {
+            eprintln!(
+                "memtap: HTTP: accepting connections again after {:.1} s; {refused} refused",
+                t.elapsed().as_secs_f64()
+            );
+            refused = 0;
+        }
+        let svc = TowerToHyperService::new(app.clone());
+        let mut closing = closing_rx.clone();
+        tokio::spawn(async move {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(MAX_HEAD);
+            let conn = b.serve_connection(TokioIo::new(tcp), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = closing.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    let _ = closing_tx.send(true);
+    // Requests in flight finish (bounded by the graceful timeout above).
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(6),
+        slots.acquire_many(limits.max_connections as u32),
+    )
+    .await;
 }
 
 type Src = Arc<dyn ViewSource>;
