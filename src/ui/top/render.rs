@@ -190,7 +190,7 @@ fn draw_rows(
     .column_spacing(1)
     .row_highlight_style(look.selected())
     .block(Block::default().borders(Borders::TOP).title(title));
-    let mut st = TableState::default().with_selected((n > 0).then_some(selected.min(n - 1)));
+    let mut st = TableState::default().with_selected((n > 0).then(|| selected.min(n - 1)));
     f.render_stateful_widget(table, area, &mut st);
 }
 
