@@ -216,6 +216,7 @@ fn miss_classes_equal_the_servers_counters() {
     let after = stats(p1);
     let d = |k: &str| after[k] - before.get(k).copied().unwrap_or(0);
 
+    let store = format!("sqlite:{}", dir.path().join("h.db").display());
     let out = Command::new(BIN)
         .args([
             "replay",
@@ -228,6 +229,7 @@ fn miss_classes_equal_the_servers_counters() {
         ])
         .args(["--target", &format!("127.0.0.1:{p1}")])
         .args(["--target", &format!("127.0.0.1:{p2}")])
+        .args(["--store", &store, "--window", "1s"])
         .arg(&file)
         .output()
         .unwrap();
@@ -307,6 +309,35 @@ fn miss_classes_equal_the_servers_counters() {
             ("64s".into(), 5)
         ]
     );
+    // The history store keeps the same per interval: summed back, the
+    // classes, storms and TTLs are the run's.
+    let out = Command::new(BIN)
+        .args(["report", "--store", &store, "-f", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hs = h["insight"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server"] == format!("127.0.0.1:{p1}"))
+        .unwrap();
+    for k in [
+        "misses",
+        "storms",
+        "storm_misses",
+        "stores",
+        "multi_server_keys",
+    ] {
+        assert_eq!(hs[k], s1[k], "stored {k}");
+    }
+    assert_eq!(h["insight"]["ttl"], ins["ttl"]);
+    assert_eq!(h["insight"]["slab"], ins["slab"]);
     // The 100 KB values sit in memcached's 103496-byte class (the 32nd).
     let slab = ins["slab"]["classes"].as_array().unwrap();
     let big_class = slab.iter().find(|c| c["chunk_size"] == 103_496).unwrap();

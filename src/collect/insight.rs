@@ -29,6 +29,7 @@ use super::slab::{item_size, SlabClasses, SlabConfig};
 use super::tables::Tables;
 use crate::decode::Ts;
 use crate::protocol::Outcome;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -133,7 +134,7 @@ impl Default for InsightConfig {
 }
 
 /// Per server (or the pool): the counters of the analysis.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerInsight {
     pub misses: [u64; 6],
     pub stores: u64,
@@ -239,7 +240,7 @@ impl KeyInsight {
 }
 
 /// One slab class's share of the stores.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlabRow {
     pub items: u64,
     pub item_bytes: u64,
@@ -247,7 +248,7 @@ pub struct SlabRow {
 }
 
 /// A key seen on more than one server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MultiServerKey {
     pub key: Vec<u8>,
     pub servers: Vec<SocketAddr>,
@@ -259,8 +260,10 @@ pub struct MultiServerKey {
 const EXAMPLE_CLIENTS: usize = 8;
 const EXAMPLE_SERVERS: usize = 8;
 
-/// The analysis' counters for one period: mergeable like every table.
-#[derive(Debug, Clone, Default)]
+/// The analysis' counters for one period: mergeable like every table
+/// (and stored per interval as JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct InsightTables {
     pub servers: Vec<(SocketAddr, ServerInsight)>,
     pub slab: Vec<SlabRow>,
