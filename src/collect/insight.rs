@@ -396,6 +396,11 @@ fn wrote(o: Outcome) -> bool {
     matches!(o, Outcome::Stored | Outcome::Noreply)
 }
 
+/// Whether a record is a store that happened (a new item).
+pub fn is_store_write(command: &str, exptime: Option<i32>, o: Outcome) -> bool {
+    op_of(command, exptime) == Some(Op::Store) && wrote(o)
+}
+
 /// Whether `command` (keyless) changes every key of its server: a batcher
 /// sends such records to every collector.
 pub fn is_flush(command: &str) -> bool {
