@@ -312,6 +312,33 @@ fn draw_table(f: &mut Frame, area: Rect, m: &Model, look: Look) {
                 })
                 .collect(),
         ),
+        Tab::Insight => {
+            let mut cols: Columns = vec![("SERVER", None), ("MISS/s", Some(Misses))];
+            cols.extend([
+                ("FIRST", None),
+                ("EXPIRED", None),
+                ("DELETED", None),
+                ("EVICTED", None),
+                ("FORGOT", None),
+                ("NO-TTL", None),
+                ("EVICT%", None),
+                ("STORMS", None),
+                ("UNREAD", None),
+            ]);
+            let cells = rows
+                .iter()
+                .map(|l| {
+                    let mut c = vec![l.name.clone(), num(l.rate.misses)];
+                    c.extend(l.classes.iter().take(6).map(|&n| count(n)));
+                    let all: u64 = l.classes.iter().take(6).sum();
+                    let ev = l.classes.get(3).copied().unwrap_or(0);
+                    c.push(pct((all > 0).then(|| 100.0 * ev as f64 / all as f64)));
+                    c.extend(l.classes.iter().skip(6).map(|&n| count(n)));
+                    c
+                })
+                .collect();
+            (cols, cells)
+        }
         Tab::Commands => (
             vec![
                 ("COMMAND", None),
@@ -521,7 +548,7 @@ fn draw_footer(f: &mut Frame, area: Rect, m: &Model, look: Look) {
 pub const HELP: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit"),
     (
-        "Tab, Shift-Tab, 1-5",
+        "Tab, Shift-Tab, 1-6",
         "keys, clients, servers, commands, families",
     ),
     (
