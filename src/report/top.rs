@@ -277,6 +277,28 @@ pub fn snapshot(
     }
 }
 
+fn insight_rows(t: &Tables) -> Vec<InsightRow> {
+    if t.insight.applied == 0 {
+        return Vec::new();
+    }
+    let row = |server: String, s: &crate::collect::insight::ServerInsight| InsightRow {
+        server,
+        misses: s.misses.to_vec(),
+        storms: s.storms,
+        unread_writes: s.unread.iter().sum(),
+        stores: s.stores,
+    };
+    let mut v: Vec<InsightRow> = t
+        .insight
+        .servers
+        .iter()
+        .map(|(a, s)| row(a.to_string(), s))
+        .collect();
+    v.sort_by(|a, b| a.server.cmp(&b.server));
+    v.push(row("pool".into(), &t.insight.pool()));
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,26 +327,4 @@ mod tests {
         assert_eq!(a.since(&b).requests, 3);
         assert_eq!(a.since(&b).hits, 0);
     }
-}
-
-fn insight_rows(t: &Tables) -> Vec<InsightRow> {
-    if t.insight.applied == 0 {
-        return Vec::new();
-    }
-    let row = |server: String, s: &crate::collect::insight::ServerInsight| InsightRow {
-        server,
-        misses: s.misses.to_vec(),
-        storms: s.storms,
-        unread_writes: s.unread.iter().sum(),
-        stores: s.stores,
-    };
-    let mut v: Vec<InsightRow> = t
-        .insight
-        .servers
-        .iter()
-        .map(|(a, s)| row(a.to_string(), s))
-        .collect();
-    v.sort_by(|a, b| a.server.cmp(&b.server));
-    v.push(row("pool".into(), &t.insight.pool()));
-    v
 }
