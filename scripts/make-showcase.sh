@@ -13,6 +13,8 @@
 # traffic (other programs on this host may use loopback too).
 #
 # Usage: scripts/make-showcase.sh [SECONDS]   (default 20)
+#        scripts/make-showcase.sh other       testdata/http-not-memcached.pcap:
+#            HTTP on loopback, the capture in which memtap finds no server
 # Needs root (tcpdump), memcached, tcpdump, zstd, python3-pymemcache,
 # libmemcached-tools. The tests assert figures of the shipped file
 # (tests/showcase.rs): after regenerating, update them.
@@ -28,6 +30,24 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+if [ "${1:-}" = other ]; then
+    /usr/bin/python3 -m http.server --bind 127.0.10.9 8080 --directory "$WORK" >/dev/null 2>&1 &
+    pids+=($!)
+    sleep 1
+    tcpdump -i lo -s 0 -w "$ROOT/testdata/http-not-memcached.pcap" -U 'host 127.0.10.9' 2>/dev/null &
+    tcpdump_pid=$!
+    pids+=("$tcpdump_pid")
+    sleep 1
+    for _ in 1 2 3; do
+        /usr/bin/python3 -c 'import urllib.request as u; u.urlopen("http://127.0.10.9:8080/").read()'
+    done
+    sleep 1
+    kill -INT "$tcpdump_pid"
+    wait "$tcpdump_pid" || true
+    ls -l "$ROOT/testdata/http-not-memcached.pcap" >&2
+    exit 0
+fi
 
 for cmd in memcached tcpdump zstd memccat; do
     command -v "$cmd" >/dev/null || { echo "make-showcase: needs $cmd" >&2; exit 1; }

@@ -322,6 +322,16 @@ pub struct ReplayArgs {
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
+    /// Also say how the memory budget is split (said anyway when the input
+    /// needed more).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+
+    /// Exit with status 3 when no packet was memcached traffic of a target
+    /// (a wrong --target, or nothing found without one).
+    #[arg(long)]
+    pub strict: bool,
+
     /// After the report, keep serving /metrics, /healthz, /api/report and
     /// /api/windows on --listen until interrupted (Ctrl-C or SIGTERM).
     #[arg(long)]
@@ -467,7 +477,9 @@ pub struct CommonArgs {
 
     /// Server to watch, HOST[:PORT]: an address, a CIDR block or `*`; the
     /// port defaults to 11211. Repeatable; replaces the config's targets.
-    /// Default: *:11211.
+    /// Default: found in the files (replay, dump): port 11211, and any
+    /// port whose flows open with memcached requests answered by memcached
+    /// responses; live capture: *:11211.
     #[arg(long, short = 't', value_name = "HOST[:PORT]")]
     pub target: Vec<String>,
 }
@@ -484,6 +496,11 @@ pub struct DumpArgs {
     /// Do not print the summary or warnings on standard error.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Exit with status 3 when no packet was memcached traffic of a target
+    /// (a wrong --target, or nothing found without one).
+    #[arg(long)]
+    pub strict: bool,
 
     /// Key privacy: none, hash (a stable pseudonym) or truncate:N.
     /// Default: none (config: collect.redact_keys).

@@ -2,6 +2,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod discover;
 pub mod format;
 pub mod live;
 pub mod pipeline;
@@ -109,6 +110,16 @@ pub fn process_files(
 
 fn dump(a: DumpArgs) -> anyhow::Result<ExitCode> {
     let (cfg, targets) = load_config(&a.common)?;
+    let given = discover::targets_given(&a.common, &cfg);
+    let found = if given {
+        None
+    } else {
+        discover::scan(&cfg, &a.files)?
+    };
+    let targets = match &found {
+        Some(f) => discover::targets_for(f),
+        None => targets,
+    };
     let tsv = a.format.unwrap_or(cfg.output.dump_format) == crate::config::DumpFormat::Tsv;
     let stdout = std::io::stdout();
     let out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -133,12 +144,26 @@ fn dump(a: DumpArgs) -> anyhow::Result<ExitCode> {
         &|| broken.get(),
     )?;
     let res = w.finish();
+    let nothing = discover::nothing_matched(&totals.counters, &cfg, &a.files, given, &targets);
     if !a.quiet {
         let mut err = std::io::stderr().lock();
         for warn in &totals.warnings {
             let _ = writeln!(err, "memtap: warning: {warn}");
         }
+        if let Some(f) = found.as_ref().filter(|f| !f.is_empty()) {
+            let _ = writeln!(
+                err,
+                "memtap: servers found: {}",
+                crate::protocol::sniff::describe(f)
+            );
+        }
+        if let Some(line) = &nothing {
+            let _ = writeln!(err, "memtap: {line}");
+        }
         let _ = summary::write_summary(&mut err, &totals.counters);
+    }
+    if a.strict && nothing.is_some() {
+        return Ok(ExitCode::from(discover::NOTHING_MATCHED));
     }
     match res {
         Ok(()) => Ok(ExitCode::SUCCESS),
