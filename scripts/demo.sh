@@ -16,13 +16,15 @@ fi
 cargo build --release
 bin=target/release/memtap
 capture=testdata/showcase.pcap.zst
+# Ten rows a table keep the report to a few screens.
+if [ $# -eq 0 ]; then set -- --top 10; fi
 "$bin" replay "$@" "$capture"
 if [ -t 1 ]; then
     db="${TMPDIR:-/tmp}/memtap-showcase.db"
     cat <<MSG
 
 The same capture, live in a terminal (q quits, ? for keys):
-  $bin top --speed 4 $capture
+  $bin top --speed 2 $capture
 On a web page (history of 5-second intervals, then open http://127.0.0.1:8091/):
   rm -f $db && $bin replay -q --window 5s --store sqlite:$db $capture >/dev/null && $bin serve --store sqlite:$db
 MSG
