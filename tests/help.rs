@@ -107,3 +107,19 @@ fn docs_usage_is_the_help_of_every_command() {
         "docs/usage.md differs from the commands' --help: run MEMTAP_BLESS=1 cargo test --test help"
     );
 }
+
+#[test]
+fn readme_usage_is_memtap_help() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let marker = "<!-- `memtap --help`, checked by tests/help.rs -->\n```text\n";
+    let block = readme
+        .split_once(marker)
+        .expect("README: the usage block's marker")
+        .1;
+    let block = &block[..block.find("```").expect("README: the usage block's end")];
+    assert_eq!(
+        block,
+        help(&[], "--help"),
+        "README's usage block differs from `memtap --help`: paste the new help there"
+    );
+}
