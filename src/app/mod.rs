@@ -110,6 +110,15 @@ pub fn process_files(
 
 fn dump(a: DumpArgs) -> anyhow::Result<ExitCode> {
     let (cfg, targets) = load_config(&a.common)?;
+    let tsv = a.format.unwrap_or(cfg.output.dump_format) == crate::config::DumpFormat::Tsv;
+    let stdout = std::io::stdout();
+    let out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let redact: crate::collect::redact::Redact = a
+        .redact_keys
+        .clone()
+        .unwrap_or_else(|| cfg.collect.redact_keys.clone())
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--redact-keys: {e}"))?;
     let given = discover::targets_given(&a.common, &cfg);
     let found = if given {
         None
@@ -120,15 +129,6 @@ fn dump(a: DumpArgs) -> anyhow::Result<ExitCode> {
         Some(f) => discover::targets_for(f),
         None => targets,
     };
-    let tsv = a.format.unwrap_or(cfg.output.dump_format) == crate::config::DumpFormat::Tsv;
-    let stdout = std::io::stdout();
-    let out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let redact: crate::collect::redact::Redact = a
-        .redact_keys
-        .clone()
-        .unwrap_or_else(|| cfg.collect.redact_keys.clone())
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--redact-keys: {e}"))?;
     let mut w = format::RecordWriter::new(out, tsv)?.with_redaction(redact);
     let broken = std::cell::Cell::new(false);
     let totals = process_files(

@@ -199,16 +199,6 @@ fn run_limits(out: &PipelineOutput, s: &ReplaySetup) -> LimitsOut {
 
 pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let (cfg, targets) = load_config(&a.common)?;
-    let given = super::discover::targets_given(&a.common, &cfg);
-    let found = if given {
-        None
-    } else {
-        super::discover::scan(&cfg, &a.files)?
-    };
-    let targets = match &found {
-        Some(f) => super::discover::targets_for(f),
-        None => targets,
-    };
     let mut s = setup(
         &cfg,
         &a.analysis,
@@ -247,6 +237,18 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if a.verbose && !a.quiet {
         eprintln!("memtap: {}", budget_line(&s.pipeline, &cfg));
     }
+    // After every check of the flags: a mistake is said before the files
+    // are read even once.
+    let given = super::discover::targets_given(&a.common, &cfg);
+    let found = if given {
+        None
+    } else {
+        super::discover::scan(&cfg, &a.files)?
+    };
+    let targets = match &found {
+        Some(f) => super::discover::targets_for(f),
+        None => targets,
+    };
     let mut bar = super::progress::Bar::new(!a.quiet);
     let mut tap = s.triggers.clone().map(|mut t| {
         t.quiet = a.quiet;
