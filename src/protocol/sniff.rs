@@ -11,7 +11,7 @@
 use super::{binary, detect, Limits, Parse, Proto, RespForm};
 use crate::decode::targets::DEFAULT_PORT;
 use crate::decode::{Packet, Transport};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// How a server was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,7 +209,7 @@ pub fn describe(found: &[Found]) -> String {
     s
 }
 
-pub fn describe_one(f: &Found) -> String {
+fn describe_one(f: &Found) -> String {
     let t = match f.transport {
         Transport::Tcp => "tcp",
         Transport::Udp => "udp",
@@ -218,13 +218,6 @@ pub fn describe_one(f: &Found) -> String {
         How::Port => format!("{} ({t}, by port)", f.addr),
         How::Protocol(p) => format!("{} ({t}, by protocol: {})", f.addr, p.as_str()),
     }
-}
-
-/// True for an address in `found` (whatever the transport).
-pub fn is_found(found: &[Found], ip: IpAddr, port: u16) -> bool {
-    found
-        .iter()
-        .any(|f| f.addr.ip() == ip && f.addr.port() == port)
 }
 
 #[cfg(test)]
