@@ -190,6 +190,7 @@ fn draw_rows(
     .column_spacing(1)
     .row_highlight_style(look.selected())
     .block(Block::default().borders(Borders::TOP).title(title));
+    // Lazily: with no rows, `n - 1` must not be computed at all.
     let mut st = TableState::default().with_selected((n > 0).then(|| selected.min(n - 1)));
     f.render_stateful_widget(table, area, &mut st);
 }
@@ -589,6 +590,22 @@ fn draw_help(f: &mut Frame, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first frame, before any snapshot: every table is empty.
+    #[test]
+    fn an_empty_model_draws() {
+        let m = Model::new(10_000_000_000, Sort::Requests);
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
+        t.draw(|f| draw(f, &m, Look { color: false })).unwrap();
+        let text: String = t
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(text.contains("lost: nothing"), "{text}");
+    }
 
     #[test]
     fn numbers_fit_six_columns() {
