@@ -140,8 +140,8 @@ pub struct ServerInsight {
     pub stores: u64,
     pub storms: u64,
     pub storm_misses: u64,
-    /// Distinct clients of the largest storm (exact up to
-    /// `STORM_CLIENTS`, where it saturates).
+    /// Distinct clients of the largest storm: exact up to
+    /// `STORM_CLIENTS` (8); `STORM_CLIENTS + 1` means more.
     pub storm_clients_max: u64,
     /// First miss to the store that ended a storm, in microseconds.
     pub refill_us: Log2Hist,
@@ -453,7 +453,7 @@ const EPISODE: u16 = 16;
 const MULTI: u16 = 32;
 
 /// Distinct clients remembered per storm (exact up to this many).
-pub const STORM_CLIENTS: usize = 4;
+pub const STORM_CLIENTS: usize = 8;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct KeyState {
@@ -870,7 +870,11 @@ impl Insight {
                         out.forgotten_unread = Some((set[i].server, set[i].bytes as u64));
                     }
                 }
-                let known_before = self.seen.insert(h);
+                // Seen before *on this server*: a key new to a server is
+                // `first` there, whatever the other servers saw.
+                let known_before = self
+                    .seen
+                    .insert(h ^ (u64::from(sidx) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 set[i] = KeyState {
                     h,
                     server: sidx,
@@ -1220,5 +1224,41 @@ impl MultiServerKey {
         {
             self.clients.push((client, server));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_costs_what_docs_insight_says() {
+        // docs/insight.md "Bounds": 131,072 entries of this size.
+        assert_eq!(std::mem::size_of::<KeyState>(), 88);
+        let i = Insight::new(&InsightConfig::default());
+        assert_eq!(
+            i.heap_bytes(),
+            131_072 * 88 + (4 << 20) + i.pool_mrc.heap_bytes()
+        );
+    }
+
+    #[test]
+    fn ttl_classes() {
+        assert_eq!(ttl_class(None), 0);
+        assert_eq!(ttl_class(Some(-1)), 1);
+        assert_eq!(ttl_class(Some(1)), 2);
+        assert_eq!(ttl_class(Some(100)), 8);
+        assert_eq!(ttl_class_label(8), "64s");
+        assert_eq!(ttl_class(Some(i64::MAX)), TTL_CLASSES - 1);
+    }
+
+    #[test]
+    fn deadlines_follow_memcached() {
+        let now = 1_700_000_000 * SEC;
+        assert_eq!(deadline(0, now), NEVER);
+        assert_eq!(deadline(-1, now), now);
+        assert_eq!(deadline(30, now), now + 30 * SEC);
+        // Over 30 days: a Unix time.
+        assert_eq!(deadline(1_700_000_100, now), 1_700_000_100 * SEC);
     }
 }

@@ -122,6 +122,16 @@ pub fn write(w: &mut dyn Write, r: &Report) -> io::Result<()> {
     Ok(())
 }
 
+/// Distinct clients of a storm: exact up to `STORM_CLIENTS`, then "more".
+fn clients_text(n: u64) -> String {
+    let cap = crate::collect::insight::STORM_CLIENTS as u64;
+    if n > cap {
+        format!("more than {cap}")
+    } else {
+        n.to_string()
+    }
+}
+
 /// "Why it misses": the cache-insight section (README "Why it misses").
 fn insight(w: &mut dyn Write, ins: &super::insight::InsightOut) -> io::Result<()> {
     use crate::collect::insight::{MISS_CLASSES, UNREAD_ENDS};
@@ -152,7 +162,7 @@ fn insight(w: &mut dyn Write, ins: &super::insight::InsightOut) -> io::Result<()
             s.server.clone(),
             s.storms.to_string(),
             s.storm_misses.to_string(),
-            s.storm_clients_max.to_string(),
+            clients_text(s.storm_clients_max),
             s.refill_us_p50.to_string(),
             s.refill_us_max.to_string(),
         ]);
