@@ -286,16 +286,38 @@ pub fn replay(cfg: &Config, pkts: &[Owned], tick: bool) -> (Digest, usize) {
     let base = alloc::reset_peak();
     let mut e = Engine::new(ecfg, targets);
     let mut d = Digest::default();
+    let debug = std::env::var_os("MEMTAP_FUZZ_DEBUG").is_some();
     let mut sink = |r: &Record<'_>| {
         d.add(r);
+        if debug {
+            eprintln!("  record {r:?}");
+        }
         assert!(r.key.is_none_or(|k| k.len() <= 65_535), "{r:?}");
     };
     for (i, o) in pkts.iter().enumerate() {
+        if debug {
+            eprintln!(
+                "packet {} ts {} {}:{} > {}:{} udp {} {:?} {:?} wire {}",
+                i + 1,
+                o.ts,
+                o.src,
+                o.sport,
+                o.dst,
+                o.dport,
+                o.udp,
+                o.tcp,
+                String::from_utf8_lossy(&o.payload),
+                o.wire
+            );
+        }
         e.packet(&packet(i, o), &mut sink);
         if tick {
             let now = e.now();
             e.advance(now, &mut sink);
         }
+    }
+    if debug {
+        eprintln!("finish: {:?}", e.counters());
     }
     let peak = alloc::peak().saturating_sub(base);
     e.finish(&mut sink);

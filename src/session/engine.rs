@@ -270,6 +270,14 @@ impl Engine {
         match p.transport {
             Transport::Udp => {
                 self.counters.udp_datagrams += 1;
+                if p.ts < self.last_ts {
+                    // The exchanges' timers run on the engine's packet time,
+                    // which TCP packets move too: a datagram stamped before
+                    // it must find what a tick at that time would have
+                    // expired expired, or the records would depend on where
+                    // batch boundaries (ticks) fell.
+                    self.udp.sweep(self.last_ts, sink);
+                }
                 let info = SegInfo {
                     ts: p.ts,
                     frame_no: p.frame_no,
