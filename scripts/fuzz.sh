@@ -42,7 +42,7 @@ python3 scripts/fuzz-seeds.py
 # without ASan each target runs about twice as many inputs. Debug
 # assertions on: they are invariants too.
 tdir="${MEMTAP_FUZZ_TARGET_DIR:-fuzz/target}"
-nice -n "$nice_level" cargo +nightly fuzz build --fuzz-dir fuzz -s none -a --target-dir "$tdir"
+nice -n "$nice_level" cargo +nightly fuzz build --fuzz-dir fuzz -s none -a --codegen-units 16 --target-dir "$tdir"
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 bin="$tdir/$triple/release"
 failed=()
