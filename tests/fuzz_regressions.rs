@@ -126,3 +126,67 @@ fn udp_exchanges_time_out_on_tcp_packet_time_without_a_tick() {
         assert_eq!(c.records, 5, "ticked: {tick}");
     }
 }
+
+fn tcp(ts: u64, client: u16, to_server: bool, seq: u32, ack: u32, syn: bool, body: &[u8]) -> Pkt {
+    Pkt {
+        ts,
+        client,
+        to_server,
+        udp: false,
+        tcp: TcpInfo {
+            seq,
+            ack,
+            syn,
+            ack_flag: true,
+            ..TcpInfo::default()
+        },
+        payload: body.to_vec(),
+    }
+}
+
+/// Found by the `engine` target: a connection idle past the idle timeout
+/// was evicted (its request, held for server bytes it had acknowledged but
+/// that never came, delivered then, stamped with that time) at the next
+/// TCP packet or tick; UDP datagrams did not run the connections' timer.
+/// So the record's time depended on whether a tick came between the
+/// datagrams. Every packet now runs every timer on the engine's time.
+#[test]
+fn idle_connections_are_evicted_on_udp_packet_time_without_a_tick() {
+    let s = 5_100_000 * MS;
+    let pkts = [
+        // The server's SYN-ACK with data, then bytes far past a hole...
+        tcp(T0, 40000, false, 2_162_687, 1000, true, b"EN\r\n"),
+        tcp(
+            T0 + 178 * MS,
+            40000,
+            false,
+            5_000_000,
+            1007,
+            false,
+            b"MN\r\n",
+        ),
+        // ...that the client's request acknowledges: it waits for them.
+        tcp(
+            T0 + 178 * MS,
+            40000,
+            true,
+            1000,
+            5_000_000,
+            false,
+            b"get a\r\n",
+        ),
+        // UDP only, long past the idle timeout (300 s).
+        udp_request(T0 + s, 40001, 1, b"get b\r\n"),
+        udp_request(T0 + s + MS, 40001, 2, b"get c\r\n"),
+    ];
+    let (plain, _) = replay(&pkts, false);
+    let (ticked, e) = replay(&pkts, true);
+    assert_eq!(plain, ticked);
+    let want: Vec<(u64, u16, Option<Vec<u8>>, Outcome)> = vec![
+        (T0 + s, 40000, Some(b"a".to_vec()), Outcome::Lost),
+        (T0 + s, 40001, Some(b"b".to_vec()), Outcome::Lost),
+        (T0 + s + MS, 40001, Some(b"c".to_vec()), Outcome::Lost),
+    ];
+    assert_eq!(plain, want);
+    assert_eq!(e.counters().tcp_evicted_idle, 1);
+}

@@ -341,6 +341,12 @@ pub fn run(data: &[u8]) {
     let cfg = config(input.bounds, input.udp_hold);
     let (plain, peak) = replay(&cfg, &pkts, false);
     let share = Config::split(cfg.memory(), 1).share as usize;
+    if std::env::var_os("MEMTAP_FUZZ_DEBUG").is_some() {
+        eprintln!(
+            "heap peak {peak} bytes, budget {share} bytes ({:?})",
+            input.bounds
+        );
+    }
     assert!(
         peak <= share + SLACK,
         "the engine held {peak} bytes of heap, over its {share}-byte budget"
