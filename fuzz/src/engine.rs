@@ -25,7 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub enum Bounds {
     Default,
     Tiny,
-    /// `[limits] memory = "1MiB"`: every part of the split is small.
+    /// `[limits] memory = "16MiB"`, the smallest accepted: every part of the split is small.
     SmallBudget,
 }
 
@@ -264,7 +264,7 @@ pub fn config(b: Bounds, udp_hold: bool) -> Config {
             cfg.protocol.max_pending_per_conn = 4;
             cfg.protocol.max_line_bytes = 1024;
         }
-        Bounds::SmallBudget => cfg.limits.memory = "1MiB".into(),
+        Bounds::SmallBudget => cfg.limits.memory = "16MiB".into(),
     }
     if !udp_hold {
         cfg.udp.hold_ms = 0;
@@ -340,7 +340,10 @@ pub fn run(data: &[u8]) {
     let pkts = packets(&input);
     let cfg = config(input.bounds, input.udp_hold);
     let (plain, peak) = replay(&cfg, &pkts, false);
+    // `memory()` falls back to the automatic budget on a value out of
+    // range: the budget asked for must be the one in force.
     let share = Config::split(cfg.memory(), 1).share as usize;
+    assert!(share <= 64 << 20, "budget {share}");
     if std::env::var_os("MEMTAP_FUZZ_DEBUG").is_some() {
         eprintln!(
             "heap peak {peak} bytes, budget {share} bytes ({:?})",
