@@ -39,10 +39,13 @@ fn udp_request(ts: u64, client: u16, req_id: u16, body: &[u8]) -> Pkt {
     }
 }
 
+/// (time, client port, key, outcome) of a record.
+type Rec = (u64, u16, Option<Vec<u8>>, Outcome);
+
 /// (record, key) of every record, from one engine, ticked at the packet
 /// time reached after every packet when `tick` (as the replay pipeline does
 /// at the end of each batch).
-fn replay(pkts: &[Pkt], tick: bool) -> (Vec<(u64, u16, Option<Vec<u8>>, Outcome)>, Engine) {
+fn replay(pkts: &[Pkt], tick: bool) -> (Vec<Rec>, Engine) {
     let targets = Targets::new(vec!["*:11211".parse::<Target>().unwrap()]);
     let mut e = Engine::new(EngineConfig::from_config(&Config::default()), targets);
     let mut out = Vec::new();
@@ -110,7 +113,7 @@ fn udp_exchanges_time_out_on_tcp_packet_time_without_a_tick() {
         // The same request again, stamped before the TCP segment.
         udp_request(T0 + 3 * MS, 40001, 1, b"get a bb\r\n"),
     ];
-    let want: Vec<(u64, u16, Option<Vec<u8>>, Outcome)> = vec![
+    let want: Vec<Rec> = vec![
         (T0 + 2 * MS, 40001, Some(b"a".to_vec()), Outcome::Lost),
         (T0 + 2 * MS, 40001, Some(b"bb".to_vec()), Outcome::Lost),
         (T0 + 3 * MS, 40001, Some(b"a".to_vec()), Outcome::Lost),
@@ -182,7 +185,7 @@ fn idle_connections_are_evicted_on_udp_packet_time_without_a_tick() {
     let (plain, _) = replay(&pkts, false);
     let (ticked, e) = replay(&pkts, true);
     assert_eq!(plain, ticked);
-    let want: Vec<(u64, u16, Option<Vec<u8>>, Outcome)> = vec![
+    let want: Vec<Rec> = vec![
         (T0 + s, 40000, Some(b"a".to_vec()), Outcome::Lost),
         (T0 + s, 40001, Some(b"b".to_vec()), Outcome::Lost),
         (T0 + s + MS, 40001, Some(b"c".to_vec()), Outcome::Lost),
