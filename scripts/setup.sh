@@ -62,3 +62,11 @@ if ((${#need[@]})); then
     $SUDO "${apt[@]}" update -qq
     $SUDO "${apt[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# The coverage-guided fuzz smoke of .ci/run (fuzz/, libFuzzer) needs
+# cargo-fuzz, and runs only where the nightly toolchain is installed.
+if rustup toolchain list 2>/dev/null | grep -q '^nightly' &&
+    ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked --quiet
+fi
