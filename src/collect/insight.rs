@@ -788,6 +788,9 @@ impl Insight {
     fn apply(&mut self, ev: &Ev, run: &mut Tables, mut win: Option<&mut Tables>) {
         if ev.seen < self.applied_upto {
             run.insight.late += 1;
+            if let Some(w) = win.as_deref_mut() {
+                w.insight.late += 1;
+            }
         }
         self.applied_upto = self.applied_upto.max(ev.seen);
         self.last_ts = self.last_ts.max(ev.ts);
@@ -1049,8 +1052,10 @@ impl Insight {
     }
 
     /// At the end of the run: writes still unread are counted (expired if
-    /// their time has passed, else `at_end`), and the filter's error rate.
-    pub fn finish(&mut self, run: &mut Tables) {
+    /// their time has passed, else `at_end`), and the filter's error rate,
+    /// in the run and in its last window (so that the windows, stored,
+    /// still add up to the run).
+    pub fn finish(&mut self, run: &mut Tables, mut last: Option<&mut Tables>) {
         let end = self.last_ts;
         let servers = self.servers.clone();
         let clocks = self.clocks.clone();
@@ -1073,12 +1078,17 @@ impl Insight {
                 U_AT_END
             };
             if let Some(a) = servers.get(st.server as usize) {
-                let s = run.insight.server(*a);
-                s.unread[why] += 1;
-                s.unread_bytes[why] += st.bytes as u64;
+                for t in std::iter::once(&mut *run).chain(last.as_deref_mut()) {
+                    let s = t.insight.server(*a);
+                    s.unread[why] += 1;
+                    s.unread_bytes[why] += st.bytes as u64;
+                }
             }
         }
         run.insight.seen_filter_fp_ppm = self.seen.fp_ppm();
+        if let Some(l) = last {
+            l.insight.seen_filter_fp_ppm = self.seen.fp_ppm();
+        }
     }
 }
 

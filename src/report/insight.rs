@@ -216,6 +216,9 @@ pub fn insight_out(t: &Tables, o: &ReportOptions) -> InsightOut {
     let mut families: Vec<FamilyInsightOut> = t
         .families
         .iter()
+        // Families with something to say (the store keeps no family
+        // insight: its families would all be zeros).
+        .filter(|e| e.stats.insight.stores > 0 || e.stats.insight.misses.iter().any(|&m| m > 0))
         .map(|e| {
             let f = &e.stats.insight;
             FamilyInsightOut {
