@@ -10,11 +10,10 @@
 //! within 3 points of the exact one (`[insight] mrc_exact`).
 
 mod common;
-use common::server::{capture, free_port, is_root, memcached_with, stats, which};
+use common::server::{can_capture, capture, free_port, memcached_with, memtap_json, stats};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_memtap");
@@ -23,10 +22,6 @@ const GETS: usize = 60_000;
 const VALUE: usize = 1000;
 /// memcached's chunk for a 1,000-byte value with a 10-byte key (class 12).
 const CHUNK: f64 = 1184.0;
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
 
 /// Zipf(0.9) ranks from a fixed seed (inverse CDF over a table).
 fn workload() -> Vec<u32> {
@@ -112,35 +107,29 @@ fn ratio_at(mrc: &Value, bytes: f64) -> f64 {
 fn curve(file: &std::path::Path, port: u16, exact: bool, dir: &std::path::Path) -> Value {
     let cfg = dir.join(format!("exact-{exact}.toml"));
     std::fs::write(&cfg, format!("[insight]\nmrc_exact = {exact}\n")).unwrap();
-    let out = Command::new(BIN)
-        .args(["replay", "-f", "json", "-c"])
-        .arg(&cfg)
-        .args(["--target", &format!("127.0.0.1:{port}")])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let target = format!("127.0.0.1:{port}");
+    let r = memtap_json(
+        BIN,
+        &[
+            "replay",
+            "-f",
+            "json",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--target",
+            &target,
+            file.to_str().unwrap(),
+        ],
     );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     r["insight"]["pool"]["mrc"].clone()
 }
 
 #[test]
 fn the_curve_predicts_memcached_at_other_sizes() {
-    let why = if !is_root() {
-        Some("needs root (tcpdump on lo)".to_string())
-    } else {
-        ["memcached", "tcpdump"]
-            .into_iter()
-            .find(|t| which(t).is_none())
-            .map(|t| format!("{t} is not installed"))
-    };
-    if let Some(w) = why {
-        assert!(!ci(), "{w} (CI must run it)");
-        eprintln!("skipped: {w}");
+    if !can_capture(
+        "the_curve_predicts_memcached_at_other_sizes",
+        &["memcached", "tcpdump"],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
