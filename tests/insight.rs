@@ -288,6 +288,24 @@ fn miss_classes_equal_the_servers_counters() {
             ("64s".into(), 5)
         ]
     );
+    // The CSV tables say the same.
+    let csv = dir.path().join("csv");
+    let out = std::process::Command::new(BIN)
+        .args(["replay", "-f", "csv", "--output-dir", csv.to_str().unwrap()])
+        .args(["--target", &t1, "--target", &t2])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows = std::fs::read_to_string(csv.join("insight_servers.csv")).unwrap();
+    let row: Vec<&str> = rows
+        .lines()
+        .find(|l| l.starts_with(&t1))
+        .unwrap()
+        .split(',')
+        .collect();
+    // server, first, expired, deleted, evicted, ...
+    assert_eq!(row[1..5], ["14", "10", "10", &evicted.to_string()]);
     // The history store keeps the same per interval: summed back, the
     // classes, storms and TTLs are the run's.
     let h = memtap_json(BIN, &["report", "--store", &store, "-f", "json"]);
