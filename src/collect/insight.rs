@@ -554,6 +554,8 @@ struct Ev {
     result: Outcome,
     bytes: u64,
     exptime: Option<i32>,
+    /// A flush's copy for this collector (counted by another).
+    echo: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -705,6 +707,7 @@ impl Insight {
                 r.req_bytes
             },
             exptime: r.exptime,
+            echo: r.echo,
         });
     }
 
@@ -794,9 +797,11 @@ impl Insight {
         }
         self.applied_upto = self.applied_upto.max(ev.seen);
         self.last_ts = self.last_ts.max(ev.ts);
-        run.insight.applied += 1;
-        if let Some(w) = win.as_deref_mut() {
-            w.insight.applied += 1;
+        if !ev.echo {
+            run.insight.applied += 1;
+            if let Some(w) = win.as_deref_mut() {
+                w.insight.applied += 1;
+            }
         }
         let now = ev.ts;
         let sidx = self.server_idx(ev.server);
