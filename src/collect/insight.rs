@@ -173,10 +173,15 @@ impl ServerInsight {
 }
 
 fn merge_mrc(a: &mut Option<MrcCounts>, b: &Option<MrcCounts>) {
-    match (a.as_mut(), b) {
-        (_, None) => {}
-        (Some(x), Some(y)) => x.merge(y),
-        (None, Some(y)) => *a = Some(y.clone()),
+    if let Some(y) = b {
+        merge_counts(a, y);
+    }
+}
+
+fn merge_counts(a: &mut Option<MrcCounts>, b: &MrcCounts) {
+    match a {
+        Some(x) => x.merge(b),
+        None => *a = Some(b.clone()),
     }
 }
 
@@ -645,19 +650,18 @@ impl Insight {
     /// Hands the curves' counts gathered since the last call to the run's
     /// tables and to the window they belong to.
     fn flush_mrc(&mut self, run: &mut Tables, win: Option<&mut Tables>) {
-        let pool = self.pool_mrc.take_counts();
-        let servers: Vec<(SocketAddr, MrcCounts)> = self
-            .server_mrc
-            .iter_mut()
-            .zip(&self.servers)
-            .map(|(m, a)| (*a, m.take_counts()))
-            .collect();
+        // Merged from where they are and cleared in place: no allocation
+        // per batch (a period's first merge copies once).
         for t in std::iter::once(run).chain(win) {
             t.insight.slab_config = Some(self.cfg.slab);
-            merge_mrc(&mut t.insight.mrc, &Some(pool.clone()));
-            for (a, c) in &servers {
-                merge_mrc(&mut t.insight.server(*a).mrc, &Some(c.clone()));
+            merge_counts(&mut t.insight.mrc, self.pool_mrc.counts());
+            for (m, a) in self.server_mrc.iter().zip(&self.servers) {
+                merge_counts(&mut t.insight.server(*a).mrc, m.counts());
             }
+        }
+        self.pool_mrc.clear_counts();
+        for m in &mut self.server_mrc {
+            m.clear_counts();
         }
     }
 
@@ -1170,7 +1174,12 @@ impl Effects {
         if multi_with.is_some() {
             s.multi_server_keys += 1;
         }
-        if let Some(f) = fam.and_then(|f| t.families.get_mut(f)) {
+        // Plain hits change no family figure: no lookup for them.
+        let touches_family = self.miss.is_some() || self.stored.is_some() || self.unread.is_some();
+        if let Some(f) = fam
+            .filter(|_| touches_family)
+            .and_then(|f| t.families.get_mut(f))
+        {
             let fi = &mut f.stats.insight;
             if let Some(c) = self.miss {
                 fi.misses[c] += 1;
