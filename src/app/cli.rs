@@ -307,6 +307,11 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "PATH")]
     pub report_file: Option<PathBuf>,
 
+    /// Exit with status 3 when no packet was memcached traffic of a target
+    /// (a wrong --target, or nothing found without one).
+    #[arg(long)]
+    pub strict: bool,
+
     /// No per-window log lines on standard error.
     #[arg(long, short = 'q')]
     pub quiet: bool,

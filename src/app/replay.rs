@@ -179,6 +179,7 @@ pub fn make_report(out: &PipelineOutput, files: &[PathBuf], s: &ReplaySetup) -> 
         counters: out.counters.clone(),
         first_ts: out.first_ts,
         last_ts: out.last_ts,
+        servers_found: Vec::new(),
     };
     report::build(&out.run, &windows, &info, limits, &s.options)
 }
@@ -430,6 +431,7 @@ fn finished_view(
             counters: out.counters,
             first_ts: out.first_ts,
             last_ts: out.last_ts,
+            servers_found: Vec::new(),
         },
         limits,
         options: s.options.clone(),

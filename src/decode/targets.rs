@@ -125,31 +125,53 @@ pub enum Side {
     FromServer,
 }
 
-/// The set of targets (a short list, scanned linearly: fleets name a few
-/// pools or CIDR blocks, not thousands of hosts).
+/// Single hosts up to this many are scanned with the blocks; beyond, they
+/// are looked up in a set (servers found without `--target` can be many).
+const SCANNED_HOSTS: usize = 8;
+
+/// The set of targets: a short list scanned linearly (fleets name a few
+/// pools or CIDR blocks), and many single hosts in a hash set.
 #[derive(Debug, Clone)]
 pub struct Targets {
     list: Vec<Target>,
+    /// What `classify` scans: blocks, `*`, and the hosts when they are few.
+    scan: Vec<Target>,
+    /// The single hosts when there are more than `SCANNED_HOSTS`.
+    hosts: hashbrown::HashSet<(IpAddr, u16)>,
 }
 
 impl Default for Targets {
     fn default() -> Self {
-        Targets {
-            list: vec![Target {
-                net: None,
-                port: DEFAULT_PORT,
-            }],
-        }
+        Targets::new(Vec::new())
     }
 }
 
 impl Targets {
     pub fn new(list: Vec<Target>) -> Targets {
-        if list.is_empty() {
-            Targets::default()
+        let list = if list.is_empty() {
+            vec![Target {
+                net: None,
+                port: DEFAULT_PORT,
+            }]
         } else {
-            Targets { list }
+            list
+        };
+        let host = |t: &Target| match t.net {
+            Some(n) if n.prefix_len() == n.max_prefix_len() => Some((n.addr(), t.port)),
+            _ => None,
+        };
+        let many = list.iter().filter(|t| host(t).is_some()).count() > SCANNED_HOSTS;
+        let mut scan = Vec::new();
+        let mut hosts = hashbrown::HashSet::new();
+        for t in &list {
+            match host(t) {
+                Some(h) if many => {
+                    hosts.insert(h);
+                }
+                _ => scan.push(t.clone()),
+            }
         }
+        Targets { list, scan, hosts }
     }
 
     pub fn list(&self) -> &[Target] {
@@ -179,7 +201,8 @@ impl Targets {
     }
 
     fn any(&self, ip: IpAddr, port: u16) -> bool {
-        self.list.iter().any(|t| t.matches(ip, port))
+        self.scan.iter().any(|t| t.matches(ip, port))
+            || (!self.hosts.is_empty() && self.hosts.contains(&(ip, port)))
     }
 
     /// A packet whose both ends look like targets (server-to-server on the
@@ -260,6 +283,34 @@ mod tests {
         assert_eq!(ts.classify(v6, 11300, v6, 40000), Some(Side::FromServer));
         let any = Targets::default();
         assert_eq!(any.classify(c, 1, a, 11211), Some(Side::ToServer));
+    }
+
+    #[test]
+    fn many_hosts_are_looked_up_like_few() {
+        // Past `SCANNED_HOSTS` the hosts go to the set; blocks stay scanned.
+        let mut list: Vec<Target> = (1..=20).map(|i| t(&format!("10.0.0.{i}:22122"))).collect();
+        list.push(t("10.9.0.0/16:11300"));
+        list.push(t("[fd00::7]:22122"));
+        let ts = Targets::new(list);
+        assert_eq!(ts.hosts.len(), 21);
+        assert_eq!(ts.scan.len(), 1);
+        assert_eq!(ts.list().len(), 22);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let c = ip("192.168.1.1");
+        assert_eq!(
+            ts.classify(c, 5, ip("10.0.0.20"), 22122),
+            Some(Side::ToServer)
+        );
+        assert_eq!(
+            ts.classify(ip("fd00::7"), 22122, c, 5),
+            Some(Side::FromServer)
+        );
+        assert_eq!(ts.classify(c, 5, ip("10.0.0.21"), 22122), None);
+        assert_eq!(ts.classify(c, 5, ip("10.0.0.20"), 22123), None);
+        assert_eq!(
+            ts.classify(c, 5, ip("10.9.3.4"), 11300),
+            Some(Side::ToServer)
+        );
     }
 
     #[test]

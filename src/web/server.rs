@@ -597,6 +597,7 @@ pub fn window_report(v: &View, start: Ts, end: Ts, t: &Tables) -> Report {
         counters: v.info.counters.clone(),
         first_ts: start,
         last_ts: end,
+        servers_found: v.info.servers_found.clone(),
     };
     let limits = LimitsOut {
         tracked_keys: t.keys.len(),
