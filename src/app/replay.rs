@@ -326,13 +326,14 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(l) = listener {
         let out = pipe_out.take().expect("kept for --serve");
-        let view = finished_view(
+        let mut view = finished_view(
             out,
             &a.files,
             &s,
             cfg.http.keep_windows,
             report.triggers.clone(),
         );
+        view.info.servers_found = report.capture.servers_found.clone();
         l.serve_until_signal(std::sync::Arc::new(crate::web::server::FixedView(
             std::sync::Arc::new(view),
         )))?;

@@ -413,4 +413,59 @@ mod tests {
             "10.0.0.1:22122 (tcp, by protocol: binary)"
         );
     }
+
+    #[test]
+    fn a_live_finder_is_bounded_and_forgets_idle_flows() {
+        let mut f = Finder::with_max_flows(4);
+        let at = |ts, src: &str, dst: &str| {
+            let mut p = pkt(src, dst, Transport::Tcp, b"\x16\x03\x01tls");
+            p.ts = ts;
+            p
+        };
+        for i in 0..6 {
+            let c = format!("10.0.0.9:{}", 40000 + i);
+            assert_eq!(f.packet(&at(1, &c, "10.0.0.1:443")), None);
+        }
+        assert_eq!(f.flows(), 4);
+        assert_eq!(f.untracked_flows, 2);
+        // Flows not seen for the idle time go; the others stay.
+        f.packet(&at(50, "10.0.0.9:40000", "10.0.0.1:443"));
+        f.sweep(100, 60);
+        assert_eq!(f.flows(), 1);
+        // Still over three quarters full: flows already judged go too.
+        for _ in 0..TRIES {
+            f.packet(&at(100, "10.0.0.9:40000", "10.0.0.1:443"));
+            f.packet(&at(100, "10.0.0.1:443", "10.0.0.9:40000"));
+        }
+        for i in 1..4 {
+            let c = format!("10.0.0.9:{}", 41000 + i);
+            f.packet(&at(100, &c, "10.0.0.1:443"));
+        }
+        assert_eq!(f.flows(), 4);
+        f.sweep(100, 60);
+        assert_eq!(f.flows(), 3);
+
+        // A server another thread found is not found (nor listed) again.
+        f.know(S.parse().unwrap(), Transport::Tcp);
+        f.packet(&pkt(C, S, Transport::Tcp, b"get k\r\n"));
+        assert_eq!(f.packet(&pkt(S, C, Transport::Tcp, b"END\r\n")), None);
+        assert!(f.found().is_empty());
+        // A new one is returned once.
+        let other = "10.0.0.2:22122";
+        f.packet(&pkt(C, other, Transport::Tcp, b"get k\r\n"));
+        let got = f.packet(&pkt(other, C, Transport::Tcp, b"END\r\n"));
+        assert_eq!(got.map(|g| g.addr), Some(other.parse().unwrap()));
+        assert_eq!(f.packet(&pkt(C, other, Transport::Tcp, b"get k\r\n")), None);
+    }
+
+    #[test]
+    fn found_servers_are_capped_and_the_rest_counted() {
+        let mut f = Finder::new();
+        for i in 0..MAX_FOUND + 3 {
+            let dst = format!("10.{}.{}.1:11211", i / 256, i % 256);
+            f.packet(&pkt(C, &dst, Transport::Tcp, b""));
+        }
+        assert_eq!(f.found().len(), MAX_FOUND);
+        assert_eq!(f.over_cap, 3);
+    }
 }

@@ -365,6 +365,7 @@ pub fn render_metrics(v: &View, openmetrics: bool) -> String {
         windows_closed: v.windows_closed,
         store_backlog: v.store_backlog,
         triggers: v.triggers.as_ref().map(|t| &t.stats),
+        servers_found: &v.info.servers_found,
     };
     let format = if openmetrics {
         prometheus::Format::OpenMetrics
