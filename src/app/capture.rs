@@ -90,15 +90,11 @@ fn settings(cfg: &Config, a: &CaptureArgs) -> anyhow::Result<Settings> {
 /// looked for), narrowed by --filter.
 fn filter_expr(targets: &Targets, discover: bool, extra: &str) -> String {
     let base = if discover {
-        super::discover::bpf_expr()
+        super::discover::BPF_ALL.to_string()
     } else {
-        targets.bpf_expr()
+        targets.bpf_terms()
     };
-    if extra.trim().is_empty() {
-        base
-    } else {
-        format!("({base}) and ({extra})")
-    }
+    crate::decode::targets::bpf_narrowed(&base, extra)
 }
 
 /// One AF_PACKET ring that survives its interface: when the interface is

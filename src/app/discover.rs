@@ -84,13 +84,10 @@ fn target_of(f: &Found) -> Option<Target> {
     }
 }
 
-/// The kernel filter of a live capture that looks for servers: every TCP
-/// and UDP packet (and the IPv4 fragments, which carry no port), also
-/// behind one VLAN tag, as `Targets::bpf_expr` has it.
-pub fn bpf_expr() -> String {
-    let base = "(tcp or udp or ip[6:2] & 0x1fff != 0)";
-    format!("{base} or (vlan and {base})")
-}
+/// The kernel filter's terms (for untagged frames; `bpf_narrowed` adds
+/// the tagged ones) while a live capture looks for servers: every TCP and
+/// UDP packet, and the IPv4 fragments, which carry no port.
+pub const BPF_ALL: &str = "(tcp or udp or ip[6:2] & 0x1fff != 0)";
 
 /// Flows one capture thread examines at once. The table is allocated
 /// whole at the start: about 3 MiB a thread (`Finder::bytes_for`),

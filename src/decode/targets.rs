@@ -116,6 +116,20 @@ impl Target {
     }
 }
 
+/// `base` (terms for untagged frames) narrowed by a user's `extra`
+/// expression (none when blank), untagged or behind one VLAN tag. The
+/// narrowing goes inside each alternative: after the `vlan` keyword every
+/// offset is a tagged frame's, so `(… or (vlan and …)) and (extra)` would
+/// test untagged frames at the wrong offsets and keep none of them.
+pub fn bpf_narrowed(base: &str, extra: &str) -> String {
+    let b = if extra.trim().is_empty() {
+        base.to_string()
+    } else {
+        format!("({base}) and ({extra})")
+    };
+    format!("{b} or (vlan and ({b}))")
+}
+
 /// Which way a packet goes relative to the watched servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -189,6 +203,11 @@ impl Targets {
     /// kernel has already taken the tag off (AF_PACKET on Linux), the
     /// untagged terms match.
     pub fn bpf_expr(&self) -> String {
+        bpf_narrowed(&self.bpf_terms(), "")
+    }
+
+    /// The targets' terms for untagged frames.
+    pub fn bpf_terms(&self) -> String {
         let mut terms: Vec<String> = Vec::with_capacity(self.list.len());
         for t in &self.list {
             let term = t.bpf_term();
@@ -196,8 +215,7 @@ impl Targets {
                 terms.push(term);
             }
         }
-        let base = terms.join(" or ");
-        format!("{base} or (vlan and ({base}))")
+        terms.join(" or ")
     }
 
     fn any(&self, ip: IpAddr, port: u16) -> bool {
@@ -405,7 +423,11 @@ mod tests {
     /// libpcap's own matcher, after checking `compile_filter` accepts the
     /// expression (what the kernel gets).
     fn check(ts: &Targets, cases: &[(&str, Vec<u8>, u16, bool)]) {
-        let expr = ts.bpf_expr();
+        check_expr(&ts.bpf_expr(), cases)
+    }
+
+    fn check_expr(expr: &str, cases: &[(&str, Vec<u8>, u16, bool)]) {
+        let expr = expr.to_string();
         let insns = crate::capture::bpf::compile_filter(&expr, 1, 65535).unwrap();
         assert!(insns.len() > 10);
         let dead = pcap::Capture::dead(pcap::Linktype(1)).unwrap();
@@ -551,6 +573,69 @@ mod tests {
                     ip4,
                     true,
                 ),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_user_filter_narrows_untagged_and_tagged_frames_alike() {
+        let ts = Targets::new(vec![t("10.0.0.5:11211")]);
+        let ip4 = 0x0800;
+        // Before the narrowing went inside each alternative, no untagged
+        // frame passed a filter with --filter.
+        check_expr(
+            &bpf_narrowed(&ts.bpf_terms(), "tcp port 40000"),
+            &[
+                (
+                    "target, the extra port",
+                    tcp4("10.0.0.9", 40000, "10.0.0.5", 11211),
+                    ip4,
+                    true,
+                ),
+                (
+                    "target, another client port",
+                    tcp4("10.0.0.9", 40001, "10.0.0.5", 11211),
+                    ip4,
+                    false,
+                ),
+                (
+                    "not a target, the extra port",
+                    tcp4("10.0.0.9", 40000, "10.0.0.6", 11211),
+                    ip4,
+                    false,
+                ),
+            ],
+        );
+        // Every TCP and UDP packet (servers looked for), narrowed.
+        let all = "(tcp or udp or ip[6:2] & 0x1fff != 0)";
+        check_expr(
+            &bpf_narrowed(all, "port 8080"),
+            &[
+                (
+                    "TCP, the port",
+                    tcp4("1.2.3.4", 8080, "5.6.7.8", 9),
+                    ip4,
+                    true,
+                ),
+                (
+                    "UDP, the port",
+                    udp4("1.2.3.4", 9, "5.6.7.8", 8080),
+                    ip4,
+                    true,
+                ),
+                (
+                    "TCP, other port",
+                    tcp4("1.2.3.4", 80, "5.6.7.8", 9),
+                    ip4,
+                    false,
+                ),
+            ],
+        );
+        check_expr(
+            &bpf_narrowed(all, " "),
+            &[
+                ("any TCP", tcp4("1.2.3.4", 80, "5.6.7.8", 9), ip4, true),
+                ("a fragment", frag4("1.2.3.4", "5.6.7.8"), ip4, true),
             ],
         );
     }
