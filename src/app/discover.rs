@@ -92,7 +92,7 @@ pub const BPF_ALL: &str = "(tcp or udp or ip[6:2] & 0x1fff != 0)";
 /// Flows one capture thread examines at once. The table is allocated
 /// whole at the start: about 3 MiB a thread (`Finder::bytes_for`),
 /// besides the memory budget.
-pub const LIVE_FLOWS: usize = 1 << 14;
+pub const LIVE_FLOWS: usize = 1 << 13;
 /// A flow not seen for this long is forgotten by its finder.
 const LIVE_IDLE_NS: u64 = 60_000_000_000;
 /// How often a thread sweeps its finder's table (it walks it whole).
@@ -315,4 +315,83 @@ pub fn nothing_matched(
         counters.packets,
         named.join(" ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::sniff::describe_one;
+
+    fn pkt<'a>(src: &str, dst: &str, t: Transport, payload: &'a [u8]) -> Packet<'a> {
+        let s: SocketAddr = src.parse().unwrap();
+        let d: SocketAddr = dst.parse().unwrap();
+        Packet {
+            ts: 1,
+            frame_no: 1,
+            src: s.ip(),
+            dst: d.ip(),
+            sport: s.port(),
+            dport: d.port(),
+            transport: t,
+            tcp: crate::decode::TcpInfo::default(),
+            payload,
+            truncated: false,
+            wire_payload_len: payload.len(),
+        }
+    }
+
+    #[test]
+    fn what_one_thread_finds_every_thread_watches_and_the_hub_says_once() {
+        let base = Targets::default();
+        let (mut fs, mut hub) = live_finders(2, 1, &base);
+        let (c, s) = ("10.0.0.9:40000", "10.0.0.1:22122");
+        let watched = |f: &LiveFinder| {
+            f.targets()
+                .classify(
+                    "10.0.0.9".parse().unwrap(),
+                    40000,
+                    "10.0.0.1".parse().unwrap(),
+                    22122,
+                )
+                .is_some()
+        };
+        assert!(!fs[0].packet(&pkt(c, s, Transport::Tcp, b"get k\r\n")));
+        assert!(fs[0].packet(&pkt(s, c, Transport::Tcp, b"END\r\n")));
+        assert!(watched(&fs[0]));
+        // The others at their next batch; the follower never looks itself.
+        assert!(!watched(&fs[1]) && !watched(&fs[2]));
+        assert!(fs[1].poll() && fs[2].poll());
+        assert!(watched(&fs[1]) && watched(&fs[2]));
+        assert!(!fs[1].poll());
+        // Thread 1 knows it now: its own flows to it find nothing new.
+        fs[1].packet(&pkt(c, s, Transport::Tcp, b"get k\r\n"));
+        assert!(!fs[1].packet(&pkt(s, c, Transport::Tcp, b"END\r\n")));
+        // Port 11211 changes no targets (watched already), but is listed;
+        // two threads finding one server make one line.
+        let d = "10.0.0.2:11211";
+        assert!(!fs[0].packet(&pkt(c, d, Transport::Udp, b"")));
+        assert!(!fs[1].packet(&pkt(c, d, Transport::Udp, b"")));
+        let said: Vec<String> = hub.take().iter().map(describe_one).collect();
+        assert_eq!(
+            said,
+            [
+                "10.0.0.1:22122 (tcp, by protocol: text)",
+                "10.0.0.2:11211 (udp, by port)"
+            ]
+        );
+        assert!(hub.take().is_empty());
+        // A reload keeps what was found on its new base.
+        fs[2].set_base(Targets::new(vec!["*:11300".parse().unwrap()]));
+        assert!(watched(&fs[2]));
+        assert_eq!(fs[2].targets().list().len(), 2);
+        let mut c = Counters::default();
+        fs[0].tick(2_000_000_000, &mut c);
+        assert_eq!(c.discovery_untracked_flows, 0);
+    }
+
+    #[test]
+    fn a_live_finder_table_is_the_3_mib_the_docs_say() {
+        // docs/commands.md: "about 3 MiB a thread".
+        assert_eq!(Finder::bytes_for(LIVE_FLOWS), 32_768 * 89);
+    }
 }

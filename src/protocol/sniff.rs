@@ -94,10 +94,12 @@ impl Finder {
     }
 
     /// A finder that examines at most `max_flows` flows at once. The
-    /// table is sized for them up front: a live capture's packet path
-    /// then never allocates for it.
+    /// table is sized up front for twice as many: flows come and go, and
+    /// hashbrown reclaims the slots of removed ones in place (without
+    /// allocating) only while it is at most half full; so a live
+    /// capture's packet path never allocates for it, however long it runs.
     pub fn with_max_flows(max_flows: usize) -> Finder {
-        Finder::build(hashbrown::HashMap::with_capacity(max_flows), max_flows)
+        Finder::build(hashbrown::HashMap::with_capacity(2 * max_flows), max_flows)
     }
 
     fn build(flows: hashbrown::HashMap<FlowId, FlowState>, max_flows: usize) -> Finder {
@@ -112,11 +114,11 @@ impl Finder {
         }
     }
 
-    /// Bytes the flow table takes when full (for the memory budget).
+    /// Bytes the flow table of `with_max_flows(max_flows)` takes.
     pub fn bytes_for(max_flows: usize) -> usize {
         // hashbrown keeps its load at most 7/8, in a power of two of
         // buckets, each a key, a value and a control byte.
-        let buckets = (max_flows * 8 / 7).next_power_of_two();
+        let buckets = (2 * max_flows * 8 / 7).next_power_of_two();
         buckets * (std::mem::size_of::<(FlowId, FlowState)>() + 1)
     }
 
