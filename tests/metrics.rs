@@ -326,6 +326,7 @@ fn render_window(w: &Tables, top: usize) -> String {
             windows_closed: 1,
             store_backlog: None,
             triggers: None,
+            servers_found: &[],
         },
         Format::Prometheus004,
     );

@@ -179,6 +179,7 @@ pub fn make_report(out: &PipelineOutput, files: &[PathBuf], s: &ReplaySetup) -> 
         counters: out.counters.clone(),
         first_ts: out.first_ts,
         last_ts: out.last_ts,
+        servers_found: Vec::new(),
     };
     report::build(&out.run, &windows, &info, limits, &s.options)
 }
@@ -325,13 +326,14 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(l) = listener {
         let out = pipe_out.take().expect("kept for --serve");
-        let view = finished_view(
+        let mut view = finished_view(
             out,
             &a.files,
             &s,
             cfg.http.keep_windows,
             report.triggers.clone(),
         );
+        view.info.servers_found = report.capture.servers_found.clone();
         l.serve_until_signal(std::sync::Arc::new(crate::web::server::FixedView(
             std::sync::Arc::new(view),
         )))?;
@@ -430,6 +432,7 @@ fn finished_view(
             counters: out.counters,
             first_ts: out.first_ts,
             last_ts: out.last_ts,
+            servers_found: Vec::new(),
         },
         limits,
         options: s.options.clone(),

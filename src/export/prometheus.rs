@@ -69,7 +69,9 @@
 //!   `memtap_windows_closed_total`.
 //!
 //! As gauges: `memtap_build_info{version} 1` (an `info` family in
-//! OpenMetrics), `memtap_flows_active`, `memtap_store_backlog` (only when
+//! OpenMetrics), `memtap_server_found_info{server,transport,how,dialect} 1`
+//! for each server found without `--target` (`dialect` empty when found by
+//! port 11211), `memtap_flows_active`, `memtap_store_backlog` (only when
 //! there is a store), and the top `top` of the last closed window (nothing
 //! at all when there is none yet):
 //!
@@ -161,6 +163,8 @@ pub struct ExportInput<'a> {
     pub store_backlog: Option<u64>,
     /// What the triggers did, when rules are configured.
     pub triggers: Option<&'a crate::trigger::Stats>,
+    /// The servers found without `--target`: `memtap_server_found_info`.
+    pub servers_found: &'a [crate::report::FoundOut],
 }
 
 /// The default of `--metrics-top` (config `export.metrics_top`).
@@ -225,6 +229,9 @@ pub struct SeriesShape {
     /// misses (0 with insight off).
     pub insight_servers: usize,
     pub insight_families: usize,
+    /// Servers found without `--target` (at most
+    /// [`MAX_FOUND`](crate::protocol::sniff::MAX_FOUND)); 0 from `of`.
+    pub servers_found: usize,
 }
 
 impl SeriesShape {
@@ -257,6 +264,7 @@ impl SeriesShape {
                 .iter()
                 .filter(|e| e.stats.insight.misses.iter().any(|&m| m > 0))
                 .count(),
+            servers_found: 0,
         }
     }
 }
@@ -302,6 +310,7 @@ pub fn worst_case_series(s: &SeriesShape) -> usize {
         + s.latency_hists * (LATENCY_BOUNDS_NS.len() + 3)
         + s.size_hists * (VALUE_SIZE_BOUNDS.len() + 3)
         + s.top * (TOP_KEY_FAMILIES + 1 + KEY_CLIENT_SERIES)
+        + s.servers_found
         + if s.insight_servers > 0 {
             INSIGHT_SERVER_SERIES * s.insight_servers
                 + 4
@@ -324,6 +333,29 @@ pub fn render(out: &mut String, s: &ExportInput<'_>, f: Format) {
         "memtap version that produced these metrics (always 1).",
     );
     sample(out, "memtap_build_info", &[("version", s.version)], 1);
+    if !s.servers_found.is_empty() {
+        family(
+            out,
+            f,
+            "memtap_server_found_info",
+            Kind::Info,
+            "A memcached server found without --target (always 1): found by port 11211, or \
+             by protocol (its dialect's requests answered).",
+        );
+        for fo in s.servers_found {
+            sample(
+                out,
+                "memtap_server_found_info",
+                &[
+                    ("server", &fo.server),
+                    ("transport", fo.transport),
+                    ("how", fo.how),
+                    ("dialect", fo.dialect.unwrap_or("")),
+                ],
+                1,
+            );
+        }
+    }
 
     let servers_bd = run.breakdown.sorted();
     let labels: Vec<String> = servers_bd.iter().map(|sc| server_label(sc)).collect();
@@ -1227,6 +1259,7 @@ mod tests {
             windows_closed: 0,
             store_backlog,
             triggers: None,
+            servers_found: &[],
         };
         render(&mut out, &input, f);
         out
@@ -1258,6 +1291,7 @@ mod tests {
                 windows_closed: 2,
                 store_backlog: None,
                 triggers: None,
+                servers_found: &[],
             },
             f,
         );
@@ -1631,14 +1665,78 @@ mod tests {
             store: false,
             insight_servers: 0,
             insight_families: 0,
+            servers_found: 0,
         };
-        assert_eq!(fixed_series(false), 80);
-        assert_eq!(worst_case_series(&shape), 2870);
+        assert_eq!(fixed_series(false), 82);
+        assert_eq!(worst_case_series(&shape), 2872);
         let capped = SeriesShape {
             top: MAX_METRICS_TOP,
             ..shape
         };
         assert_eq!(worst_case_series(&capped) - worst_case_series(&shape), 1080);
+    }
+
+    #[test]
+    fn servers_found_are_one_info_series_each() {
+        use crate::report::FoundOut;
+        let run = tiny();
+        let found = [
+            FoundOut {
+                server: "10.0.0.1:11211".into(),
+                transport: "tcp",
+                how: "port",
+                dialect: None,
+            },
+            FoundOut {
+                server: "10.0.0.2:22122".into(),
+                transport: "udp",
+                how: "protocol",
+                dialect: Some("meta"),
+            },
+        ];
+        let counters = Counters::default();
+        let with = |f: Format, found: &[FoundOut]| {
+            let mut out = String::new();
+            let input = ExportInput {
+                run: &run,
+                last_window: None,
+                counters: &counters,
+                top: 2,
+                redact: &Redact::None,
+                version: "t",
+                flows_active: 0,
+                windows_closed: 0,
+                store_backlog: None,
+                triggers: None,
+                servers_found: found,
+            };
+            render(&mut out, &input, f);
+            out
+        };
+        let samples = "memtap_server_found_info{server=\"10.0.0.1:11211\",transport=\"tcp\",\
+                       how=\"port\",dialect=\"\"} 1\n\
+                       memtap_server_found_info{server=\"10.0.0.2:22122\",transport=\"udp\",\
+                       how=\"protocol\",dialect=\"meta\"} 1\n";
+        let prom = with(Format::Prometheus004, &found);
+        assert!(
+            prom.contains(&format!("# TYPE memtap_server_found_info gauge\n{samples}")),
+            "{prom}"
+        );
+        let om = with(Format::OpenMetrics, &found);
+        assert!(om.contains("# TYPE memtap_server_found info\n"), "{om}");
+        assert!(om.contains(samples), "{om}");
+        // None found (or --target given): no family at all.
+        assert!(!with(Format::Prometheus004, &[]).contains("memtap_server_found"));
+        let n = |s: &str| s.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(n(&prom), n(&with(Format::Prometheus004, &[])) + 2);
+        let shape = SeriesShape {
+            servers_found: 2,
+            ..SeriesShape::of(&run, 2, false)
+        };
+        assert_eq!(
+            worst_case_series(&shape),
+            worst_case_series(&SeriesShape::of(&run, 2, false)) + 2
+        );
     }
 
     #[test]

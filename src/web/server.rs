@@ -365,6 +365,7 @@ pub fn render_metrics(v: &View, openmetrics: bool) -> String {
         windows_closed: v.windows_closed,
         store_backlog: v.store_backlog,
         triggers: v.triggers.as_ref().map(|t| &t.stats),
+        servers_found: &v.info.servers_found,
     };
     let format = if openmetrics {
         prometheus::Format::OpenMetrics
@@ -597,6 +598,7 @@ pub fn window_report(v: &View, start: Ts, end: Ts, t: &Tables) -> Report {
         counters: v.info.counters.clone(),
         first_ts: start,
         last_ts: end,
+        servers_found: v.info.servers_found.clone(),
     };
     let limits = LimitsOut {
         tracked_keys: t.keys.len(),

@@ -59,6 +59,7 @@ pub fn replay_fixture(case: &str, workers: usize, collectors: usize) -> Replayed
         windows_closed: out.windows.len() as u64,
         store_backlog: Some(0),
         triggers: None,
+        servers_found: &[],
     };
     let mut prom = String::new();
     render(&mut prom, &input, Format::Prometheus004);
