@@ -145,6 +145,7 @@ fn traffic(r: &Value) -> Value {
             "commands_failed",
             "actions_dropped",
             "actions_abandoned",
+            "actions_pending",
             "snippets_written",
             "snippet_bytes",
             "snippet_errors",
@@ -428,18 +429,29 @@ fn a_hung_webhook_holds_neither_the_others_nor_the_exit() {
     let u = |k: &str| t[k].as_u64().unwrap();
     // Both rules fire alike: twice the events of one.
     assert_eq!(t["events"].as_array().unwrap().len() as u64, 2 * events);
-    assert_eq!(u("webhooks_sent"), events, "the answering target: {err}");
+    // The report does not wait for the actions: what was still queued or
+    // running then is `actions_pending`; the rest is counted already.
+    assert_eq!(u("actions_abandoned"), 0, "counted after the report: {t}");
     assert_eq!(
-        u("webhooks_failed") + u("actions_dropped") + u("actions_abandoned"),
-        events,
-        "every action of the hung target is counted: {t}"
+        u("webhooks_sent") + u("webhooks_failed") + u("actions_dropped") + u("actions_pending"),
+        2 * events,
+        "every action is counted: {t}"
     );
-    assert!(u("actions_abandoned") + u("actions_dropped") > 0, "{t}");
+    assert!(u("actions_pending") > 0, "the hung one at least: {t}");
+    // After the report, within the drain, the answering target gets every
+    // event; the hung one's pending actions are abandoned, counted on the
+    // log.
+    let abandoned = abandoned_in(&err);
+    assert!(abandoned >= 1 && abandoned <= u("actions_pending"), "{err}");
     let mut got = 0;
     while rx.try_recv().is_ok() {
         got += 1;
     }
-    assert_eq!(got, events);
+    assert_eq!(got, events, "{err}");
+    assert!(
+        u("webhooks_failed") + u("actions_dropped") + abandoned <= events,
+        "only the hung target's: {t}\n{err}"
+    );
     // The traffic figures are the fault-free run's.
     let mut a = traffic(&r);
     let mut b = traffic(&clean);
@@ -451,6 +463,197 @@ fn a_hung_webhook_holds_neither_the_others_nor_the_exit() {
     }
     assert_eq!(a, b);
     drop(held);
+}
+
+/// The count on the log line of actions abandoned at exit (0 if none).
+fn abandoned_in(log: &str) -> u64 {
+    log.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("memtap: warning: actions: ")?;
+            let (n, tail) = rest.split_once(' ')?;
+            tail.starts_with("still queued or running after actions.drain_timeout")
+                .then(|| n.parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+/// Reads a child's standard output as it comes: the text, and when its
+/// last line arrived (the report is written at once, as a whole).
+fn timed_stdout(child: &mut std::process::Child) -> std::thread::JoinHandle<(String, Instant)> {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(out);
+        let mut text = String::new();
+        let mut last = Instant::now();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return (text, last);
+            }
+            last = Instant::now();
+            text.push_str(&line);
+        }
+    })
+}
+
+/// A loopback webhook that accepts and never answers (the connections are
+/// held until the test ends).
+fn hung_webhook() -> std::net::SocketAddr {
+    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = hung.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut keep = Vec::new();
+        for s in hung.incoming() {
+            keep.push(s);
+        }
+    });
+    addr
+}
+
+/// A replay whose only webhook never answers: the report is on standard
+/// output before the actions' grace starts, with the actions still pending
+/// then; the exit follows within `drain_timeout`, the abandoned counted.
+#[test]
+fn the_report_of_a_replay_does_not_wait_for_a_hung_webhook() {
+    if !ready("report_first_replay") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("a.pcap");
+    build(&cap, 2, 3);
+    let plain = config(dir.path(), RULE);
+    let (clean, _) = replay(&["-c", plain.to_str().unwrap(), cap.to_str().unwrap()]);
+    let events = report(&clean)["triggers"]["events"]
+        .as_array()
+        .unwrap()
+        .len() as u64;
+    assert!(events >= 2, "{events}");
+    let hook = hung_webhook();
+    // The webhook's own timeout is far off: only the drain ends them.
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "{RULE}webhook = \"http://{hook}/hook\"\n\n[recorder]\nwebhook_timeout = \"60s\"\n\n[actions]\ndrain_timeout = \"3s\"\n"
+        ),
+    );
+    let start = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["replay", "-f", "json", "-t", "10.0.0.1:11211", "-c"])
+        .arg(&cfg)
+        .arg(&cap)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = timed_stdout(&mut child);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let st = child.wait().unwrap();
+    let exited = Instant::now();
+    let (text, reported) = out.join().unwrap();
+    assert!(st.success(), "{err}");
+    let gap = exited - reported;
+    assert!(
+        gap >= Duration::from_millis(2500),
+        "the report came {gap:?} before the exit, not before the 3 s drain: {err}"
+    );
+    assert!(
+        exited - start < Duration::from_secs(8),
+        "{:?}: {err}",
+        exited - start
+    );
+    let r: Value = serde_json::from_str(&text).unwrap();
+    let t = &r["triggers"];
+    assert_eq!(t["events"].as_array().unwrap().len() as u64, events);
+    // One webhook per event, none done when the report was written.
+    assert_eq!(t["actions_pending"], events, "{t}");
+    assert_eq!(t["webhooks_sent"], 0);
+    assert_eq!(t["webhooks_failed"], 0);
+    assert_eq!(t["actions_dropped"], 0);
+    assert_eq!(t["actions_abandoned"], 0);
+    assert_eq!(abandoned_in(&err), events, "{err}");
+    assert!(
+        err.contains("actions.drain_timeout (3s): abandoned"),
+        "{err}"
+    );
+}
+
+/// The same for a live capture on lo stopped by SIGINT, its report in
+/// text: the report (with the pending actions in its Triggers section)
+/// is out before the drain, the exit within it.
+#[test]
+fn the_report_of_a_capture_does_not_wait_for_a_hung_webhook() {
+    if !ready("report_first_capture") {
+        return;
+    }
+    let port = free_port();
+    let _mc = common::server::memcached(port);
+    let dir = tempfile::tempdir().unwrap();
+    let hook = hung_webhook();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "{RULE}webhook = \"http://{hook}/hook\"\n\n[recorder]\nwebhook_timeout = \"60s\"\n\n[actions]\ndrain_timeout = \"3s\"\n"
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["capture", "-i", "lo", "--workers", "1", "-f", "text"])
+        .args(["--listen", "127.0.0.1:0", "-t"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-c")
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_addr, log) = common::wait_for_listener(&mut child);
+    let out = timed_stdout(&mut child);
+    std::thread::sleep(Duration::from_millis(300));
+    // 20 gets a second for 3 s: the client fires.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 64];
+    for i in 0..60 {
+        write!(c, "get k{i}\r\n").unwrap();
+        let _ = c.read(&mut buf).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let stop = Instant::now();
+    common::signal(&child, "INT");
+    let st = child.wait().unwrap();
+    let exited = Instant::now();
+    let (text, reported) = out.join().unwrap();
+    let log = log.join().unwrap();
+    assert!(st.success(), "{log}");
+    let row = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{name}` row:\n{text}"))
+    };
+    let pending = row("actions pending at the report");
+    assert!(pending >= 1, "{text}");
+    assert_eq!(pending, row("events"), "one hung webhook per event");
+    assert_eq!(row("webhooks sent"), 0);
+    assert_eq!(abandoned_in(&log), pending, "{log}");
+    let gap = exited - reported;
+    assert!(
+        gap >= Duration::from_millis(2500),
+        "the report came {gap:?} before the exit: {log}"
+    );
+    assert!(
+        exited - stop < Duration::from_secs(6),
+        "{:?}: {log}",
+        exited - stop
+    );
 }
 
 /// A command's output goes to memtap's log, not into the report on
@@ -480,8 +683,21 @@ fn commands_print_to_the_log_and_die_whole_on_timeout() {
     assert!(err.contains("to-stderr"), "{err}");
     let t = &r["triggers"];
     let events = t["events"].as_array().unwrap().len() as u64;
-    assert_eq!(t["commands_failed"].as_u64().unwrap(), events, "{t}");
+    // The report did not wait for them; each was killed at its timeout,
+    // within the drain after the report (none abandoned).
+    assert_eq!(
+        t["commands_failed"].as_u64().unwrap() + t["actions_pending"].as_u64().unwrap(),
+        events,
+        "{t}"
+    );
     assert_eq!(t["actions_abandoned"], 0);
+    assert_eq!(abandoned_in(&err), 0, "{err}");
+    assert_eq!(
+        err.matches("command killed after 1s (its whole process group)")
+            .count() as u64,
+        events,
+        "{err}"
+    );
     assert!(took < Duration::from_secs(8), "{took:?}");
     let list = std::fs::read_to_string(&pids).unwrap();
     let pids: Vec<&str> = list.lines().collect();

@@ -274,10 +274,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         super::discover::nothing_matched(&pipe_out.counters, &cfg, &a.files, given, &targets);
     let over_budget = budget_shed(&pipe_out.counters);
     if let Some(t) = &tap {
-        report.triggers = Some(crate::trigger::Summary {
-            stats: t.triggers.stats(),
-            events: t.triggers.events(),
-        });
+        report.triggers = Some(t.triggers.summary());
     }
     let warnings = pipe_out.warnings.clone();
     bar.finish();
@@ -306,6 +303,11 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         None,
         a.quiet,
     )?;
+    // Then the actions' grace, beside the store's.
+    let drain = tap
+        .as_mut()
+        .and_then(|t| t.triggers.take_actions())
+        .map(|d| d.start());
     let mut code = ExitCode::SUCCESS;
     if let Some(w) = store {
         // The store takes the tables; with --serve too, it gets a copy.
@@ -322,6 +324,9 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         let stats = w.stats();
         let r = super::store::store_replay(w, o, &a.files, s.pipeline.window_ns, &events);
         code = super::store::finish_outcome(r, &stats);
+    }
+    if let Some(d) = drain {
+        let _ = d.join();
     }
     if let Some(l) = listener {
         let out = pipe_out.take().expect("kept for --serve");
