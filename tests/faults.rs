@@ -316,6 +316,127 @@ fn a_full_store_disk_costs_neither_the_report_nor_another_store() {
     assert_eq!(h["totals"]["requests"], n + m);
 }
 
+/// `replay ARGS --serve`: its /metrics once the replay is done, then
+/// SIGINT; with the exit status and the log.
+fn replay_served(args: &[&str]) -> (String, std::process::ExitStatus, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "replay",
+            "-f",
+            "json",
+            "--workers",
+            "2",
+            "--collectors",
+            "2",
+            "-t",
+            "10.0.0.1:11211",
+            "--serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (addr, log) = common::wait_for_listener(&mut child);
+    // 503 until the replay (and the store's part) is done.
+    let t = Instant::now();
+    let metrics = loop {
+        let (code, _, body) = common::http_get(&addr, "/metrics", None);
+        if code == 200 {
+            break body;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{code}: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    common::signal(&child, "INT");
+    let st = child.wait().unwrap();
+    (metrics, st, log.join().unwrap())
+}
+
+/// A sample's value on /metrics (a family without labels).
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Items in a spool file (its first line is the header) and its bytes.
+fn spooled(dir: &Path) -> (u64, u64) {
+    let files = spool_files(dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let p = dir.join(&files[0]);
+    let text = std::fs::read_to_string(&p).unwrap();
+    (text.lines().count() as u64 - 1, text.len() as u64)
+}
+
+/// The store is down and the spool reaches `store.spool_max`: what does
+/// not fit is shed, and /metrics says exactly how much, beside what waits
+/// in the spool (backlog and bytes); the exit status says data was lost.
+#[test]
+fn a_full_spool_sheds_and_metrics_count_it() {
+    if !ready("spool_shed") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("a.pcap");
+    build(&cap, 3, 120);
+    // A database that is down: nothing listens on its port.
+    let url = format!("postgres://memtap@127.0.0.1:{}/x", free_port());
+    let run = |name: &str, max: &str| {
+        let spool = dir.path().join(name);
+        std::fs::create_dir(&spool).unwrap();
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[store]\nspool_dir = \"{}\"\nflush_timeout = \"1s\"\nsniffer = \"s1\"\nspool_max = \"{max}\"\n",
+                spool.display()
+            ),
+        )
+        .unwrap();
+        let (m, st, log) = replay_served(&[
+            "-c",
+            cfg.to_str().unwrap(),
+            "--window",
+            "1s",
+            "--store",
+            &url,
+            cap.to_str().unwrap(),
+        ]);
+        (m, st, log, spool)
+    };
+    // Room for all: the number of items the run spools.
+    let (m, st, log, spool) = run("all", "256MiB");
+    assert!(st.success(), "{log}");
+    let (all, bytes) = spooled(&spool);
+    assert!(all > 100, "{all}");
+    assert_eq!(metric(&m, "memtap_store_backlog"), all);
+    assert_eq!(metric(&m, "memtap_store_spool_bytes"), bytes);
+    assert_eq!(metric(&m, "memtap_store_shed_total"), 0);
+    assert_eq!(metric(&m, "memtap_store_spool_foreign_total"), 0);
+    assert_eq!(metric(&m, "memtap_store_lost_total"), 0);
+    // 1 MiB holds about half of them (each interval is ~20 KB).
+    let (m, st, log, spool) = run("small", "1MiB");
+    assert!(!st.success(), "shed is lost: {log}");
+    let (kept, bytes) = spooled(&spool);
+    assert!(kept > 0 && kept < all, "{kept} of {all}");
+    assert!(bytes <= 1 << 20, "{bytes}");
+    assert_eq!(metric(&m, "memtap_store_backlog"), kept);
+    assert_eq!(metric(&m, "memtap_store_spool_bytes"), bytes);
+    assert_eq!(metric(&m, "memtap_store_shed_total"), all - kept, "{log}");
+    assert_eq!(metric(&m, "memtap_store_lost_total"), 0);
+    assert!(log.contains("intervals are shed from now on"), "{log}");
+    assert!(
+        log.contains(&format!("({} items lost in all)", all - kept)),
+        "{log}"
+    );
+}
+
 /// A spool made for a store that was since re-created at the same path
 /// (a new creation id) is set aside, counted, never written into it.
 #[test]
@@ -363,10 +484,16 @@ fn a_spool_of_an_earlier_store_at_the_same_path_is_set_aside() {
     for f in std::fs::read_dir(&small.0).unwrap().flatten() {
         std::fs::remove_file(f.path()).unwrap();
     }
-    let (o, _) = replay(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
+    let (aside, _) = spooled(&spool);
+    let (m, st, err) = replay_served(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(st.success(), "{err}");
     assert!(err.contains("belong to an earlier store"), "{err}");
+    // Every item of the old spool is counted as set aside; nothing waits.
+    assert_eq!(metric(&m, "memtap_store_spool_foreign_total"), aside);
+    assert_eq!(metric(&m, "memtap_store_backlog"), 0);
+    assert_eq!(metric(&m, "memtap_store_spool_bytes"), 0);
+    assert_eq!(metric(&m, "memtap_store_shed_total"), 0);
+    assert_eq!(metric(&m, "memtap_store_lost_total"), 0);
     let files = spool_files(&spool);
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].contains(".foreign-"), "{files:?}");

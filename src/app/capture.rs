@@ -565,7 +565,7 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
             for (start, end, t) in &closed {
                 f.window(*start, *end, t, &now);
             }
-            live.set_store_backlog(f.w.backlog());
+            live.set_store(super::store::figures(&f.w.stats()));
             live.set_problem("store", f.w.stats().problem());
         }
         for (start, end, t) in closed {

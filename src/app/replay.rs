@@ -309,6 +309,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         .and_then(|t| t.triggers.take_actions())
         .map(|d| d.start());
     let mut code = ExitCode::SUCCESS;
+    let mut store_figures = None;
     if let Some(w) = store {
         // The store takes the tables; with --serve too, it gets a copy.
         let o = if listener.is_some() {
@@ -324,6 +325,8 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         let stats = w.stats();
         let r = super::store::store_replay(w, o, &a.files, s.pipeline.window_ns, &events);
         code = super::store::finish_outcome(r, &stats);
+        // What became of the intervals, for --serve's /metrics.
+        store_figures = Some(super::store::figures(&stats));
     }
     if let Some(d) = drain {
         let _ = d.join();
@@ -336,6 +339,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             &s,
             cfg.http.keep_windows,
             report.triggers.clone(),
+            store_figures,
         );
         l.serve_until_signal(std::sync::Arc::new(crate::web::server::FixedView(
             std::sync::Arc::new(view),
@@ -417,6 +421,7 @@ fn finished_view(
     s: &ReplaySetup,
     keep_windows: usize,
     triggers: Option<crate::trigger::Summary>,
+    store: Option<crate::export::prometheus::StoreFigures>,
 ) -> crate::web::server::View {
     let limits = run_limits(&out, s);
     let taken_ns = out.last_ts;
@@ -443,7 +448,7 @@ fn finished_view(
         threads: Vec::new(),
         flows_active: 0,
         triggers,
-        store_backlog: None,
+        store,
         taken_ns,
     }
 }

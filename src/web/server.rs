@@ -45,8 +45,8 @@ pub struct View {
     pub threads: Vec<(String, crate::stats::Counters)>,
     /// Live capture: connections and UDP exchanges open now.
     pub flows_active: u64,
-    /// Closed intervals not yet in the history store (when one runs).
-    pub store_backlog: Option<u64>,
+    /// The history store's figures (when there is one).
+    pub store: Option<prometheus::StoreFigures>,
     /// What the triggers did, when rules are configured.
     pub triggers: Option<crate::trigger::Summary>,
     /// When `run` was copied (ns since the epoch): wall-clock time for a
@@ -363,7 +363,7 @@ pub fn render_metrics(v: &View, openmetrics: bool) -> String {
         version: env!("CARGO_PKG_VERSION"),
         flows_active: v.flows_active,
         windows_closed: v.windows_closed,
-        store_backlog: v.store_backlog,
+        store: v.store,
         triggers: v.triggers.as_ref().map(|t| &t.stats),
     };
     let format = if openmetrics {
