@@ -583,7 +583,7 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
             for (start, end, t) in &closed {
                 f.window(*start, *end, t, &now);
             }
-            live.set_store_backlog(f.w.backlog());
+            live.set_store(super::store::figures(&f.w.stats()));
             live.set_problem("store", f.w.stats().problem());
         }
         for (start, end, t) in closed {
@@ -627,6 +627,7 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
         eprintln!("memtap: stopping: draining the pipeline");
     }
     let mut trigger_summary = None;
+    let mut actions = None;
     if let Some(mut t) = triggers.take() {
         // The rings go with the capture threads: what is due is written
         // now, with the frames there are.
@@ -641,10 +642,8 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
                 f.w.submit_event(e);
             }
         }
-        trigger_summary = Some(crate::trigger::Summary {
-            stats: t.stats(),
-            events: t.events(),
-        });
+        trigger_summary = Some(t.summary());
+        actions = t.take_actions();
     }
     let mut hub = live.take_hub();
     let (out, threads) = live.finish()?;
@@ -704,10 +703,15 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
     } else {
         Ok(())
     };
+    // Then the actions' grace, beside the store's.
+    let drain = actions.map(|d| d.start());
     let mut code = ExitCode::SUCCESS;
     if let Some(f) = store {
         let stats = f.w.stats();
         code = super::store::finish_outcome(f.finish(&out, &input_name), &stats);
+    }
+    if let Some(d) = drain {
+        let _ = d.join();
     }
     emitted?;
     if let Some(srv) = server {

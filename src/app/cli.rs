@@ -488,8 +488,8 @@ pub struct AnalysisArgs {
     /// Where triggers write their pcapng snippets (config: recorder.dir;
     /// without it triggers still fire, log and count, but keep no packets).
     /// Checked for writing at start. Webhooks and commands run on a small
-    /// pool ([actions]); at exit they get actions.drain_timeout (default
-    /// 5s) before the report, then are abandoned (counted).
+    /// pool ([actions]); at exit the report comes first, then they get
+    /// actions.drain_timeout (default 5s), then are abandoned (counted).
     #[arg(long, value_name = "DIR")]
     pub trigger_dir: Option<PathBuf>,
 

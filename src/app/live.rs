@@ -145,7 +145,7 @@ struct Shared {
     limits: TableLimits,
     options: ReportOptions,
     metrics_top: usize,
-    store_backlog: Option<u64>,
+    store: Option<crate::export::prometheus::StoreFigures>,
     /// Problems outside the capture threads (the store, snippets), by
     /// source; each source logs its own changes.
     problems: std::collections::BTreeMap<&'static str, String>,
@@ -229,7 +229,7 @@ impl ViewSource for LiveView {
                 .iter()
                 .map(|s| s.lock().expect("slot").flows_active)
                 .sum(),
-            store_backlog: sh.store_backlog,
+            store: sh.store,
             triggers: self.triggers.as_ref().map(|t| {
                 let t = t.lock().unwrap_or_else(|p| p.into_inner());
                 crate::trigger::Summary {
@@ -504,7 +504,7 @@ impl Live {
                 limits: pc.limits,
                 options: cfg.options.clone(),
                 metrics_top: cfg.metrics_top,
-                store_backlog: None,
+                store: None,
                 problems: Default::default(),
                 servers_found: Vec::new(),
             })),
@@ -656,11 +656,11 @@ impl Live {
         sum_slots(&self.view.slots).0
     }
 
-    /// Shown as `memtap_store_backlog` from now on.
-    pub fn set_store_backlog(&self, n: u64) {
+    /// Shown as `memtap_store_*` from now on.
+    pub fn set_store(&self, f: crate::export::prometheus::StoreFigures) {
         let mut sh = self.view.shared.lock().expect("live state");
-        if sh.store_backlog != Some(n) {
-            sh.store_backlog = Some(n);
+        if sh.store != Some(f) {
+            sh.store = Some(f);
             *self.view.cache.lock().expect("view cache") = None;
         }
     }

@@ -71,8 +71,10 @@
 //! As gauges: `memtap_build_info{version} 1` (an `info` family in
 //! OpenMetrics), `memtap_server_found_info{server,transport,how,dialect} 1`
 //! for each server found without `--target` (`dialect` empty when found by
-//! port 11211), `memtap_flows_active`, `memtap_store_backlog` (only when
-//! there is a store), and the top `top` of the last closed window (nothing
+//! port 11211), `memtap_flows_active`, `memtap_store_backlog` and
+//! `memtap_store_spool_bytes` (only when there is a store; so are the
+//! counters `memtap_store_{shed,spool_foreign,lost}_total`), and the top
+//! `top` of the last closed window (nothing
 //! at all when there is none yet):
 //!
 //! * `memtap_window_requests`: the window's key-requests, so that
@@ -158,14 +160,36 @@ pub struct ExportInput<'a> {
     pub flows_active: u64,
     /// Windows closed so far: `memtap_windows_closed_total`.
     pub windows_closed: u64,
-    /// Windows waiting to be written by the store, when there is one:
-    /// `memtap_store_backlog` (not written when `None`).
-    pub store_backlog: Option<u64>,
+    /// The history store's figures, when there is one (`memtap_store_*`,
+    /// not written when `None`).
+    pub store: Option<StoreFigures>,
     /// What the triggers did, when rules are configured.
     pub triggers: Option<&'a crate::trigger::Stats>,
     /// The servers found without `--target`: `memtap_server_found_info`.
     pub servers_found: &'a [crate::report::FoundOut],
 }
+
+/// What became of the intervals a history store was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreFigures {
+    /// Intervals (and capture rows) not yet committed:
+    /// `memtap_store_backlog`.
+    pub backlog: u64,
+    /// Bytes of this store's spool file: `memtap_store_spool_bytes`.
+    pub spool_bytes: u64,
+    /// Items shed at the spool's bound (`store.spool_max`):
+    /// `memtap_store_shed_total`.
+    pub shed: u64,
+    /// Items of a spool made for another store (or an earlier one at the
+    /// same address), set aside and never written here:
+    /// `memtap_store_spool_foreign_total`.
+    pub foreign: u64,
+    /// Items neither written nor spooled: `memtap_store_lost_total`.
+    pub lost: u64,
+}
+
+/// Series of the store's families.
+const STORE_SERIES: usize = 5;
 
 /// The default of `--metrics-top` (config `export.metrics_top`).
 pub const DEFAULT_METRICS_TOP: usize = 10;
@@ -223,7 +247,7 @@ pub struct SeriesShape {
     pub latency_hists: usize,
     /// (server, class) pairs with a value-size sample.
     pub size_hists: usize,
-    /// Whether `store_backlog` is given.
+    /// Whether the store's figures are given.
     pub store: bool,
     /// Servers with cache-insight counters, and families with classified
     /// misses (0 with insight off).
@@ -275,10 +299,16 @@ const INSIGHT_SERVER_SERIES: usize = 6 + 3 + 3 + 1;
 
 /// Series of the families whose size does not depend on the traffic:
 /// build info, health counters, flows, evictions, windows, overflow, the
-/// last window's requests (once a window has closed), and the store
-/// backlog when there is one.
+/// last window's requests (once a window has closed), and the store's
+/// figures when there is one.
 pub fn fixed_series(store: bool) -> usize {
-    1 + Counters::default().iter().count() + 1 + HH_TABLES + 1 + 1 + 1 + store as usize
+    1 + Counters::default().iter().count()
+        + 1
+        + HH_TABLES
+        + 1
+        + 1
+        + 1
+        + if store { STORE_SERIES } else { 0 }
 }
 
 /// The series one [`render`] writes at most (with a last window whose
@@ -565,15 +595,42 @@ pub fn render(out: &mut String, s: &ExportInput<'_>, f: Format) {
         "Windows of packet time closed.",
     );
     sample(out, "memtap_windows_closed_total", &[], s.windows_closed);
-    if let Some(b) = s.store_backlog {
-        family(
-            out,
-            f,
-            "memtap_store_backlog",
-            Kind::Gauge,
-            "Closed windows waiting to be written by the store.",
-        );
-        sample(out, "memtap_store_backlog", &[], b);
+    if let Some(st) = &s.store {
+        for (name, kind, help, n) in [
+            (
+                "memtap_store_backlog",
+                Kind::Gauge,
+                "Closed windows waiting to be written by the store.",
+                st.backlog,
+            ),
+            (
+                "memtap_store_spool_bytes",
+                Kind::Gauge,
+                "Bytes of the store's spool file (intervals waiting on disk for the store).",
+                st.spool_bytes,
+            ),
+            (
+                "memtap_store_shed_total",
+                Kind::Counter,
+                "Intervals shed because the spool file reached store.spool_max.",
+                st.shed,
+            ),
+            (
+                "memtap_store_spool_foreign_total",
+                Kind::Counter,
+                "Intervals of a spool made for another store, set aside and never written to this one.",
+                st.foreign,
+            ),
+            (
+                "memtap_store_lost_total",
+                Kind::Counter,
+                "Intervals neither written to the store nor spooled.",
+                st.lost,
+            ),
+        ] {
+            family(out, f, name, kind, help);
+            sample(out, name, &[], n);
+        }
     }
 
     if run.insight.applied > 0 {
@@ -1243,7 +1300,7 @@ mod tests {
         run: &Tables,
         w: Option<&Tables>,
         top: usize,
-        store_backlog: Option<u64>,
+        store: Option<StoreFigures>,
         f: Format,
     ) -> String {
         let counters = Counters::default();
@@ -1257,7 +1314,7 @@ mod tests {
             version: "0.1.0-test",
             flows_active: 0,
             windows_closed: 0,
-            store_backlog,
+            store,
             triggers: None,
             servers_found: &[],
         };
@@ -1289,7 +1346,7 @@ mod tests {
                 version: "0.1.0-test",
                 flows_active: 3,
                 windows_closed: 2,
-                store_backlog: None,
+                store: None,
                 triggers: None,
                 servers_found: &[],
             },
@@ -1641,12 +1698,28 @@ mod tests {
                 // Every table full: the bound is reached.
                 assert_eq!(n, bound, "top {top}");
             }
-            let with_store = render_input(&t, Some(&t), top, Some(4), Format::Prometheus004);
+            let st = StoreFigures {
+                backlog: 4,
+                spool_bytes: 1234,
+                shed: 2,
+                foreign: 7,
+                lost: 1,
+            };
+            let with_store = render_input(&t, Some(&t), top, Some(st), Format::Prometheus004);
             assert_eq!(
                 samples(&with_store).count(),
-                n + 1,
-                "store backlog is one more series"
+                n + STORE_SERIES,
+                "the store's figures are five more series"
             );
+            for line in [
+                "memtap_store_backlog 4",
+                "memtap_store_spool_bytes 1234",
+                "memtap_store_shed_total 2",
+                "memtap_store_spool_foreign_total 7",
+                "memtap_store_lost_total 1",
+            ] {
+                assert!(samples(&with_store).any(|l| l == line), "{line}");
+            }
             assert_no_duplicate_series(&out);
         }
     }
@@ -1706,7 +1779,7 @@ mod tests {
                 version: "t",
                 flows_active: 0,
                 windows_closed: 0,
-                store_backlog: None,
+                store: None,
                 triggers: None,
                 servers_found: found,
             };
@@ -2020,7 +2093,12 @@ mod tests {
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-openmetrics.py");
         for (t, window) in checker_inputs() {
-            let out = render_input(&t, window.then_some(&t), 5, Some(1), Format::OpenMetrics);
+            let st = StoreFigures {
+                backlog: 1,
+                shed: 2,
+                ..StoreFigures::default()
+            };
+            let out = render_input(&t, window.then_some(&t), 5, Some(st), Format::OpenMetrics);
             assert!(out.ends_with("\n# EOF\n"));
             run_checker(&py, &[script], &out);
         }

@@ -57,7 +57,7 @@ pub fn replay_fixture(case: &str, workers: usize, collectors: usize) -> Replayed
         version: env!("CARGO_PKG_VERSION"),
         flows_active: 0,
         windows_closed: out.windows.len() as u64,
-        store_backlog: Some(0),
+        store: Some(Default::default()),
         triggers: None,
         servers_found: &[],
     };
