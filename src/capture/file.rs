@@ -32,6 +32,7 @@ use anyhow::{anyhow, Context as _};
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{create_reader, Block, PcapBlockOwned, PcapError};
 
+use super::mapped::Mapped;
 use super::Frame;
 use crate::stats::Counters;
 
@@ -68,6 +69,9 @@ pub struct FileSource {
     /// Index in `inputs` of the file being read (or last read).
     cur_input: usize,
     cur: Option<OpenFile>,
+    /// The current file instead of `cur` when it is an uncompressed legacy
+    /// pcap file, read in place.
+    mapped: Option<MappedFile>,
     /// Bytes of the current block to consume before reading the next one
     /// (the previous `Frame` borrowed them).
     pending_consume: usize,
@@ -117,6 +121,18 @@ struct ReadState {
     truncated: AtomicBool,
     /// The last read error, for the warning.
     error: Mutex<Option<String>>,
+}
+
+/// An uncompressed legacy pcap file read from a memory map: frames borrow
+/// the map, and the record headers are parsed here (16 bytes each).
+struct MappedFile {
+    map: Mapped,
+    /// Offset of the next record header.
+    pos: usize,
+    /// Legacy, never the modified format.
+    format: Format,
+    last_sec: Option<u32>,
+    damaged: bool,
 }
 
 struct OpenFile {
@@ -225,6 +241,7 @@ impl FileSource {
             next_input: 0,
             cur_input: 0,
             cur: None,
+            mapped: None,
             pending_consume: 0,
             bytes_done: 0,
             total,
@@ -251,6 +268,17 @@ impl FileSource {
             c.add(&early);
         }
         let info = loop {
+            if let Some(m) = self.mapped.as_mut() {
+                match next_mapped(m) {
+                    Next::Frame(info) => break info,
+                    Next::Resync(msg) => self.resync_mapped(msg, c),
+                    Next::End(end) => self.end_mapped(end, c),
+                    Next::Skip(_) | Next::Refill | Next::Grow => {
+                        unreachable!("a mapped file is read whole")
+                    }
+                }
+                continue;
+            }
             let Some(f) = self.cur.as_mut() else {
                 if self.next_input >= self.inputs.len() {
                     return Ok(None);
@@ -332,6 +360,21 @@ impl FileSource {
         if (info.len as u64) < u64::from(info.wire_len) {
             c.snaplen_truncated += 1;
         }
+        if let Some(m) = self.mapped.as_ref() {
+            // `ptr` is an offset into the map.
+            let data = m
+                .map
+                .bytes()
+                .get(info.ptr..info.ptr + info.len)
+                .ok_or_else(|| anyhow!("internal: frame outside the mapped file"))?;
+            return Ok(Some(Frame {
+                ts: info.ts,
+                frame_no: self.frame_no,
+                linktype: info.linktype,
+                wire_len: info.wire_len,
+                data,
+            }));
+        }
         let f = self
             .cur
             .as_ref()
@@ -355,6 +398,7 @@ impl FileSource {
     /// compressed files), for a progress bar against [`Self::total_bytes`].
     pub fn bytes_read(&self) -> u64 {
         self.bytes_done
+            + self.mapped.as_ref().map_or(0, |m| m.pos as u64)
             + self
                 .cur
                 .as_ref()
@@ -400,6 +444,49 @@ impl FileSource {
         self.warn(format!(
             "{name}: corrupt record header at byte {at} ({msg}); skipping to the next plausible record"
         ));
+    }
+
+    /// A corrupt record header in a mapped file: as `start_resync`, and
+    /// the whole rest of the file is at hand to look in.
+    fn resync_mapped(&mut self, msg: String, c: &mut Counters) {
+        let Some(m) = self.mapped.as_mut() else {
+            return;
+        };
+        c.capture_errors += 1;
+        m.damaged = true;
+        let at = m.pos;
+        let d = &m.map.bytes()[m.pos..];
+        let skip = match scan_legacy(d, 1, &m.format, m.last_sec, true) {
+            Scan::Found(p) => p,
+            Scan::Nothing(n) | Scan::More(n) => n,
+        };
+        m.pos += skip;
+        c.capture_skipped_bytes += skip as u64;
+        let name = self.inputs[self.cur_input].display().to_string();
+        self.warn(format!(
+            "{name}: corrupt record header at byte {at} ({msg}); skipping to the next plausible record"
+        ));
+    }
+
+    /// The end of a mapped file: counted and said as `end_file` does.
+    fn end_mapped(&mut self, end: End, c: &mut Counters) {
+        let Some(m) = self.mapped.take() else { return };
+        self.bytes_done += m.map.bytes().len() as u64;
+        let name = self.inputs[self.cur_input].display().to_string();
+        if self.file_frames == 0 && !m.damaged {
+            match end {
+                End::Eof => self.warn(format!("{name}: no packets (only the file header)")),
+                End::Truncated => self.warn(format!(
+                    "{name}: no packets (the file ends inside its first record)"
+                )),
+                _ => {}
+            }
+        }
+        match end {
+            End::Eof => {}
+            End::Truncated => c.truncated_files += 1,
+            End::ReadError | End::Corrupt(_) => c.capture_errors += 1,
+        }
     }
 
     fn end_file(&mut self, end: End, c: &mut Counters) {
@@ -550,6 +637,12 @@ impl FileSource {
                 truncated(self, c, &state);
                 return Ok(());
             }
+            if what.is_empty() && !input.stdin && magic != PCAP_MAGICS[4].0 {
+                if let Some(m) = map_legacy(&input.path, le, magic) {
+                    self.mapped = Some(m);
+                    return Ok(());
+                }
+            }
             Format::Legacy {
                 little_endian: le,
                 modified: magic == PCAP_MAGICS[4].0,
@@ -587,6 +680,91 @@ impl FileSource {
         });
         Ok(())
     }
+}
+
+/// Maps an uncompressed legacy pcap file (not the modified format) and
+/// reads its file header; `None` to read it with `read()` instead: not a
+/// regular file, shorter than its header, mapping refused or turned off
+/// (`MEMTAP_NO_MMAP`).
+fn map_legacy(path: &std::path::Path, le: bool, magic: [u8; 4]) -> Option<MappedFile> {
+    if std::env::var_os("MEMTAP_NO_MMAP").is_some_and(|v| v != "0") {
+        return None;
+    }
+    let file = File::open(path).ok()?;
+    let md = file.metadata().ok()?;
+    let len = usize::try_from(md.len()).ok()?;
+    if !md.is_file() || len < 24 {
+        return None;
+    }
+    let map = Mapped::new(&file, len).ok()?;
+    let d = map.bytes();
+    if d[..4] != magic {
+        return None;
+    }
+    let format = Format::Legacy {
+        little_endian: le,
+        modified: false,
+        nanos: magic == PCAP_MAGICS[2].0 || magic == PCAP_MAGICS[3].0,
+        linktype: u32_at(d, 20, !le),
+        snaplen: u32_at(d, 16, !le),
+    };
+    Some(MappedFile {
+        map,
+        pos: 24,
+        format,
+        last_sec: None,
+        damaged: false,
+    })
+}
+
+/// The next record of a mapped legacy file, checked as `next_block` checks
+/// the streamed ones; `ptr` of a frame is its offset in the map.
+fn next_mapped(m: &mut MappedFile) -> Next {
+    let Format::Legacy {
+        little_endian,
+        nanos,
+        linktype,
+        snaplen,
+        ..
+    } = m.format
+    else {
+        return Next::End(End::Corrupt("legacy record in a pcapng file".into()));
+    };
+    let d = m.map.bytes();
+    let left = d.len() - m.pos;
+    if left == 0 {
+        return Next::End(End::Eof);
+    }
+    if left < 16 {
+        return Next::End(End::Truncated);
+    }
+    let be = !little_endian;
+    let h = &d[m.pos..m.pos + 16];
+    let caplen = u32_at(h, 8, be) as usize;
+    if legacy_caplen_bad(caplen, snaplen) {
+        return Next::Resync(format!("record length {caplen}"));
+    }
+    if left - 16 < caplen {
+        return Next::End(End::Truncated);
+    }
+    let (sec, frac) = (u32_at(h, 0, be), u32_at(h, 4, be));
+    let orig = u32_at(h, 12, be);
+    m.last_sec = Some(sec);
+    let frac = if nanos {
+        u64::from(frac)
+    } else {
+        u64::from(frac) * 1000
+    };
+    let start = m.pos + 16;
+    m.pos = start + caplen;
+    Next::Frame(FrameInfo {
+        consume: 0,
+        ptr: start,
+        len: caplen,
+        ts: u64::from(sec) * 1_000_000_000 + frac,
+        linktype,
+        wire_len: orig.max(caplen as u32),
+    })
 }
 
 /// Parses the next block and says what to do with it. Owns no borrow of

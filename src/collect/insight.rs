@@ -466,10 +466,19 @@ struct KeyState {
 
 const WAYS: usize = 8;
 
+/// The key hashes of one set's ways (`KeyState::h`, 0 when free), in one
+/// cache line: a lookup reads this line and the way it finds, where
+/// scanning the states themselves read all nine lines of the set (measured:
+/// that scan was 15 % of a one-collector replay).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct Tags([u64; WAYS]);
+
 /// The fixed per-key state: `sets × WAYS` entries, a set chosen by the key
 /// hash, the least recently used way replaced.
 struct StateTable {
     slots: Vec<KeyState>,
+    tags: Vec<Tags>,
     mask: usize,
 }
 
@@ -478,13 +487,17 @@ impl StateTable {
         let sets = (entries / WAYS).max(1).next_power_of_two();
         StateTable {
             slots: vec![KeyState::default(); sets * WAYS],
+            tags: vec![Tags::default(); sets],
             mask: sets - 1,
         }
     }
 
-    fn set(&mut self, h: u64) -> &mut [KeyState] {
+    fn set(&mut self, h: u64) -> (&mut [u64; WAYS], &mut [KeyState]) {
         let s = ((h >> 20) as usize) & self.mask;
-        &mut self.slots[s * WAYS..(s + 1) * WAYS]
+        (
+            &mut self.tags[s].0,
+            &mut self.slots[s * WAYS..(s + 1) * WAYS],
+        )
     }
 }
 
@@ -627,6 +640,7 @@ impl Insight {
     /// Heap bytes of the fixed structures.
     pub fn heap_bytes(&self) -> usize {
         self.table.slots.len() * std::mem::size_of::<KeyState>()
+            + self.table.tags.len() * std::mem::size_of::<Tags>()
             + self.seen.bits.len() * 8
             + self.pool_mrc.heap_bytes()
             + self.server_mrc.iter().map(Mrc::heap_bytes).sum::<usize>()
@@ -823,12 +837,12 @@ impl Insight {
 
         // Find the key's entry on this server, noticing its other servers.
         let h = ev.h;
-        let set = self.table.set(h);
+        let (tags, set) = self.table.set(h);
         let mut found = None;
         let mut other = None;
-        for (i, s) in set.iter().enumerate() {
-            if s.h == h {
-                if s.server == sidx {
+        for (i, &t) in tags.iter().enumerate() {
+            if t == h {
+                if set[i].server == sidx {
                     found = Some(i);
                 } else {
                     other = Some(i);
@@ -849,7 +863,7 @@ impl Insight {
                 // The least recently used way (a free one first).
                 let i = (0..WAYS)
                     .min_by_key(|&i| {
-                        if set[i].h == 0 {
+                        if tags[i] == 0 {
                             0
                         } else {
                             set[i].last_use.max(1)
@@ -863,6 +877,7 @@ impl Insight {
                     }
                 }
                 let known_before = self.seen.insert(h);
+                tags[i] = h;
                 set[i] = KeyState {
                     h,
                     server: sidx,
