@@ -133,7 +133,13 @@ struct MappedFile {
     format: Format,
     last_sec: Option<u32>,
     damaged: bool,
+    /// Pages below this offset were handed back (`Mapped::release_before`).
+    released: usize,
 }
+
+/// Mapped bytes read between two hand-backs of the pages behind: bounds
+/// the file's share of the resident size.
+const MAP_RELEASE_EVERY: usize = 8 << 20;
 
 struct OpenFile {
     reader: Box<dyn PcapReaderIterator + Send>,
@@ -714,6 +720,7 @@ fn map_legacy(path: &std::path::Path, le: bool, magic: [u8; 4]) -> Option<Mapped
         format,
         last_sec: None,
         damaged: false,
+        released: 0,
     })
 }
 
@@ -730,6 +737,12 @@ fn next_mapped(m: &mut MappedFile) -> Next {
     else {
         return Next::End(End::Corrupt("legacy record in a pcapng file".into()));
     };
+    if m.pos - m.released >= MAP_RELEASE_EVERY {
+        // Only the frame about to be returned is borrowed: every byte
+        // before this record is done with.
+        m.map.release_before(m.pos);
+        m.released = m.pos;
+    }
     let d = m.map.bytes();
     let left = d.len() - m.pos;
     if left == 0 {

@@ -54,6 +54,22 @@ impl Mapped {
         Ok(Mapped { ptr, len })
     }
 
+    /// Drops this mapping's pages below `off` (rounded down to a page) from
+    /// the process: read once, they would otherwise count in its resident
+    /// size up to the whole file. They stay in the page cache, and reading
+    /// them again would fault them back in, so this is only about memory.
+    pub fn release_before(&self, off: usize) {
+        const PAGE: usize = 4096;
+        let end = off.min(self.len) & !(PAGE - 1);
+        if end > 0 {
+            // SAFETY: advice on a range inside this private read-only
+            // mapping; MADV_DONTNEED there only drops page references.
+            unsafe {
+                libc::madvise(self.ptr.as_ptr().cast(), end, libc::MADV_DONTNEED);
+            }
+        }
+    }
+
     #[inline]
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr..ptr+len` is mapped readable for the life of self.

@@ -492,6 +492,12 @@ impl StateTable {
         }
     }
 
+    /// Starts loading the tags of `h`'s set.
+    #[inline]
+    fn prefetch(&self, h: u64) {
+        super::prefetch::prefetch(&self.tags[((h >> 20) as usize) & self.mask]);
+    }
+
     fn set(&mut self, h: u64) -> (&mut [u64; WAYS], &mut [KeyState]) {
         let s = ((h >> 20) as usize) & self.mask;
         (
@@ -739,7 +745,13 @@ impl Insight {
             return;
         }
         let buf = std::mem::take(&mut self.buf);
-        for ev in &buf[..n] {
+        // Records this far ahead have their set's tags asked for early: the
+        // lookups' cache misses overlap instead of queueing.
+        const AHEAD: usize = 8;
+        for (i, ev) in buf[..n].iter().enumerate() {
+            if let Some(e) = buf[..n].get(i + AHEAD) {
+                self.table.prefetch(e.h);
+            }
             let widx = if window_ns > 0 {
                 window_of(open, ev.seen)
             } else {
