@@ -447,6 +447,7 @@ fn numbers_out_of_range_are_one_line_naming_key_and_range() {
     // The bounds themselves are accepted.
     let o = memtap([
         "replay",
+        "-v",
         "--target",
         "*:11211",
         "--max-keys",
@@ -460,7 +461,8 @@ fn numbers_out_of_range_are_one_line_naming_key_and_range() {
         cap.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    // The startup line states the budget and what each worker may hold.
+    // With -v, the startup line states the budget and what each worker
+    // may hold (without, it is said only when the input needed more).
     let err = stderr(&o);
     let line = err
         .lines()
@@ -976,5 +978,19 @@ fn files_without_packets_are_named_on_stderr() {
             vec![want.as_str()],
             "{err}"
         );
+    }
+    // Neither gave anything up: no truncated_files in the report's health
+    // (an empty file used to count one).
+    for p in [&empty, &header] {
+        let o = memtap([
+            "replay".as_ref(),
+            "-q".as_ref(),
+            "--format".as_ref(),
+            "json".as_ref(),
+            p.as_os_str(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["health"]["truncated_files"], 0, "{}", p.display());
     }
 }

@@ -18,38 +18,14 @@
 //! overwritten unread, and a key stored on both servers.
 
 mod common;
-use common::server::{capture, free_port, is_root, memcached_with, stats, which};
+use common::server::{can_capture, capture, free_port, memcached_with, memtap_json, stats};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::FromRawFd;
-use std::process::Command;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_memtap");
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-fn ready(test: &str) -> bool {
-    let why = if !is_root() {
-        Some("needs root (tcpdump on lo)".to_string())
-    } else {
-        ["memcached", "tcpdump"]
-            .into_iter()
-            .find(|t| which(t).is_none())
-            .map(|t| format!("{t} is not installed"))
-    };
-    match why {
-        None => true,
-        Some(w) => {
-            assert!(!ci(), "{test}: {w} (CI must run it)");
-            eprintln!("{test}: skipped: {w}");
-            false
-        }
-    }
-}
 
 /// A text-protocol client connected from `from` (a loopback address of
 /// its own, so each client is a distinct host to memtap).
@@ -140,7 +116,10 @@ fn class(v: &Value, c: &str) -> i64 {
 
 #[test]
 fn miss_classes_equal_the_servers_counters() {
-    if !ready("miss_classes_equal_the_servers_counters") {
+    if !can_capture(
+        "miss_classes_equal_the_servers_counters",
+        &["memcached", "tcpdump"],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -216,8 +195,11 @@ fn miss_classes_equal_the_servers_counters() {
     let after = stats(p1);
     let d = |k: &str| after[k] - before.get(k).copied().unwrap_or(0);
 
-    let out = Command::new(BIN)
-        .args([
+    let store = format!("sqlite:{}", dir.path().join("h.db").display());
+    let (t1, t2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
+    let r = memtap_json(
+        BIN,
+        &[
             "replay",
             "-f",
             "json",
@@ -225,18 +207,17 @@ fn miss_classes_equal_the_servers_counters() {
             "2",
             "--collectors",
             "2",
-        ])
-        .args(["--target", &format!("127.0.0.1:{p1}")])
-        .args(["--target", &format!("127.0.0.1:{p2}")])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            "--target",
+            &t1,
+            "--target",
+            &t2,
+            "--store",
+            &store,
+            "--window",
+            "1s",
+            file.to_str().unwrap(),
+        ],
     );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     let ins = &r["insight"];
     let s1 = ins["servers"]
         .as_array()
@@ -307,6 +288,44 @@ fn miss_classes_equal_the_servers_counters() {
             ("64s".into(), 5)
         ]
     );
+    // The CSV tables say the same.
+    let csv = dir.path().join("csv");
+    let out = std::process::Command::new(BIN)
+        .args(["replay", "-f", "csv", "--output-dir", csv.to_str().unwrap()])
+        .args(["--target", &t1, "--target", &t2])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows = std::fs::read_to_string(csv.join("insight_servers.csv")).unwrap();
+    let row: Vec<&str> = rows
+        .lines()
+        .find(|l| l.starts_with(&t1))
+        .unwrap()
+        .split(',')
+        .collect();
+    // server, first, expired, deleted, evicted, ...
+    assert_eq!(row[1..5], ["14", "10", "10", &evicted.to_string()]);
+    // The history store keeps the same per interval: summed back, the
+    // classes, storms and TTLs are the run's.
+    let h = memtap_json(BIN, &["report", "--store", &store, "-f", "json"]);
+    let hs = h["insight"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server"] == format!("127.0.0.1:{p1}"))
+        .unwrap();
+    for k in [
+        "misses",
+        "storms",
+        "storm_misses",
+        "stores",
+        "multi_server_keys",
+    ] {
+        assert_eq!(hs[k], s1[k], "stored {k}");
+    }
+    assert_eq!(h["insight"]["ttl"], ins["ttl"]);
+    assert_eq!(h["insight"]["slab"], ins["slab"]);
     // The 100 KB values sit in memcached's 103496-byte class (the 32nd).
     let slab = ins["slab"]["classes"].as_array().unwrap();
     let big_class = slab.iter().find(|c| c["chunk_size"] == 103_496).unwrap();

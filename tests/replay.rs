@@ -264,6 +264,26 @@ fn without_capture_and_health(rep: &Report) -> Value {
     let o = v.as_object_mut().unwrap();
     o.remove("capture");
     o.remove("health");
+    // The miss-ratio curves are estimates whose sample follows how keys
+    // are split over collectors (each curve scaled up by their number),
+    // and each collector has its own seen-keys filter: those two may
+    // differ. Every class, storm, unread write and count may not.
+    if let Some(i) = o.get_mut("insight").and_then(|i| i.as_object_mut()) {
+        i.get_mut("pool")
+            .and_then(|p| p.as_object_mut())
+            .map(|p| p.remove("mrc"));
+        for s in i
+            .get_mut("servers")
+            .and_then(|s| s.as_array_mut())
+            .into_iter()
+            .flatten()
+        {
+            s.as_object_mut().map(|s| s.remove("mrc"));
+        }
+        i.get_mut("bounds")
+            .and_then(|b| b.as_object_mut())
+            .map(|b| b.remove("seen_filter_fp_ppm"));
+    }
     v
 }
 

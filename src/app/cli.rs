@@ -11,11 +11,27 @@ use std::path::PathBuf;
 /// TCP and UDP) from capture files or a mirror port and reports what every
 /// key-request did: hot keys, hot clients, hit/miss, sizes and latencies.
 #[derive(Debug, Parser)]
-#[command(name = "memtap", version, propagate_version = true)]
+#[command(
+    name = "memtap",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+const EXAMPLES: &str = "\
+Examples:
+  memtap replay capture.pcap.zst              the report; servers found by themselves
+  memtap top capture.pcap                     the same, live in the terminal
+  memtap capture -i eth1                      live from a mirror port, metrics on :9718
+  memtap replay --store sqlite:h.db f.pcap    keep the history, then: memtap serve
+  memtap dump -f tsv capture.pcap | head      one line per key-request
+
+memtap COMMAND --help tells more.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -28,21 +44,34 @@ pub enum Command {
     /// (a `get a b c` is three records) on standard output. A summary of
     /// packets, flows, records and every counter of input given up goes to
     /// standard error.
+    #[command(after_help = "\
+Examples:
+  memtap dump capture.pcap > records.jsonl
+  memtap dump -f tsv --target 10.0.0.5:11211 capture.pcap.zst | head")]
     Dump(DumpArgs),
 
-    /// Analyse capture files and print a report: hot keys, hot clients,
-    /// hot clients per key, commands, servers, key families, value-size
-    /// and latency distributions, and every counter of input given up.
+    /// Analyse capture files and print a report of what the keys did.
+    ///
+    /// The report: hot keys, hot clients, hot clients per key, commands,
+    /// servers, key families, value-size and latency distributions, and
+    /// every counter of input given up.
     ///
     /// Reads captures as `dump` does, through the same pipeline live
     /// capture uses (workers own flows, collectors own keys), in bounded
     /// memory: past --max-keys distinct keys the key table keeps the
     /// heaviest ones and reports an error bound for each.
+    #[command(after_help = "\
+Examples:
+  memtap replay capture.pcap.zst
+  memtap replay --target 10.0.0.0/24:11211 --window 5m --per-window -f json a.pcap b.pcap
+  memtap replay --serve capture.pcap          then scrape http://127.0.0.1:9718/metrics")]
     Replay(ReplayArgs),
 
-    /// Capture live from a network interface (a SPAN/mirror port, or the
-    /// memcached host itself) until interrupted, serving metrics and the
-    /// JSON API, then print the report of the whole run.
+    /// Capture live from a network interface until interrupted, then report.
+    ///
+    /// On a SPAN/mirror port, or on the memcached host itself; serves
+    /// metrics and the JSON API meanwhile, then prints the report of the
+    /// whole run.
     ///
     /// The afpacket engine gives every worker its own memory-mapped
     /// TPACKET_V3 ring in one PACKET_FANOUT_HASH group, so both directions
@@ -57,37 +86,59 @@ pub enum Command {
     /// config file (targets, filter, limits, report options) keeping all
     /// tables. Needs root or CAP_NET_RAW (CAP_NET_ADMIN for promiscuous
     /// mode) to open the sockets; --user then drops to an unprivileged user.
+    #[command(after_help = "\
+Examples:
+  memtap capture -i eth1 --target 10.0.0.0/24
+  memtap capture -i lo --duration 30s --no-listen")]
     Capture(CaptureArgs),
 
-    /// A live, sortable, full-screen table of the hottest keys (and
-    /// clients, servers, commands, key families) right now: rates over a
-    /// sliding window beside the run's totals, drill-down from a key to
-    /// its clients and from a client to its keys.
+    /// A live full-screen table of the hottest keys, clients and servers.
+    ///
+    /// Sortable; also commands and key families. Rates over a sliding
+    /// window beside the run's totals, drill-down from a key to its
+    /// clients and from a client to its keys.
     ///
     /// Three ways in: `top -i IFACE` captures live (the options of
     /// `capture`); `top --connect http://HOST:9718` watches a running
     /// `memtap capture` (or `replay --serve`) over its HTTP listener;
     /// `top FILE...` replays captures at their own pace (--speed). Press
     /// `?` for the keys. Needs a terminal on standard output.
+    #[command(after_help = "\
+Examples:
+  memtap top --speed 4 capture.pcap.zst
+  memtap top -i eth1
+  memtap top --connect http://10.0.0.7:9718")]
     Top(TopArgs),
 
-    /// Report over the stored history: the replay report's tables and JSON
-    /// schema over any time range, summed from the intervals in a store
-    /// (`memtap replay --store URL` writes them); or, with `key KEY`, one
-    /// key's history; or, with `peaks`, each server's busiest intervals.
+    /// Report over the stored history (`replay --store` writes it).
+    ///
+    /// The replay report's tables and JSON schema over any time range,
+    /// summed from the intervals in a store (`memtap replay --store URL`
+    /// writes them); or, with `key KEY`, one key's history; or, with
+    /// `peaks`, each server's busiest intervals.
     ///
     /// Times (--since, --until) are UTC: 2026-11-17, 2026-11-17T14:00,
     /// 2026-11-17T14:00:30Z, Unix seconds (1763388000), or -DURATION for
     /// that long before now (-2h). An interval belongs to the range when
     /// its start does.
+    #[command(after_help = "\
+Examples:
+  memtap report --store sqlite:history.db --since -2h
+  memtap report --store sqlite:history.db key user:42
+  memtap report --store postgres://memtap@db/memtap peaks --top 5")]
     Report(HistoryArgs),
 
-    /// Serve the history web page: pick a time range, sniffers and
-    /// servers, by requests or by bytes; charts (request and hit rate per
-    /// server, top keys, non-get commands, top clients, value-size and
-    /// latency distributions, each server's share of requests) drawn as
-    /// SVG by memtap itself, so the page works offline; each key links to
-    /// its history.
+    /// Serve the history web page (charts, top keys, per-key history).
+    ///
+    /// Pick a time range, sniffers and servers, by requests or by bytes;
+    /// charts (request and hit rate per server, top keys, non-get commands,
+    /// top clients, value-size and latency distributions, each server's
+    /// share of requests) drawn as SVG by memtap itself, so the page works
+    /// offline; each key links to its history.
+    #[command(after_help = "\
+Examples:
+  memtap serve --store sqlite:history.db      then open http://127.0.0.1:8091/
+  memtap serve --store postgres://memtap@db/memtap --listen 0.0.0.0:8091")]
     Serve(ServeArgs),
 }
 
@@ -322,6 +373,16 @@ pub struct ReplayArgs {
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
+    /// Also say how the memory budget is split (said anyway when the input
+    /// needed more).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+
+    /// Exit with status 3 when no packet was memcached traffic of a target
+    /// (a wrong --target, or nothing found without one).
+    #[arg(long)]
+    pub strict: bool,
+
     /// After the report, keep serving /metrics, /healthz, /api/report and
     /// /api/windows on --listen until interrupted (Ctrl-C or SIGTERM).
     #[arg(long)]
@@ -472,7 +533,9 @@ pub struct CommonArgs {
 
     /// Server to watch, HOST[:PORT]: an address, a CIDR block or `*`; the
     /// port defaults to 11211. Repeatable; replaces the config's targets.
-    /// Default: *:11211.
+    /// Default: found in the files (replay, dump): port 11211, and any
+    /// port whose flows open with memcached requests answered by memcached
+    /// responses; live capture: *:11211.
     #[arg(long, short = 't', value_name = "HOST[:PORT]")]
     pub target: Vec<String>,
 }
@@ -489,6 +552,11 @@ pub struct DumpArgs {
     /// Do not print the summary or warnings on standard error.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Exit with status 3 when no packet was memcached traffic of a target
+    /// (a wrong --target, or nothing found without one).
+    #[arg(long)]
+    pub strict: bool,
 
     /// Key privacy: none, hash (a stable pseudonym) or truncate:N.
     /// Default: none (config: collect.redact_keys).

@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod capture;
 pub mod cli;
+pub mod discover;
 pub mod format;
 pub mod live;
 pub mod pipeline;
@@ -120,6 +121,16 @@ fn dump(a: DumpArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| cfg.collect.redact_keys.clone())
         .parse()
         .map_err(|e| anyhow::anyhow!("--redact-keys: {e}"))?;
+    let given = discover::targets_given(&a.common, &cfg);
+    let found = if given {
+        None
+    } else {
+        discover::scan(&cfg, &a.files)?
+    };
+    let targets = match &found {
+        Some(f) => discover::targets_for(f),
+        None => targets,
+    };
     let mut w = format::RecordWriter::new(out, tsv)?.with_redaction(redact);
     let broken = std::cell::Cell::new(false);
     let totals = process_files(
@@ -135,12 +146,26 @@ fn dump(a: DumpArgs) -> anyhow::Result<ExitCode> {
         &|| broken.get(),
     )?;
     let res = w.finish();
+    let nothing = discover::nothing_matched(&totals.counters, &cfg, &a.files, given, &targets);
     if !a.quiet {
         let mut err = std::io::stderr().lock();
         for warn in &totals.warnings {
             let _ = writeln!(err, "memtap: warning: {warn}");
         }
+        if let Some(f) = found.as_ref().filter(|f| !f.is_empty()) {
+            let _ = writeln!(
+                err,
+                "memtap: servers found: {}",
+                crate::protocol::sniff::describe(f)
+            );
+        }
+        if let Some(line) = &nothing {
+            let _ = writeln!(err, "memtap: {line}");
+        }
         let _ = summary::write_summary(&mut err, &totals.counters);
+    }
+    if a.strict && nothing.is_some() {
+        return Ok(ExitCode::from(discover::NOTHING_MATCHED));
     }
     match res {
         Ok(()) => Ok(ExitCode::SUCCESS),

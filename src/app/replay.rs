@@ -236,9 +236,21 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         None
     };
-    if !a.quiet {
+    if a.verbose && !a.quiet {
         eprintln!("memtap: {}", budget_line(&s.pipeline, &cfg));
     }
+    // After every check of the flags: a mistake is said before the files
+    // are read even once.
+    let given = super::discover::targets_given(&a.common, &cfg);
+    let found = if given {
+        None
+    } else {
+        super::discover::scan(&cfg, &a.files)?
+    };
+    let targets = match &found {
+        Some(f) => super::discover::targets_for(f),
+        None => targets,
+    };
     let mut bar = super::progress::Bar::new(!a.quiet);
     let mut tap = s.triggers.clone().map(|mut t| {
         t.quiet = a.quiet;
@@ -253,6 +265,14 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         tap.as_mut().map(|t| t as &mut dyn pipeline::Tap),
     )?;
     let mut report = make_report(&pipe_out, &a.files, &s);
+    report.capture.servers_found = found
+        .iter()
+        .flatten()
+        .map(report::FoundOut::from_found)
+        .collect();
+    let nothing =
+        super::discover::nothing_matched(&pipe_out.counters, &cfg, &a.files, given, &targets);
+    let over_budget = budget_shed(&pipe_out.counters);
     if let Some(t) = &tap {
         report.triggers = Some(crate::trigger::Summary {
             stats: t.triggers.stats(),
@@ -266,6 +286,16 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         let mut err = std::io::stderr().lock();
         for w in &warnings {
             let _ = writeln!(err, "memtap: warning: {w}");
+        }
+        if over_budget && !a.verbose {
+            let _ = writeln!(
+                err,
+                "memtap: the input needed more than the {}",
+                budget_line(&s.pipeline, &cfg)
+            );
+        }
+        if let Some(line) = &nothing {
+            let _ = writeln!(err, "memtap: {line}");
         }
     }
     // The report first: a store that is slow or gone never costs it.
@@ -306,7 +336,16 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             std::sync::Arc::new(view),
         )))?;
     }
+    if a.strict && nothing.is_some() && code == ExitCode::SUCCESS {
+        return Ok(ExitCode::from(super::discover::NOTHING_MATCHED));
+    }
     Ok(code)
+}
+
+/// Whether the memory budget made a worker shed state.
+pub fn budget_shed(c: &crate::stats::Counters) -> bool {
+    c.iter()
+        .any(|(name, n)| name.starts_with("budget_shed_") && n > 0)
 }
 
 /// Writes the report in `format` to `file` (or standard output); CSV goes

@@ -257,6 +257,15 @@ struct Replayed {
 
 fn files(a: &TopArgs, speed: Speed, o: Options) -> anyhow::Result<ExitCode> {
     let (cfg, targets) = load_config(&a.capture.common)?;
+    // As replay: without --target, the servers found in the files.
+    let targets = if super::discover::targets_given(&a.capture.common, &cfg) {
+        targets
+    } else {
+        match super::discover::scan(&cfg, &a.files)? {
+            Some(found) => super::discover::targets_for(&found),
+            None => targets,
+        }
+    };
     let s = replay::setup(
         &cfg,
         &a.capture.analysis,

@@ -20,7 +20,8 @@
 //!   resynchronise on): `capture_errors` is counted, a warning is queued,
 //!   the rest of that file is skipped;
 //! * a file that yields no packet at all (empty, only a file header, cut
-//!   inside its header or first record): one warning naming it.
+//!   inside its header or first record): one warning naming it; an empty
+//!   file counts nothing (nothing in it was given up).
 
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};
@@ -581,14 +582,18 @@ impl FileSource {
 
         let mut head = read_up_to(&mut dec, 4).with_context(|| format!("cannot read {name}"))?;
         let truncated = |s: &mut Self, c: &mut Counters, st: &ReadState| {
-            c.truncated_files += 1;
             let raw = st.raw_bytes.load(Ordering::Relaxed);
             s.bytes_done += raw;
-            s.warn(if raw == 0 {
-                format!("{name}: no packets (an empty file)")
+            // An empty file lost nothing: the warning says what it is, and
+            // the health table (input given up) stays clean.
+            if raw == 0 {
+                s.warn(format!("{name}: no packets (an empty file)"));
             } else {
-                format!("{name}: no packets (the file ends inside its header)")
-            });
+                c.truncated_files += 1;
+                s.warn(format!(
+                    "{name}: no packets (the file ends inside its header)"
+                ));
+            }
         };
         if head.len() < 4 {
             let known = head.is_empty()
@@ -1633,7 +1638,9 @@ mod tests {
                 let p = write(dir.path(), "h", &bytes[..cut]);
                 let (got, c, _) = read_all(&[p]);
                 assert!(got.is_empty());
-                assert_eq!((c.truncated_files, c.files), (1, 1), "cut {cut}");
+                // Nothing at all is an empty file, not a cut one.
+                let cut_files = u64::from(cut > 0);
+                assert_eq!((c.truncated_files, c.files), (cut_files, 1), "cut {cut}");
             }
         }
     }
@@ -1824,7 +1831,9 @@ mod tests {
         );
         let (got, c, w) = read_all(&[empty.clone(), header.clone(), half.clone(), good]);
         assert_eq!(got.len(), 5);
-        assert_eq!((c.files, c.truncated_files, c.capture_errors), (4, 2, 0));
+        // The empty file counts no truncated_files; the one cut inside
+        // its first record does.
+        assert_eq!((c.files, c.truncated_files, c.capture_errors), (4, 1, 0));
         assert_eq!(
             w,
             vec![

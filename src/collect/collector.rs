@@ -214,7 +214,7 @@ pub fn run(
                 &limits,
             ))
         });
-        i.finish(&mut run);
+        i.finish(&mut run, open.back_mut().map(|(_, t)| t));
     }
     if let Some((s, out)) = seconds.as_mut() {
         s.close(None, |p| {

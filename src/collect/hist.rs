@@ -7,8 +7,9 @@
 
 pub const CLASSES: usize = 65;
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Log2Hist {
+    #[serde(with = "serde_counts")]
     counts: [u64; CLASSES],
     max: u64,
     total: u64,
@@ -171,5 +172,24 @@ mod tests {
         g.clear();
         assert_eq!(g.total(), 0);
         assert_eq!(g.quantile(0.5), 0);
+    }
+}
+
+/// `[u64; 65]` through serde (arrays past 32 have no derive).
+mod serde_counts {
+    use super::CLASSES;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(c: &[u64; CLASSES], s: S) -> Result<S::Ok, S::Error> {
+        c.as_slice().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u64; CLASSES], D::Error> {
+        let v = Vec::<u64>::deserialize(d)?;
+        let mut c = [0; CLASSES];
+        for (a, b) in c.iter_mut().zip(v) {
+            *a = b;
+        }
+        Ok(c)
     }
 }

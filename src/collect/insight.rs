@@ -29,6 +29,7 @@ use super::slab::{item_size, SlabClasses, SlabConfig};
 use super::tables::Tables;
 use crate::decode::Ts;
 use crate::protocol::Outcome;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -133,14 +134,14 @@ impl Default for InsightConfig {
 }
 
 /// Per server (or the pool): the counters of the analysis.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerInsight {
     pub misses: [u64; 6],
     pub stores: u64,
     pub storms: u64,
     pub storm_misses: u64,
-    /// Distinct clients of the largest storm (exact up to
-    /// `STORM_CLIENTS`, where it saturates).
+    /// Distinct clients of the largest storm: exact up to
+    /// `STORM_CLIENTS` (8); `STORM_CLIENTS + 1` means more.
     pub storm_clients_max: u64,
     /// First miss to the store that ended a storm, in microseconds.
     pub refill_us: Log2Hist,
@@ -239,7 +240,7 @@ impl KeyInsight {
 }
 
 /// One slab class's share of the stores.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlabRow {
     pub items: u64,
     pub item_bytes: u64,
@@ -247,7 +248,7 @@ pub struct SlabRow {
 }
 
 /// A key seen on more than one server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MultiServerKey {
     pub key: Vec<u8>,
     pub servers: Vec<SocketAddr>,
@@ -259,8 +260,10 @@ pub struct MultiServerKey {
 const EXAMPLE_CLIENTS: usize = 8;
 const EXAMPLE_SERVERS: usize = 8;
 
-/// The analysis' counters for one period: mergeable like every table.
-#[derive(Debug, Clone, Default)]
+/// The analysis' counters for one period: mergeable like every table
+/// (and stored per interval as JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct InsightTables {
     pub servers: Vec<(SocketAddr, ServerInsight)>,
     pub slab: Vec<SlabRow>,
@@ -393,6 +396,11 @@ fn wrote(o: Outcome) -> bool {
     matches!(o, Outcome::Stored | Outcome::Noreply)
 }
 
+/// Whether a record is a store that happened (a new item).
+pub fn is_store_write(command: &str, exptime: Option<i32>, o: Outcome) -> bool {
+    op_of(command, exptime) == Some(Op::Store) && wrote(o)
+}
+
 /// Whether `command` (keyless) changes every key of its server: a batcher
 /// sends such records to every collector.
 pub fn is_flush(command: &str) -> bool {
@@ -445,7 +453,7 @@ const EPISODE: u16 = 16;
 const MULTI: u16 = 32;
 
 /// Distinct clients remembered per storm (exact up to this many).
-pub const STORM_CLIENTS: usize = 4;
+pub const STORM_CLIENTS: usize = 8;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct KeyState {
@@ -806,6 +814,9 @@ impl Insight {
     fn apply(&mut self, ev: &Ev, run: &mut Tables, mut win: Option<&mut Tables>) {
         if ev.seen < self.applied_upto {
             run.insight.late += 1;
+            if let Some(w) = win.as_deref_mut() {
+                w.insight.late += 1;
+            }
         }
         self.applied_upto = self.applied_upto.max(ev.seen);
         self.last_ts = self.last_ts.max(ev.ts);
@@ -888,7 +899,11 @@ impl Insight {
                         out.forgotten_unread = Some((set[i].server, set[i].bytes as u64));
                     }
                 }
-                let known_before = self.seen.insert(h);
+                // Seen before *on this server*: a key new to a server is
+                // `first` there, whatever the other servers saw.
+                let known_before = self
+                    .seen
+                    .insert(h ^ (u64::from(sidx) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 tags[i] = h;
                 set[i] = KeyState {
                     h,
@@ -1064,8 +1079,10 @@ impl Insight {
     }
 
     /// At the end of the run: writes still unread are counted (expired if
-    /// their time has passed, else `at_end`), and the filter's error rate.
-    pub fn finish(&mut self, run: &mut Tables) {
+    /// their time has passed, else `at_end`), and the filter's error rate,
+    /// in the run and in its last window (so that the windows, stored,
+    /// still add up to the run).
+    pub fn finish(&mut self, run: &mut Tables, mut last: Option<&mut Tables>) {
         let end = self.last_ts;
         let servers = self.servers.clone();
         let clocks = self.clocks.clone();
@@ -1088,12 +1105,17 @@ impl Insight {
                 U_AT_END
             };
             if let Some(a) = servers.get(st.server as usize) {
-                let s = run.insight.server(*a);
-                s.unread[why] += 1;
-                s.unread_bytes[why] += st.bytes as u64;
+                for t in std::iter::once(&mut *run).chain(last.as_deref_mut()) {
+                    let s = t.insight.server(*a);
+                    s.unread[why] += 1;
+                    s.unread_bytes[why] += st.bytes as u64;
+                }
             }
         }
         run.insight.seen_filter_fp_ppm = self.seen.fp_ppm();
+        if let Some(l) = last {
+            l.insight.seen_filter_fp_ppm = self.seen.fp_ppm();
+        }
     }
 }
 
@@ -1239,5 +1261,41 @@ impl MultiServerKey {
         {
             self.clients.push((client, server));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_costs_what_docs_insight_says() {
+        // docs/insight.md "Bounds": 131,072 entries of this size.
+        assert_eq!(std::mem::size_of::<KeyState>(), 88);
+        let i = Insight::new(&InsightConfig::default());
+        assert_eq!(
+            i.heap_bytes(),
+            131_072 * 88 + (4 << 20) + i.pool_mrc.heap_bytes()
+        );
+    }
+
+    #[test]
+    fn ttl_classes() {
+        assert_eq!(ttl_class(None), 0);
+        assert_eq!(ttl_class(Some(-1)), 1);
+        assert_eq!(ttl_class(Some(1)), 2);
+        assert_eq!(ttl_class(Some(100)), 8);
+        assert_eq!(ttl_class_label(8), "64s");
+        assert_eq!(ttl_class(Some(i64::MAX)), TTL_CLASSES - 1);
+    }
+
+    #[test]
+    fn deadlines_follow_memcached() {
+        let now = 1_700_000_000 * SEC;
+        assert_eq!(deadline(0, now), NEVER);
+        assert_eq!(deadline(-1, now), now);
+        assert_eq!(deadline(30, now), now + 30 * SEC);
+        // Over 30 days: a Unix time.
+        assert_eq!(deadline(1_700_000_100, now), 1_700_000_100 * SEC);
     }
 }

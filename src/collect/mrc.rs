@@ -225,7 +225,7 @@ impl Entry {
 /// What an instance counted: the histogram of stack distances and the
 /// totals. Separate from the stack state so windows can be taken and
 /// merged while the reuse distances span them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MrcCounts {
     /// Sampling threshold every weight is at (rate = t / 2^32).
     t: u64,

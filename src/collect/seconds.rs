@@ -35,6 +35,14 @@ pub struct Agg {
     pub lost: u64,
     /// Latency (ns) of the answered requests.
     pub latency: SmallHist,
+    /// Miss runs (a key's misses with no store of it between them: a
+    /// dogpile while it lasts): before the first store, after the last,
+    /// and the longest; `stored` once a store was seen. Merged in time
+    /// order, runs join across seconds.
+    pub storm_head: u64,
+    pub storm_tail: u64,
+    pub storm_max: u64,
+    pub stored: bool,
 }
 
 impl Agg {
@@ -43,9 +51,20 @@ impl Agg {
         self.bytes += r.req_bytes + r.resp_bytes;
         match r.result {
             Outcome::Hit => self.hits += 1,
-            Outcome::Miss => self.misses += 1,
+            Outcome::Miss => {
+                self.misses += 1;
+                self.storm_tail += 1;
+                if !self.stored {
+                    self.storm_head += 1;
+                }
+                self.storm_max = self.storm_max.max(self.storm_tail);
+            }
             Outcome::Lost => self.lost += 1,
             _ => {}
+        }
+        if super::insight::is_store_write(r.command, r.exptime, r.result) {
+            self.stored = true;
+            self.storm_tail = 0;
         }
         if let Some(l) = r.latency_ns {
             self.latency.add(l);
@@ -59,6 +78,20 @@ impl Agg {
         self.misses += o.misses;
         self.lost += o.lost;
         self.latency.merge(&o.latency);
+        // `o` follows `self` in time.
+        self.storm_max = self
+            .storm_max
+            .max(o.storm_max)
+            .max(self.storm_tail + o.storm_head);
+        if !self.stored {
+            self.storm_head += o.storm_head;
+        }
+        self.storm_tail = if o.stored {
+            o.storm_tail
+        } else {
+            self.storm_tail + o.storm_tail
+        };
+        self.stored |= o.stored;
     }
 }
 
@@ -250,5 +283,41 @@ impl Open {
             servers: self.servers.iter().map(|(s, a)| (*s, a.clone())).collect(),
             untracked: self.untracked,
         }
+    }
+}
+
+#[cfg(test)]
+mod storm_tests {
+    use super::Agg;
+
+    #[test]
+    fn miss_runs_join_across_seconds() {
+        // Second 1: miss miss STORE miss; second 2: miss miss miss.
+        let a = Agg {
+            storm_head: 2,
+            storm_tail: 1,
+            storm_max: 2,
+            stored: true,
+            ..Agg::default()
+        };
+        let b = Agg {
+            storm_head: 3,
+            storm_tail: 3,
+            storm_max: 3,
+            ..Agg::default()
+        };
+        let mut m = a.clone();
+        m.merge(&b);
+        assert_eq!(
+            (m.storm_head, m.storm_tail, m.storm_max, m.stored),
+            (2, 4, 4, true)
+        );
+        // Two seconds without a store: one run.
+        let mut m = b.clone();
+        m.merge(&b);
+        assert_eq!(
+            (m.storm_head, m.storm_tail, m.storm_max, m.stored),
+            (6, 6, 6, false)
+        );
     }
 }

@@ -10,7 +10,7 @@
 /// `sizeof(item)` on a 64-bit build: the header every item carries.
 pub const ITEM_HEADER: u64 = 48;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SlabConfig {
     /// `-f`: chunk size growth factor.
     pub factor: f64,

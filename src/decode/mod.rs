@@ -12,7 +12,7 @@ pub mod targets;
 
 pub use crate::time::Ts;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     Tcp,
     Udp,

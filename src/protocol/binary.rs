@@ -497,6 +497,8 @@ mod tests {
             value_len: 5,
             skip_after: 5,
             quiet: true,
+            // Flags 0, expiration 0 in the extras.
+            exptime: Some(0),
             ..Request::new(Proto::Binary, "setq", Kind::Store)
         };
         // The value is not consumed.

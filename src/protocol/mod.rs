@@ -17,6 +17,7 @@ pub mod binary;
 pub mod detect;
 pub mod line;
 pub mod meta;
+pub mod sniff;
 pub mod text;
 
 /// Which of memcached's three dialects a message belongs to.

@@ -385,6 +385,35 @@ fn config_line<'a>(mut toks: Tokens<'a>, lim: &Limits) -> Response<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exptimes_are_kept() {
+        let e = |line: &[u8]| match parse_request(line, &lim()) {
+            Parse::Done { msg, .. } => msg.exptime,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(e(b"set k 0 100 1\r\n"), Some(100));
+        assert_eq!(e(b"add k 5 -1 1 noreply\r\n"), Some(-1));
+        assert_eq!(e(b"cas k 0 2592001 1 7\r\n"), Some(2_592_001));
+        // append/prepend keep the item's own exptime.
+        assert_eq!(e(b"append k 0 100 1\r\n"), None);
+        assert_eq!(e(b"touch k 30\r\n"), Some(30));
+        assert_eq!(e(b"gat 60 a b\r\n"), Some(60));
+        assert_eq!(e(b"get a\r\n"), None);
+        // flush_all's delay; none is now.
+        assert_eq!(e(b"flush_all\r\n"), Some(0));
+        assert_eq!(e(b"flush_all 10 noreply\r\n"), Some(10));
+        assert_eq!(e(b"flush_all noreply\r\n"), Some(0));
+        let m = |line: &[u8]| match super::super::meta::parse_request(line, &lim()) {
+            Parse::Done { msg, .. } => msg.exptime,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(m(b"ms k 1 T90\r\n"), Some(90));
+        assert_eq!(m(b"ms k 1\r\n"), Some(0));
+        assert_eq!(m(b"ms k 1 MA T90\r\n"), None);
+        assert_eq!(m(b"mg k v T30\r\n"), Some(30));
+        assert_eq!(m(b"mg k v\r\n"), None);
+    }
     use crate::protocol::line::test_support::{assert_prefixes_need, need_of};
 
     fn lim() -> Limits {
@@ -399,9 +428,19 @@ mod tests {
         Response::new(Proto::Text, form)
     }
 
+    /// Exptimes are checked apart (`exptimes_are_kept`).
     fn check_req(buf: &[u8], want: Request<'_>) {
         assert_eq!(
-            parse_request(buf, &lim()),
+            match parse_request(buf, &lim()) {
+                Parse::Done { consumed, msg } => Parse::Done {
+                    consumed,
+                    msg: Request {
+                        exptime: None,
+                        ..msg
+                    },
+                },
+                other => other,
+            },
             Parse::Done {
                 consumed: buf.len(),
                 msg: want

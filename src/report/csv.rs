@@ -68,6 +68,9 @@ pub fn write_dir(dir: &Path, r: &Report) -> anyhow::Result<usize> {
             distributions: &r.distributions,
         },
     )?;
+    if let Some(i) = &r.insight {
+        insight(&mut out, i)?;
+    }
     let l = &r.limits;
     out.file(
         "limits.csv",
@@ -395,6 +398,116 @@ fn tables(out: &mut Out, t: &TablesRef) -> anyhow::Result<()> {
         buckets(&t.distributions.latency_us),
     )?;
     Ok(())
+}
+
+/// The cache-insight tables (docs/insight.md): miss classes and unread
+/// writes per server (and `pool`), storm keys, TTLs, slab classes, the
+/// miss-ratio curves' points and keys seen on several servers.
+fn insight(out: &mut Out, i: &super::insight::InsightOut) -> anyhow::Result<()> {
+    use crate::collect::insight::{MISS_CLASSES, UNREAD_ENDS};
+    let servers: Vec<_> = i.servers.iter().chain(std::iter::once(&i.pool)).collect();
+    let mut head = vec!["server"];
+    head.extend(MISS_CLASSES.iter().copied());
+    head.extend(["stores", "storms", "storm_misses", "storm_clients_max"]);
+    head.extend(["refill_us_p50", "refill_us_max", "multi_server_keys"]);
+    let unread_head: Vec<String> = UNREAD_ENDS.iter().map(|e| format!("unread_{e}")).collect();
+    head.extend(unread_head.iter().map(|s| s.as_str()));
+    out.file(
+        "insight_servers.csv",
+        &head,
+        servers.iter().map(|s| {
+            let mut r = vec![s.server.clone()];
+            r.extend(MISS_CLASSES.iter().map(|c| s.misses[c].to_string()));
+            r.extend(nums(&[
+                s.stores,
+                s.storms,
+                s.storm_misses,
+                s.storm_clients_max,
+                s.refill_us_p50,
+                s.refill_us_max,
+                s.multi_server_keys,
+            ]));
+            r.extend(UNREAD_ENDS.iter().map(|e| s.unread[e].to_string()));
+            r
+        }),
+    )?;
+    out.file(
+        "insight_storm_keys.csv",
+        &[
+            "key",
+            "storms",
+            "storm_misses",
+            "storm_clients_max",
+            "refill_us_max",
+        ],
+        i.storm_keys.iter().map(|k| {
+            let mut r = vec![k.key.clone()];
+            r.extend(nums(&[
+                k.storms,
+                k.storm_misses,
+                k.storm_clients_max,
+                k.refill_us_max,
+            ]));
+            r
+        }),
+    )?;
+    out.file(
+        "insight_ttl.csv",
+        &["ttl", "stores"],
+        i.ttl
+            .iter()
+            .map(|t| vec![t.ttl.clone(), t.stores.to_string()]),
+    )?;
+    out.file(
+        "insight_slab.csv",
+        &[
+            "class",
+            "chunk_size",
+            "items",
+            "item_bytes",
+            "chunk_bytes",
+            "wasted_bytes",
+        ],
+        i.slab.classes.iter().map(|c| {
+            nums(&[
+                c.class as u64,
+                c.chunk_size,
+                c.items,
+                c.item_bytes,
+                c.chunk_bytes,
+                c.wasted_bytes,
+            ])
+        }),
+    )?;
+    out.file(
+        "insight_mrc.csv",
+        &["server", "cache_bytes", "hit_ratio"],
+        servers.iter().flat_map(|s| {
+            let pts = s
+                .mrc
+                .as_ref()
+                .and_then(|m| m["points"].as_array().cloned())
+                .unwrap_or_default();
+            pts.into_iter()
+                .map(|p| vec![s.server.clone(), p[0].to_string(), p[1].to_string()])
+                .collect::<Vec<_>>()
+        }),
+    )?;
+    out.file(
+        "insight_multi_server_keys.csv",
+        &["key", "servers", "clients"],
+        i.multi_server.examples.iter().map(|m| {
+            vec![
+                m.key.clone(),
+                m.servers.join(";"),
+                m.clients
+                    .iter()
+                    .map(|(c, s)| format!("{c}>{s}"))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            ]
+        }),
+    )
 }
 
 fn nums(v: &[u64]) -> Vec<String> {

@@ -45,6 +45,8 @@ pub struct ServerInsightOut {
     pub stores: u64,
     pub storms: u64,
     pub storm_misses: u64,
+    /// Distinct clients of the largest storm: exact up to 8, 9 meaning
+    /// more than 8.
     pub storm_clients_max: u64,
     /// First miss to refill, over the storms, microseconds (log2 class
     /// upper bounds).
@@ -214,6 +216,9 @@ pub fn insight_out(t: &Tables, o: &ReportOptions) -> InsightOut {
     let mut families: Vec<FamilyInsightOut> = t
         .families
         .iter()
+        // Families with something to say (the store keeps no family
+        // insight: its families would all be zeros).
+        .filter(|e| e.stats.insight.stores > 0 || e.stats.insight.misses.iter().any(|&m| m > 0))
         .map(|e| {
             let f = &e.stats.insight;
             FamilyInsightOut {

@@ -102,6 +102,39 @@ pub struct Capture {
     pub bytes: u64,
     pub first_ts: f64,
     pub last_ts: f64,
+    /// The servers memtap found by itself (no `--target`), and how.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers_found: Vec<FoundOut>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FoundOut {
+    pub server: String,
+    pub transport: &'static str,
+    /// `port` (traffic to 11211) or `protocol` (memcached requests
+    /// answered by memcached responses on another port).
+    pub how: &'static str,
+    /// For `protocol`: the dialect of the first request seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<&'static str>,
+}
+
+impl FoundOut {
+    pub fn from_found(f: &crate::protocol::sniff::Found) -> FoundOut {
+        use crate::protocol::sniff::How;
+        FoundOut {
+            server: f.addr.to_string(),
+            transport: match f.transport {
+                crate::decode::Transport::Tcp => "tcp",
+                crate::decode::Transport::Udp => "udp",
+            },
+            how: f.how.as_str(),
+            dialect: match f.how {
+                How::Port => None,
+                How::Protocol(p) => Some(p.as_str()),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
@@ -572,6 +605,7 @@ pub fn build(
             bytes: info.counters.bytes,
             first_ts: secs(info.first_ts),
             last_ts: secs(info.last_ts),
+            servers_found: Vec::new(),
         },
         health: info.counters.iter().collect(),
         totals: t.totals,

@@ -34,6 +34,7 @@ const WORK_COUNTERS: &[&str] = &[
 pub fn write(w: &mut dyn Write, r: &Report) -> io::Result<()> {
     writeln!(w, "memtap replay report")?;
     capture(w, r)?;
+    servers_found(w, &r.capture.servers_found)?;
     health(w, &r.health)?;
     title(w, "Totals")?;
     kv(w, &totals_rows(&r.totals))?;
@@ -121,6 +122,16 @@ pub fn write(w: &mut dyn Write, r: &Report) -> io::Result<()> {
     Ok(())
 }
 
+/// Distinct clients of a storm: exact up to `STORM_CLIENTS`, then "more".
+fn clients_text(n: u64) -> String {
+    let cap = crate::collect::insight::STORM_CLIENTS as u64;
+    if n > cap {
+        format!("more than {cap}")
+    } else {
+        n.to_string()
+    }
+}
+
 /// "Why it misses": the cache-insight section (README "Why it misses").
 fn insight(w: &mut dyn Write, ins: &super::insight::InsightOut) -> io::Result<()> {
     use crate::collect::insight::{MISS_CLASSES, UNREAD_ENDS};
@@ -151,7 +162,7 @@ fn insight(w: &mut dyn Write, ins: &super::insight::InsightOut) -> io::Result<()
             s.server.clone(),
             s.storms.to_string(),
             s.storm_misses.to_string(),
-            s.storm_clients_max.to_string(),
+            clients_text(s.storm_clients_max),
             s.refill_us_p50.to_string(),
             s.refill_us_max.to_string(),
         ]);
@@ -322,6 +333,23 @@ fn capture(w: &mut dyn Write, r: &Report) -> io::Result<()> {
         ),
     ]);
     kv(w, &rows)
+}
+
+/// Only without --target: which servers memtap watched, and why.
+fn servers_found(w: &mut dyn Write, found: &[crate::report::FoundOut]) -> io::Result<()> {
+    if found.is_empty() {
+        return Ok(());
+    }
+    title(w, "Servers found (no --target)")?;
+    let mut t = Table::new(&[("server", L), ("transport", L), ("found by", L)]);
+    for f in found {
+        let how = match f.dialect {
+            Some(d) => format!("protocol ({d} requests answered)"),
+            None => "port 11211".into(),
+        };
+        t.row(vec![f.server.clone(), f.transport.into(), how]);
+    }
+    t.write(w)
 }
 
 fn health(w: &mut dyn Write, h: &BTreeMap<&'static str, u64>) -> io::Result<()> {
@@ -1208,6 +1236,7 @@ pub(crate) mod tests {
                 bytes: 2_010_000,
                 first_ts: 1_700_000_000.123456,
                 last_ts: 1_700_003_725.5,
+                servers_found: Vec::new(),
             },
             health,
             totals,
@@ -1245,6 +1274,7 @@ pub(crate) mod tests {
                 bytes: 0,
                 first_ts: 0.0,
                 last_ts: 0.0,
+                servers_found: Vec::new(),
             },
             health: [("packets", 0), ("records", 0), ("tcp_gaps", 0)]
                 .into_iter()

@@ -121,6 +121,21 @@ pub struct Snapshot {
     pub servers: Vec<Row>,
     pub families: Vec<Row>,
     pub commands: Vec<CommandRow>,
+    /// Cache insight per server and for the pool (absent from an earlier
+    /// memtap's snapshots).
+    #[serde(default)]
+    pub insight: Vec<InsightRow>,
+}
+
+/// One server's (or the pool's) cache-insight counters, cumulative.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct InsightRow {
+    pub server: String,
+    /// Misses by class, in `collect::insight::MISS_CLASSES` order.
+    pub misses: Vec<u64>,
+    pub storms: u64,
+    pub unread_writes: u64,
+    pub stores: u64,
 }
 
 /// Bound on the latency quantile `q` (class upper bound, capped at `max`)
@@ -247,6 +262,7 @@ pub fn snapshot(
                 )
             })
             .collect(),
+        insight: insight_rows(t),
         commands: t
             .commands
             .iter()
@@ -259,6 +275,28 @@ pub fn snapshot(
             })
             .collect(),
     }
+}
+
+fn insight_rows(t: &Tables) -> Vec<InsightRow> {
+    if t.insight.applied == 0 {
+        return Vec::new();
+    }
+    let row = |server: String, s: &crate::collect::insight::ServerInsight| InsightRow {
+        server,
+        misses: s.misses.to_vec(),
+        storms: s.storms,
+        unread_writes: s.unread.iter().sum(),
+        stores: s.stores,
+    };
+    let mut v: Vec<InsightRow> = t
+        .insight
+        .servers
+        .iter()
+        .map(|(a, s)| row(a.to_string(), s))
+        .collect();
+    v.sort_by(|a, b| a.server.cmp(&b.server));
+    v.push(row("pool".into(), &t.insight.pool()));
+    v
 }
 
 #[cfg(test)]

@@ -158,9 +158,9 @@ mod tests {
         assert_eq!(
             costs(),
             Costs {
-                flow: 2682,
-                request: 152,
-                exchange: 4865,
+                flow: 2714,
+                request: 160,
+                exchange: 4897,
             }
         );
         let two = Split::of(256 << 20);

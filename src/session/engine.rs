@@ -253,6 +253,17 @@ impl Engine {
         if p.ts > self.last_ts {
             self.last_ts = p.ts;
         }
+        // Every packet runs every timer on the engine's packet time, TCP's
+        // and UDP's alike, as a tick does: otherwise a UDP exchange timed
+        // out, or an idle connection evicted (its held bytes delivered
+        // then), at a time that depended on whether a tick (every batch
+        // boundary in replay) came between two packets. (The TCP path
+        // sweeps the connections itself.)
+        let now = self.last_ts;
+        if p.transport == Transport::Udp {
+            self.sweep(now, sink);
+        }
+        self.udp.sweep(now, sink);
         let (client, server) = match side {
             Side::ToServer => (
                 SocketAddr::new(p.src, p.sport),

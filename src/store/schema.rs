@@ -87,6 +87,14 @@ CREATE TABLE server_command_stats (
     count BIGINT NOT NULL, results TEXT NOT NULL,
     PRIMARY KEY (sniffer, level, start_ns, server, proto, transport, command));
 "#,
+    // Cache insight per interval: the collectors' mergeable counters
+    // (miss classes, storms, unread writes, TTLs, slab fit, miss-ratio
+    // curve counts per server and for the pool) as one JSON document.
+    r#"
+CREATE TABLE insight_stats (
+    sniffer TEXT NOT NULL, level BIGINT NOT NULL, start_ns BIGINT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (sniffer, level, start_ns));
+"#,
 ];
 
 pub const VERSION: u64 = MIGRATIONS.len() as u64;

@@ -316,6 +316,10 @@ pub struct Snapshot {
     pub keys: Vec<ItemRow>,
     pub clients: Vec<ItemRow>,
     pub families: Vec<ItemRow>,
+    /// Cache insight as JSON (`InsightTables`; absent when off, and from
+    /// an earlier memtap).
+    #[serde(default)]
+    pub insight: Option<String>,
 }
 
 pub fn hex(b: &[u8]) -> String {
@@ -577,6 +581,9 @@ impl Snapshot {
             keys: key_rows,
             clients: client_rows,
             families: fam_rows,
+            insight: (t.insight.applied > 0)
+                .then(|| serde_json::to_string(&t.insight).ok())
+                .flatten(),
         }
     }
 
@@ -590,6 +597,16 @@ impl Snapshot {
         }
         self.servers.retain(|(s, _)| servers.contains(s));
         self.server_commands.retain(|c| servers.contains(&c.server));
+        if let Some(j) = self.insight.as_mut() {
+            // The pool's figures (curve, TTLs, slab fit) stay whole, like
+            // clients and families.
+            if let Ok(mut i) = serde_json::from_str::<crate::collect::insight::InsightTables>(j) {
+                i.servers.retain(|(a, _)| servers.contains(&a.to_string()));
+                if let Ok(k) = serde_json::to_string(&i) {
+                    *j = k;
+                }
+            }
+        }
         self.keys.retain(|k| {
             k.detail
                 .as_ref()
@@ -653,6 +670,7 @@ const TABLES: &[&str] = &[
     "key_stats",
     "client_stats",
     "family_stats",
+    "insight_stats",
 ];
 
 /// Deletes one interval's rows.
@@ -719,6 +737,14 @@ pub fn write(db: &mut dyn Db, s: &Snapshot) -> Result<()> {
         db.exec(
             "INSERT INTO server_stats (sniffer, level, start_ns, server, requests, hits, misses, \
              bytes_in, bytes_out, errors) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &p,
+        )?;
+    }
+    if let Some(i) = &s.insight {
+        let mut p = id();
+        p.push(i.as_str().into());
+        db.exec(
+            "INSERT INTO insight_stats (sniffer, level, start_ns, data) VALUES ($1, $2, $3, $4)",
             &p,
         )?;
     }
@@ -909,6 +935,14 @@ pub fn read(db: &mut dyn Db, f: &Filter) -> Result<Vec<Snapshot>> {
         }
     }
     for r in db.query(
+        &format!("SELECT sniffer, start_ns, data FROM insight_stats{w}"),
+        &p,
+    )? {
+        if let Some(s) = map.get_mut(&id(&r)) {
+            s.insight = Some(r[2].text());
+        }
+    }
+    for r in db.query(
         &format!("SELECT sniffer, start_ns, name, value FROM health_stats{w}"),
         &p,
     )? {
@@ -1034,6 +1068,13 @@ pub fn fold(snaps: &[Snapshot]) -> Folded {
             if let Ok(a) = server.parse() {
                 t.servers.get(a).merge(&r.traffic());
             }
+        }
+        if let Some(i) = s
+            .insight
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<crate::collect::insight::InsightTables>(j).ok())
+        {
+            t.insight.merge(&i);
         }
         for c in &s.server_commands {
             let Ok(a) = c.server.parse() else {

@@ -240,6 +240,7 @@ impl Evaluator {
                             Metric::KeyRequestsPerS => per_s(a.requests),
                             Metric::KeyBytesPerS => per_s(a.bytes),
                             Metric::KeyMissesPerS => per_s(a.misses),
+                            Metric::KeyMissStorm => a.storm_max as f64,
                             _ => p99_ms(&a),
                         };
                         (Subject::Key(k.to_vec()), v)

@@ -14,6 +14,9 @@ pub enum Metric {
     KeyBytesPerS,
     /// A key's misses per second.
     KeyMissesPerS,
+    /// The longest run of a key's misses with no store of it between them
+    /// in the window: a dogpile (miss storm) in progress.
+    KeyMissStorm,
     /// A key's 99th percentile latency, ms.
     KeyP99Ms,
     /// A client's requests per second.
@@ -36,12 +39,13 @@ pub enum SubjectKind {
 }
 
 impl Metric {
-    pub const ALL: [(&'static str, Metric); 9] = [
+    pub const ALL: [(&'static str, Metric); 10] = [
         ("key_share_pct", Metric::KeySharePct),
         ("key_requests_per_s", Metric::KeyRequestsPerS),
         ("key_bytes_per_s", Metric::KeyBytesPerS),
         ("key_misses_per_s", Metric::KeyMissesPerS),
         ("key_p99_ms", Metric::KeyP99Ms),
+        ("key_miss_storm", Metric::KeyMissStorm),
         ("client_requests_per_s", Metric::ClientRequestsPerS),
         ("server_hit_ratio_pct", Metric::ServerHitRatioPct),
         ("server_p99_ms", Metric::ServerP99Ms),
@@ -58,9 +62,8 @@ impl Metric {
     pub fn subject(self) -> SubjectKind {
         use Metric::*;
         match self {
-            KeySharePct | KeyRequestsPerS | KeyBytesPerS | KeyMissesPerS | KeyP99Ms => {
-                SubjectKind::Key
-            }
+            KeySharePct | KeyRequestsPerS | KeyBytesPerS | KeyMissesPerS | KeyP99Ms
+            | KeyMissStorm => SubjectKind::Key,
             ClientRequestsPerS => SubjectKind::Client,
             ServerHitRatioPct | ServerP99Ms => SubjectKind::Server,
             LossPerS => SubjectKind::Pipeline,
@@ -322,7 +325,7 @@ mod tests {
     #[test]
     fn bad_rules_are_refused_with_one_line_naming_them() {
         let cases: Vec<(RuleSpec, &str)> = vec![
-            (spec("key_heat"), "trigger \"r1\": unknown metric \"key_heat\": one of key_share_pct, key_requests_per_s, key_bytes_per_s, key_misses_per_s, key_p99_ms, client_requests_per_s, server_hit_ratio_pct, server_p99_ms, loss_per_s"),
+            (spec("key_heat"), "trigger \"r1\": unknown metric \"key_heat\": one of key_share_pct, key_requests_per_s, key_bytes_per_s, key_misses_per_s, key_p99_ms, key_miss_storm, client_requests_per_s, server_hit_ratio_pct, server_p99_ms, loss_per_s"),
             (RuleSpec { above: Some(120.0), ..spec("key_share_pct") }, "trigger \"r1\": threshold 120 is out of range: 0 to 100 (percent)"),
             (RuleSpec { clear: Some(30.0), ..spec("key_share_pct") }, "trigger \"r1\": `clear` = 30 must be at or below the threshold 20 (hysteresis)"),
             (spec("server_hit_ratio_pct"), "trigger \"r1\": server_hit_ratio_pct needs `below` (and no `above`)"),

@@ -401,6 +401,50 @@ fn weight(by_bytes: bool, requests: u64, bytes: u64) -> u64 {
     }
 }
 
+/// "Why it misses" over the range: the miss-ratio curves (pool and each
+/// server, summed from the stored intervals) and the miss classes.
+fn insight_section(rep: &Report) -> String {
+    let Some(ins) = &rep.insight else {
+        return String::new();
+    };
+    let mut h = String::from("<h2 id=\"insight\">Why it misses</h2>");
+    let series: Vec<serde_json::Value> = std::iter::once(&ins.pool)
+        .chain(&ins.servers)
+        .filter_map(|s| {
+            let mut m = s.mrc.clone()?;
+            let has = m["points"].as_array().is_some_and(|p| !p.is_empty());
+            m.as_object_mut()?
+                .insert("name".into(), s.server.clone().into());
+            has.then_some(m)
+        })
+        .collect();
+    if series.is_empty() {
+        h.push_str("<p>Too few gets sampled for a miss-ratio curve in this range.</p>");
+    } else {
+        let j = serde_json::json!({ "series": series }).to_string();
+        h.push_str(&super::charts::mrc_chart("chart-mrc", &j));
+    }
+    h.push_str("<table id=\"miss-classes\"><tr><th>server</th><th>misses</th>");
+    for c in crate::collect::insight::MISS_CLASSES {
+        let _ = write!(h, "<th>{c}</th>");
+    }
+    h.push_str("<th>storms</th></tr>");
+    for s in ins.servers.iter().chain(std::iter::once(&ins.pool)) {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td>",
+            esc(&s.server),
+            s.classified_misses
+        );
+        for c in crate::collect::insight::MISS_CLASSES {
+            let _ = write!(h, "<td>{}</td>", s.misses[c]);
+        }
+        let _ = write!(h, "<td>{}</td></tr>", s.storms);
+    }
+    h.push_str("</table>");
+    h
+}
+
 fn main_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<String> {
     let q = p.query()?;
     let (sniffers, servers) = history::names(db)?;
@@ -595,6 +639,7 @@ fn main_page(db: &mut dyn crate::store::db::Db, p: &Params) -> anyhow::Result<St
         &share,
     ));
     h.push_str("</div>");
+    h.push_str(&insight_section(&rep));
     h.push_str(&tables(&rep, p));
     h.push_str("</body></html>");
     Ok(h)

@@ -25,7 +25,10 @@ pub struct Replayed {
 /// Replays a fixture through the library's pipeline (windows on) and
 /// renders its metrics in both formats with the last closed window.
 pub fn replay_fixture(case: &str, workers: usize, collectors: usize) -> Replayed {
-    let cfg = Config::default();
+    let mut cfg = Config::default();
+    // A fixture has a few dozen keys: 1 % sampling would leave the
+    // miss-ratio curve empty. Every key is followed instead.
+    cfg.insight.mrc_exact = true;
     let a = AnalysisArgs {
         workers: Some(workers),
         collectors: Some(collectors),

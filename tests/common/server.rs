@@ -182,3 +182,43 @@ impl Capture {
         self.file
     }
 }
+
+/// Whether the tests run under CI (where a skipped test is a failure).
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Whether a capture test can run here: root (tcpdump on lo) and `tools`.
+/// When not, it says why; under CI that fails the test instead.
+pub fn can_capture(test: &str, tools: &[&str]) -> bool {
+    let why = if !is_root() {
+        Some("needs root (tcpdump on lo)".to_string())
+    } else {
+        tools
+            .iter()
+            .find(|t| which(t).is_none())
+            .map(|t| format!("{t} is not installed"))
+    };
+    match why {
+        None => true,
+        Some(w) => {
+            assert!(
+                !ci(),
+                "{test}: {w} (CI must run it; scripts/setup.sh installs it)"
+            );
+            eprintln!("{test}: skipped: {w}");
+            false
+        }
+    }
+}
+
+/// The JSON report of `memtap ARGS` (which must succeed).
+pub fn memtap_json(bin: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "memtap {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -70,7 +70,7 @@ pub fn action_of(k: &KeyEvent, prompt: bool, page: i64) -> Option<Action> {
         KeyCode::Char('q') => Action::Quit,
         KeyCode::Tab => Action::NextTab,
         KeyCode::BackTab => Action::PrevTab,
-        KeyCode::Char(c @ '1'..='5') => Action::Tab(Tab::ALL[(c as u8 - b'1') as usize]),
+        KeyCode::Char(c @ '1'..='6') => Action::Tab(Tab::ALL[(c as u8 - b'1') as usize]),
         KeyCode::Char('r') => Action::Sort(Sort::Requests),
         KeyCode::Char('h') => Action::Sort(Sort::Hits),
         KeyCode::Char('m') => Action::Sort(Sort::Misses),

@@ -20,6 +20,8 @@ const NOT_LOSS: &[&str] = &[
     "tcp_evicted_idle",
     "tcp_ooo_segments",
     "tcp_retransmit_bytes",
+    // A held segment waits for the other direction and is then delivered.
+    "tcp_causal_held",
     "udp_datagrams",
     "udp_held_responses",
     "records",
@@ -45,15 +47,18 @@ pub enum Tab {
     Servers,
     Commands,
     Families,
+    /// Why gets miss, per server and for the pool.
+    Insight,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [
+    pub const ALL: [Tab; 6] = [
         Tab::Keys,
         Tab::Clients,
         Tab::Servers,
         Tab::Commands,
         Tab::Families,
+        Tab::Insight,
     ];
 
     pub fn title(self) -> &'static str {
@@ -63,6 +68,7 @@ impl Tab {
             Tab::Servers => "servers",
             Tab::Commands => "commands",
             Tab::Families => "families",
+            Tab::Insight => "why-miss",
         }
     }
 
@@ -182,6 +188,9 @@ pub struct Line {
     pub share: Option<f64>,
     /// Protocol and transport (commands).
     pub detail: String,
+    /// Insight tab: misses by class (cumulative), then storms and unread
+    /// writes.
+    pub classes: Vec<u64>,
 }
 
 /// A key's drill-down.
@@ -526,6 +535,7 @@ impl Model {
             p99,
             share: None,
             detail: String::new(),
+            classes: Vec::new(),
         }
     }
 
@@ -565,6 +575,7 @@ impl Model {
                         p99: None,
                         share: None,
                         detail: String::new(),
+                        classes: Vec::new(),
                     }
                 })
                 .collect::<Vec<_>>()
@@ -627,6 +638,41 @@ impl Model {
                         p99: None,
                         share: None,
                         detail: format!("{}/{}", c.proto, c.transport),
+                        classes: Vec::new(),
+                    }
+                })
+                .collect(),
+            Tab::Insight => new
+                .snap
+                .insight
+                .iter()
+                .filter(|r| {
+                    r.server == "pool" || self.passes_server(std::slice::from_ref(&r.server))
+                })
+                .map(|r| {
+                    let misses: u64 = r.misses.iter().sum();
+                    let old_misses: u64 = old
+                        .and_then(|o| o.snap.insight.iter().find(|x| x.server == r.server))
+                        .map_or(0, |x| x.misses.iter().sum());
+                    let secs = if dt > 0.0 { dt } else { f64::INFINITY };
+                    let mut classes = r.misses.clone();
+                    classes.extend([r.storms, r.unread_writes]);
+                    Line {
+                        name: r.server.clone(),
+                        rate: Rates {
+                            misses: misses.saturating_sub(old_misses) as f64 / secs,
+                            ..Rates::default()
+                        },
+                        total: Counts {
+                            misses,
+                            requests: misses,
+                            ..Counts::default()
+                        },
+                        p50: None,
+                        p99: None,
+                        share: None,
+                        detail: String::new(),
+                        classes,
                     }
                 })
                 .collect(),
@@ -751,6 +797,7 @@ impl Model {
                     p99: None,
                     share: None,
                     detail: String::new(),
+                    classes: Vec::new(),
                 })
             })
             .collect();
@@ -950,6 +997,8 @@ mod tests {
             counters: [
                 ("packets".to_string(), at_s * 100),
                 ("tcp_gaps".to_string(), at_s / 5),
+                // Held segments are delivered later: not a loss.
+                ("tcp_causal_held".to_string(), at_s),
             ]
             .into_iter()
             .collect(),
@@ -967,7 +1016,30 @@ mod tests {
             servers: vec![],
             families: vec![],
             commands: vec![],
+            insight: vec![crate::report::top::InsightRow {
+                server: "pool".into(),
+                misses: vec![at_s, 0, 0, 3 * at_s, 0, 0],
+                storms: at_s / 10,
+                unread_writes: 2,
+                stores: at_s,
+            }],
         }
+    }
+
+    #[test]
+    fn the_insight_tab_shows_miss_classes_and_their_rate() {
+        let mut m = Model::new(10_000_000_000, Sort::Misses);
+        for t in 0..=20u64 {
+            m.ingest(snap(t, vec![]));
+        }
+        m.tab = Tab::Insight;
+        let rows = m.rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].name, "pool");
+        // 4 misses a second (1 first, 3 evicted), cumulative 80.
+        assert_eq!(rows[0].rate.misses, 4.0);
+        assert_eq!(rows[0].total.misses, 80);
+        assert_eq!(rows[0].classes, vec![20, 0, 0, 60, 0, 0, 2, 2]);
     }
 
     #[test]

@@ -190,6 +190,7 @@ fn draw_rows(
     .column_spacing(1)
     .row_highlight_style(look.selected())
     .block(Block::default().borders(Borders::TOP).title(title));
+    // Lazily: with no rows, `n - 1` must not be computed at all.
     let mut st = TableState::default().with_selected((n > 0).then(|| selected.min(n - 1)));
     f.render_stateful_widget(table, area, &mut st);
 }
@@ -312,6 +313,33 @@ fn draw_table(f: &mut Frame, area: Rect, m: &Model, look: Look) {
                 })
                 .collect(),
         ),
+        Tab::Insight => {
+            let mut cols: Columns = vec![("SERVER", None), ("MISS/s", Some(Misses))];
+            cols.extend([
+                ("FIRST", None),
+                ("EXPIRED", None),
+                ("DELETED", None),
+                ("EVICTED", None),
+                ("FORGOT", None),
+                ("NO-TTL", None),
+                ("EVICT%", None),
+                ("STORMS", None),
+                ("UNREAD", None),
+            ]);
+            let cells = rows
+                .iter()
+                .map(|l| {
+                    let mut c = vec![l.name.clone(), num(l.rate.misses)];
+                    c.extend(l.classes.iter().take(6).map(|&n| count(n)));
+                    let all: u64 = l.classes.iter().take(6).sum();
+                    let ev = l.classes.get(3).copied().unwrap_or(0);
+                    c.push(pct((all > 0).then(|| 100.0 * ev as f64 / all as f64)));
+                    c.extend(l.classes.iter().skip(6).map(|&n| count(n)));
+                    c
+                })
+                .collect();
+            (cols, cells)
+        }
         Tab::Commands => (
             vec![
                 ("COMMAND", None),
@@ -521,7 +549,7 @@ fn draw_footer(f: &mut Frame, area: Rect, m: &Model, look: Look) {
 pub const HELP: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit"),
     (
-        "Tab, Shift-Tab, 1-5",
+        "Tab, Shift-Tab, 1-6",
         "keys, clients, servers, commands, families",
     ),
     (
@@ -562,6 +590,22 @@ fn draw_help(f: &mut Frame, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first frame, before any snapshot: every table is empty.
+    #[test]
+    fn an_empty_model_draws() {
+        let m = Model::new(10_000_000_000, Sort::Requests);
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
+        t.draw(|f| draw(f, &m, Look { color: false })).unwrap();
+        let text: String = t
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(text.contains("lost: nothing"), "{text}");
+    }
 
     #[test]
     fn numbers_fit_six_columns() {
