@@ -1270,12 +1270,13 @@ mod tests {
 
     #[test]
     fn state_costs_what_docs_insight_says() {
-        // docs/insight.md "Bounds": 131,072 entries of this size.
+        // docs/insight.md "Bounds": 131,072 entries of this size, plus
+        // each entry's 8-byte hash in its set's tag line.
         assert_eq!(std::mem::size_of::<KeyState>(), 88);
         let i = Insight::new(&InsightConfig::default());
         assert_eq!(
             i.heap_bytes(),
-            131_072 * 88 + (4 << 20) + i.pool_mrc.heap_bytes()
+            131_072 * (88 + 8) + (4 << 20) + i.pool_mrc.heap_bytes()
         );
     }
 
