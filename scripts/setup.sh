@@ -24,6 +24,9 @@ if [ "$mode" != build ]; then
     have_cmd memcached || need+=(memcached)
     # Live-capture tests (tests/live_sources.rs, as root): veth pairs and tun
     # devices with `ip`, an unprivileged helper run with `setpriv`.
+    # The coverage-guided fuzz smoke of .ci/run: libfuzzer-sys compiles
+    # libFuzzer (C++).
+    have_cmd c++ || need+=(g++)
     have_cmd ip || need+=(iproute2)
     have_cmd setpriv || need+=(util-linux)
     # Metrics and deploy/ tests: promtool (check metrics/rules/config) and the

@@ -57,6 +57,15 @@ fn serve_answers_with_the_report_and_stops_on_sigint() {
     assert_eq!((st, ct.as_str()), (200, "application/json"));
     let got: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(got, want, "/api/report equals the replay report");
+    let (st, ct, body) = common::http_get(&addr, "/api/insight", None);
+    assert_eq!((st, ct.as_str()), (200, "application/json"));
+    let got: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got, want["insight"], "/api/insight is the report's section");
+    let (st, _, _) = common::http_get(&addr, "/api/insight?window=soon", None);
+    assert_eq!(st, 400);
+    let (st, _, page) = common::http_get(&addr, "/insight", None);
+    assert_eq!(st, 200);
+    assert!(page.contains("<h1>Why it misses</h1>"), "{page}");
 
     let (st, ct, m) = common::http_get(&addr, "/metrics", None);
     assert_eq!(st, 200);

@@ -189,6 +189,7 @@ pub fn run(data: &[u8]) {
             ClientGranularity::IpPort
         },
         key_clients: 1 + input.key_clients as usize % 8,
+        insight_examples: 16,
     };
     let mut whole = Tables::new(&limits);
     let mut shards = [Tables::new(&limits), Tables::new(&limits)];
@@ -215,6 +216,7 @@ pub fn run(data: &[u8]) {
             key: key.as_deref(),
             result: Outcome::ALL[r.result as usize % Outcome::ALL.len()],
             req_bytes: u64::from(r.req_bytes),
+            exptime: None,
             resp_bytes: 0,
             latency_ns: r.latency_us.map(|l| u64::from(l) * 1000),
         };

@@ -88,6 +88,7 @@ pub fn run(
     let windows = cfg.window_ns > 0 && windows_out.is_some();
     let mut said_upto: Ts = 0;
     let mut insight = cfg.insight.as_ref().map(Insight::new);
+    let mut insight_done = false;
     let insight_windows = if windows { cfg.window_ns } else { 0 };
 
     loop {
@@ -154,6 +155,12 @@ pub fn run(
                     &limits,
                 ))
             });
+            if low.is_none() {
+                // Every worker is done: the run's closing counts go to its
+                // last window before the windows close below.
+                i.finish(&mut run, open.back_mut().map(|(_, t)| t));
+                insight_done = true;
+            }
         }
         if let Some((s, out)) = seconds.as_mut() {
             // Seconds close like windows: once every worker is past them.
@@ -205,7 +212,8 @@ pub fn run(
             break;
         }
     }
-    if let Some(i) = insight.as_mut() {
+    if let Some(i) = insight.as_mut().filter(|_| !insight_done) {
+        // The channels closed before every worker said it was done.
         let limits = cfg.limits;
         i.release(None, &mut run, &mut open, insight_windows, |open, seen| {
             Some(window_index(

@@ -173,10 +173,15 @@ impl ServerInsight {
 }
 
 fn merge_mrc(a: &mut Option<MrcCounts>, b: &Option<MrcCounts>) {
-    match (a.as_mut(), b) {
-        (_, None) => {}
-        (Some(x), Some(y)) => x.merge(y),
-        (None, Some(y)) => *a = Some(y.clone()),
+    if let Some(y) = b {
+        merge_counts(a, y);
+    }
+}
+
+fn merge_counts(a: &mut Option<MrcCounts>, b: &MrcCounts) {
+    match a {
+        Some(x) => x.merge(b),
+        None => *a = Some(b.clone()),
     }
 }
 
@@ -573,6 +578,8 @@ struct Ev {
     result: Outcome,
     bytes: u64,
     exptime: Option<i32>,
+    /// A flush's copy for this collector (counted by another).
+    echo: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -663,19 +670,18 @@ impl Insight {
     /// Hands the curves' counts gathered since the last call to the run's
     /// tables and to the window they belong to.
     fn flush_mrc(&mut self, run: &mut Tables, win: Option<&mut Tables>) {
-        let pool = self.pool_mrc.take_counts();
-        let servers: Vec<(SocketAddr, MrcCounts)> = self
-            .server_mrc
-            .iter_mut()
-            .zip(&self.servers)
-            .map(|(m, a)| (*a, m.take_counts()))
-            .collect();
+        // Merged from where they are and cleared in place: no allocation
+        // per batch (a period's first merge copies once).
         for t in std::iter::once(run).chain(win) {
             t.insight.slab_config = Some(self.cfg.slab);
-            merge_mrc(&mut t.insight.mrc, &Some(pool.clone()));
-            for (a, c) in &servers {
-                merge_mrc(&mut t.insight.server(*a).mrc, &Some(c.clone()));
+            merge_counts(&mut t.insight.mrc, self.pool_mrc.counts());
+            for (m, a) in self.server_mrc.iter().zip(&self.servers) {
+                merge_counts(&mut t.insight.server(*a).mrc, m.counts());
             }
+        }
+        self.pool_mrc.clear_counts();
+        for m in &mut self.server_mrc {
+            m.clear_counts();
         }
     }
 
@@ -725,6 +731,7 @@ impl Insight {
                 r.req_bytes
             },
             exptime: r.exptime,
+            echo: r.echo,
         });
     }
 
@@ -820,9 +827,11 @@ impl Insight {
         }
         self.applied_upto = self.applied_upto.max(ev.seen);
         self.last_ts = self.last_ts.max(ev.ts);
-        run.insight.applied += 1;
-        if let Some(w) = win.as_deref_mut() {
-            w.insight.applied += 1;
+        if !ev.echo {
+            run.insight.applied += 1;
+            if let Some(w) = win.as_deref_mut() {
+                w.insight.applied += 1;
+            }
         }
         let now = ev.ts;
         let sidx = self.server_idx(ev.server);
@@ -1192,7 +1201,12 @@ impl Effects {
         if multi_with.is_some() {
             s.multi_server_keys += 1;
         }
-        if let Some(f) = fam.and_then(|f| t.families.get_mut(f)) {
+        // Plain hits change no family figure: no lookup for them.
+        let touches_family = self.miss.is_some() || self.stored.is_some() || self.unread.is_some();
+        if let Some(f) = fam
+            .filter(|_| touches_family)
+            .and_then(|f| t.families.get_mut(f))
+        {
             let fi = &mut f.stats.insight;
             if let Some(c) = self.miss {
                 fi.misses[c] += 1;

@@ -568,6 +568,12 @@ impl Mrc {
 
     /// The counts so far, leaving zeroed ones at the current rate: one
     /// window's curve, while reuse distances keep spanning windows.
+    /// Forgets the counts so far (as `take_counts`, without a new
+    /// allocation); the stack state stays.
+    pub fn clear_counts(&mut self) {
+        self.counts.clear();
+    }
+
     pub fn take_counts(&mut self) -> MrcCounts {
         let fresh = MrcCounts::new(self.t);
         std::mem::replace(&mut self.counts, fresh)

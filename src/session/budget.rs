@@ -164,8 +164,8 @@ mod tests {
             }
         );
         let two = Split::of(256 << 20);
-        assert_eq!(2 * two.flows, 50_042);
+        assert_eq!(2 * two.flows, 49_452);
         assert_eq!(two.ooo_bytes, (256 << 20) / 10);
-        assert_eq!(two.requests, (256usize << 20) / 10 / 152);
+        assert_eq!(two.requests, (256usize << 20) / 10 / 160);
     }
 }

@@ -447,10 +447,16 @@ struct ReportQuery {
 }
 
 async fn api_report(State(src): State<Src>, Query(q): Query<ReportQuery>) -> Response {
-    let v = match view_of(&src).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    match report_of(&src, &q).await {
+        Ok(report) => json(&report),
+        Err(r) => r,
+    }
+}
+
+/// The report `/api/report` answers with (`?window=` as there), or the
+/// error response.
+async fn report_of(src: &Src, q: &ReportQuery) -> Result<Report, Response> {
+    let v = view_of(src).await?;
     let report = match q.window.as_deref() {
         None => whole_run_report(&v),
         Some(w) => {
@@ -462,48 +468,39 @@ async fn api_report(State(src): State<Src>, Query(q): Query<ReportQuery>) -> Res
                         .iter()
                         .find(|(st, _, _)| report::secs(*st) == secs),
                     Err(_) => {
-                        return error(
+                        return Err(error(
                             StatusCode::BAD_REQUEST,
                             "window: expected `last` or a window start in Unix seconds",
-                        )
+                        ))
                     }
                 },
             };
             match found {
                 Some((start, end, t)) => window_report(&v, *start, *end, t),
                 None => {
-                    return error(
+                    return Err(error(
                         StatusCode::NOT_FOUND,
                         "no such closed window (see /api/windows)",
-                    )
+                    ))
                 }
             }
         }
     };
-    json(&report)
+    Ok(report)
 }
 
 /// The report's cache-insight section (`?window=last` or a window start
 /// as for `/api/report`).
-async fn api_insight(src: State<Src>, q: Query<ReportQuery>) -> Response {
-    let resp = api_report(src, q).await;
-    if !resp.status().is_success() {
-        return resp;
-    }
-    let body = match axum::body::to_bytes(resp.into_body(), 64 << 20).await {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
-    let v: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
-    match v.get("insight") {
-        Some(i) => json(i),
-        None => error(
+async fn api_insight(State(src): State<Src>, Query(q): Query<ReportQuery>) -> Response {
+    match report_of(&src, &q).await {
+        Ok(Report {
+            insight: Some(i), ..
+        }) => json(&i),
+        Ok(_) => error(
             StatusCode::NOT_FOUND,
             "no cache insight: turned off ([insight] enabled = false) or nothing analysed yet",
         ),
+        Err(r) => r,
     }
 }
 

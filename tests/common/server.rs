@@ -129,11 +129,26 @@ pub fn capture(dir: &Path, name: &str, ports: &[u16]) -> Capture {
         .collect::<Vec<_>>()
         .join(" or ");
     let tcpdump = which("tcpdump").unwrap();
-    let child = Command::new(tcpdump)
-        // 64 MiB of kernel buffer and immediate delivery: a 5,000-key
-        // answer arrives as a burst of 64 KiB loopback segments.
-        .args(["-i", "lo", "-n", "-B", "65536", "-s", "262144"])
-        .args(["--immediate-mode", "-U", "-Z", "root", "-w"])
+    // Real-time priority: the drivers and servers of parallel tests keep
+    // both cores busy, and a starved tcpdump overflows its ring (a busy CI
+    // machine dropped 52 packets; two spinning processes here, 2,562).
+    // Where chrt cannot (no CAP_SYS_NICE) tcpdump runs as before.
+    let mut cmd = match which("chrt") {
+        Some(chrt) if chrt_works(&chrt) => {
+            let mut c = Command::new(chrt);
+            c.args(["-f", "10"]).arg(tcpdump);
+            c
+        }
+        _ => Command::new(tcpdump),
+    };
+    let child = cmd
+        // Immediate delivery makes libpcap use TPACKET_V2, whose ring has
+        // one fixed-size slot per packet, sized by the snap length: 256 MiB
+        // with a snap length just over lo's 65,536-byte MTU is ~4,000
+        // slots (with 262,144 and 64 MiB it was 256). No -U: a write per
+        // packet is what made tcpdump slow; the file is flushed at SIGINT.
+        .args(["-i", "lo", "-n", "-B", "262144", "-s", "65600"])
+        .args(["--immediate-mode", "-Z", "root", "-w"])
         .arg(&file)
         .arg(format!("tcp and ({filter})"))
         .stdout(Stdio::null())
@@ -160,6 +175,16 @@ pub fn capture(dir: &Path, name: &str, ports: &[u16]) -> Capture {
     // the filter to be in place.
     std::thread::sleep(Duration::from_millis(200));
     Capture { proc, err, file }
+}
+
+/// Whether `chrt -f` may be used here (root in a container may lack it).
+fn chrt_works(chrt: &Path) -> bool {
+    Command::new(chrt)
+        .args(["-f", "10", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Capture {
