@@ -208,6 +208,8 @@ enum Next {
 enum End {
     Eof,
     Truncated,
+    /// A mapped file cut short while being read (`Mapped::shrunk`).
+    Shrunk,
     ReadError,
     Corrupt(String),
 }
@@ -489,9 +491,17 @@ impl FileSource {
                 _ => {}
             }
         }
+        if matches!(end, End::Shrunk) {
+            self.warn(format!(
+                "{name}: the file was cut short while being read ({} bytes when opened); \
+                 stopped at byte {}, the rest is lost",
+                m.map.bytes().len(),
+                m.pos
+            ));
+        }
         match end {
             End::Eof => {}
-            End::Truncated => c.truncated_files += 1,
+            End::Truncated | End::Shrunk => c.truncated_files += 1,
             End::ReadError | End::Corrupt(_) => c.capture_errors += 1,
         }
     }
@@ -517,7 +527,7 @@ impl FileSource {
         match end {
             End::Eof if cut => c.truncated_files += 1,
             End::Eof => {}
-            End::Truncated => c.truncated_files += 1,
+            End::Truncated | End::Shrunk => c.truncated_files += 1,
             End::ReadError if cut || st.raw_eof.load(Ordering::Relaxed) => c.truncated_files += 1,
             End::ReadError => {
                 c.capture_errors += 1;
@@ -748,6 +758,9 @@ fn next_mapped(m: &mut MappedFile) -> Next {
         m.map.release_before(m.pos);
         m.released = m.pos;
     }
+    if m.map.shrunk() {
+        return Next::End(End::Shrunk);
+    }
     let d = m.map.bytes();
     let left = d.len() - m.pos;
     if left == 0 {
@@ -759,6 +772,10 @@ fn next_mapped(m: &mut MappedFile) -> Next {
     let be = !little_endian;
     let h = &d[m.pos..m.pos + 16];
     let caplen = u32_at(h, 8, be) as usize;
+    if m.map.shrunk() {
+        // This header was read from a page of zeros.
+        return Next::End(End::Shrunk);
+    }
     if legacy_caplen_bad(caplen, snaplen) {
         return Next::Resync(format!("record length {caplen}"));
     }
@@ -1595,6 +1612,42 @@ mod tests {
     }
 
     // ---- truncated, garbage, corrupt ----
+
+    #[test]
+    fn a_file_cut_short_while_mapped_stops_with_a_warning() {
+        // 4,000 frames of 1,000 bytes (~4 MB, mapped); after 100 frames
+        // the file is truncated in place to 1 MB. Reading the pages gone
+        // would kill the process with SIGBUS; the reader stops instead.
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<Rec> = (0..4000u32)
+            .map(|i| rec(1000 + i, 0, data(1000, i as u8)))
+            .collect();
+        let p = write(dir.path(), "cut.pcap", &pcap(true, false, 1, &recs));
+        let mut src = FileSource::open(std::slice::from_ref(&p)).unwrap();
+        let mut c = Counters::default();
+        let mut n = 0u32;
+        while n < 100 {
+            src.next_frame(&mut c).unwrap().unwrap();
+            n += 1;
+        }
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(1 << 20).unwrap();
+        while let Some(fr) = src.next_frame(&mut c).unwrap() {
+            // Touch every byte, as decoding does.
+            std::hint::black_box(fr.data.iter().map(|&b| b as u64).sum::<u64>());
+            n += 1;
+        }
+        // 1 MiB holds 1,032 whole records of 1,016 bytes after the 24-byte
+        // header, and the next one's header: that frame is handed out, its
+        // bytes past 1 MiB read as zeros, and the reader stops there.
+        assert_eq!(n, 1033);
+        assert_eq!(c.truncated_files, 1);
+        let w = src.take_warnings();
+        assert!(
+            w.iter().any(|w| w.contains("cut short while being read")),
+            "{w:?}"
+        );
+    }
 
     #[test]
     fn truncated_at_every_byte_of_the_last_record() {
