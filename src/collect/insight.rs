@@ -590,19 +590,9 @@ struct ServerClock {
     pending: Option<Ts>,
 }
 
-/// A 64-bit key hash (FNV-1a with a final mix: the same key always maps to
-/// the same state entry and filter bits).
-pub fn key_hash(k: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in k {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h | 1
-}
+/// The key hash of the per-key state, the filter and the curves: the one
+/// the worker made (`batch::key_hash`, never 0).
+pub use super::batch::key_hash;
 
 fn client_hash(a: &SocketAddr) -> u32 {
     // Clients are hosts: the port of each connection does not matter.
@@ -716,7 +706,11 @@ impl Insight {
         self.buf.push(Ev {
             seen: r.seen,
             ts: r.ts,
-            h: key_hash(key),
+            h: if r.key_hash != 0 {
+                r.key_hash
+            } else {
+                key_hash(key)
+            },
             key_off,
             key_len: key.len().min(u16::MAX as usize) as u16,
             fam_off,
