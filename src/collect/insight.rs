@@ -984,8 +984,8 @@ impl Insight {
         let tag = tag_of(h);
         let mut found = None;
         let mut other = None;
-        for i in 0..WAYS {
-            if meta.tags[i] == tag && set[i].h == h {
+        for (i, st) in set.iter().enumerate() {
+            if meta.tags[i] == tag && st.h == h {
                 if meta.servers[i] == sidx {
                     found = Some(i);
                 } else {
