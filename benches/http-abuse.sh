@@ -40,4 +40,4 @@ echo "during (+2 s): RSS $(rss); /metrics $(m); fds $(ls /proc/$MT/fd | wc -l)"
 wait $(jobs -p | grep -v "^$MT$") 2>/dev/null; rm -f /tmp/.abuse-ready.*
 sleep 3
 echo "after: RSS $(rss); /metrics $(m); fds $(ls /proc/$MT/fd | wc -l)"
-grep -i "http" $W/err | head -3
+grep -i "http" $W/err | head -5; echo "HTTP log lines: $(grep -c "HTTP" $W/err)"

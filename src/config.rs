@@ -63,8 +63,9 @@ pub struct ActionsCfg {
     pub workers: usize,
     /// Actions waiting, per target; past it they are dropped (counted).
     pub queue_len: usize,
-    /// How long, at exit, running and queued actions may still take
-    /// before they are abandoned (commands killed), counted.
+    /// How long, at exit and after the report is written, running and
+    /// queued actions may still take before they are abandoned (commands
+    /// killed), counted.
     pub drain_timeout: String,
 }
 

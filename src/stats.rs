@@ -78,6 +78,14 @@ counters! {
     non_tcp_udp,
     /// TCP/UDP packets not to or from a watched target.
     not_target,
+    /// Live capture without `--target`: flows not examined for memcached
+    /// because each capture thread's table of flows being examined was full.
+    discovery_untracked_flows,
+    /// Live capture without `--target`: packets that would have added a
+    /// server once 1024 were known (on port 11211 each such server's
+    /// packets, still watched; elsewhere each flow that showed one, not
+    /// watched).
+    discovery_over_cap,
     /// IPv4 fragments seen.
     ip_fragments,
     /// Datagrams rebuilt from IPv4 fragments.

@@ -468,3 +468,62 @@ fn live_sources_poll_without_allocating() {
     assert_eq!(seen, 200);
     assert_eq!(n, 0, "libpcap poll allocated");
 }
+
+/// Live discovery's finder (`protocol::sniff`, fed every packet while no
+/// target is named): once sized, flows coming and going, sweeps, a table
+/// found full, and the packets of servers already found allocate nothing.
+#[test]
+fn the_live_finder_allocates_nothing_once_sized() {
+    use memtap::protocol::sniff::Finder;
+    const FLOWS: usize = 512;
+    let pkt =
+        |src: IpAddr, sport: u16, dst: IpAddr, dport: u16, ts: u64, payload: &'static [u8]| {
+            Packet {
+                ts,
+                frame_no: 0,
+                src,
+                dst,
+                sport,
+                dport,
+                transport: Transport::Tcp,
+                tcp: TcpInfo::default(),
+                payload,
+                truncated: false,
+                wire_payload_len: payload.len(),
+            }
+        };
+    let client: IpAddr = "10.0.0.9".parse().unwrap();
+    let server: IpAddr = "10.0.0.1".parse().unwrap();
+    let web: IpAddr = "10.0.0.2".parse().unwrap();
+    let mut f = Finder::with_max_flows(FLOWS);
+    // Found before counting: the known set grows once per server.
+    f.packet(&pkt(client, 40000, server, 22122, 1, b"get k\r\n"));
+    assert!(f
+        .packet(&pkt(server, 22122, client, 40000, 1, b"END\r\n"))
+        .is_some());
+    f.packet(&pkt(client, 40000, server, 11211, 1, b""));
+    let before = allocs();
+    let mut ts = 1_000;
+    // Rounds of flows that are not memcached, each round more than the
+    // table holds, swept between rounds: slots of removed flows are
+    // reused again and again.
+    for round in 0..20u16 {
+        for i in 0..(FLOWS as u16 + 50) {
+            ts += 1;
+            // Clear of 11211 (a port that finds a server by itself).
+            let port = 20_000 + round * 600 + i;
+            for _ in 0..5 {
+                f.packet(&pkt(client, port, web, 443, ts, b"\x16\x03\x01tls"));
+                f.packet(&pkt(web, 443, client, port, ts, b"\x16\x03\x03tls"));
+            }
+            // The found servers' packets, between them.
+            f.packet(&pkt(client, 40000, server, 22122, ts, b"get k\r\n"));
+            f.packet(&pkt(server, 11211, client, 40001, ts, b"END\r\n"));
+        }
+        f.sweep(ts, 1_000_000);
+    }
+    let n = allocs() - before;
+    assert_eq!(n, 0, "allocations in the finder's steady state");
+    assert_eq!(f.untracked_flows, 20 * 50 * 10);
+    assert_eq!(f.found().len(), 2);
+}

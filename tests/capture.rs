@@ -4,7 +4,8 @@
 //! on `lo` (both engines, one and two workers), and the report after
 //! SIGINT compared exactly. Also: a SPAN-port rehearsal on a veth pair in a
 //! network namespace fed by tcpreplay, config reload on SIGHUP, privilege
-//! drop, and the permission error.
+//! drop, the permission error, and servers found without --target (and
+//! the hint and exit status 3 when none is).
 
 mod common;
 
@@ -872,4 +873,233 @@ fn capture_store_keeps_the_windows_and_serves_the_history() {
     for c in ["packets", "records", "tcp_flows", "loopback_duplicates"] {
         assert_eq!(hist["health"][c], live["health"][c], "health {c}");
     }
+}
+
+/// The `memtap_server_found_info` series of `server` in a scrape, by
+/// transport.
+fn found_in_metrics(addr: &str, server: &str) -> Vec<String> {
+    let (st, _, m) = common::http_get(addr, "/metrics", None);
+    assert_eq!(st, 200);
+    let tag = format!("memtap_server_found_info{{server=\"{server}\",");
+    m.lines()
+        .filter(|l| l.starts_with(&tag))
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// Waits until the scrape lists `want` series for `server`.
+fn wait_found(addr: &str, server: &str, want: usize) -> Vec<String> {
+    let t0 = Instant::now();
+    loop {
+        let got = found_in_metrics(addr, server);
+        if got.len() >= want || t0.elapsed() > Duration::from_secs(10) {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The report's row of `server` and its results summed over commands.
+fn server_row(r: &Value, server: &str) -> (Value, BTreeMap<String, u64>) {
+    let row = r["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server"] == server)
+        .unwrap_or_else(|| panic!("no row for {server}: {}", r["servers"]))
+        .clone();
+    let mut results = BTreeMap::new();
+    for c in row["commands"].as_array().unwrap() {
+        for (k, v) in c["results"].as_object().unwrap() {
+            *results.entry(k.clone()).or_default() += v.as_u64().unwrap();
+        }
+    }
+    results.retain(|_, v| *v > 0);
+    (row, results)
+}
+
+/// No --target, memcached on a port memtap has never heard of: the first
+/// exchange finds it, the connection that showed it is taken up in the
+/// middle from its next request, UDP is found as well, and every request
+/// after that is counted exactly. Other tests may run memcached on lo at
+/// the same time (and be found too): everything asserted is this server's.
+fn discovers_on_lo(engine: &str) {
+    let port = free_port();
+    let _mc = memcached(port);
+    let server = format!("127.0.0.1:{port}");
+    let cap = start_capture(&[
+        "-i",
+        "lo",
+        "--engine",
+        engine,
+        "--workers",
+        "2",
+        "--listen",
+        "127.0.0.1:0",
+        "--format",
+        "json",
+    ]);
+    let addr = cap.addr.clone().unwrap();
+    // The probe: a miss whose request goes by unwatched (nothing is known
+    // yet) and whose answer shows the server.
+    let mut probe = Text::connect(port);
+    probe.send(b"get probe\r\n");
+    assert_eq!(probe.line(), "END\r\n");
+    let tcp = wait_found(&addr, &server, 1);
+    assert_eq!(
+        tcp,
+        [format!(
+            "memtap_server_found_info{{server=\"{server}\",transport=\"tcp\",how=\"protocol\",\
+             dialect=\"text\"}} 1"
+        )]
+    );
+    // Every thread takes it up at its next batch (at most a tick away).
+    std::thread::sleep(Duration::from_millis(300));
+    let mut tally = Tally::default();
+    // The probe's connection, already running: counted from here on.
+    probe.send(b"set p 0 0 2\r\nhi\r\n");
+    assert_eq!(probe.line(), "STORED\r\n");
+    probe.send(b"get p\r\n");
+    assert_eq!(probe.line(), "VALUE p 0 2\r\n");
+    assert_eq!(probe.line(), "hi\r\n");
+    assert_eq!(probe.line(), "END\r\n");
+    tally.add("stored", 1);
+    tally.add("hit", 1);
+    tally.commands += 2;
+    drop(probe);
+    // UDP to the same address is watched already (a target is an address
+    // and a port), and is found in its own right too.
+    drive_udp(port, &mut tally);
+    let both = wait_found(&addr, &server, 2);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(
+        both[1].contains("transport=\"udp\",how=\"protocol\",dialect=\"text\""),
+        "{both:?}"
+    );
+    drive_text(port, &mut tally);
+    drive_meta(port, &mut tally);
+    drive_binary(port, &mut tally);
+    let (r, err) = cap.stop();
+
+    let found: Vec<&Value> = r["capture"]["servers_found"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no servers_found: {}", r["capture"]))
+        .iter()
+        .filter(|f| f["server"] == server.as_str())
+        .collect();
+    assert_eq!(
+        found,
+        [
+            &serde_json::json!({"server": server, "transport": "tcp", "how": "protocol",
+                                "dialect": "text"}),
+            &serde_json::json!({"server": server, "transport": "udp", "how": "protocol",
+                                "dialect": "text"}),
+        ],
+        "{err}"
+    );
+    for t in ["tcp", "udp"] {
+        let line = format!("memtap: found memcached server {server} ({t}, by protocol: text)\n");
+        assert_eq!(err.matches(&line).count(), 1, "{line}: {err}");
+    }
+    let (row, results) = server_row(&r, &server);
+    assert_eq!(results, tally.results, "{row}\n{err}");
+    assert_eq!(row["requests"], tally.requests, "{row}");
+    assert_eq!(row["hits"], tally.results["hit"], "{row}");
+    assert_eq!(row["misses"], tally.results["miss"], "{row}");
+    let commands: u64 = row["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(commands, tally.commands, "{row}");
+    // The probe's connection was taken up mid-stream.
+    assert!(r["health"]["tcp_midstream"].as_u64().unwrap() >= 1, "{err}");
+    assert_eq!(r["health"]["discovery_untracked_flows"], 0);
+    assert!(
+        err.contains("no --target: watching port 11211 and looking for memcached servers"),
+        "{err}"
+    );
+}
+
+#[test]
+fn afpacket_finds_a_server_without_target() {
+    if ready("afpacket_finds_a_server") {
+        discovers_on_lo("afpacket");
+    }
+}
+
+#[test]
+fn pcap_finds_a_server_without_target() {
+    if ready("pcap_finds_a_server") {
+        discovers_on_lo("pcap");
+    }
+}
+
+/// No --target, and only an HTTP exchange in the capture (its filter keeps
+/// other tests' traffic on lo out): the one-line hint, and exit status 3
+/// with --strict.
+#[test]
+fn nothing_found_live_says_so_and_strict_exits_3() {
+    if !ready("nothing_found_live") {
+        return;
+    }
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hport = http.local_addr().unwrap().port();
+    let served = std::thread::spawn(move || {
+        let (mut s, _) = http.accept().unwrap();
+        // The whole request: a close with bytes unread would be a reset.
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "request cut short");
+            req.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .unwrap();
+    });
+    let filter = format!("tcp port {hport}");
+    let cap = start_capture(&[
+        "-i",
+        "lo",
+        "--no-listen",
+        "--strict",
+        "--filter",
+        &filter,
+        "--format",
+        "json",
+    ]);
+    let (status, _, body) = common::http_get(&format!("127.0.0.1:{hport}"), "/", None);
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    served.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut cap = cap;
+    common::signal(&cap.proc.0, "INT");
+    let mut out = String::new();
+    cap.proc
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = cap.proc.0.wait().unwrap();
+    let err = cap.err.take().unwrap().join().unwrap();
+    assert_eq!(status.code(), Some(3), "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let packets = r["capture"]["packets"].as_u64().unwrap();
+    assert!(packets >= 6, "a TCP exchange and its handshake: {packets}");
+    assert_eq!(r["health"]["not_target"], packets);
+    assert!(
+        r["capture"].get("servers_found").is_none(),
+        "{}",
+        r["capture"]
+    );
+    let hint = format!(
+        "memtap: no memcached traffic in {packets} packets: nothing to port 11211, and no flow \
+         whose first packets are memcached requests answered by memcached responses; if the \
+         servers are there, name them with --target HOST:PORT\n"
+    );
+    assert_eq!(err.matches(&hint).count(), 1, "{err}");
 }

@@ -324,8 +324,9 @@ fn render_window(w: &Tables, top: usize) -> String {
             version: "test",
             flows_active: 0,
             windows_closed: 1,
-            store_backlog: None,
+            store: None,
             triggers: None,
+            servers_found: &[],
         },
         Format::Prometheus004,
     );

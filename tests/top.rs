@@ -591,3 +591,192 @@ fn connect_to_nothing_fails_before_taking_the_screen() {
     );
     assert!(!t.alternate_on());
 }
+
+/// A real `/api/top` answer: `memtap replay --serve` of a fixture.
+fn api_top_answer() -> String {
+    let case = "pipelined_tcp";
+    let target = common::server_target(case).to_string();
+    let mut child = Command::new(BIN)
+        .args(["replay", "-q", "-f", "json", "-t", &target])
+        .args(["--serve", "--listen", "127.0.0.1:0"])
+        .arg(common::fixture_dir(case).join("capture.pcap"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (addr, log) = common::wait_for_listener(&mut child);
+    let t0 = Instant::now();
+    let body = loop {
+        let (code, _, body) = common::http_get(&addr, "/api/top?keys=2000", None);
+        if code == 200 {
+            break body;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "{code}: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    common::signal(&child, "INT");
+    let _ = child.wait();
+    let _ = log.join();
+    body
+}
+
+/// What a stand-in server does with a request after the first `answered`.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Reads it and never answers.
+    Hang,
+    /// Answers 200 with a body that never ends.
+    Endless,
+}
+
+/// A loopback HTTP server answering its first `answered` requests with
+/// `body`, then doing `then`. Its channel gets the number of each request
+/// as it arrives; `sent` counts the bytes of endless bodies written.
+fn stand_in(
+    body: String,
+    answered: usize,
+    then: Then,
+) -> (
+    String,
+    std::sync::mpsc::Receiver<usize>,
+    Arc<std::sync::atomic::AtomicU64>,
+) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = sent.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (n, s) in l.incoming().enumerate() {
+            let Ok(mut s) = s else { return };
+            // The request head, whole.
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let _ = tx.send(n + 1);
+            if n < answered {
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                continue;
+            }
+            match then {
+                Then::Hang => held.push(s),
+                Then::Endless => {
+                    let counted = counted.clone();
+                    std::thread::spawn(move || {
+                        let _ = s.write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[",
+                        );
+                        let chunk = vec![b' '; 64 << 10];
+                        while s.write_all(&chunk).is_ok() {
+                            counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        }
+                    });
+                }
+            }
+        }
+    });
+    (addr, rx, sent)
+}
+
+/// The server stops answering while the view is up: `q` still quits at
+/// once (the fetch waits on its own thread), and the terminal is restored.
+#[test]
+fn connect_quits_at_once_while_the_server_never_answers() {
+    if !have_tmux("connect_quits_at_once_while_the_server_never_answers") {
+        return;
+    }
+    let (addr, requests, _) = stand_in(api_top_answer(), 1, Then::Hang);
+    let t = Tmux::new();
+    t.line(&format!("{BIN} top --connect http://{addr}; echo EXIT=$?"));
+    t.wait(10, "the view", |s| s.contains("KEY"));
+    assert!(t.alternate_on());
+    // The second fetch has reached the server, which will never answer it.
+    let mut n = 0;
+    while n < 2 {
+        n = requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    t.tmux(&["send-keys", "-t", "t", "q"]);
+    t.wait(5, "the exit", |s| s.contains("EXIT=0"));
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "q took {took:?} (the fetch's own timeout is 3 s)"
+    );
+    t.assert_restored();
+}
+
+/// A server that accepts and never answers from the start: the first
+/// fetch times out (3 s) and top says so before taking the screen.
+#[test]
+fn connect_to_a_server_that_never_answers_fails_within_its_timeout() {
+    if !have_tmux("connect_to_a_server_that_never_answers_fails_within_its_timeout") {
+        return;
+    }
+    let (addr, _requests, _) = stand_in(String::new(), 0, Then::Hang);
+    let t = Tmux::new();
+    let t0 = Instant::now();
+    t.line(&format!("{BIN} top --connect http://{addr}; echo EXIT=$?"));
+    let s = t.wait(10, "the error", |s| s.contains("EXIT=1"));
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert!(
+        s.contains(&format!("memtap: error: --connect http://{addr}:")),
+        "{s}"
+    );
+    assert!(s.to_lowercase().contains("timeout"), "{s}");
+    assert!(!t.alternate_on());
+}
+
+/// An answer that never ends is read up to the 64 MiB limit and no
+/// further: the view says so on its status line, memory stays bounded,
+/// and `q` quits.
+#[test]
+fn connect_stops_reading_an_endless_answer_at_its_limit() {
+    if !have_tmux("connect_stops_reading_an_endless_answer_at_its_limit") {
+        return;
+    }
+    let (addr, _requests, sent) = stand_in(api_top_answer(), 1, Then::Endless);
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let t = Tmux::new();
+    t.line(&format!(
+        "sh -c 'echo $$ > {}; exec {BIN} top --connect http://{addr}'; echo EXIT=$?",
+        pidfile.display()
+    ));
+    let s = t.wait(20, "the limit on the status line", |s| {
+        s.contains("cannot reach") && s.contains("limit")
+    });
+    assert!(s.contains("larger than request limit: 67108864"), "{s}");
+    assert!(
+        sent.load(Ordering::Relaxed) >= 64 << 20,
+        "the limit, not a timeout, ended it: {} bytes sent",
+        sent.load(Ordering::Relaxed)
+    );
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        hwm_kib < 256 << 10,
+        "peak RSS {hwm_kib} KiB for a 64 MiB limit"
+    );
+    t.tmux(&["send-keys", "-t", "t", "q"]);
+    t.assert_restored();
+}

@@ -107,6 +107,12 @@ impl Pool {
         cv.notify_all();
     }
 
+    /// Actions queued or running now.
+    pub fn pending(&self) -> u64 {
+        let s = lock(&self.st.0);
+        (s.queue.len() + s.active) as u64
+    }
+
     /// Lets running and queued actions finish within `grace`; then the
     /// queue is abandoned and running commands are killed (counted in
     /// `actions_abandoned`), and the threads are left behind.

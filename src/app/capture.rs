@@ -15,6 +15,8 @@ use crate::capture::{Frame, LINKTYPE_ETHERNET};
 use crate::collect::tables::{TableLimits, Tables};
 use crate::config::{parse_duration, CaptureEngine, Config};
 use crate::decode::targets::Targets;
+use crate::protocol::sniff::describe_one;
+use crate::report::FoundOut;
 use crate::stats::Counters;
 use crate::store::{CaptureRow, Interval, Writer};
 use crate::time::Ts;
@@ -84,14 +86,15 @@ fn settings(cfg: &Config, a: &CaptureArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// The kernel filter: the targets' traffic, narrowed by --filter.
-fn filter_expr(targets: &Targets, extra: &str) -> String {
-    let base = targets.bpf_expr();
-    if extra.trim().is_empty() {
-        base
+/// The kernel filter: the targets' traffic (all of it while servers are
+/// looked for), narrowed by --filter.
+fn filter_expr(targets: &Targets, discover: bool, extra: &str) -> String {
+    let base = if discover {
+        super::discover::BPF_ALL.to_string()
     } else {
-        format!("({base}) and ({extra})")
-    }
+        targets.bpf_terms()
+    };
+    crate::decode::targets::bpf_narrowed(&base, extra)
 }
 
 /// One AF_PACKET ring that survives its interface: when the interface is
@@ -415,7 +418,10 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
         crate::store::writer::check_writable_dir(p, "--report-file")?;
         anyhow::ensure!(!p.is_dir(), "--report-file {}: is a directory", p.display());
     }
-    let expr = filter_expr(&targets, &st.extra_filter);
+    // Without targets, every packet is looked at for servers: the kernel
+    // filter then keeps all TCP and UDP.
+    let discover = !super::discover::targets_given(&a.common, &cfg);
+    let expr = filter_expr(&targets, discover, &st.extra_filter);
     let sources = open_sources(&st, s.pipeline.workers, &expr)?;
     // Opened before privileges go: a bad URL or store fails at once; an
     // unreachable database is waited for (intervals spool meanwhile).
@@ -479,6 +485,7 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
             metrics_top: s.metrics_top,
             recorder,
             triggers: triggers.as_ref().map(|t| t.shared.clone()),
+            discover,
         },
         sources,
     )?;
@@ -491,6 +498,12 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
         None => (None, None),
     };
     if !a.quiet {
+        if discover {
+            eprintln!(
+                "memtap: no --target: watching port 11211 and looking for memcached servers \
+                 on every other port"
+            );
+        }
         eprintln!(
             "memtap: capturing on {} ({} engine, {} workers, filter `{expr}`){}",
             st.iface,
@@ -513,7 +526,7 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
     loop {
         match events.recv_timeout(Duration::from_millis(200)) {
             Ok(Event::Stop) => break,
-            Ok(Event::Reload) => match reload(&a, &current, &st) {
+            Ok(Event::Reload) => match reload(&a, &current, &st, discover) {
                 Ok((r, ns)) => {
                     eprintln!(
                         "memtap: config reloaded: targets {}; max keys {}, max clients {}",
@@ -559,13 +572,18 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
                 }
             }
         }
+        for f in live.take_found() {
+            if !a.quiet {
+                eprintln!("memtap: found memcached server {}", describe_one(&f));
+            }
+        }
         let closed = live.pump();
         if let Some(f) = store.as_mut() {
             let now = live.counters_now();
             for (start, end, t) in &closed {
                 f.window(*start, *end, t, &now);
             }
-            live.set_store_backlog(f.w.backlog());
+            live.set_store(super::store::figures(&f.w.stats()));
             live.set_problem("store", f.w.stats().problem());
         }
         for (start, end, t) in closed {
@@ -609,6 +627,7 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
         eprintln!("memtap: stopping: draining the pipeline");
     }
     let mut trigger_summary = None;
+    let mut actions = None;
     if let Some(mut t) = triggers.take() {
         // The rings go with the capture threads: what is due is written
         // now, with the frames there are.
@@ -623,12 +642,23 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
                 f.w.submit_event(e);
             }
         }
-        trigger_summary = Some(crate::trigger::Summary {
-            stats: t.stats(),
-            events: t.events(),
-        });
+        trigger_summary = Some(t.summary());
+        actions = t.take_actions();
     }
+    let mut hub = live.take_hub();
     let (out, threads) = live.finish()?;
+    // Servers found in the last moments are said too.
+    let found = match hub.as_mut() {
+        Some(h) => {
+            for f in h.take() {
+                if !a.quiet {
+                    eprintln!("memtap: found memcached server {}", describe_one(&f));
+                }
+            }
+            h.found()
+        }
+        None => Vec::new(),
+    };
     if !a.quiet {
         // Each thread's share and rate: the fanout's balance at a glance.
         let secs = started.elapsed().as_secs_f64().max(1e-3);
@@ -646,9 +676,17 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
     }
     let mut report = replay::make_report(&out, &[PathBuf::from(&input_name)], &current);
     report.triggers = trigger_summary;
+    report.capture.servers_found = found.iter().map(FoundOut::from_found).collect();
+    // Said whenever servers were looked for (as replay does); with named
+    // targets only under --strict, which is newer than those runs.
+    let nothing = super::discover::nothing_matched_live(&out.counters, !discover, &targets)
+        .filter(|_| discover || a.strict);
     if !a.quiet {
         for w in &out.warnings {
             eprintln!("memtap: warning: {w}");
+        }
+        if let Some(line) = &nothing {
+            eprintln!("memtap: {line}");
         }
     }
     // Under `top` the report goes to --report-file or nowhere: the screen
@@ -665,14 +703,22 @@ pub fn run_watched(a: CaptureArgs, watch: Option<Watch>) -> anyhow::Result<ExitC
     } else {
         Ok(())
     };
+    // Then the actions' grace, beside the store's.
+    let drain = actions.map(|d| d.start());
     let mut code = ExitCode::SUCCESS;
     if let Some(f) = store {
         let stats = f.w.stats();
         code = super::store::finish_outcome(f.finish(&out, &input_name), &stats);
     }
+    if let Some(d) = drain {
+        let _ = d.join();
+    }
     emitted?;
     if let Some(srv) = server {
         srv.stop();
+    }
+    if a.strict && nothing.is_some() && code == ExitCode::SUCCESS {
+        return Ok(ExitCode::from(super::discover::NOTHING_MATCHED));
     }
     Ok(code)
 }
@@ -683,8 +729,13 @@ fn reload(
     a: &CaptureArgs,
     cur: &ReplaySetup,
     st: &Settings,
+    discovering: bool,
 ) -> anyhow::Result<(Reload, ReplaySetup)> {
     let (cfg, targets) = load_config(&a.common)?;
+    // Whether to look for servers is decided at the start: a config that
+    // now names targets ends the search for good, and one that names none
+    // in a run started with targets watches port 11211, as before.
+    let discover = discovering && !super::discover::targets_given(&a.common, &cfg);
     let mut ns = replay::setup(
         &cfg,
         &a.analysis,
@@ -702,7 +753,7 @@ fn reload(
         .filter
         .clone()
         .unwrap_or_else(|| cfg.capture.filter.clone());
-    let filter = filter_expr(&targets, &extra);
+    let filter = filter_expr(&targets, discover, &extra);
     // Refuse a filter the kernel would reject before touching anything.
     compile(&filter, st.snaplen)?;
     Ok((
@@ -712,6 +763,7 @@ fn reload(
             limits: ns.pipeline.limits,
             options: ns.options.clone(),
             metrics_top: ns.metrics_top,
+            discover,
         },
         ns,
     ))

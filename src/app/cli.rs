@@ -307,6 +307,11 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "PATH")]
     pub report_file: Option<PathBuf>,
 
+    /// Exit with status 3 when no packet was memcached traffic of a target
+    /// (a wrong --target, or nothing found without one).
+    #[arg(long)]
+    pub strict: bool,
+
     /// No per-window log lines on standard error.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -483,8 +488,8 @@ pub struct AnalysisArgs {
     /// Where triggers write their pcapng snippets (config: recorder.dir;
     /// without it triggers still fire, log and count, but keep no packets).
     /// Checked for writing at start. Webhooks and commands run on a small
-    /// pool ([actions]); at exit they get actions.drain_timeout (default
-    /// 5s) before the report, then are abandoned (counted).
+    /// pool ([actions]); at exit the report comes first, then they get
+    /// actions.drain_timeout (default 5s), then are abandoned (counted).
     #[arg(long, value_name = "DIR")]
     pub trigger_dir: Option<PathBuf>,
 
@@ -533,9 +538,9 @@ pub struct CommonArgs {
 
     /// Server to watch, HOST[:PORT]: an address, a CIDR block or `*`; the
     /// port defaults to 11211. Repeatable; replaces the config's targets.
-    /// Default: found in the files (replay, dump): port 11211, and any
-    /// port whose flows open with memcached requests answered by memcached
-    /// responses; live capture: *:11211.
+    /// Default: the servers found in the traffic: port 11211, and any port
+    /// whose flows open with memcached requests answered by memcached
+    /// responses (live capture: from the packet that shows one on).
     #[arg(long, short = 't', value_name = "HOST[:PORT]")]
     pub target: Vec<String>,
 }

@@ -20,6 +20,7 @@
 //! slot every tick (a lock per tick, never per packet); HTTP views sum the
 //! slots and ask the collectors for a copy of their tables.
 
+use super::discover::{live_finders, Hub, LiveFinder};
 use super::pipeline::{
     collector_limits, join_collectors, spawn_collectors, Collectors, PacketBatch, PipelineConfig,
     PipelineOutput, WindowMerger, Worker,
@@ -33,7 +34,8 @@ use crate::collect::seconds::SecondMsg;
 use crate::collect::tables::{TableLimits, Tables};
 use crate::decode::targets::Targets;
 use crate::decode::{flow_hash, DecodeConfig, Decoder, Ts};
-use crate::report::{LimitsOut, ReportOptions, RunInfo};
+use crate::protocol::sniff::Found;
+use crate::report::{FoundOut, LimitsOut, ReportOptions, RunInfo};
 use crate::session::{Engine, EngineConfig};
 use crate::stats::{Counters, Warnings};
 use crate::web::server::{Health, View, ViewSource};
@@ -83,6 +85,9 @@ pub struct LiveConfig {
     pub recorder: Option<(u64, Ts)>,
     /// The triggers' figures, for the HTTP views.
     pub triggers: Option<Arc<Mutex<super::triggers::Shared>>>,
+    /// No target was named: look for servers (`super::discover`), with
+    /// `targets` as the base.
+    pub discover: bool,
 }
 
 /// A request for the frames a capture thread's ring holds in a span.
@@ -101,6 +106,9 @@ pub struct Reload {
     pub limits: TableLimits,
     pub options: ReportOptions,
     pub metrics_top: usize,
+    /// Servers are still looked for (the run started without targets and
+    /// the reloaded config names none either); `targets` is then the base.
+    pub discover: bool,
 }
 
 /// How often threads advance their clock, publish counters and look for
@@ -137,10 +145,12 @@ struct Shared {
     limits: TableLimits,
     options: ReportOptions,
     metrics_top: usize,
-    store_backlog: Option<u64>,
+    store: Option<crate::export::prometheus::StoreFigures>,
     /// Problems outside the capture threads (the store, snippets), by
     /// source; each source logs its own changes.
     problems: std::collections::BTreeMap<&'static str, String>,
+    /// Servers found (no target named), in the report's order.
+    servers_found: Vec<crate::report::FoundOut>,
 }
 
 struct LiveView {
@@ -207,6 +217,7 @@ impl ViewSource for LiveView {
                 counters,
                 first_ts,
                 last_ts,
+                servers_found: sh.servers_found.clone(),
             },
             limits,
             options: sh.options.clone(),
@@ -218,7 +229,7 @@ impl ViewSource for LiveView {
                 .iter()
                 .map(|s| s.lock().expect("slot").flows_active)
                 .sum(),
-            store_backlog: sh.store_backlog,
+            store: sh.store,
             triggers: self.triggers.as_ref().map(|t| {
                 let t = t.lock().unwrap_or_else(|p| p.into_inner());
                 crate::trigger::Summary {
@@ -286,6 +297,8 @@ pub struct Live {
     keep_windows: usize,
     /// One per thread with a flight recorder ring.
     snip_txs: Vec<Sender<SnipReq>>,
+    /// What the threads found, when servers are looked for.
+    hub: Option<Hub>,
 }
 
 impl Live {
@@ -352,8 +365,20 @@ impl Live {
         let mut reload_txs = Vec::new();
         let mut reader = None;
         let slots: Arc<Vec<Mutex<Slot>>>;
+        let mut hub = None;
+        // Each capture thread looks at its own packets; behind a reader,
+        // the reader looks and the workers follow.
+        let mut finders = |finding: usize, following: usize| -> Vec<Option<LiveFinder>> {
+            if !cfg.discover {
+                return (0..finding + following).map(|_| None).collect();
+            }
+            let (f, h) = live_finders(finding, following, &cfg.targets);
+            hub = Some(h);
+            f.into_iter().map(Some).collect()
+        };
         match sources {
             Sources::PerWorker(srcs) => {
+                let mut disc = finders(workers, 0).into_iter();
                 for i in 0..workers {
                     names.push(format!("capture-{i}"));
                 }
@@ -367,6 +392,7 @@ impl Live {
                     let slots = slots.clone();
                     let core = cores.get(i % cores.len().max(1)).copied();
                     let ring = new_ring();
+                    let d = disc.next().flatten();
                     threads.push(
                         thread::Builder::new()
                             .name(format!("memtap-capture-{i}"))
@@ -374,7 +400,7 @@ impl Live {
                                 if let Some(c) = core {
                                     core_affinity::set_for_current(c);
                                 }
-                                capture_loop(i, src, decoder, w, &stop, &rrx, &slots[i], ring);
+                                capture_loop(i, src, decoder, w, &stop, &rrx, &slots[i], ring, d);
                             })?,
                     );
                 }
@@ -385,6 +411,8 @@ impl Live {
                     names.push(format!("worker-{i}"));
                 }
                 slots = Arc::new(names.iter().map(|n| Mutex::new(slot(n))).collect());
+                let mut disc = finders(1, workers).into_iter();
+                let reader_disc = disc.next().flatten();
                 let mut to_workers = Vec::new();
                 let mut back = Vec::new();
                 for (i, spare) in spare_rx.into_iter().enumerate() {
@@ -395,6 +423,7 @@ impl Live {
                     to_workers.push(tx);
                     back.push(brx);
                     let mut w = make_worker(i, spare, &cfg.targets);
+                    let mut d = disc.next().flatten();
                     let slots = slots.clone();
                     let core = cores.get((i + 1) % cores.len().max(1)).copied();
                     threads.push(
@@ -408,7 +437,14 @@ impl Live {
                                 let mut flushed = 0;
                                 while let Ok(mut b) = rx.recv() {
                                     if let Ok(r) = rrx.try_recv() {
-                                        w.engine.set_targets(r.targets.clone());
+                                        w.engine.set_targets(reload_targets(&r, &mut d));
+                                    }
+                                    // Servers the reader found are in its
+                                    // inbox before their packets are here.
+                                    if let Some(d) = d.as_mut() {
+                                        if d.poll() {
+                                            w.engine.set_targets(d.targets().clone());
+                                        }
                                     }
                                     b.feed(&mut w);
                                     b.clear();
@@ -442,8 +478,17 @@ impl Live {
                             core_affinity::set_for_current(c);
                         }
                         reader_loop(
-                            src, decoder, targets, to_workers, back, &stop, &rrx, &slots[0], shape,
+                            src,
+                            decoder,
+                            targets,
+                            to_workers,
+                            back,
+                            &stop,
+                            &rrx,
+                            &slots[0],
+                            shape,
                             ring,
+                            reader_disc,
                         )
                     },
                 )?);
@@ -459,8 +504,9 @@ impl Live {
                 limits: pc.limits,
                 options: cfg.options.clone(),
                 metrics_top: cfg.metrics_top,
-                store_backlog: None,
+                store: None,
                 problems: Default::default(),
+                servers_found: Vec::new(),
             })),
             full_limits: pc.limits,
             input_name: cfg.input_name.clone(),
@@ -477,7 +523,29 @@ impl Live {
             keep_windows: cfg.keep_windows.max(1),
             pipeline: pc,
             snip_txs,
+            hub,
         })
+    }
+
+    /// The servers found since the last call (each once, whichever
+    /// threads found it); the HTTP views list them from now on.
+    pub fn take_found(&mut self) -> Vec<Found> {
+        let Some(hub) = self.hub.as_mut() else {
+            return Vec::new();
+        };
+        let fresh = hub.take();
+        if !fresh.is_empty() {
+            let all = hub.found().iter().map(FoundOut::from_found).collect();
+            self.view.shared.lock().expect("live state").servers_found = all;
+            *self.view.cache.lock().expect("view cache") = None;
+        }
+        fresh
+    }
+
+    /// Takes the hub out before `finish`: what the threads find until
+    /// they stop is still in it afterwards.
+    pub fn take_hub(&mut self) -> Option<Hub> {
+        self.hub.take()
     }
 
     pub fn view_source(&self) -> Arc<dyn ViewSource> {
@@ -588,11 +656,11 @@ impl Live {
         sum_slots(&self.view.slots).0
     }
 
-    /// Shown as `memtap_store_backlog` from now on.
-    pub fn set_store_backlog(&self, n: u64) {
+    /// Shown as `memtap_store_*` from now on.
+    pub fn set_store(&self, f: crate::export::prometheus::StoreFigures) {
         let mut sh = self.view.shared.lock().expect("live state");
-        if sh.store_backlog != Some(n) {
-            sh.store_backlog = Some(n);
+        if sh.store != Some(f) {
+            sh.store = Some(f);
             *self.view.cache.lock().expect("view cache") = None;
         }
     }
@@ -719,6 +787,22 @@ fn answer_snippets(ring: &mut Option<(Ring, Receiver<SnipReq>)>) {
     }
 }
 
+/// The targets a thread watches after a reload: while servers are still
+/// looked for, the reload's targets are the base of what was found;
+/// otherwise the finder goes, and they are all.
+fn reload_targets(r: &Reload, disc: &mut Option<LiveFinder>) -> Targets {
+    match disc {
+        Some(d) if r.discover => {
+            d.set_base(r.targets.clone());
+            d.targets().clone()
+        }
+        _ => {
+            *disc = None;
+            r.targets.clone()
+        }
+    }
+}
+
 /// One AF_PACKET worker: its own ring, decoder, engine and batcher.
 #[allow(clippy::too_many_arguments)]
 fn capture_loop(
@@ -730,6 +814,7 @@ fn capture_loop(
     reload: &Receiver<Arc<Reload>>,
     slot: &Mutex<Slot>,
     mut ring: Option<(Ring, Receiver<SnipReq>)>,
+    mut disc: Option<LiveFinder>,
 ) {
     // Capture-side counters (source and decoder), kept apart from the
     // engine's: they are added once at the end.
@@ -743,9 +828,14 @@ fn capture_loop(
     let mut flushed = 0;
     while !stop.load(Ordering::Relaxed) {
         if let Ok(r) = reload.try_recv() {
-            w.engine.set_targets(r.targets.clone());
+            w.engine.set_targets(reload_targets(&r, &mut disc));
             if let Err(e) = src.set_filter(&r.filter) {
                 eprintln!("memtap: capture-{i}: reload: {e:#}");
+            }
+        }
+        if let Some(d) = disc.as_mut() {
+            if d.poll() {
+                w.engine.set_targets(d.targets().clone());
             }
         }
         let mut dec = Counters::default();
@@ -753,9 +843,21 @@ fn capture_loop(
             if let Some(p) = decoder.decode(frame, &mut dec) {
                 first_ts.get_or_insert(p.ts);
                 last_ts = last_ts.max(p.ts);
-                // The kernel filter passes only the watched traffic.
+                if let Some(d) = disc.as_mut() {
+                    if d.packet(&p) {
+                        w.engine.set_targets(d.targets().clone());
+                    }
+                }
+                // The kernel filter passes only the watched traffic, unless
+                // servers are looked for: then the targets decide.
                 if let Some((r, _)) = ring.as_mut() {
-                    r.push(frame.ts, frame.linktype, frame.wire_len, frame.data);
+                    if disc.as_ref().is_none_or(|d| {
+                        d.targets()
+                            .classify(p.src, p.sport, p.dst, p.dport)
+                            .is_some()
+                    }) {
+                        r.push(frame.ts, frame.linktype, frame.wire_len, frame.data);
+                    }
                 }
                 w.packet(&p);
             }
@@ -786,6 +888,9 @@ fn capture_loop(
             last_tick = Instant::now();
             w.tick(wall_ns().saturating_sub(LAG_NS));
             src.update_stats(&mut cap);
+            if let Some(d) = disc.as_mut() {
+                d.tick(wall_ns(), &mut cap);
+            }
             let c = w.counters(&cap);
             flush_fresh(&mut w, &c, &mut flushed);
             let mut s = slot.lock().expect("slot");
@@ -799,6 +904,9 @@ fn capture_loop(
     }
     src.update_stats(&mut cap);
     decoder.finish(&mut cap);
+    if let Some(d) = disc.as_mut() {
+        d.tick(wall_ns(), &mut cap);
+    }
     {
         let mut s = slot.lock().expect("slot");
         s.blind_ns = blind_ns + down_since.map_or(0, |t| t.elapsed().as_nanos() as u64);
@@ -822,6 +930,7 @@ fn reader_loop(
     slot: &Mutex<Slot>,
     shape: Shape,
     mut ring: Option<(Ring, Receiver<SnipReq>)>,
+    mut disc: Option<LiveFinder>,
 ) -> Counters {
     let n = to_workers.len();
     let mut cur: Vec<PacketBatch> = (0..n).map(|_| PacketBatch::default()).collect();
@@ -851,7 +960,7 @@ fn reader_loop(
     };
     while !stop.load(Ordering::Relaxed) {
         if let Ok(r) = reload.try_recv() {
-            targets = r.targets.clone();
+            targets = reload_targets(&r, &mut disc);
             if let Err(e) = src.set_filter(&r.filter) {
                 eprintln!("memtap: reader: reload: {e:#}");
             }
@@ -862,6 +971,13 @@ fn reader_loop(
             if let Some(p) = decoder.decode(frame, &mut dec) {
                 first_ts.get_or_insert(p.ts);
                 last_ts = last_ts.max(p.ts);
+                // The workers learn of a server found here from their
+                // inboxes before any of its packets reach them.
+                if let Some(d) = disc.as_mut() {
+                    if d.packet(&p) {
+                        targets = d.targets().clone();
+                    }
+                }
                 if targets.classify(p.src, p.sport, p.dst, p.dport).is_none() {
                     dec.not_target += 1;
                 } else {
@@ -908,6 +1024,9 @@ fn reader_loop(
                 send(i, &mut cur, now, &mut c, false);
             }
             src.update_stats(&mut c);
+            if let Some(d) = disc.as_mut() {
+                d.tick(wall_ns(), &mut c);
+            }
             let mut s = slot.lock().expect("slot");
             s.counters = c.clone();
             s.first_ts = first_ts;
@@ -923,6 +1042,9 @@ fn reader_loop(
     drop(to_workers);
     src.update_stats(&mut c);
     decoder.finish(&mut c);
+    if let Some(d) = disc.as_mut() {
+        d.tick(wall_ns(), &mut c);
+    }
     let mut s = slot.lock().expect("slot");
     s.counters = c.clone();
     s.blind_ns = blind_ns + down_since.map_or(0, |t| t.elapsed().as_nanos() as u64);

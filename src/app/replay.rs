@@ -179,6 +179,7 @@ pub fn make_report(out: &PipelineOutput, files: &[PathBuf], s: &ReplaySetup) -> 
         counters: out.counters.clone(),
         first_ts: out.first_ts,
         last_ts: out.last_ts,
+        servers_found: Vec::new(),
     };
     report::build(&out.run, &windows, &info, limits, &s.options)
 }
@@ -274,10 +275,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         super::discover::nothing_matched(&pipe_out.counters, &cfg, &a.files, given, &targets);
     let over_budget = budget_shed(&pipe_out.counters);
     if let Some(t) = &tap {
-        report.triggers = Some(crate::trigger::Summary {
-            stats: t.triggers.stats(),
-            events: t.triggers.events(),
-        });
+        report.triggers = Some(t.triggers.summary());
     }
     let warnings = pipe_out.warnings.clone();
     bar.finish();
@@ -306,7 +304,13 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         None,
         a.quiet,
     )?;
+    // Then the actions' grace, beside the store's.
+    let drain = tap
+        .as_mut()
+        .and_then(|t| t.triggers.take_actions())
+        .map(|d| d.start());
     let mut code = ExitCode::SUCCESS;
+    let mut store_figures = None;
     if let Some(w) = store {
         // The store takes the tables; with --serve too, it gets a copy.
         let o = if listener.is_some() {
@@ -322,16 +326,23 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         let stats = w.stats();
         let r = super::store::store_replay(w, o, &a.files, s.pipeline.window_ns, &events);
         code = super::store::finish_outcome(r, &stats);
+        // What became of the intervals, for --serve's /metrics.
+        store_figures = Some(super::store::figures(&stats));
+    }
+    if let Some(d) = drain {
+        let _ = d.join();
     }
     if let Some(l) = listener {
         let out = pipe_out.take().expect("kept for --serve");
-        let view = finished_view(
+        let mut view = finished_view(
             out,
             &a.files,
             &s,
             cfg.http.keep_windows,
             report.triggers.clone(),
+            store_figures,
         );
+        view.info.servers_found = report.capture.servers_found.clone();
         l.serve_until_signal(std::sync::Arc::new(crate::web::server::FixedView(
             std::sync::Arc::new(view),
         )))?;
@@ -412,6 +423,7 @@ fn finished_view(
     s: &ReplaySetup,
     keep_windows: usize,
     triggers: Option<crate::trigger::Summary>,
+    store: Option<crate::export::prometheus::StoreFigures>,
 ) -> crate::web::server::View {
     let limits = run_limits(&out, s);
     let taken_ns = out.last_ts;
@@ -430,6 +442,7 @@ fn finished_view(
             counters: out.counters,
             first_ts: out.first_ts,
             last_ts: out.last_ts,
+            servers_found: Vec::new(),
         },
         limits,
         options: s.options.clone(),
@@ -438,7 +451,7 @@ fn finished_view(
         threads: Vec::new(),
         flows_active: 0,
         triggers,
-        store_backlog: None,
+        store,
         taken_ns,
     }
 }

@@ -74,6 +74,17 @@ pub fn writer_for(cfg: &Config, url: &str, a: &ReplayArgs, fine_ns: u64) -> anyh
     Writer::spawn(url, o)
 }
 
+/// A writer's figures for `/metrics`.
+pub fn figures(s: &crate::store::writer::WriterStats) -> crate::export::prometheus::StoreFigures {
+    crate::export::prometheus::StoreFigures {
+        backlog: s.backlog(),
+        spool_bytes: s.spool_bytes(),
+        shed: s.shed(),
+        foreign: s.foreign(),
+        lost: s.lost(),
+    }
+}
+
 /// After the report: a store that could not take everything says so on
 /// standard error; the exit status is 1 only when something was lost (not
 /// even spooled), since spooled intervals reach the store on the next run.

@@ -333,6 +333,7 @@ fn report_of(r: &Replayed, files: &[PathBuf], s: &ReplaySetup) -> crate::report:
         counters: r.counters.clone(),
         first_ts: r.first_ts,
         last_ts: r.last_ts,
+        servers_found: Vec::new(),
     };
     crate::report::build(&r.tables, &[], &info, limits, &s.options)
 }

@@ -103,6 +103,25 @@ impl Settings {
     }
 }
 
+/// The actions left at exit and their grace (`actions.drain_timeout`).
+pub struct Drain {
+    pool: Pool,
+    grace: Duration,
+}
+
+impl Drain {
+    /// Lets them finish within the grace, then abandons what is left
+    /// (counted, logged). Runs on a thread of its own so that the store's
+    /// flush, which has its own grace, goes on beside it: the exit is
+    /// bounded by the longer of the two, not their sum.
+    pub fn start(self) -> std::thread::JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("memtap-drain".into())
+            .spawn(move || self.pool.drain(self.grace))
+            .expect("spawn the actions' drain thread")
+    }
+}
+
 /// What the HTTP views read while a live capture runs.
 #[derive(Default)]
 pub struct Shared {
@@ -221,9 +240,9 @@ impl Triggers {
         }
     }
 
-    /// End of input: the last seconds are judged, every waiting snippet is
-    /// written with what there is, and the actions finish within
-    /// `drain_timeout` (then they are abandoned, counted).
+    /// End of input: the last seconds are judged and every waiting snippet
+    /// is written with what there is. The actions go on: the report never
+    /// waits for them (`drain_actions` gives them their grace after it).
     pub fn finish(&mut self, frames: &mut dyn FrameSource) {
         let events = self.eval.finish();
         self.handle(events, frames);
@@ -231,8 +250,25 @@ impl Triggers {
             self.snippet(&d, frames);
         }
         self.publish();
-        if let Some(p) = self.actions.take() {
-            p.drain(self.s.drain_timeout);
+    }
+
+    /// The action pool, for `drain_actions` once the report is out; none
+    /// when no rule has an action (or it was taken already).
+    pub fn take_actions(&mut self) -> Option<Drain> {
+        self.actions.take().map(|pool| Drain {
+            pool,
+            grace: self.s.drain_timeout,
+        })
+    }
+
+    /// What the report says the triggers did: the counts now, with the
+    /// actions still queued or running at this moment.
+    pub fn summary(&self) -> crate::trigger::Summary {
+        let mut stats = self.stats();
+        stats.actions_pending = self.actions.as_ref().map_or(0, |p| p.pending());
+        crate::trigger::Summary {
+            stats,
+            events: self.events(),
         }
     }
 

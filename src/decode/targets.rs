@@ -116,6 +116,20 @@ impl Target {
     }
 }
 
+/// `base` (terms for untagged frames) narrowed by a user's `extra`
+/// expression (none when blank), untagged or behind one VLAN tag. The
+/// narrowing goes inside each alternative: after the `vlan` keyword every
+/// offset is a tagged frame's, so `(… or (vlan and …)) and (extra)` would
+/// test untagged frames at the wrong offsets and keep none of them.
+pub fn bpf_narrowed(base: &str, extra: &str) -> String {
+    let b = if extra.trim().is_empty() {
+        base.to_string()
+    } else {
+        format!("({base}) and ({extra})")
+    };
+    format!("{b} or (vlan and ({b}))")
+}
+
 /// Which way a packet goes relative to the watched servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -125,31 +139,53 @@ pub enum Side {
     FromServer,
 }
 
-/// The set of targets (a short list, scanned linearly: fleets name a few
-/// pools or CIDR blocks, not thousands of hosts).
+/// Single hosts up to this many are scanned with the blocks; beyond, they
+/// are looked up in a set (servers found without `--target` can be many).
+const SCANNED_HOSTS: usize = 8;
+
+/// The set of targets: a short list scanned linearly (fleets name a few
+/// pools or CIDR blocks), and many single hosts in a hash set.
 #[derive(Debug, Clone)]
 pub struct Targets {
     list: Vec<Target>,
+    /// What `classify` scans: blocks, `*`, and the hosts when they are few.
+    scan: Vec<Target>,
+    /// The single hosts when there are more than `SCANNED_HOSTS`.
+    hosts: hashbrown::HashSet<(IpAddr, u16)>,
 }
 
 impl Default for Targets {
     fn default() -> Self {
-        Targets {
-            list: vec![Target {
-                net: None,
-                port: DEFAULT_PORT,
-            }],
-        }
+        Targets::new(Vec::new())
     }
 }
 
 impl Targets {
     pub fn new(list: Vec<Target>) -> Targets {
-        if list.is_empty() {
-            Targets::default()
+        let list = if list.is_empty() {
+            vec![Target {
+                net: None,
+                port: DEFAULT_PORT,
+            }]
         } else {
-            Targets { list }
+            list
+        };
+        let host = |t: &Target| match t.net {
+            Some(n) if n.prefix_len() == n.max_prefix_len() => Some((n.addr(), t.port)),
+            _ => None,
+        };
+        let many = list.iter().filter(|t| host(t).is_some()).count() > SCANNED_HOSTS;
+        let mut scan = Vec::new();
+        let mut hosts = hashbrown::HashSet::new();
+        for t in &list {
+            match host(t) {
+                Some(h) if many => {
+                    hosts.insert(h);
+                }
+                _ => scan.push(t.clone()),
+            }
         }
+        Targets { list, scan, hosts }
     }
 
     pub fn list(&self) -> &[Target] {
@@ -167,6 +203,11 @@ impl Targets {
     /// kernel has already taken the tag off (AF_PACKET on Linux), the
     /// untagged terms match.
     pub fn bpf_expr(&self) -> String {
+        bpf_narrowed(&self.bpf_terms(), "")
+    }
+
+    /// The targets' terms for untagged frames.
+    pub fn bpf_terms(&self) -> String {
         let mut terms: Vec<String> = Vec::with_capacity(self.list.len());
         for t in &self.list {
             let term = t.bpf_term();
@@ -174,12 +215,12 @@ impl Targets {
                 terms.push(term);
             }
         }
-        let base = terms.join(" or ");
-        format!("{base} or (vlan and ({base}))")
+        terms.join(" or ")
     }
 
     fn any(&self, ip: IpAddr, port: u16) -> bool {
-        self.list.iter().any(|t| t.matches(ip, port))
+        self.scan.iter().any(|t| t.matches(ip, port))
+            || (!self.hosts.is_empty() && self.hosts.contains(&(ip, port)))
     }
 
     /// A packet whose both ends look like targets (server-to-server on the
@@ -260,6 +301,34 @@ mod tests {
         assert_eq!(ts.classify(v6, 11300, v6, 40000), Some(Side::FromServer));
         let any = Targets::default();
         assert_eq!(any.classify(c, 1, a, 11211), Some(Side::ToServer));
+    }
+
+    #[test]
+    fn many_hosts_are_looked_up_like_few() {
+        // Past `SCANNED_HOSTS` the hosts go to the set; blocks stay scanned.
+        let mut list: Vec<Target> = (1..=20).map(|i| t(&format!("10.0.0.{i}:22122"))).collect();
+        list.push(t("10.9.0.0/16:11300"));
+        list.push(t("[fd00::7]:22122"));
+        let ts = Targets::new(list);
+        assert_eq!(ts.hosts.len(), 21);
+        assert_eq!(ts.scan.len(), 1);
+        assert_eq!(ts.list().len(), 22);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let c = ip("192.168.1.1");
+        assert_eq!(
+            ts.classify(c, 5, ip("10.0.0.20"), 22122),
+            Some(Side::ToServer)
+        );
+        assert_eq!(
+            ts.classify(ip("fd00::7"), 22122, c, 5),
+            Some(Side::FromServer)
+        );
+        assert_eq!(ts.classify(c, 5, ip("10.0.0.21"), 22122), None);
+        assert_eq!(ts.classify(c, 5, ip("10.0.0.20"), 22123), None);
+        assert_eq!(
+            ts.classify(c, 5, ip("10.9.3.4"), 11300),
+            Some(Side::ToServer)
+        );
     }
 
     #[test]
@@ -354,7 +423,11 @@ mod tests {
     /// libpcap's own matcher, after checking `compile_filter` accepts the
     /// expression (what the kernel gets).
     fn check(ts: &Targets, cases: &[(&str, Vec<u8>, u16, bool)]) {
-        let expr = ts.bpf_expr();
+        check_expr(&ts.bpf_expr(), cases)
+    }
+
+    fn check_expr(expr: &str, cases: &[(&str, Vec<u8>, u16, bool)]) {
+        let expr = expr.to_string();
         let insns = crate::capture::bpf::compile_filter(&expr, 1, 65535).unwrap();
         assert!(insns.len() > 10);
         let dead = pcap::Capture::dead(pcap::Linktype(1)).unwrap();
@@ -500,6 +573,69 @@ mod tests {
                     ip4,
                     true,
                 ),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_user_filter_narrows_untagged_and_tagged_frames_alike() {
+        let ts = Targets::new(vec![t("10.0.0.5:11211")]);
+        let ip4 = 0x0800;
+        // Before the narrowing went inside each alternative, no untagged
+        // frame passed a filter with --filter.
+        check_expr(
+            &bpf_narrowed(&ts.bpf_terms(), "tcp port 40000"),
+            &[
+                (
+                    "target, the extra port",
+                    tcp4("10.0.0.9", 40000, "10.0.0.5", 11211),
+                    ip4,
+                    true,
+                ),
+                (
+                    "target, another client port",
+                    tcp4("10.0.0.9", 40001, "10.0.0.5", 11211),
+                    ip4,
+                    false,
+                ),
+                (
+                    "not a target, the extra port",
+                    tcp4("10.0.0.9", 40000, "10.0.0.6", 11211),
+                    ip4,
+                    false,
+                ),
+            ],
+        );
+        // Every TCP and UDP packet (servers looked for), narrowed.
+        let all = "(tcp or udp or ip[6:2] & 0x1fff != 0)";
+        check_expr(
+            &bpf_narrowed(all, "port 8080"),
+            &[
+                (
+                    "TCP, the port",
+                    tcp4("1.2.3.4", 8080, "5.6.7.8", 9),
+                    ip4,
+                    true,
+                ),
+                (
+                    "UDP, the port",
+                    udp4("1.2.3.4", 9, "5.6.7.8", 8080),
+                    ip4,
+                    true,
+                ),
+                (
+                    "TCP, other port",
+                    tcp4("1.2.3.4", 80, "5.6.7.8", 9),
+                    ip4,
+                    false,
+                ),
+            ],
+        );
+        check_expr(
+            &bpf_narrowed(all, " "),
+            &[
+                ("any TCP", tcp4("1.2.3.4", 80, "5.6.7.8", 9), ip4, true),
+                ("a fragment", frag4("1.2.3.4", "5.6.7.8"), ip4, true),
             ],
         );
     }

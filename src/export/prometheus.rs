@@ -69,8 +69,12 @@
 //!   `memtap_windows_closed_total`.
 //!
 //! As gauges: `memtap_build_info{version} 1` (an `info` family in
-//! OpenMetrics), `memtap_flows_active`, `memtap_store_backlog` (only when
-//! there is a store), and the top `top` of the last closed window (nothing
+//! OpenMetrics), `memtap_server_found_info{server,transport,how,dialect} 1`
+//! for each server found without `--target` (`dialect` empty when found by
+//! port 11211), `memtap_flows_active`, `memtap_store_backlog` and
+//! `memtap_store_spool_bytes` (only when there is a store; so are the
+//! counters `memtap_store_{shed,spool_foreign,lost}_total`), and the top
+//! `top` of the last closed window (nothing
 //! at all when there is none yet):
 //!
 //! * `memtap_window_requests`: the window's key-requests, so that
@@ -156,12 +160,36 @@ pub struct ExportInput<'a> {
     pub flows_active: u64,
     /// Windows closed so far: `memtap_windows_closed_total`.
     pub windows_closed: u64,
-    /// Windows waiting to be written by the store, when there is one:
-    /// `memtap_store_backlog` (not written when `None`).
-    pub store_backlog: Option<u64>,
+    /// The history store's figures, when there is one (`memtap_store_*`,
+    /// not written when `None`).
+    pub store: Option<StoreFigures>,
     /// What the triggers did, when rules are configured.
     pub triggers: Option<&'a crate::trigger::Stats>,
+    /// The servers found without `--target`: `memtap_server_found_info`.
+    pub servers_found: &'a [crate::report::FoundOut],
 }
+
+/// What became of the intervals a history store was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreFigures {
+    /// Intervals (and capture rows) not yet committed:
+    /// `memtap_store_backlog`.
+    pub backlog: u64,
+    /// Bytes of this store's spool file: `memtap_store_spool_bytes`.
+    pub spool_bytes: u64,
+    /// Items shed at the spool's bound (`store.spool_max`):
+    /// `memtap_store_shed_total`.
+    pub shed: u64,
+    /// Items of a spool made for another store (or an earlier one at the
+    /// same address), set aside and never written here:
+    /// `memtap_store_spool_foreign_total`.
+    pub foreign: u64,
+    /// Items neither written nor spooled: `memtap_store_lost_total`.
+    pub lost: u64,
+}
+
+/// Series of the store's families.
+const STORE_SERIES: usize = 5;
 
 /// The default of `--metrics-top` (config `export.metrics_top`).
 pub const DEFAULT_METRICS_TOP: usize = 10;
@@ -219,12 +247,15 @@ pub struct SeriesShape {
     pub latency_hists: usize,
     /// (server, class) pairs with a value-size sample.
     pub size_hists: usize,
-    /// Whether `store_backlog` is given.
+    /// Whether the store's figures are given.
     pub store: bool,
     /// Servers with cache-insight counters, and families with classified
     /// misses (0 with insight off).
     pub insight_servers: usize,
     pub insight_families: usize,
+    /// Servers found without `--target` (at most
+    /// [`MAX_FOUND`](crate::protocol::sniff::MAX_FOUND)); 0 from `of`.
+    pub servers_found: usize,
 }
 
 impl SeriesShape {
@@ -257,6 +288,7 @@ impl SeriesShape {
                 .iter()
                 .filter(|e| e.stats.insight.misses.iter().any(|&m| m > 0))
                 .count(),
+            servers_found: 0,
         }
     }
 }
@@ -267,10 +299,16 @@ const INSIGHT_SERVER_SERIES: usize = 6 + 3 + 3 + 1;
 
 /// Series of the families whose size does not depend on the traffic:
 /// build info, health counters, flows, evictions, windows, overflow, the
-/// last window's requests (once a window has closed), and the store
-/// backlog when there is one.
+/// last window's requests (once a window has closed), and the store's
+/// figures when there is one.
 pub fn fixed_series(store: bool) -> usize {
-    1 + Counters::default().iter().count() + 1 + HH_TABLES + 1 + 1 + 1 + store as usize
+    1 + Counters::default().iter().count()
+        + 1
+        + HH_TABLES
+        + 1
+        + 1
+        + 1
+        + if store { STORE_SERIES } else { 0 }
 }
 
 /// The series one [`render`] writes at most (with a last window whose
@@ -302,6 +340,7 @@ pub fn worst_case_series(s: &SeriesShape) -> usize {
         + s.latency_hists * (LATENCY_BOUNDS_NS.len() + 3)
         + s.size_hists * (VALUE_SIZE_BOUNDS.len() + 3)
         + s.top * (TOP_KEY_FAMILIES + 1 + KEY_CLIENT_SERIES)
+        + s.servers_found
         + if s.insight_servers > 0 {
             INSIGHT_SERVER_SERIES * s.insight_servers
                 + 4
@@ -324,6 +363,29 @@ pub fn render(out: &mut String, s: &ExportInput<'_>, f: Format) {
         "memtap version that produced these metrics (always 1).",
     );
     sample(out, "memtap_build_info", &[("version", s.version)], 1);
+    if !s.servers_found.is_empty() {
+        family(
+            out,
+            f,
+            "memtap_server_found_info",
+            Kind::Info,
+            "A memcached server found without --target (always 1): found by port 11211, or \
+             by protocol (its dialect's requests answered).",
+        );
+        for fo in s.servers_found {
+            sample(
+                out,
+                "memtap_server_found_info",
+                &[
+                    ("server", &fo.server),
+                    ("transport", fo.transport),
+                    ("how", fo.how),
+                    ("dialect", fo.dialect.unwrap_or("")),
+                ],
+                1,
+            );
+        }
+    }
 
     let servers_bd = run.breakdown.sorted();
     let labels: Vec<String> = servers_bd.iter().map(|sc| server_label(sc)).collect();
@@ -533,15 +595,42 @@ pub fn render(out: &mut String, s: &ExportInput<'_>, f: Format) {
         "Windows of packet time closed.",
     );
     sample(out, "memtap_windows_closed_total", &[], s.windows_closed);
-    if let Some(b) = s.store_backlog {
-        family(
-            out,
-            f,
-            "memtap_store_backlog",
-            Kind::Gauge,
-            "Closed windows waiting to be written by the store.",
-        );
-        sample(out, "memtap_store_backlog", &[], b);
+    if let Some(st) = &s.store {
+        for (name, kind, help, n) in [
+            (
+                "memtap_store_backlog",
+                Kind::Gauge,
+                "Closed windows waiting to be written by the store.",
+                st.backlog,
+            ),
+            (
+                "memtap_store_spool_bytes",
+                Kind::Gauge,
+                "Bytes of the store's spool file (intervals waiting on disk for the store).",
+                st.spool_bytes,
+            ),
+            (
+                "memtap_store_shed_total",
+                Kind::Counter,
+                "Intervals shed because the spool file reached store.spool_max.",
+                st.shed,
+            ),
+            (
+                "memtap_store_spool_foreign_total",
+                Kind::Counter,
+                "Intervals of a spool made for another store, set aside and never written to this one.",
+                st.foreign,
+            ),
+            (
+                "memtap_store_lost_total",
+                Kind::Counter,
+                "Intervals neither written to the store nor spooled.",
+                st.lost,
+            ),
+        ] {
+            family(out, f, name, kind, help);
+            sample(out, name, &[], n);
+        }
     }
 
     if run.insight.applied > 0 {
@@ -1211,7 +1300,7 @@ mod tests {
         run: &Tables,
         w: Option<&Tables>,
         top: usize,
-        store_backlog: Option<u64>,
+        store: Option<StoreFigures>,
         f: Format,
     ) -> String {
         let counters = Counters::default();
@@ -1225,8 +1314,9 @@ mod tests {
             version: "0.1.0-test",
             flows_active: 0,
             windows_closed: 0,
-            store_backlog,
+            store,
             triggers: None,
+            servers_found: &[],
         };
         render(&mut out, &input, f);
         out
@@ -1256,8 +1346,9 @@ mod tests {
                 version: "0.1.0-test",
                 flows_active: 3,
                 windows_closed: 2,
-                store_backlog: None,
+                store: None,
                 triggers: None,
+                servers_found: &[],
             },
             f,
         );
@@ -1607,12 +1698,28 @@ mod tests {
                 // Every table full: the bound is reached.
                 assert_eq!(n, bound, "top {top}");
             }
-            let with_store = render_input(&t, Some(&t), top, Some(4), Format::Prometheus004);
+            let st = StoreFigures {
+                backlog: 4,
+                spool_bytes: 1234,
+                shed: 2,
+                foreign: 7,
+                lost: 1,
+            };
+            let with_store = render_input(&t, Some(&t), top, Some(st), Format::Prometheus004);
             assert_eq!(
                 samples(&with_store).count(),
-                n + 1,
-                "store backlog is one more series"
+                n + STORE_SERIES,
+                "the store's figures are five more series"
             );
+            for line in [
+                "memtap_store_backlog 4",
+                "memtap_store_spool_bytes 1234",
+                "memtap_store_shed_total 2",
+                "memtap_store_spool_foreign_total 7",
+                "memtap_store_lost_total 1",
+            ] {
+                assert!(samples(&with_store).any(|l| l == line), "{line}");
+            }
             assert_no_duplicate_series(&out);
         }
     }
@@ -1631,14 +1738,78 @@ mod tests {
             store: false,
             insight_servers: 0,
             insight_families: 0,
+            servers_found: 0,
         };
-        assert_eq!(fixed_series(false), 80);
-        assert_eq!(worst_case_series(&shape), 2870);
+        assert_eq!(fixed_series(false), 82);
+        assert_eq!(worst_case_series(&shape), 2872);
         let capped = SeriesShape {
             top: MAX_METRICS_TOP,
             ..shape
         };
         assert_eq!(worst_case_series(&capped) - worst_case_series(&shape), 1080);
+    }
+
+    #[test]
+    fn servers_found_are_one_info_series_each() {
+        use crate::report::FoundOut;
+        let run = tiny();
+        let found = [
+            FoundOut {
+                server: "10.0.0.1:11211".into(),
+                transport: "tcp",
+                how: "port",
+                dialect: None,
+            },
+            FoundOut {
+                server: "10.0.0.2:22122".into(),
+                transport: "udp",
+                how: "protocol",
+                dialect: Some("meta"),
+            },
+        ];
+        let counters = Counters::default();
+        let with = |f: Format, found: &[FoundOut]| {
+            let mut out = String::new();
+            let input = ExportInput {
+                run: &run,
+                last_window: None,
+                counters: &counters,
+                top: 2,
+                redact: &Redact::None,
+                version: "t",
+                flows_active: 0,
+                windows_closed: 0,
+                store: None,
+                triggers: None,
+                servers_found: found,
+            };
+            render(&mut out, &input, f);
+            out
+        };
+        let samples = "memtap_server_found_info{server=\"10.0.0.1:11211\",transport=\"tcp\",\
+                       how=\"port\",dialect=\"\"} 1\n\
+                       memtap_server_found_info{server=\"10.0.0.2:22122\",transport=\"udp\",\
+                       how=\"protocol\",dialect=\"meta\"} 1\n";
+        let prom = with(Format::Prometheus004, &found);
+        assert!(
+            prom.contains(&format!("# TYPE memtap_server_found_info gauge\n{samples}")),
+            "{prom}"
+        );
+        let om = with(Format::OpenMetrics, &found);
+        assert!(om.contains("# TYPE memtap_server_found info\n"), "{om}");
+        assert!(om.contains(samples), "{om}");
+        // None found (or --target given): no family at all.
+        assert!(!with(Format::Prometheus004, &[]).contains("memtap_server_found"));
+        let n = |s: &str| s.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(n(&prom), n(&with(Format::Prometheus004, &[])) + 2);
+        let shape = SeriesShape {
+            servers_found: 2,
+            ..SeriesShape::of(&run, 2, false)
+        };
+        assert_eq!(
+            worst_case_series(&shape),
+            worst_case_series(&SeriesShape::of(&run, 2, false)) + 2
+        );
     }
 
     #[test]
@@ -1922,7 +2093,12 @@ mod tests {
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-openmetrics.py");
         for (t, window) in checker_inputs() {
-            let out = render_input(&t, window.then_some(&t), 5, Some(1), Format::OpenMetrics);
+            let st = StoreFigures {
+                backlog: 1,
+                shed: 2,
+                ..StoreFigures::default()
+            };
+            let out = render_input(&t, window.then_some(&t), 5, Some(st), Format::OpenMetrics);
             assert!(out.ends_with("\n# EOF\n"));
             run_checker(&py, &[script], &out);
         }

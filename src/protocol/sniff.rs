@@ -10,7 +10,7 @@
 
 use super::{binary, detect, Limits, Parse, Proto, RespForm};
 use crate::decode::targets::DEFAULT_PORT;
-use crate::decode::{Packet, Transport};
+use crate::decode::{Packet, Transport, Ts};
 use std::net::SocketAddr;
 
 /// How a server was found.
@@ -48,6 +48,11 @@ const TRIES: u8 = 4;
 /// of a very busy link must not grow without bound).
 pub const MAX_FLOWS: usize = 1 << 16;
 
+/// Servers found and listed at most; more are counted in `over_cap` (each
+/// found server becomes a target, and a capture of a hostile network must
+/// not grow either list without bound).
+pub const MAX_FOUND: usize = 1024;
+
 #[derive(Default)]
 struct FlowState {
     /// Per direction (0: low→high address, 1: high→low).
@@ -55,6 +60,8 @@ struct FlowState {
     request: [Option<Proto>; 2],
     response: [bool; 2],
     done: bool,
+    /// Time of its last packet, for `Finder::sweep`.
+    last: Ts,
 }
 
 type FlowId = (SocketAddr, SocketAddr, Transport);
@@ -64,8 +71,13 @@ pub struct Finder {
     found: Vec<Found>,
     known: hashbrown::HashSet<(SocketAddr, Transport)>,
     lim: Limits,
-    /// Flows not examined because `MAX_FLOWS` were already open.
+    max_flows: usize,
+    /// Flows not examined because `max_flows` were already open.
     pub untracked_flows: u64,
+    /// Packets that would have added a server after `MAX_FOUND` were
+    /// known: on port 11211 (watched anyway) each packet of such a server,
+    /// on another port (not watched then) each flow that showed one.
+    pub over_cap: u64,
 }
 
 impl Default for Finder {
@@ -75,14 +87,39 @@ impl Default for Finder {
 }
 
 impl Finder {
+    /// A finder for a first pass over files: its table grows as needed,
+    /// up to `MAX_FLOWS`.
     pub fn new() -> Finder {
+        Finder::build(hashbrown::HashMap::new(), MAX_FLOWS)
+    }
+
+    /// A finder that examines at most `max_flows` flows at once. The
+    /// table is sized up front for twice as many: flows come and go, and
+    /// hashbrown reclaims the slots of removed ones in place (without
+    /// allocating) only while it is at most half full; so a live
+    /// capture's packet path never allocates for it, however long it runs.
+    pub fn with_max_flows(max_flows: usize) -> Finder {
+        Finder::build(hashbrown::HashMap::with_capacity(2 * max_flows), max_flows)
+    }
+
+    fn build(flows: hashbrown::HashMap<FlowId, FlowState>, max_flows: usize) -> Finder {
         Finder {
-            flows: hashbrown::HashMap::new(),
+            flows,
             found: Vec::new(),
             known: hashbrown::HashSet::new(),
             lim: Limits::default(),
+            max_flows,
             untracked_flows: 0,
+            over_cap: 0,
         }
+    }
+
+    /// Bytes the flow table of `with_max_flows(max_flows)` takes.
+    pub fn bytes_for(max_flows: usize) -> usize {
+        // hashbrown keeps its load at most 7/8, in a power of two of
+        // buckets, each a key, a value and a control byte.
+        let buckets = (2 * max_flows * 8 / 7).next_power_of_two();
+        buckets * (std::mem::size_of::<(FlowId, FlowState)>() + 1)
     }
 
     /// The servers found so far, in the order they were found.
@@ -90,17 +127,52 @@ impl Finder {
         &self.found
     }
 
-    fn add(&mut self, addr: SocketAddr, transport: Transport, how: How) {
-        if self.known.insert((addr, transport)) {
-            self.found.push(Found {
-                addr,
-                transport,
-                how,
-            });
+    /// Flows being examined now.
+    pub fn flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Takes a server found elsewhere (another capture thread) as known:
+    /// its flows are not examined here, and it is not listed again.
+    pub fn know(&mut self, addr: SocketAddr, transport: Transport) {
+        if self.known.len() < MAX_FOUND {
+            self.known.insert((addr, transport));
         }
     }
 
-    pub fn packet(&mut self, p: &Packet<'_>) {
+    /// The server, when it is new.
+    fn add(&mut self, addr: SocketAddr, transport: Transport, how: How) -> Option<Found> {
+        if self.known.contains(&(addr, transport)) {
+            return None;
+        }
+        if self.known.len() >= MAX_FOUND {
+            self.over_cap += 1;
+            return None;
+        }
+        self.known.insert((addr, transport));
+        let f = Found {
+            addr,
+            transport,
+            how,
+        };
+        self.found.push(f);
+        Some(f)
+    }
+
+    /// Forgets flows idle for `idle_ns` by `now` (a live capture runs for
+    /// ever: flows judged long ago must not fill the table); when the
+    /// table is still over three quarters full, also the flows already
+    /// judged not memcached. Not per packet: it walks the whole table.
+    pub fn sweep(&mut self, now: Ts, idle_ns: u64) {
+        let cutoff = now.saturating_sub(idle_ns);
+        self.flows.retain(|_, st| st.last >= cutoff);
+        if self.flows.len() > self.max_flows / 4 * 3 {
+            self.flows.retain(|_, st| !st.done);
+        }
+    }
+
+    /// Looks at one packet; returns the server it showed, when that is new.
+    pub fn packet(&mut self, p: &Packet<'_>) -> Option<Found> {
         let src = SocketAddr::new(p.src, p.sport);
         let dst = SocketAddr::new(p.dst, p.dport);
         // The destination decides when both ends use the port, as in
@@ -115,24 +187,25 @@ impl Finder {
             || self.known.contains(&(dst, p.transport))
             || self.known.contains(&(src, p.transport))
         {
-            return;
+            return None;
         }
         let (id, dir) = if (p.src, p.sport) <= (p.dst, p.dport) {
             ((src, dst, p.transport), 0)
         } else {
             ((dst, src, p.transport), 1)
         };
-        let full = self.flows.len() >= MAX_FLOWS;
+        let full = self.flows.len() >= self.max_flows;
         let st = match self.flows.get_mut(&id) {
             Some(st) => st,
             None if full => {
                 self.untracked_flows += 1;
-                return;
+                return None;
             }
             None => self.flows.entry(id).or_default(),
         };
+        st.last = p.ts;
         if st.done || st.tries[dir] >= TRIES {
-            return;
+            return None;
         }
         st.tries[dir] += 1;
         let msg = match p.transport {
@@ -155,10 +228,9 @@ impl Finder {
         if st.tries == [TRIES, TRIES] || server.is_some() {
             st.done = true;
         }
-        if let Some((addr, proto)) = server {
-            self.flows.remove(&id);
-            self.add(addr, p.transport, How::Protocol(proto));
-        }
+        let (addr, proto) = server?;
+        self.flows.remove(&id);
+        self.add(addr, p.transport, How::Protocol(proto))
     }
 }
 
@@ -209,7 +281,8 @@ pub fn describe(found: &[Found]) -> String {
     s
 }
 
-fn describe_one(f: &Found) -> String {
+/// One server found, for messages: `10.0.0.1:22122 (tcp, by protocol: text)`.
+pub fn describe_one(f: &Found) -> String {
     let t = match f.transport {
         Transport::Tcp => "tcp",
         Transport::Udp => "udp",
@@ -341,5 +414,60 @@ mod tests {
             describe(g.found()),
             "10.0.0.1:22122 (tcp, by protocol: binary)"
         );
+    }
+
+    #[test]
+    fn a_live_finder_is_bounded_and_forgets_idle_flows() {
+        let mut f = Finder::with_max_flows(4);
+        let at = |ts, src: &str, dst: &str| {
+            let mut p = pkt(src, dst, Transport::Tcp, b"\x16\x03\x01tls");
+            p.ts = ts;
+            p
+        };
+        for i in 0..6 {
+            let c = format!("10.0.0.9:{}", 40000 + i);
+            assert_eq!(f.packet(&at(1, &c, "10.0.0.1:443")), None);
+        }
+        assert_eq!(f.flows(), 4);
+        assert_eq!(f.untracked_flows, 2);
+        // Flows not seen for the idle time go; the others stay.
+        f.packet(&at(50, "10.0.0.9:40000", "10.0.0.1:443"));
+        f.sweep(100, 60);
+        assert_eq!(f.flows(), 1);
+        // Still over three quarters full: flows already judged go too.
+        for _ in 0..TRIES {
+            f.packet(&at(100, "10.0.0.9:40000", "10.0.0.1:443"));
+            f.packet(&at(100, "10.0.0.1:443", "10.0.0.9:40000"));
+        }
+        for i in 1..4 {
+            let c = format!("10.0.0.9:{}", 41000 + i);
+            f.packet(&at(100, &c, "10.0.0.1:443"));
+        }
+        assert_eq!(f.flows(), 4);
+        f.sweep(100, 60);
+        assert_eq!(f.flows(), 3);
+
+        // A server another thread found is not found (nor listed) again.
+        f.know(S.parse().unwrap(), Transport::Tcp);
+        f.packet(&pkt(C, S, Transport::Tcp, b"get k\r\n"));
+        assert_eq!(f.packet(&pkt(S, C, Transport::Tcp, b"END\r\n")), None);
+        assert!(f.found().is_empty());
+        // A new one is returned once.
+        let other = "10.0.0.2:22122";
+        f.packet(&pkt(C, other, Transport::Tcp, b"get k\r\n"));
+        let got = f.packet(&pkt(other, C, Transport::Tcp, b"END\r\n"));
+        assert_eq!(got.map(|g| g.addr), Some(other.parse().unwrap()));
+        assert_eq!(f.packet(&pkt(C, other, Transport::Tcp, b"get k\r\n")), None);
+    }
+
+    #[test]
+    fn found_servers_are_capped_and_the_rest_counted() {
+        let mut f = Finder::new();
+        for i in 0..MAX_FOUND + 3 {
+            let dst = format!("10.{}.{}.1:11211", i / 256, i % 256);
+            f.packet(&pkt(C, &dst, Transport::Tcp, b""));
+        }
+        assert_eq!(f.found().len(), MAX_FOUND);
+        assert_eq!(f.over_cap, 3);
     }
 }

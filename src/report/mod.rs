@@ -587,6 +587,8 @@ pub struct RunInfo {
     pub counters: Counters,
     pub first_ts: u64,
     pub last_ts: u64,
+    /// The servers memtap found by itself (no `--target`), and how.
+    pub servers_found: Vec<FoundOut>,
 }
 
 pub fn build(
@@ -605,7 +607,7 @@ pub fn build(
             bytes: info.counters.bytes,
             first_ts: secs(info.first_ts),
             last_ts: secs(info.last_ts),
-            servers_found: Vec::new(),
+            servers_found: info.servers_found.clone(),
         },
         health: info.counters.iter().collect(),
         totals: t.totals,

@@ -91,6 +91,9 @@ pub fn write(w: &mut dyn Write, r: &Report) -> io::Result<()> {
     if let Some(ins) = &r.insight {
         insight(w, ins)?;
     }
+    if let Some(t) = &r.triggers {
+        triggers(w, &t.stats, t.events.len())?;
+    }
     limits(w, r)?;
 
     let n = r.windows.len();
@@ -727,6 +730,30 @@ fn distribution(buckets: &[Bucket], unit: &'static str) -> Table {
         String::new(),
     ]);
     t
+}
+
+/// What the triggers did, as the JSON report's `triggers` counts. The
+/// actions still pending were not waited for: the report came first.
+fn triggers(w: &mut dyn Write, t: &crate::trigger::Stats, events: usize) -> io::Result<()> {
+    title(w, "Triggers")?;
+    let firings: u64 = t.firings.iter().map(|(_, n)| n).sum();
+    kv(
+        w,
+        &[
+            ("firings", firings.to_string()),
+            ("events", events.to_string()),
+            ("snippets written", t.snippets_written.to_string()),
+            ("webhooks sent", t.webhooks_sent.to_string()),
+            ("webhooks failed", t.webhooks_failed.to_string()),
+            ("commands run", t.commands_run.to_string()),
+            ("commands failed", t.commands_failed.to_string()),
+            ("actions dropped", t.actions_dropped.to_string()),
+            (
+                "actions pending at the report",
+                t.actions_pending.to_string(),
+            ),
+        ],
+    )
 }
 
 fn limits(w: &mut dyn Write, r: &Report) -> io::Result<()> {

@@ -126,6 +126,7 @@ pub fn report(db: &mut dyn Db, q: &Query, o: &ReportOptions) -> Result<Report> {
         counters: Counters::default(),
         first_ts: first,
         last_ts: last,
+        servers_found: Vec::new(),
     };
     let t = &f.tables;
     let limits = LimitsOut {

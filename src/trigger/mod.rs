@@ -45,6 +45,10 @@ pub struct Stats {
     /// Actions still queued or running when the exit's grace
     /// (`actions.drain_timeout`) ran out: not run, or killed.
     pub actions_abandoned: u64,
+    /// Actions still queued or running when the report was made: the
+    /// report does not wait for them; they get `actions.drain_timeout`
+    /// after it (what is left then is abandoned, counted on the log).
+    pub actions_pending: u64,
     /// Frames the flight recorder kept, and evicted for room.
     pub ring_frames: u64,
     pub ring_evicted: u64,

@@ -20,7 +20,8 @@ use axum::Router;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The documented default listener: loopback only (the tables name keys
 /// and clients; exposing them is a decision), on a port outside the
@@ -45,8 +46,8 @@ pub struct View {
     pub threads: Vec<(String, crate::stats::Counters)>,
     /// Live capture: connections and UDP exchanges open now.
     pub flows_active: u64,
-    /// Closed intervals not yet in the history store (when one runs).
-    pub store_backlog: Option<u64>,
+    /// The history store's figures (when there is one).
+    pub store: Option<prometheus::StoreFigures>,
     /// What the triggers did, when rules are configured.
     pub triggers: Option<crate::trigger::Summary>,
     /// When `run` was copied (ns since the epoch): wall-clock time for a
@@ -95,7 +96,8 @@ impl ViewSource for FixedView {
 /// or send half a request and wait.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
-    /// Connections served at once; more are closed as soon as accepted.
+    /// Connections served at once; a new one past it closes the oldest
+    /// idle one, or is closed itself when none frees a slot in time.
     pub max_connections: usize,
     /// Headers must arrive within this; an idle keep-alive connection is
     /// closed after it too.
@@ -114,6 +116,36 @@ impl Default for HttpLimits {
 /// Request heads larger than this are refused (431): every route is a GET
 /// with a short query.
 const MAX_HEAD: usize = 16 << 10;
+
+/// How long a new connection may wait for a slot when every one is taken
+/// (by requests in flight, none idle to close) before it is closed.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Connections the listener closed, by why: `memtap_http_connections_closed_total`.
+#[derive(Debug, Default)]
+pub struct HttpCounts {
+    /// Idle (or half-sent) connections closed, oldest first, to admit a
+    /// new one past `max_connections`.
+    pub evicted: AtomicU64,
+    /// New connections closed at once: no slot came free in time.
+    pub refused: AtomicU64,
+    /// Requests whose head did not arrive within `header_timeout`, and
+    /// idle keep-alive connections past it.
+    pub header_timeout: AtomicU64,
+}
+
+impl HttpCounts {
+    fn get(&self) -> [(&'static str, u64); 3] {
+        [
+            ("evicted", self.evicted.load(Ordering::Relaxed)),
+            ("refused", self.refused.load(Ordering::Relaxed)),
+            (
+                "header_timeout",
+                self.header_timeout.load(Ordering::Relaxed),
+            ),
+        ]
+    }
+}
 
 /// A running listener; dropping it (or [`Server::stop`]) shuts it down.
 pub struct Server {
@@ -203,11 +235,13 @@ pub fn start_limited(
         Some(extra) => app.merge(extra),
         None => app.merge(super::assets::router()),
     };
+    let counts = Arc::new(HttpCounts::default());
+    let app = app.layer(axum::Extension(counts.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("memtap-http".into())
         .spawn(move || {
-            rt.block_on(serve(listener, app, limits, stop_rx));
+            rt.block_on(serve(listener, app, limits, counts, stop_rx));
         })
         .map_err(|e| anyhow::anyhow!("spawning the HTTP thread: {e}"))?;
     Ok(Server {
@@ -217,24 +251,147 @@ pub fn start_limited(
     })
 }
 
+/// The open connections, oldest first, each with whether a request is in
+/// flight on it and how to close it, and the slots they hold.
+#[derive(Default)]
+struct Open {
+    next: u64,
+    /// Slots taken (at most `max_connections`); a connection closed for a
+    /// newer one hands its slot over without giving it back.
+    held: usize,
+    conns: std::collections::BTreeMap<u64, (Arc<AtomicUsize>, tokio::sync::oneshot::Sender<()>)>,
+}
+
+/// How a new connection got in, if it did.
+enum Admit {
+    /// A slot was free.
+    Free(Slot),
+    /// The oldest idle connection was closed and its slot taken over.
+    Evicted(Slot),
+    /// Every connection has a request in flight.
+    Full,
+}
+
+/// A connection's entry among the open ones.
+struct Slot {
+    id: u64,
+    busy: Arc<AtomicUsize>,
+    kill: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Open {
+    fn admit(&mut self, max: usize) -> Admit {
+        if self.held < max {
+            self.held += 1;
+            return Admit::Free(self.register());
+        }
+        if self.evict_oldest_idle() {
+            return Admit::Evicted(self.register());
+        }
+        Admit::Full
+    }
+
+    fn register(&mut self) -> Slot {
+        let busy = Arc::new(AtomicUsize::new(0));
+        let (kill_tx, kill) = tokio::sync::oneshot::channel::<()>();
+        let id = self.next;
+        self.next += 1;
+        self.conns.insert(id, (busy.clone(), kill_tx));
+        Slot { id, busy, kill }
+    }
+
+    /// Closes the oldest connection with no request in flight: under a
+    /// flood of idle or half-sent connections that is a flood connection
+    /// (a real scrape sends its request at once and is done in
+    /// milliseconds). False when every one is busy.
+    fn evict_oldest_idle(&mut self) -> bool {
+        let Some(id) = self
+            .conns
+            .iter()
+            .find(|(_, (busy, _))| busy.load(Ordering::Relaxed) == 0)
+            .map(|(id, _)| *id)
+        else {
+            return false;
+        };
+        if let Some((_, kill)) = self.conns.remove(&id) {
+            let _ = kill.send(());
+        }
+        true
+    }
+
+    /// A connection ended: its slot is given back, unless it was closed
+    /// for a newer one (which took the slot over). True when freed.
+    fn release(&mut self, id: u64) -> bool {
+        if self.conns.remove(&id).is_some() {
+            self.held -= 1;
+            return true;
+        }
+        false
+    }
+}
+
+fn lock_open(m: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks its connection busy from a request's arrival to its response.
+struct Tracked<S> {
+    inner: S,
+    busy: Arc<AtomicUsize>,
+}
+
+/// Takes the mark off when the response is ready (or the request dropped).
+struct BusyGuard(Arc<AtomicUsize>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<S, R> hyper::service::Service<R> for Tracked<S>
+where
+    S: hyper::service::Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, req: R) -> Self::Future {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let guard = BusyGuard(self.busy.clone());
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let r = fut.await;
+            drop(guard);
+            r
+        })
+    }
+}
+
 /// The accept loop: each connection on hyper's HTTP/1 with a header
-/// timeout and a head size limit; past `max_connections` a new connection
-/// is closed at once (no buffers, no task), so idle or half-sent
-/// connections cost a bounded amount of memory and never starve scrapes
-/// of descriptors for long.
+/// timeout and a head size limit, at most `max_connections` at once. Past
+/// that a new connection closes the oldest idle one and takes over its
+/// slot, so a flood of idle or half-sent connections never keeps a scrape
+/// out; when every connection has a request in flight it waits
+/// `SLOT_WAIT` for one to end, then is closed. Memory stays bounded by
+/// `max_connections` either way; each closure is counted (`HttpCounts`),
+/// and the start and end of a full spell are logged once each.
 async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: HttpLimits,
+    counts: Arc<HttpCounts>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let open = Arc::new(Mutex::new(Open::default()));
+    let freed = Arc::new(tokio::sync::Notify::new());
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let mut stop = stop;
-    let mut refused: u64 = 0;
-    let mut full_since: Option<std::time::Instant> = None;
+    // A full spell: when it began, and the counts then.
+    let mut full_since: Option<(std::time::Instant, u64, u64)> = None;
     loop {
         let accepted = tokio::select! {
             _ = &mut stop => break,
@@ -249,51 +406,135 @@ async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            refused += 1;
-            if full_since.is_none() {
-                full_since = Some(std::time::Instant::now());
-                eprintln!(
-                    "memtap: warning: HTTP: {} connections open (http.max_connections): new ones are refused",
-                    limits.max_connections
-                );
-            }
-            drop(tcp);
-            continue;
+        let conn = Conn {
+            app: app.clone(),
+            limits,
+            counts: counts.clone(),
+            open: open.clone(),
+            freed: freed.clone(),
+            closing: closing_rx.clone(),
         };
-        if let Some(t) = full_since.take() {
-            eprintln!(
-                "memtap: HTTP: accepting connections again after {:.1} s; {refused} refused",
-                t.elapsed().as_secs_f64()
-            );
-            refused = 0;
-        }
-        let svc = TowerToHyperService::new(app.clone());
-        let mut closing = closing_rx.clone();
-        tokio::spawn(async move {
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(MAX_HEAD);
-            let conn = b.serve_connection(TokioIo::new(tcp), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = closing.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+        let admitted = lock_open(&open).admit(limits.max_connections);
+        match admitted {
+            Admit::Free(slot) => {
+                if let Some((t, ev, re)) = full_since.take() {
+                    eprintln!(
+                        "memtap: HTTP: below http.max_connections again after {:.1} s; {} idle connections closed for newer ones, {} refused",
+                        t.elapsed().as_secs_f64(),
+                        counts.evicted.load(Ordering::Relaxed) - ev,
+                        counts.refused.load(Ordering::Relaxed) - re
+                    );
                 }
+                tokio::spawn(conn.run(tcp, slot));
+                continue;
             }
-            drop(permit);
-        });
+            Admit::Evicted(slot) => {
+                counts.evicted.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(conn.run(tcp, slot));
+            }
+            // Off the accept loop: a short wait for a request to end.
+            Admit::Full => {
+                tokio::spawn(conn.wait_for_slot(tcp));
+            }
+        }
+        if full_since.is_none() {
+            full_since = Some((
+                std::time::Instant::now(),
+                counts.evicted.load(Ordering::Relaxed),
+                counts.refused.load(Ordering::Relaxed),
+            ));
+            eprintln!(
+                "memtap: warning: HTTP: {} connections open (http.max_connections): the oldest idle ones are closed for new ones",
+                limits.max_connections
+            );
+        }
     }
     let _ = closing_tx.send(true);
-    // Requests in flight finish (bounded by the graceful timeout above).
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(6),
-        slots.acquire_many(limits.max_connections as u32),
-    )
-    .await;
+    // Requests in flight finish (bounded by the graceful timeout below).
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(6);
+    while lock_open(&open).held > 0 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// What serving one connection needs.
+struct Conn {
+    app: Router,
+    limits: HttpLimits,
+    counts: Arc<HttpCounts>,
+    open: Arc<Mutex<Open>>,
+    /// Told when a slot is given back.
+    freed: Arc<tokio::sync::Notify>,
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Conn {
+    /// Every connection is busy: tries again as slots come free (or idle
+    /// ones appear) for `SLOT_WAIT`, then closes `tcp` (counted).
+    async fn wait_for_slot(self, tcp: tokio::net::TcpStream) {
+        let until = tokio::time::Instant::now() + SLOT_WAIT;
+        let notify = self.freed.clone();
+        loop {
+            let freed = notify.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let admitted = lock_open(&self.open).admit(self.limits.max_connections);
+            match admitted {
+                Admit::Free(slot) => return self.run(tcp, slot).await,
+                Admit::Evicted(slot) => {
+                    self.counts.evicted.fetch_add(1, Ordering::Relaxed);
+                    return self.run(tcp, slot).await;
+                }
+                Admit::Full => {}
+            }
+            // Requests end without a notice: idle ones are looked for
+            // again every few ms too.
+            let step =
+                (tokio::time::Instant::now() + std::time::Duration::from_millis(10)).min(until);
+            tokio::select! {
+                _ = freed => {}
+                _ = tokio::time::sleep_until(step) => {}
+            }
+            if tokio::time::Instant::now() >= until {
+                self.counts.refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
+    /// Serves `tcp` in its slot until it ends, times out, is closed for a
+    /// newer one, or the listener stops.
+    async fn run(mut self, tcp: tokio::net::TcpStream, slot: Slot) {
+        use hyper_util::rt::{TokioIo, TokioTimer};
+        use hyper_util::service::TowerToHyperService;
+        let Slot { id, busy, mut kill } = slot;
+        let svc = Tracked {
+            inner: TowerToHyperService::new(self.app),
+            busy,
+        };
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_timeout)
+            .max_buf_size(MAX_HEAD);
+        let conn = b.serve_connection(TokioIo::new(tcp), svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if r.is_err_and(|e| e.is_timeout()) {
+                    self.counts.header_timeout.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Closed for a newer connection (counted by the evicter).
+            _ = &mut kill => {}
+            _ = self.closing.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+            }
+        }
+        if lock_open(&self.open).release(id) {
+            self.freed.notify_waiters();
+        }
+    }
 }
 
 type Src = Arc<dyn ViewSource>;
@@ -332,7 +573,11 @@ async fn index() -> impl IntoResponse {
 }
 
 /// Prometheus text format 0.0.4 unless the scraper asks for OpenMetrics.
-async fn metrics(State(src): State<Src>, headers: HeaderMap) -> Response {
+async fn metrics(
+    State(src): State<Src>,
+    axum::Extension(http): axum::Extension<Arc<HttpCounts>>,
+    headers: HeaderMap,
+) -> Response {
     let v = match view_of(&src).await {
         Ok(v) => v,
         Err(r) => return r,
@@ -341,7 +586,7 @@ async fn metrics(State(src): State<Src>, headers: HeaderMap) -> Response {
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("application/openmetrics-text"));
-    let body = render_metrics(&v, openmetrics);
+    let body = render_metrics(&v, Some(&http), openmetrics);
     let ctype = if openmetrics {
         prometheus::Format::OpenMetrics
     } else {
@@ -351,8 +596,8 @@ async fn metrics(State(src): State<Src>, headers: HeaderMap) -> Response {
     ([(header::CONTENT_TYPE, ctype)], body).into_response()
 }
 
-/// One scrape's text, from a view.
-pub fn render_metrics(v: &View, openmetrics: bool) -> String {
+/// One scrape's text, from a view (and the listener's own counts).
+pub fn render_metrics(v: &View, http: Option<&HttpCounts>, openmetrics: bool) -> String {
     let mut out = String::with_capacity(64 << 10);
     let input = ExportInput {
         run: &v.run,
@@ -363,8 +608,9 @@ pub fn render_metrics(v: &View, openmetrics: bool) -> String {
         version: env!("CARGO_PKG_VERSION"),
         flows_active: v.flows_active,
         windows_closed: v.windows_closed,
-        store_backlog: v.store_backlog,
+        store: v.store,
         triggers: v.triggers.as_ref().map(|t| &t.stats),
+        servers_found: &v.info.servers_found,
     };
     let format = if openmetrics {
         prometheus::Format::OpenMetrics
@@ -378,10 +624,35 @@ pub fn render_metrics(v: &View, openmetrics: bool) -> String {
         out.truncate(out.len() - "# EOF\n".len());
     }
     render_threads(&mut out, &v.threads, openmetrics);
+    if let Some(h) = http {
+        render_http(&mut out, h, openmetrics);
+    }
     if eof {
         out.push_str("# EOF\n");
     }
     out
+}
+
+/// Connections the listener closed, by reason: a flood of idle clients
+/// shows as `evicted`, one of busy ones as `refused`.
+fn render_http(out: &mut String, h: &HttpCounts, om: bool) {
+    use std::fmt::Write;
+    let fam = if om {
+        "memtap_http_connections_closed"
+    } else {
+        "memtap_http_connections_closed_total"
+    };
+    let _ = writeln!(
+        out,
+        "# HELP {fam} HTTP connections the listener closed: evicted (idle, for a newer one past http.max_connections), refused (no slot came free), header_timeout (no request head within http.header_timeout)."
+    );
+    let _ = writeln!(out, "# TYPE {fam} counter");
+    for (reason, n) in h.get() {
+        let _ = writeln!(
+            out,
+            "memtap_http_connections_closed_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
 }
 
 /// Per-thread packet, byte, record and flow counters: the fanout's balance
@@ -597,6 +868,7 @@ pub fn window_report(v: &View, start: Ts, end: Ts, t: &Tables) -> Report {
         counters: v.info.counters.clone(),
         first_ts: start,
         last_ts: end,
+        servers_found: v.info.servers_found.clone(),
     };
     let limits = LimitsOut {
         tracked_keys: t.keys.len(),

@@ -57,8 +57,9 @@ pub fn replay_fixture(case: &str, workers: usize, collectors: usize) -> Replayed
         version: env!("CARGO_PKG_VERSION"),
         flows_active: 0,
         windows_closed: out.windows.len() as u64,
-        store_backlog: Some(0),
+        store: Some(Default::default()),
         triggers: None,
+        servers_found: &[],
     };
     let mut prom = String::new();
     render(&mut prom, &input, Format::Prometheus004);
