@@ -33,6 +33,7 @@ use anyhow::{anyhow, Context as _};
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{create_reader, Block, PcapBlockOwned, PcapError};
 
+use super::mapped::Mapped;
 use super::Frame;
 use crate::stats::Counters;
 
@@ -69,6 +70,9 @@ pub struct FileSource {
     /// Index in `inputs` of the file being read (or last read).
     cur_input: usize,
     cur: Option<OpenFile>,
+    /// The current file instead of `cur` when it is an uncompressed legacy
+    /// pcap file, read in place.
+    mapped: Option<MappedFile>,
     /// Bytes of the current block to consume before reading the next one
     /// (the previous `Frame` borrowed them).
     pending_consume: usize,
@@ -119,6 +123,24 @@ struct ReadState {
     /// The last read error, for the warning.
     error: Mutex<Option<String>>,
 }
+
+/// An uncompressed legacy pcap file read from a memory map: frames borrow
+/// the map, and the record headers are parsed here (16 bytes each).
+struct MappedFile {
+    map: Mapped,
+    /// Offset of the next record header.
+    pos: usize,
+    /// Legacy, never the modified format.
+    format: Format,
+    last_sec: Option<u32>,
+    damaged: bool,
+    /// Pages below this offset were handed back (`Mapped::release_before`).
+    released: usize,
+}
+
+/// Mapped bytes read between two hand-backs of the pages behind: bounds
+/// the file's share of the resident size.
+const MAP_RELEASE_EVERY: usize = 8 << 20;
 
 struct OpenFile {
     reader: Box<dyn PcapReaderIterator + Send>,
@@ -186,6 +208,8 @@ enum Next {
 enum End {
     Eof,
     Truncated,
+    /// A mapped file cut short while being read (`Mapped::shrunk`).
+    Shrunk,
     ReadError,
     Corrupt(String),
 }
@@ -226,6 +250,7 @@ impl FileSource {
             next_input: 0,
             cur_input: 0,
             cur: None,
+            mapped: None,
             pending_consume: 0,
             bytes_done: 0,
             total,
@@ -252,6 +277,17 @@ impl FileSource {
             c.add(&early);
         }
         let info = loop {
+            if let Some(m) = self.mapped.as_mut() {
+                match next_mapped(m) {
+                    Next::Frame(info) => break info,
+                    Next::Resync(msg) => self.resync_mapped(msg, c),
+                    Next::End(end) => self.end_mapped(end, c),
+                    Next::Skip(_) | Next::Refill | Next::Grow => {
+                        unreachable!("a mapped file is read whole")
+                    }
+                }
+                continue;
+            }
             let Some(f) = self.cur.as_mut() else {
                 if self.next_input >= self.inputs.len() {
                     return Ok(None);
@@ -333,6 +369,21 @@ impl FileSource {
         if (info.len as u64) < u64::from(info.wire_len) {
             c.snaplen_truncated += 1;
         }
+        if let Some(m) = self.mapped.as_ref() {
+            // `ptr` is an offset into the map.
+            let data = m
+                .map
+                .bytes()
+                .get(info.ptr..info.ptr + info.len)
+                .ok_or_else(|| anyhow!("internal: frame outside the mapped file"))?;
+            return Ok(Some(Frame {
+                ts: info.ts,
+                frame_no: self.frame_no,
+                linktype: info.linktype,
+                wire_len: info.wire_len,
+                data,
+            }));
+        }
         let f = self
             .cur
             .as_ref()
@@ -356,6 +407,7 @@ impl FileSource {
     /// compressed files), for a progress bar against [`Self::total_bytes`].
     pub fn bytes_read(&self) -> u64 {
         self.bytes_done
+            + self.mapped.as_ref().map_or(0, |m| m.pos as u64)
             + self
                 .cur
                 .as_ref()
@@ -403,6 +455,57 @@ impl FileSource {
         ));
     }
 
+    /// A corrupt record header in a mapped file: as `start_resync`, and
+    /// the whole rest of the file is at hand to look in.
+    fn resync_mapped(&mut self, msg: String, c: &mut Counters) {
+        let Some(m) = self.mapped.as_mut() else {
+            return;
+        };
+        c.capture_errors += 1;
+        m.damaged = true;
+        let at = m.pos;
+        let d = &m.map.bytes()[m.pos..];
+        let skip = match scan_legacy(d, 1, &m.format, m.last_sec, true) {
+            Scan::Found(p) => p,
+            Scan::Nothing(n) | Scan::More(n) => n,
+        };
+        m.pos += skip;
+        c.capture_skipped_bytes += skip as u64;
+        let name = self.inputs[self.cur_input].display().to_string();
+        self.warn(format!(
+            "{name}: corrupt record header at byte {at} ({msg}); skipping to the next plausible record"
+        ));
+    }
+
+    /// The end of a mapped file: counted and said as `end_file` does.
+    fn end_mapped(&mut self, end: End, c: &mut Counters) {
+        let Some(m) = self.mapped.take() else { return };
+        self.bytes_done += m.map.bytes().len() as u64;
+        let name = self.inputs[self.cur_input].display().to_string();
+        if self.file_frames == 0 && !m.damaged {
+            match end {
+                End::Eof => self.warn(format!("{name}: no packets (only the file header)")),
+                End::Truncated => self.warn(format!(
+                    "{name}: no packets (the file ends inside its first record)"
+                )),
+                _ => {}
+            }
+        }
+        if matches!(end, End::Shrunk) {
+            self.warn(format!(
+                "{name}: the file was cut short while being read ({} bytes when opened); \
+                 stopped at byte {}, the rest is lost",
+                m.map.bytes().len(),
+                m.pos
+            ));
+        }
+        match end {
+            End::Eof => {}
+            End::Truncated | End::Shrunk => c.truncated_files += 1,
+            End::ReadError | End::Corrupt(_) => c.capture_errors += 1,
+        }
+    }
+
     fn end_file(&mut self, end: End, c: &mut Counters) {
         self.pending_consume = 0;
         let Some(f) = self.cur.take() else { return };
@@ -424,7 +527,7 @@ impl FileSource {
         match end {
             End::Eof if cut => c.truncated_files += 1,
             End::Eof => {}
-            End::Truncated => c.truncated_files += 1,
+            End::Truncated | End::Shrunk => c.truncated_files += 1,
             End::ReadError if cut || st.raw_eof.load(Ordering::Relaxed) => c.truncated_files += 1,
             End::ReadError => {
                 c.capture_errors += 1;
@@ -555,6 +658,12 @@ impl FileSource {
                 truncated(self, c, &state);
                 return Ok(());
             }
+            if what.is_empty() && !input.stdin && magic != PCAP_MAGICS[4].0 {
+                if let Some(m) = map_legacy(&input.path, le, magic) {
+                    self.mapped = Some(m);
+                    return Ok(());
+                }
+            }
             Format::Legacy {
                 little_endian: le,
                 modified: magic == PCAP_MAGICS[4].0,
@@ -592,6 +701,105 @@ impl FileSource {
         });
         Ok(())
     }
+}
+
+/// Maps an uncompressed legacy pcap file (not the modified format) and
+/// reads its file header; `None` to read it with `read()` instead: not a
+/// regular file, shorter than its header, mapping refused or turned off
+/// (`MEMTAP_NO_MMAP`).
+fn map_legacy(path: &std::path::Path, le: bool, magic: [u8; 4]) -> Option<MappedFile> {
+    if std::env::var_os("MEMTAP_NO_MMAP").is_some_and(|v| v != "0") {
+        return None;
+    }
+    let file = File::open(path).ok()?;
+    let md = file.metadata().ok()?;
+    let len = usize::try_from(md.len()).ok()?;
+    if !md.is_file() || len < 24 {
+        return None;
+    }
+    let map = Mapped::new(&file, len).ok()?;
+    let d = map.bytes();
+    if d[..4] != magic {
+        return None;
+    }
+    let format = Format::Legacy {
+        little_endian: le,
+        modified: false,
+        nanos: magic == PCAP_MAGICS[2].0 || magic == PCAP_MAGICS[3].0,
+        linktype: u32_at(d, 20, !le),
+        snaplen: u32_at(d, 16, !le),
+    };
+    Some(MappedFile {
+        map,
+        pos: 24,
+        format,
+        last_sec: None,
+        damaged: false,
+        released: 0,
+    })
+}
+
+/// The next record of a mapped legacy file, checked as `next_block` checks
+/// the streamed ones; `ptr` of a frame is its offset in the map.
+fn next_mapped(m: &mut MappedFile) -> Next {
+    let Format::Legacy {
+        little_endian,
+        nanos,
+        linktype,
+        snaplen,
+        ..
+    } = m.format
+    else {
+        return Next::End(End::Corrupt("legacy record in a pcapng file".into()));
+    };
+    if m.pos - m.released >= MAP_RELEASE_EVERY {
+        // Only the frame about to be returned is borrowed: every byte
+        // before this record is done with.
+        m.map.release_before(m.pos);
+        m.released = m.pos;
+    }
+    if m.map.shrunk() {
+        return Next::End(End::Shrunk);
+    }
+    let d = m.map.bytes();
+    let left = d.len() - m.pos;
+    if left == 0 {
+        return Next::End(End::Eof);
+    }
+    if left < 16 {
+        return Next::End(End::Truncated);
+    }
+    let be = !little_endian;
+    let h = &d[m.pos..m.pos + 16];
+    let caplen = u32_at(h, 8, be) as usize;
+    if m.map.shrunk() {
+        // This header was read from a page of zeros.
+        return Next::End(End::Shrunk);
+    }
+    if legacy_caplen_bad(caplen, snaplen) {
+        return Next::Resync(format!("record length {caplen}"));
+    }
+    if left - 16 < caplen {
+        return Next::End(End::Truncated);
+    }
+    let (sec, frac) = (u32_at(h, 0, be), u32_at(h, 4, be));
+    let orig = u32_at(h, 12, be);
+    m.last_sec = Some(sec);
+    let frac = if nanos {
+        u64::from(frac)
+    } else {
+        u64::from(frac) * 1000
+    };
+    let start = m.pos + 16;
+    m.pos = start + caplen;
+    Next::Frame(FrameInfo {
+        consume: 0,
+        ptr: start,
+        len: caplen,
+        ts: u64::from(sec) * 1_000_000_000 + frac,
+        linktype,
+        wire_len: orig.max(caplen as u32),
+    })
 }
 
 /// Parses the next block and says what to do with it. Owns no borrow of
@@ -1404,6 +1612,42 @@ mod tests {
     }
 
     // ---- truncated, garbage, corrupt ----
+
+    #[test]
+    fn a_file_cut_short_while_mapped_stops_with_a_warning() {
+        // 4,000 frames of 1,000 bytes (~4 MB, mapped); after 100 frames
+        // the file is truncated in place to 1 MB. Reading the pages gone
+        // would kill the process with SIGBUS; the reader stops instead.
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<Rec> = (0..4000u32)
+            .map(|i| rec(1000 + i, 0, data(1000, i as u8)))
+            .collect();
+        let p = write(dir.path(), "cut.pcap", &pcap(true, false, 1, &recs));
+        let mut src = FileSource::open(std::slice::from_ref(&p)).unwrap();
+        let mut c = Counters::default();
+        let mut n = 0u32;
+        while n < 100 {
+            src.next_frame(&mut c).unwrap().unwrap();
+            n += 1;
+        }
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(1 << 20).unwrap();
+        while let Some(fr) = src.next_frame(&mut c).unwrap() {
+            // Touch every byte, as decoding does.
+            std::hint::black_box(fr.data.iter().map(|&b| b as u64).sum::<u64>());
+            n += 1;
+        }
+        // 1 MiB holds 1,032 whole records of 1,016 bytes after the 24-byte
+        // header, and the next one's header: that frame is handed out, its
+        // bytes past 1 MiB read as zeros, and the reader stops there.
+        assert_eq!(n, 1033);
+        assert_eq!(c.truncated_files, 1);
+        let w = src.take_warnings();
+        assert!(
+            w.iter().any(|w| w.contains("cut short while being read")),
+            "{w:?}"
+        );
+    }
 
     #[test]
     fn truncated_at_every_byte_of_the_last_record() {

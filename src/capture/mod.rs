@@ -7,6 +7,7 @@ pub mod afpacket;
 pub mod bpf;
 pub mod file;
 pub mod live_pcap;
+mod mapped;
 pub mod pcapng_out;
 pub mod recorder;
 

@@ -41,13 +41,17 @@
 //!
 //! A hashbrown `HashTable` of slot indices (foldhash with a per-process,
 //! per-table random seed, since keys are attacker-controlled) finds a key
-//! without allocating; a binary min-heap on counts finds the item to evict.
-//! An update of a present key is one hash, one probe and a sift-down that
-//! stops at the first child not below the new count (O(1) for hot items,
-//! which sit at the leaves); an admission or eviction is O(log k). Keys are stored in owned buffers allocated only
-//! when a key is admitted; an evicted key's buffer is reused for its
-//! successor when the size fits, and [`HeavyHitters::clear`] keeps every
-//! buffer for the next window.
+//! without allocating. The items are ordered by count in a stream summary
+//! (Metwally et al.): one bucket per distinct count, in ascending order,
+//! each holding a list of its items. An update by weight 1 (what the
+//! collectors do) moves the item to the next bucket, or creates it: O(1),
+//! where a binary heap needed a sift through up to log2(k) levels (each a
+//! cache miss on a large table) whenever many items share the smallest
+//! count, i.e. on every admission of a churning table. An update by weight
+//! `w` walks past the buckets between the old and the new count. Keys are
+//! stored in owned buffers allocated only when a key is admitted; an
+//! evicted key's buffer is reused for its successor when the size fits, and
+//! [`HeavyHitters::clear`] keeps every buffer for the next window.
 //!
 //! # Determinism
 //!
@@ -55,10 +59,10 @@
 //! of [`HeavyHitters::top_n`] and [`HeavyHitters::merge`] depend only on the
 //! sequence of operations, never on hash values or hash-table iteration
 //! order. Slots are assigned in admission order (an evicted item's slot goes
-//! to its successor), and the heap only ever compares counts and moves slot
-//! indices, so which of several items tied at the minimum count is evicted
-//! (the one at the heap's root) is a function of the operation sequence
-//! alone. Sorted outputs break ties by key bytes.
+//! to its successor), and of several items tied at the minimum count the
+//! one evicted is the one that reached that count first (each bucket lists
+//! its items in the order they arrived in it; a merge rebuilds the buckets
+//! in slot order). Sorted outputs break ties by key bytes.
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -205,18 +209,28 @@ struct Slot<T> {
     hash: u64,
 }
 
-/// A min-heap node: an item's count (a copy, for locality) and its slot.
+/// No item / no bucket.
+const NIL: u32 = u32::MAX;
+
+/// An item's place in the stream summary: its bucket and its neighbours in
+/// that bucket's list. Kept apart from the (large) slots, for locality.
 #[derive(Clone, Copy, Debug)]
-struct Node {
-    count: u64,
-    slot: u32,
+struct Link {
+    bucket: u32,
+    prev: u32,
+    next: u32,
 }
 
-impl Node {
-    #[inline(always)]
-    fn lt(&self, other: &Node) -> bool {
-        self.count < other.count
-    }
+/// All items with one count: a list of slots (oldest arrival first), and
+/// the neighbouring buckets in ascending count order. Free buckets are
+/// chained through `next`.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    count: u64,
+    head: u32,
+    tail: u32,
+    prev: u32,
+    next: u32,
 }
 
 /// A bounded heavy-hitter table (Space-Saving) over byte-string keys with a
@@ -227,10 +241,14 @@ pub struct HeavyHitters<T = ()> {
     capacity: usize,
     /// Items, dense: slot indices `0..len`.
     slots: Vec<Slot<T>>,
-    /// Min-heap of all items.
-    heap: Vec<Node>,
-    /// Slot index -> index of its node in `heap`.
-    pos: Vec<u32>,
+    /// Slot index -> its place in the stream summary.
+    links: Vec<Link>,
+    /// The stream summary's buckets, live and free.
+    buckets: Vec<Bucket>,
+    /// The bucket of the smallest count (`NIL` when empty).
+    min_bucket: u32,
+    /// First free bucket, chained through `next`.
+    free_bucket: u32,
     /// Key -> slot index.
     table: HashTable<u32>,
     hasher: DefaultHashBuilder,
@@ -366,8 +384,10 @@ impl<T: Default> HeavyHitters<T> {
         HeavyHitters {
             capacity,
             slots: Vec::new(),
-            heap: Vec::new(),
-            pos: Vec::new(),
+            links: Vec::new(),
+            buckets: Vec::new(),
+            min_bucket: NIL,
+            free_bucket: NIL,
             table: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
             spare_keys: Vec::new(),
@@ -409,29 +429,37 @@ impl<T: Default> HeavyHitters<T> {
         {
             let s = s as usize;
             let entry = &mut self.slots[s].entry;
-            entry.count = entry.count.saturating_add(weight);
-            let at = self.pos[s] as usize;
-            self.heap[at].count = entry.count;
-            self.sift_down(at);
+            let count = entry.count.saturating_add(weight);
+            if count != entry.count {
+                entry.count = count;
+                self.raise(s as u32, count);
+            }
             return &mut self.slots[s].entry;
         }
         if self.slots.len() < self.capacity {
             let floor = self.floor;
-            self.admit(key, hash, floor.saturating_add(weight), floor)
+            let s = self.admit(key, hash, floor.saturating_add(weight), floor);
+            self.place(s, floor.saturating_add(weight));
+            &mut self.slots[s as usize].entry
         } else {
             self.replace_min(key, hash, weight)
         }
     }
 
-    /// Appends a new item in a fresh slot (the table is not full).
-    fn admit(&mut self, key: &[u8], hash: u64, count: u64, error_bound: u64) -> &mut Entry<T> {
+    /// Appends a new item in a fresh slot (the table is not full), in no
+    /// bucket yet: the caller places it.
+    fn admit(&mut self, key: &[u8], hash: u64, count: u64, error_bound: u64) -> u32 {
         let s = self.slots.len();
         if s == self.slots.capacity() {
             // Grow by doubling, but never past `capacity` items.
             let add = s.max(16).min(self.capacity - s);
             self.slots.reserve_exact(add);
-            self.heap.reserve_exact(add);
-            self.pos.reserve_exact(add);
+            self.links.reserve_exact(add);
+            // One more than the items: a move makes its new bucket before
+            // it frees the old one.
+            let want = s + add + 1;
+            self.buckets
+                .reserve_exact(want.saturating_sub(self.buckets.len()));
         }
         let mut buf = self.spare_keys.pop().unwrap_or_default();
         self.store_key(&mut buf, key);
@@ -457,40 +485,39 @@ impl<T: Default> HeavyHitters<T> {
         }
         self.table
             .insert_unique(hash, s as u32, |&i| slots[i as usize].hash);
-        let at = self.heap.len();
-        self.pos.push(at as u32);
-        self.heap.push(Node {
-            count,
-            slot: s as u32,
+        self.links.push(Link {
+            bucket: NIL,
+            prev: NIL,
+            next: NIL,
         });
-        self.sift_up(at);
-        &mut self.slots[s].entry
+        s as u32
     }
 
     /// Replaces the minimum item with `key` (the table is full).
     fn replace_min(&mut self, key: &[u8], hash: u64, weight: u64) -> &mut Entry<T> {
-        let root = self.heap[0];
-        let s = root.slot as usize;
+        let min = self.buckets[self.min_bucket as usize];
+        let s = min.head as usize;
         self.unlink(s);
         let mut buf = std::mem::take(&mut self.slots[s].entry.key);
         if let Some(d) = self.dropped.as_deref_mut() {
             d.insert(&buf);
         }
         self.store_key(&mut buf, key);
-        let count = root.count.saturating_add(weight);
+        let count = min.count.saturating_add(weight);
         let slot = &mut self.slots[s];
         slot.entry = Entry {
             key: buf,
             count,
-            error_bound: root.count,
+            error_bound: min.count,
             stats: T::default(),
         };
         slot.hash = hash;
         let slots = &self.slots;
         self.table
             .insert_unique(hash, s as u32, |&i| slots[i as usize].hash);
-        self.heap[0].count = count;
-        self.sift_down(0);
+        if count != min.count {
+            self.raise(s as u32, count);
+        }
         self.evictions += 1;
         self.churn += 1;
         if self.churn >= self.capacity / 2 && self.capacity >= 1024 {
@@ -580,7 +607,11 @@ impl<T> HeavyHitters<T> {
     /// The smallest count in the table (0 when empty).
     #[inline]
     pub fn min_count(&self) -> u64 {
-        self.heap.first().map_or(0, |n| n.count)
+        if self.min_bucket == NIL {
+            0
+        } else {
+            self.buckets[self.min_bucket as usize].count
+        }
     }
 
     /// An upper bound on the true total of any key *not* in the table: 0
@@ -636,8 +667,10 @@ impl<T> HeavyHitters<T> {
         for slot in self.slots.drain(..) {
             self.spare_keys.push(slot.entry.key);
         }
-        self.heap.clear();
-        self.pos.clear();
+        self.links.clear();
+        self.buckets.clear();
+        self.min_bucket = NIL;
+        self.free_bucket = NIL;
         self.table.clear();
         self.total = 0;
         self.evictions = 0;
@@ -656,8 +689,8 @@ impl<T> HeavyHitters<T> {
     pub fn memory_bytes(&self) -> usize {
         size_of::<Self>()
             + self.slots.capacity() * size_of::<Slot<T>>()
-            + self.heap.capacity() * size_of::<Node>()
-            + self.pos.capacity() * size_of::<u32>()
+            + self.links.capacity() * size_of::<Link>()
+            + self.buckets.capacity() * size_of::<Bucket>()
             + self.table.allocation_size()
             + self.spare_keys.capacity() * size_of::<Vec<u8>>()
             + self.key_bytes
@@ -714,54 +747,149 @@ impl<T> HeavyHitters<T> {
         }
     }
 
-    fn sift_up(&mut self, mut i: usize) {
-        let node = self.heap[i];
-        while i > 0 {
-            let parent = (i - 1) / 2;
-            let p = self.heap[parent];
-            if !node.lt(&p) {
-                break;
-            }
-            self.heap[i] = p;
-            self.pos[p.slot as usize] = i as u32;
-            i = parent;
+    /// A bucket for `count`, linked after `after` (or first when `NIL`).
+    fn new_bucket(&mut self, count: u64, after: u32) -> u32 {
+        let next = if after == NIL {
+            self.min_bucket
+        } else {
+            self.buckets[after as usize].next
+        };
+        let b = Bucket {
+            count,
+            head: NIL,
+            tail: NIL,
+            prev: after,
+            next,
+        };
+        let id = if self.free_bucket != NIL {
+            let id = self.free_bucket;
+            self.free_bucket = self.buckets[id as usize].next;
+            self.buckets[id as usize] = b;
+            id
+        } else {
+            self.buckets.push(b);
+            (self.buckets.len() - 1) as u32
+        };
+        if after == NIL {
+            self.min_bucket = id;
+        } else {
+            self.buckets[after as usize].next = id;
         }
-        self.heap[i] = node;
-        self.pos[node.slot as usize] = i as u32;
+        if next != NIL {
+            self.buckets[next as usize].prev = id;
+        }
+        id
     }
 
-    fn sift_down(&mut self, mut i: usize) {
-        let n = self.heap.len();
-        let node = self.heap[i];
+    /// Unlinks the (empty) bucket `b` and chains it as free.
+    fn free_bucket(&mut self, b: u32) {
+        let Bucket { prev, next, .. } = self.buckets[b as usize];
+        if prev == NIL {
+            self.min_bucket = next;
+        } else {
+            self.buckets[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.buckets[next as usize].prev = prev;
+        }
+        self.buckets[b as usize].next = self.free_bucket;
+        self.free_bucket = b;
+    }
+
+    /// Takes slot `s` out of its bucket's list (the bucket may be left
+    /// empty).
+    fn detach(&mut self, s: u32) {
+        let Link { bucket, prev, next } = self.links[s as usize];
+        let b = &mut self.buckets[bucket as usize];
+        if prev == NIL {
+            b.head = next;
+        } else {
+            self.links[prev as usize].next = next;
+        }
+        if next == NIL {
+            b.tail = prev;
+        } else {
+            self.links[next as usize].prev = prev;
+        }
+    }
+
+    /// Appends slot `s` to bucket `b`'s list.
+    fn attach(&mut self, s: u32, b: u32) {
+        let bucket = &mut self.buckets[b as usize];
+        let tail = bucket.tail;
+        bucket.tail = s;
+        if tail == NIL {
+            bucket.head = s;
+        } else {
+            self.links[tail as usize].next = s;
+        }
+        self.links[s as usize] = Link {
+            bucket: b,
+            prev: tail,
+            next: NIL,
+        };
+    }
+
+    /// The bucket of `count`, found or made by walking up from bucket
+    /// `from` (whose count is below `count`; `NIL`: from the smallest).
+    fn bucket_for(&mut self, from: u32, count: u64) -> u32 {
+        let mut at = from;
         loop {
-            let left = 2 * i + 1;
-            if left >= n {
-                break;
+            let next = if at == NIL {
+                self.min_bucket
+            } else {
+                self.buckets[at as usize].next
+            };
+            if next == NIL || self.buckets[next as usize].count > count {
+                return self.new_bucket(count, at);
             }
-            let right = left + 1;
-            let mut c = left;
-            if right < n && self.heap[right].lt(&self.heap[left]) {
-                c = right;
+            if self.buckets[next as usize].count == count {
+                return next;
             }
-            let child = self.heap[c];
-            if !child.lt(&node) {
-                break;
-            }
-            self.heap[i] = child;
-            self.pos[child.slot as usize] = i as u32;
-            i = c;
+            at = next;
         }
-        self.heap[i] = node;
-        self.pos[node.slot as usize] = i as u32;
     }
 
-    /// Restores the heap property over the whole heap (Floyd) and `pos`.
-    fn rebuild_heap(&mut self) {
-        for i in (0..self.heap.len() / 2).rev() {
-            self.sift_down(i);
+    /// Puts slot `s` (in no bucket) where `count` belongs.
+    fn place(&mut self, s: u32, count: u64) {
+        let b = self.bucket_for(NIL, count);
+        self.attach(s, b);
+    }
+
+    /// Moves slot `s` up to `count` (above its bucket's count).
+    #[inline]
+    fn raise(&mut self, s: u32, count: u64) {
+        let b = self.links[s as usize].bucket;
+        let bucket = self.buckets[b as usize];
+        debug_assert!(count > bucket.count);
+        let alone = bucket.head == bucket.tail;
+        if alone && (bucket.next == NIL || self.buckets[bucket.next as usize].count > count) {
+            // The item keeps its bucket, which keeps its place.
+            self.buckets[b as usize].count = count;
+            return;
         }
-        for (i, node) in self.heap.iter().enumerate() {
-            self.pos[node.slot as usize] = i as u32;
+        self.detach(s);
+        let to = self.bucket_for(b, count);
+        self.attach(s, to);
+        if alone {
+            self.free_bucket(b);
+        }
+    }
+
+    /// Rebuilds the stream summary from the counts, ties in slot order.
+    fn rebuild_summary(&mut self) {
+        self.buckets.clear();
+        self.min_bucket = NIL;
+        self.free_bucket = NIL;
+        let mut order: Vec<u32> = (0..self.slots.len() as u32).collect();
+        order.sort_by_key(|&s| (self.slots[s as usize].entry.count, s));
+        let mut last = NIL;
+        for s in order {
+            let count = self.slots[s as usize].entry.count;
+            if last == NIL || self.buckets[last as usize].count != count {
+                last = self.new_bucket(count, last);
+            }
+            self.attach(s, last);
         }
     }
 }
@@ -849,7 +977,7 @@ impl<T: Default> HeavyHitters<T> {
 
         // Fold other's counts into the items we have.
         let mut matched = vec![false; other.slots.len()];
-        for (s, slot) in self.slots.iter_mut().enumerate() {
+        for slot in self.slots.iter_mut() {
             let entry = &mut slot.entry;
             let (add, err) = match other.find(&entry.key) {
                 Some(j) => {
@@ -865,7 +993,6 @@ impl<T: Default> HeavyHitters<T> {
             };
             entry.count = entry.count.saturating_add(add);
             entry.error_bound = entry.error_bound.saturating_add(err);
-            self.heap[self.pos[s] as usize].count = entry.count;
         }
 
         // Keys only in `other`, in its slot order, with what they may have
@@ -967,13 +1094,13 @@ impl<T: Default> HeavyHitters<T> {
                     },
                     hash,
                 };
-                self.heap[self.pos[s] as usize].count = count;
                 let slots = &self.slots;
                 self.table
                     .insert_unique(hash, s as u32, |&i| slots[i as usize].hash);
             } else {
-                let entry = self.admit(&theirs.key, hash, count, error_bound);
-                entry.stats = stats;
+                // Placed by the rebuild below.
+                let s = self.admit(&theirs.key, hash, count, error_bound);
+                self.slots[s as usize].entry.stats = stats;
             }
         }
         self.floor = if disjoint {
@@ -981,7 +1108,7 @@ impl<T: Default> HeavyHitters<T> {
         } else {
             m1.saturating_add(m2)
         };
-        self.rebuild_heap();
+        self.rebuild_summary();
     }
 }
 
@@ -1044,19 +1171,32 @@ impl<T> HeavyHitters<T> {
     fn check_invariants(&self) {
         let n = self.slots.len();
         assert!(n <= self.capacity);
-        assert_eq!(self.heap.len(), n);
-        assert_eq!(self.pos.len(), n);
+        assert_eq!(self.links.len(), n);
         assert_eq!(self.table.len(), n);
-        for i in 1..n {
-            assert!(
-                !self.heap[i].lt(&self.heap[(i - 1) / 2]),
-                "heap order broken at {i}"
-            );
+        // Buckets: ascending counts, none empty, lists consistent, every
+        // item in exactly one.
+        let mut seen = 0;
+        let (mut b, mut prev_b, mut prev_count) = (self.min_bucket, NIL, None);
+        while b != NIL {
+            let bucket = self.buckets[b as usize];
+            assert_eq!(bucket.prev, prev_b);
+            assert!(prev_count < Some(bucket.count), "bucket order broken");
+            assert_ne!(bucket.head, NIL, "empty bucket {b}");
+            let (mut s, mut prev_s) = (bucket.head, NIL);
+            while s != NIL {
+                let link = self.links[s as usize];
+                assert_eq!((link.bucket, link.prev), (b, prev_s));
+                assert_eq!(self.slots[s as usize].entry.count, bucket.count);
+                seen += 1;
+                prev_s = s;
+                s = link.next;
+            }
+            assert_eq!(bucket.tail, prev_s);
+            prev_count = Some(bucket.count);
+            prev_b = b;
+            b = bucket.next;
         }
-        for (i, node) in self.heap.iter().enumerate() {
-            assert_eq!(self.pos[node.slot as usize] as usize, i);
-            assert_eq!(node.count, self.slots[node.slot as usize].entry.count);
-        }
+        assert_eq!(seen, n);
         let mut key_bytes = 0;
         for (s, slot) in self.slots.iter().enumerate() {
             assert_eq!(slot.hash, self.hasher.hash_one(slot.entry.key.as_slice()));

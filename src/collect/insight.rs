@@ -469,7 +469,6 @@ struct KeyState {
     /// Saturating count of distinct clients in the miss episode.
     ep_nclients: u16,
     bytes: u32,
-    last_use: Ts,
     store_ts: Ts,
     deadline: u64,
     ep_first: Ts,
@@ -479,10 +478,69 @@ struct KeyState {
 
 const WAYS: usize = 8;
 
+/// What a lookup needs of one set, in one cache line: each way's tag (the
+/// low 32 bits of its key hash, never 0 since `key_hash` sets bit 0; 0 when
+/// the way is free), its server, and the ways' recency. A lookup reads this
+/// line and then only the state it finds; a replacement reads only the
+/// state it evicts. (Scanning the states' own hashes and ages read all of a
+/// set's lines: measured, that was 15 % of a one-collector replay, and
+/// picking the least recently used way by its age alone half as much again.)
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct SetMeta {
+    tags: [u32; WAYS],
+    servers: [u16; WAYS],
+    /// Way numbers from the most to the least recently used, a nibble each.
+    order: u32,
+}
+
+impl Default for SetMeta {
+    fn default() -> Self {
+        SetMeta {
+            tags: [0; WAYS],
+            servers: [0; WAYS],
+            order: 0x7654_3210,
+        }
+    }
+}
+
+impl SetMeta {
+    /// Makes way `w` the most recently used.
+    #[inline]
+    fn touch(&mut self, w: usize) {
+        let o = self.order;
+        let p = (0..WAYS)
+            .find(|&p| (o >> (4 * p)) & 0xf == w as u32)
+            .unwrap_or(WAYS - 1);
+        let below = o & ((1u32 << (4 * p)) - 1);
+        let above = if p + 1 < WAYS {
+            o & !((1u32 << (4 * (p + 1))) - 1)
+        } else {
+            0
+        };
+        self.order = above | (below << 4) | w as u32;
+    }
+
+    /// The way to fill: a free one first, else the least recently used.
+    #[inline]
+    fn victim(&self) -> usize {
+        match self.tags.iter().position(|&t| t == 0) {
+            Some(i) => i,
+            None => (self.order >> (4 * (WAYS - 1))) as usize & 0xf,
+        }
+    }
+}
+
+#[inline]
+fn tag_of(h: u64) -> u32 {
+    h as u32
+}
+
 /// The fixed per-key state: `sets × WAYS` entries, a set chosen by the key
 /// hash, the least recently used way replaced.
 struct StateTable {
     slots: Vec<KeyState>,
+    meta: Vec<SetMeta>,
     mask: usize,
 }
 
@@ -491,17 +549,31 @@ impl StateTable {
         let sets = (entries / WAYS).max(1).next_power_of_two();
         StateTable {
             slots: vec![KeyState::default(); sets * WAYS],
+            meta: vec![SetMeta::default(); sets],
             mask: sets - 1,
         }
     }
 
-    fn set(&mut self, h: u64) -> &mut [KeyState] {
-        let s = ((h >> 20) as usize) & self.mask;
-        &mut self.slots[s * WAYS..(s + 1) * WAYS]
+    #[inline]
+    fn set_of(&self, h: u64) -> usize {
+        ((h >> 32) as usize) & self.mask
+    }
+
+    /// Starts loading the line of `h`'s set.
+    #[inline]
+    fn prefetch_meta(&self, h: u64) {
+        super::prefetch::prefetch(&self.meta[self.set_of(h)]);
+    }
+
+    fn set(&mut self, h: u64) -> (&mut SetMeta, &mut [KeyState]) {
+        let s = self.set_of(h);
+        (&mut self.meta[s], &mut self.slots[s * WAYS..(s + 1) * WAYS])
     }
 }
 
-/// Bloom filter of every key hash seen (3 probes).
+/// Bloom filter of every key hash seen: 3 probes within one 512-bit block
+/// (a cache line) chosen by the hash, so a new key costs one cache miss
+/// here rather than three.
 struct SeenFilter {
     bits: Vec<u64>,
     set_bits: u64,
@@ -509,24 +581,32 @@ struct SeenFilter {
 
 impl SeenFilter {
     fn new(bytes: usize) -> SeenFilter {
-        let words = (bytes / 8).max(1).next_power_of_two();
+        let words = (bytes / 8).max(8).next_power_of_two();
         SeenFilter {
             bits: vec![0; words],
             set_bits: 0,
         }
     }
 
-    fn probes(&self, h: u64) -> [usize; 3] {
-        let n = self.bits.len() * 64;
-        let (a, b) = (h, h.rotate_left(29) | 1);
-        [0u64, 1, 2].map(|i| (a.wrapping_add(i.wrapping_mul(b)) as usize) & (n - 1))
+    /// Word index and bit of each probe.
+    fn probes(&self, h: u64) -> [(usize, u64); 3] {
+        let blocks = self.bits.len() / 8;
+        let base = ((h >> 27) as usize & (blocks - 1)) * 8;
+        [h, h >> 9, h >> 18].map(|x| {
+            let b = (x & 511) as usize;
+            (base + b / 64, 1u64 << (b % 64))
+        })
+    }
+
+    #[inline]
+    fn prefetch(&self, h: u64) {
+        super::prefetch::prefetch(&self.bits[self.probes(h)[0].0]);
     }
 
     /// Adds `h`; true when it was (probably) there already.
     fn insert(&mut self, h: u64) -> bool {
         let mut was = true;
-        for p in self.probes(h) {
-            let (w, m) = (p / 64, 1u64 << (p % 64));
+        for (w, m) in self.probes(h) {
             if self.bits[w] & m == 0 {
                 was = false;
                 self.bits[w] |= m;
@@ -555,6 +635,8 @@ struct Ev {
     fam_off: u32,
     client: SocketAddr,
     server: SocketAddr,
+    /// `server_mix(server)`: the seen filter remembers a key per server.
+    srv: u64,
     op: Op,
     result: Outcome,
     bytes: u64,
@@ -571,18 +653,21 @@ struct ServerClock {
     pending: Option<Ts>,
 }
 
-/// A 64-bit key hash (FNV-1a with a final mix: the same key always maps to
-/// the same state entry and filter bits).
-pub fn key_hash(k: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in k {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h | 1
+/// The key hash of the per-key state, the filter and the curves: the one
+/// the worker made (`batch::key_hash`, never 0).
+pub use super::batch::key_hash;
+
+/// Mixed into a key's hash for the seen filter: a key new to a server is
+/// `first` there, whatever the other servers saw. Never 0.
+fn server_mix(a: &SocketAddr) -> u64 {
+    let ip = match a.ip() {
+        std::net::IpAddr::V4(v) => u32::from(v) as u64,
+        std::net::IpAddr::V6(v) => {
+            let x = u128::from(v);
+            (x as u64) ^ ((x >> 64) as u64).rotate_left(17)
+        }
+    };
+    ((ip << 16) ^ u64::from(a.port())).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
 }
 
 fn client_hash(a: &SocketAddr) -> u32 {
@@ -606,7 +691,9 @@ pub struct Insight {
     seen: SeenFilter,
     servers: Vec<SocketAddr>,
     clocks: Vec<ServerClock>,
-    buf: Vec<Ev>,
+    /// The reorder buffer: one queue per worker, each in the worker's
+    /// order already, merged on release (no sort, no moving records).
+    queues: Vec<VecDeque<Ev>>,
     arena: Vec<u8>,
     /// Highest `seen` applied so far: records older than it are late.
     applied_upto: Ts,
@@ -628,7 +715,7 @@ impl Insight {
             cfg: cfg.clone(),
             servers: Vec::new(),
             clocks: Vec::new(),
-            buf: Vec::new(),
+            queues: Vec::new(),
             arena: Vec::new(),
             applied_upto: 0,
             last_ts: 0,
@@ -642,6 +729,7 @@ impl Insight {
     /// Heap bytes of the fixed structures.
     pub fn heap_bytes(&self) -> usize {
         self.table.slots.len() * std::mem::size_of::<KeyState>()
+            + self.table.meta.len() * std::mem::size_of::<SetMeta>()
             + self.seen.bits.len() * 8
             + self.pool_mrc.heap_bytes()
             + self.server_mrc.iter().map(Mrc::heap_bytes).sum::<usize>()
@@ -693,10 +781,19 @@ impl Insight {
             }
             None => (0, u16::MAX),
         };
-        self.buf.push(Ev {
+        let w = b.worker;
+        if self.queues.len() <= w {
+            self.queues.resize_with(w + 1, VecDeque::new);
+        }
+        self.queues[w].push_back(Ev {
+            srv: server_mix(&r.server),
             seen: r.seen,
             ts: r.ts,
-            h: key_hash(key),
+            h: if r.key_hash != 0 {
+                r.key_hash
+            } else {
+                key_hash(key)
+            },
             key_off,
             key_len: key.len().min(u16::MAX as usize) as u16,
             fam_off,
@@ -726,21 +823,40 @@ impl Insight {
         window_ns: u64,
         mut window_of: impl FnMut(&mut VecDeque<(Ts, Tables)>, Ts) -> Option<usize>,
     ) {
-        if self.buf.is_empty() {
+        let below = |seen: Ts| low.is_none_or(|l| seen < l);
+        if !self
+            .queues
+            .iter()
+            .any(|q| q.front().is_some_and(|e| below(e.seen)))
+        {
             return;
         }
-        // Each worker's records are in order already: a stable sort of a
-        // few runs is a merge.
-        self.buf.sort_by_key(|e| e.seen);
-        let n = match low {
-            Some(l) => self.buf.partition_point(|e| e.seen < l),
-            None => self.buf.len(),
-        };
-        if n == 0 {
-            return;
-        }
-        let buf = std::mem::take(&mut self.buf);
-        for ev in &buf[..n] {
+        let mut queues = std::mem::take(&mut self.queues);
+        // Two stages ahead in each queue: the set line of the record 16
+        // ahead is asked for, and the state of the one 8 ahead (its set
+        // line has arrived by then): the lookups' cache misses overlap
+        // instead of queueing.
+        const FAR: usize = 16;
+        const NEAR: usize = 8;
+        loop {
+            // The earliest head (the lower worker on a tie).
+            let mut best: Option<(Ts, usize)> = None;
+            for (w, q) in queues.iter().enumerate() {
+                if let Some(e) = q.front() {
+                    if below(e.seen) && best.is_none_or(|(s, _)| e.seen < s) {
+                        best = Some((e.seen, w));
+                    }
+                }
+            }
+            let Some((_, w)) = best else { break };
+            let q = &mut queues[w];
+            if let Some(e) = q.get(FAR) {
+                self.table.prefetch_meta(e.h);
+            }
+            if let Some(e) = q.get(NEAR) {
+                self.prefetch_state(e);
+            }
+            let ev = q.pop_front().expect("a head");
             let widx = if window_ns > 0 {
                 window_of(open, ev.seen)
             } else {
@@ -755,28 +871,49 @@ impl Insight {
                 self.mrc_window = start;
             }
             let win = widx.map(|i| &mut open[i].1);
-            self.apply(ev, run, win);
+            self.apply(&ev, run, win);
         }
         let cur = self
             .mrc_window
             .and_then(|s| open.iter().position(|(w, _)| *w == s));
         self.flush_mrc(run, cur.map(|i| &mut open[i].1));
-        self.buf = buf;
-        self.buf.drain(..n);
         // Keep the arena for the records still waiting (few: one batch's
         // worth per worker), compacted.
-        if self.buf.is_empty() {
-            self.arena.clear();
-        } else {
-            let start = self.buf.iter().map(|e| e.key_off).min().unwrap_or(0) as usize;
-            self.arena.drain(..start);
-            for e in &mut self.buf {
-                e.key_off -= start as u32;
-                if e.fam_len != u16::MAX {
-                    e.fam_off -= start as u32;
+        match queues.iter().flatten().map(|e| e.key_off).min() {
+            None => self.arena.clear(),
+            Some(start) => {
+                self.arena.drain(..start as usize);
+                for e in queues.iter_mut().flatten() {
+                    e.key_off -= start;
+                    if e.fam_len != u16::MAX {
+                        e.fam_off -= start;
+                    }
                 }
             }
         }
+        self.queues = queues;
+    }
+
+    /// Starts loading what applying `e` will touch: its state if its set
+    /// (asked for earlier) holds it, else the state it will replace and
+    /// its seen-filter block.
+    #[inline]
+    fn prefetch_state(&self, e: &Ev) {
+        let t = &self.table;
+        let s = t.set_of(e.h);
+        let meta = &t.meta[s];
+        let tag = tag_of(e.h);
+        let w = match meta.tags.iter().position(|&x| x == tag) {
+            Some(w) => w,
+            None => {
+                self.seen.prefetch(e.h ^ e.srv);
+                meta.victim()
+            }
+        };
+        let st = &t.slots[s * WAYS + w];
+        super::prefetch::prefetch(st);
+        // A state may straddle two lines.
+        super::prefetch::prefetch(&st.ep_clients);
     }
 
     fn server_idx(&mut self, s: SocketAddr) -> u16 {
@@ -843,12 +980,13 @@ impl Insight {
 
         // Find the key's entry on this server, noticing its other servers.
         let h = ev.h;
-        let set = self.table.set(h);
+        let (meta, set) = self.table.set(h);
+        let tag = tag_of(h);
         let mut found = None;
         let mut other = None;
-        for (i, s) in set.iter().enumerate() {
-            if s.h == h {
-                if s.server == sidx {
+        for (i, st) in set.iter().enumerate() {
+            if meta.tags[i] == tag && st.h == h {
+                if meta.servers[i] == sidx {
                     found = Some(i);
                 } else {
                     other = Some(i);
@@ -866,17 +1004,8 @@ impl Insight {
         let idx = match found {
             Some(i) => i,
             None => {
-                // The least recently used way (a free one first).
-                let i = (0..WAYS)
-                    .min_by_key(|&i| {
-                        if set[i].h == 0 {
-                            0
-                        } else {
-                            set[i].last_use.max(1)
-                        }
-                    })
-                    .expect("ways");
-                if set[i].h != 0 {
+                let i = meta.victim();
+                if meta.tags[i] != 0 {
                     out.state_evicted = true;
                     if set[i].flags & UNREAD != 0 {
                         out.forgotten_unread = Some((set[i].server, set[i].bytes as u64));
@@ -884,9 +1013,9 @@ impl Insight {
                 }
                 // Seen before *on this server*: a key new to a server is
                 // `first` there, whatever the other servers saw.
-                let known_before = self
-                    .seen
-                    .insert(h ^ (u64::from(sidx) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let known_before = self.seen.insert(h ^ ev.srv);
+                meta.tags[i] = tag;
+                meta.servers[i] = sidx;
                 set[i] = KeyState {
                     h,
                     server: sidx,
@@ -900,8 +1029,8 @@ impl Insight {
                 i
             }
         };
+        meta.touch(idx);
         let st = &mut set[idx];
-        st.last_use = now.max(1);
 
         // Lazy endings: a flush or an expiry since the last store.
         if st.flags & STORED != 0 && st.flags & DELETED_F == 0 && flushed_at > st.store_ts {
@@ -1257,13 +1386,44 @@ mod tests {
 
     #[test]
     fn state_costs_what_docs_insight_says() {
-        // docs/insight.md "Bounds": 131,072 entries of this size.
-        assert_eq!(std::mem::size_of::<KeyState>(), 88);
+        // docs/insight.md "Bounds": 131,072 entries of this size, plus one
+        // 64-byte line per set of 8 (8 bytes an entry).
+        assert_eq!(std::mem::size_of::<KeyState>(), 80);
+        assert_eq!(std::mem::size_of::<SetMeta>(), 64);
         let i = Insight::new(&InsightConfig::default());
         assert_eq!(
             i.heap_bytes(),
-            131_072 * 88 + (4 << 20) + i.pool_mrc.heap_bytes()
+            131_072 * (80 + 8) + (4 << 20) + i.pool_mrc.heap_bytes()
         );
+    }
+
+    #[test]
+    fn a_set_replaces_its_least_recently_used_way() {
+        let mut m = SetMeta::default();
+        // Free ways first, in order.
+        for w in 0..WAYS {
+            assert_eq!(m.victim(), w);
+            m.tags[w] = 1;
+            m.touch(w);
+        }
+        // Full: way 0 was used longest ago; using it makes way 1 the one.
+        assert_eq!(m.victim(), 0);
+        m.touch(0);
+        assert_eq!(m.victim(), 1);
+        m.touch(5);
+        m.touch(1);
+        assert_eq!(m.victim(), 2);
+        // Every way stays in the order exactly once.
+        let mut seen: Vec<u32> = (0..WAYS).map(|p| (m.order >> (4 * p)) & 0xf).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..WAYS as u32).collect::<Vec<_>>());
+        // Touching the most recent way changes nothing.
+        let o = m.order;
+        m.touch(1);
+        assert_eq!(m.order, o);
+        // A freed way is taken before any used one.
+        m.tags[6] = 0;
+        assert_eq!(m.victim(), 6);
     }
 
     #[test]

@@ -156,14 +156,6 @@ impl Open {
     }
 }
 
-/// FNV-1a: keys are short, and a collision only merges two keys' figures
-/// for one second.
-fn key_hash(k: &[u8]) -> u64 {
-    k.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
-        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 impl Seconds {
     /// Counts a record in the second of its resolution time.
     pub fn add(&mut self, b: &RecordBatch, r: &BRec) {
@@ -180,7 +172,9 @@ impl Seconds {
             None => o.untracked += 1,
         }
         if let Some(k) = b.key(r) {
-            let h = key_hash(k);
+            // The worker's hash: a collision only merges two keys' figures
+            // for one second.
+            let h = r.key_hash;
             if let Some(s) = o.keys.get_mut(&h) {
                 s.agg.add(r);
             } else if o.keys.len() < MAX_KEYS {
