@@ -812,12 +812,19 @@ fn next_block(f: &mut OpenFile, last_ts: &mut u64, warned: &mut Option<String>) 
         Err(PcapError::BufferTooSmall) => return Next::Grow,
         Err(PcapError::UnexpectedEof) => {
             // Nothing left over means the file ended on a block boundary.
-            let end = if f.reader.data().is_empty() {
-                End::Eof
-            } else {
-                End::Truncated
-            };
-            return Next::End(end);
+            if f.reader.data().is_empty() {
+                return Next::End(End::Eof);
+            }
+            // A record header whose length is corrupt and runs past the
+            // end: resync, as the mapped reader does (the same bytes read
+            // plain or compressed give the same frames), rather than call
+            // the file cut short there. Past the file header only.
+            if can_resync(&f.format) && f.reader.consumed() > 0 && f.reader.data().len() >= 16 {
+                if let Err(msg) = block_len_hint(f) {
+                    return Next::Resync(msg);
+                }
+            }
+            return Next::End(End::Truncated);
         }
         Err(PcapError::ReadError) => return Next::End(End::ReadError),
         Err(e) => return Next::End(End::Corrupt(short_err(&e))),
@@ -1821,6 +1828,37 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_corrupt_length_running_past_the_end_resyncs_plain_or_compressed() {
+        // Found by the capture fuzz target: a record whose length field
+        // says 570,699 (over the snap length) and more than is left. The
+        // mapped plain file resynced at it; the streamed gzip copy called
+        // the file truncated there and lost the records after it.
+        let dir = tempfile::tempdir().unwrap();
+        let recs = five_records();
+        let mut bytes = pcap(true, false, 1, &recs);
+        let second = 24 + 16 + recs[0].data.len();
+        bytes[second + 8..second + 12].copy_from_slice(&570_699u32.to_le_bytes());
+        let plain = write(dir.path(), "c.pcap", &bytes);
+        let gz = write(dir.path(), "c.pcap.gz", &gzip(&bytes));
+        let (a, ca, wa) = read_all(&[plain]);
+        let (b, cb, wb) = read_all(&[gz]);
+        let times = |g: &[Got]| g.iter().map(|x| x.1).collect::<Vec<_>>();
+        // Records 1, 3, 4 and 5: the resync finds the third record.
+        assert_eq!(a.len(), 4, "{wa:?}");
+        assert_eq!(times(&a), times(&b));
+        assert_eq!(
+            a.iter().map(|x| &x.4).collect::<Vec<_>>(),
+            b.iter().map(|x| &x.4).collect::<Vec<_>>()
+        );
+        for c in [&ca, &cb] {
+            assert_eq!(c.capture_errors, 1);
+            assert_eq!(c.truncated_files, 0);
+            assert_eq!(c.capture_skipped_bytes, (16 + recs[1].data.len()) as u64);
+        }
+        assert!(wb[0].contains("record length 570699"), "{wb:?}");
     }
 
     #[test]
