@@ -323,20 +323,9 @@ mod tests {
     use crate::protocol::sniff::describe_one;
 
     fn pkt<'a>(src: &str, dst: &str, t: Transport, payload: &'a [u8]) -> Packet<'a> {
-        let s: SocketAddr = src.parse().unwrap();
-        let d: SocketAddr = dst.parse().unwrap();
         Packet {
             ts: 1,
-            frame_no: 1,
-            src: s.ip(),
-            dst: d.ip(),
-            sport: s.port(),
-            dport: d.port(),
-            transport: t,
-            tcp: crate::decode::TcpInfo::default(),
-            payload,
-            truncated: false,
-            wire_payload_len: payload.len(),
+            ..crate::decode::test_packet(src, dst, t, payload)
         }
     }
 

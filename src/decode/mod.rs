@@ -59,6 +59,26 @@ pub struct Packet<'a> {
     pub wire_payload_len: usize,
 }
 
+/// A packet between two `"ip:port"` addresses, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn test_packet<'a>(src: &str, dst: &str, t: Transport, payload: &'a [u8]) -> Packet<'a> {
+    let s: std::net::SocketAddr = src.parse().expect("src ip:port");
+    let d: std::net::SocketAddr = dst.parse().expect("dst ip:port");
+    Packet {
+        ts: 0,
+        frame_no: 1,
+        src: s.ip(),
+        dst: d.ip(),
+        sport: s.port(),
+        dport: d.port(),
+        transport: t,
+        tcp: TcpInfo::default(),
+        payload,
+        truncated: false,
+        wire_payload_len: payload.len(),
+    }
+}
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::{IpNumber, LaxIpv6Slice};

@@ -296,24 +296,9 @@ pub fn describe_one(f: &Found) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::TcpInfo;
 
     fn pkt<'a>(src: &str, dst: &str, t: Transport, payload: &'a [u8]) -> Packet<'a> {
-        let s: SocketAddr = src.parse().unwrap();
-        let d: SocketAddr = dst.parse().unwrap();
-        Packet {
-            ts: 0,
-            frame_no: 1,
-            src: s.ip(),
-            dst: d.ip(),
-            sport: s.port(),
-            dport: d.port(),
-            transport: t,
-            tcp: TcpInfo::default(),
-            payload,
-            truncated: false,
-            wire_payload_len: payload.len(),
-        }
+        crate::decode::test_packet(src, dst, t, payload)
     }
 
     const C: &str = "10.0.0.9:40000";
