@@ -943,6 +943,39 @@ fn unwritable_outputs_are_refused_at_start() {
     );
 }
 
+/// `replay CAP --serve -c CFG`, done and with no connection of its own
+/// left open: ready for a flood. (child, address, log reader)
+fn serve_for_flood(
+    cap: &std::path::Path,
+    cfg: &std::path::Path,
+) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
+    let mut child = Command::new(BIN)
+        .args([
+            "replay",
+            "-q",
+            "-f",
+            "json",
+            "-t",
+            "10.0.0.1:11211",
+            "--serve",
+            "--listen",
+            "127.0.0.1:0",
+            "-c",
+        ])
+        .arg(cfg)
+        .arg(cap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (addr, log) = common::wait_for_listener(&mut child);
+    assert_eq!(wait_health(&addr, 200).0, 200, "the replay is done");
+    // The health checks' connections are gone before the flood (else the
+    // flood may count one of them among those it closed).
+    std::thread::sleep(Duration::from_millis(300));
+    (child, addr, log)
+}
+
 /// Many half-sent requests: they are cut at the header timeout, the
 /// excess over the cap closes the oldest (logged), and /metrics answers.
 #[test]
@@ -957,30 +990,7 @@ fn half_sent_requests_are_cut_and_capped() {
         dir.path(),
         "[http]\nmax_connections = 20\nheader_timeout = \"500ms\"\n",
     );
-    let mut child = Command::new(BIN)
-        .args([
-            "replay",
-            "-q",
-            "-f",
-            "json",
-            "-t",
-            "10.0.0.1:11211",
-            "--serve",
-            "--listen",
-            "127.0.0.1:0",
-            "-c",
-            cfg.to_str().unwrap(),
-        ])
-        .arg(&cap)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (addr, log) = common::wait_for_listener(&mut child);
-    assert_eq!(wait_health(&addr, 200).0, 200, "the replay is done");
-    // The health checks' connections are gone before the flood (else the
-    // flood may count one of them among those it closed).
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut child, addr, log) = serve_for_flood(&cap, &cfg);
     let mut idle: Vec<TcpStream> = (0..200)
         .map(|_| {
             let mut s = TcpStream::connect(&addr).unwrap();
@@ -1076,30 +1086,7 @@ fn a_flood_of_idle_connections_never_keeps_a_scrape_out() {
         dir.path(),
         "[http]\nmax_connections = 16\nheader_timeout = \"20s\"\n",
     );
-    let mut child = Command::new(BIN)
-        .args([
-            "replay",
-            "-q",
-            "-f",
-            "json",
-            "-t",
-            "10.0.0.1:11211",
-            "--serve",
-            "--listen",
-            "127.0.0.1:0",
-            "-c",
-            cfg.to_str().unwrap(),
-        ])
-        .arg(&cap)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (addr, log) = common::wait_for_listener(&mut child);
-    assert_eq!(wait_health(&addr, 200).0, 200, "the replay is done");
-    // The health checks' connections are gone before the flood (else the
-    // flood may count one of them among those it closed).
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut child, addr, log) = serve_for_flood(&cap, &cfg);
     let pid = child.id();
     let base = rss_kib(pid);
     const FLOOD: usize = 400;
