@@ -11,7 +11,7 @@ use super::batch::RecordBatch;
 use super::families::FamilyRules;
 use super::insight::{Insight, InsightConfig};
 use super::seconds::{SecondMsg, Seconds, SECOND_NS};
-use super::tables::{TableLimits, Tables};
+use super::tables::{KeyAhead, TableLimits, Tables};
 use crate::decode::Ts;
 use crate::stats::{Counters, Warnings};
 use crossbeam_channel::{Receiver, Sender};
@@ -88,6 +88,7 @@ pub fn run(
     let windows = cfg.window_ns > 0 && windows_out.is_some();
     let mut said_upto: Ts = 0;
     let mut insight = cfg.insight.as_ref().map(Insight::new);
+    let mut ahead = KeyAhead::default();
     let mut insight_done = false;
     let insight_windows = if windows { cfg.window_ns } else { 0 };
 
@@ -113,14 +114,15 @@ pub fn run(
             },
         };
         let Ok(mut b) = next else { break };
-        for r in &b.recs {
+        ahead.run(&mut run, &b, |run, i, key_hash| {
+            let r = &b.recs[i];
             // The family is found once a record, for every table.
             let fam = match (rules, b.key(r)) {
                 (Some(rules), Some(key)) => rules.family_into(key, &mut family),
                 _ => false,
             };
             let fam = fam.then_some(&family[..]);
-            run.add_in_family(&b, r, fam);
+            run.add_hashed(&b, r, fam, key_hash);
             if let Some((s, _)) = seconds.as_mut() {
                 if !r.echo {
                     s.add(&b, r);
@@ -134,7 +136,7 @@ pub fn run(
             if let Some(i) = insight.as_mut() {
                 i.push(&b, r, fam);
             }
-        }
+        });
         let w = b.worker.min(cfg.workers - 1);
         if let Some(last) = b.last.take() {
             counters.add(&last.counters);

@@ -39,9 +39,11 @@
 //!
 //! # Cost
 //!
-//! A hashbrown `HashTable` of slot indices (foldhash with a per-process,
-//! per-table random seed, since keys are attacker-controlled) finds a key
-//! without allocating. The items are ordered by count in a stream summary
+//! An open-addressed index of slot numbers ([`SlotIndex`]; foldhash with a
+//! per-process, per-table random seed, since keys are attacker-controlled)
+//! finds a key without allocating, and tells where a key's cells and item
+//! lie, so a caller that knows its next keys can prefetch them
+//! ([`HeavyHitters::prefetch_index`] and the two after it). The items are ordered by count in a stream summary
 //! (Metwally et al.): one bucket per distinct count, in ascending order,
 //! each holding a list of its items. An update by weight 1 (what the
 //! collectors do) moves the item to the next bucket, or creates it: O(1),
@@ -68,7 +70,9 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::mem::size_of;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
+
+use super::slot_index::SlotIndex;
 
 /// A key buffer no larger than this is reused for any key that fits in it.
 const MIN_REUSE: usize = 64;
@@ -249,8 +253,8 @@ pub struct HeavyHitters<T = ()> {
     min_bucket: u32,
     /// First free bucket, chained through `next`.
     free_bucket: u32,
-    /// Key -> slot index.
-    table: HashTable<u32>,
+    /// Key hash -> slot index.
+    table: SlotIndex,
     hasher: DefaultHashBuilder,
     /// Key buffers kept by `clear` for later admissions.
     spare_keys: Vec<Vec<u8>>,
@@ -259,8 +263,6 @@ pub struct HeavyHitters<T = ()> {
     /// Total weight seen (N), merges included.
     total: u64,
     evictions: u64,
-    /// Evictions since the hash index was last rebuilt.
-    churn: usize,
     /// Upper bound on the true count of keys not in the table, left by a
     /// merge; 0 otherwise.
     floor: u64,
@@ -374,12 +376,13 @@ impl<T: Default> HeavyHitters<T> {
     ///
     /// # Panics
     ///
-    /// If `capacity` is 0 or does not fit in a `u32`.
+    /// If `capacity` is 0 or above 2^31.
     pub fn new(capacity: usize) -> Self {
         assert!(capacity > 0, "HeavyHitters capacity must be at least 1");
+        // The index keeps at most 2^32 cells, at most half full.
         assert!(
-            u32::try_from(capacity).is_ok(),
-            "HeavyHitters capacity must fit in a u32"
+            capacity <= 1 << 31,
+            "HeavyHitters capacity must be at most 2^31"
         );
         HeavyHitters {
             capacity,
@@ -388,13 +391,12 @@ impl<T: Default> HeavyHitters<T> {
             buckets: Vec::new(),
             min_bucket: NIL,
             free_bucket: NIL,
-            table: HashTable::new(),
+            table: SlotIndex::default(),
             hasher: DefaultHashBuilder::default(),
             spare_keys: Vec::new(),
             key_bytes: 0,
             total: 0,
             evictions: 0,
-            churn: 0,
             floor: 0,
             dropped: None,
         }
@@ -420,12 +422,20 @@ impl<T: Default> HeavyHitters<T> {
     /// Does not allocate when `key` is present; admitting a key allocates
     /// its buffer only when no reusable one is at hand.
     pub fn update(&mut self, key: &[u8], weight: u64) -> &mut Entry<T> {
+        let hash = self.hash_key(key);
+        self.update_hashed(key, hash, weight)
+    }
+
+    /// [`update`](Self::update) with `hash` = [`hash_key`](Self::hash_key)
+    /// of `key`, made ahead for the prefetches.
+    #[inline]
+    pub fn update_hashed(&mut self, key: &[u8], hash: u64, weight: u64) -> &mut Entry<T> {
+        debug_assert_eq!(hash, self.hash_key(key));
         self.total = self.total.saturating_add(weight);
-        let hash = self.hasher.hash_one(key);
         let slots = &self.slots;
-        if let Some(&s) = self
+        if let Some(s) = self
             .table
-            .find(hash, |&i| slots[i as usize].entry.key.as_slice() == key)
+            .find(hash, |i| slots[i as usize].entry.key.as_slice() == key)
         {
             let s = s as usize;
             let entry = &mut self.slots[s].entry;
@@ -472,19 +482,7 @@ impl<T: Default> HeavyHitters<T> {
             },
             hash,
         });
-        let slots = &self.slots;
-        if s + 1 == self.capacity && self.capacity >= 1024 {
-            // The table is about to be full and will then churn: every
-            // eviction leaves a tombstone. Rationale: at hashbrown's usual
-            // 7/8 load those make probe sequences long (measured: 19% of a
-            // collector's time in `unlink` with 2M keys through a 100k
-            // table); twice the buckets keeps the load near 40% for 5 bytes
-            // a bucket.
-            self.table
-                .reserve(self.capacity + 1, |&i| slots[i as usize].hash);
-        }
-        self.table
-            .insert_unique(hash, s as u32, |&i| slots[i as usize].hash);
+        self.table.insert(hash, s as u32);
         self.links.push(Link {
             bucket: NIL,
             prev: NIL,
@@ -512,35 +510,12 @@ impl<T: Default> HeavyHitters<T> {
             stats: T::default(),
         };
         slot.hash = hash;
-        let slots = &self.slots;
-        self.table
-            .insert_unique(hash, s as u32, |&i| slots[i as usize].hash);
+        self.table.insert(hash, s as u32);
         if count != min.count {
             self.raise(s as u32, count);
         }
         self.evictions += 1;
-        self.churn += 1;
-        if self.churn >= self.capacity / 2 && self.capacity >= 1024 {
-            self.rebuild_index();
-        }
         &mut self.slots[s].entry
-    }
-
-    /// Re-inserts every slot into the (cleared, not reallocated) hash
-    /// index. Rationale: each eviction leaves a tombstone, and hashbrown
-    /// only clears them when the table runs out of room, by which time
-    /// probe sequences are long (measured: `unlink` was 17% of a
-    /// collector's time with 2M keys through a 100k table). Rebuilding
-    /// after capacity/2 evictions costs O(capacity) per capacity/2
-    /// evictions: O(1) each, allocation-free.
-    fn rebuild_index(&mut self) {
-        self.churn = 0;
-        self.table.clear();
-        let slots = &self.slots;
-        for (i, slot) in slots.iter().enumerate() {
-            self.table
-                .insert_unique(slot.hash, i as u32, |&j| slots[j as usize].hash);
-        }
     }
 }
 
@@ -674,7 +649,6 @@ impl<T> HeavyHitters<T> {
         self.table.clear();
         self.total = 0;
         self.evictions = 0;
-        self.churn = 0;
         self.floor = 0;
         if let Some(d) = self.dropped.as_deref_mut() {
             d.clear();
@@ -714,22 +688,57 @@ impl<T> HeavyHitters<T> {
     }
 
     fn find(&self, key: &[u8]) -> Option<usize> {
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hash_key(key);
         self.table
-            .find(hash, |&i| {
-                self.slots[i as usize].entry.key.as_slice() == key
-            })
-            .map(|&s| s as usize)
+            .find(hash, |i| self.slots[i as usize].entry.key.as_slice() == key)
+            .map(|s| s as usize)
+    }
+
+    /// The hash [`update_hashed`](Self::update_hashed) wants for `key`
+    /// (this table's own random seed).
+    #[inline]
+    pub fn hash_key(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The first of three prefetches for a later update of the key with
+    /// `hash`, a few records ahead: its index cells.
+    #[inline]
+    pub fn prefetch_index(&self, hash: u64) {
+        self.table.prefetch(hash);
+    }
+
+    /// The second: the item the key's cells point to (its first
+    /// `item_lines` cache lines), read from the cells the first asked for.
+    #[inline]
+    pub fn prefetch_item(&self, hash: u64, item_lines: usize) {
+        if let Some(s) = self.table.first_candidate(hash) {
+            let p = (&self.slots[s as usize] as *const Slot<T>).cast::<u8>();
+            let end = size_of::<Slot<T>>().min(item_lines * 64);
+            for off in (0..end).step_by(64) {
+                super::prefetch::prefetch_addr(p.wrapping_add(off));
+            }
+            // Its place in the stream summary, which the count moves.
+            super::prefetch::prefetch(&self.links[s as usize]);
+        }
+    }
+
+    /// The third: the item's key bytes, for the comparison, read from the
+    /// item the second asked for.
+    #[inline]
+    pub fn prefetch_key(&self, hash: u64) {
+        if let Some(s) = self.table.first_candidate(hash) {
+            if let Some(b) = self.slots[s as usize].entry.key.first() {
+                super::prefetch::prefetch(b);
+            }
+        }
     }
 
     /// Removes slot `s`'s key from the hash table.
     fn unlink(&mut self, s: usize) {
         let hash = self.slots[s].hash;
-        match self.table.find_entry(hash, |&i| i as usize == s) {
-            Ok(found) => {
-                found.remove();
-            }
-            Err(_) => unreachable!("slot {s} missing from the hash table"),
+        if !self.table.remove(hash, s as u32) {
+            unreachable!("slot {s} missing from the hash table");
         }
     }
 
@@ -1094,9 +1103,7 @@ impl<T: Default> HeavyHitters<T> {
                     },
                     hash,
                 };
-                let slots = &self.slots;
-                self.table
-                    .insert_unique(hash, s as u32, |&i| slots[i as usize].hash);
+                self.table.insert(hash, s as u32);
             } else {
                 // Placed by the rebuild below.
                 let s = self.admit(&theirs.key, hash, count, error_bound);

@@ -33,6 +33,7 @@ mod prefetch;
 pub mod redact;
 pub mod seconds;
 pub mod slab;
+mod slot_index;
 pub mod tables;
 
 pub use heavy::{Entry, HeavyHitters, Merge};

@@ -479,12 +479,16 @@ impl Session {
     /// block) that are the block's closing `\r\n`: memcached answers a
     /// block that does not end so with `CLIENT_ERROR bad data chunk`.
     fn check_trailer(&mut self, chunk: &[u8]) {
+        // Only the block's last two bytes matter: index them, rather than
+        // walk the value (this loop was 30 % of `data` on a capture of
+        // ordinary sets).
         let left = self.req.skip;
-        for (j, &b) in chunk.iter().enumerate() {
-            let want = match left - j as u64 {
-                2 => b'\r',
-                1 => b'\n',
-                _ => continue,
+        for (back, want) in [(2u64, b'\r'), (1, b'\n')] {
+            let Some(j) = left.checked_sub(back) else {
+                continue;
+            };
+            let Some(&b) = usize::try_from(j).ok().and_then(|j| chunk.get(j)) else {
+                continue;
             };
             if b != want {
                 if let Some(e) = self.req.skip_owner.and_then(|id| self.queue.find_id(id)) {

@@ -39,6 +39,9 @@ const WATCHED: [Watch; 17] = [
     ("udp_unassembled_bytes", |c| c.udp_unassembled_bytes),
 ];
 
+/// Names the packet in a warning for each watched counter that grew.
+/// Called for every segment: it compares element by element (an `after !=
+/// before` first called memcmp on 136 bytes, 3 % of a worker's time).
 fn note_changes(
     warnings: &mut Warnings,
     before: &[u64; WATCHED.len()],
@@ -89,9 +92,7 @@ fn feed(
     );
     conn.session.emit(sink);
     let after = watched(counters, &conn.session.counters);
-    if after != before {
-        note_changes(warnings, &before, &after, p);
-    }
+    note_changes(warnings, &before, &after, p);
     conn.tcp.is_closed()
 }
 
@@ -292,9 +293,7 @@ impl Engine {
                     Dir::Response => self.udp.response(client, server, p.payload, &info, sink),
                 }
                 let after = watched(&self.counters, &self.udp.counters);
-                if after != before {
-                    note_changes(&mut self.warnings, &before, &after, p);
-                }
+                note_changes(&mut self.warnings, &before, &after, p);
             }
             Transport::Tcp => self.tcp(p, dir, client, server, sink),
         }

@@ -499,6 +499,45 @@ fn text_errors_keep_pairing_aligned() {
     assert_eq!(d.s.counters.bad_requests, 4);
 }
 
+/// A quiet `ms` draws a reply only for a bad data chunk: its trailer is
+/// checked wherever the segments cut the block, the bad byte alone in a
+/// segment of its own included.
+#[test]
+fn a_quiet_ms_trailer_is_checked_across_segments() {
+    for (block, cut) in [
+        (&b"ab\rY"[..], &[2usize, 1, 1][..]),
+        (b"ab\rY", &[3, 1]),
+        (b"abX\n", &[2, 2]),
+        (b"ab\r\n", &[1, 1, 1, 1]),
+    ] {
+        let bad = block != b"ab\r\n";
+        let mut d = Driver::new();
+        d.feed(REQ, b"ms k 2 q\r\n", 1);
+        let mut at = 0;
+        for n in cut {
+            d.feed(REQ, &block[at..at + n], 2);
+            at += n;
+        }
+        d.feed(REQ, b"mn\r\n", 3);
+        let resp: &[u8] = if bad {
+            b"CLIENT_ERROR bad data chunk\r\nMN\r\n"
+        } else {
+            b"MN\r\n"
+        };
+        d.feed(RESP, resp, 4);
+        let ms = if bad {
+            r("ms", "k", O::ClientError, 2, 0, true)
+        } else {
+            r("ms", "k", O::Stored, 2, 0, false)
+        };
+        assert_eq!(
+            d.recs(),
+            vec![ms, r("mn", "", O::Ok, 0, 0, true)],
+            "{block:?} cut {cut:?}"
+        );
+    }
+}
+
 #[test]
 fn text_quit_is_silent() {
     let mut d = Driver::new();
