@@ -358,6 +358,7 @@ impl Live {
             last_flush_window: 0,
             flush_seconds: pc.seconds,
             last_flush_second: 0,
+            next_check: 0,
         };
 
         let mut names: Vec<String> = Vec::new();

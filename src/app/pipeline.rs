@@ -188,6 +188,10 @@ pub(crate) struct Worker {
     /// second once every worker is past it).
     pub flush_seconds: bool,
     pub last_flush_second: Ts,
+    /// Packet time before which no window or second boundary is crossed:
+    /// `maybe_flush` then costs a compare, where finding the boundaries
+    /// is two 64-bit divisions a packet (about 4 % of a worker's time).
+    pub next_check: Ts,
 }
 
 impl Worker {
@@ -210,12 +214,17 @@ impl Worker {
     /// Crossing into a new window sends the batches (possibly empty): their
     /// watermark lets collectors close the window just left.
     fn maybe_flush(&mut self) {
+        if self.batcher.now < self.next_check {
+            return;
+        }
+        self.next_check = Ts::MAX;
         if self.flush_seconds {
             let s = collector::window_start(self.batcher.now, SECOND_NS);
             if s > self.last_flush_second {
                 self.last_flush_second = s;
                 self.batcher.flush();
             }
+            self.next_check = s.saturating_add(SECOND_NS);
         }
         if self.window_ns == 0 {
             return;
@@ -225,6 +234,7 @@ impl Worker {
             self.last_flush_window = w;
             self.batcher.flush();
         }
+        self.next_check = self.next_check.min(w.saturating_add(self.window_ns));
     }
 
     fn finish(self) {
@@ -447,6 +457,7 @@ pub fn run_tapped(
         last_flush_window: 0,
         flush_seconds: pc.seconds,
         last_flush_second: 0,
+        next_check: 0,
     };
     let seconds_rx = cols.seconds_rx.clone();
     // Hands the tap what the collectors said, and packet time.
