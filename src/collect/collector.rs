@@ -91,6 +91,9 @@ pub fn run(
     let mut ahead = KeyAhead::default();
     let mut insight_done = false;
     let insight_windows = if windows { cfg.window_ns } else { 0 };
+    // One worker sends records in packet-time order: insight applies them
+    // as they come instead of queueing them for the merge of workers.
+    let direct = cfg.workers == 1;
 
     loop {
         let next = match &ctl {
@@ -114,8 +117,8 @@ pub fn run(
             },
         };
         let Ok(mut b) = next else { break };
-        ahead.run(&mut run, &b, |run, i, key_hash| {
-            let r = &b.recs[i];
+        ahead.run(&mut run, &b, |run, idx, key_hash| {
+            let r = &b.recs[idx];
             // The family is found once a record, for every table.
             let fam = match (rules, b.key(r)) {
                 (Some(rules), Some(key)) => rules.family_into(key, &mut family),
@@ -134,9 +137,30 @@ pub fn run(
                 t.add_in_family(&b, r, fam);
             }
             if let Some(i) = insight.as_mut() {
-                i.push(&b, r, fam);
+                if direct {
+                    for (far, d) in [(true, 16), (false, 8)] {
+                        if let Some(r) = b.recs.get(idx + d) {
+                            i.prefetch_ahead(r, far);
+                        }
+                    }
+                    let limits = cfg.limits;
+                    i.apply_now(&b, r, fam, run, &mut open, insight_windows, |open, seen| {
+                        Some(window_index(
+                            open,
+                            window_start(seen, insight_windows),
+                            &limits,
+                        ))
+                    });
+                } else {
+                    i.push(&b, r, fam);
+                }
             }
         });
+        if direct {
+            if let Some(i) = insight.as_mut() {
+                i.end_batch(&mut run, &mut open);
+            }
+        }
         let w = b.worker.min(cfg.workers - 1);
         if let Some(last) = b.last.take() {
             counters.add(&last.counters);
