@@ -79,10 +79,38 @@ impl<'a> Iterator for Tokens<'a> {
     fn next(&mut self) -> Option<&'a [u8]> {
         let start = self.rest.iter().position(|&b| b != b' ')?;
         let s = &self.rest[start..];
-        let end = memchr::memchr(b' ', s).unwrap_or(s.len());
+        let end = find_space(s);
         self.rest = &s[end..];
         Some(&s[..end])
     }
+}
+
+/// The index of the first space in `s` (its length when none), eight
+/// bytes at a time. Why not `memchr`: tokens are a few bytes to a few dozen,
+/// and memchr's call and set-up cost about 45 instructions a token, more
+/// than the search (4 tokens a request, 2 a response line).
+#[inline]
+fn find_space(s: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().expect("8 bytes")) ^ SPACES;
+        // A zero byte of `x` is a space. The lowest flagged byte is always
+        // a true one (a borrow only flags bytes above a zero byte).
+        let m = x.wrapping_sub(ONES) & !x & HIGHS;
+        if m != 0 {
+            return at + (m.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(s.len(), |i| at + i)
 }
 
 fn trim_spaces(s: &[u8]) -> &[u8] {
@@ -215,6 +243,32 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_space_agrees_with_a_byte_scan() {
+        // Every length to 40 and every position of the first space, with
+        // bytes around it that the word trick could confuse (0x20 +- 1,
+        // 0xa0, 0x00, 0x21 after a space).
+        for len in 0..40 {
+            for first in 0..=len {
+                for fill in [b'a', 0x1f, 0x21, 0xa0, 0x00, 0xff] {
+                    let mut v = vec![fill; len];
+                    if first < len {
+                        v[first] = b' ';
+                        for b in v.iter_mut().skip(first + 1) {
+                            *b = if fill == b'a' { b' ' } else { 0x21 };
+                        }
+                    }
+                    let want = v.iter().position(|&b| b == b' ').unwrap_or(len);
+                    assert_eq!(
+                        find_space(&v),
+                        want,
+                        "len {len} first {first} fill {fill:#x}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn split_line_crlf_and_bare_lf() {
