@@ -461,8 +461,7 @@ pub struct KeepArgs {
 #[derive(Debug, Args, Clone)]
 pub struct AnalysisArgs {
     /// Worker threads (each owns a share of the flows). Default: the
-    /// cores the collectors leave, at least 1, at most 1024 (config:
-    /// pipeline.workers); 1-1024.
+    /// number of cores, at most 1024 (config: pipeline.workers); 1-1024.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 

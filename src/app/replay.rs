@@ -42,16 +42,12 @@ pub fn setup(
     sort: Option<crate::report::SortBy>,
     per_window: bool,
 ) -> anyhow::Result<ReplaySetup> {
-    let collectors = a.collectors.unwrap_or(match cfg.pipeline.collectors {
-        0 => (cores() / 2).max(1),
+    let workers = a.workers.unwrap_or(match cfg.pipeline.workers {
+        0 => cores(),
         n => n,
     });
-    // The cores the collectors leave. Rationale: workers and collectors
-    // are both busy under load (each about half of a record's cost), so
-    // more threads than cores only take turns: on 2 cores, 2 workers and
-    // 1 collector replayed 10 % slower than 1 and 1.
-    let workers = a.workers.unwrap_or(match cfg.pipeline.workers {
-        0 => cores().saturating_sub(collectors).max(1),
+    let collectors = a.collectors.unwrap_or(match cfg.pipeline.collectors {
+        0 => (cores() / 2).max(1),
         n => n,
     });
     use crate::config::{check, check_window, range};
