@@ -266,8 +266,8 @@ fn start_capture(args: &[&str]) -> Capture {
 }
 
 impl Capture {
-    /// SIGINT, then the report from standard output and the stderr text.
-    fn stop(mut self) -> (Value, String) {
+    /// SIGINT, then the exit status, standard output and stderr text.
+    fn interrupt(mut self) -> (std::process::ExitStatus, String, String) {
         // Let the last packets leave the rings (blocks retire in 10 ms).
         std::thread::sleep(Duration::from_millis(300));
         common::signal(&self.proc.0, "INT");
@@ -281,6 +281,12 @@ impl Capture {
             .unwrap();
         let status = self.proc.0.wait().unwrap();
         let err = self.err.take().unwrap().join().unwrap();
+        (status, out, err)
+    }
+
+    /// SIGINT, then the report from standard output and the stderr text.
+    fn stop(self) -> (Value, String) {
+        let (status, out, err) = self.interrupt();
         assert!(status.success(), "exit {status:?}; stderr:\n{err}");
         let v: Value = serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{out}\n{err}"));
@@ -1073,19 +1079,7 @@ fn nothing_found_live_says_so_and_strict_exits_3() {
     let (status, _, body) = common::http_get(&format!("127.0.0.1:{hport}"), "/", None);
     assert_eq!((status, body.as_str()), (200, "ok"));
     served.join().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let mut cap = cap;
-    common::signal(&cap.proc.0, "INT");
-    let mut out = String::new();
-    cap.proc
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let status = cap.proc.0.wait().unwrap();
-    let err = cap.err.take().unwrap().join().unwrap();
+    let (status, out, err) = cap.interrupt();
     assert_eq!(status.code(), Some(3), "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();
     let packets = r["capture"]["packets"].as_u64().unwrap();

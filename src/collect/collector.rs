@@ -138,19 +138,9 @@ pub fn run(
             }
             if let Some(i) = insight.as_mut() {
                 if direct {
-                    for (far, d) in [(true, 16), (false, 8)] {
-                        if let Some(r) = b.recs.get(idx + d) {
-                            i.prefetch_ahead(r, far);
-                        }
-                    }
-                    let limits = cfg.limits;
-                    i.apply_now(&b, r, fam, run, &mut open, insight_windows, |open, seen| {
-                        Some(window_index(
-                            open,
-                            window_start(seen, insight_windows),
-                            &limits,
-                        ))
-                    });
+                    i.prefetch_ahead(&b, idx);
+                    let win = insight_window(cfg.limits, insight_windows);
+                    i.apply_now(&b, r, fam, run, &mut open, insight_windows, win);
                 } else {
                     i.push(&b, r, fam);
                 }
@@ -173,14 +163,8 @@ pub fn run(
             // Records every worker has passed, in packet-time order, before
             // their windows close below.
             let low = watermark.iter().flatten().min().copied();
-            let limits = cfg.limits;
-            i.release(low, &mut run, &mut open, insight_windows, |open, seen| {
-                Some(window_index(
-                    open,
-                    window_start(seen, insight_windows),
-                    &limits,
-                ))
-            });
+            let win = insight_window(cfg.limits, insight_windows);
+            i.release(low, &mut run, &mut open, insight_windows, win);
             if low.is_none() {
                 // Every worker is done: the run's closing counts go to its
                 // last window before the windows close below.
@@ -240,14 +224,8 @@ pub fn run(
     }
     if let Some(i) = insight.as_mut().filter(|_| !insight_done) {
         // The channels closed before every worker said it was done.
-        let limits = cfg.limits;
-        i.release(None, &mut run, &mut open, insight_windows, |open, seen| {
-            Some(window_index(
-                open,
-                window_start(seen, insight_windows),
-                &limits,
-            ))
-        });
+        let win = insight_window(cfg.limits, insight_windows);
+        i.release(None, &mut run, &mut open, insight_windows, win);
         i.finish(&mut run, open.back_mut().map(|(_, t)| t));
     }
     if let Some((s, out)) = seconds.as_mut() {
@@ -284,6 +262,14 @@ fn window_tables<'a>(
 ) -> &'a mut Tables {
     let idx = window_index(open, start, limits);
     &mut open[idx].1
+}
+
+/// How insight finds (or opens) the window of a record's packet time.
+fn insight_window(
+    limits: TableLimits,
+    window_ns: u64,
+) -> impl FnMut(&mut VecDeque<(Ts, Tables)>, Ts) -> Option<usize> {
+    move |open, seen| Some(window_index(open, window_start(seen, window_ns), &limits))
 }
 
 fn window_index(open: &mut VecDeque<(Ts, Tables)>, start: Ts, limits: &TableLimits) -> usize {

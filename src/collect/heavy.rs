@@ -708,14 +708,16 @@ impl<T> HeavyHitters<T> {
         self.table.prefetch(hash);
     }
 
-    /// The second: the item the key's cells point to (its first
-    /// `item_lines` cache lines), read from the cells the first asked for.
+    /// The second: every line of the item the key's cells point to, read
+    /// from the cells the first asked for.
     #[inline]
-    pub fn prefetch_item(&self, hash: u64, item_lines: usize) {
+    pub fn prefetch_item(&self, hash: u64) {
         if let Some(s) = self.table.first_candidate(hash) {
             let p = (&self.slots[s as usize] as *const Slot<T>).cast::<u8>();
-            let end = size_of::<Slot<T>>().min(item_lines * 64);
-            for off in (0..end).step_by(64) {
+            // A line a step, and the last byte: an item need not start on
+            // a line.
+            let size = size_of::<Slot<T>>();
+            for off in (0..size).step_by(64).chain([size - 1]) {
                 super::prefetch::prefetch_addr(p.wrapping_add(off));
             }
             // Its place in the stream summary, which the count moves.

@@ -653,6 +653,13 @@ struct ServerClock {
     pending: Option<Ts>,
 }
 
+/// Two stages ahead of the record applied: the set line of the record
+/// `FAR` ahead is asked for, and the state of the one `NEAR` ahead (its
+/// set line has arrived by then): the lookups' cache misses overlap
+/// instead of queueing.
+const FAR: usize = 16;
+const NEAR: usize = 8;
+
 /// One record as insight sees it, with its key (empty for a flush), or
 /// None for a record that tells nothing about a key's life. The arena
 /// offsets are the caller's to set.
@@ -841,23 +848,22 @@ impl Insight {
         }
     }
 
-    /// The prefetches of the queue's lookahead, for a record applied with
-    /// [`apply_now`](Self::apply_now) `far` (16) or not `far` (8) records
-    /// later.
+    /// The queue's two-stage lookahead for records applied with
+    /// [`apply_now`](Self::apply_now): before record `i` of `b`, the set
+    /// line of record `i + FAR` and the state of record `i + NEAR`.
     #[inline]
-    pub fn prefetch_ahead(&self, r: &BRec, far: bool) {
-        if r.key_hash == 0 {
-            return;
-        }
-        if far {
+    pub fn prefetch_ahead(&self, b: &RecordBatch, i: usize) {
+        if let Some(r) = b.recs.get(i + FAR).filter(|r| r.key_hash != 0) {
             self.table.prefetch_meta(r.key_hash);
-        } else {
+        }
+        if let Some(r) = b.recs.get(i + NEAR).filter(|r| r.key_hash != 0) {
             self.prefetch_key(r.key_hash, server_mix(&r.server));
         }
     }
 
-    /// Hands the curves' counts to the tables after a batch applied with
-    /// [`apply_now`](Self::apply_now) (what `release` does at its end).
+    /// Hands the curves' counts to the run's tables and the current
+    /// window: after a batch applied with [`apply_now`](Self::apply_now),
+    /// and at the end of `release`.
     pub fn end_batch(&mut self, run: &mut Tables, open: &mut VecDeque<(Ts, Tables)>) {
         let cur = self
             .mrc_window
@@ -916,12 +922,6 @@ impl Insight {
         }
         let mut queues = std::mem::take(&mut self.queues);
         let arena = std::mem::take(&mut self.arena);
-        // Two stages ahead in each queue: the set line of the record 16
-        // ahead is asked for, and the state of the one 8 ahead (its set
-        // line has arrived by then): the lookups' cache misses overlap
-        // instead of queueing.
-        const FAR: usize = 16;
-        const NEAR: usize = 8;
         loop {
             // The earliest head (the lower worker on a tie).
             let mut best: Option<(Ts, usize)> = None;
@@ -947,10 +947,7 @@ impl Insight {
             self.step(&ev, key, fam, run, open, window_ns, &mut window_of);
         }
         self.arena = arena;
-        let cur = self
-            .mrc_window
-            .and_then(|s| open.iter().position(|(w, _)| *w == s));
-        self.flush_mrc(run, cur.map(|i| &mut open[i].1));
+        self.end_batch(run, open);
         // Keep the arena for the records still waiting (few: one batch's
         // worth per worker), compacted.
         match queues.iter().flatten().map(|e| e.key_off).min() {

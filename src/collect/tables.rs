@@ -651,7 +651,6 @@ impl KeyAhead {
             _ => None,
         }));
         let n = self.hashes.len();
-        let item_lines = std::mem::size_of::<crate::collect::heavy::Entry<KeyStats>>().div_ceil(64);
         for j in 0..n + Self::FAR {
             if let Some(Some(h)) = self.hashes.get(j) {
                 t.keys.prefetch_index(*h);
@@ -660,7 +659,7 @@ impl KeyAhead {
                 .checked_sub(Self::FAR - Self::MID)
                 .and_then(|i| self.hashes.get(i))
             {
-                t.keys.prefetch_item(*h, item_lines + 1);
+                t.keys.prefetch_item(*h);
             }
             if let Some(Some(h)) = j
                 .checked_sub(Self::FAR - Self::NEAR)
@@ -748,6 +747,7 @@ mod tests {
         // tables spill to the heap (README, "Speed and memory").
         assert_eq!(std::mem::size_of::<KeyStats>(), 600);
     }
+
     /// The prefetching path adds exactly what plain adds do, through a key
     /// table that churns (evictions move items while their prefetches are
     /// in flight) and across batches shorter and longer than the lookahead.
