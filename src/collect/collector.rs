@@ -125,7 +125,7 @@ pub fn run(
                 _ => false,
             };
             let fam = fam.then_some(&family[..]);
-            run.add_hashed(&b, r, fam, key_hash);
+            let added = run.add_hashed(&b, r, fam, key_hash);
             if let Some((s, _)) = seconds.as_mut() {
                 if !r.echo {
                     s.add(&b, r);
@@ -140,7 +140,7 @@ pub fn run(
                 if direct {
                     i.prefetch_ahead(&b, idx);
                     let win = insight_window(cfg.limits, insight_windows);
-                    i.apply_now(&b, r, fam, run, &mut open, insight_windows, win);
+                    i.apply_now(&b, r, fam, added, run, &mut open, insight_windows, win);
                 } else {
                     i.push(&b, r, fam);
                 }

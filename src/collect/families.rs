@@ -498,31 +498,132 @@ fn after_0x(src: &[u8], s: usize) -> bool {
         && (s == 2 || class(src[s - 3]) & (LETTER | DIGIT) == 0)
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// For 8 bytes, the top bit of each byte that is an ASCII digit, and of
+/// each that is a-f or A-F.
+#[inline(always)]
+fn hex_masks(w: &[u8]) -> (u64, u64) {
+    let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+    // Bytes are cut to 7 bits so that no sum carries into the next byte;
+    // bytes that had the top bit set are neither.
+    let ascii = !w & HI;
+    let x = w & !HI;
+    let digit = (x + (0x80 - 0x30) * LO) & !(x + (0x80 - 0x3a) * LO) & ascii;
+    let y = x | (0x20 * LO);
+    let hexl = (y + (0x80 - 0x61) * LO) & !(y + (0x80 - 0x67) * LO) & ascii;
+    (digit, hexl)
+}
+
+/// The first hex byte at or after `i` (`src.len()` if none), eight bytes
+/// a step: a byte loop's branch on every byte mispredicts at each word.
+#[inline]
+fn next_hex(src: &[u8], mut i: usize) -> usize {
+    while let Some(w) = src.get(i..i + 8) {
+        let (digit, hexl) = hex_masks(w);
+        let hex = digit | hexl;
+        if hex != 0 {
+            return i + hex.trailing_zeros() as usize / 8;
+        }
+        i += 8;
+    }
+    next_hex_bytes(src, i)
+}
+
+fn next_hex_bytes(src: &[u8], mut i: usize) -> usize {
+    while i < src.len() && class(src[i]) & HEX == 0 {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the maximal run of hex digits that starts at `s` (a hex
+/// byte), and the classes seen in it. Eight bytes a step: key runs are
+/// ids of 8 to 32 digits, where a byte loop spent most of `collapse`.
+#[inline]
+fn hex_run(src: &[u8], s: usize) -> (usize, u8) {
+    let mut e = s;
+    let mut seen = 0u8;
+    while let Some(w) = src.get(e..e + 8) {
+        let (digit, hexl) = hex_masks(w);
+        let other = !(digit | hexl) & HI;
+        // The bytes of the run in this word: up to the first other byte.
+        let upto = if other == 0 {
+            u64::MAX
+        } else {
+            (other & other.wrapping_neg()).wrapping_sub(1)
+        };
+        if digit & upto != 0 {
+            seen |= DIGIT;
+        }
+        if hexl & upto != 0 {
+            seen |= HEX_LETTER | LETTER;
+        }
+        if other != 0 {
+            return (e + other.trailing_zeros() as usize / 8, seen);
+        }
+        e += 8;
+    }
+    let (e, rest) = hex_run_bytes(src, e);
+    (e, seen | rest)
+}
+
+fn hex_run_bytes(src: &[u8], mut e: usize) -> (usize, u8) {
+    let mut seen = 0;
+    while e < src.len() && class(src[e]) & HEX != 0 {
+        seen |= class(src[e]);
+        e += 1;
+    }
+    (e, seen)
+}
+
 /// Step 3: one pass over `src`, appending to `out`. Bytes are copied in
 /// ranges; only tokens break a range.
 fn collapse(src: &[u8], digits: bool, hex: bool, out: &mut Vec<u8>) {
+    collapse_with::<true>(src, digits, hex, out)
+}
+
+/// `collapse`, with its word-at-a-time scans and its digits-only fast
+/// path (`FAST`) or without them: the tests check that both agree.
+fn collapse_with<const FAST: bool>(src: &[u8], digits: bool, hex: bool, out: &mut Vec<u8>) {
     const N: &[u8] = b"{n}";
     const H: &[u8] = b"{h}";
     let n = src.len();
     // Start of the bytes not yet copied.
     let mut lit = 0;
     let mut i = 0;
-    while i < n {
-        if class(src[i]) & HEX == 0 {
-            i += 1;
-            continue;
+    loop {
+        i = if FAST {
+            next_hex(src, i)
+        } else {
+            next_hex_bytes(src, i)
+        };
+        if i >= n {
+            break;
         }
         // The maximal hex run [s, e).
         let s = i;
-        let mut seen = class(src[i]);
-        let mut e = i + 1;
-        while e < n && class(src[e]) & HEX != 0 {
-            seen |= class(src[e]);
-            e += 1;
-        }
+        let (e, seen) = if FAST {
+            hex_run(src, s)
+        } else {
+            hex_run_bytes(src, s)
+        };
         i = e;
         // Fast path: a few hex letters inside a word ("user", "profile").
         if seen & DIGIT == 0 && e - s < 8 {
+            continue;
+        }
+        // Fast path: digits only ("k:00035761", "user:42:"). No letter in
+        // the run, so there is nothing to strip, and no hex token unless
+        // it opens a UUID.
+        if FAST && seen & HEX_LETTER == 0 && !(hex && e - s == 8 && src.get(e) == Some(&b'-')) {
+            let glued = s > 0 && class(src[s - 1]) & LETTER != 0;
+            if digits && !(e - s == 1 && glued) {
+                out.extend_from_slice(&src[lit..s]);
+                out.extend_from_slice(N);
+                lit = e;
+            }
             continue;
         }
         // Its core [cs, ce): hex letters glued to a word on either side
@@ -1137,7 +1238,81 @@ mod tests {
         ]
     }
 
+    /// The word-at-a-time classes are the byte table's, for every byte
+    /// value in every lane, beside every other value.
+    #[test]
+    fn hex_masks_agree_with_the_class_table() {
+        for b in 0..=255u8 {
+            for other in [b'0', b'g', 0x80, 0xff, b'/', b':', b'`', b'F'] {
+                for lane in 0..8 {
+                    let mut w = [other; 8];
+                    w[lane] = b;
+                    let (digit, hexl) = hex_masks(&w);
+                    let bit = 0x80u64 << (8 * lane);
+                    assert_eq!(
+                        digit & bit != 0,
+                        class(b) & DIGIT != 0,
+                        "{b:#x} lane {lane}"
+                    );
+                    assert_eq!(
+                        hexl & bit != 0,
+                        class(b) & HEX_LETTER != 0,
+                        "{b:#x} lane {lane}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every byte value at every position of runs of digits and of hex
+    /// letters, long and short: the fast paths give what the byte loops
+    /// give.
+    #[test]
+    fn word_scans_agree_with_byte_scans() {
+        let bases: [&[u8]; 5] = [
+            b"k:00035761234567890123",
+            b"x:deadbeefcafebabe0123",
+            b"id9-12345678-1234-1234-1234-123456789012z",
+            b"user:42:profile:v2",
+            b"0x1f2e3d4c5b6a79889",
+        ];
+        let mut fast = Vec::new();
+        let mut slow = Vec::new();
+        for base in bases {
+            for p in 0..base.len() {
+                for b in 0..=255u8 {
+                    let mut k = base.to_vec();
+                    k[p] = b;
+                    for cut in [k.len(), p + 1, p + 8] {
+                        let k = &k[..cut.min(k.len())];
+                        for (digits, hex) in [(true, true), (true, false), (false, true)] {
+                            fast.clear();
+                            slow.clear();
+                            collapse_with::<true>(k, digits, hex, &mut fast);
+                            collapse_with::<false>(k, digits, hex, &mut slow);
+                            assert_eq!(
+                                fast,
+                                slow,
+                                "{:?} {digits} {hex}",
+                                String::from_utf8_lossy(k)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn fast_and_byte_paths_agree(key in key_strategy(), digits: bool, hex: bool) {
+            let mut fast = Vec::new();
+            let mut slow = Vec::new();
+            collapse_with::<true>(&key, digits, hex, &mut fast);
+            collapse_with::<false>(&key, digits, hex, &mut slow);
+            prop_assert_eq!(fast, slow, "key {:?}", String::from_utf8_lossy(&key));
+        }
+
         #[test]
         fn never_panics_and_is_idempotent(key in key_strategy(), digits: bool, hex: bool) {
             let r = rules(&FamilyConfig { digits, hex, ..Default::default() });

@@ -77,6 +77,10 @@ use super::slot_index::SlotIndex;
 /// A key buffer no larger than this is reused for any key that fits in it.
 const MIN_REUSE: usize = 64;
 
+/// Where an entry sits in its table, from [`HeavyHitters::update_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotId(u32);
+
 /// One item of a [`HeavyHitters`] table: its key, its (over)estimated count,
 /// how much of that count may be overestimate, and the caller's payload.
 #[derive(Clone, PartialEq, Eq)]
@@ -430,6 +434,15 @@ impl<T: Default> HeavyHitters<T> {
     /// of `key`, made ahead for the prefetches.
     #[inline]
     pub fn update_hashed(&mut self, key: &[u8], hash: u64, weight: u64) -> &mut Entry<T> {
+        let s = self.update_at(key, hash, weight);
+        self.at_mut(s)
+    }
+
+    /// [`update_hashed`](Self::update_hashed), returning where the entry
+    /// is: [`at_mut`](Self::at_mut) finds it again without a lookup, until
+    /// the table next changes.
+    #[inline]
+    pub fn update_at(&mut self, key: &[u8], hash: u64, weight: u64) -> SlotId {
         debug_assert_eq!(hash, self.hash_key(key));
         self.total = self.total.saturating_add(weight);
         let slots = &self.slots;
@@ -437,22 +450,21 @@ impl<T: Default> HeavyHitters<T> {
             .table
             .find(hash, |i| slots[i as usize].entry.key.as_slice() == key)
         {
-            let s = s as usize;
-            let entry = &mut self.slots[s].entry;
+            let entry = &mut self.slots[s as usize].entry;
             let count = entry.count.saturating_add(weight);
             if count != entry.count {
                 entry.count = count;
-                self.raise(s as u32, count);
+                self.raise(s, count);
             }
-            return &mut self.slots[s].entry;
+            return SlotId(s);
         }
         if self.slots.len() < self.capacity {
             let floor = self.floor;
             let s = self.admit(key, hash, floor.saturating_add(weight), floor);
             self.place(s, floor.saturating_add(weight));
-            &mut self.slots[s as usize].entry
+            SlotId(s)
         } else {
-            self.replace_min(key, hash, weight)
+            SlotId(self.replace_min(key, hash, weight))
         }
     }
 
@@ -492,7 +504,7 @@ impl<T: Default> HeavyHitters<T> {
     }
 
     /// Replaces the minimum item with `key` (the table is full).
-    fn replace_min(&mut self, key: &[u8], hash: u64, weight: u64) -> &mut Entry<T> {
+    fn replace_min(&mut self, key: &[u8], hash: u64, weight: u64) -> u32 {
         let min = self.buckets[self.min_bucket as usize];
         let s = min.head as usize;
         self.unlink(s);
@@ -515,7 +527,7 @@ impl<T: Default> HeavyHitters<T> {
             self.raise(s as u32, count);
         }
         self.evictions += 1;
-        &mut self.slots[s].entry
+        s as u32
     }
 }
 
@@ -529,6 +541,27 @@ impl<T> HeavyHitters<T> {
     /// without counting.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry<T>> {
         self.find(key).map(|s| &mut self.slots[s].entry)
+    }
+
+    /// The entry an [`update_at`](Self::update_at) returned, with no
+    /// update (or admission, merge or clear) of this table since.
+    #[inline]
+    pub fn at_mut(&mut self, s: SlotId) -> &mut Entry<T> {
+        &mut self.slots[s.0 as usize].entry
+    }
+
+    /// The entry of `key`: at `slot` when the caller has where an
+    /// [`update_at`](Self::update_at) of `key` left it, else looked up.
+    #[inline]
+    pub fn at_or_get_mut(&mut self, slot: Option<SlotId>, key: &[u8]) -> Option<&mut Entry<T>> {
+        match slot {
+            Some(s) => {
+                let e = self.at_mut(s);
+                debug_assert_eq!(e.key, key);
+                Some(e)
+            }
+            None => self.get_mut(key),
+        }
     }
 
     /// Whether `key` is in the table.

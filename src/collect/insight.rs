@@ -26,7 +26,7 @@ use super::batch::{BRec, RecordBatch};
 use super::hist::Log2Hist;
 use super::mrc::{item_bytes, Mrc, MrcConfig, MrcCounts};
 use super::slab::{item_size, SlabClasses, SlabConfig};
-use super::tables::Tables;
+use super::tables::{Added, Tables};
 use crate::decode::Ts;
 use crate::protocol::Outcome;
 use serde::{Deserialize, Serialize};
@@ -303,6 +303,18 @@ impl InsightTables {
                 &mut self.servers.last_mut().expect("pushed").1
             }
         }
+    }
+
+    /// [`server`](Self::server), trying position `hint` first: the
+    /// collector's own index of the server, which is where it sits in
+    /// tables fed by that collector alone.
+    #[inline]
+    pub fn server_at(&mut self, hint: u16, s: SocketAddr) -> &mut ServerInsight {
+        let i = hint as usize;
+        if self.servers.get(i).is_some_and(|(a, _)| *a == s) {
+            return &mut self.servers[i].1;
+        }
+        self.server(s)
     }
 
     /// The pool: every server's counters summed.
@@ -588,10 +600,18 @@ impl SeenFilter {
         }
     }
 
-    /// Word index and bit of each probe.
-    fn probes(&self, h: u64) -> [(usize, u64); 3] {
+    /// The first word of the block (one cache line) that holds every
+    /// probe of `h`.
+    #[inline]
+    fn block(&self, h: u64) -> usize {
         let blocks = self.bits.len() / 8;
-        let base = ((h >> 27) as usize & (blocks - 1)) * 8;
+        ((h >> 27) as usize & (blocks - 1)) * 8
+    }
+
+    /// Word index and bit of each probe.
+    #[inline]
+    fn probes(&self, h: u64) -> [(usize, u64); 3] {
+        let base = self.block(h);
         [h, h >> 9, h >> 18].map(|x| {
             let b = (x & 511) as usize;
             (base + b / 64, 1u64 << (b % 64))
@@ -600,7 +620,7 @@ impl SeenFilter {
 
     #[inline]
     fn prefetch(&self, h: u64) {
-        super::prefetch::prefetch(&self.bits[self.probes(h)[0].0]);
+        super::prefetch::prefetch(&self.bits[self.block(h)]);
     }
 
     /// Adds `h`; true when it was (probably) there already.
@@ -738,6 +758,10 @@ pub struct Insight {
     table: StateTable,
     seen: SeenFilter,
     servers: Vec<SocketAddr>,
+    /// Where each server is in `servers` (a pool may have hundreds), and
+    /// the last one asked for (runs of one server's records are common).
+    server_of: hashbrown::HashMap<SocketAddr, u16>,
+    last_server: u16,
     clocks: Vec<ServerClock>,
     /// The reorder buffer: one queue per worker, each in the worker's
     /// order already, merged on release (no sort, no moving records).
@@ -762,6 +786,8 @@ impl Insight {
             seen: SeenFilter::new(cfg.seen_filter_bytes),
             cfg: cfg.clone(),
             servers: Vec::new(),
+            server_of: hashbrown::HashMap::new(),
+            last_server: 0,
             clocks: Vec::new(),
             queues: Vec::new(),
             arena: Vec::new(),
@@ -837,6 +863,7 @@ impl Insight {
         b: &RecordBatch,
         r: &BRec,
         family: Option<&[u8]>,
+        added: Added,
         run: &mut Tables,
         open: &mut VecDeque<(Ts, Tables)>,
         window_ns: u64,
@@ -844,7 +871,7 @@ impl Insight {
     ) {
         debug_assert!(self.queues.iter().all(|q| q.is_empty()));
         if let Some((ev, key)) = event(b, r) {
-            self.step(&ev, key, family, run, open, window_ns, window_of);
+            self.step(&ev, key, family, added, run, open, window_ns, window_of);
         }
     }
 
@@ -879,6 +906,7 @@ impl Insight {
         ev: &Ev,
         key: &[u8],
         fam: Option<&[u8]>,
+        added: Added,
         run: &mut Tables,
         open: &mut VecDeque<(Ts, Tables)>,
         window_ns: u64,
@@ -898,7 +926,7 @@ impl Insight {
             self.mrc_window = start;
         }
         let win = widx.map(|i| &mut open[i].1);
-        self.apply(ev, key, fam, run, win);
+        self.apply(ev, key, fam, added, run, win);
     }
 
     /// Applies, in packet-time order, every queued record resolved before
@@ -944,7 +972,17 @@ impl Insight {
             let key = &arena[ev.key_off as usize..ev.key_off as usize + ev.key_len as usize];
             let fam = (ev.fam_len != u16::MAX)
                 .then(|| &arena[ev.fam_off as usize..ev.fam_off as usize + ev.fam_len as usize]);
-            self.step(&ev, key, fam, run, open, window_ns, &mut window_of);
+            // Other records came between its adding and now: no slots.
+            self.step(
+                &ev,
+                key,
+                fam,
+                Added::default(),
+                run,
+                open,
+                window_ns,
+                &mut window_of,
+            );
         }
         self.arena = arena;
         self.end_batch(run, open);
@@ -993,16 +1031,23 @@ impl Insight {
     }
 
     fn server_idx(&mut self, s: SocketAddr) -> u16 {
-        match self.servers.iter().position(|a| *a == s) {
-            Some(i) => i as u16,
-            None if self.servers.len() < u16::MAX as usize => {
+        if self.servers.get(self.last_server as usize) == Some(&s) {
+            return self.last_server;
+        }
+        let i = match self.server_of.get(&s) {
+            Some(&i) => i,
+            None if self.servers.len() < u16::MAX as usize - 1 => {
                 self.servers.push(s);
                 self.clocks.push(ServerClock::default());
                 self.server_mrc.push(Mrc::new(&self.cfg.mrc));
-                (self.servers.len() - 1) as u16
+                let i = (self.servers.len() - 1) as u16;
+                self.server_of.insert(s, i);
+                i
             }
-            None => u16::MAX - 1,
-        }
+            None => return u16::MAX - 1,
+        };
+        self.last_server = i;
+        i
     }
 
     fn apply(
@@ -1010,6 +1055,7 @@ impl Insight {
         ev: &Ev,
         key: &[u8],
         fam: Option<&[u8]>,
+        added: Added,
         run: &mut Tables,
         mut win: Option<&mut Tables>,
     ) {
@@ -1264,8 +1310,21 @@ impl Insight {
             .forgotten_unread
             .and_then(|(s, b)| self.servers.get(s as usize).map(|a| (*a, b)));
         let multi_with = newly_multi.and_then(|s| self.servers.get(s as usize).copied());
-        for t in std::iter::once(run).chain(win) {
-            out.book(t, ev, key, fam, item, forgotten_server, multi_with);
+        // The run's key and family entries are where adding the record
+        // left them; a window's are looked up.
+        let at = std::iter::once(added).chain(std::iter::repeat(Added::default()));
+        for (t, at) in std::iter::once(run).chain(win).zip(at) {
+            out.book(
+                t,
+                at,
+                sidx,
+                ev,
+                key,
+                fam,
+                item,
+                forgotten_server,
+                multi_with,
+            );
         }
     }
 
@@ -1330,6 +1389,8 @@ impl Effects {
     fn book(
         &self,
         t: &mut Tables,
+        at: Added,
+        sidx: u16,
         ev: &Ev,
         key: &[u8],
         fam: Option<&[u8]>,
@@ -1363,7 +1424,7 @@ impl Effects {
         } else if let Some(m) = ins.multi.iter_mut().find(|m| m.key == key) {
             m.add(ev.server, ev.client);
         }
-        let s = ins.server(ev.server);
+        let s = ins.server_at(sidx, ev.server);
         if let Some(c) = self.miss {
             s.misses[c] += 1;
         }
@@ -1387,7 +1448,7 @@ impl Effects {
         let touches_family = self.miss.is_some() || self.stored.is_some() || self.unread.is_some();
         if let Some(f) = fam
             .filter(|_| touches_family)
-            .and_then(|f| t.families.get_mut(f))
+            .and_then(|f| t.families.at_or_get_mut(at.family, f))
         {
             let fi = &mut f.stats.insight;
             if let Some(c) = self.miss {
@@ -1407,7 +1468,7 @@ impl Effects {
             }
         }
         if self.miss.is_some() || self.unread.is_some() || self.storm.is_some() {
-            if let Some(k) = t.keys.get_mut(key) {
+            if let Some(k) = t.keys.at_or_get_mut(at.key, key) {
                 let ki = &mut k.stats.insight;
                 if let Some(c) = self.miss {
                     ki.misses[c] = ki.misses[c].saturating_add(1);

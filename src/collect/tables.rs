@@ -5,7 +5,7 @@
 use super::batch::{BRec, RecordBatch};
 use super::breakdown::Breakdown;
 use super::families::FamilyRules;
-use super::heavy::{HeavyHitters, Merge};
+use super::heavy::{HeavyHitters, Merge, SlotId};
 use super::hist::Log2Hist;
 use super::insight::{FamilyInsight, InsightTables, KeyInsight};
 pub use super::keytables::{
@@ -488,20 +488,23 @@ impl Tables {
 
     /// Adds one record whose key's family is already known.
     pub fn add_in_family(&mut self, b: &RecordBatch, r: &BRec, family: Option<&[u8]>) {
-        self.add_hashed(b, r, family, None)
+        self.add_hashed(b, r, family, None);
     }
 
     /// [`add_in_family`](Self::add_in_family) with the key's hash in the key
-    /// table ([`KeyAhead`]), when the caller made it ahead.
+    /// table ([`KeyAhead`]), when the caller made it ahead. Returns where
+    /// the record's key and family entries are, for cache insight to book
+    /// into them without looking them up again.
     pub fn add_hashed(
         &mut self,
         b: &RecordBatch,
         r: &BRec,
         family: Option<&[u8]>,
         key_hash: Option<u64>,
-    ) {
+    ) -> Added {
+        let mut added = Added::default();
         if r.echo {
-            return;
+            return added;
         }
         let t = &mut self.totals;
         t.requests += 1;
@@ -547,10 +550,12 @@ impl Tables {
 
         let Some(key) = b.key(r) else {
             self.totals.keyless += 1;
-            return;
+            return added;
         };
         let hash = key_hash.unwrap_or_else(|| self.keys.hash_key(key));
-        let k = &mut self.keys.update_hashed(key, hash, 1).stats;
+        let slot = self.keys.update_at(key, hash, 1);
+        added.key = Some(slot);
+        let k = &mut self.keys.at_mut(slot).stats;
         k.traffic.add(r);
         k.commands.add(r.command, 1);
         if let Some(l) = lat_us {
@@ -563,8 +568,12 @@ impl Tables {
         k.clients.add(client, 1, self.key_clients);
 
         if let Some(f) = family {
-            self.families.update(f, 1).stats.traffic.add(r);
+            let h = self.families.hash_key(f);
+            let slot = self.families.update_at(f, h, 1);
+            self.families.at_mut(slot).stats.traffic.add(r);
+            added.family = Some(slot);
         }
+        added
     }
 
     /// Folds another collector's tables for the same period into these (or
@@ -615,6 +624,15 @@ impl Tables {
         self.insight.clear();
         self.totals = Totals::default();
     }
+}
+
+/// Where [`Tables::add_hashed`] left a record's key and family entries
+/// (`None`: the record has none there). Valid until the tables next
+/// change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Added {
+    pub key: Option<SlotId>,
+    pub family: Option<SlotId>,
 }
 
 /// The key table's lookups for a batch, started ahead of the records.
@@ -803,11 +821,23 @@ mod tests {
                 }
                 b.push(&rec, n as u64);
             }
-            for r in &b.recs {
-                plain.add_in_family(&b, r, None);
+            let fam = |i: usize| Some(if i % 2 == 0 { &b"even"[..] } else { b"odd" });
+            for (i, r) in b.recs.iter().enumerate() {
+                plain.add_in_family(&b, r, fam(i));
             }
             la.run(&mut ahead, &b, |t, i, h| {
-                t.add_hashed(&b, &b.recs[i], None, h)
+                let r = &b.recs[i];
+                let at = t.add_hashed(&b, r, fam(i), h);
+                // Where it says the entries are, until the next add.
+                assert_eq!(
+                    at.key.map(|s| t.keys.at_mut(s).key().to_vec()),
+                    b.key(r).map(|k| k.to_vec())
+                );
+                // A keyless record has no family either.
+                assert_eq!(
+                    at.family.map(|s| t.families.at_mut(s).key().to_vec()),
+                    b.key(r).and(fam(i)).map(|f| f.to_vec())
+                );
             });
         }
         assert!(plain.keys.evictions() > 100, "{}", plain.keys.evictions());
