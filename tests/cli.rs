@@ -474,6 +474,69 @@ fn numbers_out_of_range_are_one_line_naming_key_and_range() {
     );
 }
 
+/// `replay -v` ends with what each stage's threads cost: seconds of CPU
+/// and the cost per packet and per record, for sizing a box on one's own
+/// traffic. The figures are times, so the test checks what they must be:
+/// the line's shape, the counts they are divided by, and that together
+/// they are no more than the process used.
+#[test]
+fn verbose_replay_says_what_each_stage_cost() {
+    let cap = capture("text_tcp");
+    for (workers, front) in [
+        ("1", "reading, decoding and 1 worker "),
+        ("2", "reading and decoding "),
+    ] {
+        let o = memtap([
+            "replay",
+            "-v",
+            "--format",
+            "json",
+            "--target",
+            &target("text_tcp"),
+            "--workers",
+            workers,
+            "--collectors",
+            "1",
+            cap.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let err = stderr(&o);
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("memtap: CPU: "))
+            .unwrap_or_else(|| panic!("no CPU line in {err}"));
+        let body = line.strip_prefix("memtap: CPU: ").unwrap();
+        assert!(body.starts_with(front), "{line}");
+        // Every stage: "<name> S s (U µs a packet|record)", the collector's
+        // last and per record.
+        let stages: Vec<&str> = body.split("), ").collect();
+        assert_eq!(stages.len(), if workers == "1" { 2 } else { 3 }, "{line}");
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let packets = report["health"]["packets"].as_u64().unwrap() as f64;
+        let records = report["health"]["records"].as_u64().unwrap() as f64;
+        assert!(packets > 0.0 && records > 0.0);
+        let mut total = 0.0;
+        for (i, st) in stages.iter().enumerate() {
+            let (name, rest) = st.rsplit_once(" s (").unwrap_or_else(|| panic!("{line}"));
+            let (secs_name, secs) = name.rsplit_once(' ').unwrap();
+            let secs: f64 = secs.parse().unwrap_or_else(|_| panic!("{line}"));
+            let last = i == stages.len() - 1;
+            assert_eq!(secs_name.ends_with("collector"), last, "{line}");
+            let (us, unit) = rest.trim_end_matches(')').split_once(" µs a ").unwrap();
+            assert_eq!(unit, if last { "record" } else { "packet" }, "{line}");
+            let us: f64 = us.parse().unwrap();
+            // Each stage's thread did work: its clock moved.
+            assert!(us > 0.0, "{line}");
+            // Per-unit figures are the seconds divided by the count (the
+            // seconds are rounded to 10 ms in the line).
+            let n = if last { records } else { packets };
+            assert!((us * n / 1e6 - secs).abs() <= 0.006, "{line}");
+            total += secs;
+        }
+        assert!(total < 60.0, "{line}");
+    }
+}
+
 #[test]
 fn bad_config_names_the_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,7 +23,7 @@
 use super::discover::{live_finders, Hub, LiveFinder};
 use super::pipeline::{
     collector_limits, join_collectors, spawn_collectors, Collectors, PacketBatch, PipelineConfig,
-    PipelineOutput, WindowMerger, Worker,
+    PipelineOutput, StageCpu, WindowMerger, Worker,
 };
 use super::shape::Shape;
 use crate::capture::recorder::{Kept, Ring};
@@ -713,7 +713,8 @@ impl Live {
             },
         );
         let mut warnings = Warnings::default();
-        let run = join_collectors(cols, &self.pipeline, &mut counters, &mut warnings)?;
+        let mut cpu = StageCpu::default();
+        let run = join_collectors(cols, &self.pipeline, &mut counters, &mut warnings, &mut cpu)?;
         if let Some(rx) = &windows_rx {
             self.merger.drain(rx);
         }
@@ -754,6 +755,7 @@ impl Live {
                 warnings,
                 first_ts,
                 last_ts,
+                cpu,
             },
             threads,
         ))

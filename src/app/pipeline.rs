@@ -17,6 +17,7 @@
 //! payload into a batch (the reader's buffer is reused for the next
 //! frame). Live capture avoids this with one ring per worker.
 
+use super::cpu::thread_cpu_ns;
 use super::ReplayProgress;
 use crate::capture::file::FileSource;
 use crate::collect::batch::{Backpressure, Batcher, RecordBatch, WorkerTotals};
@@ -176,6 +177,21 @@ pub struct PipelineOutput {
     pub warnings: Vec<String>,
     pub first_ts: Ts,
     pub last_ts: Ts,
+    /// CPU time of each stage's threads.
+    pub cpu: StageCpu,
+}
+
+/// CPU time each stage's threads spent (their thread CPU clocks): what a
+/// packet and a record cost on this machine, for sizing (`replay -v`,
+/// `benches/stage-costs.sh`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageCpu {
+    /// The thread that reads and decodes the input; with one worker it
+    /// runs the worker too.
+    pub reader_ns: u64,
+    /// The worker threads (none with one worker).
+    pub workers_ns: u64,
+    pub collectors_ns: u64,
 }
 
 /// Keeps a worker's packet time, its engine and its record batcher together.
@@ -266,7 +282,8 @@ impl Worker {
 
 pub(crate) struct Collectors {
     pub senders: Vec<Sender<RecordBatch>>,
-    pub handles: Vec<thread::JoinHandle<CollectorResult>>,
+    /// Each collector's result and its thread's CPU time.
+    pub handles: Vec<thread::JoinHandle<(CollectorResult, u64)>>,
     pub windows_rx: Option<Receiver<WindowMsg>>,
     pub seconds_rx: Option<Receiver<SecondMsg>>,
     /// Live pipelines only: one control channel per collector.
@@ -329,7 +346,10 @@ pub(crate) fn spawn_collectors(
         handles.push(
             thread::Builder::new()
                 .name(format!("memtap-collect-{id}"))
-                .spawn(move || collector::run(id, cfg, rx, recycle, wtx, ctl, stx))
+                .spawn(move || {
+                    let r = collector::run(id, cfg, rx, recycle, wtx, ctl, stx);
+                    (r, thread_cpu_ns())
+                })
                 .expect("spawn collector thread"),
         );
     }
@@ -426,6 +446,8 @@ pub fn run_tapped(
 ) -> anyhow::Result<PipelineOutput> {
     anyhow::ensure!(pc.workers >= 1, "--workers must be at least 1");
     anyhow::ensure!(pc.collectors >= 1, "--collectors must be at least 1");
+    let cpu0 = thread_cpu_ns();
+    let mut cpu = StageCpu::default();
     let mut src = FileSource::open(files)?;
     let mut counters = Counters::default();
     let mut decoder = Decoder::new(cfg.decode_config_split(&pc.split()));
@@ -527,6 +549,7 @@ pub fn run_tapped(
                             let _ = btx.try_send(b);
                         }
                         w.finish();
+                        thread_cpu_ns()
                     })
                     .expect("spawn worker thread"),
             );
@@ -597,16 +620,18 @@ pub fn run_tapped(
         }
         drop(to_workers);
         for h in handles {
-            h.join()
+            cpu.workers_ns += h
+                .join()
                 .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
         }
         r
     };
+    cpu.reader_ns = thread_cpu_ns().saturating_sub(cpu0);
     decoder.finish(&mut counters);
     progress.update(src.bytes_read(), src.total_bytes(), counters.packets);
     let windows_rx = cols.windows_rx.clone();
     let mut warnings = Warnings::default();
-    let run = join_collectors(cols, pc, &mut counters, &mut warnings)?;
+    let run = join_collectors(cols, pc, &mut counters, &mut warnings, &mut cpu)?;
     if let Some(rx) = &windows_rx {
         merger.drain(rx);
     }
@@ -628,6 +653,7 @@ pub fn run_tapped(
         },
         first_ts: first_ts.unwrap_or(0),
         last_ts,
+        cpu,
     })
 }
 
@@ -639,14 +665,16 @@ pub(crate) fn join_collectors(
     pc: &PipelineConfig,
     counters: &mut Counters,
     warnings: &mut Warnings,
+    cpu: &mut StageCpu,
 ) -> anyhow::Result<Tables> {
     drop(cols.senders);
     drop(cols.ctls);
     let mut run: Option<Tables> = None;
     for h in cols.handles {
-        let res = h
+        let (res, ns) = h
             .join()
             .map_err(|_| anyhow::anyhow!("a collector thread panicked"))?;
+        cpu.collectors_ns += ns;
         counters.add(&res.counters);
         warnings.merge(&res.warnings);
         match run.as_mut() {

@@ -278,6 +278,11 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         report.triggers = Some(t.triggers.summary());
     }
     let warnings = pipe_out.warnings.clone();
+    let pipe_out_cpu = (
+        pipe_out.cpu,
+        pipe_out.counters.packets,
+        pipe_out.counters.records,
+    );
     bar.finish();
     let mut pipe_out = Some(pipe_out);
     if !a.quiet {
@@ -294,6 +299,9 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(line) = &nothing {
             let _ = writeln!(err, "memtap: {line}");
+        }
+        if a.verbose {
+            let _ = writeln!(err, "memtap: {}", cpu_line(&pipe_out_cpu, &s));
         }
     }
     // The report first: a store that is slow or gone never costs it.
@@ -357,6 +365,36 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+/// What each stage's threads cost, per packet and per record: the figures
+/// the sizing table is built from, on the user's own traffic and machine.
+fn cpu_line(&(cpu, packets, records): &(pipeline::StageCpu, u64, u64), s: &ReplaySetup) -> String {
+    let per = |ns: u64, n: u64| ns as f64 / n.max(1) as f64 / 1000.0;
+    let secs = |ns: u64| ns as f64 / 1e9;
+    let front = if s.pipeline.workers == 1 {
+        format!(
+            "reading, decoding and 1 worker {:.2} s ({:.3} µs a packet)",
+            secs(cpu.reader_ns),
+            per(cpu.reader_ns, packets)
+        )
+    } else {
+        format!(
+            "reading and decoding {:.2} s ({:.3} µs a packet), {} workers {:.2} s ({:.3} µs a packet)",
+            secs(cpu.reader_ns),
+            per(cpu.reader_ns, packets),
+            s.pipeline.workers,
+            secs(cpu.workers_ns),
+            per(cpu.workers_ns, packets)
+        )
+    };
+    format!(
+        "CPU: {front}, {} collector{} {:.2} s ({:.3} µs a record)",
+        s.pipeline.collectors,
+        if s.pipeline.collectors == 1 { "" } else { "s" },
+        secs(cpu.collectors_ns),
+        per(cpu.collectors_ns, records)
+    )
+}
+
 /// Whether the memory budget made a worker shed state.
 pub fn budget_shed(c: &crate::stats::Counters) -> bool {
     c.iter()
@@ -417,6 +455,7 @@ fn copy_output(o: &PipelineOutput, s: &ReplaySetup) -> PipelineOutput {
         warnings: o.warnings.clone(),
         first_ts: o.first_ts,
         last_ts: o.last_ts,
+        cpu: o.cpu,
     }
 }
 
