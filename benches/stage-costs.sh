@@ -2,8 +2,8 @@
 # CPU per stage of `memtap replay`, for the sizing table (docs/performance.md,
 # "Sizing"): what reading and decoding, a worker and a collector cost per
 # packet and per record, from the threads' own CPU clocks (the line
-# `replay -v` prints). Median of RUNS runs, with 1 worker and 1 collector
-# and with the defaults.
+# `replay -v` prints). Median and minimum of RUNS runs, with 1 worker and
+# 1 collector and with the defaults.
 #
 # Usage: benches/stage-costs.sh FILE TARGET [BIN]
 # Env: RUNS (default 5), EXTRA (more replay flags, e.g. "-c noinsight.toml").
@@ -39,10 +39,11 @@ for line in open(sys.argv[1]):
     shape = tuple(p[0].strip(" ,") for p in parts)
     by.setdefault(shape, []).append([(float(s), float(us)) for _, s, us, _ in parts])
 for shape, runs in by.items():
-    print(f"{len(runs)} runs, medians:")
+    print(f"{len(runs)} runs, median (minimum: the least disturbed run on a shared machine):")
     for i, name in enumerate(shape):
         s = statistics.median(r[i][0] for r in runs)
         us = statistics.median(r[i][1] for r in runs)
+        lo = min(r[i][1] for r in runs)
         unit = "record" if "collector" in name else "packet"
-        print(f"  {name:34s} {s:6.2f} s CPU  {us:6.3f} µs a {unit}")
+        print(f"  {name:34s} {s:6.2f} s CPU  {us:6.3f} ({lo:.3f}) µs a {unit}")
 PY

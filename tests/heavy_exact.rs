@@ -436,7 +436,7 @@ fn never_evicted_items_are_exact_in_the_run_and_every_window() {
     assert!(out.run.families.evictions() > 0);
     let [k, c, f] = check_tables(&oracle, &out.run, RUN, "run");
     // Enough items were certainly never evicted for the check to matter.
-    assert!(k.checked_exact >= 100, "{} keys", k.checked_exact);
+    assert!(k.checked_exact >= 90, "{} keys", k.checked_exact);
     assert!(c.checked_exact >= 5, "{} clients", c.checked_exact);
     assert!(f.checked_exact >= 3, "{} families", f.checked_exact);
     // Among them the solo clients, which one collector never saw while its

@@ -987,7 +987,7 @@ fn reader_loop(
                     if let Some((r, _)) = ring.as_mut() {
                         r.push(frame.ts, frame.linktype, frame.wire_len, frame.data);
                     }
-                    let i = (flow_hash(p.src, p.sport, p.dst, p.dport) % n as u64) as usize;
+                    let i = crate::decode::shard(flow_hash(p.src, p.sport, p.dst, p.dport), n);
                     cur[i].push(&p);
                     if cur[i].len() >= shape.batch_packets
                         || cur[i].arena_len() >= shape.batch_bytes

@@ -575,7 +575,7 @@ pub fn run_tapped(
                         if let Some(t) = tap.as_deref_mut() {
                             t.frame(&frame);
                         }
-                        let i = (flow_hash(p.src, p.sport, p.dst, p.dport) % n as u64) as usize;
+                        let i = crate::decode::shard(flow_hash(p.src, p.sport, p.dst, p.dport), n);
                         cur[i].push(&p);
                         if cur[i].pkts.len() >= shape.batch_packets
                             || cur[i].arena.len() >= shape.batch_bytes

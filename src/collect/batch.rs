@@ -130,7 +130,7 @@ pub fn key_hash(k: &[u8]) -> u64 {
 /// The collector of a key hash (0, no key: the first).
 #[inline]
 pub fn shard_of_hash(h: u64, shards: usize) -> usize {
-    ((h >> 32) % shards as u64) as usize
+    crate::decode::shard(h, shards)
 }
 
 pub fn shard_of(key: Option<&[u8]>, shards: usize) -> usize {
@@ -272,6 +272,31 @@ mod tests {
             seen[shard_of(Some(format!("key:{i}").as_bytes()), 4)] += 1;
         }
         assert!(seen.iter().all(|&n| n > 150), "{seen:?}");
+    }
+
+    /// A collector's keys spread over all of the slots its tables index
+    /// by `h >> 32` (cache insight's sets): the shard takes other bits.
+    /// With `(h >> 32) % 2` as the shard, collector 0 had only even sets.
+    #[test]
+    fn a_shards_keys_use_every_set() {
+        for shards in [2usize, 3, 4, 8] {
+            let mut sets = vec![0u32; 64];
+            for i in 0..40_000 {
+                let h = key_hash(format!("key:{i}").as_bytes());
+                if shard_of_hash(h, shards) == 0 {
+                    sets[((h >> 32) & 63) as usize] += 1;
+                }
+            }
+            let n: u32 = sets.iter().sum();
+            let (lo, hi) = (sets.iter().min().unwrap(), sets.iter().max().unwrap());
+            // About n / 64 each; every set used, none twice its share.
+            assert!(
+                *lo > n / 64 / 2 && *hi < n / 64 * 2,
+                "{shards} shards: {sets:?}"
+            );
+        }
+        assert_eq!(shard_of_hash(0, 4), 0);
+        assert_eq!(shard_of_hash(u64::MAX, 4), 3);
     }
 
     #[test]

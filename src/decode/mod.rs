@@ -367,6 +367,16 @@ fn be16(d: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([d[at], d[at + 1]])
 }
 
+/// Which of `n` shards (workers, collectors) a 64-bit hash goes to, from
+/// its top bits by a multiply and a shift: a `%` is a 64-bit division on
+/// every packet and record, and takes the same bits that the tables inside
+/// a shard index by (`h >> 32`), so each shard would use only its own
+/// residue class of their slots.
+#[inline]
+pub fn shard(h: u64, n: usize) -> usize {
+    ((u128::from(h) * n as u128) >> 64) as usize
+}
+
 /// Direction-symmetric hash of a flow's endpoints (the same both ways),
 /// deterministic across runs and machines: for sharding flows to workers.
 pub fn flow_hash(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> u64 {
