@@ -379,7 +379,8 @@ pub struct ReplayArgs {
     pub quiet: bool,
 
     /// Also say how the memory budget is split (said anyway when the input
-    /// needed more).
+    /// needed more) and, at the end, the CPU each stage's threads used,
+    /// per packet and per record: what sizing a capture box needs.
     #[arg(long, short = 'v')]
     pub verbose: bool,
 
