@@ -584,6 +584,20 @@ fn collapse(src: &[u8], digits: bool, hex: bool, out: &mut Vec<u8>) {
     collapse_with::<true>(src, digits, hex, out)
 }
 
+/// Appends `b`: short pieces (a key's words between its tokens) byte by
+/// byte, where a `memcpy` call costs more than the copy.
+#[inline(always)]
+fn put(out: &mut Vec<u8>, b: &[u8]) {
+    if b.len() <= 8 {
+        out.reserve(b.len());
+        for &x in b {
+            out.push(x);
+        }
+    } else {
+        out.extend_from_slice(b);
+    }
+}
+
 /// `collapse`, with its word-at-a-time scans and its digits-only fast
 /// path (`FAST`) or without them: the tests check that both agree.
 fn collapse_with<const FAST: bool>(src: &[u8], digits: bool, hex: bool, out: &mut Vec<u8>) {
@@ -620,7 +634,7 @@ fn collapse_with<const FAST: bool>(src: &[u8], digits: bool, hex: bool, out: &mu
         if FAST && seen & HEX_LETTER == 0 && !(hex && e - s == 8 && src.get(e) == Some(&b'-')) {
             let glued = s > 0 && class(src[s - 1]) & LETTER != 0;
             if digits && !(e - s == 1 && glued) {
-                out.extend_from_slice(&src[lit..s]);
+                put(out, &src[lit..s]);
                 out.extend_from_slice(N);
                 lit = e;
             }
@@ -635,7 +649,7 @@ fn collapse_with<const FAST: bool>(src: &[u8], digits: bool, hex: bool, out: &mu
             }
         }
         if hex && e - cs == 8 && uuid_at(src, cs) {
-            out.extend_from_slice(&src[lit..cs]);
+            put(out, &src[lit..cs]);
             out.extend_from_slice(H);
             lit = cs + 36;
             i = lit;
@@ -660,7 +674,7 @@ fn collapse_with<const FAST: bool>(src: &[u8], digits: bool, hex: bool, out: &mu
                 let has_letter = seen & HEX_LETTER != 0;
                 let has_digit = seen & DIGIT != 0;
                 if has_letter && (len >= 16 || has_digit) {
-                    out.extend_from_slice(&src[lit..cs]);
+                    put(out, &src[lit..cs]);
                     out.extend_from_slice(H);
                     lit = ce;
                     continue;
@@ -682,13 +696,13 @@ fn collapse_with<const FAST: bool>(src: &[u8], digits: bool, hex: bool, out: &mu
                 if j - a == 1 && glued {
                     continue;
                 }
-                out.extend_from_slice(&src[lit..a]);
+                put(out, &src[lit..a]);
                 out.extend_from_slice(N);
                 lit = j;
             }
         }
     }
-    out.extend_from_slice(&src[lit..]);
+    put(out, &src[lit..]);
 }
 
 #[cfg(test)]

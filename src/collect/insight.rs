@@ -521,9 +521,17 @@ impl SetMeta {
     #[inline]
     fn touch(&mut self, w: usize) {
         let o = self.order;
-        let p = (0..WAYS)
-            .find(|&p| (o >> (4 * p)) & 0xf == w as u32)
-            .unwrap_or(WAYS - 1);
+        // Where `w` is in the order: the zero nibble of `o ^ w…w` (every
+        // way is in the order once, and the nibbles are below 8, so the
+        // borrow trick flags exactly that one), not a loop over nibbles.
+        const ONES: u32 = 0x1111_1111;
+        let x = o ^ (w as u32 * ONES);
+        let z = x.wrapping_sub(ONES) & !x & (ONES << 3);
+        let p = if z == 0 {
+            WAYS - 1
+        } else {
+            z.trailing_zeros() as usize / 4
+        };
         let below = o & ((1u32 << (4 * p)) - 1);
         let above = if p + 1 < WAYS {
             o & !((1u32 << (4 * (p + 1))) - 1)
@@ -1565,6 +1573,27 @@ mod tests {
         // A freed way is taken before any used one.
         m.tags[6] = 0;
         assert_eq!(m.victim(), 6);
+        // Against a list kept in recency order, over a long random walk.
+        let mut m = SetMeta {
+            tags: [1; WAYS],
+            ..SetMeta::default()
+        };
+        let mut list: Vec<usize> = (0..WAYS).collect();
+        let mut x = 12345u64;
+        for _ in 0..10_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let w = (x >> 40) as usize % WAYS;
+            m.touch(w);
+            list.retain(|&v| v != w);
+            list.insert(0, w);
+            let order: Vec<usize> = (0..WAYS)
+                .map(|p| (m.order >> (4 * p)) as usize & 0xf)
+                .collect();
+            assert_eq!(order, list);
+            assert_eq!(m.victim(), list[WAYS - 1]);
+        }
     }
 
     #[test]
