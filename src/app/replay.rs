@@ -278,11 +278,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         report.triggers = Some(t.triggers.summary());
     }
     let warnings = pipe_out.warnings.clone();
-    let pipe_out_cpu = (
-        pipe_out.cpu,
-        pipe_out.counters.packets,
-        pipe_out.counters.records,
-    );
+    let cpu_said = a.verbose.then(|| cpu_line(&pipe_out, &s));
     bar.finish();
     let mut pipe_out = Some(pipe_out);
     if !a.quiet {
@@ -300,8 +296,8 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         if let Some(line) = &nothing {
             let _ = writeln!(err, "memtap: {line}");
         }
-        if a.verbose {
-            let _ = writeln!(err, "memtap: {}", cpu_line(&pipe_out_cpu, &s));
+        if let Some(line) = &cpu_said {
+            let _ = writeln!(err, "memtap: {line}");
         }
     }
     // The report first: a store that is slow or gone never costs it.
@@ -367,7 +363,8 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
 
 /// What each stage's threads cost, per packet and per record: the figures
 /// the sizing table is built from, on the user's own traffic and machine.
-fn cpu_line(&(cpu, packets, records): &(pipeline::StageCpu, u64, u64), s: &ReplaySetup) -> String {
+fn cpu_line(out: &PipelineOutput, s: &ReplaySetup) -> String {
+    let (cpu, packets, records) = (out.cpu, out.counters.packets, out.counters.records);
     let per = |ns: u64, n: u64| ns as f64 / n.max(1) as f64 / 1000.0;
     let secs = |ns: u64| ns as f64 / 1e9;
     let front = if s.pipeline.workers == 1 {

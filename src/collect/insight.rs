@@ -1320,8 +1320,8 @@ impl Insight {
         let multi_with = newly_multi.and_then(|s| self.servers.get(s as usize).copied());
         // The run's key and family entries are where adding the record
         // left them; a window's are looked up.
-        let at = std::iter::once(added).chain(std::iter::repeat(Added::default()));
-        for (t, at) in std::iter::once(run).chain(win).zip(at) {
+        for (i, t) in std::iter::once(run).chain(win).enumerate() {
+            let at = if i == 0 { added } else { Added::default() };
             out.book(
                 t,
                 at,
