@@ -249,3 +249,51 @@ fn nothing_found_says_so_in_one_line_and_strict_fails() {
     ]);
     assert_eq!(o.status.code(), Some(0));
 }
+
+/// Cache insight follows each key's life in packet-time order, so with
+/// several workers the collectors merge the workers' records before
+/// applying them (tables with insight). The report is then the same
+/// whatever the number of workers, down to the keys a small key table
+/// kept (Space-Saving's order-dependent error bounds included) and every
+/// window; and no record came late.
+#[test]
+fn the_report_is_the_same_with_any_number_of_workers() {
+    let file = testdata("showcase.pcap.zst");
+    let run = |workers: &str, collectors: &str| {
+        json(&[
+            "replay",
+            "-q",
+            "-f",
+            "json",
+            "--window",
+            "5s",
+            "--per-window",
+            "--max-keys",
+            "300",
+            "--target",
+            "127.0.10.1:11211",
+            "--target",
+            "127.0.10.2:22122",
+            "--target",
+            "127.0.10.3:11211",
+            "--workers",
+            workers,
+            "--collectors",
+            collectors,
+            file.to_str().unwrap(),
+        ])
+    };
+    for collectors in ["1", "2"] {
+        let two = run("2", collectors);
+        assert_eq!(two["insight"]["bounds"]["late"], 0);
+        assert_eq!(two["totals"]["requests"], 34420);
+        assert_eq!(two["windows"].as_array().unwrap().len(), 5);
+        for workers in ["3", "4"] {
+            let r = run(workers, collectors);
+            assert!(
+                r == two,
+                "{workers} workers, {collectors} collectors: not the report of 2"
+            );
+        }
+    }
+}

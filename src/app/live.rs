@@ -353,11 +353,12 @@ impl Live {
                 spare,
                 shape.batch_records,
                 Backpressure::Drop,
-            ),
+            )
+            .syncing(pc.merging()),
             window_ns: pc.window_ns,
             last_flush_window: 0,
-            flush_seconds: pc.seconds,
-            last_flush_second: 0,
+            flush_every: pc.flush_every(),
+            last_flush_beat: 0,
             next_check: 0,
         };
 
@@ -988,7 +989,7 @@ fn reader_loop(
                         r.push(frame.ts, frame.linktype, frame.wire_len, frame.data);
                     }
                     let i = crate::decode::shard(flow_hash(p.src, p.sport, p.dst, p.dport), n);
-                    cur[i].push(&p);
+                    cur[i].push(&p, last_ts);
                     if cur[i].len() >= shape.batch_packets
                         || cur[i].arena_len() >= shape.batch_bytes
                     {

@@ -75,12 +75,44 @@ impl PipelineConfig {
         Config::split(self.memory, self.workers)
     }
 
+    /// Whether collectors merge several workers' records in packet-time
+    /// order (for insight), and so wait on the slowest worker's word.
+    pub fn merging(&self) -> bool {
+        self.insight.is_some() && self.workers > 1
+    }
+
+    /// How often, in packet time, every worker sends its batches full or
+    /// not (0: never; windows are apart): each second for the triggers,
+    /// and every [`HEARTBEAT_NS`] when collectors merge several workers'
+    /// records for insight: they apply a record only once every worker
+    /// is past it, and a worker with nothing to send would hold the
+    /// others' records back (and their memory) until it had.
+    pub fn flush_every(&self) -> u64 {
+        match (self.seconds, self.merging()) {
+            (_, true) => HEARTBEAT_NS,
+            (true, false) => SECOND_NS,
+            (false, false) => 0,
+        }
+    }
+
     /// Batch sizes and channel depths: `base` cut to the workers' pipeline
     /// part of the budget.
     pub fn shape(&self, base: Shape) -> Shape {
         Shape::within(base, self.split().pipeline_bytes, self.collectors)
     }
 }
+
+/// The workers' heartbeat when collectors merge their records (see
+/// [`PipelineConfig::flush_every`]): what a collector holds is about this
+/// much packet time of records. Divides a second.
+pub const HEARTBEAT_NS: u64 = 20_000_000;
+
+/// A worker the reader sent nothing while it sent this many batches to
+/// the others gets an empty one that tells it to send its record batches
+/// (when collectors merge workers' records): otherwise, while one worker
+/// takes a burst (a multi-get of thousands of keys), its records would
+/// wait at the collectors for a heartbeat of packet time.
+const QUIET_BATCHES: usize = 2;
 
 /// Bytes of one packet's place in a batch (besides its payload).
 pub(crate) const PMETA_BYTES: usize = std::mem::size_of::<PMeta>();
@@ -99,6 +131,10 @@ struct PMeta {
     len: u32,
     truncated: bool,
     wire_payload_len: usize,
+    /// The reader's packet time once it read this packet: the latest
+    /// time of any packet so far, which a capture out of time order can
+    /// hold above this one's.
+    clock: Ts,
 }
 
 #[derive(Default)]
@@ -107,10 +143,15 @@ pub(crate) struct PacketBatch {
     pkts: Vec<PMeta>,
     /// Reader's packet time when the batch was sent.
     pub tick: Ts,
+    /// The worker sends its record batches after this one, full or not:
+    /// the reader's heartbeat for a worker it has had nothing for (see
+    /// `QUIET_BATCHES`).
+    pub flush: bool,
 }
 
 impl PacketBatch {
-    pub fn push(&mut self, p: &Packet<'_>) {
+    /// Adds `p`, read when the reader's packet time was `clock`.
+    pub fn push(&mut self, p: &Packet<'_>, clock: Ts) {
         let off = self.arena.len() as u32;
         self.arena.extend_from_slice(p.payload);
         self.pkts.push(PMeta {
@@ -126,6 +167,7 @@ impl PacketBatch {
             len: p.payload.len() as u32,
             truncated: p.truncated,
             wire_payload_len: p.wire_payload_len,
+            clock,
         });
     }
 
@@ -140,9 +182,17 @@ impl PacketBatch {
     /// Runs every packet of the batch through `w`, then its tick.
     pub fn feed(&self, w: &mut Worker) {
         for m in &self.pkts {
+            // Records resolved now are stamped with the time one worker
+            // reading every packet would have reached (its own packets'
+            // latest time, out of time order, could be behind): windows,
+            // and the merge of workers' records, then cut alike.
+            w.batcher.now = w.batcher.now.max(m.clock);
             w.packet(&self.packet(m));
         }
         w.tick(self.tick);
+        if self.flush {
+            w.batcher.flush();
+        }
     }
 
     fn packet(&self, m: &PMeta) -> Packet<'_> {
@@ -165,6 +215,7 @@ impl PacketBatch {
         self.arena.clear();
         self.pkts.clear();
         self.tick = 0;
+        self.flush = false;
     }
 }
 
@@ -200,10 +251,10 @@ pub(crate) struct Worker {
     pub batcher: Batcher,
     pub window_ns: u64,
     pub last_flush_window: Ts,
-    /// Also flush at every second of packet time (triggers judge each
-    /// second once every worker is past it).
-    pub flush_seconds: bool,
-    pub last_flush_second: Ts,
+    /// Also flush at every multiple of this much packet time
+    /// ([`PipelineConfig::flush_every`]; 0: never).
+    pub flush_every: u64,
+    pub last_flush_beat: Ts,
     /// Packet time before which no window or second boundary is crossed:
     /// `maybe_flush` then costs a compare, where finding the boundaries
     /// is two 64-bit divisions a packet (about 4 % of a worker's time).
@@ -215,6 +266,7 @@ impl Worker {
         if p.ts > self.batcher.now {
             self.batcher.now = p.ts;
         }
+        self.batcher.frame = p.frame_no;
         self.engine.packet(p, &mut self.batcher);
         self.maybe_flush();
     }
@@ -234,13 +286,13 @@ impl Worker {
             return;
         }
         self.next_check = Ts::MAX;
-        if self.flush_seconds {
-            let s = collector::window_start(self.batcher.now, SECOND_NS);
-            if s > self.last_flush_second {
-                self.last_flush_second = s;
+        if self.flush_every > 0 {
+            let s = collector::window_start(self.batcher.now, self.flush_every);
+            if s > self.last_flush_beat {
+                self.last_flush_beat = s;
                 self.batcher.flush();
             }
-            self.next_check = s.saturating_add(SECOND_NS);
+            self.next_check = s.saturating_add(self.flush_every);
         }
         if self.window_ns == 0 {
             return;
@@ -323,6 +375,9 @@ pub(crate) fn spawn_collectors(
             limits: collector_limits(pc),
             window_ns: pc.window_ns,
             workers: pc.workers,
+            // As many as its channel holds: the budget's share of batches.
+            hold_batches: shape.record_depth * pc.workers.max(1),
+            batch_records: shape.batch_records,
             // Each collector its own copy: the regex scratch pool inside is
             // then never contended (one thread per copy).
             families: pc.families.as_ref().map(|f| Arc::new((**f).clone())),
@@ -474,11 +529,12 @@ pub fn run_tapped(
             spare,
             shape.batch_records,
             Backpressure::Block,
-        ),
+        )
+        .syncing(pc.merging()),
         window_ns: pc.window_ns,
         last_flush_window: 0,
-        flush_seconds: pc.seconds,
-        last_flush_second: 0,
+        flush_every: pc.flush_every(),
+        last_flush_beat: 0,
         next_check: 0,
     };
     let seconds_rx = cols.seconds_rx.clone();
@@ -541,10 +597,7 @@ pub fn run_tapped(
                     .name(format!("memtap-worker-{i}"))
                     .spawn(move || {
                         while let Ok(mut b) = rx.recv() {
-                            for m in &b.pkts {
-                                w.packet(&b.packet(m));
-                            }
-                            w.tick(b.tick);
+                            b.feed(&mut w);
                             b.clear();
                             let _ = btx.try_send(b);
                         }
@@ -557,13 +610,26 @@ pub fn run_tapped(
         let n = pc.workers;
         let mut cur: Vec<PacketBatch> = (0..n).map(|_| PacketBatch::default()).collect();
         let mut last_window = 0;
-        let mut last_second = 0;
-        let send = |i: usize, cur: &mut Vec<PacketBatch>, tick: Ts| {
-            let fresh = back_rx[i].try_recv().unwrap_or_default();
-            let mut b = std::mem::replace(&mut cur[i], fresh);
-            b.tick = tick;
-            let _ = to_workers[i].send(b);
-        };
+        let mut last_beat = 0;
+        let beat = pc.flush_every();
+        // Per worker: batches sent to the others since it last got one.
+        let mut quiet = vec![0usize; n];
+        let sync = pc.merging();
+        let send =
+            |i: usize, cur: &mut Vec<PacketBatch>, quiet: &mut [usize], tick: Ts, flush: bool| {
+                let fresh = back_rx[i].try_recv().unwrap_or_default();
+                let mut b = std::mem::replace(&mut cur[i], fresh);
+                b.tick = tick;
+                b.flush = flush;
+                let _ = to_workers[i].send(b);
+                if !sync {
+                    return;
+                }
+                quiet[i] = 0;
+                for j in (0..n).filter(|&j| j != i) {
+                    quiet[j] += 1;
+                }
+            };
         let r = (|| {
             while let Some(frame) = src.next_frame(&mut counters)? {
                 if let Some(p) = decoder.decode(&frame, &mut counters) {
@@ -576,31 +642,39 @@ pub fn run_tapped(
                             t.frame(&frame);
                         }
                         let i = crate::decode::shard(flow_hash(p.src, p.sport, p.dst, p.dport), n);
-                        cur[i].push(&p);
+                        cur[i].push(&p, last_ts);
                         if cur[i].pkts.len() >= shape.batch_packets
                             || cur[i].arena.len() >= shape.batch_bytes
                         {
-                            send(i, &mut cur, last_ts);
+                            send(i, &mut cur, &mut quiet, last_ts, false);
+                            // The collectors merging the workers' records
+                            // wait on a worker the reader has had nothing
+                            // for: it hears the time and says so.
+                            for j in 0..n {
+                                if quiet[j] >= QUIET_BATCHES {
+                                    send(j, &mut cur, &mut quiet, last_ts, true);
+                                }
+                            }
                         }
                     }
                 }
-                // Every worker hears of a new window (and, for triggers, a
-                // new second), even one with no packets for it: windows
-                // and seconds close on time alone.
+                // Every worker hears of a new window (and of each beat of
+                // `flush_every`), even one with no packets for it: windows,
+                // seconds and insight's merge move on time alone.
                 let mut crossed = false;
                 if pc.window_ns > 0 {
                     let w = collector::window_start(last_ts, pc.window_ns);
                     crossed |= w > last_window;
                     last_window = last_window.max(w);
                 }
-                if pc.seconds {
-                    let s = collector::window_start(last_ts, SECOND_NS);
-                    crossed |= s > last_second;
-                    last_second = last_second.max(s);
+                if beat > 0 {
+                    let s = collector::window_start(last_ts, beat);
+                    crossed |= s > last_beat;
+                    last_beat = last_beat.max(s);
                 }
                 if crossed {
                     for i in 0..n {
-                        send(i, &mut cur, last_ts);
+                        send(i, &mut cur, &mut quiet, last_ts, false);
                     }
                 }
                 frames_since_progress += 1;
@@ -616,7 +690,7 @@ pub fn run_tapped(
             Ok(())
         })();
         for i in 0..n {
-            send(i, &mut cur, last_ts);
+            send(i, &mut cur, &mut quiet, last_ts, false);
         }
         drop(to_workers);
         for h in handles {

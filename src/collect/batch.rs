@@ -21,6 +21,11 @@ pub struct BRec {
     /// Packet time at which the worker resolved the record (it decides the
     /// window, so windows close on packet time alone).
     pub seen: Ts,
+    /// The input frame the worker had reached then: among records resolved
+    /// at one packet time by different workers, the one read first goes
+    /// first when collectors merge them (so any number of workers applies
+    /// records in the order one worker would).
+    pub frame: u64,
     pub client: SocketAddr,
     pub server: SocketAddr,
     pub transport: Transport,
@@ -80,11 +85,30 @@ impl RecordBatch {
         self.watermark = 0;
     }
 
-    pub fn push(&mut self, r: &Record<'_>, seen: Ts) {
-        self.push_as(r, seen, false, r.key.map_or(0, key_hash))
+    /// Appends `o`'s records (their keys with them) when this batch then
+    /// holds at most `max` records; false (and nothing done) otherwise.
+    pub fn absorb(&mut self, o: &RecordBatch, max: usize) -> bool {
+        if self.recs.len() + o.recs.len() > max {
+            return false;
+        }
+        let base = self.keys.len() as u32;
+        self.keys.extend_from_slice(&o.keys);
+        self.recs.extend(o.recs.iter().map(|r| BRec {
+            key_off: if r.key_len == u32::MAX {
+                0
+            } else {
+                r.key_off + base
+            },
+            ..*r
+        }));
+        true
     }
 
-    fn push_as(&mut self, r: &Record<'_>, seen: Ts, echo: bool, key_hash: u64) {
+    pub fn push(&mut self, r: &Record<'_>, seen: Ts) {
+        self.push_as(r, (seen, 0), false, r.key.map_or(0, key_hash))
+    }
+
+    fn push_as(&mut self, r: &Record<'_>, (seen, frame): (Ts, u64), echo: bool, key_hash: u64) {
         let (key_off, key_len) = match r.key {
             Some(k) => {
                 let off = self.keys.len() as u32;
@@ -96,6 +120,7 @@ impl RecordBatch {
         self.recs.push(BRec {
             ts: r.ts,
             seen,
+            frame,
             client: r.client,
             server: r.server,
             transport: r.transport,
@@ -156,8 +181,14 @@ pub struct Batcher {
     mode: Backpressure,
     /// Packet time of the packet being processed (records resolved now).
     pub now: Ts,
+    /// Its frame number (`BRec::frame`).
+    pub frame: u64,
     pub dropped_batches: u64,
     pub dropped_records: u64,
+    /// Send every batch, full or not, each `batch_records` records made
+    /// (see [`Batcher::syncing`]); `made` counts them.
+    sync: bool,
+    made: usize,
 }
 
 impl Batcher {
@@ -182,9 +213,24 @@ impl Batcher {
             batch_records: batch_records.max(1),
             mode,
             now: 0,
+            frame: 0,
             dropped_batches: 0,
             dropped_records: 0,
+            sync: false,
+            made: 0,
         }
+    }
+
+    /// For collectors that merge several workers' records in packet-time
+    /// order: they apply a record once every worker's watermark is past
+    /// it, and a worker's watermark reaches a collector only with a batch.
+    /// With several collectors, one that gets few of this worker's
+    /// records would hold the other workers' until its batch filled; so
+    /// each `batch_records` records made, every collector gets its batch
+    /// (with one collector its batch fills in that time: nothing to do).
+    pub fn syncing(mut self, on: bool) -> Batcher {
+        self.sync = on && self.cur.len() > 1;
+        self
     }
 
     fn fresh(&mut self) -> RecordBatch {
@@ -220,6 +266,7 @@ impl Batcher {
     /// Sends every batch (even empty ones, which carry the watermark that
     /// lets collectors close windows).
     pub fn flush(&mut self) {
+        self.made = 0;
         for shard in 0..self.cur.len() {
             self.send(shard);
         }
@@ -239,7 +286,7 @@ impl RecordSink for Batcher {
     fn record(&mut self, r: &Record<'_>) {
         let h = r.key.map_or(0, key_hash);
         let shard = shard_of_hash(h, self.cur.len());
-        let now = self.now;
+        let now = (self.now, self.frame);
         self.cur[shard].push_as(r, now, false, h);
         if self.cur[shard].recs.len() >= self.batch_records {
             self.send(shard);
@@ -252,6 +299,12 @@ impl RecordSink for Batcher {
                 if self.cur[other].recs.len() >= self.batch_records {
                     self.send(other);
                 }
+            }
+        }
+        if self.sync {
+            self.made += 1;
+            if self.made >= self.batch_records {
+                self.flush();
             }
         }
     }
@@ -341,5 +394,88 @@ mod tests {
         });
         let last = rx.try_recv().unwrap();
         assert_eq!(last.last.unwrap().counters.records, 2);
+    }
+
+    fn rec(key: Option<&'static [u8]>) -> Record<'static> {
+        Record {
+            ts: 5,
+            client: "10.0.0.1:4000".parse().unwrap(),
+            server: "10.0.0.2:11211".parse().unwrap(),
+            transport: Transport::Tcp,
+            proto: Proto::Text,
+            command: "get",
+            first: true,
+            key,
+            result: Outcome::Hit,
+            req_bytes: 0,
+            exptime: None,
+            resp_bytes: 7,
+            latency_ns: None,
+        }
+    }
+
+    /// A small batch goes into another's room with its keys rebased, its
+    /// keyless records still keyless, and not past `max` records.
+    #[test]
+    fn a_batch_absorbs_another_within_its_room() {
+        let mut a = RecordBatch::default();
+        a.push(&rec(Some(b"first")), 1);
+        let mut b = RecordBatch::default();
+        b.push(&rec(Some(b"second")), 2);
+        b.push(&rec(None), 3);
+        b.push(&rec(Some(b"third")), 4);
+        assert!(!a.absorb(&b, 3), "4 records do not fit in 3");
+        assert_eq!(a.recs.len(), 1);
+        assert!(a.absorb(&b, 4));
+        let keys: Vec<Option<&[u8]>> = a.recs.iter().map(|r| a.key(r)).collect();
+        assert_eq!(
+            keys,
+            [
+                Some(&b"first"[..]),
+                Some(&b"second"[..]),
+                None,
+                Some(&b"third"[..])
+            ]
+        );
+        let seen: Vec<Ts> = a.recs.iter().map(|r| r.seen).collect();
+        assert_eq!(seen, [1, 2, 3, 4]);
+    }
+
+    /// Syncing, every collector gets its batch (and the worker's
+    /// watermark) each `batch_records` records made, full or not; records
+    /// carry the frame the worker had reached.
+    #[test]
+    fn a_syncing_batcher_sends_every_collector_its_batch() {
+        let (tx0, rx0) = crossbeam_channel::bounded(16);
+        let (tx1, rx1) = crossbeam_channel::bounded(16);
+        let (_spare_tx, spare_rx) = crossbeam_channel::bounded(4);
+        let mut b = Batcher::new(0, vec![tx0, tx1], spare_rx, 4, Backpressure::Block).syncing(true);
+        // Keys that all go to collector 0.
+        let keys: Vec<&'static [u8]> = (0..100)
+            .map(|i| &*Box::leak(format!("k{i}").into_bytes().into_boxed_slice()))
+            .filter(|k| shard_of(Some(k), 2) == 0)
+            .take(4)
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            b.now = 10 + i as Ts;
+            b.frame = 100 + i as u64;
+            b.record(&rec(Some(k)));
+        }
+        let full = rx0.try_recv().unwrap();
+        assert_eq!(full.recs.len(), 4);
+        assert_eq!(full.recs[3].frame, 103);
+        let empty = rx1.try_recv().expect("collector 1 hears the watermark");
+        assert!(empty.recs.is_empty());
+        assert_eq!(empty.watermark, 13);
+        // Not syncing, collector 1 hears nothing until its batch fills.
+        let (tx0, rx0) = crossbeam_channel::bounded(16);
+        let (tx1, rx1) = crossbeam_channel::bounded(16);
+        let (_spare_tx, spare_rx) = crossbeam_channel::bounded(4);
+        let mut b = Batcher::new(0, vec![tx0, tx1], spare_rx, 4, Backpressure::Block);
+        for k in &keys {
+            b.record(&rec(Some(k)));
+        }
+        assert_eq!(rx0.try_recv().unwrap().recs.len(), 4);
+        assert!(rx1.try_recv().is_err());
     }
 }

@@ -220,10 +220,10 @@ fn cell_in<'a>(
     last: &mut usize,
     id: CommandId,
 ) -> &'a mut CommandCell {
-    if *last < cells.len() && cells[*last].id.same(&id) {
+    if *last < cells.len() && cells[*last].id.same_names(&id) {
         return &mut cells[*last];
     }
-    let i = match cells.iter().position(|c| c.id.same(&id)) {
+    let i = match CommandId::find(cells.iter().map(|c| &c.id), &id) {
         Some(i) => i,
         None => {
             cells.push(CommandCell {

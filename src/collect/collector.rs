@@ -7,9 +7,9 @@
 //! later by that worker are resolved no earlier); a window closes once
 //! every worker's watermark has passed its end, so its tables are final.
 
-use super::batch::RecordBatch;
+use super::batch::{BRec, RecordBatch};
 use super::families::FamilyRules;
-use super::insight::{Insight, InsightConfig};
+use super::insight::{self, Insight, InsightConfig};
 use super::seconds::{SecondMsg, Seconds, SECOND_NS};
 use super::tables::{KeyAhead, TableLimits, Tables};
 use crate::decode::Ts;
@@ -24,6 +24,11 @@ pub struct CollectorConfig {
     /// Window length in ns; 0 disables windows.
     pub window_ns: u64,
     pub workers: usize,
+    /// The most batches held for insight's merge of several workers
+    /// (see `Held`).
+    pub hold_batches: usize,
+    /// The records of a full batch (`Shape::batch_records`).
+    pub batch_records: usize,
     pub families: Option<Arc<FamilyRules>>,
     /// Cache insight; `None` turns it off.
     pub insight: Option<InsightConfig>,
@@ -91,9 +96,13 @@ pub fn run(
     let mut ahead = KeyAhead::default();
     let mut insight_done = false;
     let insight_windows = if windows { cfg.window_ns } else { 0 };
-    // One worker sends records in packet-time order: insight applies them
-    // as they come instead of queueing them for the merge of workers.
-    let direct = cfg.workers == 1;
+    // Insight needs its records in packet-time order. One worker sends
+    // them so: they are applied as they come. Several workers' batches
+    // are held until every watermark has passed their records, then
+    // applied merged (tables and insight together, so that insight books
+    // into the entries adding the record just left).
+    let merge = insight.is_some() && cfg.workers > 1;
+    let mut held = Held::new(cfg.workers, cfg.batch_records);
 
     loop {
         let next = match &ctl {
@@ -117,38 +126,9 @@ pub fn run(
             },
         };
         let Ok(mut b) = next else { break };
-        ahead.run(&mut run, &b, |run, idx, key_hash| {
-            let r = &b.recs[idx];
-            // The family is found once a record, for every table.
-            let fam = match (rules, b.key(r)) {
-                (Some(rules), Some(key)) => rules.family_into(key, &mut family),
-                _ => false,
-            };
-            let fam = fam.then_some(&family[..]);
-            let added = run.add_hashed(&b, r, fam, key_hash);
-            if let Some((s, _)) = seconds.as_mut() {
-                if !r.echo {
-                    s.add(&b, r);
-                }
-            }
-            if windows && !r.echo {
-                let start = window_start(r.seen, cfg.window_ns);
-                let t = window_tables(&mut open, start, &cfg.limits);
-                t.add_in_family(&b, r, fam);
-            }
-            if let Some(i) = insight.as_mut() {
-                if direct {
-                    i.prefetch_ahead(&b, idx);
-                    let win = insight_window(cfg.limits, insight_windows);
-                    i.apply_now(&b, r, fam, added, run, &mut open, insight_windows, win);
-                } else {
-                    i.push(&b, r, fam);
-                }
-            }
-        });
-        if direct {
-            if let Some(i) = insight.as_mut() {
-                i.end_batch(&mut run, &mut open);
+        if let Some((s, _)) = seconds.as_mut() {
+            for r in b.recs.iter().filter(|r| !r.echo) {
+                s.add(&b, r);
             }
         }
         let w = b.worker.min(cfg.workers - 1);
@@ -159,18 +139,54 @@ pub fn run(
         } else if let Some(m) = watermark[w].as_mut() {
             *m = (*m).max(b.watermark);
         }
-        if let Some(i) = insight.as_mut() {
+        let low = watermark.iter().flatten().min().copied();
+        let mut apply = Apply {
+            cfg: &cfg,
+            rules,
+            family: &mut family,
+            windows,
+            insight_windows,
+            open: &mut open,
+            insight: insight.as_mut(),
+            ahead: &mut ahead,
+        };
+        if merge {
+            if b.recs.is_empty() {
+                // Only its watermark mattered (a heartbeat).
+                if let Some(tx) = recycle.get(w) {
+                    let _ = tx.try_send(b);
+                }
+            } else {
+                b.worker = w;
+                if let Some(mut spare) = held.hold(w, b) {
+                    spare.clear();
+                    if let Some(tx) = recycle.get(w) {
+                        let _ = tx.try_send(spare);
+                    }
+                }
+            }
             // Records every worker has passed, in packet-time order, before
             // their windows close below.
-            let low = watermark.iter().flatten().min().copied();
-            let win = insight_window(cfg.limits, insight_windows);
-            i.release(low, &mut run, &mut open, insight_windows, win);
-            if low.is_none() {
-                // Every worker is done: the run's closing counts go to its
-                // last window before the windows close below.
-                i.finish(&mut run, open.back_mut().map(|(_, t)| t));
-                insight_done = true;
+            held.release(low, &mut apply, &mut run, &recycle);
+            // Memory first: past the limit, the oldest batch goes now,
+            // with every record up to its last. What a lagging worker
+            // sends from before that is applied `late` (counted).
+            while held.batches.len() > cfg.hold_batches.max(1) {
+                let t = held.batches[0].recs.last().map_or(0, |r| r.seen);
+                held.release(Some(t.saturating_add(1)), &mut apply, &mut run, &recycle);
             }
+        } else {
+            apply.records(&mut run, b.recs.len(), |i| (&b, &b.recs[i]));
+            b.clear();
+            if let Some(tx) = recycle.get(w) {
+                let _ = tx.try_send(b);
+            }
+        }
+        if let Some(i) = insight.as_mut().filter(|_| low.is_none()) {
+            // Every worker is done: the run's closing counts go to its
+            // last window before the windows close below.
+            i.finish(&mut run, open.back_mut().map(|(_, t)| t));
+            insight_done = true;
         }
         if let Some((s, out)) = seconds.as_mut() {
             // Seconds close like windows: once every worker is past them.
@@ -214,18 +230,23 @@ pub fn run(
                 });
             }
         }
-        b.clear();
-        if let Some(tx) = recycle.get(w) {
-            let _ = tx.try_send(b);
-        }
         if watermark.iter().all(|w| w.is_none()) {
             break;
         }
     }
     if let Some(i) = insight.as_mut().filter(|_| !insight_done) {
         // The channels closed before every worker said it was done.
-        let win = insight_window(cfg.limits, insight_windows);
-        i.release(None, &mut run, &mut open, insight_windows, win);
+        let mut apply = Apply {
+            cfg: &cfg,
+            rules,
+            family: &mut family,
+            windows,
+            insight_windows,
+            open: &mut open,
+            insight: Some(&mut *i),
+            ahead: &mut ahead,
+        };
+        held.release(None, &mut apply, &mut run, &[]);
         i.finish(&mut run, open.back_mut().map(|(_, t)| t));
     }
     if let Some((s, out)) = seconds.as_mut() {
@@ -250,6 +271,243 @@ pub fn run(
         run,
         counters,
         warnings,
+    }
+}
+
+/// What applying a record touches, for one run of records in order.
+struct Apply<'a> {
+    cfg: &'a CollectorConfig,
+    rules: Option<&'a FamilyRules>,
+    family: &'a mut Vec<u8>,
+    windows: bool,
+    insight_windows: u64,
+    open: &'a mut VecDeque<(Ts, Tables)>,
+    insight: Option<&'a mut Insight>,
+    ahead: &'a mut KeyAhead,
+}
+
+impl Apply<'_> {
+    /// Applies `n` records in order, record `i` being `at(i)`: the run's
+    /// tables, its window's, and insight, with the key table's and
+    /// insight's lookups started ahead.
+    fn records<'b>(
+        &mut self,
+        run: &mut Tables,
+        n: usize,
+        at: impl Fn(usize) -> (&'b RecordBatch, &'b BRec) + Copy,
+    ) {
+        // Out of `self` while the closure borrows `self`.
+        let mut ahead = std::mem::take(self.ahead);
+        ahead.run_over(run, n, at, |run, idx, key_hash| {
+            let (b, r) = at(idx);
+            let get = |k: usize| (k < n).then(|| at(k).1);
+            self.one(
+                run,
+                b,
+                r,
+                key_hash,
+                get(idx + insight::FAR),
+                get(idx + insight::NEAR),
+            );
+        });
+        *self.ahead = ahead;
+        if let Some(i) = self.insight.as_deref_mut() {
+            i.end_batch(run, self.open);
+        }
+    }
+
+    /// Applies one record of a batch (`far` and `near`: the records
+    /// insight looks ahead to).
+    #[inline(always)]
+    fn one(
+        &mut self,
+        run: &mut Tables,
+        b: &RecordBatch,
+        r: &BRec,
+        key_hash: Option<u64>,
+        far: Option<&BRec>,
+        near: Option<&BRec>,
+    ) {
+        // The family is found once a record, for every table.
+        let fam = match (self.rules, b.key(r)) {
+            (Some(rules), Some(key)) => rules.family_into(key, self.family),
+            _ => false,
+        };
+        let fam = fam.then_some(&self.family[..]);
+        let added = run.add_hashed(b, r, fam, key_hash);
+        if self.windows && !r.echo {
+            let start = window_start(r.seen, self.cfg.window_ns);
+            let t = window_tables(self.open, start, &self.cfg.limits);
+            t.add_in_family(b, r, fam);
+        }
+        if let Some(i) = self.insight.as_deref_mut() {
+            i.prefetch_ahead(far, near);
+            let win = insight_window(self.cfg.limits, self.insight_windows);
+            i.apply_record(b, r, fam, added, run, self.open, self.insight_windows, win);
+        }
+    }
+}
+
+/// No batch (in [`Held::next`]).
+const NONE: usize = usize::MAX;
+
+/// The batches held for the merge, in the order they came, and where each
+/// worker's next record to apply is. At most `hold_batches` of them: a
+/// worker whose watermark stands still (records all resolved at one
+/// packet time, as a flood of unanswered requests given up together)
+/// would otherwise hold every other worker's batches, past the memory
+/// the pipeline was sized for.
+struct Held {
+    batches: Vec<RecordBatch>,
+    /// Per worker: its next record, as (index in `batches`, record);
+    /// the index is `NONE` when it has none held.
+    next: Vec<(usize, usize)>,
+    /// The merge's scratch: the records to apply, as (batch, record),
+    /// and each worker's next time.
+    order: Vec<(u32, u32)>,
+    heads: Vec<(Ts, u64)>,
+    /// The records a batch holds when full.
+    batch_records: usize,
+}
+
+impl Held {
+    fn new(workers: usize, batch_records: usize) -> Held {
+        Held {
+            batch_records,
+            batches: Vec::new(),
+            next: vec![(NONE, 0); workers],
+            order: Vec::new(),
+            heads: Vec::new(),
+        }
+    }
+
+    /// Holds `b`, from worker `w`. A small batch (a heartbeat's, a few
+    /// records) goes into the room left in `w`'s last batch still held,
+    /// and comes back to be recycled: what is held is then about as many
+    /// batches as records fill, however often the workers send.
+    fn hold(&mut self, w: usize, b: RecordBatch) -> Option<RecordBatch> {
+        if self.next[w].0 == NONE {
+            self.next[w] = (self.batches.len(), 0);
+        } else if let Some(last) = self.batches.iter_mut().rev().find(|x| x.worker == w) {
+            // Behind the worker's place (which is at or before its last
+            // batch), so its records keep their order.
+            if last.absorb(&b, self.batch_records) {
+                return Some(b);
+            }
+        }
+        self.batches.push(b);
+        None
+    }
+
+    /// Moves worker `w`'s place past used-up (and empty) batches.
+    fn settle(&mut self, w: usize) {
+        let (mut k, mut i) = self.next[w];
+        while k < self.batches.len() && i >= self.batches[k].recs.len() {
+            k += 1;
+            i = 0;
+            while k < self.batches.len() && self.batches[k].worker != w {
+                k += 1;
+            }
+        }
+        self.next[w] = if k < self.batches.len() {
+            (k, i)
+        } else {
+            (NONE, 0)
+        };
+    }
+
+    /// The time and frame of worker `w`'s next record when it is below
+    /// `low` (as `below` says), else MAX.
+    fn head(&mut self, w: usize, below: impl Fn(Ts) -> bool) -> (Ts, u64) {
+        self.settle(w);
+        match self.next[w] {
+            (NONE, _) => (Ts::MAX, 0),
+            (k, i) => {
+                let r = &self.batches[k].recs[i];
+                if below(r.seen) {
+                    (r.seen, r.frame)
+                } else {
+                    (Ts::MAX, 0)
+                }
+            }
+        }
+    }
+
+    /// Applies, in packet-time order, every held record resolved before
+    /// `low` (every one if `None`), then hands the batches used up back
+    /// to their workers.
+    fn release(
+        &mut self,
+        low: Option<Ts>,
+        apply: &mut Apply,
+        run: &mut Tables,
+        recycle: &[Sender<RecordBatch>],
+    ) {
+        let below = |seen: Ts| low.is_none_or(|l| seen < l);
+        self.order.clear();
+        // Each worker's next record's (time, frame), or MAX when it has
+        // none below `low`; the earliest goes next (then the one read
+        // first: the order one worker would have made them in).
+        let mut heads = std::mem::take(&mut self.heads);
+        heads.clear();
+        for w in 0..self.next.len() {
+            let h = self.head(w, below);
+            heads.push(h);
+        }
+        loop {
+            let mut w = 0;
+            for (x, &h) in heads.iter().enumerate().skip(1) {
+                if h < heads[w] {
+                    w = x;
+                }
+            }
+            if heads[w].0 == Ts::MAX {
+                break;
+            }
+            let (k, i) = &mut self.next[w];
+            self.order.push((*k as u32, *i as u32));
+            *i += 1;
+            // Mostly the next record of the same batch.
+            heads[w] = match self.batches[*k].recs.get(*i) {
+                Some(r) if below(r.seen) => (r.seen, r.frame),
+                Some(_) => (Ts::MAX, 0),
+                None => self.head(w, below),
+            };
+        }
+        self.heads = heads;
+        if !self.order.is_empty() {
+            let (batches, order) = (&self.batches, &self.order);
+            apply.records(run, order.len(), |j| {
+                let (k, i) = order[j];
+                let b = &batches[k as usize];
+                (b, &b.recs[i as usize])
+            });
+        }
+        // The batches behind their worker's place are used up: back to
+        // their workers; the others move up, in order.
+        let mut keep = 0;
+        for k in 0..self.batches.len() {
+            let w = self.batches[k].worker;
+            let used = match self.next[w] {
+                (NONE, _) => true,
+                (at, _) => k < at,
+            };
+            if used {
+                continue;
+            }
+            if self.next[w].0 == k {
+                self.next[w].0 = keep;
+            }
+            self.batches.swap(keep, k);
+            keep += 1;
+        }
+        for mut b in self.batches.drain(keep..) {
+            let w = b.worker;
+            b.clear();
+            if let Some(tx) = recycle.get(w) {
+                let _ = tx.try_send(b);
+            }
+        }
     }
 }
 

@@ -5,10 +5,11 @@
 //! it can follow each key's life: stores with their exptimes, touches,
 //! deletes, `flush_all`s of its server, hits and misses. Records reach a
 //! collector from several workers out of time order; the analysis needs
-//! the order the server saw, so records wait in [`Insight`]'s reorder
-//! buffer until every worker's watermark has passed them, then are applied
-//! in packet-time order (`BRec::seen`: each worker's records arrive
-//! already in that order, and the watermark bounds what may still come).
+//! the order the server saw, so the collector holds each worker's batches
+//! until every worker's watermark has passed their records, then hands
+//! them to [`Insight`] merged in packet-time order (`BRec::seen`: each
+//! worker's records arrive already in that order, and the watermark bounds
+//! what may still come).
 //!
 //! Per-key state lives in a fixed-size set-associative table (one entry a
 //! key and server; the ways of a set hold every server's entry of a key,
@@ -650,17 +651,12 @@ impl SeenFilter {
     }
 }
 
-/// A record waiting in the reorder buffer.
+/// A record as insight applies it.
 #[derive(Debug, Clone, Copy)]
 struct Ev {
     seen: Ts,
     ts: Ts,
     h: u64,
-    key_off: u32,
-    key_len: u16,
-    /// `u16::MAX`: no family.
-    fam_len: u16,
-    fam_off: u32,
     client: SocketAddr,
     server: SocketAddr,
     /// `server_mix(server)`: the seen filter remembers a key per server.
@@ -681,16 +677,13 @@ struct ServerClock {
     pending: Option<Ts>,
 }
 
-/// Two stages ahead of the record applied: the set line of the record
-/// `FAR` ahead is asked for, and the state of the one `NEAR` ahead (its
-/// set line has arrived by then): the lookups' cache misses overlap
-/// instead of queueing.
-const FAR: usize = 16;
-const NEAR: usize = 8;
+/// How far ahead of the record applied [`Insight::prefetch_ahead`] asks
+/// for a set line (`FAR`) and for a state (`NEAR`).
+pub const FAR: usize = 16;
+pub const NEAR: usize = 8;
 
 /// One record as insight sees it, with its key (empty for a flush), or
-/// None for a record that tells nothing about a key's life. The arena
-/// offsets are the caller's to set.
+/// None for a record that tells nothing about a key's life.
 fn event<'b>(b: &'b RecordBatch, r: &BRec) -> Option<(Ev, &'b [u8])> {
     let op = op_of(r.command, r.exptime)?;
     if matches!(r.result, Outcome::Lost) {
@@ -710,10 +703,6 @@ fn event<'b>(b: &'b RecordBatch, r: &BRec) -> Option<(Ev, &'b [u8])> {
         } else {
             key_hash(key)
         },
-        key_off: 0,
-        key_len: key.len().min(u16::MAX as usize) as u16,
-        fam_off: 0,
-        fam_len: u16::MAX,
         client: r.client,
         server: r.server,
         op,
@@ -759,7 +748,7 @@ fn client_hash(a: &SocketAddr) -> u32 {
     ((h >> 32) as u32) | 1
 }
 
-/// A collector's analysis: the reorder buffer and the per-key state.
+/// A collector's analysis: the per-key state, the filter and the curves.
 pub struct Insight {
     cfg: InsightConfig,
     classes: SlabClasses,
@@ -771,10 +760,6 @@ pub struct Insight {
     server_of: hashbrown::HashMap<SocketAddr, u16>,
     last_server: u16,
     clocks: Vec<ServerClock>,
-    /// The reorder buffer: one queue per worker, each in the worker's
-    /// order already, merged on release (no sort, no moving records).
-    queues: Vec<VecDeque<Ev>>,
-    arena: Vec<u8>,
     /// Highest `seen` applied so far: records older than it are late.
     applied_upto: Ts,
     last_ts: Ts,
@@ -797,8 +782,6 @@ impl Insight {
             server_of: hashbrown::HashMap::new(),
             last_server: 0,
             clocks: Vec::new(),
-            queues: Vec::new(),
-            arena: Vec::new(),
             applied_upto: 0,
             last_ts: 0,
             storms_since: 0,
@@ -839,34 +822,14 @@ impl Insight {
         &self.classes
     }
 
-    /// Queues one record (those that tell nothing about a key's life are
-    /// skipped here).
-    pub fn push(&mut self, b: &RecordBatch, r: &BRec, family: Option<&[u8]>) {
-        let Some((mut ev, key)) = event(b, r) else {
-            return;
-        };
-        ev.key_off = self.arena.len() as u32;
-        self.arena.extend_from_slice(key);
-        if let Some(f) = family {
-            ev.fam_off = self.arena.len() as u32;
-            ev.fam_len = f.len().min(u16::MAX as usize - 1) as u16;
-            self.arena.extend_from_slice(f);
-        }
-        let w = b.worker;
-        if self.queues.len() <= w {
-            self.queues.resize_with(w + 1, VecDeque::new);
-        }
-        self.queues[w].push_back(ev);
-    }
-
-    /// Applies one record at once, without queueing: for a collector fed
-    /// by one worker, whose records arrive in packet-time order, so the
-    /// queue would hand them back in the order they came. Why: queueing
-    /// copied each record's key and family and a 128-byte event twice, a
-    /// quarter of insight's cost. `prefetch_ahead` asks for the lines of
-    /// the records 16 and 8 behind this one beforehand.
+    /// Applies one record. The collector hands records over in
+    /// packet-time order: as they come from a single worker, else merged
+    /// from its workers' batches (no queue of copies here: copying each
+    /// record's key, family and a 128-byte event in and out again was a
+    /// quarter of insight's cost). `added` is where adding the record to
+    /// the run's tables just left its key and family entries.
     #[allow(clippy::too_many_arguments)]
-    pub fn apply_now(
+    pub fn apply_record(
         &mut self,
         b: &RecordBatch,
         r: &BRec,
@@ -877,28 +840,27 @@ impl Insight {
         window_ns: u64,
         window_of: impl FnMut(&mut VecDeque<(Ts, Tables)>, Ts) -> Option<usize>,
     ) {
-        debug_assert!(self.queues.iter().all(|q| q.is_empty()));
         if let Some((ev, key)) = event(b, r) {
             self.step(&ev, key, family, added, run, open, window_ns, window_of);
         }
     }
 
-    /// The queue's two-stage lookahead for records applied with
-    /// [`apply_now`](Self::apply_now): before record `i` of `b`, the set
-    /// line of record `i + FAR` and the state of record `i + NEAR`.
+    /// A two-stage lookahead, called before each record applied: the set
+    /// line of the record `FAR` ahead, and the state of the one `NEAR`
+    /// ahead (its set line has arrived by then), so that the lookups'
+    /// cache misses overlap instead of queueing.
     #[inline]
-    pub fn prefetch_ahead(&self, b: &RecordBatch, i: usize) {
-        if let Some(r) = b.recs.get(i + FAR).filter(|r| r.key_hash != 0) {
+    pub fn prefetch_ahead(&self, far: Option<&BRec>, near: Option<&BRec>) {
+        if let Some(r) = far.filter(|r| r.key_hash != 0) {
             self.table.prefetch_meta(r.key_hash);
         }
-        if let Some(r) = b.recs.get(i + NEAR).filter(|r| r.key_hash != 0) {
+        if let Some(r) = near.filter(|r| r.key_hash != 0) {
             self.prefetch_key(r.key_hash, server_mix(&r.server));
         }
     }
 
     /// Hands the curves' counts to the run's tables and the current
-    /// window: after a batch applied with [`apply_now`](Self::apply_now),
-    /// and at the end of `release`.
+    /// window: after each run of records applied.
     pub fn end_batch(&mut self, run: &mut Tables, open: &mut VecDeque<(Ts, Tables)>) {
         let cur = self
             .mrc_window
@@ -935,88 +897,6 @@ impl Insight {
         }
         let win = widx.map(|i| &mut open[i].1);
         self.apply(ev, key, fam, added, run, win);
-    }
-
-    /// Applies, in packet-time order, every queued record resolved before
-    /// `low` (every record if `None`): to the whole run's tables and to the
-    /// window each belongs to.
-    pub fn release(
-        &mut self,
-        low: Option<Ts>,
-        run: &mut Tables,
-        open: &mut VecDeque<(Ts, Tables)>,
-        window_ns: u64,
-        mut window_of: impl FnMut(&mut VecDeque<(Ts, Tables)>, Ts) -> Option<usize>,
-    ) {
-        let below = |seen: Ts| low.is_none_or(|l| seen < l);
-        if !self
-            .queues
-            .iter()
-            .any(|q| q.front().is_some_and(|e| below(e.seen)))
-        {
-            return;
-        }
-        let mut queues = std::mem::take(&mut self.queues);
-        let arena = std::mem::take(&mut self.arena);
-        loop {
-            // The earliest head (the lower worker on a tie).
-            let mut best: Option<(Ts, usize)> = None;
-            for (w, q) in queues.iter().enumerate() {
-                if let Some(e) = q.front() {
-                    if below(e.seen) && best.is_none_or(|(s, _)| e.seen < s) {
-                        best = Some((e.seen, w));
-                    }
-                }
-            }
-            let Some((_, w)) = best else { break };
-            let q = &mut queues[w];
-            if let Some(e) = q.get(FAR) {
-                self.table.prefetch_meta(e.h);
-            }
-            if let Some(e) = q.get(NEAR) {
-                self.prefetch_state(e);
-            }
-            let ev = q.pop_front().expect("a head");
-            let key = &arena[ev.key_off as usize..ev.key_off as usize + ev.key_len as usize];
-            let fam = (ev.fam_len != u16::MAX)
-                .then(|| &arena[ev.fam_off as usize..ev.fam_off as usize + ev.fam_len as usize]);
-            // Other records came between its adding and now: no slots.
-            self.step(
-                &ev,
-                key,
-                fam,
-                Added::default(),
-                run,
-                open,
-                window_ns,
-                &mut window_of,
-            );
-        }
-        self.arena = arena;
-        self.end_batch(run, open);
-        // Keep the arena for the records still waiting (few: one batch's
-        // worth per worker), compacted.
-        match queues.iter().flatten().map(|e| e.key_off).min() {
-            None => self.arena.clear(),
-            Some(start) => {
-                self.arena.drain(..start as usize);
-                for e in queues.iter_mut().flatten() {
-                    e.key_off -= start;
-                    if e.fam_len != u16::MAX {
-                        e.fam_off -= start;
-                    }
-                }
-            }
-        }
-        self.queues = queues;
-    }
-
-    /// Starts loading what applying `e` will touch: its state if its set
-    /// (asked for earlier) holds it, else the state it will replace and
-    /// its seen-filter block.
-    #[inline]
-    fn prefetch_state(&self, e: &Ev) {
-        self.prefetch_key(e.h, e.srv);
     }
 
     #[inline]

@@ -644,10 +644,15 @@ pub struct KeyCommands {
 impl KeyCommands {
     #[inline]
     pub fn add(&mut self, c: &'static str, n: u64) {
-        // Names are static strings: pointer equality is the fast path.
-        let same = |a: &'static str| std::ptr::eq(a, c) || a == c;
-        match self.rows.as_mut_slice().iter_mut().find(|s| same(s.0)) {
-            Some(s) => s.1 = s.1.saturating_add(n),
+        // Names are static strings: by address first, the text only when
+        // no address matches (see `CommandId::same_names`).
+        let rows = self.rows.as_mut_slice();
+        let i = match rows.iter().position(|s| std::ptr::eq(s.0, c)) {
+            Some(i) => Some(i),
+            None => rows.iter().position(|s| s.0 == c),
+        };
+        match i {
+            Some(i) => rows[i].1 = rows[i].1.saturating_add(n),
             None => self.rows.push((c, n), usize::MAX),
         }
     }

@@ -313,19 +313,41 @@ pub struct CommandTable {
 impl CommandId {
     #[inline]
     pub(crate) fn same(&self, o: &CommandId) -> bool {
-        // Names are static strings: pointer equality is the fast path.
         let eq = |a: &'static str, b: &'static str| std::ptr::eq(a, b) || a == b;
         eq(self.command, o.command) && eq(self.proto, o.proto) && eq(self.transport, o.transport)
+    }
+
+    /// The same static strings: what the parsers hand over for one name,
+    /// so nearly every lookup matches so. Comparing the text of each other
+    /// command on the way (`get` against `set`: a `memcmp` call) made a
+    /// command lookup cost 65 instructions a record.
+    #[inline]
+    pub(crate) fn same_names(&self, o: &CommandId) -> bool {
+        std::ptr::eq(self.command, o.command)
+            && std::ptr::eq(self.proto, o.proto)
+            && std::ptr::eq(self.transport, o.transport)
+    }
+
+    /// Where `id` is in `ids`: by the names' addresses first, then (a
+    /// name the same text elsewhere in the binary) by their text.
+    #[inline]
+    pub(crate) fn find<'a>(
+        mut ids: impl Iterator<Item = &'a CommandId> + Clone,
+        id: &CommandId,
+    ) -> Option<usize> {
+        ids.clone()
+            .position(|k| k.same_names(id))
+            .or_else(|| ids.position(|k| k.same(id)))
     }
 }
 
 impl CommandTable {
     #[inline]
     pub fn get(&mut self, id: CommandId) -> &mut CommandCounts {
-        if self.last < self.list.len() && self.list[self.last].0.same(&id) {
+        if self.last < self.list.len() && self.list[self.last].0.same_names(&id) {
             return &mut self.list[self.last].1;
         }
-        let i = match self.list.iter().position(|(k, _)| k.same(&id)) {
+        let i = match CommandId::find(self.list.iter().map(|(k, _)| k), &id) {
             Some(i) => i,
             None => {
                 self.list.push((id, CommandCounts::default()));
@@ -661,12 +683,27 @@ impl KeyAhead {
         &mut self,
         t: &mut Tables,
         b: &RecordBatch,
+        add: impl FnMut(&mut Tables, usize, Option<u64>),
+    ) {
+        self.run_over(t, b.recs.len(), |i| (b, &b.recs[i]), add);
+    }
+
+    /// As [`run`](Self::run), over `n` records that may come from several
+    /// batches: record `i` is `at(i)`.
+    pub fn run_over<'b>(
+        &mut self,
+        t: &mut Tables,
+        n: usize,
+        at: impl Fn(usize) -> (&'b RecordBatch, &'b BRec),
         mut add: impl FnMut(&mut Tables, usize, Option<u64>),
     ) {
         self.hashes.clear();
-        self.hashes.extend(b.recs.iter().map(|r| match b.key(r) {
-            Some(k) if !r.echo => Some(t.keys.hash_key(k)),
-            _ => None,
+        self.hashes.extend((0..n).map(|i| {
+            let (b, r) = at(i);
+            match b.key(r) {
+                Some(k) if !r.echo => Some(t.keys.hash_key(k)),
+                _ => None,
+            }
         }));
         let n = self.hashes.len();
         for j in 0..n + Self::FAR {
