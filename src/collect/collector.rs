@@ -8,7 +8,7 @@
 //! every worker's watermark has passed its end, so its tables are final.
 
 use super::batch::{BRec, RecordBatch};
-use super::families::FamilyRules;
+use super::families::{FamilyMemo, FamilyRules};
 use super::insight::{self, Insight, InsightConfig};
 use super::seconds::{SecondMsg, Seconds, SECOND_NS};
 use super::tables::{KeyAhead, TableLimits, Tables};
@@ -88,7 +88,7 @@ pub fn run(
     let mut watermark: Vec<Option<Ts>> = vec![Some(0); cfg.workers];
     let mut counters = Counters::default();
     let mut warnings = Warnings::default();
-    let mut family = Vec::with_capacity(256);
+    let mut memo = FamilyMemo::default();
     let rules = cfg.families.as_deref();
     let windows = cfg.window_ns > 0 && windows_out.is_some();
     let mut said_upto: Ts = 0;
@@ -143,7 +143,7 @@ pub fn run(
         let mut apply = Apply {
             cfg: &cfg,
             rules,
-            family: &mut family,
+            memo: &mut memo,
             windows,
             insight_windows,
             open: &mut open,
@@ -239,7 +239,7 @@ pub fn run(
         let mut apply = Apply {
             cfg: &cfg,
             rules,
-            family: &mut family,
+            memo: &mut memo,
             windows,
             insight_windows,
             open: &mut open,
@@ -278,7 +278,7 @@ pub fn run(
 struct Apply<'a> {
     cfg: &'a CollectorConfig,
     rules: Option<&'a FamilyRules>,
-    family: &'a mut Vec<u8>,
+    memo: &'a mut FamilyMemo,
     windows: bool,
     insight_windows: u64,
     open: &'a mut VecDeque<(Ts, Tables)>,
@@ -328,13 +328,21 @@ impl Apply<'_> {
         far: Option<&BRec>,
         near: Option<&BRec>,
     ) {
-        // The family is found once a record, for every table.
-        let fam = match (self.rules, b.key(r)) {
-            (Some(rules), Some(key)) => rules.family_into(key, self.family),
-            _ => false,
+        // The family is found once a record, for every table; a key the
+        // table holds remembers its own. So the key is counted first.
+        let (fam_id, key_slot) = match (self.rules, b.key(r)) {
+            (Some(rules), Some(key)) if !r.echo => {
+                let h = key_hash.unwrap_or_else(|| run.keys.hash_key(key));
+                let slot = run.keys.update_at(key, h, 1);
+                let k = &mut run.keys.at_mut(slot).stats;
+                let id = rules.family_id(key, k.family, self.memo);
+                k.family = FamilyMemo::memo(id);
+                (id, Some(slot))
+            }
+            _ => (0, None),
         };
-        let fam = fam.then_some(&self.family[..]);
-        let added = run.add_hashed(b, r, fam, key_hash);
+        let fam = self.memo.name(fam_id);
+        let added = run.add_counted(b, r, fam, key_hash, key_slot);
         if self.windows && !r.echo {
             let start = window_start(r.seen, self.cfg.window_ns);
             let t = window_tables(self.open, start, &self.cfg.limits);

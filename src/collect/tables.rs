@@ -240,6 +240,11 @@ pub struct KeyStats {
     pub servers: KeyServers,
     pub clients: KeyClients,
     pub insight: KeyInsight,
+    /// The key's family as the collector last found it, by number in its
+    /// [`FamilyMemo`](super::families::FamilyMemo) (0: not looked for):
+    /// a key seen again skips the family rules. Not merged: it means
+    /// something only to the collector that wrote it.
+    pub family: u32,
 }
 
 impl KeyStats {
@@ -524,6 +529,20 @@ impl Tables {
         family: Option<&[u8]>,
         key_hash: Option<u64>,
     ) -> Added {
+        self.add_counted(b, r, family, key_hash, None)
+    }
+
+    /// [`add_hashed`](Self::add_hashed) for a record whose key the caller
+    /// counted already (`key_slot`: where [`HeavyHitters::update_at`] left
+    /// it), to read the entry's family memo before the family is known.
+    pub fn add_counted(
+        &mut self,
+        b: &RecordBatch,
+        r: &BRec,
+        family: Option<&[u8]>,
+        key_hash: Option<u64>,
+        key_slot: Option<SlotId>,
+    ) -> Added {
         let mut added = Added::default();
         if r.echo {
             return added;
@@ -574,8 +593,13 @@ impl Tables {
             self.totals.keyless += 1;
             return added;
         };
-        let hash = key_hash.unwrap_or_else(|| self.keys.hash_key(key));
-        let slot = self.keys.update_at(key, hash, 1);
+        let slot = match key_slot {
+            Some(s) => s,
+            None => {
+                let hash = key_hash.unwrap_or_else(|| self.keys.hash_key(key));
+                self.keys.update_at(key, hash, 1)
+            }
+        };
         added.key = Some(slot);
         let k = &mut self.keys.at_mut(slot).stats;
         k.traffic.add(r);
@@ -800,7 +824,7 @@ mod tests {
         );
         // What a tracked key costs before its client, server or command
         // tables spill to the heap (README, "Speed and memory").
-        assert_eq!(std::mem::size_of::<KeyStats>(), 600);
+        assert_eq!(std::mem::size_of::<KeyStats>(), 608);
     }
 
     /// The prefetching path adds exactly what plain adds do, through a key

@@ -369,6 +369,13 @@ proptest! {
         prop_assert!(clean(&c0), "{:?}", c0);
         let order = merge(&segs, &picks);
         let (got, c) = run(&segs, &order);
+        if c.tcp_causal_budget_released > 0 {
+            // Past the bound on held ranges (`max_ooo_ranges`: one-byte
+            // segments, a reply of 1,500 of them shown before its
+            // request): what could not wait is given up, and counted.
+            prop_assert!(c.lost_requests + c.orphan_responses > 0, "{:?}", c);
+            return Ok(());
+        }
         prop_assert_eq!(got, want);
         prop_assert!(clean(&c), "{:?}", c);
     }
