@@ -105,7 +105,7 @@ impl PipelineConfig {
 /// The workers' heartbeat when collectors merge their records (see
 /// [`PipelineConfig::flush_every`]): what a collector holds is about this
 /// much packet time of records. Divides a second.
-pub const HEARTBEAT_NS: u64 = 20_000_000;
+pub const HEARTBEAT_NS: u64 = 250_000_000;
 
 /// A worker the reader sent nothing while it sent this many batches to
 /// the others gets an empty one that tells it to send its record batches
