@@ -358,19 +358,8 @@ mod tests {
         let (_spare_tx, spare_rx) = crossbeam_channel::bounded(4);
         let mut b = Batcher::new(3, vec![tx], spare_rx, 2, Backpressure::Block);
         let rec = Record {
-            ts: 5,
-            client: "10.0.0.1:4000".parse().unwrap(),
-            server: "10.0.0.2:11211".parse().unwrap(),
-            transport: Transport::Tcp,
-            proto: Proto::Text,
-            command: "get",
-            first: true,
-            key: Some(b"abc"),
-            result: Outcome::Hit,
-            req_bytes: 0,
-            exptime: None,
-            resp_bytes: 7,
             latency_ns: Some(1000),
+            ..rec(Some(b"abc"))
         };
         b.now = 9;
         b.record(&rec);
