@@ -89,13 +89,11 @@ pub fn run(
     let mut counters = Counters::default();
     let mut warnings = Warnings::default();
     let mut memo = FamilyMemo::default();
-    let rules = cfg.families.as_deref();
     let windows = cfg.window_ns > 0 && windows_out.is_some();
     let mut said_upto: Ts = 0;
     let mut insight = cfg.insight.as_ref().map(Insight::new);
     let mut ahead = KeyAhead::default();
     let mut insight_done = false;
-    let insight_windows = if windows { cfg.window_ns } else { 0 };
     // Insight needs its records in packet-time order. One worker sends
     // them so: they are applied as they come. Several workers' batches
     // are held until every watermark has passed their records, then
@@ -142,10 +140,8 @@ pub fn run(
         let low = watermark.iter().flatten().min().copied();
         let mut apply = Apply {
             cfg: &cfg,
-            rules,
-            memo: &mut memo,
             windows,
-            insight_windows,
+            memo: &mut memo,
             open: &mut open,
             insight: insight.as_mut(),
             ahead: &mut ahead,
@@ -153,16 +149,11 @@ pub fn run(
         if merge {
             if b.recs.is_empty() {
                 // Only its watermark mattered (a heartbeat).
-                if let Some(tx) = recycle.get(w) {
-                    let _ = tx.try_send(b);
-                }
+                give_back(&recycle, w, b);
             } else {
                 b.worker = w;
-                if let Some(mut spare) = held.hold(w, b) {
-                    spare.clear();
-                    if let Some(tx) = recycle.get(w) {
-                        let _ = tx.try_send(spare);
-                    }
+                if let Some(spare) = held.hold(w, b) {
+                    give_back(&recycle, w, spare);
                 }
             }
             // Records every worker has passed, in packet-time order, before
@@ -177,10 +168,7 @@ pub fn run(
             }
         } else {
             apply.records(&mut run, b.recs.len(), |i| (&b, &b.recs[i]));
-            b.clear();
-            if let Some(tx) = recycle.get(w) {
-                let _ = tx.try_send(b);
-            }
+            give_back(&recycle, w, b);
         }
         if let Some(i) = insight.as_mut().filter(|_| low.is_none()) {
             // Every worker is done: the run's closing counts go to its
@@ -238,10 +226,8 @@ pub fn run(
         // The channels closed before every worker said it was done.
         let mut apply = Apply {
             cfg: &cfg,
-            rules,
-            memo: &mut memo,
             windows,
-            insight_windows,
+            memo: &mut memo,
             open: &mut open,
             insight: Some(&mut *i),
             ahead: &mut ahead,
@@ -277,10 +263,9 @@ pub fn run(
 /// What applying a record touches, for one run of records in order.
 struct Apply<'a> {
     cfg: &'a CollectorConfig,
-    rules: Option<&'a FamilyRules>,
-    memo: &'a mut FamilyMemo,
+    /// Per-window tables are kept (and sent).
     windows: bool,
-    insight_windows: u64,
+    memo: &'a mut FamilyMemo,
     open: &'a mut VecDeque<(Ts, Tables)>,
     insight: Option<&'a mut Insight>,
     ahead: &'a mut KeyAhead,
@@ -330,7 +315,7 @@ impl Apply<'_> {
     ) {
         // The family is found once a record, for every table; a key the
         // table holds remembers its own. So the key is counted first.
-        let (fam_id, key_slot) = match (self.rules, b.key(r)) {
+        let (fam_id, key_slot) = match (self.cfg.families.as_deref(), b.key(r)) {
             (Some(rules), Some(key)) if !r.echo => {
                 let h = key_hash.unwrap_or_else(|| run.keys.hash_key(key));
                 let slot = run.keys.update_at(key, h, 1);
@@ -342,7 +327,7 @@ impl Apply<'_> {
             _ => (0, None),
         };
         let fam = self.memo.name(fam_id);
-        let added = run.add_counted(b, r, fam, key_hash, key_slot);
+        let added = run.add_hashed(b, r, fam, key_hash, key_slot);
         if self.windows && !r.echo {
             let start = window_start(r.seen, self.cfg.window_ns);
             let t = window_tables(self.open, start, &self.cfg.limits);
@@ -350,9 +335,19 @@ impl Apply<'_> {
         }
         if let Some(i) = self.insight.as_deref_mut() {
             i.prefetch_ahead(far, near);
-            let win = insight_window(self.cfg.limits, self.insight_windows);
-            i.apply_record(b, r, fam, added, run, self.open, self.insight_windows, win);
+            let window_ns = if self.windows { self.cfg.window_ns } else { 0 };
+            let win = insight_window(self.cfg.limits, window_ns);
+            i.apply_record(b, r, fam, added, run, self.open, window_ns, win);
         }
+    }
+}
+
+/// Hands a processed batch back to worker `w`, emptied (dropped when its
+/// recycle channel is full or gone).
+fn give_back(recycle: &[Sender<RecordBatch>], w: usize, mut b: RecordBatch) {
+    b.clear();
+    if let Some(tx) = recycle.get(w) {
+        let _ = tx.try_send(b);
     }
 }
 
@@ -509,12 +504,8 @@ impl Held {
             self.batches.swap(keep, k);
             keep += 1;
         }
-        for mut b in self.batches.drain(keep..) {
-            let w = b.worker;
-            b.clear();
-            if let Some(tx) = recycle.get(w) {
-                let _ = tx.try_send(b);
-            }
+        for b in self.batches.drain(keep..) {
+            give_back(recycle, b.worker, b);
         }
     }
 }

@@ -515,27 +515,17 @@ impl Tables {
 
     /// Adds one record whose key's family is already known.
     pub fn add_in_family(&mut self, b: &RecordBatch, r: &BRec, family: Option<&[u8]>) {
-        self.add_hashed(b, r, family, None);
+        self.add_hashed(b, r, family, None, None);
     }
 
     /// [`add_in_family`](Self::add_in_family) with the key's hash in the key
-    /// table ([`KeyAhead`]), when the caller made it ahead. Returns where
-    /// the record's key and family entries are, for cache insight to book
-    /// into them without looking them up again.
+    /// table ([`KeyAhead`]) when the caller made it ahead, and `key_slot`
+    /// when the caller counted the key already (where
+    /// [`HeavyHitters::update_at`] left it: to read the entry's family
+    /// memo before the family is known). Returns where the record's key
+    /// and family entries are, for cache insight to book into them without
+    /// looking them up again.
     pub fn add_hashed(
-        &mut self,
-        b: &RecordBatch,
-        r: &BRec,
-        family: Option<&[u8]>,
-        key_hash: Option<u64>,
-    ) -> Added {
-        self.add_counted(b, r, family, key_hash, None)
-    }
-
-    /// [`add_hashed`](Self::add_hashed) for a record whose key the caller
-    /// counted already (`key_slot`: where [`HeavyHitters::update_at`] left
-    /// it), to read the entry's family memo before the family is known.
-    pub fn add_counted(
         &mut self,
         b: &RecordBatch,
         r: &BRec,
@@ -701,19 +691,9 @@ impl KeyAhead {
     const MID: usize = 6;
     const NEAR: usize = 3;
 
-    /// Runs `add(i, hash)` for every record of `b` in order, with the
-    /// record's key hash in `t`'s key table, prefetching ahead.
-    pub fn run(
-        &mut self,
-        t: &mut Tables,
-        b: &RecordBatch,
-        add: impl FnMut(&mut Tables, usize, Option<u64>),
-    ) {
-        self.run_over(t, b.recs.len(), |i| (b, &b.recs[i]), add);
-    }
-
-    /// As [`run`](Self::run), over `n` records that may come from several
-    /// batches: record `i` is `at(i)`.
+    /// Runs `add(i, hash)` for `n` records in order, record `i` being
+    /// `at(i)` (from one batch or several), with the record's key hash in
+    /// `t`'s key table, prefetching ahead.
     pub fn run_over<'b>(
         &mut self,
         t: &mut Tables,
@@ -886,20 +866,31 @@ mod tests {
             for (i, r) in b.recs.iter().enumerate() {
                 plain.add_in_family(&b, r, fam(i));
             }
-            la.run(&mut ahead, &b, |t, i, h| {
-                let r = &b.recs[i];
-                let at = t.add_hashed(&b, r, fam(i), h);
-                // Where it says the entries are, until the next add.
-                assert_eq!(
-                    at.key.map(|s| t.keys.at_mut(s).key().to_vec()),
-                    b.key(r).map(|k| k.to_vec())
-                );
-                // A keyless record has no family either.
-                assert_eq!(
-                    at.family.map(|s| t.families.at_mut(s).key().to_vec()),
-                    b.key(r).and(fam(i)).map(|f| f.to_vec())
-                );
-            });
+            la.run_over(
+                &mut ahead,
+                b.recs.len(),
+                |i| (&b, &b.recs[i]),
+                |t, i, h| {
+                    let r = &b.recs[i];
+                    // Every other record counts its key first, as the
+                    // collector does to read the key's family memo.
+                    let slot = match (b.key(r), h) {
+                        (Some(k), Some(h)) if i % 2 == 1 => Some(t.keys.update_at(k, h, 1)),
+                        _ => None,
+                    };
+                    let at = t.add_hashed(&b, r, fam(i), h, slot);
+                    // Where it says the entries are, until the next add.
+                    assert_eq!(
+                        at.key.map(|s| t.keys.at_mut(s).key().to_vec()),
+                        b.key(r).map(|k| k.to_vec())
+                    );
+                    // A keyless record has no family either.
+                    assert_eq!(
+                        at.family.map(|s| t.families.at_mut(s).key().to_vec()),
+                        b.key(r).and(fam(i)).map(|f| f.to_vec())
+                    );
+                },
+            );
         }
         assert!(plain.keys.evictions() > 100, "{}", plain.keys.evictions());
         assert_eq!(ahead.keys.evictions(), plain.keys.evictions());
