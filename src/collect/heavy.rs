@@ -444,20 +444,15 @@ impl<T: Default> HeavyHitters<T> {
     #[inline]
     pub fn update_at(&mut self, key: &[u8], hash: u64, weight: u64) -> SlotId {
         debug_assert_eq!(hash, self.hash_key(key));
-        self.total = self.total.saturating_add(weight);
         let slots = &self.slots;
         if let Some(s) = self
             .table
             .find(hash, |i| slots[i as usize].entry.key.as_slice() == key)
         {
-            let entry = &mut self.slots[s as usize].entry;
-            let count = entry.count.saturating_add(weight);
-            if count != entry.count {
-                entry.count = count;
-                self.raise(s, count);
-            }
+            self.count_at(s, weight);
             return SlotId(s);
         }
+        self.total = self.total.saturating_add(weight);
         if self.slots.len() < self.capacity {
             let floor = self.floor;
             let s = self.admit(key, hash, floor.saturating_add(weight), floor);
@@ -465,6 +460,39 @@ impl<T: Default> HeavyHitters<T> {
             SlotId(s)
         } else {
             SlotId(self.replace_min(key, hash, weight))
+        }
+    }
+
+    /// [`update_at`](Self::update_at) of a key the caller expects at
+    /// `hint` (where an earlier update left it): when that slot still
+    /// holds `key`, the key is counted there with no hashing and no
+    /// lookup. A slot reused for another key, or a table cleared since,
+    /// falls back to the lookup.
+    #[inline]
+    pub fn update_hinted(&mut self, key: &[u8], hint: Option<SlotId>, weight: u64) -> SlotId {
+        if let Some(SlotId(s)) = hint {
+            if self
+                .slots
+                .get(s as usize)
+                .is_some_and(|x| x.entry.key.as_slice() == key)
+            {
+                self.count_at(s, weight);
+                return SlotId(s);
+            }
+        }
+        let hash = self.hash_key(key);
+        self.update_at(key, hash, weight)
+    }
+
+    /// Adds `weight` to the item in slot `s`.
+    #[inline]
+    fn count_at(&mut self, s: u32, weight: u64) {
+        self.total = self.total.saturating_add(weight);
+        let entry = &mut self.slots[s as usize].entry;
+        let count = entry.count.saturating_add(weight);
+        if count != entry.count {
+            entry.count = count;
+            self.raise(s, count);
         }
     }
 
@@ -1466,6 +1494,40 @@ mod tests {
         }
         assert!(t.is_full() && t.is_exact());
         assert_eq!(t.unmonitored_bound(), 0);
+    }
+
+    #[test]
+    fn a_hint_is_used_only_while_its_slot_holds_the_key() {
+        let mut t: HeavyHitters<u64> = HeavyHitters::new(2);
+        let a = t.update_hinted(b"a", None, 3);
+        // Right hint: counted there.
+        assert_eq!(t.update_hinted(b"a", Some(a), 2), a);
+        assert_eq!(t.get(b"a").map(|e| e.count()), Some(5));
+        let b = t.update_hinted(b"b", None, 1);
+        // A hint pointing at another key's slot is looked past.
+        assert_eq!(t.update_hinted(b"a", Some(b), 1), a);
+        assert_eq!(t.get(b"a").map(|e| e.count()), Some(6));
+        // "b" (the minimum) is evicted: its slot now holds "c", and a hint
+        // to it for "b" admits "b" afresh, as a lookup would.
+        let c = t.update_hinted(b"c", None, 1);
+        assert_eq!(c, b);
+        assert_eq!(
+            t.get(b"c").map(|e| (e.count(), e.error_bound())),
+            Some((2, 1))
+        );
+        t.update_hinted(b"b", Some(b), 1);
+        assert_eq!(
+            t.get(b"b").map(|e| (e.count(), e.error_bound())),
+            Some((3, 2))
+        );
+        assert!(t.get(b"c").is_none());
+        assert_eq!(t.total_weight(), 9);
+        // A hint past a cleared table.
+        t.clear();
+        let a2 = t.update_hinted(b"a", Some(a), 4);
+        assert_eq!(t.get(b"a").map(|e| e.count()), Some(4));
+        assert_eq!(t.update_hinted(b"a", Some(a2), 1), a2);
+        assert_eq!(t.total_weight(), 5);
     }
 
     #[test]

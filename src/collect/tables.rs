@@ -61,6 +61,13 @@ impl ClientId {
         b
     }
 
+    /// A cheap spread of clients over [`SlotHints`]: the address's last
+    /// bytes and the port.
+    #[inline]
+    fn hint(&self) -> usize {
+        usize::from(self.ip[15]) ^ usize::from(self.ip[14]) << 4 ^ usize::from(self.port)
+    }
+
     pub fn from_bytes(b: &[u8]) -> ClientId {
         let mut ip = [0u8; 16];
         ip.copy_from_slice(&b[..16]);
@@ -453,6 +460,33 @@ pub struct Tables {
     pub insight: InsightTables,
     granularity: ClientGranularity,
     key_clients: usize,
+    /// Where recent clients and families sat in their tables: most records
+    /// come from a few clients (a proxy, one app tier) and a few families,
+    /// and a hint that still holds its key spares hashing and looking up.
+    client_hints: SlotHints,
+    family_hints: SlotHints,
+}
+
+/// A few table slots, direct-mapped by a cheap index the caller picks;
+/// only hints: [`HeavyHitters::update_hinted`] checks the key.
+#[derive(Clone, Copy, Default)]
+struct SlotHints([Option<SlotId>; SlotHints::N]);
+
+impl SlotHints {
+    const N: usize = 16;
+
+    #[inline]
+    fn update<T: Default>(
+        &mut self,
+        table: &mut HeavyHitters<T>,
+        key: &[u8],
+        index: usize,
+    ) -> SlotId {
+        let h = &mut self.0[index % Self::N];
+        let s = table.update_hinted(key, *h, 1);
+        *h = Some(s);
+        s
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -490,6 +524,8 @@ impl Tables {
             },
             granularity: l.client_granularity,
             key_clients: l.key_clients.clamp(1, MAX_KEY_CLIENTS),
+            client_hints: SlotHints::default(),
+            family_hints: SlotHints::default(),
         }
     }
 
@@ -577,7 +613,10 @@ impl Tables {
         self.breakdown.add(r, r.latency_ns, size);
 
         let client = ClientId::new(r.client, self.granularity);
-        self.clients.update(&client.bytes(), 1).stats.traffic.add(r);
+        let s = self
+            .client_hints
+            .update(&mut self.clients, &client.bytes(), client.hint());
+        self.clients.at_mut(s).stats.traffic.add(r);
 
         let Some(key) = b.key(r) else {
             self.totals.keyless += 1;
@@ -604,8 +643,11 @@ impl Tables {
         k.clients.add(client, 1, self.key_clients);
 
         if let Some(f) = family {
-            let h = self.families.hash_key(f);
-            let slot = self.families.update_at(f, h, 1);
+            // A family's name comes from the collector's memo, one place
+            // per family: its address picks the hint.
+            let slot = self
+                .family_hints
+                .update(&mut self.families, f, f.as_ptr() as usize >> 3);
             self.families.at_mut(slot).stats.traffic.add(r);
             added.family = Some(slot);
         }
