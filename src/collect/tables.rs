@@ -68,6 +68,17 @@ impl ClientId {
         usize::from(self.ip[15]) ^ usize::from(self.ip[14]) << 4 ^ usize::from(self.port)
     }
 
+    /// Whether `b` is [`bytes`](Self::bytes) of this client, compared
+    /// field by field: a byte compare of a fresh `bytes()` reads across
+    /// the stores that just made it, which the CPU cannot forward.
+    #[inline]
+    fn is(&self, b: &[u8]) -> bool {
+        b.len() == 19
+            && b[..16] == self.ip
+            && b[16..18] == self.port.to_be_bytes()
+            && b[18] == self.v4 as u8
+    }
+
     pub fn from_bytes(b: &[u8]) -> ClientId {
         let mut ip = [0u8; 16];
         ip.copy_from_slice(&b[..16]);
@@ -481,9 +492,10 @@ impl SlotHints {
         table: &mut HeavyHitters<T>,
         key: &[u8],
         index: usize,
+        same: impl Fn(&[u8]) -> bool,
     ) -> SlotId {
         let h = &mut self.0[index % Self::N];
-        let s = table.update_hinted(key, *h, 1);
+        let s = table.update_hinted(key, *h, 1, same);
         *h = Some(s);
         s
     }
@@ -615,7 +627,9 @@ impl Tables {
         let client = ClientId::new(r.client, self.granularity);
         let s = self
             .client_hints
-            .update(&mut self.clients, &client.bytes(), client.hint());
+            .update(&mut self.clients, &client.bytes(), client.hint(), |k| {
+                client.is(k)
+            });
         self.clients.at_mut(s).stats.traffic.add(r);
 
         let Some(key) = b.key(r) else {
@@ -645,9 +659,9 @@ impl Tables {
         if let Some(f) = family {
             // A family's name comes from the collector's memo, one place
             // per family: its address picks the hint.
-            let slot = self
-                .family_hints
-                .update(&mut self.families, f, f.as_ptr() as usize >> 3);
+            let slot =
+                self.family_hints
+                    .update(&mut self.families, f, f.as_ptr() as usize >> 3, |k| k == f);
             self.families.at_mut(slot).stats.traffic.add(r);
             added.family = Some(slot);
         }
@@ -808,6 +822,10 @@ mod tests {
             let c = ClientId::new(a.parse().unwrap(), g);
             assert_eq!(c.render(), want);
             assert_eq!(ClientId::from_bytes(&c.bytes()), c);
+            assert!(c.is(&c.bytes()));
+            let other = ClientId::new("10.1.2.3:556".parse().unwrap(), g);
+            assert_eq!(c.is(&other.bytes()), c.bytes() == other.bytes());
+            assert!(!c.is(&c.bytes()[..18]));
         }
     }
 
