@@ -141,8 +141,8 @@ pub struct ServerInsight {
     pub stores: u64,
     pub storms: u64,
     pub storm_misses: u64,
-    /// Distinct clients of the largest storm: exact up to
-    /// `STORM_CLIENTS` (8); `STORM_CLIENTS + 1` means more.
+    /// Distinct clients of the largest storm, up to `STORM_CLIENTS` (8)
+    /// (told apart by 16-bit hashes); `STORM_CLIENTS + 1` means more.
     pub storm_clients_max: u64,
     /// First miss to the store that ended a storm, in microseconds.
     pub refill_us: Log2Hist,
@@ -470,7 +470,7 @@ const PRESENT: u16 = 8;
 const EPISODE: u16 = 16;
 const MULTI: u16 = 32;
 
-/// Distinct clients remembered per storm (exact up to this many).
+/// Distinct clients remembered per storm (counted up to this many).
 pub const STORM_CLIENTS: usize = 8;
 
 /// One cache line, aligned: a lookup that finds its way reads this line

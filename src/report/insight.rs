@@ -45,8 +45,8 @@ pub struct ServerInsightOut {
     pub stores: u64,
     pub storms: u64,
     pub storm_misses: u64,
-    /// Distinct clients of the largest storm: exact up to 8, 9 meaning
-    /// more than 8.
+    /// Distinct clients of the largest storm, up to 8 (told apart by
+    /// 16-bit hashes), 9 meaning more than 8.
     pub storm_clients_max: u64,
     /// First miss to refill, over the storms, microseconds (log2 class
     /// upper bounds).
