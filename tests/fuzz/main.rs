@@ -993,7 +993,9 @@ fn fuzz_session_engine() {
             std::fs::create_dir_all(&dir).unwrap();
             let p = dir.join("engine.pcap");
             common::write_segments(&segs, &p);
-            vec![(".pcap".into(), std::fs::read(&p).unwrap())]
+            let bytes = std::fs::read(&p).unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            vec![(".pcap".into(), bytes)]
         }),
     });
 }
