@@ -297,3 +297,45 @@ fn the_report_is_the_same_with_any_number_of_workers() {
         }
     }
 }
+
+/// Only the `-m 8` server (127.0.10.2) evicts in the showcase; the two
+/// 64 MiB ones never fill (scripts/make-showcase.sh). A UDP reply's `END`
+/// held back for stragglers once let the client's refill overtake its own
+/// miss, and so classed 332 misses (and 328 unread writes) of 127.0.10.1
+/// `evicted`; the client's next request now ends the wait. With one
+/// worker as with two.
+#[test]
+fn only_the_small_server_evicts() {
+    let file = testdata("showcase.pcap.zst");
+    for workers in ["1", "2"] {
+        let r = json(&[
+            "replay",
+            "-q",
+            "-f",
+            "json",
+            "--workers",
+            workers,
+            file.to_str().unwrap(),
+        ]);
+        let by_server: Vec<(String, u64, u64, u64)> = r["insight"]["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["server"].as_str().unwrap().to_string(),
+                    s["misses"]["evicted"].as_u64().unwrap(),
+                    s["misses"]["first"].as_u64().unwrap(),
+                    s["unread"]["evicted"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let want = [
+            ("127.0.10.1:11211", 0, 1264, 0),
+            ("127.0.10.2:22122", 509, 1758, 427),
+            ("127.0.10.3:11211", 0, 1004, 0),
+        ]
+        .map(|(s, e, f, u)| (s.to_string(), e, f, u));
+        assert_eq!(by_server, want, "{workers} worker(s)");
+    }
+}

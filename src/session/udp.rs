@@ -731,6 +731,36 @@ impl UdpTable {
         false
     }
 
+    /// The client sent its next request from the same socket: the replies
+    /// it had are over (a mirror keeps each direction's order, and a
+    /// client that already has its answer does not wait for more), so
+    /// their held `END`s go in now, before this request's records. Left
+    /// to the datagram count, a held `END` let the client's next records
+    /// (a look-aside refill after a miss) overtake the miss, by how far
+    /// depending on how flows were split among workers. The exchanges
+    /// still linger, for copies of their datagrams.
+    fn settle_flow(&mut self, next: &Key, sink: &mut dyn RecordSink) {
+        for i in 0..self.closing.len() {
+            let (k, ticket, _, _) = self.closing[i];
+            if k.client != next.client || k.server != next.server || k.req_id == next.req_id {
+                continue;
+            }
+            let Some(slot) = self.lingering(&k, ticket) else {
+                continue;
+            };
+            let room = &mut self.carry_room;
+            let (_, x) = self.slots[slot].as_mut().expect("slot is full");
+            if !x.at_boundary() {
+                // A piece is still missing: the usual wait decides.
+                continue;
+            }
+            if let Some(info) = x.closing.as_mut().and_then(|c| c.end.take()) {
+                feed(x, END_LINE, &info, room);
+                x.session.emit(sink);
+            }
+        }
+    }
+
     /// Feeds the `END` held back, if any, and retires the exchange.
     fn finish_closing(&mut self, slot: usize, sink: &mut dyn RecordSink) {
         let room = &mut self.carry_room;
@@ -781,6 +811,9 @@ impl UdpTable {
             server,
             req_id: frame.req_id,
         };
+        if !self.closing.is_empty() {
+            self.settle_flow(&key, sink);
+        }
         let print = fingerprint(payload);
         if let Some(&slot) = self.map.get(&key) {
             let (_, x) = self.slots[slot].as_ref().expect("mapped slot is full");
@@ -1254,6 +1287,11 @@ mod tests {
         }
 
         fn push(&mut self, d: &D) {
+            self.push_from(client(), d);
+        }
+
+        /// `d` on the flow of client socket `c`.
+        fn push_from(&mut self, c: SocketAddr, d: &D) {
             let mut f = Vec::new();
             for v in [d.id, d.seq, d.total, 0] {
                 f.extend(v.to_be_bytes());
@@ -1276,9 +1314,9 @@ mod tests {
                 })
             };
             if d.resp {
-                self.t.response(client(), server(), &f, &info, &mut sink);
+                self.t.response(c, server(), &f, &info, &mut sink);
             } else {
-                self.t.request(client(), server(), &f, &info, &mut sink);
+                self.t.request(c, server(), &f, &info, &mut sink);
             }
         }
 
@@ -1708,6 +1746,39 @@ mod tests {
     }
 
     #[test]
+    fn the_clients_next_request_puts_its_held_end_in() {
+        let mut r = Run::new(mirror_cfg());
+        r.push(&req(1, "get k\r\n", 10));
+        r.push(&resp(1, 0, 1, b"END\r\n", 11));
+        assert!(r.out.is_empty());
+        // The client refills the key from the same socket: its miss is
+        // recorded first, with its own time and latency, at once.
+        r.push(&req(2, "set k 0 0 1\r\nv\r\n", 20));
+        assert_eq!(r.out.len(), 1);
+        assert_eq!(
+            (
+                r.out[0].command,
+                r.out[0].result,
+                r.out[0].ts,
+                r.out[0].latency
+            ),
+            ("get", Outcome::Miss, 10, Some(1))
+        );
+        r.push(&resp(2, 0, 1, b"STORED\r\n", 21));
+        // The first exchange still lingers: copies of its datagrams are
+        // recognised, not taken for a second request or an orphan.
+        r.push(&resp(1, 0, 1, b"END\r\n", 11));
+        r.push(&req(1, "get k\r\n", 10));
+        assert_eq!(r.t.counters.udp_duplicate_responses, 1);
+        assert_eq!(r.t.counters.udp_duplicate_requests, 1);
+        r.finish();
+        let got: Vec<(&str, Outcome)> = r.out.iter().map(|x| (x.command, x.result)).collect();
+        assert_eq!(got, [("get", Outcome::Miss), ("set", Outcome::Stored)]);
+        assert_eq!(r.t.counters.udp_timeouts, 0);
+        assert_eq!(r.t.counters.orphan_responses, 0);
+    }
+
+    #[test]
     fn a_finished_exchange_lingers_for_copies_then_retires() {
         let mut r = Run::new(mirror_cfg());
         r.push(&req(1, "get k\r\n", 10));
@@ -1720,19 +1791,20 @@ mod tests {
         r.push(&req(1, "get k\r\n", 10));
         assert_eq!(r.t.counters.udp_duplicate_responses, 1);
         assert_eq!(r.t.counters.udp_duplicate_requests, 1);
-        // Eight datagrams after the END (its copies included) it is fed,
-        // with its own time.
+        // Eight datagrams after the END (its copies included; here the
+        // others are another client's) it is fed, with its own time.
+        let other: SocketAddr = "10.0.0.9:40001".parse().unwrap();
         let gets = |r: &Run| r.out.iter().filter(|x| x.command == "get").count();
         for id in 2..7u16 {
-            r.push(&req(id, "delete x noreply\r\n", 12));
+            r.push_from(other, &req(id, "delete x noreply\r\n", 12));
         }
         assert_eq!(gets(&r), 0);
-        r.push(&req(7, "delete x noreply\r\n", 12));
+        r.push_from(other, &req(7, "delete x noreply\r\n", 12));
         assert_eq!(gets(&r), 1);
         let k = r.out.iter().find(|x| x.command == "get").unwrap();
         assert_eq!((k.result, k.latency), (Outcome::Miss, Some(1)));
         // The noreply deletes linger too: a copy of one is not a second.
-        r.push(&req(7, "delete x noreply\r\n", 12));
+        r.push_from(other, &req(7, "delete x noreply\r\n", 12));
         assert_eq!(r.t.counters.udp_duplicate_requests, 2);
         r.finish();
         assert_eq!(r.out.len(), 7);
