@@ -275,7 +275,11 @@ impl HalfStream {
 
     /// Makes the waiting acknowledgement firm once the grace has passed,
     /// then starts the grace of any later one.
+    #[inline]
     fn promote_ack(&mut self, seg_no: u64, now: Ts, cfg: &TcpConfig) {
+        if self.ack_cands == 0 {
+            return;
+        }
         let mut done = 0;
         for &(a, s, t) in &self.ack_cand[..self.ack_cands] {
             if seg_no.saturating_sub(s) < cfg.ack_grace_segments
@@ -415,6 +419,10 @@ impl HalfStream {
     /// with (a byte cannot be available before the packet that delivers
     /// the bytes ahead of it, hence the later of the two times).
     fn drain<H: StreamHandler>(&mut self, dir: Dir, info: &SegInfo, k: &mut Ctx<'_, H>) {
+        if self.store.is_empty() {
+            // In-order traffic: called after every delivery, with nothing stored.
+            return;
+        }
         loop {
             // Nothing lies below next_off by invariant; trimming keeps that true regardless.
             k.c.tcp_retransmit_bytes += self.store.trim_front(self.next_off, k.g) as u64;
