@@ -34,8 +34,7 @@ pub fn parse_response<'a>(buf: &'a [u8], lim: &Limits) -> Parse<Response<'a>> {
 
 /// A text or meta request line; the first word decides.
 fn request_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>, BadReason> {
-    let word = tokens(line).next().unwrap_or_default();
-    if meta::is_request_word(word) {
+    if two_byte_word(line).is_some_and(meta::is_request_word) {
         meta::request_from_line(line, lim)
     } else {
         text::request_from_line(line, lim)
@@ -45,11 +44,22 @@ fn request_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>, BadReas
 /// A text or meta response line. Meta codes are whole words, so `EN` is
 /// meta while `END` is text.
 fn response_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Response<'a>, BadReason> {
-    let word = tokens(line).next().unwrap_or_default();
-    if meta::is_response_word(word) {
+    if two_byte_word(line).is_some_and(meta::is_response_word) {
         meta::response_from_line(line, lim)
     } else {
         text::response_from_line(line, lim)
+    }
+}
+
+/// The first word of `line` when it is two bytes long, as every meta
+/// word is. Looks at three bytes, where tokenizing the word (which the
+/// dialect's parser does again) cost a scan a line; a line that starts
+/// with spaces, which memcached skips, takes the tokenizer.
+fn two_byte_word(line: &[u8]) -> Option<&[u8]> {
+    match line {
+        [a, b] | [a, b, b' ', ..] if *a != b' ' && *b != b' ' => Some(&line[..2]),
+        [b' ', ..] => tokens(line).next().filter(|w| w.len() == 2),
+        _ => None,
     }
 }
 
@@ -146,6 +156,56 @@ mod tests {
         p.extend(key);
         p.extend(value);
         p
+    }
+
+    /// The three-byte look gives the tokenizer's first word whenever
+    /// that word is two bytes, and nothing otherwise: every line of up to
+    /// four bytes over an alphabet of space, letters and a tab.
+    #[test]
+    fn two_byte_word_is_the_first_token_of_two_bytes() {
+        let alphabet = [b' ', b'm', b'g', b'E', b'\t'];
+        let mut lines: Vec<Vec<u8>> = vec![Vec::new()];
+        for len in 1..=4 {
+            let mut n = alphabet.len().pow(len);
+            let mut idx = 0;
+            while n > 0 {
+                let mut line = Vec::new();
+                let mut x = idx;
+                for _ in 0..len {
+                    line.push(alphabet[x % alphabet.len()]);
+                    x /= alphabet.len();
+                }
+                lines.push(line);
+                idx += 1;
+                n -= 1;
+            }
+        }
+        for extra in [
+            &b"mg foo v"[..],
+            b"  mg foo",
+            b"get foo",
+            b"EN",
+            b"END",
+            b"HD k",
+        ] {
+            lines.push(extra.to_vec());
+        }
+        assert_eq!(lines.len(), 1 + 5 + 25 + 125 + 625 + 6);
+        let mut two = 0;
+        for line in &lines {
+            let want = tokens(line).next().filter(|w| w.len() == 2);
+            assert_eq!(
+                two_byte_word(line),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+            two += usize::from(want.is_some());
+        }
+        // Two letters alone (16), then a space (16) or after one (16), then at
+        // four bytes "xy" + space + any (80), " xy " (16), "  xy" (16); and
+        // four of the six extras.
+        assert_eq!(two, 16 + 32 + 112 + 4);
     }
 
     #[test]

@@ -1123,6 +1123,18 @@ impl UdpTable {
     /// Moves packet time forward without a packet: held responses and
     /// exchanges time out.
     pub fn sweep(&mut self, now: Ts, sink: &mut dyn RecordSink) {
+        if self.map.is_empty() && self.held.is_empty() && self.closing.is_empty() {
+            // No UDP traffic in flight (every TCP packet comes here): only
+            // the clock and the sweep's schedule move, as `tick` would
+            // move them (an exchange lives in `map` while it holds a slot).
+            if now > self.clock {
+                self.clock = now;
+            }
+            if self.clock >= self.last_sweep.saturating_add(self.cfg.timeout_ns / 4 + 1) {
+                self.last_sweep = self.clock;
+            }
+            return;
+        }
         self.tick(now, sink);
     }
 
