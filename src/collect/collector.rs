@@ -283,33 +283,75 @@ impl Apply<'_> {
     ) {
         // Out of `self` while the closure borrows `self`.
         let mut ahead = std::mem::take(self.ahead);
+        let mut wins = std::mem::take(&mut ahead.window_hashes);
+        wins.clear();
+        if self.windows {
+            wins.extend((0..n).map(|i| {
+                let (b, r) = at(i);
+                let key = b.key(r).filter(|_| !r.echo)?;
+                let start = window_start(r.seen, self.cfg.window_ns);
+                let at = self.open.iter().position(|(s, _)| *s == start)?;
+                Some((at, start, self.open[at].1.keys.hash_key(key)))
+            }));
+        }
         ahead.run_over(run, n, at, |run, idx, key_hash| {
             let (b, r) = at(idx);
             let get = |k: usize| (k < n).then(|| at(k).1);
+            if !wins.is_empty() {
+                self.prefetch_window(&wins, idx);
+            }
+            let win_hash = wins.get(idx).copied().flatten();
             self.one(
                 run,
                 b,
                 r,
                 key_hash,
+                win_hash,
                 get(idx + insight::FAR),
                 get(idx + insight::NEAR),
             );
         });
+        ahead.window_hashes = wins;
         *self.ahead = ahead;
         if let Some(i) = self.insight.as_deref_mut() {
             i.end_batch(run, self.open);
         }
     }
 
-    /// Applies one record of a batch (`far` and `near`: the records
-    /// insight looks ahead to).
+    /// The window tables' part of `KeyAhead`, for the records ahead of
+    /// record `idx`: the same three steps, the same distances.
     #[inline(always)]
+    fn prefetch_window(&self, wins: &[Option<(usize, Ts, u64)>], idx: usize) {
+        // A window opened by the batch may have moved the others: the
+        // start is checked where the window was.
+        let table = |k: usize| {
+            let (at, start, h) = wins.get(k).copied().flatten()?;
+            let (_, t) = self.open.get(at).filter(|(s, _)| *s == start)?;
+            Some((&t.keys, h))
+        };
+        if let Some((keys, h)) = table(idx + KeyAhead::FAR) {
+            keys.prefetch_index(h);
+        }
+        if let Some((keys, h)) = table(idx + KeyAhead::MID) {
+            keys.prefetch_item(h);
+        }
+        if let Some((keys, h)) = table(idx + KeyAhead::NEAR) {
+            keys.prefetch_key(h);
+        }
+    }
+
+    /// Applies one record of a batch (`win_hash`: its window and the key's
+    /// hash in that window's table, when made ahead; `far` and `near`: the
+    /// records insight looks ahead to).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn one(
         &mut self,
         run: &mut Tables,
         b: &RecordBatch,
         r: &BRec,
         key_hash: Option<u64>,
+        win_hash: Option<(usize, Ts, u64)>,
         far: Option<&BRec>,
         near: Option<&BRec>,
     ) {
@@ -331,7 +373,8 @@ impl Apply<'_> {
         if self.windows && !r.echo {
             let start = window_start(r.seen, self.cfg.window_ns);
             let t = window_tables(self.open, start, &self.cfg.limits);
-            t.add_in_family(b, r, fam);
+            let h = win_hash.filter(|(_, s, _)| *s == start).map(|(_, _, h)| h);
+            t.add_hashed(b, r, fam, h, None);
         }
         if let Some(i) = self.insight.as_deref_mut() {
             i.prefetch_ahead(far, near);

@@ -11,7 +11,7 @@ use super::insight::{FamilyInsight, InsightTables, KeyInsight};
 pub use super::keytables::{
     AddrRow, KeyClients, KeyCommands, KeyServers, DEFAULT_KEY_CLIENTS, KEY_SERVERS, MAX_KEY_CLIENTS,
 };
-use crate::decode::Transport;
+use crate::decode::{Transport, Ts};
 use crate::protocol::{Outcome, Proto};
 use hashbrown::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -740,12 +740,19 @@ pub struct KeyAhead {
     /// The key table's hash of each record's key (None: no key, or an
     /// echo, which the tables skip).
     hashes: Vec<Option<u64>>,
+    /// With per-window tables: each record's window (its place in the
+    /// open windows when the batch began, and its start) and the
+    /// key's hash in that window's key table, when the window was open
+    /// before the batch (a window opened by the batch is looked up
+    /// without help). The window's table is as large as the run's and
+    /// was the one lookup left waiting on memory.
+    pub window_hashes: Vec<Option<(usize, Ts, u64)>>,
 }
 
 impl KeyAhead {
-    const FAR: usize = 12;
-    const MID: usize = 6;
-    const NEAR: usize = 3;
+    pub const FAR: usize = 12;
+    pub const MID: usize = 6;
+    pub const NEAR: usize = 3;
 
     /// Runs `add(i, hash)` for `n` records in order, record `i` being
     /// `at(i)` (from one batch or several), with the record's key hash in
