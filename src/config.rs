@@ -357,7 +357,7 @@ impl HttpCfg {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineCfg {
-    /// Worker threads; 0 = the number of cores.
+    /// Worker threads; 0 = half the cores, at least 1.
     pub workers: usize,
     /// Collector threads; 0 = half the cores, at least 1.
     pub collectors: usize,

@@ -461,8 +461,8 @@ pub struct KeepArgs {
 /// Options of the analysis pipeline shared by replay and live capture.
 #[derive(Debug, Args, Clone)]
 pub struct AnalysisArgs {
-    /// Worker threads (each owns a share of the flows). Default: the
-    /// number of cores, at most 1024 (config: pipeline.workers); 1-1024.
+    /// Worker threads (each owns a share of the flows). Default: half the
+    /// cores, at least 1, at most 1024 (config: pipeline.workers); 1-1024.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 

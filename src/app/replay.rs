@@ -42,8 +42,12 @@ pub fn setup(
     sort: Option<crate::report::SortBy>,
     per_window: bool,
 ) -> anyhow::Result<ReplaySetup> {
+    // Half the cores each by default: a collector's work per packet is
+    // about a worker's (more with per-window tables), and on 2 cores one
+    // worker and one collector replay big.pcap in 0.46 s where two
+    // workers took 0.49 s and 15 % more CPU (docs/performance.md).
     let workers = a.workers.unwrap_or(match cfg.pipeline.workers {
-        0 => cores(),
+        0 => (cores() / 2).max(1),
         n => n,
     });
     let collectors = a.collectors.unwrap_or(match cfg.pipeline.collectors {
