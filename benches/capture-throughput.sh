@@ -115,27 +115,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-ip netns add "$NS"
-ip -n "$NS" link add mtb0 type veth peer name mtb1
-for l in mtb0 mtb1; do
-    ip -n "$NS" link set "$l" mtu 65535
-    ip -n "$NS" link set "$l" up
-done
-nsx() { ip netns exec "$NS" "$@"; }
-# (Background commands call `ip netns exec` directly, not nsx: then $! is
-# the process itself, as `ip` execs it, not a subshell.)
-
-# wait_for FILE PATTERN PID: until the started tool says it is ready.
-wait_for() {
-    local i
-    for i in $(seq 200); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$3" 2>/dev/null || { cat "$1" >&2; die "exited before it was ready"; }
-        sleep 0.05
-    done
-    cat "$1" >&2
-    die "not ready after 10 s"
-}
+# shellcheck source=benches/veth.sh
+. "$ROOT/benches/veth.sh"
+veth_up
 
 # replay RATE: sends PACKETS packets; sets SENT, SENT_PPS, SEND_S.
 replay() {

@@ -80,24 +80,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-ip netns add "$NS"
-ip -n "$NS" link add mtb0 type veth peer name mtb1
-for l in mtb0 mtb1; do
-    ip -n "$NS" link set "$l" mtu 65535
-    ip -n "$NS" link set "$l" up
-done
-nsx() { ip netns exec "$NS" "$@"; }
-
-wait_for() {
-    local i
-    for i in $(seq 400); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$3" 2>/dev/null || { cat "$1" >&2; die "exited before it was ready"; }
-        sleep 0.05
-    done
-    cat "$1" >&2
-    die "not ready after 20 s"
-}
+# shellcheck source=benches/veth.sh
+. "$ROOT/benches/veth.sh"
+veth_up
 
 # drain.py ready PID: returns once PID's capture threads exist and it has
 # gone quiet (mapping and zeroing the rings takes a second or more after
@@ -180,7 +165,7 @@ run() {
         --block-size "$BLOCK_SIZE" --block-count "$BLOCK_COUNT" $EXTRA \
         --format json --report-file "$rep" 2>"$WORK/cap.err" &
     pid=$!; PIDS+=("$pid")
-    wait_for "$WORK/cap.err" "memtap: capturing on" "$pid"
+    wait_for "$WORK/cap.err" "memtap: capturing on" "$pid" 400
     python3 "$WORK/drain.py" ready "$pid" || die "memtap did not settle"
     kill -STOP "$pid"
     nsx "$SEND" --iface mtb0 --pcap "$FILE" --skip "$SKIP" --load "$LOAD" \
