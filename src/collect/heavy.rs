@@ -330,7 +330,7 @@ impl Dropped {
     #[inline]
     fn insert(&mut self, key: &[u8]) {
         if self.bits.is_empty() {
-            self.bits = vec![0; self.size / 64];
+            self.bits = super::prefetch::mapped_zeros(self.size / 64);
         }
         for p in self.probes(key) {
             self.bits[p / 64] |= 1 << (p % 64);

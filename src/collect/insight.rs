@@ -609,7 +609,7 @@ impl SeenFilter {
     fn new(bytes: usize) -> SeenFilter {
         let words = (bytes / 8).max(8).next_power_of_two();
         SeenFilter {
-            bits: vec![0; words],
+            bits: super::prefetch::mapped_zeros(words),
             set_bits: 0,
         }
     }

@@ -67,7 +67,7 @@ impl SlotIndex {
     }
 
     fn resize(&mut self, cells: usize) {
-        let old = std::mem::replace(&mut self.cells, vec![0; cells]);
+        let old = std::mem::replace(&mut self.cells, super::prefetch::mapped_zeros(cells));
         self.mask = cells - 1;
         for c in old.into_iter().filter(|&c| c != 0) {
             let mut i = self.home(c >> 32);
