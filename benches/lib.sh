@@ -41,7 +41,7 @@ fi
 [ -n "$TARGET" ] || die "cannot tell the server of $FILE: pass --target HOST:PORT"
 
 PACKETS="$(capinfos -T -r -M -c "$FILE" | awk -F'\t' '{print $2}')"
-BYTES="$(stat -c %s "$FILE")"
+BYTES="$(stat -L -c %s "$FILE")"
 [ "${PACKETS:-0}" -gt 0 ] || die "capinfos found no packets in $FILE"
 
 # Page cache warm: read the whole file once before the first timed run.

@@ -93,7 +93,7 @@ for m in $SIZES; do
     MC_PID=""
 done
 
-log "curve from $PCAP ($(stat -c %s "$PCAP") bytes)"
+log "curve from $PCAP ($(stat -L -c %s "$PCAP") bytes)"
 at="$(for m in $SIZES; do echo "$m"; echo "${MALLOCED[$m]}"; done | sort -n -u | paste -sd,)"
 /usr/bin/time -v -o "$OUT/mrc-replay.time" "$DIR/mrc_replay" "$PCAP" "127.0.0.1:$PORT" \
     --at "$at" --rate "$RATE" --json "$OUT/mrc-curves.json" >"$OUT/mrc-replay.out"

@@ -62,7 +62,7 @@ median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (
 FLOOR=$(awk '$1 == 1 {print $2}' "$WORK/all" | median)
 {
     echo "# benches/replay-side-by-side.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "# $FILE ($(stat -c %s "$FILE") bytes), target $TARGET; median of $RUNS interleaved runs"
+    echo "# $FILE ($(stat -L -c %s "$FILE") bytes), target $TARGET; median of $RUNS interleaved runs"
     echo "# machine: $(nproc) cores, load average before $LOAD_BEFORE, after $LOAD_AFTER"
     echo
     echo "| command | wall s | CPU s | peak RSS MiB | wall / tcpdump |"

@@ -70,14 +70,17 @@ if [ "$TSHARK" = 1 ] && command -v tshark >/dev/null; then
     RUNS="$RUNS_SAVED"
 fi
 
+# Its own server: gen-capture.sh picks a free port for each capture.
+TARGET10="$(sed -n 's/.*"server": *"\([^"]*\)".*/\1/p' "$FILE10.json" 2>/dev/null | head -n 1)"
+TARGET10="${TARGET10:-$TARGET}"
 PACKETS10="$(capinfos -T -r -M -c "$FILE10" | awk -F'\t' '{print $2}')"
-BYTES10="$(stat -c %s "$FILE10")"
+BYTES10="$(stat -L -c %s "$FILE10")"
 cat "$FILE10" >/dev/null
 run tcpdump10 tcpdump -r "$FILE10" -w /dev/null
 FLOOR10="$BEST_WALL"
 PACKETS_SAVED="$PACKETS"; BYTES_SAVED="$BYTES"; PACKETS="$PACKETS10"; BYTES="$BYTES10"
 row "(a) tcpdump, 10x distinct keys" "1.00x"
-run "replay10" "$BIN" replay -q --format json --workers 1 --collectors 1 --target "$TARGET" "$FILE10"
+run "replay10" "$BIN" replay -q --format json --workers 1 --collectors 1 --target "$TARGET10" "$FILE10"
 FLOOR_SAVED="$FLOOR"; FLOOR="$FLOOR10"
 row "(b) memtap replay, 10x keys, w1 c1" "$(vs)"
 FLOOR="$FLOOR_SAVED"; PACKETS="$PACKETS_SAVED"; BYTES="$BYTES_SAVED"
@@ -95,8 +98,8 @@ mkdir -p "$(dirname "$OUT_TXT")"
     echo "# benches/replay-throughput.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "# machine: $(nproc) cores ($CPU_MODEL), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, $(uname -sr)"
     echo "# memtap $COMMIT$DIRTY, $(rustc --version 2>/dev/null || echo 'rustc ?'), profile release, default --max-keys"
-    echo "# files: ${FILE#"$ROOT"/} ($PACKETS packets, $BYTES bytes, ${KEYS1:-?} distinct keys);"
-    echo "#        ${FILE10#"$ROOT"/} ($PACKETS10 packets, $BYTES10 bytes, ${KEYS10:-?} distinct keys); target $TARGET"
+    echo "# files: ${FILE#"$ROOT"/} ($PACKETS packets, $BYTES bytes, ${KEYS1:-?} distinct keys), target $TARGET;"
+    echo "#        ${FILE10#"$ROOT"/} ($PACKETS10 packets, $BYTES10 bytes, ${KEYS10:-?} distinct keys); target $TARGET10"
     echo "# best of $RUNS runs, page cache warm; peak RSS is the largest of the runs; MB = 10^6 bytes of file"
     echo "# load average before: $LOAD_BEFORE, after: $LOAD_AFTER"
     echo
