@@ -371,9 +371,16 @@ impl Apply<'_> {
         let fam = self.memo.name(fam_id);
         let added = run.add_hashed(b, r, fam, key_hash, key_slot);
         if self.windows && !r.echo {
-            let start = window_start(r.seen, self.cfg.window_ns);
-            let t = window_tables(self.open, start, &self.cfg.limits);
-            let h = win_hash.filter(|(_, s, _)| *s == start).map(|(_, _, h)| h);
+            // The window found ahead, unless a window the batch opened
+            // moved it; else found (or opened) now.
+            let ahead = win_hash.filter(|&(at, s, _)| self.open.get(at).is_some_and(|w| w.0 == s));
+            let (t, h) = match ahead {
+                Some((at, _, h)) => (&mut self.open[at].1, Some(h)),
+                None => {
+                    let start = window_start(r.seen, self.cfg.window_ns);
+                    (window_tables(self.open, start, &self.cfg.limits), None)
+                }
+            };
             t.add_hashed(b, r, fam, h, None);
         }
         if let Some(i) = self.insight.as_deref_mut() {

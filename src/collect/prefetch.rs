@@ -1,7 +1,8 @@
-//! A cache prefetch hint, for tables looked up at random by key hash: the
-//! collectors know the hashes of the next records ahead of time, and
-//! asking for their lines early overlaps the cache misses that otherwise
-//! come one after the other.
+//! Memory hints for the collectors' large tables, looked up at random by
+//! key hash: a cache prefetch (the collectors know the hashes of the next
+//! records ahead of time, and asking for their lines early overlaps the
+//! cache misses that otherwise come one after the other), and zeroed
+//! memory mapped when it is made rather than on first use.
 
 #![allow(unsafe_code)]
 
