@@ -160,7 +160,7 @@ mod tests {
             Costs {
                 flow: 2730,
                 request: 160,
-                exchange: 4929,
+                exchange: 4945,
             }
         );
         let two = Split::of(256 << 20);

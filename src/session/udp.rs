@@ -147,6 +147,9 @@ struct Closing {
     end: Option<SegInfo>,
     /// Names this closing in the table's queue.
     ticket: u64,
+    /// The client has sent its next request from this socket: the held
+    /// `END` goes in before the server's next records for the client.
+    moved_on: bool,
 }
 
 /// How far apart (packet time, either way) two byte-identical request
@@ -408,6 +411,11 @@ struct CarryRoom {
 pub const KEEP_CARRY: usize = 1024;
 
 /// Hands reply bytes to the session, keeping what it did not consume.
+/// Another exchange of the same client socket and server.
+fn same_flow(a: &Key, b: &Key) -> bool {
+    a.client == b.client && a.server == b.server && a.req_id != b.req_id
+}
+
 fn feed(x: &mut Exchange, data: &[u8], info: &SegInfo, room: &mut CarryRoom) {
     let s = &mut x.session;
     let carry = &mut x.carry;
@@ -514,6 +522,8 @@ pub struct UdpTable {
     /// `datagrams` then, clock then). Entries whose exchange went another
     /// way are skipped when they come up.
     closing: VecDeque<(Key, u64, u64, Ts)>,
+    /// Lingering exchanges with an `END` held whose client moved on.
+    moved_on: usize,
     next_ticket: u64,
     carry_room: CarryRoom,
     /// The pending-request budget the exchanges' sessions draw on.
@@ -545,6 +555,7 @@ impl UdpTable {
             spare_bytes: 0,
             datagrams: 0,
             closing: VecDeque::new(),
+            moved_on: 0,
             next_ticket: 0,
             carry_room: CarryRoom {
                 max_carry: cfg.max_carry,
@@ -703,7 +714,11 @@ impl UdpTable {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         let (key, x) = self.slots[slot].as_mut().expect("slot is full");
-        x.closing = Some(Closing { end, ticket });
+        x.closing = Some(Closing {
+            end,
+            ticket,
+            moved_on: false,
+        });
         self.closing
             .push_back((*key, ticket, self.datagrams, self.clock));
     }
@@ -746,17 +761,39 @@ impl UdpTable {
     }
 
     /// The client sent its next request from the same socket: the replies
-    /// it had are over (a mirror keeps each direction's order, and a
-    /// client that already has its answer does not wait for more), so
-    /// their held `END`s go in now, before this request's records. Left
-    /// to the datagram count, a held `END` let the client's next records
-    /// (a look-aside refill after a miss) overtake the miss, by how far
-    /// depending on how flows were split among workers. The exchanges
-    /// still linger, for copies of their datagrams.
-    fn settle_flow(&mut self, next: &Key, sink: &mut dyn RecordSink) {
+    /// it had are over (a client that already has its answer does not wait
+    /// for more), so their held `END`s go in before anything the server
+    /// answers next. Left to the datagram count, a held `END` let the
+    /// client's next records (a look-aside refill after a miss) overtake
+    /// the miss, by how far depending on how flows were split among
+    /// workers. Not at once, though: on a mirror the new request may be
+    /// seen before a `VALUE` of the old reply that the client had (the two
+    /// directions are mirrored apart), while the server's answer to it
+    /// comes after that reply's last datagram (one direction keeps its
+    /// order). The exchanges still linger, for copies of their datagrams.
+    fn settle_flow(&mut self, next: &Key) {
         for i in 0..self.closing.len() {
             let (k, ticket, _, _) = self.closing[i];
-            if k.client != next.client || k.server != next.server || k.req_id == next.req_id {
+            if !same_flow(&k, next) {
+                continue;
+            }
+            let Some(slot) = self.lingering(&k, ticket) else {
+                continue;
+            };
+            let (_, x) = self.slots[slot].as_mut().expect("slot is full");
+            if let Some(c) = x.closing.as_mut().filter(|c| c.end.is_some()) {
+                c.moved_on = true;
+                self.moved_on += 1;
+            }
+        }
+    }
+
+    /// Feeds the held `END`s of the flow's exchanges whose client moved on
+    /// (`settle_flow`), before records of `next` go out.
+    fn settle_moved_on(&mut self, next: &Key, sink: &mut dyn RecordSink) {
+        for i in 0..self.closing.len() {
+            let (k, ticket, _, _) = self.closing[i];
+            if !same_flow(&k, next) {
                 continue;
             }
             let Some(slot) = self.lingering(&k, ticket) else {
@@ -764,11 +801,15 @@ impl UdpTable {
             };
             let room = &mut self.carry_room;
             let (_, x) = self.slots[slot].as_mut().expect("slot is full");
+            if !x.closing.is_some_and(|c| c.moved_on && c.end.is_some()) {
+                continue;
+            }
             if !x.at_boundary() {
                 // A piece is still missing: the usual wait decides.
                 continue;
             }
             if let Some(info) = x.closing.as_mut().and_then(|c| c.end.take()) {
+                self.moved_on -= 1;
                 feed(x, END_LINE, &info, room);
                 x.session.emit(sink);
             }
@@ -789,7 +830,11 @@ impl UdpTable {
         self.counters.udp_duplicate_responses += copies;
         self.counters.udp_unassembled_bytes += other_bytes as u64;
         self.buffered -= copy_bytes + other_bytes;
-        if let Some(info) = x.closing.take().and_then(|c| c.end) {
+        let closing = x.closing.take();
+        if closing.is_some_and(|c| c.moved_on && c.end.is_some()) {
+            self.moved_on -= 1;
+        }
+        if let Some(info) = closing.and_then(|c| c.end) {
             if x.at_boundary() {
                 feed(x, END_LINE, &info, &mut self.carry_room);
                 x.session.emit(sink);
@@ -826,7 +871,7 @@ impl UdpTable {
             req_id: frame.req_id,
         };
         if !self.closing.is_empty() {
-            self.settle_flow(&key, sink);
+            self.settle_flow(&key);
         }
         let print = fingerprint(payload);
         if let Some(&slot) = self.map.get(&key) {
@@ -861,6 +906,10 @@ impl UdpTable {
             // A request cut short inside its datagram: nothing will follow.
             x.session.counters.bad_requests += 1;
         }
+        if self.moved_on > 0 && x.session.settled() {
+            // Recorded now (noreply): after the replies it followed.
+            self.settle_moved_on(&key, sink);
+        }
         x.session.emit(sink);
         let slot = match self.free_slots.pop() {
             Some(s) => s,
@@ -882,6 +931,9 @@ impl UdpTable {
                 self.retire(slot, sink);
             }
         } else if self.held_live > 0 && self.held_of.contains_key(&key) {
+            if self.moved_on > 0 {
+                self.settle_moved_on(&key, sink);
+            }
             self.replay_held(key, slot, sink);
         }
     }
@@ -908,6 +960,9 @@ impl UdpTable {
         };
         match self.map.get(&key) {
             Some(&slot) => {
+                if self.moved_on > 0 {
+                    self.settle_moved_on(&key, sink);
+                }
                 self.deliver(slot, &frame, datagram_print(payload), info, sink);
             }
             None => self.hold(key, payload, info),
@@ -1762,20 +1817,25 @@ mod tests {
         r.push(&req(1, "get k\r\n", 10));
         r.push(&resp(1, 0, 1, b"END\r\n", 11));
         assert!(r.out.is_empty());
-        // The client refills the key from the same socket: its miss is
-        // recorded first, with its own time and latency, at once.
+        // The client refills the key from the same socket. Its miss goes in
+        // before the server's answer to the refill, with its own time and
+        // latency.
         r.push(&req(2, "set k 0 0 1\r\nv\r\n", 20));
-        assert_eq!(r.out.len(), 1);
-        assert_eq!(
-            (
-                r.out[0].command,
-                r.out[0].result,
-                r.out[0].ts,
-                r.out[0].latency
-            ),
-            ("get", Outcome::Miss, 10, Some(1))
-        );
+        assert!(r.out.is_empty());
         r.push(&resp(2, 0, 1, b"STORED\r\n", 21));
+        let got = |r: &Run| -> Vec<(&str, Outcome, Ts, Option<u64>)> {
+            r.out
+                .iter()
+                .map(|x| (x.command, x.result, x.ts, x.latency))
+                .collect()
+        };
+        assert_eq!(
+            got(&r),
+            [
+                ("get", Outcome::Miss, 10, Some(1)),
+                ("set", Outcome::Stored, 20, Some(1))
+            ]
+        );
         // The first exchange still lingers: copies of its datagrams are
         // recognised, not taken for a second request or an orphan.
         r.push(&resp(1, 0, 1, b"END\r\n", 11));
@@ -1783,10 +1843,69 @@ mod tests {
         assert_eq!(r.t.counters.udp_duplicate_responses, 1);
         assert_eq!(r.t.counters.udp_duplicate_requests, 1);
         r.finish();
-        let got: Vec<(&str, Outcome)> = r.out.iter().map(|x| (x.command, x.result)).collect();
-        assert_eq!(got, [("get", Outcome::Miss), ("set", Outcome::Stored)]);
+        assert_eq!(r.out.len(), 2);
         assert_eq!(r.t.counters.udp_timeouts, 0);
         assert_eq!(r.t.counters.orphan_responses, 0);
+        assert_eq!(r.t.moved_on, 0);
+    }
+
+    #[test]
+    fn a_value_seen_after_the_clients_next_request_is_still_its_replys() {
+        // memcached 1.6 answers a UDP multi-get one datagram per VALUE and
+        // one for the END. On a mirror the END overtook the VALUE before it,
+        // and the client's next request, mirrored apart, came before that
+        // VALUE too; the answer to the next request comes after it.
+        let mut r = Run::new(mirror_cfg());
+        r.push(&req(1, "get a b\r\n", 10));
+        r.push(&resp(1, 0, 1, b"END\r\n", 13));
+        r.push(&req(2, "get c\r\n", 20));
+        r.push(&resp(1, 0, 1, &value_block("a", 3, false), 12));
+        r.push(&resp(2, 0, 1, b"END\r\n", 21));
+        r.finish();
+        let got: Vec<(&str, &str, Outcome)> = r
+            .out
+            .iter()
+            .map(|x| (x.command, x.key.as_str(), x.result))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("get", "a", Outcome::Hit),
+                ("get", "b", Outcome::Miss),
+                ("get", "c", Outcome::Miss)
+            ]
+        );
+        assert_eq!(r.t.counters.udp_orphan_responses, 0);
+        assert_eq!(r.t.counters.udp_timeouts, 0);
+        assert_eq!(r.t.moved_on, 0);
+    }
+
+    #[test]
+    fn a_noreply_next_request_still_follows_the_reply_before_it() {
+        let mut r = Run::new(mirror_cfg());
+        r.push(&req(1, "get k\r\n", 10));
+        r.push(&resp(1, 0, 1, b"END\r\n", 11));
+        r.push(&req(2, "set k 0 0 1 noreply\r\nv\r\n", 20));
+        let got: Vec<(&str, Outcome)> = r.out.iter().map(|x| (x.command, x.result)).collect();
+        assert_eq!(got, [("get", Outcome::Miss), ("set", Outcome::Noreply)]);
+        r.finish();
+        assert_eq!(r.out.len(), 2);
+        assert_eq!(r.t.moved_on, 0);
+    }
+
+    #[test]
+    fn an_answer_held_for_the_next_request_follows_the_reply_before_it() {
+        // The answer to the next request was mirrored before the request.
+        let mut r = Run::new(mirror_cfg());
+        r.push(&req(1, "get k\r\n", 10));
+        r.push(&resp(1, 0, 1, b"END\r\n", 11));
+        r.push(&resp(2, 0, 1, b"STORED\r\n", 21));
+        r.push(&req(2, "set k 0 0 1\r\nv\r\n", 20));
+        let got: Vec<(&str, Outcome)> = r.out.iter().map(|x| (x.command, x.result)).collect();
+        assert_eq!(got, [("get", Outcome::Miss), ("set", Outcome::Stored)]);
+        r.finish();
+        assert_eq!(r.out.len(), 2);
+        assert_eq!(r.t.counters.udp_orphan_responses, 0);
     }
 
     #[test]
