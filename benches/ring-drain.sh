@@ -15,7 +15,10 @@
 # ticks wake every 100 ms and cost microseconds). The burst must fit the
 # rings (kernel drops 0) or the figure means nothing; records a collector
 # could not take in time are reported (records_dropped), since they say the
-# collectors, not the workers, set the pace.
+# collectors, not the workers, set the pace. A worker waits for a full
+# collector channel while its ring is under half full (record_batches_waited,
+# logged), so a burst that fits half the ring loses nothing; past half it
+# drops record batches to keep the ring draining.
 #
 # Usage (as root): benches/ring-drain.sh [--no-build]   (env BIN, SEND: other binaries)
 # Env: FILE (default bench-out/big.pcap), TARGET (default from FILE.json),
@@ -48,7 +51,7 @@ die() { log "ERROR: $*"; exit 1; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) die "unknown option $1" ;;
     esac
 done
@@ -181,9 +184,10 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 h = r.get("health", {})
 c = r.get("capture", {})
-print(c["packets"], h["kernel_drops"] + h["if_drops"], h["packets_dropped"], h["records_dropped"], h["records"])
+print(c["packets"], h["kernel_drops"] + h["if_drops"], h["packets_dropped"], h["records_dropped"], h["records"],
+      h.get("record_batches_waited", 0))
 EOF
-    read -r SEEN KD PD RD NREC <"$WORK/m"
+    read -r SEEN KD PD RD NREC WAITED <"$WORK/m"
 }
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -193,7 +197,7 @@ for w in $WORKERS; do
     results=()
     for i in $(seq "$RUNS"); do
         run "$w" "$COLLECTORS"
-        log "workers $w run $i: sent $SENT, seen $SEEN, drops kernel $KD pipeline $PD records $RD of $NREC; drained in $SECS s, CPU $CPU s"
+        log "workers $w run $i: sent $SENT, seen $SEEN, drops kernel $KD pipeline $PD records $RD of $NREC (batches that waited for a collector: $WAITED); drained in $SECS s, CPU $CPU s"
         [ "$KD" = 0 ] || log "kernel drops: the burst did not fit the rings (raise BLOCK_COUNT); this run's rate is not a drain rate"
         results+=("$SECS $CPU $SEEN $KD $PD $RD $NREC $SENT")
     done

@@ -230,10 +230,16 @@ counters! {
 
     // ---- collect ----
     /// Live capture: record batches dropped because a collector's channel
-    /// was full (capture never waits for a collector).
+    /// was full while the worker's ring or packet channel was past half
+    /// full (then it does not wait for a collector).
     record_batches_dropped,
     /// Live capture: records in those batches.
     records_dropped,
+    /// Live capture: record batches that waited for room in a collector's
+    /// channel while the buffer in front of their worker (its ring or
+    /// packet channel) was under half full, and got it: a burst the
+    /// collectors could not take at once, absorbed, nothing lost.
+    record_batches_waited,
 }
 
 /// The first few offenders of each kind of input given up, by frame number

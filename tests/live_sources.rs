@@ -933,3 +933,45 @@ fn throughput_report() {
         p.poll(Duration::from_millis(20), c, &mut |_| {}).unwrap()
     });
 }
+
+/// A worker may wait for a collector only while its ring is under half
+/// full (`Patience`): the gauge must read the kernel's fill of a real
+/// ring. Each datagram here waits past the block timeout, so it closes a
+/// block of its own (both loopback copies fit one 4 KiB block).
+#[test]
+fn a_ring_gauge_reads_how_many_blocks_wait() {
+    let (_rx, port) = udp_socket();
+    let mut cfg = ring(&format!("udp and dst port {port}"));
+    cfg.block_size = 4096;
+    cfg.block_count = 8;
+    cfg.snaplen = 1500;
+    let Some(mut src) = open_ring(&cfg) else {
+        return;
+    };
+    let gauge = src.gauge();
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let wait = || std::thread::sleep(Duration::from_millis(60));
+    assert_eq!((gauge.filled_blocks(), gauge.under_half()), (0, true));
+    for n in 1..=5 {
+        tx.send_to(&[b'x'; 600], ("127.0.0.1", port)).unwrap();
+        wait();
+        assert_eq!(gauge.filled_blocks(), n, "after datagram {n}");
+        // Half of 8 blocks: the block 4 ahead of the reader is taken.
+        assert_eq!(gauge.under_half(), n <= 4, "after datagram {n}");
+    }
+    let mut c = Counters::default();
+    let mut got = 0;
+    src.poll(Duration::from_millis(20), &mut c, &mut |_| got += 1)
+        .unwrap();
+    assert_eq!(got, 5);
+    assert_eq!((gauge.filled_blocks(), gauge.under_half()), (0, true));
+    // Read from a new place in the ring, the gauge follows the reader.
+    for _ in 0..2 {
+        tx.send_to(&[b'y'; 600], ("127.0.0.1", port)).unwrap();
+        wait();
+    }
+    assert_eq!((gauge.filled_blocks(), gauge.under_half()), (2, true));
+    // The gauge keeps the mapping alive after its source is gone.
+    drop(src);
+    assert_eq!(gauge.filled_blocks(), 2);
+}

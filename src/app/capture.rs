@@ -8,10 +8,11 @@ use super::load_config;
 use super::pipeline::PipelineOutput;
 use super::replay::{self, ReplaySetup};
 use super::serve::LateView;
-use crate::capture::afpacket::{AfPacketSource, Fanout, RingConfig};
+use crate::capture::afpacket::{AfPacketSource, Fanout, RingConfig, RingGauge};
 use crate::capture::bpf::{compile_filter, BpfInsn};
 use crate::capture::live_pcap::{PcapConfig, PcapSource};
 use crate::capture::{Frame, LINKTYPE_ETHERNET};
+use crate::collect::batch::Patience;
 use crate::collect::tables::{TableLimits, Tables};
 use crate::config::{parse_duration, CaptureEngine, Config};
 use crate::decode::targets::Targets;
@@ -22,7 +23,7 @@ use crate::store::{CaptureRow, Interval, Writer};
 use crate::time::Ts;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Capture options resolved from config and flags (flags win).
@@ -106,6 +107,16 @@ struct Ring {
     cfg: RingConfig,
     snaplen: u32,
     checked: Instant,
+    /// The open ring's gauge, for its worker's patience; replaced when the
+    /// ring is opened again. Locked only when a collector's channel is full.
+    gauge: Arc<Mutex<Option<RingGauge>>>,
+}
+
+impl Ring {
+    fn set_src(&mut self, s: Option<AfPacketSource>) {
+        *self.gauge.lock().expect("ring gauge") = s.as_ref().map(AfPacketSource::gauge);
+        self.src = s;
+    }
 }
 
 /// What a ring on a deleted interface still holds is read before it is
@@ -140,7 +151,7 @@ impl LiveSource for Ring {
                 drain_dead(s, c, f);
                 // Closed now: a fanout group on the new interface must not
                 // meet the old, dead member.
-                self.src = None;
+                self.set_src(None);
             }
         }
         match self.src.as_mut() {
@@ -148,7 +159,7 @@ impl LiveSource for Ring {
                 let r = s.poll(timeout, c, f);
                 if r.is_err() && s.interface_gone() {
                     drain_dead(s, c, f);
-                    self.src = None;
+                    self.set_src(None);
                     self.checked = Instant::now();
                     return Err(std::io::Error::other(format!(
                         "interface {} is gone",
@@ -161,7 +172,7 @@ impl LiveSource for Ring {
                 if due {
                     match AfPacketSource::open(&self.cfg) {
                         Ok(s) => {
-                            self.src = Some(s);
+                            self.set_src(Some(s));
                             return Ok(0);
                         }
                         Err(e) => {
@@ -185,6 +196,16 @@ impl LiveSource for Ring {
         if let Some(s) = self.src.as_mut() {
             s.update_stats(c);
         }
+    }
+    fn patience(&self) -> Option<Patience> {
+        let gauge = self.gauge.clone();
+        Some(Box::new(move || {
+            gauge
+                .lock()
+                .expect("ring gauge")
+                .as_ref()
+                .is_some_and(RingGauge::under_half)
+        }))
     }
     fn set_filter(&mut self, expr: &str) -> anyhow::Result<()> {
         let prog = compile(expr, self.snaplen)?;
@@ -266,12 +287,15 @@ fn open_sources(st: &Settings, workers: usize, expr: &str) -> anyhow::Result<Sou
                     group: st.fanout_group,
                 });
                 rc.filter = Some(prog.clone());
-                v.push(Box::new(Ring {
-                    src: Some(AfPacketSource::open(&rc)?),
+                let mut ring = Ring {
+                    src: None,
                     cfg: rc,
                     snaplen: st.snaplen,
                     checked: Instant::now(),
-                }));
+                    gauge: Arc::default(),
+                };
+                ring.set_src(Some(AfPacketSource::open(&ring.cfg)?));
+                v.push(Box::new(ring));
             }
             Ok(Sources::PerWorker(v))
         }

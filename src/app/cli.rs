@@ -78,8 +78,10 @@ Examples:
     /// of a connection reach the same worker and no packet is copied; a
     /// kernel filter built from the targets keeps other traffic out of
     /// user space. The pcap engine uses libpcap and fans out in software.
-    /// Capture never waits: what cannot be kept up with is dropped and
-    /// counted (kernel, ring and channel drops are all in the report).
+    /// A worker waits for a busy collector only while its ring (or packet
+    /// channel) is under half full, so bursts fill the ring instead of
+    /// being lost; what still cannot be kept up with is dropped and counted
+    /// (kernel, ring and channel drops are all in the report).
     ///
     /// Signals: SIGINT/SIGTERM stop, drain, close the open window and print
     /// the report (a second SIGINT exits at once); SIGHUP re-reads the

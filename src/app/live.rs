@@ -28,7 +28,7 @@ use super::pipeline::{
 use super::shape::Shape;
 use crate::capture::recorder::{Kept, Ring};
 use crate::capture::Frame;
-use crate::collect::batch::{Backpressure, Batcher, RecordBatch};
+use crate::collect::batch::{Backpressure, Batcher, Patience, RecordBatch};
 use crate::collect::collector::Ctl;
 use crate::collect::seconds::SecondMsg;
 use crate::collect::tables::{TableLimits, Tables};
@@ -59,6 +59,11 @@ pub trait LiveSource: Send {
     fn update_stats(&mut self, c: &mut Counters);
     /// Replaces the kernel filter (config reload).
     fn set_filter(&mut self, expr: &str) -> anyhow::Result<()>;
+    /// When the worker reading this source may wait for a collector
+    /// (see [`Patience`]); `None`: never, it drops.
+    fn patience(&self) -> Option<Patience> {
+        None
+    }
 }
 
 /// How the packets reach the workers.
@@ -388,7 +393,8 @@ impl Live {
                 for (i, (src, spare)) in srcs.into_iter().zip(spare_rx).enumerate() {
                     let (rtx, rrx) = bounded::<Arc<Reload>>(4);
                     reload_txs.push(rtx);
-                    let w = make_worker(i, spare, &cfg.targets);
+                    let mut w = make_worker(i, spare, &cfg.targets);
+                    w.batcher.set_patience(src.patience());
                     let decoder = Decoder::new(cfg.decode);
                     let stop = stop.clone();
                     let slots = slots.clone();
@@ -425,6 +431,12 @@ impl Live {
                     to_workers.push(tx);
                     back.push(brx);
                     let mut w = make_worker(i, spare, &cfg.targets);
+                    // Behind a reader the worker's buffer is its packet
+                    // channel.
+                    let inbox = rx.clone();
+                    let room = shape.packet_depth;
+                    w.batcher
+                        .set_patience(Some(Box::new(move || inbox.len() * 2 < room)));
                     let mut d = disc.next().flatten();
                     let slots = slots.clone();
                     let core = cores.get((i + 1) % cores.len().max(1)).copied();

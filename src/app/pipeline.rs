@@ -315,6 +315,7 @@ impl Worker {
         c.add(extra);
         c.record_batches_dropped += self.batcher.dropped_batches;
         c.records_dropped += self.batcher.dropped_records;
+        c.record_batches_waited += self.batcher.waited_batches;
         c
     }
 

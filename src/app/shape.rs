@@ -45,8 +45,9 @@ impl Shape {
         record_depth: 16,
         batch_records: 1024,
     };
-    /// Live capture never waits: deeper channels absorb bursts while a
-    /// thread is descheduled.
+    /// Live capture waits only while the buffer in front has room (see
+    /// `batch::Patience`): deeper channels absorb bursts while a thread
+    /// is descheduled.
     pub const LIVE: Shape = Shape {
         packet_depth: 64,
         batch_bytes: 256 << 10,

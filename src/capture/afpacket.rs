@@ -21,7 +21,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::bpf::{self, BpfInsn};
@@ -94,11 +95,83 @@ pub struct KernelStats {
     pub freezes: u64,
 }
 
+/// The ring's mapping, shared by its source and the source's gauges.
+struct RingMap {
+    ptr: NonNull<u8>,
+    len: usize,
+    block_size: usize,
+    block_count: usize,
+    /// The block being read or next to read (`AfPacketSource::cur`), for
+    /// the gauges.
+    next: AtomicUsize,
+}
+
+// The mapping is only read through atomics (status words) outside the
+// source's own thread-confined reads of blocks it owns.
+unsafe impl Send for RingMap {}
+unsafe impl Sync for RingMap {}
+
+impl RingMap {
+    fn status_word(&self, block: usize) -> &AtomicU32 {
+        // SAFETY: block < block_count, so the descriptor lies inside the
+        // mapping; the offset is 4-aligned (blocks are page-aligned). The
+        // kernel writes this word concurrently, hence the atomic view.
+        unsafe {
+            &*self
+                .ptr
+                .as_ptr()
+                .add(block * self.block_size + BLK_STATUS)
+                .cast::<AtomicU32>()
+        }
+    }
+
+    fn block_ready(&self, block: usize) -> bool {
+        self.status_word(block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+    }
+}
+
+impl Drop for RingMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made in open() with this length, and no
+        // reference into it outlives the last owner. A socket closed
+        // before this leaves the pages to the mapping until now.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// How full a ring is, read from elsewhere (a worker deciding whether it
+/// may wait for a collector): the kernel fills blocks in ring order and
+/// the reader gives them back in ring order, so the blocks handed over
+/// and not yet given back are one run from the reader's block.
+#[derive(Clone)]
+pub struct RingGauge(Arc<RingMap>);
+
+impl RingGauge {
+    /// Whether fewer than half the ring's blocks wait to be read.
+    pub fn under_half(&self) -> bool {
+        let m = &*self.0;
+        let at = m.next.load(Ordering::Relaxed);
+        !m.block_ready((at + m.block_count / 2) % m.block_count)
+    }
+
+    /// Blocks handed over by the kernel and not yet given back.
+    pub fn filled_blocks(&self) -> usize {
+        let m = &*self.0;
+        let at = m.next.load(Ordering::Relaxed);
+        (0..m.block_count)
+            .take_while(|i| m.block_ready((at + i) % m.block_count))
+            .count()
+    }
+}
+
 /// An open AF_PACKET TPACKET_V3 ring on one interface.
 pub struct AfPacketSource {
+    /// Before `fd`: fields drop in order, so the ring is unmapped (unless
+    /// a gauge still holds it) before the socket closes.
+    map: Arc<RingMap>,
     fd: OwnedFd,
-    ring: NonNull<u8>,
-    ring_len: usize,
     block_size: usize,
     block_count: usize,
     /// The next block to read (the kernel fills them in ring order).
@@ -115,10 +188,6 @@ pub struct AfPacketSource {
     /// this socket will never see another packet.
     ifindex: libc::c_int,
 }
-
-// The ring mapping is owned by this value alone (no copy of the pointer
-// escapes), so moving the source to another thread is sound.
-unsafe impl Send for AfPacketSource {}
 
 // Layout of the structures the kernel writes into the ring
 // (include/uapi/linux/if_packet.h). Offsets are read by hand so that every
@@ -218,7 +287,7 @@ impl AfPacketSource {
 
         let ring_len = cfg.block_size * cfg.block_count;
         // SAFETY: maps the ring the kernel just allocated for this socket;
-        // unmapped in Drop before the socket is closed.
+        // unmapped when the source and its gauges are gone (`RingMap`).
         let map = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -236,10 +305,16 @@ impl AfPacketSource {
             return Err(ring_error(cfg, io::Error::other("mmap returned null")));
         };
         // From here on Drop unmaps and closes.
+        let map = Arc::new(RingMap {
+            ptr: ring,
+            len: ring_len,
+            block_size: cfg.block_size,
+            block_count: cfg.block_count,
+            next: AtomicUsize::new(0),
+        });
         let mut src = AfPacketSource {
+            map,
             fd,
-            ring,
-            ring_len,
             block_size: cfg.block_size,
             block_count: cfg.block_count,
             cur: 0,
@@ -390,6 +465,7 @@ impl AfPacketSource {
             delivered += self.read_block(self.cur, counters, f);
             self.release_block(self.cur);
             self.cur = (self.cur + 1) % self.block_count;
+            self.map.next.store(self.cur, Ordering::Relaxed);
         }
         Ok(delivered)
     }
@@ -460,21 +536,18 @@ impl AfPacketSource {
         (rc == 0 && err != 0).then(|| io::Error::from_raw_os_error(err))
     }
 
+    /// A gauge of this ring's fill, for another part of the same thread
+    /// (or another thread); it keeps the mapping alive.
+    pub fn gauge(&self) -> RingGauge {
+        RingGauge(self.map.clone())
+    }
+
     fn status_word(&self, block: usize) -> &AtomicU32 {
-        // SAFETY: block < block_count, so the descriptor lies inside the
-        // mapping; the offset is 4-aligned (blocks are page-aligned). The
-        // kernel writes this word concurrently, hence the atomic view.
-        unsafe {
-            &*self
-                .ring
-                .as_ptr()
-                .add(block * self.block_size + BLK_STATUS)
-                .cast::<AtomicU32>()
-        }
+        self.map.status_word(block)
     }
 
     fn block_ready(&self, block: usize) -> bool {
-        self.status_word(block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+        self.map.block_ready(block)
     }
 
     fn release_block(&self, block: usize) {
@@ -497,7 +570,7 @@ impl AfPacketSource {
         // hand it back after this function).
         let blk: &[u8] = unsafe {
             std::slice::from_raw_parts(
-                self.ring.as_ptr().add(block * self.block_size),
+                self.map.ptr.as_ptr().add(block * self.block_size),
                 self.block_size,
             )
         };
@@ -552,17 +625,6 @@ impl AfPacketSource {
             }
         }
         delivered
-    }
-}
-
-impl Drop for AfPacketSource {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was made in open() with this length and no
-        // reference into it outlives &mut self. The fd closes afterwards
-        // (OwnedFd), which frees the ring and leaves the fanout group.
-        unsafe {
-            libc::munmap(self.ring.as_ptr().cast(), self.ring_len);
-        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::decode::{Transport, Ts};
 use crate::protocol::{Outcome, Proto};
 use crate::session::{Record, RecordSink};
 use crate::stats::{Counters, Warnings};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use std::net::SocketAddr;
 
 /// A record with its key moved into the batch arena.
@@ -167,9 +167,22 @@ pub fn shard_of(key: Option<&[u8]>, shards: usize) -> usize {
 pub enum Backpressure {
     /// File replay: wait, never lose a record.
     Block,
-    /// Live capture: drop the batch and count it.
+    /// Live capture: drop the batch and count it, unless the worker may
+    /// wait (its [`Patience`]).
     Drop,
 }
+
+/// Live capture: whether a worker may wait now for room in a collector's
+/// channel rather than drop a record batch. True while the buffer in front
+/// of the worker (its capture ring, or its packet channel) is under half
+/// full: waiting then moves a burst into that buffer, which is far larger
+/// than the channel, instead of losing it; past half, the worker drops
+/// record batches and keeps its buffer draining, so that the kernel does
+/// not drop packets (a lost packet also breaks its stream).
+pub type Patience = Box<dyn Fn() -> bool + Send>;
+
+/// How long a waiting worker waits before asking its [`Patience`] again.
+const PATIENCE_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// A worker's record sink: per-collector batches and their channels.
 pub struct Batcher {
@@ -185,6 +198,9 @@ pub struct Batcher {
     pub frame: u64,
     pub dropped_batches: u64,
     pub dropped_records: u64,
+    /// Batches that waited for room in their channel, and got it.
+    pub waited_batches: u64,
+    patience: Option<Patience>,
     /// Send every batch, full or not, each `batch_records` records made
     /// (see [`Batcher::syncing`]); `made` counts them.
     sync: bool,
@@ -216,6 +232,8 @@ impl Batcher {
             frame: 0,
             dropped_batches: 0,
             dropped_records: 0,
+            waited_batches: 0,
+            patience: None,
             sync: false,
             made: 0,
         }
@@ -249,14 +267,38 @@ impl Batcher {
                 // A closed channel means the collector is gone (shutdown).
                 let _ = self.to[shard].send(b);
             }
-            Backpressure::Drop => match self.to[shard].try_send(b) {
-                Ok(()) => {}
-                Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
-                    self.dropped_batches += 1;
-                    self.dropped_records += b.recs.len() as u64;
+            Backpressure::Drop => {
+                let mut b = match self.to[shard].try_send(b) {
+                    Ok(()) => return,
+                    Err(TrySendError::Full(b)) => b,
+                    Err(TrySendError::Disconnected(b)) => return self.count_dropped(&b),
+                };
+                loop {
+                    if !self.patience.as_ref().is_some_and(|may_wait| may_wait()) {
+                        return self.count_dropped(&b);
+                    }
+                    match self.to[shard].send_timeout(b, PATIENCE_SLICE) {
+                        Ok(()) => {
+                            self.waited_batches += 1;
+                            return;
+                        }
+                        Err(SendTimeoutError::Timeout(x)) => b = x,
+                        Err(SendTimeoutError::Disconnected(x)) => return self.count_dropped(&x),
+                    }
                 }
-            },
+            }
         }
+    }
+
+    fn count_dropped(&mut self, b: &RecordBatch) {
+        self.dropped_batches += 1;
+        self.dropped_records += b.recs.len() as u64;
+    }
+
+    /// Lets a live worker wait for a full collector channel while
+    /// `patience` says so.
+    pub fn set_patience(&mut self, patience: Option<Patience>) {
+        self.patience = patience;
     }
 
     pub fn set_mode(&mut self, mode: Backpressure) {
@@ -466,5 +508,56 @@ mod tests {
         }
         assert_eq!(rx0.try_recv().unwrap().recs.len(), 4);
         assert!(rx1.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_live_worker_waits_for_room_only_while_its_buffer_may_fill() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (_spare_tx, spare_rx) = crossbeam_channel::bounded(4);
+        let mut b = Batcher::new(0, vec![tx], spare_rx, 1, Backpressure::Drop);
+        b.record(&rec(Some(b"a")));
+        // The channel is full: with no patience the next batch is dropped.
+        b.record(&rec(Some(b"b")));
+        assert_eq!(
+            (b.dropped_batches, b.dropped_records, b.waited_batches),
+            (1, 1, 0)
+        );
+
+        // Patient: it waits until the collector takes a batch, and keeps it.
+        b.set_patience(Some(Box::new(|| true)));
+        let taker = {
+            let rx = rx.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                rx.recv().unwrap().recs[0].key_len
+            })
+        };
+        b.record(&rec(Some(b"cc")));
+        assert_eq!(taker.join().unwrap(), 1, "the first batch (key a)");
+        assert_eq!((b.dropped_batches, b.waited_batches), (1, 1));
+        assert_eq!(rx.try_recv().unwrap().recs[0].key_len, 2, "key cc kept");
+
+        // Patient until the buffer in front passes half: then it drops.
+        b.record(&rec(Some(b"ddd")));
+        let room = Arc::new(AtomicBool::new(true));
+        let r = room.clone();
+        b.set_patience(Some(Box::new(move || r.load(Ordering::Relaxed))));
+        let t = Instant::now();
+        let filler = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            room.store(false, Ordering::Relaxed);
+        });
+        b.record(&rec(Some(b"eeee")));
+        filler.join().unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(30));
+        assert_eq!(
+            (b.dropped_batches, b.dropped_records, b.waited_batches),
+            (2, 2, 1)
+        );
+        assert_eq!(rx.try_recv().unwrap().recs[0].key_len, 3);
+        assert!(rx.try_recv().is_err());
     }
 }
