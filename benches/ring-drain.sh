@@ -27,6 +27,8 @@
 #      FILE held in memory, none sent twice), RUNS (default 3, the median is
 #      kept), BLOCK_SIZE/BLOCK_COUNT per ring (default 1 MiB x 1024),
 #      EXTRA (more `memtap capture` options, e.g. "--memory 8GiB"),
+#      TCPDUMP (default 1: also `tcpdump -w /dev/null` with a ring of the
+#      same size, its drain timed the same way; 0 skips it),
 #      OUT_TXT (default bench-out/ring-drain.txt).
 set -euo pipefail
 
@@ -43,6 +45,7 @@ BLOCK_SIZE="${BLOCK_SIZE:-1048576}"
 BLOCK_COUNT="${BLOCK_COUNT:-1024}"
 OUT_TXT="${OUT_TXT:-$ROOT/bench-out/ring-drain.txt}"
 EXTRA="${EXTRA:-}"
+TCPDUMP="${TCPDUMP:-1}"
 BUILD=1
 
 log() { printf '[ring-drain] %s\n' "$*" >&2; }
@@ -51,7 +54,7 @@ die() { log "ERROR: $*"; exit 1; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) die "unknown option $1" ;;
     esac
 done
@@ -116,7 +119,7 @@ if mode == "ready":
                 pass
         c = run_ns()
         time.sleep(0.3)
-        capturing = any(n.startswith(("memtap-capture", "memtap-worker")) for n in names)
+        capturing = any(n.startswith(("memtap-capture", "memtap-worker", "tcpdump")) for n in names)
         if capturing and run_ns() - c <= IDLE_SHARE * 0.3e9:
             sys.exit(0)
         if time.monotonic() - t0 > 60:
@@ -190,6 +193,31 @@ EOF
     read -r SEEN KD PD RD NREC WAITED <"$WORK/m"
 }
 
+# run_tcpdump: sets SEEN KD SECS CPU SENT. libpcap's -B (KiB) sizes the
+# ring; the filter is the target's, as memtap's kernel filter is.
+run_tcpdump() {
+    local pid host="${TARGET%:*}" port="${TARGET##*:}"
+    ip netns exec "$NS" tcpdump -i mtb1 -n -s 0 -B $((BLOCK_SIZE / 1024 * BLOCK_COUNT)) \
+        -w /dev/null "host $host and port $port" 2>"$WORK/td.err" &
+    pid=$!; PIDS+=("$pid")
+    wait_for "$WORK/td.err" "listening on" "$pid" 400
+    python3 "$WORK/drain.py" ready "$pid" || die "tcpdump did not settle"
+    kill -STOP "$pid"
+    nsx "$SEND" --iface mtb0 --pcap "$FILE" --skip "$SKIP" --load "$LOAD" \
+        --packets "$PACKETS" --rate 0 >"$WORK/send.out" 2>"$WORK/send.err" ||
+        { cat "$WORK/send.err" >&2; die "afp_send failed"; }
+    read -r _ SENT _ <"$WORK/send.out"
+    read -r SECS CPU < <(python3 "$WORK/drain.py" drain "$pid" 2>"$WORK/threads")
+    # libpcap's block timeout is 1 s (memtap's 10 ms): the last, partly
+    # filled block is handed over that long after it opened.
+    sleep 1.5
+    kill -INT "$pid"
+    wait "$pid" || true
+    SEEN="$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$WORK/td.err")"
+    KD="$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$WORK/td.err")"
+    [ -n "$SEEN" ] && [ -n "$KD" ] || { cat "$WORK/td.err" >&2; die "tcpdump's counts missing"; }
+}
+
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 log "$FILE frames $((SKIP + 1))-$((SKIP + PACKETS)) as one burst; workers $WORKERS; $RUNS runs each; load $LOAD_BEFORE"
 ROWS=()
@@ -211,6 +239,22 @@ for w in $WORKERS; do
             w, c, sent, n, kd, pd, rd, nrec, s, all, n / s / 1e6, n / s / 1e6 / w, cpu * 1e6 / n
     }')")
 done
+if [ "$TCPDUMP" = 1 ]; then
+    command -v tcpdump >/dev/null || die "tcpdump missing (TCPDUMP=0 skips it)"
+    results=()
+    for i in $(seq "$RUNS"); do
+        run_tcpdump
+        log "tcpdump run $i: sent $SENT, seen $SEEN, kernel drops $KD; drained in $SECS s, CPU $CPU s"
+        results+=("$SECS $CPU $SEEN $KD $SENT")
+    done
+    IFS=$'\n' sorted=($(printf '%s\n' "${results[@]}" | sort -n)); unset IFS
+    read -r SECS CPU SEEN KD SENT <<<"${sorted[$(((RUNS - 1) / 2))]}"
+    all=$(printf '%s\n' "${results[@]}" | awk '{printf "%s%.3f", (NR > 1 ? ", " : ""), $1}')
+    ROWS+=("$(awk -v s="$SECS" -v cpu="$CPU" -v n="$SEEN" -v sent="$SENT" -v kd="$KD" -v all="$all" 'BEGIN {
+        printf "| tcpdump -w /dev/null | %d | %d | %d | - | - | %.3f (%s) | %.2f | %.2f | %.2f |",
+            sent, n, kd, s, all, n / s / 1e6, n / s / 1e6, cpu * 1e6 / n
+    }')")
+fi
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
 mkdir -p "$(dirname "$OUT_TXT")"
