@@ -105,7 +105,7 @@ run() {
     tcpdump)
         # Not through nsx: $! must be `ip netns exec`, which becomes `time`,
         # whose child is the capturer (a function would add a subshell).
-        ip netns exec "$NS" /usr/bin/time -f '%U %S' -o "$WORK/time" tcpdump -i mtb1 -B 65536 -s 65535 \
+        ip netns exec "$NS" /usr/bin/time -f '%U %S %M' -o "$WORK/time" tcpdump -i mtb1 -B 65536 -s 65535 \
             -w /dev/null "tcp port $PORT" 2>"$WORK/cap.err" &
         tpid=$!; PIDS+=("$tpid")
         wait_for "$WORK/cap.err" "listening on" "$tpid"
@@ -120,7 +120,7 @@ run() {
         ;;
     memtap-w*)
         local w="${who#memtap-w}"
-        ip netns exec "$NS" /usr/bin/time -f '%U %S' -o "$WORK/time" "$BIN" capture -i mtb1 --engine afpacket \
+        ip netns exec "$NS" /usr/bin/time -f '%U %S %M' -o "$WORK/time" "$BIN" capture -i mtb1 --engine afpacket \
             --workers "$w" --promisc --no-listen --target "$TARGET" \
             --format json --report-file "$rep" 2>"$WORK/cap.err" &
         tpid=$!; PIDS+=("$tpid")
@@ -145,6 +145,9 @@ EOF
     *) die "unknown capturer $who" ;;
     esac
     CPU=$(awk '{printf "%.2f", $1 + $2}' "$WORK/time")
+    # Peak RSS, the mapped ring included (64 MiB a memtap worker by
+    # default; tcpdump's -B 64 MiB).
+    RSS=$(awk '{printf "%.0f", $3 / 1024}' "$WORK/time")
 }
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -157,9 +160,9 @@ for who in $CAPTURERS; do
         run "$who" "$rate"
         per_m=$(awk -v c="$CPU" -v n="$SEEN" 'BEGIN {if (n > 0) printf "%.2f", c * 1e6 / n; else print "-"}')
         verdict=$([ "$LOST" = 0 ] && echo "zero-drop" || echo "LOSS")
-        log "$who @ $rate: sent $SENT at $SENT_PPS pps, seen $SEEN, $DROPS, cpu $CPU s: $verdict"
-        ROWS+=("$(printf '| %-9s | %9s | %9.0f | %8s | %8s | %-36s | %6s | %7s | %-9s |' \
-            "$who" "$rate" "$SENT_PPS" "$SENT" "$SEEN" "$DROPS" "$CPU" "$per_m" "$verdict")")
+        log "$who @ $rate: sent $SENT at $SENT_PPS pps, seen $SEEN, $DROPS, cpu $CPU s, peak RSS $RSS MiB: $verdict"
+        ROWS+=("$(printf '| %-9s | %9s | %9.0f | %8s | %8s | %-36s | %6s | %7s | %7s | %-9s |' \
+            "$who" "$rate" "$SENT_PPS" "$SENT" "$SEEN" "$DROPS" "$CPU" "$per_m" "$RSS" "$verdict")")
         if [ "$LOST" = 0 ]; then
             best="$SENT_PPS"
         elif [ "$STOP_AT_LOSS" = 1 ]; then
@@ -178,8 +181,8 @@ mkdir -p "$(dirname "$OUT_TXT")"
     echo "# $FILE frames $((SKIP + 1))-$((SKIP + LOAD)) looped; $PACKETS packets a run; veth in a netns"
     echo "# load average before: $LOAD_BEFORE, after: $LOAD_AFTER"
     echo
-    echo "| capturer  | rate asked | rate sent | sent     | seen     | drops                                | CPU s  | CPU s/M | verdict   |"
-    echo "| --------- | ---------: | --------: | -------: | -------: | ------------------------------------ | -----: | ------: | --------- |"
+    echo "| capturer  | rate asked | rate sent | sent     | seen     | drops                                | CPU s  | CPU s/M | RSS MiB | verdict   |"
+    echo "| --------- | ---------: | --------: | -------: | -------: | ------------------------------------ | -----: | ------: | ------: | --------- |"
     printf '%s\n' "${ROWS[@]}"
     echo
     echo "| capturer  | highest zero-drop rate sent (pps) |"

@@ -365,11 +365,14 @@ pub(crate) fn spawn_collectors(
     let mut senders = Vec::new();
     let mut handles = Vec::new();
     for id in 0..pc.collectors {
-        // Live capture cannot wait for a collector, so its channel is
+        // Live capture waits for a collector only while the ring in front
+        // of the worker has room (`batch::Patience`), so its channel is
         // deeper (`Shape::LIVE`): it absorbs the bursts (a pipelined
-        // multi-set start) that arrive while a collector is descheduled,
-        // instead of dropping them. Bounded all the same: `record_depth`
-        // batches per worker.
+        // multi-set start) that arrive while a collector is descheduled
+        // without the worker stopping. Bounded all the same: `record_depth`
+        // batches per worker. Collectors never wait on anything but this
+        // channel (windows and seconds go out unbounded), so a waiting
+        // worker cannot close a cycle.
         let (tx, rx) = bounded::<RecordBatch>(shape.record_depth * pc.workers.max(1));
         senders.push(tx);
         let cfg = CollectorConfig {
