@@ -1740,8 +1740,8 @@ mod tests {
             insight_families: 0,
             servers_found: 0,
         };
-        assert_eq!(fixed_series(false), 82);
-        assert_eq!(worst_case_series(&shape), 2872);
+        assert_eq!(fixed_series(false), 83);
+        assert_eq!(worst_case_series(&shape), 2873);
         let capped = SeriesShape {
             top: MAX_METRICS_TOP,
             ..shape
