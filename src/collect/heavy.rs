@@ -563,7 +563,57 @@ impl<T: Default> HeavyHitters<T> {
             self.raise(s as u32, count);
         }
         self.evictions += 1;
+        self.prefetch_victims();
         s as u32
+    }
+
+    /// The next replacements take the minimum bucket's items oldest first
+    /// (until a hit raises one), and each touches what no record's
+    /// lookahead asked for: the victim's index cell (removed), key bytes
+    /// (dropped filter, buffer reused) and every line of its item
+    /// (rewritten). With many more keys than the table holds, nearly every
+    /// record is a replacement, and those misses came one after another.
+    /// So after each replacement: the item lines of the victim after next,
+    /// and the index cell and key bytes of the next victim, whose item
+    /// lines were asked for one replacement ago. Only hints: a guess that
+    /// a hit made wrong costs a wasted prefetch.
+    #[inline]
+    fn prefetch_victims(&self) {
+        let (next, after) = self.next_victims();
+        if next == NIL {
+            return;
+        }
+        if after != NIL {
+            let p = (&self.slots[after as usize] as *const Slot<T>).cast::<u8>();
+            let size = size_of::<Slot<T>>();
+            for off in (0..size).step_by(64).chain([size - 1]) {
+                super::prefetch::prefetch_addr(p.wrapping_add(off));
+            }
+        }
+        let x = &self.slots[next as usize];
+        self.table.prefetch(x.hash);
+        if let Some(b) = x.entry.key.first() {
+            super::prefetch::prefetch(b);
+        }
+    }
+
+    /// The slots the next two replacements take if no hit comes between
+    /// (`NIL` for none): the oldest two at the minimum count, or the
+    /// oldest at the count after it.
+    #[inline]
+    fn next_victims(&self) -> (u32, u32) {
+        let Some(min) = self.buckets.get(self.min_bucket as usize) else {
+            return (NIL, NIL);
+        };
+        let next = min.head;
+        if next == NIL {
+            return (NIL, NIL);
+        }
+        let mut after = self.links[next as usize].next;
+        if after == NIL && min.next != NIL {
+            after = self.buckets[min.next as usize].head;
+        }
+        (next, after)
     }
 }
 
@@ -1536,6 +1586,44 @@ mod tests {
         assert_eq!(t.get(b"a").map(|e| e.count()), Some(4));
         assert_eq!(t.update_hinted(b"a", Some(a2), 1, |k| k == b"a"), a2);
         assert_eq!(t.total_weight(), 5);
+    }
+
+    /// What `prefetch_victims` asks for must be what the next two
+    /// replacements take, else the hint is wasted.
+    #[test]
+    fn the_next_victims_are_foreseen() {
+        let mut t: HeavyHitters<u64> = HeavyHitters::new(4);
+        for k in [&b"a"[..], b"b", b"c", b"d"] {
+            t.update(k, 1);
+        }
+        t.update(b"d", 1);
+        let slot = |t: &HeavyHitters<u64>, k: &[u8]| {
+            t.table
+                .find(t.hash_key(k), |i| t.slots[i as usize].entry.key == k)
+                .unwrap()
+        };
+        let mut taken = Vec::new();
+        for (i, k) in [&b"e"[..], b"f", b"g", b"h", b"i"].iter().enumerate() {
+            let (next, after) = t.next_victims();
+            let s = t.update_at(k, t.hash_key(k), 1).0;
+            assert_eq!(s, next, "replacement {i}");
+            taken.push(s);
+            if i < 4 {
+                assert_eq!(t.next_victims().0, after, "after replacement {i}");
+            }
+        }
+        // a, b and c (slots 0-2) at count 1 go first, oldest first; then
+        // d (slot 3), which had 2 before e, f and g came in at 2; then e,
+        // in a's old slot.
+        assert_eq!(taken, [0, 1, 2, 3, 0]);
+        assert_eq!(slot(&t, b"i"), 0);
+        // A hit on the next victim makes the guess wrong, which is only
+        // a wasted prefetch: the replacement takes the real minimum.
+        let (next, _) = t.next_victims();
+        let k = t.slots[next as usize].entry.key.clone();
+        t.update(&k, 1);
+        assert_ne!(t.next_victims().0, next);
+        t.check_invariants();
     }
 
     #[test]
