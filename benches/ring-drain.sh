@@ -162,6 +162,17 @@ while True:
         sys.exit(1)
 EOF
 
+# burst_and_drain PID: stops the capturer, sends the burst into its ring,
+# resumes it and times the drain; sets SENT SECS CPU.
+burst_and_drain() {
+    kill -STOP "$1"
+    nsx "$SEND" --iface mtb0 --pcap "$FILE" --skip "$SKIP" --load "$LOAD" \
+        --packets "$PACKETS" --rate 0 >"$WORK/send.out" 2>"$WORK/send.err" ||
+        { cat "$WORK/send.err" >&2; die "afp_send failed"; }
+    read -r _ SENT _ <"$WORK/send.out"
+    read -r SECS CPU < <(python3 "$WORK/drain.py" drain "$1" 2>"$WORK/threads")
+}
+
 # run W C: sets SEEN KD PD RD NREC SECS CPU SENT
 run() {
     local w="$1" c="$2" pid rep="$WORK/report.json"
@@ -173,12 +184,7 @@ run() {
     pid=$!; PIDS+=("$pid")
     wait_for "$WORK/cap.err" "memtap: capturing on" "$pid" 400
     python3 "$WORK/drain.py" ready "$pid" || die "memtap did not settle"
-    kill -STOP "$pid"
-    nsx "$SEND" --iface mtb0 --pcap "$FILE" --skip "$SKIP" --load "$LOAD" \
-        --packets "$PACKETS" --rate 0 >"$WORK/send.out" 2>"$WORK/send.err" ||
-        { cat "$WORK/send.err" >&2; die "afp_send failed"; }
-    read -r _ SENT _ <"$WORK/send.out"
-    read -r SECS CPU < <(python3 "$WORK/drain.py" drain "$pid" 2>"$WORK/threads")
+    burst_and_drain "$pid"
     log "$(cat "$WORK/threads")"
     kill -INT "$pid"
     wait "$pid" || { cat "$WORK/cap.err" >&2; die "memtap capture failed"; }
@@ -202,12 +208,7 @@ run_tcpdump() {
     pid=$!; PIDS+=("$pid")
     wait_for "$WORK/td.err" "listening on" "$pid" 400
     python3 "$WORK/drain.py" ready "$pid" || die "tcpdump did not settle"
-    kill -STOP "$pid"
-    nsx "$SEND" --iface mtb0 --pcap "$FILE" --skip "$SKIP" --load "$LOAD" \
-        --packets "$PACKETS" --rate 0 >"$WORK/send.out" 2>"$WORK/send.err" ||
-        { cat "$WORK/send.err" >&2; die "afp_send failed"; }
-    read -r _ SENT _ <"$WORK/send.out"
-    read -r SECS CPU < <(python3 "$WORK/drain.py" drain "$pid" 2>"$WORK/threads")
+    burst_and_drain "$pid"
     # libpcap's block timeout is 1 s (memtap's 10 ms): the last, partly
     # filled block is handed over that long after it opened.
     sleep 1.5
