@@ -781,7 +781,11 @@ impl UdpTable {
                 continue;
             };
             let (_, x) = self.slots[slot].as_mut().expect("slot is full");
-            if let Some(c) = x.closing.as_mut().filter(|c| c.end.is_some()) {
+            if let Some(c) = x
+                .closing
+                .as_mut()
+                .filter(|c| c.end.is_some() && !c.moved_on)
+            {
                 c.moved_on = true;
                 self.moved_on += 1;
             }
@@ -1227,6 +1231,7 @@ impl UdpTable {
         // Lingering exchanges end as they would have, in the order they
         // began to; the rest never got their answer.
         while self.close_oldest(sink) {}
+        debug_assert_eq!(self.moved_on, 0, "a marked END outlived its exchange");
         for slot in 0..self.slots.len() {
             if self.slots[slot].is_some() {
                 self.counters.udp_timeouts += 1;
@@ -1882,6 +1887,25 @@ mod tests {
         );
         assert_eq!(r.t.counters.udp_orphan_responses, 0);
         assert_eq!(r.t.counters.udp_timeouts, 0);
+        assert_eq!(r.t.moved_on, 0);
+    }
+
+    #[test]
+    fn two_next_requests_mark_a_held_end_once() {
+        // The client sends twice before the server answers either: the
+        // held END is marked once and goes in once, before the answers.
+        let mut r = Run::new(mirror_cfg());
+        r.push(&req(1, "get k\r\n", 10));
+        r.push(&resp(1, 0, 1, b"END\r\n", 11));
+        r.push(&req(2, "get a\r\n", 20));
+        r.push(&req(3, "get b\r\n", 21));
+        assert_eq!(r.t.moved_on, 1);
+        r.push(&resp(2, 0, 1, b"END\r\n", 22));
+        assert_eq!(r.t.moved_on, 0);
+        r.push(&resp(3, 0, 1, b"END\r\n", 23));
+        r.finish();
+        let keys: Vec<&str> = r.out.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, ["k", "a", "b"]);
         assert_eq!(r.t.moved_on, 0);
     }
 
