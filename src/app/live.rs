@@ -434,9 +434,9 @@ impl Live {
                     // Behind a reader the worker's buffer is its packet
                     // channel.
                     let inbox = rx.clone();
-                    let room = shape.packet_depth;
-                    w.batcher
-                        .set_patience(Some(Box::new(move || inbox.len() * 2 < room)));
+                    w.batcher.set_patience(Some(Box::new(move || {
+                        inbox.len() * 2 < inbox.capacity().unwrap_or(0)
+                    })));
                     let mut d = disc.next().flatten();
                     let slots = slots.clone();
                     let core = cores.get((i + 1) % cores.len().max(1)).copied();

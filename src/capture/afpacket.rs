@@ -101,8 +101,8 @@ struct RingMap {
     len: usize,
     block_size: usize,
     block_count: usize,
-    /// The block being read or next to read (`AfPacketSource::cur`), for
-    /// the gauges.
+    /// The block being read or next to read (the kernel fills them in
+    /// ring order). Only the source moves it; gauges read it.
     next: AtomicUsize,
 }
 
@@ -172,10 +172,6 @@ pub struct AfPacketSource {
     /// a gauge still holds it) before the socket closes.
     map: Arc<RingMap>,
     fd: OwnedFd,
-    block_size: usize,
-    block_count: usize,
-    /// The next block to read (the kernel fills them in ring order).
-    cur: usize,
     iface: String,
     loopback: bool,
     frame_no: u64,
@@ -315,9 +311,6 @@ impl AfPacketSource {
         let mut src = AfPacketSource {
             map,
             fd,
-            block_size: cfg.block_size,
-            block_count: cfg.block_count,
-            cur: 0,
             iface: iface.to_string(),
             loopback,
             frame_no: 0,
@@ -429,7 +422,8 @@ impl AfPacketSource {
         counters: &mut Counters,
         f: &mut dyn FnMut(&Frame<'_>),
     ) -> io::Result<usize> {
-        if !self.block_ready(self.cur) {
+        let mut cur = self.map.next.load(Ordering::Relaxed);
+        if !self.block_ready(cur) {
             let mut pfd = libc::pollfd {
                 fd: self.fd.as_raw_fd(),
                 events: libc::POLLIN | libc::POLLERR,
@@ -458,14 +452,15 @@ impl AfPacketSource {
             }
         }
         let mut delivered = 0;
-        for _ in 0..self.block_count {
-            if !self.block_ready(self.cur) {
+        let count = self.map.block_count;
+        for _ in 0..count {
+            if !self.block_ready(cur) {
                 break;
             }
-            delivered += self.read_block(self.cur, counters, f);
-            self.release_block(self.cur);
-            self.cur = (self.cur + 1) % self.block_count;
-            self.map.next.store(self.cur, Ordering::Relaxed);
+            delivered += self.read_block(cur, counters, f);
+            self.release_block(cur);
+            cur = (cur + 1) % count;
+            self.map.next.store(cur, Ordering::Relaxed);
         }
         Ok(delivered)
     }
@@ -570,8 +565,8 @@ impl AfPacketSource {
         // hand it back after this function).
         let blk: &[u8] = unsafe {
             std::slice::from_raw_parts(
-                self.map.ptr.as_ptr().add(block * self.block_size),
-                self.block_size,
+                self.map.ptr.as_ptr().add(block * self.map.block_size),
+                self.map.block_size,
             )
         };
         let num = rd32(blk, BLK_NUM_PKTS).unwrap_or(0);

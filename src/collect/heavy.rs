@@ -584,11 +584,7 @@ impl<T: Default> HeavyHitters<T> {
             return;
         }
         if after != NIL {
-            let p = (&self.slots[after as usize] as *const Slot<T>).cast::<u8>();
-            let size = size_of::<Slot<T>>();
-            for off in (0..size).step_by(64).chain([size - 1]) {
-                super::prefetch::prefetch_addr(p.wrapping_add(off));
-            }
+            self.prefetch_lines(after);
         }
         let x = &self.slots[next as usize];
         self.table.prefetch(x.hash);
@@ -832,15 +828,20 @@ impl<T> HeavyHitters<T> {
     #[inline]
     pub fn prefetch_item(&self, hash: u64) {
         if let Some(s) = self.table.first_candidate(hash) {
-            let p = (&self.slots[s as usize] as *const Slot<T>).cast::<u8>();
-            // A line a step, and the last byte: an item need not start on
-            // a line.
-            let size = size_of::<Slot<T>>();
-            for off in (0..size).step_by(64).chain([size - 1]) {
-                super::prefetch::prefetch_addr(p.wrapping_add(off));
-            }
+            self.prefetch_lines(s);
             // Its place in the stream summary, which the count moves.
             super::prefetch::prefetch(&self.links[s as usize]);
+        }
+    }
+
+    /// Every line of the item in slot `s`: a line a step, and the last
+    /// byte, as an item need not start on a line.
+    #[inline]
+    fn prefetch_lines(&self, s: u32) {
+        let p = (&self.slots[s as usize] as *const Slot<T>).cast::<u8>();
+        let size = size_of::<Slot<T>>();
+        for off in (0..size).step_by(64).chain([size - 1]) {
+            super::prefetch::prefetch_addr(p.wrapping_add(off));
         }
     }
 

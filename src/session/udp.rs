@@ -410,12 +410,12 @@ struct CarryRoom {
 /// (see `EXCHANGE_COST`); only capacity beyond it is drawn from the room.
 pub const KEEP_CARRY: usize = 1024;
 
-/// Hands reply bytes to the session, keeping what it did not consume.
 /// Another exchange of the same client socket and server.
 fn same_flow(a: &Key, b: &Key) -> bool {
     a.client == b.client && a.server == b.server && a.req_id != b.req_id
 }
 
+/// Hands reply bytes to the session, keeping what it did not consume.
 fn feed(x: &mut Exchange, data: &[u8], info: &SegInfo, room: &mut CarryRoom) {
     let s = &mut x.session;
     let carry = &mut x.carry;
@@ -732,6 +732,16 @@ impl UdpTable {
             .then_some(slot)
     }
 
+    /// The slot of the exchange that queue entry `i` lingers for, when it
+    /// is another exchange of `next`'s client socket and server.
+    fn lingering_in_flow(&self, i: usize, next: &Key) -> Option<usize> {
+        let (k, ticket, _, _) = self.closing[i];
+        if !same_flow(&k, next) {
+            return None;
+        }
+        self.lingering(&k, ticket)
+    }
+
     /// Ends the lingering exchanges whose time is up.
     fn release_closing(&mut self, sink: &mut dyn RecordSink) {
         while let Some(&(key, ticket, n, at)) = self.closing.front() {
@@ -773,11 +783,7 @@ impl UdpTable {
     /// order). The exchanges still linger, for copies of their datagrams.
     fn settle_flow(&mut self, next: &Key) {
         for i in 0..self.closing.len() {
-            let (k, ticket, _, _) = self.closing[i];
-            if !same_flow(&k, next) {
-                continue;
-            }
-            let Some(slot) = self.lingering(&k, ticket) else {
+            let Some(slot) = self.lingering_in_flow(i, next) else {
                 continue;
             };
             let (_, x) = self.slots[slot].as_mut().expect("slot is full");
@@ -796,11 +802,7 @@ impl UdpTable {
     /// (`settle_flow`), before records of `next` go out.
     fn settle_moved_on(&mut self, next: &Key, sink: &mut dyn RecordSink) {
         for i in 0..self.closing.len() {
-            let (k, ticket, _, _) = self.closing[i];
-            if !same_flow(&k, next) {
-                continue;
-            }
-            let Some(slot) = self.lingering(&k, ticket) else {
+            let Some(slot) = self.lingering_in_flow(i, next) else {
                 continue;
             };
             let room = &mut self.carry_room;
