@@ -8,7 +8,9 @@
 # dictionary of memcached words (scripts/fuzz-seeds.py), one target after
 # the other, each for SECONDS, its corpus kept in fuzz/corpus/TARGET so the
 # next run goes on from it. A failing input lands in fuzz/artifacts/TARGET/;
-# `fuzz/target/*/release/TARGET FILE` replays it. The last line per target:
+# `fuzz/target/*/release/TARGET FILE` replays it; once fixed, it goes in
+# fuzz/regressions/TARGET/, which is replayed before each run. The last
+# line per target:
 # executions, edges covered (cov), features, corpus size.
 #
 # Otherwise (or with MEMTAP_FUZZ=stable) the seeded mutation harness of
@@ -50,6 +52,15 @@ for t in $(cargo +nightly fuzz list --fuzz-dir fuzz); do
     case "$t" in *"$filter"*) ;; *) continue ;; esac
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
     log="fuzz/artifacts/$t.log"
+    # Inputs that once broke an invariant (committed, unlike the corpus)
+    # run first, each once: a regression fails here, not by chance later.
+    reg=(fuzz/regressions/"$t"/*)
+    if [ -e "${reg[0]}" ] && ! "$bin/$t" "${reg[@]}" >"$log.regressions" 2>&1; then
+        echo "fuzz $t: a regression input fails (fuzz/regressions/$t/)" >&2
+        grep -E 'panicked|Running:|SUMMARY' "$log.regressions" | tail -5 >&2 || true
+        failed+=("$t")
+        continue
+    fi
     rc=0
     nice -n "$nice_level" "$bin/$t" "fuzz/corpus/$t" -dict=fuzz/memcached.dict \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
