@@ -9,11 +9,15 @@
 #
 # Usage: benches/gen-capture.sh [OUT.pcap] [--keys N] [--packets N] [--procs N]
 #                               [--conns-per-proc N] [--seed N]
+#                               [--value-bytes MIN-MAX]
 #   OUT.pcap     default bench-out/big.pcap (bench-out/ is git-ignored)
 #   --keys N     distinct keys written in the warm-up (default 200000;
 #                env KEYS). --keys 2000000 gives the 10x-keys variant.
 #   --packets N  packets to reach at least (default 1000000; env PACKETS)
 #   --procs N    client processes (default 4; env PROCS)
+#   --value-bytes MIN-MAX  size of most values (default 16-256, 2% are
+#                1-4 KiB; env VALUE_BYTES). 1024-2048 gives the
+#                large-values variant (about 1 KB a packet).
 # Writes OUT.pcap and OUT.pcap.json (driver summary + capture counters).
 # Only 127.0.0.1 is used. Needs root (or CAP_NET_RAW) for tcpdump.
 set -euo pipefail
@@ -27,6 +31,7 @@ PACKETS="${PACKETS:-1000000}"
 PROCS="${PROCS:-4}"
 CONNS_PER_PROC="${CONNS_PER_PROC:-2}"
 SEED="${SEED:-1}"
+VALUE_BYTES="${VALUE_BYTES:-16-256}"
 BASE_PORT="${BENCH_BASE_PORT:-22211}"
 
 log() { printf '[gen-capture] %s\n' "$*" >&2; }
@@ -42,7 +47,9 @@ while [ $# -gt 0 ]; do
         --procs=*) PROCS="${1#*=}"; shift ;;
         --conns-per-proc) CONNS_PER_PROC="$2"; shift 2 ;;
         --seed) SEED="$2"; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --value-bytes) VALUE_BYTES="$2"; shift 2 ;;
+        --value-bytes=*) VALUE_BYTES="${1#*=}"; shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         -*) die "unknown option $1" ;;
         *) OUT="$1"; shift ;;
     esac
@@ -93,7 +100,8 @@ EOF
 # requests after warm-up: ~2 packets per request on a lock-step loopback
 # connection (request, response; ACKs ride on the next request), +10%
 OPS=$(( PACKETS * 55 / 100 ))
-MEM_MB=$(( KEYS * 600 / 1048576 + 256 ))
+VALUE_MAX="${VALUE_BYTES#*-}"
+MEM_MB=$(( KEYS * (600 + 2 * VALUE_MAX) / 1048576 + 256 ))
 mkdir -p "$(dirname "$OUT")"
 rm -f "$OUT" "$OUT.json"
 
@@ -126,7 +134,8 @@ log "memcached $(memcached -V | awk '{print $2}') on 127.0.0.1:$PORT (-m $MEM_MB
     "$KEYS keys, $OPS requests after warm-up, target $PACKETS packets"
 T0=$(date +%s)
 /usr/bin/python3 "$DRIVER" --port "$PORT" --keys "$KEYS" --ops "$OPS" --procs "$PROCS" \
-    --conns-per-proc "$CONNS_PER_PROC" --seed "$SEED" >"$WORK/driver.json" || die "load driver failed"
+    --conns-per-proc "$CONNS_PER_PROC" --seed "$SEED" --value-bytes "$VALUE_BYTES" \
+    >"$WORK/driver.json" || die "load driver failed"
 # tcpdump hands over packets block by block (TPACKET_V3, 1 s block
 # timeout): wait for the last block before stopping it
 sleep 2

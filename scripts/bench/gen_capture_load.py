@@ -25,9 +25,11 @@ def key(i):
     return "k:%08d" % i
 
 
-def value_for(rng, i):
-    # mostly small values, a few larger ones (~2% 1-4 KiB)
-    n = rng.randint(1024, 4096) if rng.random() < 0.02 else rng.randint(16, 256)
+def value_for(rng, i, lo=16, hi=256):
+    # mostly values of lo-hi bytes, a few larger ones (~2% 1-4 KiB, or
+    # 4-16x hi when hi is past 1 KiB)
+    big = (1024, 4096) if hi < 1024 else (4 * hi, 16 * hi)
+    n = rng.randint(*big) if rng.random() < 0.02 else rng.randint(lo, hi)
     b = (b"%08d:" % i) * (n // 9 + 1)
     return b[:n]
 
@@ -51,7 +53,7 @@ def worker(idx, a, barrier, out_q):
     ci = 0
     for j in range(0, len(mine), a.batch):
         chunk = mine[j:j + a.batch]
-        failed = clients[ci % len(clients)].set_many({key(i): value_for(rng, i) for i in chunk})
+        failed = clients[ci % len(clients)].set_many({key(i): value_for(rng, i, *a.value_bytes) for i in chunk})
         ci += 1
         if failed:
             raise SystemExit("warm-up set_many failed for %d keys" % len(failed))
@@ -70,7 +72,7 @@ def worker(idx, a, barrier, out_q):
         r = rng.random()
         if r < pset:
             i = (zipf_rank(rng, n) * mult) % n
-            c.set(key(i), value_for(rng, i))
+            c.set(key(i), value_for(rng, i, *a.value_bytes))
             st["set"] += 1
         elif r < pmulti:
             ks = list({key((zipf_rank(rng, n) * mult) % n) for _ in range(rng.randint(2, 8))})
@@ -104,9 +106,16 @@ def main():
     ap.add_argument("--set-ratio", type=float, default=0.10)
     ap.add_argument("--multi-ratio", type=float, default=0.05)
     ap.add_argument("--miss-ratio", type=float, default=0.05, help="share of single gets on never-written keys")
+    ap.add_argument("--value-bytes", default="16-256", help="MIN-MAX size of most values (default 16-256)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-seconds", type=float, default=150, help="stop the traffic phase after this")
     a = ap.parse_args()
+    try:
+        lo, hi = (int(x) for x in a.value_bytes.split("-"))
+        assert 1 <= lo <= hi <= 512 * 1024
+    except (ValueError, AssertionError):
+        ap.error("--value-bytes wants MIN-MAX, 1 <= MIN <= MAX <= 524288, not %r" % a.value_bytes)
+    a.value_bytes = (lo, hi)
     a.start = time.time()
     barrier = mp.Barrier(a.procs + 1)
     q = mp.Queue()
