@@ -180,14 +180,7 @@ impl Mapped {
     #[inline(always)]
     pub fn prefetch(&self, at: usize) {
         if at < self.len {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: PREFETCHT0 has no architectural effect and cannot
-            // fault; the address is inside the map anyway.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    self.ptr.as_ptr().add(at).cast(),
-                )
-            }
+            crate::prefetch::prefetch_addr(self.ptr.as_ptr().wrapping_add(at));
         }
     }
 

@@ -330,7 +330,7 @@ impl Dropped {
     #[inline]
     fn insert(&mut self, key: &[u8]) {
         if self.bits.is_empty() {
-            self.bits = super::prefetch::mapped_zeros(self.size / 64);
+            self.bits = crate::prefetch::mapped_zeros(self.size / 64);
         }
         for p in self.probes(key) {
             self.bits[p / 64] |= 1 << (p % 64);
@@ -589,7 +589,7 @@ impl<T: Default> HeavyHitters<T> {
         let x = &self.slots[next as usize];
         self.table.prefetch(x.hash);
         if let Some(b) = x.entry.key.first() {
-            super::prefetch::prefetch(b);
+            crate::prefetch::prefetch(b);
         }
     }
 
@@ -830,7 +830,7 @@ impl<T> HeavyHitters<T> {
         if let Some(s) = self.table.first_candidate(hash) {
             self.prefetch_lines(s);
             // Its place in the stream summary, which the count moves.
-            super::prefetch::prefetch(&self.links[s as usize]);
+            crate::prefetch::prefetch(&self.links[s as usize]);
         }
     }
 
@@ -841,7 +841,7 @@ impl<T> HeavyHitters<T> {
         let p = (&self.slots[s as usize] as *const Slot<T>).cast::<u8>();
         let size = size_of::<Slot<T>>();
         for off in (0..size).step_by(64).chain([size - 1]) {
-            super::prefetch::prefetch_addr(p.wrapping_add(off));
+            crate::prefetch::prefetch_addr(p.wrapping_add(off));
         }
     }
 
@@ -851,7 +851,7 @@ impl<T> HeavyHitters<T> {
     pub fn prefetch_key(&self, hash: u64) {
         if let Some(s) = self.table.first_candidate(hash) {
             if let Some(b) = self.slots[s as usize].entry.key.first() {
-                super::prefetch::prefetch(b);
+                crate::prefetch::prefetch(b);
             }
         }
     }

@@ -588,7 +588,7 @@ impl StateTable {
     /// Starts loading the line of `h`'s set.
     #[inline]
     fn prefetch_meta(&self, h: u64) {
-        super::prefetch::prefetch(&self.meta[self.set_of(h)]);
+        crate::prefetch::prefetch(&self.meta[self.set_of(h)]);
     }
 
     fn set(&mut self, h: u64) -> (&mut SetMeta, &mut [KeyState]) {
@@ -641,7 +641,7 @@ impl SeenFilter {
 
     #[inline]
     fn prefetch(&self, h: u64) {
-        super::prefetch::prefetch(&self.lines[self.line(h)]);
+        crate::prefetch::prefetch(&self.lines[self.line(h)]);
     }
 
     /// Adds `h`; true when it was (probably) there already.
@@ -929,7 +929,7 @@ impl Insight {
                 meta.victim()
             }
         };
-        super::prefetch::prefetch(&t.slots[s * WAYS + w]);
+        crate::prefetch::prefetch(&t.slots[s * WAYS + w]);
     }
 
     fn server_idx(&mut self, s: SocketAddr) -> u16 {

@@ -29,7 +29,6 @@ pub mod hist;
 pub mod insight;
 pub mod keytables;
 pub mod mrc;
-mod prefetch;
 pub mod redact;
 pub mod seconds;
 pub mod slab;

@@ -67,7 +67,7 @@ impl SlotIndex {
     }
 
     fn resize(&mut self, cells: usize) {
-        let old = std::mem::replace(&mut self.cells, super::prefetch::mapped_zeros(cells));
+        let old = std::mem::replace(&mut self.cells, crate::prefetch::mapped_zeros(cells));
         self.mask = cells - 1;
         for c in old.into_iter().filter(|&c| c != 0) {
             let mut i = self.home(c >> 32);
@@ -109,7 +109,7 @@ impl SlotIndex {
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         if let Some(c) = self.cells.get(self.home(hash)) {
-            super::prefetch::prefetch(c);
+            crate::prefetch::prefetch(c);
         }
     }
 

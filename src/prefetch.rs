@@ -1,8 +1,11 @@
-//! Memory hints for the collectors' large tables, looked up at random by
-//! key hash: a cache prefetch (the collectors know the hashes of the next
-//! records ahead of time, and asking for their lines early overlaps the
-//! cache misses that otherwise come one after the other), and zeroed
-//! memory mapped when it is made rather than on first use.
+//! Memory hints: a cache prefetch, and zeroed memory mapped when it is
+//! made rather than on first use.
+//!
+//! The collectors know the key hashes of the next records ahead of time;
+//! asking for their tables' lines early overlaps cache misses that
+//! otherwise come one after the other. The reader and the sessions know
+//! where the next payload bytes they will read lie (a record's ends, a
+//! value block's end) before they read them.
 
 #![allow(unsafe_code)]
 
