@@ -158,13 +158,13 @@ mod tests {
         assert_eq!(
             costs(),
             Costs {
-                flow: 2738,
+                flow: 2754,
                 request: 160,
-                exchange: 4961,
+                exchange: 4993,
             }
         );
         let two = Split::of(256 << 20);
-        assert_eq!(2 * two.flows, 49_020);
+        assert_eq!(2 * two.flows, 48_734);
         assert_eq!(two.ooo_bytes, (256 << 20) / 10);
         assert_eq!(two.requests, (256usize << 20) / 10 / 160);
     }

@@ -86,6 +86,14 @@ pub struct Session {
     req: Side,
     resp: Side,
     queue: Queue,
+    /// Where the search for the request a response answers begins, as
+    /// (index, id): every entry in front of it is resolved and no marker.
+    /// Resolved entries stay queued until the packet's records are emitted,
+    /// so a segment of 10,000 pipelined answers searched from the front
+    /// each time took 50 million steps. The id tells whether the index
+    /// still holds (entries leave the front between packets); entries
+    /// never reopen, so an entry behind the mark stays resolved.
+    answer_from: (usize, u64),
     /// Given up by a limit beyond repair (`go_sticky`), and whether that
     /// limit was the memory budget.
     sticky: bool,
@@ -155,6 +163,7 @@ impl Session {
             req: Side::default(),
             resp: Side::default(),
             queue: Queue::with_pool(max_pending, pool),
+            answer_from: (0, 0),
             sticky: false,
             sticky_budget: false,
             counters: Counters::default(),
@@ -1142,11 +1151,29 @@ impl Session {
         Some(nl + 1)
     }
 
-    fn first_open(&self) -> Option<usize> {
-        (0..self.queue.len()).find(|&i| {
-            let e = self.queue.get(i).expect("in range");
-            e.marker || e.is_open()
-        })
+    fn first_open(&mut self) -> Option<usize> {
+        let i = self.answer_front();
+        (i < self.queue.len()).then_some(i)
+    }
+
+    /// Index of the first entry that is open or a marker (`len()` when
+    /// none is), found from `answer_from`, which it moves up.
+    fn answer_front(&mut self) -> usize {
+        let (at, id) = self.answer_from;
+        let mut i = match self.queue.get(at) {
+            Some(e) if e.id == id => at,
+            _ => self.queue.first_from_id(id),
+        };
+        while let Some(e) = self.queue.get(i) {
+            if e.marker || e.is_open() {
+                self.answer_from = (i, e.id);
+                return i;
+            }
+            i += 1;
+        }
+        // All resolved: the next entry pushed lands at `i`.
+        self.answer_from = (i, self.queue.next_id());
+        i
     }
 
     fn count_bad(&mut self, reason: BadReason, request: bool) {
@@ -1190,7 +1217,7 @@ impl Session {
         if self.sticky {
             return self.orphan_unless(r, ends_orphan);
         }
-        let mut i = 0;
+        let mut i = self.answer_front();
         loop {
             let Some(e) = self.queue.get(i) else {
                 return self.orphan_unless(r, ends_orphan);

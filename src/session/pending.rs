@@ -584,6 +584,19 @@ impl Queue {
         self.q.binary_search_by_key(&id, |e| e.id).ok()
     }
 
+    /// Index of the first entry whose id is `id` or later (`len()` when
+    /// none is).
+    pub fn first_from_id(&self, id: u64) -> usize {
+        match self.q.binary_search_by_key(&id, |e| e.id) {
+            Ok(i) | Err(i) => i,
+        }
+    }
+
+    /// The id the next entry pushed will have.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
     pub fn find_id(&mut self, id: u64) -> Option<&mut Pending> {
         let i = self.index_of(id)?;
         self.q.get_mut(i)

@@ -1438,6 +1438,57 @@ fn request_gap_does_not_shift_pairing() {
     assert_eq!(d.recs(), vec![r("get", "c", O::Miss, 0, 0, true)]);
 }
 
+/// A pipeline thousands deep, answered in one segment and then a few
+/// answers a segment (records are emitted, and the front of the queue
+/// leaves, between segments), around a lost request: every answer pairs
+/// with its own request, in order, and the lost request's answer is an
+/// orphan until the server has acknowledged the request after it. The
+/// search for the request an answer belongs to starts where the last one
+/// stopped (`Session::answer_front`); this fails if that start is taken
+/// from a stale index or passes the gap's marker.
+#[test]
+fn a_deep_pipeline_pairs_in_order_around_a_lost_request() {
+    let n = 3000;
+    let mut d = Driver::new();
+    let req: Vec<u8> = (0..n)
+        .flat_map(|i| format!("get k{i}\r\n").into_bytes())
+        .collect();
+    d.feed(REQ, &req, 1);
+    // "get lost\r\n" (10 bytes) is lost; one more request follows.
+    d.gap(REQ, 10, 2);
+    let acked_lost = d.fed[REQ.idx()];
+    d.feed(REQ, b"get z\r\n", 3);
+    d.feed_acked(RESP, &b"END\r\n".repeat(n / 2), 4, Some(acked_lost));
+    let rest: Vec<usize> = (n / 2..n).collect();
+    for chunk in rest.chunks(7) {
+        let mut b = Vec::new();
+        for &i in chunk {
+            if i % 2 == 0 {
+                b.extend_from_slice(format!("VALUE k{i} 0 1\r\nx\r\n").as_bytes());
+            }
+            b.extend_from_slice(b"END\r\n");
+        }
+        d.feed_acked(RESP, &b, 5, Some(acked_lost));
+    }
+    // Sent before the server had z: the lost request's answer.
+    d.feed_acked(RESP, b"VALUE lost 0 1\r\ny\r\nEND\r\n", 6, Some(acked_lost));
+    d.feed(RESP, b"END\r\n", 7);
+    let mut want: Vec<Rec> = (0..n)
+        .map(|i| {
+            let key = format!("k{i}");
+            if i >= n / 2 && i % 2 == 0 {
+                r("get", &key, O::Hit, 0, 1, true)
+            } else {
+                r("get", &key, O::Miss, 0, 0, true)
+            }
+        })
+        .collect();
+    want.push(r("get", "z", O::Miss, 0, 0, true));
+    assert_eq!(d.recs(), want);
+    assert_eq!(d.s.counters.orphan_responses, 1);
+    assert_eq!(d.s.pending_len(), 0);
+}
+
 #[test]
 fn midstream_start_resynchronises() {
     let mut d = Driver::midstream();
