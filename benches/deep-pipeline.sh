@@ -17,50 +17,24 @@ BUILD=1
 RUNS="${RUNS:-5}"
 log() { printf '[deep-pipeline] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-for t in memcached tcpdump /usr/bin/time python3; do
-    command -v "$t" >/dev/null || die "$t missing (bash scripts/setup.sh)"
-done
 BIN="${BIN:-$ROOT/target/release/memtap}"
 if [ "$BUILD" = 1 ] && [ "$BIN" = "$ROOT/target/release/memtap" ]; then
     (cd "$ROOT" && cargo build --release --quiet --bin memtap)
 fi
-WORK="$(mktemp -d)"
-PORT=$((24000 + RANDOM % 1000))
-cleanup() { kill "${TCPDUMP:-}" "${MC:-}" 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-memcached -u nobody -l 127.0.0.1 -p "$PORT" -m 256 &
-MC=$!
-tcpdump -i lo -U -B 65536 -s 0 -w "$WORK/pipe.pcap" "tcp port $PORT" 2>"$WORK/tcpdump.err" &
-TCPDUMP=$!
-sleep 1
-python3 - "$PORT" <<'PY'
-import socket, sys
-port = int(sys.argv[1])
-def conn():
-    s = socket.create_connection(("127.0.0.1", port))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-s = conn()
-s.sendall(b"".join(b"set user:%d:profile 0 0 100 noreply\r\n%s\r\n" % (i, b"v" * 100)
-                   for i in range(100_000) if i % 10 < 3) + b"mn\r\n")
-got = b""
-while not got.endswith(b"MN\r\n"):
-    got += s.recv(65536)
-s.close()
-s = conn()
+# shellcheck source=benches/loopback.sh
+. "$ROOT/benches/loopback.sh"
+loopback_start pipe
+python3 -c "$loopback_client"'
 s.sendall(b"".join(b"get user:%d:profile\r\n" % i for i in range(100_000)))
 got = bytearray()
 while got.count(b"END\r\n") < 100_000:
     got += s.recv(1 << 20)
 assert got.count(b"VALUE ") == 30_000, got.count(b"VALUE ")
-s.close()
-PY
-sleep 1
-kill -INT "$TCPDUMP"; wait "$TCPDUMP" 2>/dev/null || true
-grep -q "^0 packets dropped by kernel" "$WORK/tcpdump.err" || die "tcpdump dropped packets: $(cat "$WORK/tcpdump.err")"
+' "$PORT"
+loopback_stop
 for i in $(seq "$RUNS"); do
     /usr/bin/time -f '%e %U %S %M' -a -o "$WORK/times" \
-        "$BIN" replay --quiet --target "127.0.0.1:$PORT" --format json "$WORK/pipe.pcap" >"$WORK/report.json"
+        "$BIN" replay --quiet --target "127.0.0.1:$PORT" --format json "$LOOPBACK_PCAP" >"$WORK/report.json"
 done
 python3 - "$WORK/report.json" <<'PY'
 import json, sys
