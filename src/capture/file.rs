@@ -792,7 +792,7 @@ fn next_mapped(m: &mut MappedFile) -> Next {
     };
     let start = m.pos + 16;
     m.pos = start + caplen;
-    prefetch_next(m, be, d.len());
+    prefetch_next(m, be);
     Next::Frame(FrameInfo {
         consume: 0,
         ptr: start,
@@ -810,15 +810,13 @@ fn next_mapped(m: &mut MappedFile) -> Next {
 /// takes a worker a few hundred nanoseconds, about the time these take to
 /// come from memory; asked for only when read, each was a stall.
 #[inline]
-fn prefetch_next(m: &MappedFile, be: bool, len: usize) {
-    let at = m.pos;
-    if at + 16 > len {
-        return;
-    }
+fn prefetch_next(m: &MappedFile, be: bool) {
     let d = m.map.bytes();
-    let caplen = u32_at(&d[at..at + 16], 8, be) as usize;
-    let end = (at + 16).saturating_add(caplen).min(len);
-    let first = at + 16;
+    let first = m.pos + 16;
+    let Some(h) = d.get(m.pos..first) else {
+        return;
+    };
+    let end = first.saturating_add(u32_at(h, 8, be) as usize).min(d.len());
     m.map.prefetch(first);
     m.map.prefetch(first + 64);
     m.map.prefetch(end.saturating_sub(1));
