@@ -50,10 +50,13 @@
 //! where a binary heap needed a sift through up to log2(k) levels (each a
 //! cache miss on a large table) whenever many items share the smallest
 //! count, i.e. on every admission of a churning table. An update by weight
-//! `w` walks past the buckets between the old and the new count. Keys are
-//! stored in owned buffers allocated only when a key is admitted; an
-//! evicted key's buffer is reused for its successor when the size fits, and
-//! [`HeavyHitters::clear`] keeps every buffer for the next window.
+//! `w` walks past the buckets between the old and the new count. A key of
+//! up to [`INLINE`](super::keybuf::INLINE) bytes is held in its item
+//! ([`KeyBuf`]); a longer one in a heap buffer allocated only when the key
+//! is admitted and no spare is at hand: an evicted key's buffer is reused
+//! for its successor when the size fits, kept as a spare when the
+//! successor is short, and [`HeavyHitters::clear`] keeps every buffer for
+//! the next window.
 //!
 //! # Determinism
 //!
@@ -72,6 +75,7 @@ use std::mem::size_of;
 
 use hashbrown::DefaultHashBuilder;
 
+use super::keybuf::KeyBuf;
 use super::slot_index::SlotIndex;
 
 /// A key buffer no larger than this is reused for any key that fits in it.
@@ -85,7 +89,7 @@ pub struct SlotId(u32);
 /// how much of that count may be overestimate, and the caller's payload.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry<T> {
-    key: Vec<u8>,
+    key: KeyBuf,
     count: u64,
     error_bound: u64,
     /// The caller's payload. Reset to `T::default()` when the key is
@@ -99,7 +103,7 @@ impl<T> Entry<T> {
     /// The key's bytes.
     #[inline]
     pub fn key(&self) -> &[u8] {
-        &self.key
+        self.key.as_slice()
     }
 
     /// The estimated total weight of the key: `true <= count <= true +
@@ -140,7 +144,7 @@ impl<T> Entry<T> {
 impl<T: fmt::Debug> fmt::Debug for Entry<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Entry")
-            .field("key", &self.key.escape_ascii().to_string())
+            .field("key", &self.key)
             .field("count", &self.count)
             .field("error_bound", &self.error_bound)
             .field("stats", &self.stats)
@@ -518,8 +522,10 @@ impl<T: Default> HeavyHitters<T> {
             let want = s + add + 1;
             self.buckets
                 .reserve_exact(want.saturating_sub(self.buckets.len()));
+            // Map the new items' pages in one call, not by a fault each.
+            crate::prefetch::populate(self.slots.spare_capacity_mut());
         }
-        let mut buf = self.spare_keys.pop().unwrap_or_default();
+        let mut buf = KeyBuf::default();
         self.store_key(&mut buf, key);
         self.slots.push(Slot {
             entry: Entry {
@@ -588,7 +594,7 @@ impl<T: Default> HeavyHitters<T> {
         }
         let x = &self.slots[next as usize];
         self.table.prefetch(x.hash);
-        if let Some(b) = x.entry.key.first() {
+        if let Some(b) = x.entry.key.heap_first() {
             crate::prefetch::prefetch(b);
         }
     }
@@ -755,7 +761,10 @@ impl<T> HeavyHitters<T> {
     /// The same updates then give the same table as a new one would.
     pub fn clear(&mut self) {
         for slot in self.slots.drain(..) {
-            self.spare_keys.push(slot.entry.key);
+            let mut key = slot.entry.key;
+            if let Some(v) = key.take_heap() {
+                self.spare_keys.push(v);
+            }
         }
         self.links.clear();
         self.buckets.clear();
@@ -850,7 +859,7 @@ impl<T> HeavyHitters<T> {
     #[inline]
     pub fn prefetch_key(&self, hash: u64) {
         if let Some(s) = self.table.first_candidate(hash) {
-            if let Some(b) = self.slots[s as usize].entry.key.first() {
+            if let Some(b) = self.slots[s as usize].entry.key.heap_first() {
                 crate::prefetch::prefetch(b);
             }
         }
@@ -864,18 +873,31 @@ impl<T> HeavyHitters<T> {
         }
     }
 
-    /// Copies `key` into `buf`, reusing its allocation when it fits and is
-    /// not much larger; keeps `key_bytes` current.
-    fn store_key(&mut self, buf: &mut Vec<u8>, key: &[u8]) {
-        let cap = buf.capacity();
+    /// Puts `key` in `buf`: inline when it fits (a heap buffer it had is
+    /// kept as a spare), else in a heap buffer, its own or a spare, reused
+    /// when it fits and is not much larger. Keeps `key_bytes` current
+    /// (spares included).
+    fn store_key(&mut self, buf: &mut KeyBuf, key: &[u8]) {
+        if let Some(inline) = KeyBuf::inline(key) {
+            if let KeyBuf::Heap(v) = std::mem::replace(buf, inline) {
+                self.spare_keys.push(v);
+            }
+            return;
+        }
+        let mut v = match buf.take_heap() {
+            Some(v) => v,
+            None => self.spare_keys.pop().unwrap_or_default(),
+        };
+        let cap = v.capacity();
         if cap < key.len() || cap > (2 * key.len()).max(MIN_REUSE) {
             self.key_bytes -= alloc_size(cap);
-            *buf = key.to_vec();
-            self.key_bytes += alloc_size(buf.capacity());
+            v = key.to_vec();
+            self.key_bytes += alloc_size(v.capacity());
         } else {
-            buf.clear();
-            buf.extend_from_slice(key);
+            v.clear();
+            v.extend_from_slice(key);
         }
+        *buf = KeyBuf::Heap(v);
     }
 
     /// A bucket for `count`, linked after `after` (or first when `NIL`).
@@ -1331,7 +1353,7 @@ impl<T> HeavyHitters<T> {
             assert_eq!(slot.hash, self.hasher.hash_one(slot.entry.key.as_slice()));
             assert_eq!(self.find(&slot.entry.key), Some(s));
             assert!(slot.entry.error_bound <= slot.entry.count);
-            key_bytes += alloc_size(slot.entry.key.capacity());
+            key_bytes += alloc_size(slot.entry.key.heap_capacity());
         }
         for buf in &self.spare_keys {
             key_bytes += alloc_size(buf.capacity());
@@ -2181,6 +2203,46 @@ mod tests {
             varied_key(h, &mut buf);
             assert!(t.contains(&buf), "hot key {h} lost");
         }
+    }
+
+    #[test]
+    fn short_keys_live_in_the_item_and_long_ones_reuse_their_buffers() {
+        use super::super::keybuf::INLINE;
+        // One item: every new key evicts the last.
+        let mut t: HeavyHitters<Stats> = HeavyHitters::new(1);
+        let short = |i: u8| vec![b'a' + i; INLINE];
+        let long = |i: u8| vec![b'a' + i; INLINE + 3];
+        let one = alloc_size(INLINE + 3);
+        t.update(&short(0), 1);
+        // An inline key: no heap bytes at all.
+        assert_eq!((t.key_bytes, t.spare_keys.len()), (0, 0));
+        t.check_invariants();
+        // A long key takes its place: one heap buffer.
+        t.update(&long(1), 1);
+        assert!(t.contains(&long(1)) && !t.contains(&short(0)));
+        assert_eq!((t.key_bytes, t.spare_keys.len()), (one, 0));
+        t.check_invariants();
+        // A short key evicts the long one: the buffer is kept as a spare
+        // (still counted), and the next long key takes it: no new bytes.
+        t.update(&short(2), 1);
+        assert!(t.contains(&short(2)) && !t.contains(&long(1)));
+        assert_eq!((t.key_bytes, t.spare_keys.len()), (one, 1));
+        t.check_invariants();
+        t.update(&long(3), 1);
+        assert!(t.contains(&long(3)) && !t.contains(&short(2)));
+        assert_eq!((t.key_bytes, t.spare_keys.len()), (one, 0));
+        t.check_invariants();
+        // A long key after a long key: the buffer is rewritten in place.
+        t.update(&long(4), 1);
+        assert_eq!(t.iter().next().unwrap().key(), &long(4)[..]);
+        assert_eq!((t.key_bytes, t.spare_keys.len()), (one, 0));
+        // Clear keeps the heap buffer for the next window.
+        t.clear();
+        assert_eq!((t.key_bytes, t.spare_keys.len()), (one, 1));
+        t.update(&long(5), 1);
+        assert_eq!((t.key_bytes, t.spare_keys.len()), (one, 0));
+        t.check_invariants();
+        assert_eq!(t.iter().next().unwrap().key(), &long(5)[..]);
     }
 
     #[test]

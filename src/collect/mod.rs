@@ -18,7 +18,8 @@
 //!
 //! * [`heavy`]: a bounded heavy-hitter table (Space-Saving) keyed by byte
 //!   strings, generic over a per-item stats payload, used for per-key and
-//!   per-client statistics.
+//!   per-client statistics; [`keybuf`]: its keys, held in the item when
+//!   short.
 
 pub mod batch;
 pub mod breakdown;
@@ -27,6 +28,7 @@ pub mod families;
 pub mod heavy;
 pub mod hist;
 pub mod insight;
+pub mod keybuf;
 pub mod keytables;
 pub mod mrc;
 pub mod redact;
