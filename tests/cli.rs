@@ -476,7 +476,9 @@ fn numbers_out_of_range_are_one_line_naming_key_and_range() {
 
 /// `replay -v` ends with what each stage's threads cost: seconds of CPU
 /// and the cost per packet and per record, for sizing a box on one's own
-/// traffic. The figures are times, so the test checks what they must be:
+/// traffic, then how long workers and collectors waited for each other
+/// (which stage to give more threads). The figures are times, so the test
+/// checks what they must be:
 /// the line's shape, the counts they are divided by, and that together
 /// they are no more than the process used.
 #[test]
@@ -507,6 +509,17 @@ fn verbose_replay_says_what_each_stage_cost() {
             .unwrap_or_else(|| panic!("no CPU line in {err}"));
         let body = line.strip_prefix("memtap: CPU: ").unwrap();
         assert!(body.starts_with(front), "{line}");
+        // Then how long each side waited for the other.
+        let (body, waited) = body
+            .split_once("; waited: ")
+            .unwrap_or_else(|| panic!("{line}"));
+        let waits: Vec<f64> = waited
+            .strip_prefix("workers ")
+            .and_then(|w| w.strip_suffix(" s for records"))
+            .and_then(|w| w.split_once(" s for room in a collector's queue, collectors "))
+            .map(|(a, b)| vec![a.parse().unwrap(), b.parse().unwrap()])
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(waits.iter().all(|&w| (0.0..60.0).contains(&w)), "{line}");
         // Every stage: "<name> S s (U µs a packet|record)", the collector's
         // last and per record.
         let stages: Vec<&str> = body.split("), ").collect();

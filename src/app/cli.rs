@@ -382,7 +382,9 @@ pub struct ReplayArgs {
 
     /// Also say how the memory budget is split (said anyway when the input
     /// needed more) and, at the end, the CPU each stage's threads used,
-    /// per packet and per record: what sizing a capture box needs.
+    /// per packet and per record (what sizing a capture box needs), and
+    /// how long workers and collectors waited for each other (which stage
+    /// wants more threads).
     #[arg(long, short = 'v')]
     pub verbose: bool,
 

@@ -243,6 +243,11 @@ pub struct StageCpu {
     /// The worker threads (none with one worker).
     pub workers_ns: u64,
     pub collectors_ns: u64,
+    /// Wall time the workers spent waiting for room in a collector's
+    /// channel, and the collectors waiting for records: which stage held
+    /// the other back (replay).
+    pub workers_blocked_ns: u64,
+    pub collectors_idle_ns: u64,
 }
 
 /// Keeps a worker's packet time, its engine and its record batcher together.
@@ -305,8 +310,10 @@ impl Worker {
         self.next_check = self.next_check.min(w.saturating_add(self.window_ns));
     }
 
-    fn finish(self) {
-        self.finish_with(&Counters::default());
+    /// [`finish_with`](Self::finish_with), nothing extra; the time the
+    /// worker was blocked on full channels.
+    fn finish(self) -> u64 {
+        self.finish_with(&Counters::default())
     }
 
     /// Counters a worker's engine and batcher hold now, plus `extra`.
@@ -322,14 +329,15 @@ impl Worker {
     /// Ends the worker: open requests are resolved, and the last batches
     /// (always delivered, even on a live pipeline) carry its counters,
     /// `extra` (a live worker's capture and decode counters) included.
-    pub fn finish_with(mut self, extra: &Counters) {
+    /// Returns the time it was blocked on full collector channels.
+    pub fn finish_with(mut self, extra: &Counters) -> u64 {
         self.engine.finish(&mut self.batcher);
         self.batcher.set_mode(Backpressure::Block);
         let totals = WorkerTotals {
             counters: self.counters(extra),
             warnings: self.engine.warnings().clone(),
         };
-        self.batcher.finish(totals);
+        self.batcher.finish(totals)
     }
 }
 
@@ -583,7 +591,7 @@ pub fn run_tapped(
             }
             Ok(())
         })();
-        w.finish();
+        cpu.workers_blocked_ns += w.finish();
         r
     } else {
         // Packet batches to workers and back.
@@ -605,8 +613,8 @@ pub fn run_tapped(
                             b.clear();
                             let _ = btx.try_send(b);
                         }
-                        w.finish();
-                        thread_cpu_ns()
+                        let blocked = w.finish();
+                        (thread_cpu_ns(), blocked)
                     })
                     .expect("spawn worker thread"),
             );
@@ -698,9 +706,11 @@ pub fn run_tapped(
         }
         drop(to_workers);
         for h in handles {
-            cpu.workers_ns += h
+            let (ns, blocked) = h
                 .join()
                 .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
+            cpu.workers_ns += ns;
+            cpu.workers_blocked_ns += blocked;
         }
         r
     };
@@ -753,6 +763,7 @@ pub(crate) fn join_collectors(
             .join()
             .map_err(|_| anyhow::anyhow!("a collector thread panicked"))?;
         cpu.collectors_ns += ns;
+        cpu.collectors_idle_ns += res.idle_ns;
         counters.add(&res.counters);
         warnings.merge(&res.warnings);
         match run.as_mut() {

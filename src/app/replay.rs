@@ -387,12 +387,17 @@ fn cpu_line(out: &PipelineOutput, s: &ReplaySetup) -> String {
             per(cpu.workers_ns, packets)
         )
     };
+    // Which stage held the other back: the cue for --workers and
+    // --collectors.
     format!(
-        "CPU: {front}, {} collector{} {:.2} s ({:.3} µs a record)",
+        "CPU: {front}, {} collector{} {:.2} s ({:.3} µs a record); \
+         waited: workers {:.2} s for room in a collector's queue, collectors {:.2} s for records",
         s.pipeline.collectors,
         if s.pipeline.collectors == 1 { "" } else { "s" },
         secs(cpu.collectors_ns),
-        per(cpu.collectors_ns, records)
+        per(cpu.collectors_ns, records),
+        secs(cpu.workers_blocked_ns),
+        secs(cpu.collectors_idle_ns),
     )
 }
 

@@ -200,6 +200,9 @@ pub struct Batcher {
     pub dropped_records: u64,
     /// Batches that waited for room in their channel, and got it.
     pub waited_batches: u64,
+    /// Time spent blocked on a full channel (`Backpressure::Block`): the
+    /// worker waiting for a collector.
+    pub blocked_ns: u64,
     patience: Option<Patience>,
     /// Send every batch, full or not, each `batch_records` records made
     /// (see [`Batcher::syncing`]); `made` counts them.
@@ -233,6 +236,7 @@ impl Batcher {
             dropped_batches: 0,
             dropped_records: 0,
             waited_batches: 0,
+            blocked_ns: 0,
             patience: None,
             sync: false,
             made: 0,
@@ -265,7 +269,12 @@ impl Batcher {
         match self.mode {
             Backpressure::Block => {
                 // A closed channel means the collector is gone (shutdown).
-                let _ = self.to[shard].send(b);
+                // Timed only when it has to wait.
+                if let Err(TrySendError::Full(b)) = self.to[shard].try_send(b) {
+                    let t = std::time::Instant::now();
+                    let _ = self.to[shard].send(b);
+                    self.blocked_ns += t.elapsed().as_nanos() as u64;
+                }
             }
             Backpressure::Drop => {
                 let mut b = match self.to[shard].try_send(b) {
@@ -315,12 +324,15 @@ impl Batcher {
     }
 
     /// Sends the final batches, the first carrying the worker's counters.
-    pub fn finish(mut self, totals: WorkerTotals) {
+    /// Sends the last batches; returns the time spent blocked in all
+    /// (`blocked_ns`).
+    pub fn finish(mut self, totals: WorkerTotals) -> u64 {
         self.cur[0].last = Some(Box::new(totals));
         for shard in 1..self.cur.len() {
             self.cur[shard].last = Some(Box::default());
         }
         self.flush();
+        self.blocked_ns
     }
 }
 

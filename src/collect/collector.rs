@@ -62,6 +62,8 @@ pub struct CollectorResult {
     /// Counters and warnings the workers sent with their last batches.
     pub counters: Counters,
     pub warnings: Warnings,
+    /// Time spent waiting for a batch with none queued.
+    pub idle_ns: u64,
 }
 
 pub fn window_start(ts: Ts, window_ns: u64) -> Ts {
@@ -102,9 +104,16 @@ pub fn run(
     let merge = insight.is_some() && cfg.workers > 1;
     let mut held = Held::new(cfg.workers, cfg.batch_records);
 
+    let mut idle_ns = 0u64;
     loop {
         let next = match &ctl {
-            None => rx.recv(),
+            // Timed only when there is nothing queued.
+            None => rx.try_recv().or_else(|_| {
+                let t = std::time::Instant::now();
+                let m = rx.recv();
+                idle_ns += t.elapsed().as_nanos() as u64;
+                m
+            }),
             Some(c) => crossbeam_channel::select! {
                 recv(rx) -> m => m,
                 recv(c) -> m => {
@@ -257,6 +266,7 @@ pub fn run(
         run,
         counters,
         warnings,
+        idle_ns,
     }
 }
 
