@@ -256,7 +256,14 @@ impl Batcher {
     }
 
     fn fresh(&mut self) -> RecordBatch {
-        let mut b = self.spare.try_recv().unwrap_or_default();
+        // A new batch gets its full size at once: grown by doubling, each
+        // of the ~100 a replay makes before reuse starts copied its
+        // records five times over (4 M instructions of memcpy on the first
+        // 200,000 packets of big.pcap).
+        let mut b = self.spare.try_recv().unwrap_or_else(|_| RecordBatch {
+            recs: Vec::with_capacity(self.batch_records),
+            ..RecordBatch::default()
+        });
         b.clear();
         b.worker = self.worker;
         b

@@ -19,15 +19,34 @@ use std::net::SocketAddr;
 /// their names, and the sum of each over the engine's and a session's
 /// counters (fields read directly: this runs twice a segment).
 macro_rules! watched_counters {
-    ($($f:ident),+ $(,)?) => {
-        const WATCHED: &[&str] = &[$(stringify!($f)),+];
+    ($names:ident, $sums:ident: $($f:ident),+ $(,)?) => {
+        const $names: &[&str] = &[$(stringify!($f)),+];
         #[inline]
-        fn watched(a: &Counters, b: &Counters) -> [u64; WATCHED.len()] {
+        fn $sums(a: &Counters, b: &Counters) -> [u64; $names.len()] {
             [$(a.$f.wrapping_add(b.$f)),+]
         }
     };
 }
+// A TCP segment moves only these: the `udp_*` counters belong to the UDP
+// table, which TCP never reaches. Watching only them is 7 fewer fields
+// read twice a segment.
 watched_counters!(
+    TCP_WATCHED,
+    watched_tcp:
+    tcp_gaps,
+    tcp_ooo_budget_gaps,
+    tcp_resync_skipped_bytes,
+    tcp_bad_seq,
+    tcp_flow_table_full,
+    orphan_responses,
+    bad_requests,
+    bad_responses,
+    unknown_commands,
+    pending_overflow,
+);
+watched_counters!(
+    UDP_WATCHED,
+    watched_udp:
     tcp_gaps,
     tcp_ooo_budget_gaps,
     tcp_resync_skipped_bytes,
@@ -47,14 +66,16 @@ watched_counters!(
     udp_unassembled_bytes,
 );
 
-/// Names the packet in a warning for each watched counter that grew.
-fn note_changes(
+/// Names the packet in a warning for each watched counter (`names`) that
+/// grew.
+fn note_changes<const N: usize>(
     warnings: &mut Warnings,
-    before: &[u64; WATCHED.len()],
-    after: &[u64; WATCHED.len()],
+    names: &[&'static str],
+    before: &[u64; N],
+    after: &[u64; N],
     p: &Packet<'_>,
 ) {
-    for (i, name) in WATCHED.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         if after[i] > before[i] {
             let d = after[i] - before[i];
             warnings.note(name, p.frame_no, || {
@@ -75,8 +96,8 @@ fn note_changes(
 /// mean equal counters: one pass of adds, where comparing the arrays was
 /// a memcmp (then a loop) per segment, 2-4 % of a worker's time.
 #[inline]
-fn moved(before: &[u64; WATCHED.len()], after: &[u64; WATCHED.len()]) -> bool {
-    let sum = |v: &[u64; WATCHED.len()]| v.iter().fold(0u64, |s, &x| s.wrapping_add(x));
+fn moved<const N: usize>(before: &[u64; N], after: &[u64; N]) -> bool {
+    let sum = |v: &[u64; N]| v.iter().fold(0u64, |s, &x| s.wrapping_add(x));
     sum(before) != sum(after)
 }
 
@@ -90,7 +111,7 @@ fn feed(
     warnings: &mut Warnings,
     sink: &mut dyn RecordSink,
 ) -> bool {
-    let before = watched(counters, &conn.session.counters);
+    let before = watched_tcp(counters, &conn.session.counters);
     conn.tcp.segment_wire(
         dir,
         &p.tcp,
@@ -106,9 +127,9 @@ fn feed(
         counters,
     );
     conn.session.emit(sink);
-    let after = watched(counters, &conn.session.counters);
+    let after = watched_tcp(counters, &conn.session.counters);
     if moved(&before, &after) {
-        note_changes(warnings, &before, &after, p);
+        note_changes(warnings, TCP_WATCHED, &before, &after, p);
     }
     conn.tcp.is_closed()
 }
@@ -296,14 +317,14 @@ impl Engine {
                     frame_no: p.frame_no,
                     peer_acked: None,
                 };
-                let before = watched(&self.counters, &self.udp.counters);
+                let before = watched_udp(&self.counters, &self.udp.counters);
                 match dir {
                     Dir::Request => self.udp.request(client, server, p.payload, &info, sink),
                     Dir::Response => self.udp.response(client, server, p.payload, &info, sink),
                 }
-                let after = watched(&self.counters, &self.udp.counters);
+                let after = watched_udp(&self.counters, &self.udp.counters);
                 if moved(&before, &after) {
-                    note_changes(&mut self.warnings, &before, &after, p);
+                    note_changes(&mut self.warnings, UDP_WATCHED, &before, &after, p);
                 }
             }
             Transport::Tcp => self.tcp(p, dir, client, server, sink),
