@@ -199,7 +199,12 @@ pub fn run(data: &[u8]) {
     let server_ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
     let mut n = 0usize;
     for r in &input.recs {
-        let key: Option<Vec<u8>> = r.key.map(|k| format!("k{}", k % 40).into_bytes());
+        // A quarter of the keys are longer than a hot-key item holds
+        // inline (heap buffers, reused and kept as spares).
+        let key: Option<Vec<u8>> = r.key.map(|k| match k % 40 {
+            k @ 30.. => format!("a-key-too-long-to-be-held-in-its-item:{k}").into_bytes(),
+            k => format!("k{k}").into_bytes(),
+        });
         let client = SocketAddr::new(
             IpAddr::V4(Ipv4Addr::new(10, 1, 0, r.client % 24)),
             40_000 + u16::from(r.client % 3),

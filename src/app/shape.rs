@@ -141,6 +141,22 @@ mod tests {
     }
 
     #[test]
+    fn replay_keeps_its_deep_record_channels_in_a_512_mib_budget() {
+        // The depth that lets a collector fall behind through a capture's
+        // first keys without stopping its worker (docs/performance.md,
+        // "Stages waiting on each other"): a 512 MiB budget, one worker
+        // and one collector keep all of it; asking for twice as much
+        // would be cut back to it.
+        let share = crate::session::budget::Split::of(512 << 20).pipeline_bytes;
+        assert_eq!(Shape::within(Shape::REPLAY, share, 1), Shape::REPLAY);
+        let deeper = Shape {
+            record_depth: 2 * Shape::REPLAY.record_depth,
+            ..Shape::REPLAY
+        };
+        assert_eq!(Shape::within(deeper, share, 1), Shape::REPLAY);
+    }
+
+    #[test]
     fn a_small_share_shrinks_to_fit_then_stops_at_the_floor() {
         for budget in [1u64 << 20, 4 << 20, 16 << 20] {
             for collectors in [1, 4] {
