@@ -761,8 +761,7 @@ impl<T> HeavyHitters<T> {
     /// The same updates then give the same table as a new one would.
     pub fn clear(&mut self) {
         for slot in self.slots.drain(..) {
-            let mut key = slot.entry.key;
-            if let Some(v) = key.take_heap() {
+            if let KeyBuf::Heap(v) = slot.entry.key {
                 self.spare_keys.push(v);
             }
         }

@@ -9,7 +9,6 @@
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 /// The longest key held inline: with the tag and the length byte, the
@@ -101,13 +100,6 @@ impl PartialEq for KeyBuf {
 
 impl Eq for KeyBuf {}
 
-impl PartialEq<[u8]> for KeyBuf {
-    #[inline]
-    fn eq(&self, o: &[u8]) -> bool {
-        self.as_slice() == o
-    }
-}
-
 impl PartialEq<&[u8]> for KeyBuf {
     #[inline]
     fn eq(&self, o: &&[u8]) -> bool {
@@ -124,12 +116,6 @@ impl PartialOrd for KeyBuf {
 impl Ord for KeyBuf {
     fn cmp(&self, o: &KeyBuf) -> Ordering {
         self.as_slice().cmp(o.as_slice())
-    }
-}
-
-impl Hash for KeyBuf {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.as_slice().hash(h)
     }
 }
 
