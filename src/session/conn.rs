@@ -282,7 +282,9 @@ impl Session {
             self.finish_request_value(stream_off, info.ts);
         }
         let mut pos = 0;
+        let mut ahead = crate::prefetch::Stream::new(data);
         while pos < data.len() {
+            ahead.run(data, pos);
             if self.req.skip > 0 {
                 let n = (self.req.skip).min((data.len() - pos) as u64);
                 if self.req.trailer && self.req.skip <= n + 2 {
@@ -1062,7 +1064,9 @@ impl Session {
             }
         }
         let mut pos = 0;
+        let mut ahead = crate::prefetch::Stream::new(data);
         while pos < data.len() {
+            ahead.run(data, pos);
             if self.resp.skip > 0 {
                 let n = (self.resp.skip).min((data.len() - pos) as u64);
                 self.resp.skip -= n;
