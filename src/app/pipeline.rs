@@ -238,7 +238,8 @@ pub struct PipelineOutput {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StageCpu {
     /// The thread that reads and decodes the input; with one worker it
-    /// runs the worker too.
+    /// runs the worker too. It includes the helper that maps a file's
+    /// pages ahead of the reader.
     pub reader_ns: u64,
     /// The worker threads (none with one worker).
     pub workers_ns: u64,
@@ -714,7 +715,7 @@ pub fn run_tapped(
         }
         r
     };
-    cpu.reader_ns = thread_cpu_ns().saturating_sub(cpu0);
+    cpu.reader_ns = thread_cpu_ns().saturating_sub(cpu0) + src.helper_cpu_ns();
     decoder.finish(&mut counters);
     progress.update(src.bytes_read(), src.total_bytes(), counters.packets);
     let windows_rx = cols.windows_rx.clone();

@@ -78,6 +78,8 @@ pub struct FileSource {
     pending_consume: usize,
     /// Raw (compressed) bytes read from files already finished.
     bytes_done: u64,
+    /// CPU of the threads that mapped finished files' pages ahead.
+    ahead_ns: u64,
     total: Option<u64>,
     frame_no: u64,
     /// Timestamp of the last frame (for pcapng Simple Packet Blocks).
@@ -134,13 +136,12 @@ struct MappedFile {
     format: Format,
     last_sec: Option<u32>,
     damaged: bool,
-    /// Pages below this offset were handed back (`Mapped::release_before`).
-    released: usize,
+    /// Offset last told to the map (`Mapped::reached`).
+    reported: usize,
 }
 
-/// Mapped bytes read between two hand-backs of the pages behind: bounds
-/// the file's share of the resident size.
-const MAP_RELEASE_EVERY: usize = 8 << 20;
+/// Mapped bytes read between two reports of where the reader is.
+const MAP_REPORT_EVERY: usize = 1 << 20;
 
 struct OpenFile {
     reader: Box<dyn PcapReaderIterator + Send>,
@@ -253,6 +254,7 @@ impl FileSource {
             mapped: None,
             pending_consume: 0,
             bytes_done: 0,
+            ahead_ns: 0,
             total,
             frame_no: 0,
             last_ts: 0,
@@ -414,6 +416,13 @@ impl FileSource {
                 .map_or(0, |f| f.state.raw_bytes.load(Ordering::Relaxed))
     }
 
+    /// CPU time (ns) of the helper threads that mapped the pages of the
+    /// files finished so far ahead of the reader (`Mapped::start_ahead`):
+    /// part of reading, though not on the reading thread.
+    pub fn helper_cpu_ns(&self) -> u64 {
+        self.ahead_ns
+    }
+
     /// Sum of the input files' sizes; `None` when an input is standard
     /// input or another non-regular file (size unknown).
     pub fn total_bytes(&self) -> Option<u64> {
@@ -479,7 +488,10 @@ impl FileSource {
 
     /// The end of a mapped file: counted and said as `end_file` does.
     fn end_mapped(&mut self, end: End, c: &mut Counters) {
-        let Some(m) = self.mapped.take() else { return };
+        let Some(mut m) = self.mapped.take() else {
+            return;
+        };
+        self.ahead_ns += m.map.stop_ahead();
         self.bytes_done += m.map.bytes().len() as u64;
         let name = self.inputs[self.cur_input].display().to_string();
         if self.file_frames == 0 && !m.damaged {
@@ -717,7 +729,7 @@ fn map_legacy(path: &std::path::Path, le: bool, magic: [u8; 4]) -> Option<Mapped
     if !md.is_file() || len < 24 {
         return None;
     }
-    let map = Mapped::new(&file, len).ok()?;
+    let mut map = Mapped::new(&file, len).ok()?;
     let d = map.bytes();
     if d[..4] != magic {
         return None;
@@ -729,13 +741,14 @@ fn map_legacy(path: &std::path::Path, le: bool, magic: [u8; 4]) -> Option<Mapped
         linktype: u32_at(d, 20, !le),
         snaplen: u32_at(d, 16, !le),
     };
+    map.start_ahead();
     Some(MappedFile {
         map,
         pos: 24,
         format,
         last_sec: None,
         damaged: false,
-        released: 0,
+        reported: 0,
     })
 }
 
@@ -752,11 +765,11 @@ fn next_mapped(m: &mut MappedFile) -> Next {
     else {
         return Next::End(End::Corrupt("legacy record in a pcapng file".into()));
     };
-    if m.pos - m.released >= MAP_RELEASE_EVERY {
+    if m.pos - m.reported >= MAP_REPORT_EVERY {
         // Only the frame about to be returned is borrowed: every byte
         // before this record is done with.
-        m.map.release_before(m.pos);
-        m.released = m.pos;
+        m.map.reached(m.pos);
+        m.reported = m.pos;
     }
     if m.map.shrunk() {
         return Next::End(End::Shrunk);
@@ -1644,11 +1657,18 @@ mod tests {
 
     #[test]
     fn a_file_cut_short_while_mapped_stops_with_a_warning() {
-        // 4,000 frames of 1,000 bytes (~4 MB, mapped); after 100 frames
+        // 4,000 frames of 1,000 bytes (~4 MB, mapped), and 20,000 (~20 MB,
+        // whose pages a helper maps ahead of the reader); after 100 frames
         // the file is truncated in place to 1 MB. Reading the pages gone
         // would kill the process with SIGBUS; the reader stops instead.
+        for frames in [4_000u32, 20_000] {
+            cut_short_while_mapped(frames);
+        }
+    }
+
+    fn cut_short_while_mapped(frames: u32) {
         let dir = tempfile::tempdir().unwrap();
-        let recs: Vec<Rec> = (0..4000u32)
+        let recs: Vec<Rec> = (0..frames)
             .map(|i| rec(1000 + i, 0, data(1000, i as u8)))
             .collect();
         let p = write(dir.path(), "cut.pcap", &pcap(true, false, 1, &recs));

@@ -19,7 +19,9 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Once;
+use std::sync::{Arc, Once};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 const PAGE: usize = 4096;
 
@@ -98,7 +100,29 @@ pub struct Mapped {
     ptr: NonNull<u8>,
     len: usize,
     slot: usize,
+    /// Pages below this offset were handed back (by the reader, or by the
+    /// helper when there is one).
+    released: usize,
+    ahead: Option<(Arc<Ahead>, JoinHandle<u64>)>,
 }
+
+/// What the reader tells the helper that maps pages ahead of it.
+struct Ahead {
+    /// Offset the reader has reached: every byte before it is done with.
+    reader: AtomicUsize,
+    stop: AtomicBool,
+}
+
+/// How far ahead of the reader the helper maps pages, and how much one
+/// call maps.
+const AHEAD: usize = 8 << 20;
+const CHUNK: usize = 1 << 20;
+/// Bytes read between two hand-backs of the pages behind: bounds the
+/// file's share of the resident size.
+const RELEASE_EVERY: usize = 8 << 20;
+/// A map shorter than this gets no helper: its faults cost less than a
+/// thread.
+const AHEAD_FROM: usize = 16 << 20;
 
 // SAFETY: the mapping is read-only and private to this value; the bytes
 // are only ever read through `bytes()`.
@@ -150,7 +174,62 @@ impl Mapped {
         unsafe {
             libc::madvise(p, len, libc::MADV_SEQUENTIAL);
         }
-        Ok(Mapped { ptr, len, slot })
+        Ok(Mapped {
+            ptr,
+            len,
+            slot,
+            released: 0,
+            ahead: None,
+        })
+    }
+
+    /// Starts a thread that maps the pages a little ahead of the reader
+    /// (`MADV_POPULATE_READ`, Linux 5.14 on) and hands back those behind
+    /// it, so that the reading thread takes no page faults: on a 1.1 GB
+    /// capture they were a tenth of its time. Nothing happens for a short
+    /// map, or when the thread cannot be made.
+    pub fn start_ahead(&mut self) {
+        if self.len < AHEAD_FROM || self.ahead.is_some() {
+            return;
+        }
+        let st = Arc::new(Ahead {
+            reader: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let (base, len, shared) = (self.ptr.as_ptr() as usize, self.len, Arc::clone(&st));
+        let h = std::thread::Builder::new()
+            .name("memtap-map".into())
+            .spawn(move || map_ahead(base, len, &shared));
+        if let Ok(h) = h {
+            self.ahead = Some((st, h));
+        }
+    }
+
+    /// Stops the helper, if any, and says how much CPU it used (ns).
+    pub fn stop_ahead(&mut self) -> u64 {
+        let Some((st, h)) = self.ahead.take() else {
+            return 0;
+        };
+        st.stop.store(true, Ordering::Release);
+        h.thread().unpark();
+        h.join().unwrap_or(0)
+    }
+
+    /// The reader has reached `off`: every byte before it is done with.
+    /// Called every megabyte or so.
+    pub fn reached(&mut self, off: usize) {
+        match &self.ahead {
+            Some((st, h)) => {
+                st.reader.store(off, Ordering::Release);
+                h.thread().unpark();
+            }
+            None => {
+                if off - self.released.min(off) >= RELEASE_EVERY {
+                    self.release_before(off);
+                    self.released = off;
+                }
+            }
+        }
     }
 
     /// Whether a page of this map was gone (the file was cut short while
@@ -191,8 +270,68 @@ impl Mapped {
     }
 }
 
+/// The helper's loop: keeps `[reader, reader + AHEAD)` mapped and hands
+/// back what lies behind the reader. `base..base + len` is a mapping that
+/// outlives this thread (`Mapped`'s drop joins it before unmapping).
+fn map_ahead(base: usize, len: usize, st: &Ahead) -> u64 {
+    let (mut mapped, mut released) = (0usize, 0usize);
+    let mut populate = true;
+    while !st.stop.load(Ordering::Acquire) {
+        let r = st.reader.load(Ordering::Acquire).min(len);
+        let behind = r & !(PAGE - 1);
+        if behind >= released + RELEASE_EVERY {
+            // SAFETY: a range of this thread's read-only private mapping
+            // the reader is done with; DONTNEED only drops page references.
+            unsafe {
+                libc::madvise(
+                    (base + released) as *mut libc::c_void,
+                    behind - released,
+                    libc::MADV_DONTNEED,
+                );
+            }
+            released = behind;
+        }
+        // Page-aligned: the map's last page is whole too.
+        let want = (len.min(r.saturating_add(AHEAD)) + PAGE - 1) & !(PAGE - 1);
+        let from = mapped.max(behind);
+        if populate && from < want {
+            let n = CHUNK.min(want - from);
+            // SAFETY: advice on a page-aligned range inside the mapping.
+            // It fails on a kernel before 5.14 (EINVAL) and past a point
+            // where the file was cut short (EFAULT, no signal): stop then,
+            // and the reader's faults map the pages as before.
+            let rc = unsafe {
+                libc::madvise(
+                    (base + from) as *mut libc::c_void,
+                    n,
+                    libc::MADV_POPULATE_READ,
+                )
+            };
+            populate = rc == 0;
+            mapped = from + n;
+            continue;
+        }
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+    thread_cpu_ns()
+}
+
+/// CPU time of the calling thread, in nanoseconds (0 if unknown).
+fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return 0;
+    }
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 impl Drop for Mapped {
     fn drop(&mut self) {
+        self.stop_ahead();
         let m = &MAPS[self.slot];
         m.len.store(0, Ordering::Release);
         // SAFETY: unmaps exactly what `new` mapped; no borrow outlives self.
@@ -200,5 +339,111 @@ impl Drop for Mapped {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
         m.start.store(0, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::time::Instant;
+
+    const MIB: usize = 1 << 20;
+
+    /// For each MiB of the map, how many of its pages are mapped into the
+    /// process (/proc/self/pagemap's present bit).
+    fn mapped_pages(m: &Mapped) -> Vec<u32> {
+        let mut pm = std::fs::File::open("/proc/self/pagemap").unwrap();
+        let first = m.ptr.as_ptr() as usize / PAGE;
+        let per = MIB / PAGE;
+        let mut words = vec![0u8; m.len / PAGE * 8];
+        pm.seek(SeekFrom::Start((first * 8) as u64)).unwrap();
+        pm.read_exact(&mut words).unwrap();
+        words
+            .chunks(per * 8)
+            .map(|mib| {
+                mib.chunks(8)
+                    .filter(|w| u64::from_le_bytes((*w).try_into().unwrap()) >> 63 == 1)
+                    .count() as u32
+            })
+            .collect()
+    }
+
+    /// Waits up to 5 s for exactly the MiBs in `want` to be mapped, whole,
+    /// and no others; returns what was mapped last.
+    fn settles_at(m: &Mapped, want: std::ops::Range<usize>) -> Vec<u32> {
+        let per = (MIB / PAGE) as u32;
+        let expect: Vec<u32> = (0..m.len / MIB)
+            .map(|i| if want.contains(&i) { per } else { 0 })
+            .collect();
+        let t = Instant::now();
+        loop {
+            let now = mapped_pages(m);
+            if now == expect || t.elapsed() > Duration::from_secs(5) {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn whole(m: &Mapped, want: std::ops::Range<usize>) -> Vec<u32> {
+        (0..m.len / MIB)
+            .map(|i| {
+                if want.contains(&i) {
+                    (MIB / PAGE) as u32
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
+    /// The helper maps exactly the 8 MiB ahead of where the reader says it
+    /// is and hands back everything behind it, so the file's share of the
+    /// resident size stays that window; the reader's own reads then find
+    /// their pages mapped.
+    #[test]
+    fn the_helper_maps_the_window_ahead_of_the_reader_and_nothing_else() {
+        let mut f = tempfile::tempfile().unwrap();
+        let chunk = vec![0x5a_u8; MIB];
+        for _ in 0..48 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.sync_all().unwrap();
+        let mut m = Mapped::new(&f, 48 * MIB).unwrap();
+        assert_eq!(mapped_pages(&m), whole(&m, 0..0));
+        // SAFETY: advice on the map just made, to learn whether this kernel
+        // has MADV_POPULATE_READ (5.14 on); the helper stops without it.
+        let rc = unsafe { libc::madvise(m.ptr.as_ptr().cast(), PAGE, libc::MADV_POPULATE_READ) };
+        if rc != 0 {
+            eprintln!("skipped: no MADV_POPULATE_READ on this kernel");
+            return;
+        }
+        m.release_before(PAGE);
+        m.start_ahead();
+        m.reached(0);
+        assert_eq!(settles_at(&m, 0..8), whole(&m, 0..8));
+        // Less than 8 MiB on: nothing is handed back yet.
+        m.reached(5 * MIB);
+        assert_eq!(settles_at(&m, 0..13), whole(&m, 0..13));
+        m.reached(20 * MIB);
+        assert_eq!(settles_at(&m, 20..28), whole(&m, 20..28));
+        // Near the end: only what is left of the file.
+        m.reached(44 * MIB);
+        assert_eq!(settles_at(&m, 44..48), whole(&m, 44..48));
+        m.stop_ahead();
+        assert_eq!(m.bytes()[48 * MIB - 1], 0x5a);
+    }
+
+    /// A map shorter than 16 MiB gets no helper: the reader hands pages
+    /// back itself, every 8 MiB.
+    #[test]
+    fn a_short_map_gets_no_helper() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&vec![1u8; 4 << 20]).unwrap();
+        let mut m = Mapped::new(&f, 4 << 20).unwrap();
+        m.start_ahead();
+        assert!(m.ahead.is_none());
+        assert_eq!(m.stop_ahead(), 0);
     }
 }
