@@ -146,6 +146,15 @@ pub fn run(d: Dialect, data: &[u8]) {
             if let Parse::Done { consumed, msg } = line::split_line(buf, lim.max_line) {
                 assert!(consumed <= lim.max_line.min(buf.len()));
                 assert!(!msg.contains(&b'\n'));
+                // The shortcuts for common lines answer what the tokenizer does.
+                assert_eq!(
+                    text::request_from_line(msg, lim),
+                    text::tokenized_request(msg, lim)
+                );
+                assert_eq!(
+                    text::response_from_line(msg, lim),
+                    text::tokenized_response(msg, lim)
+                );
                 for t in line::tokens(msg) {
                     assert!(!t.is_empty() && !t.contains(&b' '), "{t:?}");
                     let _ = line::parse_u64(t);

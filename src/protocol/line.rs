@@ -90,7 +90,7 @@ impl<'a> Iterator for Tokens<'a> {
 /// and memchr's call and set-up cost about 45 instructions a token, more
 /// than the search (4 tokens a request, 2 a response line).
 #[inline]
-fn find_space(s: &[u8]) -> usize {
+pub(super) fn find_space(s: &[u8]) -> usize {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
