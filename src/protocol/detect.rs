@@ -44,10 +44,13 @@ fn request_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>, BadReas
 /// A text or meta response line. Meta codes are whole words, so `EN` is
 /// meta while `END` is text.
 fn response_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Response<'a>, BadReason> {
-    // Every text retrieval ends with this line, about half of all response
-    // lines: the tokenizer and the keyword match cost 160 instructions.
-    if line == b"END" {
-        return Ok(Response::new(Proto::Text, RespForm::End));
+    // Every text retrieval ends with `END`, about half of all response
+    // lines, and most writes are answered `STORED`: the tokenizer and the
+    // keyword match cost about 160 instructions for either.
+    match line {
+        b"END" => return Ok(Response::new(Proto::Text, RespForm::End)),
+        b"STORED" => return Ok(Response::new(Proto::Text, RespForm::Stored)),
+        _ => {}
     }
     if two_byte_word(line).is_some_and(meta::is_response_word) {
         meta::response_from_line(line, lim)
@@ -297,10 +300,10 @@ mod tests {
         );
     }
 
-    /// The shortcut for a bare `END` line answers exactly what the
-    /// tokenizing parser does, for it and for the lines around it.
+    /// The shortcuts for bare `END` and `STORED` lines answer exactly
+    /// what the tokenizing parser does, for them and the lines around them.
     #[test]
-    fn the_end_shortcut_matches_the_full_parser() {
+    fn the_end_and_stored_shortcuts_match_the_full_parser() {
         for line in [
             &b"END"[..],
             b" END",
@@ -310,6 +313,12 @@ mod tests {
             b"ENDX",
             b"EN",
             b"END\r",
+            b"STORED",
+            b"STORED ",
+            b" STORED",
+            b"STORED x",
+            b"STORE",
+            b"NOT_STORED",
         ] {
             let full = if two_byte_word(line).is_some_and(meta::is_response_word) {
                 meta::response_from_line(line, &lim())
