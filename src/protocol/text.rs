@@ -106,10 +106,43 @@ fn lookup(word: &[u8]) -> Option<(&'static str, Kind, Grammar)> {
 
 /// Parses a complete request line (terminator already stripped).
 pub fn request_from_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>, BadReason> {
-    if let Some(req) = single_get(line, lim) {
-        return Ok(req);
+    let plain = match line.first() {
+        Some(b'g') => single_get(line, lim),
+        Some(b's') => plain_set(line, lim),
+        _ => None,
+    };
+    match plain {
+        Some(req) => Ok(req),
+        None => tokenized_request(line, lim),
     }
-    tokenized_request(line, lim)
+}
+
+/// `set <key> <flags> <exptime> <bytes>[ noreply]` written plainly: most
+/// writes of a cache. As [`single_get`], anything else is the tokenizer's.
+#[inline]
+fn plain_set<'a>(line: &'a [u8], lim: &Limits) -> Option<Request<'a>> {
+    let rest = line.strip_prefix(b"set ")?;
+    let (key, rest) = split_token(rest)?;
+    if key.len() > KEY_MAX.min(lim.max_key) {
+        return None;
+    }
+    let (flags, rest) = split_token(rest)?;
+    parse_u64(flags).ok()?;
+    let (exptime, rest) = split_token(rest)?;
+    let exptime = parse_i64(exptime).ok()?;
+    let (bytes, noreply) = match split_token(rest) {
+        Some((bytes, b"noreply")) => (bytes, true),
+        Some(_) => return None,
+        None => (rest, false),
+    };
+    let bytes = parse_len(bytes, lim.max_value).ok()?;
+    let mut req = Request::new(Proto::Text, "set", Kind::Store);
+    req.exptime = Some(exptime);
+    req.noreply = noreply;
+    req.keys = Keys::One(key);
+    req.value_len = bytes;
+    req.skip_after = bytes + 2;
+    Some(req)
 }
 
 /// `get <key>` written plainly (one space, one key that fits): most
@@ -463,6 +496,56 @@ mod tests {
     /// made to cross their edges (extra spaces, empty and long keys, bad,
     /// signed and oversized numbers, a cas, a trailing word), under the
     /// default limits and small ones.
+    /// As below, for `set`: lines of up to six words.
+    #[test]
+    fn the_set_shortcut_matches_the_tokenizer() {
+        let long = vec![b'k'; 251];
+        let words: Vec<&[u8]> = vec![
+            b"k",
+            &long,
+            b"0",
+            b"-1",
+            b"+5",
+            b"99999999999999999999",
+            b"x1",
+            b"noreply",
+            b"",
+        ];
+        let small = Limits {
+            max_line: 2048,
+            max_value: 100,
+            max_key: 3,
+        };
+        let mut lines: Vec<Vec<u8>> = vec![b"set".to_vec()];
+        let mut checked = 0;
+        for _ in 0..6 {
+            let mut next = Vec::new();
+            for l in &lines {
+                for w in &words {
+                    next.push([&l[..], b" ", w].concat());
+                }
+            }
+            for l in &next {
+                for line in [l.clone(), [&l[..], b" "].concat()] {
+                    for lim in [Limits::default(), small] {
+                        assert_eq!(
+                            request_from_line(&line, &lim),
+                            tokenized_request(&line, &lim),
+                            "{:?}",
+                            String::from_utf8_lossy(&line)
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+            lines = next;
+        }
+        assert!(checked > 2_000_000, "{checked}");
+        assert!(plain_set(b"set k 0 -1 7 noreply", &lim()).is_some());
+        assert!(plain_set(b"set k 0 -1 7", &lim()).is_some());
+        assert!(plain_set(b"set k 0 -1 7 x", &lim()).is_none());
+    }
+
     #[test]
     fn the_shortcuts_match_the_tokenizer() {
         let long = vec![b'k'; 251];
