@@ -121,12 +121,7 @@ pub fn request_from_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>
 /// writes of a cache. As [`single_get`], anything else is the tokenizer's.
 #[inline]
 fn plain_set<'a>(line: &'a [u8], lim: &Limits) -> Option<Request<'a>> {
-    let rest = line.strip_prefix(b"set ")?;
-    let (key, rest) = split_token(rest)?;
-    if key.len() > KEY_MAX.min(lim.max_key) {
-        return None;
-    }
-    let (flags, rest) = split_token(rest)?;
+    let (key, flags, rest) = plain_head(line, b"set ", lim)?;
     parse_u64(flags).ok()?;
     let (exptime, rest) = split_token(rest)?;
     let exptime = parse_i64(exptime).ok()?;
@@ -357,12 +352,7 @@ pub fn response_from_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Response<'
 /// tokenizer, which answers the same for these lines.
 #[inline]
 fn plain_value<'a>(line: &'a [u8], lim: &Limits) -> Option<Response<'a>> {
-    let rest = line.strip_prefix(b"VALUE ")?;
-    let (key, rest) = split_token(rest)?;
-    if key.len() > KEY_MAX.min(lim.max_key) {
-        return None;
-    }
-    let (flags, rest) = split_token(rest)?;
+    let (key, flags, rest) = plain_head(line, b"VALUE ", lim)?;
     parse_u32(flags).ok()?;
     let bytes = match split_token(rest) {
         Some((bytes, cas)) => {
@@ -380,6 +370,23 @@ fn plain_value<'a>(line: &'a [u8], lim: &Limits) -> Option<Response<'a>> {
     resp.value_len = bytes;
     resp.skip_after = bytes + 2;
     Some(resp)
+}
+
+/// `<word ><key> <flags> <rest>` with single spaces and a key that fits
+/// the limits: the key, the flags and the rest.
+#[inline]
+fn plain_head<'a>(
+    line: &'a [u8],
+    word: &[u8],
+    lim: &Limits,
+) -> Option<(&'a [u8], &'a [u8], &'a [u8])> {
+    let rest = line.strip_prefix(word)?;
+    let (key, rest) = split_token(rest)?;
+    if key.len() > KEY_MAX.min(lim.max_key) {
+        return None;
+    }
+    let (flags, rest) = split_token(rest)?;
+    Some((key, flags, rest))
 }
 
 /// A non-empty token and what follows the single space after it; `None`
@@ -491,128 +498,91 @@ fn config_line<'a>(mut toks: Tokens<'a>, lim: &Limits) -> Response<'a> {
 mod tests {
     use super::*;
 
-    /// The shortcuts for `get <key>` and `VALUE` lines answer exactly what
-    /// the tokenizer does, on every line of up to five words from a set
-    /// made to cross their edges (extra spaces, empty and long keys, bad,
-    /// signed and oversized numbers, a cas, a trailing word), under the
-    /// default limits and small ones.
-    /// As below, for `set`: lines of up to six words.
-    #[test]
-    fn the_set_shortcut_matches_the_tokenizer() {
-        let long = vec![b'k'; 251];
-        let words: Vec<&[u8]> = vec![
-            b"k",
-            &long,
-            b"0",
-            b"-1",
-            b"+5",
-            b"99999999999999999999",
-            b"x1",
-            b"noreply",
-            b"",
-        ];
+    /// Every line `first` grows into by adding up to `levels` words of
+    /// `words`, one space apart (a line grows further only while `keep`
+    /// says so), each also with a space before and after it, is read the
+    /// same with and without the shortcuts, under the default limits and
+    /// small ones. Returns how many lines were compared.
+    fn shortcuts_agree(
+        first: &[u8],
+        words: &[&[u8]],
+        levels: usize,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> usize {
         let small = Limits {
             max_line: 2048,
             max_value: 100,
             max_key: 3,
         };
-        let mut lines: Vec<Vec<u8>> = vec![b"set".to_vec()];
+        let mut lines: Vec<Vec<u8>> = vec![first.to_vec()];
         let mut checked = 0;
-        for _ in 0..6 {
+        for _ in 0..levels {
             let mut next = Vec::new();
             for l in &lines {
-                for w in &words {
-                    next.push([&l[..], b" ", w].concat());
-                }
-            }
-            for l in &next {
-                for line in [l.clone(), [&l[..], b" "].concat()] {
-                    for lim in [Limits::default(), small] {
-                        assert_eq!(
-                            request_from_line(&line, &lim),
-                            tokenized_request(&line, &lim),
-                            "{:?}",
-                            String::from_utf8_lossy(&line)
-                        );
-                        checked += 1;
-                    }
-                }
-            }
-            lines = next;
-        }
-        assert!(checked > 2_000_000, "{checked}");
-        assert!(plain_set(b"set k 0 -1 7 noreply", &lim()).is_some());
-        assert!(plain_set(b"set k 0 -1 7", &lim()).is_some());
-        assert!(plain_set(b"set k 0 -1 7 x", &lim()).is_none());
-    }
-
-    #[test]
-    fn the_shortcuts_match_the_tokenizer() {
-        let long = vec![b'k'; 251];
-        let words: Vec<&[u8]> = vec![
-            b"get",
-            b"VALUE",
-            b"k",
-            b"key:1",
-            &long[..250],
-            &long,
-            b"0",
-            b"7",
-            b"-1",
-            b"+5",
-            b"4294967296",
-            b"99999999999999999999",
-            b"x1",
-            b"noreply",
-            b"",
-        ];
-        let small = Limits {
-            max_line: 2048,
-            max_value: 100,
-            max_key: 3,
-        };
-        let mut lines: Vec<Vec<u8>> = vec![Vec::new()];
-        let mut checked = 0;
-        for _ in 0..5 {
-            let mut next = Vec::new();
-            for l in &lines {
-                for w in &words {
-                    let mut n = l.clone();
-                    if !n.is_empty() {
-                        n.push(b' ');
-                    }
-                    n.extend_from_slice(w);
-                    next.push(n);
+                for w in words {
+                    let sep: &[u8] = if l.is_empty() { b"" } else { b" " };
+                    next.push([&l[..], sep, w].concat());
                 }
             }
             for l in &next {
                 for line in [l.clone(), [b" ", &l[..]].concat(), [&l[..], b" "].concat()] {
                     for lim in [Limits::default(), small] {
+                        let show = String::from_utf8_lossy(&line);
                         assert_eq!(
                             request_from_line(&line, &lim),
                             tokenized_request(&line, &lim),
-                            "{:?}",
-                            String::from_utf8_lossy(&line)
+                            "{show:?}"
                         );
                         assert_eq!(
                             response_from_line(&line, &lim),
                             tokenized_response(&line, &lim),
-                            "{:?}",
-                            String::from_utf8_lossy(&line)
+                            "{show:?}"
                         );
                         checked += 1;
                     }
                 }
             }
-            // Only lines that start with one of the two words grow further.
-            lines = next
-                .into_iter()
-                .filter(|l| l.starts_with(b"get") || l.starts_with(b"VALUE"))
-                .collect();
+            lines = next.into_iter().filter(|l| keep(l)).collect();
         }
-        assert!(checked > 100_000, "{checked}");
+        checked
+    }
+
+    /// The shortcuts for `get <key>`, `set` and `VALUE` lines answer
+    /// exactly what the tokenizer does, on lines made to cross their
+    /// edges: extra spaces, empty and long keys, bad, signed and oversized
+    /// numbers, a cas, a trailing word.
+    #[test]
+    fn the_shortcuts_match_the_tokenizer() {
+        let long = vec![b'k'; 251];
+        let mut words: Vec<&[u8]> = vec![
+            b"k",
+            &long,
+            b"0",
+            b"-1",
+            b"+5",
+            b"99999999999999999999",
+            b"x1",
+            b"noreply",
+            b"",
+        ];
+        // `set` and up to six more words.
+        assert!(shortcuts_agree(b"set", &words, 6, |_| true) > 2_000_000);
+        // Up to five words from the start, growing from `get` and `VALUE`.
+        words.extend([
+            &b"get"[..],
+            b"VALUE",
+            b"key:1",
+            &long[..250],
+            b"7",
+            b"4294967296",
+        ]);
+        let grow = |l: &[u8]| l.starts_with(b"get") || l.starts_with(b"VALUE");
+        assert!(shortcuts_agree(b"", &words, 5, grow) > 100_000);
         // And the shortcuts were taken where they should be.
         assert!(single_get(b"get key:1", &lim()).is_some());
+        assert!(plain_set(b"set k 0 -1 7 noreply", &lim()).is_some());
+        assert!(plain_set(b"set k 0 -1 7", &lim()).is_some());
+        assert!(plain_set(b"set k 0 -1 7 x", &lim()).is_none());
         assert!(plain_value(b"VALUE key:1 0 7 99", &lim()).is_some());
         assert!(plain_value(b"VALUE key:1 0 7", &lim()).is_some());
         assert!(plain_value(b"VALUE key:1 0 7 ", &lim()).is_none());
