@@ -29,8 +29,8 @@
 //!   live terminal view (`memtap top`) from the report's snapshots.
 //! * `app` (with `config`) wires the stages together for the CLI and spawns
 //!   the threads; it is the only module that knows every stage.
-//! * `stats` (counters, warnings), `time`, `escape` and `prefetch` (memory
-//!   hints) are shared by all.
+//! * `stats` (counters, warnings), `time`, `escape`, `prefetch` (memory
+//!   hints) and `cpu` (thread CPU clocks) are shared by all.
 //!
 //! Time is always the packet's timestamp; nothing below `app` reads a clock,
 //! so a replay is deterministic. Live capture (`app::live`) adds wall-clock
@@ -41,6 +41,7 @@ pub mod app;
 pub mod capture;
 pub mod collect;
 pub mod config;
+pub mod cpu;
 pub mod decode;
 pub mod escape;
 pub mod export;

@@ -1,5 +1,5 @@
 //! The stages import only from the stages to their left (and the shared
-//! `stats`, `time`, `escape`, `prefetch`); `config` and `app` know everything, and
+//! `stats`, `time`, `escape`, `prefetch`, `cpu`); `config` and `app` know everything, and
 //! nothing below them knows them. A cheap scan that turns the rule into a
 //! test.
 

@@ -3,7 +3,6 @@
 pub mod actions;
 pub mod capture;
 pub mod cli;
-pub mod cpu;
 pub mod discover;
 pub mod format;
 pub mod live;

@@ -17,13 +17,13 @@
 //! payload into a batch (the reader's buffer is reused for the next
 //! frame). Live capture avoids this with one ring per worker.
 
-use super::cpu::thread_cpu_ns;
 use super::ReplayProgress;
 use crate::capture::file::FileSource;
 use crate::collect::batch::{Backpressure, Batcher, RecordBatch, WorkerTotals};
 use crate::collect::collector::{self, CollectorConfig, CollectorResult, WindowMsg};
 use crate::collect::tables::{TableLimits, Tables};
 use crate::config::Config;
+use crate::cpu::thread_cpu_ns;
 use crate::decode::targets::Targets;
 use crate::decode::{flow_hash, Decoder, Packet, TcpInfo, Transport, Ts};
 use crate::session::{Engine, EngineConfig};

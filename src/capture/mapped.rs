@@ -322,20 +322,7 @@ fn map_ahead(base: usize, len: usize, st: &Ahead) -> u64 {
         }
         std::thread::park_timeout(Duration::from_millis(20));
     }
-    thread_cpu_ns()
-}
-
-/// CPU time of the calling thread, in nanoseconds (0 if unknown).
-fn thread_cpu_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
-        return 0;
-    }
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    crate::cpu::thread_cpu_ns()
 }
 
 impl Drop for Mapped {

@@ -12,7 +12,7 @@
 //! the middle of a value block.
 
 use super::line::{parse_line, tokens};
-use super::{binary, meta, text, BadReason, Limits, Parse, Proto, Request, RespForm, Response};
+use super::{binary, meta, text, BadReason, Limits, Parse, Request, RespForm, Response};
 
 /// Parses one request of any dialect from the start of `buf`.
 pub fn parse_request<'a>(buf: &'a [u8], lim: &Limits) -> Parse<Request<'a>> {
@@ -44,14 +44,6 @@ fn request_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Request<'a>, BadReas
 /// A text or meta response line. Meta codes are whole words, so `EN` is
 /// meta while `END` is text.
 fn response_line<'a>(line: &'a [u8], lim: &Limits) -> Result<Response<'a>, BadReason> {
-    // Every text retrieval ends with `END`, about half of all response
-    // lines, and most writes are answered `STORED`: the tokenizer and the
-    // keyword match cost about 160 instructions for either.
-    match line {
-        b"END" => return Ok(Response::new(Proto::Text, RespForm::End)),
-        b"STORED" => return Ok(Response::new(Proto::Text, RespForm::Stored)),
-        _ => {}
-    }
     if two_byte_word(line).is_some_and(meta::is_response_word) {
         meta::response_from_line(line, lim)
     } else {
@@ -298,35 +290,6 @@ mod tests {
             parse_response(&bin(0x80, 0x00, &[], &[], &[]), &lim()),
             Parse::Need(25)
         );
-    }
-
-    /// The shortcuts for bare `END` and `STORED` lines answer exactly
-    /// what the tokenizing parser does, for them and the lines around them.
-    #[test]
-    fn the_end_and_stored_shortcuts_match_the_full_parser() {
-        for line in [
-            &b"END"[..],
-            b" END",
-            b"END ",
-            b"END  ",
-            b"END x",
-            b"ENDX",
-            b"EN",
-            b"END\r",
-            b"STORED",
-            b"STORED ",
-            b" STORED",
-            b"STORED x",
-            b"STORE",
-            b"NOT_STORED",
-        ] {
-            let full = if two_byte_word(line).is_some_and(meta::is_response_word) {
-                meta::response_from_line(line, &lim())
-            } else {
-                text::response_from_line(line, &lim())
-            };
-            assert_eq!(response_line(line, &lim()), full, "{line:?}");
-        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Thread CPU clocks: what each pipeline stage costs on this machine.
-//! std has no per-thread CPU clock, hence the one libc call.
+//! Thread CPU clocks: what each pipeline stage costs on this machine
+//! (the stage threads, and the reader's helper that maps a file ahead).
+//! std has no per-thread CPU clock, hence the one libc call. A CPU
+//! clock is accounting only: no result ever depends on it.
 #![allow(unsafe_code)]
 
 /// CPU time the calling thread has used, in nanoseconds (0 if the clock
