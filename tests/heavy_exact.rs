@@ -375,12 +375,22 @@ fn check_tables(o: &Oracle, t: &Tables, period: u64, label: &str) -> [Tally; 3] 
 }
 
 fn run(path: &Path, limits: TableLimits, workers: usize, collectors: usize) -> PipelineOutput {
+    run_windows(path, limits, workers, collectors, true)
+}
+
+fn run_windows(
+    path: &Path,
+    limits: TableLimits,
+    workers: usize,
+    collectors: usize,
+    windows: bool,
+) -> PipelineOutput {
     let cfg = Config::default();
     let pc = PipelineConfig {
         workers,
         collectors,
         window_ns: WINDOW_NS,
-        windows: true,
+        windows,
         limits,
         families: Some(Arc::new(FamilyRules::new(&cfg.families).unwrap())),
         memory: cfg.memory(),
@@ -506,4 +516,135 @@ fn bounds_hold_with_several_workers() {
         let e = out.run.keys.get(key.as_bytes()).unwrap();
         assert_eq!((e.count(), e.error_bound()), (*truth, 0), "{key}");
     }
+}
+
+/// Everything a run's key, client and family tables say, item by item
+/// (sorted: the order of slots is not part of it).
+fn contents(t: &Tables) -> Vec<String> {
+    let mut out: Vec<String> = t
+        .keys
+        .iter()
+        .map(|e| {
+            let k = &e.stats;
+            format!(
+                "key {} {} {} {:?} {:?} {:?} {:?} {:?} {:?}",
+                String::from_utf8_lossy(e.key()),
+                e.count(),
+                e.error_bound(),
+                k.traffic,
+                k.commands.sorted(),
+                k.clients.sorted(),
+                k.servers.sorted(),
+                k.latency_us.counts(),
+                k.value_size.counts(),
+            )
+        })
+        .chain(t.clients.iter().map(|e| {
+            format!(
+                "client {:?} {} {} {:?}",
+                e.key(),
+                e.count(),
+                e.error_bound(),
+                e.stats.traffic
+            )
+        }))
+        .chain(t.families.iter().map(|e| {
+            format!(
+                "family {} {} {} {:?}",
+                String::from_utf8_lossy(e.key()),
+                e.count(),
+                e.error_bound(),
+                e.stats.traffic
+            )
+        }))
+        .collect();
+    out.sort();
+    out
+}
+
+/// With windows of a second or more a collector adds each record to its
+/// window's tables only, and folds each window into the run's as it
+/// closes. While no table evicts, that run is item for item the one a
+/// pipeline without windows makes, and the windows add up to it. With
+/// per-key client tables too small for the hot keys, every row keeps its
+/// bounds, and a key with no more clients than the table is exact.
+#[test]
+fn folded_windows_make_the_run_a_pipeline_without_windows_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.pcap");
+    // 60,000 requests over 2.4 s: three windows; 500 key ranks (and the
+    // solo keys), 100 clients (and the solo ones), 40 families.
+    let stream = generate(&path, 9, 60_000, 500, 100, 40);
+    let limits = TableLimits {
+        max_keys: 4000,
+        max_clients: 1000,
+        max_families: 1000,
+        key_clients: 256,
+        ..LIMITS
+    };
+    for (workers, collectors) in [(1, 1), (2, 2)] {
+        let folded = run_windows(&path, limits, workers, collectors, true);
+        let plain = run_windows(&path, limits, workers, collectors, false);
+        let starts: Vec<u64> = folded.windows.iter().map(|w| w.0).collect();
+        assert_eq!(starts, window_starts(&stream));
+        assert_eq!(starts.len(), 3);
+        assert!(plain.windows.is_empty());
+        assert_eq!(folded.run.totals.requests, 60_000);
+        assert_eq!(folded.run.totals, plain.run.totals);
+        assert_eq!(folded.run.results, plain.run.results);
+        assert!(folded.run.keys.is_exact() && plain.run.keys.is_exact());
+        assert!(folded.run.keys.len() > 400);
+        assert_eq!(contents(&folded.run), contents(&plain.run));
+        let mut sum = Tables::new(&limits);
+        for (_, _, w) in &folded.windows {
+            sum.fold(w);
+        }
+        assert_eq!(contents(&sum), contents(&plain.run));
+    }
+
+    // Each key's true clients.
+    let mut truth: HashMap<(String, ClientId), u64> = HashMap::new();
+    for (key, c, _) in &stream.reqs {
+        let addr = std::net::SocketAddr::from((client_addr(*c), 40_000 + *c as u16));
+        *truth
+            .entry((key.clone(), ClientId::new(addr, ClientGranularity::Ip)))
+            .or_default() += 1;
+    }
+    let limits = TableLimits {
+        key_clients: 32,
+        ..limits
+    };
+    let folded = run_windows(&path, limits, 1, 1, true);
+    let (mut exact_keys, mut crowded_keys) = (0, 0);
+    for e in folded.run.keys.iter() {
+        let key = String::from_utf8(e.key().to_vec()).unwrap();
+        let clients = &e.stats.clients;
+        let distinct = truth.keys().filter(|(k, _)| *k == key).count();
+        let m = clients.unmonitored_bound();
+        for r in clients.iter() {
+            let t = truth.get(&(key.clone(), r.addr)).copied().unwrap_or(0);
+            assert!(
+                t <= r.count && r.count <= t + r.error_bound,
+                "{key}: {r:?}, true {t}"
+            );
+        }
+        for ((k, a), &t) in &truth {
+            if *k == key && t > m {
+                assert!(
+                    clients.iter().any(|r| r.addr == *a),
+                    "{key}: {a:?} ({t} > {m}) missing"
+                );
+            }
+        }
+        if distinct <= 32 {
+            assert!(clients.is_exact(), "{key}: {distinct} clients");
+            exact_keys += 1;
+        } else {
+            crowded_keys += 1;
+        }
+    }
+    assert!(
+        exact_keys > 300 && crowded_keys > 5,
+        "{exact_keys} {crowded_keys}"
+    );
 }

@@ -66,6 +66,44 @@ pub struct CollectorResult {
     pub idle_ns: u64,
 }
 
+/// With windows at least this long a record is added to its window's
+/// tables only, and the run's tables are made of the windows, each folded
+/// in when it closes ([`Tables::fold`]): adding each record to two tables
+/// as large as the caches cannot hold was half a live collector's work.
+/// A fold costs the window's items, about what adding their records cost
+/// when most keys come once a window, so short windows add to both.
+pub const FOLD_FROM_NS: u64 = 1_000_000_000;
+
+/// Which open windows the run's tables already hold.
+///
+/// A fold keeps the run's tables exact only while the window is: a
+/// window that evicted a key may have dropped what the run still counts
+/// exactly. So a window is folded, as far as it got, just before one of
+/// its tables (keys, clients, families) could evict; from then on its
+/// records go to the run's tables too, as without folding, and it is not
+/// folded again when it closes.
+struct Folding {
+    on: bool,
+    /// Starts of the open windows already folded.
+    synced: Vec<Ts>,
+}
+
+impl Folding {
+    /// Whether the window starting at `start` is yet to be folded.
+    fn pending(&self, start: Ts) -> bool {
+        self.on && !self.synced.contains(&start)
+    }
+
+    /// The window starting at `start` closes: into the run, unless it is
+    /// there already.
+    fn close(&mut self, run: &mut Tables, start: Ts, t: &Tables) {
+        if self.pending(start) {
+            run.fold(t);
+        }
+        self.synced.retain(|&s| s != start);
+    }
+}
+
 pub fn window_start(ts: Ts, window_ns: u64) -> Ts {
     ts - ts % window_ns
 }
@@ -92,6 +130,10 @@ pub fn run(
     let mut warnings = Warnings::default();
     let mut memo = FamilyMemo::default();
     let windows = cfg.window_ns > 0 && windows_out.is_some();
+    let mut folding = Folding {
+        on: windows && cfg.window_ns >= FOLD_FROM_NS,
+        synced: Vec::new(),
+    };
     let mut said_upto: Ts = 0;
     let mut insight = cfg.insight.as_ref().map(Insight::new);
     let mut ahead = KeyAhead::default();
@@ -121,6 +163,12 @@ pub fn run(
                         Ok(Ctl::Snapshot(tx)) => {
                             let mut t = Tables::new(&cfg.limits);
                             t.merge(&run);
+                            // The open windows not in the run yet.
+                            for (start, w) in &open {
+                                if folding.pending(*start) {
+                                    t.fold(w);
+                                }
+                            }
                             let _ = tx.send(t);
                         }
                         Ok(Ctl::Limits(l)) => cfg.limits = l,
@@ -150,6 +198,7 @@ pub fn run(
         let mut apply = Apply {
             cfg: &cfg,
             windows,
+            folding: &mut folding,
             memo: &mut memo,
             open: &mut open,
             insight: insight.as_mut(),
@@ -182,7 +231,7 @@ pub fn run(
         if let Some(i) = insight.as_mut().filter(|_| low.is_none()) {
             // Every worker is done: the run's closing counts go to its
             // last window before the windows close below.
-            i.finish(&mut run, open.back_mut().map(|(_, t)| t));
+            finish_insight(i, &folding, &mut run, &mut open);
             insight_done = true;
         }
         if let Some((s, out)) = seconds.as_mut() {
@@ -212,6 +261,7 @@ pub fn run(
                     break;
                 }
                 let (start, t) = open.pop_front().expect("front exists");
+                folding.close(&mut run, start, &t);
                 send_window(out, start, cfg.window_ns, t);
             }
             // Every window ending at or before `low` is closed here.
@@ -236,13 +286,14 @@ pub fn run(
         let mut apply = Apply {
             cfg: &cfg,
             windows,
+            folding: &mut folding,
             memo: &mut memo,
             open: &mut open,
             insight: Some(&mut *i),
             ahead: &mut ahead,
         };
         held.release(None, &mut apply, &mut run, &[]);
-        i.finish(&mut run, open.back_mut().map(|(_, t)| t));
+        finish_insight(i, &folding, &mut run, &mut open);
     }
     if let Some((s, out)) = seconds.as_mut() {
         s.close(None, |p| {
@@ -255,6 +306,7 @@ pub fn run(
     }
     if let Some(out) = &windows_out {
         while let Some((start, t)) = open.pop_front() {
+            folding.close(&mut run, start, &t);
             send_window(out, start, cfg.window_ns, t);
         }
         let _ = out.send(WindowMsg::Upto {
@@ -270,11 +322,29 @@ pub fn run(
     }
 }
 
+/// Cache insight's closing counts: into the last window when the run is
+/// made of folded windows (it is folded in after), else into the run and
+/// that window.
+fn finish_insight(
+    i: &mut Insight,
+    folding: &Folding,
+    run: &mut Tables,
+    open: &mut VecDeque<(Ts, Tables)>,
+) {
+    match open.back_mut() {
+        Some((start, last)) if folding.pending(*start) => i.finish(last, None),
+        last => i.finish(run, last.map(|(_, t)| t)),
+    }
+}
+
 /// What applying a record touches, for one run of records in order.
 struct Apply<'a> {
     cfg: &'a CollectorConfig,
     /// Per-window tables are kept (and sent).
     windows: bool,
+    /// Records go to their window's tables only, until it is synced
+    /// (`FOLD_FROM_NS`, `Folding`).
+    folding: &'a mut Folding,
     memo: &'a mut FamilyMemo,
     open: &'a mut VecDeque<(Ts, Tables)>,
     insight: Option<&'a mut Insight>,
@@ -286,6 +356,72 @@ impl Apply<'_> {
     /// tables, its window's, and insight, with the key table's and
     /// insight's lookups started ahead.
     fn records<'b>(
+        &mut self,
+        run: &mut Tables,
+        n: usize,
+        at: impl Fn(usize) -> (&'b RecordBatch, &'b BRec) + Copy,
+    ) {
+        if !self.folding.on {
+            self.in_order(run, n, at);
+            return;
+        }
+        let window_ns = self.cfg.window_ns;
+        let mut i = 0;
+        while i < n {
+            let start = window_start(at(i).1.seen, window_ns);
+            let mut j = i + 1;
+            while j < n && window_start(at(j).1.seen, window_ns) == start {
+                j += 1;
+            }
+            let w = window_index(self.open, start, &self.cfg.limits);
+            while i < j {
+                if !self.folding.pending(start) {
+                    self.in_order(run, j - i, |k| at(i + k));
+                    break;
+                }
+                // A record adds at most one key, client and family: this
+                // many fit without an eviction.
+                let t = &self.open[w].1;
+                let room = [
+                    t.keys.capacity() - t.keys.len(),
+                    t.clients.capacity() - t.clients.len(),
+                    t.families.capacity() - t.families.len(),
+                ]
+                .into_iter()
+                .min()
+                .unwrap_or(0);
+                if room == 0 {
+                    run.fold(t);
+                    self.folding.synced.push(start);
+                    continue;
+                }
+                let m = room.min(j - i);
+                // As if the window's tables were the run's, with no
+                // windows.
+                let mut none = VecDeque::new();
+                let mut off = Folding {
+                    on: false,
+                    synced: Vec::new(),
+                };
+                let mut span = Apply {
+                    cfg: self.cfg,
+                    windows: false,
+                    folding: &mut off,
+                    memo: &mut *self.memo,
+                    open: &mut none,
+                    insight: self.insight.as_deref_mut(),
+                    ahead: &mut *self.ahead,
+                };
+                span.in_order(&mut self.open[w].1, m, |k| at(i + k));
+                i += m;
+            }
+            i = j;
+        }
+    }
+
+    /// [`records`](Self::records) into `run` and, without fold, into
+    /// their windows.
+    fn in_order<'b>(
         &mut self,
         run: &mut Tables,
         n: usize,

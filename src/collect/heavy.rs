@@ -1057,6 +1057,44 @@ impl<T: Default> HeavyHitters<T> {
         self.merge_with(other, |a, b| a.merge(b));
     }
 
+    /// Folds the same stream's next part into `self` (a closed window into
+    /// the run's table), combining payloads with [`Merge`]. See
+    /// [`fold_with`](Self::fold_with).
+    pub fn fold(&mut self, later: &HeavyHitters<T>)
+    where
+        T: Merge,
+    {
+        self.fold_with(later, |a, b| a.merge(b));
+    }
+
+    /// [`fold`](Self::fold) with a `combine` closure for payloads.
+    ///
+    /// An exact `later` (no evictions) is a list of keys with their true
+    /// counts: each is given to `self` as one weighted update (weighted
+    /// Space-Saving), in `later`'s slot order, so that folding the parts
+    /// of a stream keeps the guarantees of a table fed the whole stream
+    /// (`true <= count <= true + error_bound`, `error_bound <= N / k`).
+    /// It costs `later`'s items and the steps their counts climb, at most
+    /// its total weight, not `self`'s size, so a large run's table takes
+    /// many small windows cheaply. A `later` that evicted may have dropped
+    /// any key of `self`: that needs [`merge_with`](Self::merge_with),
+    /// which it then is.
+    pub fn fold_with(&mut self, later: &HeavyHitters<T>, mut combine: impl FnMut(&mut T, &T)) {
+        if !later.is_exact() {
+            self.merge_with(later, combine);
+            return;
+        }
+        for slot in &later.slots {
+            let e = &slot.entry;
+            if e.count == 0 {
+                continue;
+            }
+            let hash = self.hash_key(&e.key);
+            let s = self.update_at(&e.key, hash, e.count);
+            combine(&mut self.slots[s.0 as usize].entry.stats, &e.stats);
+        }
+    }
+
     /// Folds `other` into `self` when no key can have occurred in both
     /// streams (collectors that own disjoint key shards, for the same
     /// period). A key absent from one table then certainly had 0 there, so
@@ -1883,6 +1921,66 @@ mod tests {
         // The next newcomer inherits the minimum.
         let f = a.update(b"f", 1);
         assert_eq!((f.count(), f.error_bound()), (4, 3));
+    }
+
+    /// Windows folded into a run's table as each closes, as a collector
+    /// with windows builds its run: while the run's table holds every
+    /// key, the very table one fed record by record gives (counts,
+    /// bounds, payloads); past that, Space-Saving's guarantees; and
+    /// windows that evicted themselves are merged, within the same.
+    #[test]
+    fn folding_windows_gives_what_streaming_gives() {
+        let universe = 200_000;
+        let keys = keys(universe);
+        let stream = zipf_stream(31, universe, 1.1, 300_000, 3);
+        let truth = truth(&stream, universe);
+        let n: u64 = stream.iter().map(|&(_, w)| w).sum();
+        let sorted = |t: &HeavyHitters<Stats>| {
+            let mut c = contents(t);
+            c.sort_by(|a, b| a.0.cmp(&b.0));
+            c
+        };
+
+        let distinct = truth.iter().filter(|&&t| t > 0).count();
+        let mut streamed = HeavyHitters::new(distinct);
+        feed(&mut streamed, &keys, &stream);
+        let mut folded = HeavyHitters::new(distinct);
+        let mut window = HeavyHitters::new(distinct);
+        for part in stream.chunks(20_000) {
+            window.clear();
+            feed(&mut window, &keys, part);
+            assert!(window.is_exact());
+            folded.fold(&window);
+            folded.check_invariants();
+        }
+        assert!(folded.is_exact());
+        assert_eq!(folded.total_weight(), n);
+        assert_eq!(sorted(&folded), sorted(&streamed));
+
+        // A run's table smaller than the keys: it evicts as it folds.
+        let capacity = 2000;
+        let mut folded = HeavyHitters::new(capacity);
+        for part in stream.chunks(20_000) {
+            let mut window = HeavyHitters::new(20_000);
+            feed(&mut window, &keys, part);
+            assert!(window.is_exact());
+            folded.fold(&window);
+            folded.check_invariants();
+        }
+        assert!(folded.evictions() > 0);
+        check_guarantees(&folded, &truth, n, capacity, 100);
+
+        // Windows as small as the run's table evict too: merged.
+        let mut folded = HeavyHitters::new(capacity);
+        let mut window = HeavyHitters::new(capacity);
+        for part in stream.chunks(20_000) {
+            window.clear();
+            feed(&mut window, &keys, part);
+            assert!(!window.is_exact());
+            folded.fold(&window);
+            folded.check_invariants();
+        }
+        check_guarantees(&folded, &truth, n, capacity, 100);
     }
 
     #[test]

@@ -605,6 +605,25 @@ impl<const INLINE: usize> AddrTable<INLINE> {
         self.floor = m1.saturating_add(m2);
     }
 
+    /// Folds the same key's table for a later period into this one (a
+    /// closed window into the run's). An exact `later` is a list of
+    /// addresses with their true counts: each is added as one weighted
+    /// update, so that the fold of a stream's parts keeps what one table
+    /// fed the whole stream guarantees (every address of a key with at
+    /// most `cap` of them exact; past that, Space-Saving's bounds). A
+    /// `later` that dropped addresses may have dropped any of ours:
+    /// [`merge`](Self::merge).
+    pub fn fold(&mut self, later: &Self) {
+        if !later.is_exact() || (self.rows.len() == 0 && self.is_exact()) {
+            self.merge(later);
+            return;
+        }
+        let cap = self.set_cap(later.cap as usize);
+        for r in later.rows.iter() {
+            self.add(r.addr, r.count, cap);
+        }
+    }
+
     /// A table rebuilt from stored parts (`store`): `rows` as they were
     /// (at most `cap` are kept), the size, and what was not listed.
     pub fn from_parts(cap: usize, floor: u64, dropped: bool, rows: &[AddrRow]) -> Self {
@@ -888,6 +907,38 @@ mod tests {
             check(&all, &truth);
             if truth.len() <= cap {
                 assert!(all.is_exact(), "round {round}: fits, so exact");
+            }
+        }
+    }
+
+    /// A stream cut into consecutive parts (windows), each counted in its
+    /// own table and folded into the run's as it closes: every bound
+    /// holds, and a key with no more addresses than the size is exact,
+    /// the very table one fed record by record gives.
+    #[test]
+    fn folds_of_consecutive_parts_keep_every_bound() {
+        let mut rng = Rng(8);
+        for round in 0..300 {
+            let cap = 1 + (round % 12);
+            let clients = 1 + (rng.next() % 30) as u32;
+            let mut run = KeyClients::default();
+            let mut streamed = KeyClients::default();
+            let mut truth = BTreeMap::new();
+            for _ in 0..1 + rng.next() % 5 {
+                let mut part = KeyClients::default();
+                for _ in 0..(rng.next() % 150) {
+                    let i = (rng.next() % clients as u64) as u32;
+                    let i = i * i / clients;
+                    part.add(c(i), 1, cap);
+                    streamed.add(c(i), 1, cap);
+                    *truth.entry(c(i)).or_insert(0u64) += 1;
+                }
+                run.fold(&part);
+                check(&run, &truth);
+            }
+            if truth.len() <= cap {
+                assert!(run.is_exact(), "round {round}: fits, so exact");
+                assert_eq!(run.sorted(), streamed.sorted(), "round {round}");
             }
         }
     }

@@ -275,12 +275,29 @@ impl KeyStats {
 
 impl Merge for KeyStats {
     fn merge(&mut self, o: &Self) {
+        self.merge_or_fold(o, false);
+    }
+}
+
+impl KeyStats {
+    /// [`Merge::merge`] for the same key in a later period of the same
+    /// stream: its server and client tables fold (`AddrTable::fold`).
+    pub fn fold(&mut self, later: &Self) {
+        self.merge_or_fold(later, true);
+    }
+
+    fn merge_or_fold(&mut self, o: &Self, fold: bool) {
         self.traffic.merge(&o.traffic);
         self.commands.merge(&o.commands);
         self.latency_us.merge(&o.latency_us);
         self.value_size.merge(&o.value_size);
-        self.servers.merge(&o.servers);
-        self.clients.merge(&o.clients);
+        if fold {
+            self.servers.fold(&o.servers);
+            self.clients.fold(&o.clients);
+        } else {
+            self.servers.merge(&o.servers);
+            self.clients.merge(&o.clients);
+        }
         self.insight.merge(&o.insight);
     }
 }
@@ -674,9 +691,27 @@ impl Tables {
     /// tables merge as disjoint, and a key exact in its collector stays
     /// exact. Not for tables of different periods that share keys.
     pub fn merge(&mut self, o: &Tables) {
-        self.keys.merge_disjoint(&o.keys);
-        self.clients.merge(&o.clients);
-        self.families.merge(&o.families);
+        self.merge_impl(o, false);
+    }
+
+    /// Folds the same collector's tables for a later period into these
+    /// (a closed window into the run's): a key may be in both. See
+    /// [`HeavyHitters::fold_with`]: exact while both are, Space-Saving's
+    /// bounds otherwise.
+    pub fn fold(&mut self, later: &Tables) {
+        self.merge_impl(later, true);
+    }
+
+    fn merge_impl(&mut self, o: &Tables, fold: bool) {
+        if fold {
+            self.keys.fold_with(&o.keys, |a, b| a.fold(b));
+            self.clients.fold(&o.clients);
+            self.families.fold(&o.families);
+        } else {
+            self.keys.merge_disjoint(&o.keys);
+            self.clients.merge(&o.clients);
+            self.families.merge(&o.families);
+        }
         for (k, v) in o.commands.iter() {
             let e = self.commands.get(*k);
             e.count += v.count;
