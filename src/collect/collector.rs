@@ -11,7 +11,7 @@ use super::batch::{BRec, RecordBatch};
 use super::families::{FamilyMemo, FamilyRules};
 use super::insight::{self, Insight, InsightConfig};
 use super::seconds::{SecondMsg, Seconds, SECOND_NS};
-use super::tables::{KeyAhead, TableLimits, Tables};
+use super::tables::{Added, KeyAhead, TableLimits, Tables};
 use crate::decode::Ts;
 use crate::stats::{Counters, Warnings};
 use crossbeam_channel::{Receiver, Sender};
@@ -516,6 +516,7 @@ impl Apply<'_> {
         };
         let fam = self.memo.name(fam_id);
         let added = run.add_hashed(b, r, fam, key_hash, key_slot);
+        let mut win_added = Added::default();
         if self.windows && !r.echo {
             // The window found ahead, unless a window the batch opened
             // moved it; else found (or opened) now.
@@ -527,12 +528,13 @@ impl Apply<'_> {
                     (window_tables(self.open, start, &self.cfg.limits), None)
                 }
             };
-            t.add_hashed(b, r, fam, h, None);
+            win_added = t.add_hashed(b, r, fam, h, None);
         }
         if let Some(i) = self.insight.as_deref_mut() {
             i.prefetch_ahead(far, near);
             let window_ns = if self.windows { self.cfg.window_ns } else { 0 };
             let win = insight_window(self.cfg.limits, window_ns);
+            let added = [added, win_added];
             i.apply_record(b, r, fam, added, run, self.open, window_ns, win);
         }
     }

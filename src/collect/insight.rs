@@ -844,14 +844,15 @@ impl Insight {
     /// from its workers' batches (no queue of copies here: copying each
     /// record's key, family and a 128-byte event in and out again was a
     /// quarter of insight's cost). `added` is where adding the record to
-    /// the run's tables just left its key and family entries.
+    /// the run's tables and to its window's just left its key and family
+    /// entries (a default: look them up).
     #[allow(clippy::too_many_arguments)]
     pub fn apply_record(
         &mut self,
         b: &RecordBatch,
         r: &BRec,
         family: Option<&[u8]>,
-        added: Added,
+        added: [Added; 2],
         run: &mut Tables,
         open: &mut VecDeque<(Ts, Tables)>,
         window_ns: u64,
@@ -893,7 +894,7 @@ impl Insight {
         ev: &Ev,
         key: &[u8],
         fam: Option<&[u8]>,
-        added: Added,
+        added: [Added; 2],
         run: &mut Tables,
         open: &mut VecDeque<(Ts, Tables)>,
         window_ns: u64,
@@ -957,7 +958,7 @@ impl Insight {
         ev: &Ev,
         key: &[u8],
         fam: Option<&[u8]>,
-        added: Added,
+        added: [Added; 2],
         run: &mut Tables,
         mut win: Option<&mut Tables>,
     ) {
@@ -1212,10 +1213,9 @@ impl Insight {
             .forgotten_unread
             .and_then(|(s, b)| self.servers.get(s as usize).map(|a| (*a, b)));
         let multi_with = newly_multi.and_then(|s| self.servers.get(s as usize).copied());
-        // The run's key and family entries are where adding the record
-        // left them; a window's are looked up.
-        for (i, t) in std::iter::once(run).chain(win).enumerate() {
-            let at = if i == 0 { added } else { Added::default() };
+        // The key and family entries are where adding the record left
+        // them.
+        for (t, at) in std::iter::once(run).chain(win).zip(added) {
             out.book(
                 t,
                 at,
