@@ -74,33 +74,111 @@ pub struct CollectorResult {
 /// when most keys come once a window, so short windows add to both.
 pub const FOLD_FROM_NS: u64 = 1_000_000_000;
 
-/// Which open windows the run's tables already hold.
+/// Key items folded into the run per queued window, each time the
+/// collector takes a batch: about a batch's records, so that a window of
+/// a million keys is folded over a thousand batches, not in one stall of
+/// half a second while the rings fill.
+const FOLD_STEP: usize = 1024;
+
+/// The windows the run's tables do not hold yet.
 ///
 /// A fold keeps the run's tables exact only while the window is: a
 /// window that evicted a key may have dropped what the run still counts
 /// exactly. So a window is folded, as far as it got, just before one of
 /// its tables (keys, clients, families) could evict; from then on its
 /// records go to the run's tables too, as without folding, and it is not
-/// folded again when it closes.
+/// folded again when it closes. A closed window is folded `FOLD_STEP`
+/// keys at a time and sent once folded (and behind those before it).
 struct Folding {
     on: bool,
     /// Starts of the open windows already folded.
     synced: Vec<Ts>,
+    /// Closed windows not sent yet, in the order they closed.
+    queue: VecDeque<Closing>,
+}
+
+struct Closing {
+    start: Ts,
+    tables: Tables,
+    /// Where its fold stands (`Tables::fold_part`): `None` when the run
+    /// holds it already.
+    next: Option<usize>,
 }
 
 impl Folding {
-    /// Whether the window starting at `start` is yet to be folded.
+    fn new(on: bool) -> Folding {
+        Folding {
+            on,
+            synced: Vec::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Whether the open window starting at `start` is yet to be folded.
     fn pending(&self, start: Ts) -> bool {
         self.on && !self.synced.contains(&start)
     }
 
-    /// The window starting at `start` closes: into the run, unless it is
-    /// there already.
-    fn close(&mut self, run: &mut Tables, start: Ts, t: &Tables) {
-        if self.pending(start) {
-            run.fold(t);
-        }
+    /// The window starting at `start` closes: sent now when the run
+    /// holds it and none is queued, else queued.
+    fn close(&mut self, start: Ts, t: Tables, out: &Sender<WindowMsg>, window_ns: u64) {
+        let fold = self.pending(start);
         self.synced.retain(|&s| s != start);
+        if !fold && self.queue.is_empty() {
+            send_window(out, start, window_ns, t);
+            return;
+        }
+        self.queue.push_back(Closing {
+            start,
+            tables: t,
+            next: fold.then_some(0),
+        });
+    }
+
+    /// Folds at most `budget` key items of the queued windows into
+    /// `run`, and sends each one folded.
+    fn step(
+        &mut self,
+        run: &mut Tables,
+        mut budget: usize,
+        out: &Sender<WindowMsg>,
+        window_ns: u64,
+    ) {
+        while let Some(c) = self.queue.front_mut() {
+            if let Some(from) = c.next {
+                if budget == 0 {
+                    return;
+                }
+                let end = run.fold_part(&c.tables, from, budget);
+                budget -= (end - from).min(budget);
+                if end < c.tables.keys.len() {
+                    c.next = Some(end);
+                    return;
+                }
+            }
+            let c = self.queue.pop_front().expect("front exists");
+            send_window(out, c.start, window_ns, c.tables);
+        }
+    }
+
+    /// `upto` held below the windows not sent yet.
+    fn sent_upto(&self, upto: Ts) -> Ts {
+        self.queue.iter().map(|c| c.start).fold(upto, Ts::min)
+    }
+
+    /// What the run's tables do not hold yet, added to `t` (a copy of
+    /// them): the rest of the queued windows, and the open ones.
+    fn add_unfolded(&self, t: &mut Tables, open: &VecDeque<(Ts, Tables)>) {
+        for c in &self.queue {
+            if let Some(from) = c.next {
+                t.fold_part(&c.tables, from, usize::MAX);
+            }
+        }
+        for (start, w) in open {
+            if self.pending(*start) {
+                t.fold(w);
+            }
+        }
     }
 }
 
@@ -130,10 +208,7 @@ pub fn run(
     let mut warnings = Warnings::default();
     let mut memo = FamilyMemo::default();
     let windows = cfg.window_ns > 0 && windows_out.is_some();
-    let mut folding = Folding {
-        on: windows && cfg.window_ns >= FOLD_FROM_NS,
-        synced: Vec::new(),
-    };
+    let mut folding = Folding::new(windows && cfg.window_ns >= FOLD_FROM_NS);
     let mut said_upto: Ts = 0;
     let mut insight = cfg.insight.as_ref().map(Insight::new);
     let mut ahead = KeyAhead::default();
@@ -148,6 +223,15 @@ pub fn run(
 
     let mut idle_ns = 0u64;
     loop {
+        if let Some(out) = windows_out.as_ref().filter(|_| !folding.queue.is_empty()) {
+            if rx.is_empty() && ctl.as_ref().is_none_or(|c| c.is_empty()) {
+                // Nothing to take: fold on while it lasts.
+                folding.step(&mut run, 8 * FOLD_STEP, out, cfg.window_ns);
+                let low = watermark.iter().flatten().min().copied();
+                say_upto(out, id, low, cfg.window_ns, &folding, &mut said_upto);
+                continue;
+            }
+        }
         let next = match &ctl {
             // Timed only when there is nothing queued.
             None => rx.try_recv().or_else(|_| {
@@ -163,12 +247,7 @@ pub fn run(
                         Ok(Ctl::Snapshot(tx)) => {
                             let mut t = Tables::new(&cfg.limits);
                             t.merge(&run);
-                            // The open windows not in the run yet.
-                            for (start, w) in &open {
-                                if folding.pending(*start) {
-                                    t.fold(w);
-                                }
-                            }
+                            folding.add_unfolded(&mut t, &open);
                             let _ = tx.send(t);
                         }
                         Ok(Ctl::Limits(l)) => cfg.limits = l,
@@ -261,21 +340,11 @@ pub fn run(
                     break;
                 }
                 let (start, t) = open.pop_front().expect("front exists");
-                folding.close(&mut run, start, &t);
-                send_window(out, start, cfg.window_ns, t);
+                folding.close(start, t, out, cfg.window_ns);
             }
-            // Every window ending at or before `low` is closed here.
-            let upto = match low {
-                Some(l) => window_start(l, cfg.window_ns),
-                None => Ts::MAX,
-            };
-            if upto > said_upto {
-                said_upto = upto;
-                let _ = out.send(WindowMsg::Upto {
-                    collector: id,
-                    upto,
-                });
-            }
+            let budget = FOLD_STEP * folding.queue.len();
+            folding.step(&mut run, budget, out, cfg.window_ns);
+            say_upto(out, id, low, cfg.window_ns, &folding, &mut said_upto);
         }
         if watermark.iter().all(|w| w.is_none()) {
             break;
@@ -306,9 +375,9 @@ pub fn run(
     }
     if let Some(out) = &windows_out {
         while let Some((start, t)) = open.pop_front() {
-            folding.close(&mut run, start, &t);
-            send_window(out, start, cfg.window_ns, t);
+            folding.close(start, t, out, cfg.window_ns);
         }
+        folding.step(&mut run, usize::MAX, out, cfg.window_ns);
         let _ = out.send(WindowMsg::Upto {
             collector: id,
             upto: Ts::MAX,
@@ -319,6 +388,27 @@ pub fn run(
         counters,
         warnings,
         idle_ns,
+    }
+}
+
+/// Tells the pipeline that every window ending at or before the start of
+/// `low`'s (all of them once `low` is `None`) is closed here and sent.
+fn say_upto(
+    out: &Sender<WindowMsg>,
+    collector: usize,
+    low: Option<Ts>,
+    window_ns: u64,
+    folding: &Folding,
+    said: &mut Ts,
+) {
+    let upto = match low {
+        Some(l) => window_start(l, window_ns),
+        None => Ts::MAX,
+    };
+    let upto = folding.sent_upto(upto);
+    if upto > *said {
+        *said = upto;
+        let _ = out.send(WindowMsg::Upto { collector, upto });
     }
 }
 
@@ -399,10 +489,7 @@ impl Apply<'_> {
                 // As if the window's tables were the run's, with no
                 // windows.
                 let mut none = VecDeque::new();
-                let mut off = Folding {
-                    on: false,
-                    synced: Vec::new(),
-                };
+                let mut off = Folding::new(false);
                 let mut span = Apply {
                     cfg: self.cfg,
                     windows: false,

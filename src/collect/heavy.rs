@@ -1079,12 +1079,31 @@ impl<T: Default> HeavyHitters<T> {
     /// many small windows cheaply. A `later` that evicted may have dropped
     /// any key of `self`: that needs [`merge_with`](Self::merge_with),
     /// which it then is.
-    pub fn fold_with(&mut self, later: &HeavyHitters<T>, mut combine: impl FnMut(&mut T, &T)) {
+    pub fn fold_with(&mut self, later: &HeavyHitters<T>, combine: impl FnMut(&mut T, &T)) {
+        self.fold_part_with(later, 0, usize::MAX, combine);
+    }
+
+    /// Part of [`fold_with`](Self::fold_with): `later`'s items from slot
+    /// `from` on, at most `n` of them, so that a large fold can be spread
+    /// over time. Returns where the next part starts; `later.len()` once
+    /// it is all folded. A `later` that evicted is merged whole by the
+    /// part from 0.
+    pub fn fold_part_with(
+        &mut self,
+        later: &HeavyHitters<T>,
+        from: usize,
+        n: usize,
+        mut combine: impl FnMut(&mut T, &T),
+    ) -> usize {
         if !later.is_exact() {
-            self.merge_with(later, combine);
-            return;
+            if from == 0 {
+                self.merge_with(later, combine);
+            }
+            return later.slots.len();
         }
-        for slot in &later.slots {
+        let from = from.min(later.slots.len());
+        let end = from.saturating_add(n).min(later.slots.len());
+        for slot in &later.slots[from..end] {
             let e = &slot.entry;
             if e.count == 0 {
                 continue;
@@ -1093,6 +1112,7 @@ impl<T: Default> HeavyHitters<T> {
             let s = self.update_at(&e.key, hash, e.count);
             combine(&mut self.slots[s.0 as usize].entry.stats, &e.stats);
         }
+        end
     }
 
     /// Folds `other` into `self` when no key can have occurred in both
@@ -1981,6 +2001,36 @@ mod tests {
             folded.check_invariants();
         }
         check_guarantees(&folded, &truth, n, capacity, 100);
+    }
+
+    /// A fold spread over parts of any size is the fold in one go.
+    #[test]
+    fn a_fold_in_parts_is_the_fold_in_one_go() {
+        let universe = 20_000;
+        let keys = keys(universe);
+        let stream = zipf_stream(41, universe, 1.0, 60_000, 2);
+        for (capacity, part) in [(50_000, 1), (50_000, 7), (3000, 1000), (3000, usize::MAX)] {
+            let mut whole = HeavyHitters::new(capacity);
+            let mut parts = HeavyHitters::new(capacity);
+            for chunk in stream.chunks(15_000) {
+                let mut window = HeavyHitters::new(50_000);
+                feed(&mut window, &keys, chunk);
+                whole.fold(&window);
+                let mut from = 0;
+                loop {
+                    let next =
+                        parts.fold_part_with(&window, from, part, |a: &mut Stats, b| a.merge(b));
+                    assert!(next > from || next == window.len());
+                    assert!(next - from <= part);
+                    from = next;
+                    if from == window.len() {
+                        break;
+                    }
+                }
+                parts.check_invariants();
+            }
+            assert_eq!(contents(&parts), contents(&whole), "{capacity} {part}");
+        }
     }
 
     #[test]

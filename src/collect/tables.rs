@@ -699,12 +699,25 @@ impl Tables {
     /// [`HeavyHitters::fold_with`]: exact while both are, Space-Saving's
     /// bounds otherwise.
     pub fn fold(&mut self, later: &Tables) {
-        self.merge_impl(later, true);
+        self.fold_part(later, 0, usize::MAX);
     }
 
+    /// Part of [`fold`](Self::fold), to spread a large one over time:
+    /// everything but the keys with the part from 0, and `later`'s keys
+    /// from item `from` on, at most `n` of them. Returns where the next
+    /// part starts; `later.keys.len()` once all is folded.
+    pub fn fold_part(&mut self, later: &Tables, from: usize, n: usize) -> usize {
+        if from == 0 {
+            self.merge_impl(later, true);
+        }
+        self.keys
+            .fold_part_with(&later.keys, from, n, |a, b| a.fold(b))
+    }
+
+    /// Everything but the key table when `fold` (the key table is folded
+    /// by [`fold_part`](Self::fold_part)).
     fn merge_impl(&mut self, o: &Tables, fold: bool) {
         if fold {
-            self.keys.fold_with(&o.keys, |a, b| a.fold(b));
             self.clients.fold(&o.clients);
             self.families.fold(&o.families);
         } else {
