@@ -2,14 +2,16 @@
 //! key's clients and servers (exact while they fit, bounded beyond), the
 //! totals. Input (through `arbitrary`): table sizes, and a stream of
 //! records over a few dozen keys, clients and servers, sharded between
-//! two collectors whose tables are then merged (as `memtap` does).
+//! two collectors whose tables are then merged (as `memtap` does), and cut
+//! into consecutive windows folded into a run a part at a time (as a
+//! collector with windows does).
 //!
 //! Invariants, against an exact count of the same stream: totals and
 //! results exact; every row of every table within its stated bound
 //! (`count - error_bound <= true <= count`); every key, client or address
 //! missing from a table at most its `unmonitored_bound`; exact rows
 //! exactly right; no table past its size. Checked on each collector's
-//! tables and on the merge.
+//! tables, on the merge and on the folded run.
 
 use arbitrary::{Arbitrary, Unstructured};
 use memtap::collect::batch::{shard_of, RecordBatch};
@@ -41,7 +43,23 @@ pub struct Input {
     max_clients: u8,
     key_clients: u8,
     by_host: bool,
+    /// Records a window holds, and key items folded a part.
+    window: u8,
+    fold_step: u8,
     recs: Vec<Rec>,
+}
+
+/// Folds `w` into `run` `step` keys at a time.
+fn fold_in_parts(run: &mut Tables, w: &Tables, step: usize) {
+    let mut from = 0;
+    loop {
+        let next = run.fold_part(w, from, step);
+        if next >= w.keys.len() {
+            break;
+        }
+        assert!(next > from, "a fold part made no progress");
+        from = next;
+    }
 }
 
 const COMMANDS: [&str; 4] = ["get", "set", "mg", "getkq"];
@@ -194,6 +212,13 @@ pub fn run(data: &[u8]) {
     let mut whole = Tables::new(&limits);
     let mut shards = [Tables::new(&limits), Tables::new(&limits)];
     let (mut xw, mut xs) = (Exact::default(), [Exact::default(), Exact::default()]);
+    let (per_window, step) = (
+        1 + input.window as usize * 8,
+        1 + input.fold_step as usize % 16,
+    );
+    let (mut folded, mut window, mut in_window) = (Tables::new(&limits), Tables::new(&limits), 0);
+    // Whether a window evicted (then it is merged, with merged bounds).
+    let mut dropped = false;
     let mut batch = RecordBatch::default();
     let mut family = Vec::new();
     let server_ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
@@ -236,6 +261,14 @@ pub fn run(data: &[u8]) {
             let b = &batch.recs[0];
             whole.add(&batch, b, None, &mut family);
             shards[shard].add(&batch, b, None, &mut family);
+            window.add(&batch, b, None, &mut family);
+            in_window += 1;
+            if in_window == per_window {
+                dropped |= !window.keys.is_exact() || !window.clients.is_exact();
+                fold_in_parts(&mut folded, &window, step);
+                window = Tables::new(&limits);
+                in_window = 0;
+            }
             let cid = ClientId::new(client, limits.client_granularity);
             for x in [&mut xw, &mut xs[shard]] {
                 x.requests += 1;
@@ -258,6 +291,9 @@ pub fn run(data: &[u8]) {
             }
         }
     }
+    dropped |= !window.keys.is_exact() || !window.clients.is_exact();
+    fold_in_parts(&mut folded, &window, step);
+    check(&folded, &xw, dropped);
     check(&whole, &xw, false);
     check(&shards[0], &xs[0], false);
     check(&shards[1], &xs[1], false);
