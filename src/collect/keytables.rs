@@ -706,6 +706,12 @@ mod tests {
     use std::collections::BTreeMap;
     use std::net::SocketAddr;
 
+    /// One of `clients` addresses, the first ones the most often.
+    fn skewed(rng: &mut Rng, clients: u32) -> ClientId {
+        let i = (rng.next() % clients as u64) as u32;
+        c(i * i / clients)
+    }
+
     fn c(i: u32) -> ClientId {
         let [a, b, x, y] = i.to_be_bytes();
         ClientId::new(
@@ -884,59 +890,55 @@ mod tests {
         assert_eq!(n.sorted(), s);
     }
 
+    /// One skewed stream per round, counted two ways: in random parts
+    /// (collectors) merged, and in consecutive parts (windows) each folded
+    /// into the run's table as it closes. Every bound holds both ways; a
+    /// key with no more addresses than the size is exact, and folded it is
+    /// the very table one fed record by record gives.
     #[test]
-    fn merges_of_random_splits_keep_every_bound() {
+    fn merges_of_random_splits_and_folds_of_windows_keep_every_bound() {
         let mut rng = Rng(5);
-        for round in 0..200 {
+        for round in 0..300 {
             let cap = 1 + (round % 12);
             let clients = 1 + (rng.next() % 30) as u32;
+            let stream: Vec<ClientId> = (0..rng.next() % 600)
+                .map(|_| skewed(&mut rng, clients))
+                .collect();
+            let mut truth = BTreeMap::new();
+            let mut streamed = KeyClients::default();
+            for &a in &stream {
+                *truth.entry(a).or_insert(0u64) += 1;
+                streamed.add(a, 1, cap);
+            }
+
             let parts = 1 + (rng.next() % 4) as usize;
             let mut tables = vec![KeyClients::default(); parts];
-            let mut truth = BTreeMap::new();
-            for _ in 0..(rng.next() % 400) {
-                let i = (rng.next() % clients as u64) as u32;
-                let i = i * i / clients;
-                let p = (rng.next() % parts as u64) as usize;
-                tables[p].add(c(i), 1, cap);
-                *truth.entry(c(i)).or_insert(0u64) += 1;
+            for &a in &stream {
+                tables[(rng.next() % parts as u64) as usize].add(a, 1, cap);
             }
             let mut all = KeyClients::default();
             for t in &tables {
                 all.merge(t);
             }
             check(&all, &truth);
+
+            let mut run = KeyClients::default();
+            let mut seen = BTreeMap::new();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                let (part, later) =
+                    rest.split_at((1 + rng.next() % 150).min(rest.len() as u64) as usize);
+                let mut window = KeyClients::default();
+                for &a in part {
+                    window.add(a, 1, cap);
+                    *seen.entry(a).or_insert(0u64) += 1;
+                }
+                run.fold(&window);
+                check(&run, &seen);
+                rest = later;
+            }
             if truth.len() <= cap {
                 assert!(all.is_exact(), "round {round}: fits, so exact");
-            }
-        }
-    }
-
-    /// A stream cut into consecutive parts (windows), each counted in its
-    /// own table and folded into the run's as it closes: every bound
-    /// holds, and a key with no more addresses than the size is exact,
-    /// the very table one fed record by record gives.
-    #[test]
-    fn folds_of_consecutive_parts_keep_every_bound() {
-        let mut rng = Rng(8);
-        for round in 0..300 {
-            let cap = 1 + (round % 12);
-            let clients = 1 + (rng.next() % 30) as u32;
-            let mut run = KeyClients::default();
-            let mut streamed = KeyClients::default();
-            let mut truth = BTreeMap::new();
-            for _ in 0..1 + rng.next() % 5 {
-                let mut part = KeyClients::default();
-                for _ in 0..(rng.next() % 150) {
-                    let i = (rng.next() % clients as u64) as u32;
-                    let i = i * i / clients;
-                    part.add(c(i), 1, cap);
-                    streamed.add(c(i), 1, cap);
-                    *truth.entry(c(i)).or_insert(0u64) += 1;
-                }
-                run.fold(&part);
-                check(&run, &truth);
-            }
-            if truth.len() <= cap {
                 assert!(run.is_exact(), "round {round}: fits, so exact");
                 assert_eq!(run.sorted(), streamed.sorted(), "round {round}");
             }
