@@ -74,11 +74,6 @@ pub struct CollectorResult {
 /// when most keys come once a window, so short windows add to both.
 pub const FOLD_FROM_NS: u64 = 1_000_000_000;
 
-/// The fewest records a folding window takes at a time (unless fewer are
-/// left): below that, the lookahead of `KeyAhead` and insight restarts too
-/// often.
-const MIN_SPAN: usize = 256;
-
 /// Key items folded into the run per queued window, each time the
 /// collector takes a batch: about a batch's records, so that a window of
 /// a million keys is folded over a thousand batches, not in one stall of
@@ -485,10 +480,7 @@ impl Apply<'_> {
                 .into_iter()
                 .min()
                 .unwrap_or(0);
-                // Too little room for a span worth its set-up (a window
-                // whose keys stop just short of its size would take its
-                // records a few at a time): sync now.
-                if room < (j - i).min(MIN_SPAN) {
+                if room == 0 {
                     run.fold(t);
                     self.folding.synced.push(start);
                     continue;
